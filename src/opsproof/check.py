@@ -1,0 +1,81 @@
+"""What a check function holds while it runs: observed facts, expectations, warnings.
+
+Checks assert plainly; a failed assertion is a `failed` record. Thresholds go
+through `Check.threshold`, which fails past `fail` and records a warning past
+`warn`::
+
+    def test_health(item, facts, check):
+        assert facts.reached, facts.failure
+        check.threshold("latency", facts.latency_s, item.expect.latency, show=format_duration)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from opsproof.outcomes import evaluate
+
+
+class CheckFailed(AssertionError):
+    """The target is not as expected (a `failed` record, never an `error`)."""
+
+
+class _Threshold(Protocol):
+    @property
+    def warn(self) -> Any: ...
+    @property
+    def fail(self) -> Any: ...
+
+
+@dataclass
+class Check:
+    """The record-in-progress of one check; the plugin turns it into the evidence record."""
+
+    check_id: str
+    kind: str
+    target: str | None
+    severity: str
+    observed: dict[str, Any] = field(default_factory=dict)
+    expected: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    summary: str | None = None
+    started_at: str | None = None
+    duration_s: float | None = None
+
+    def observe(self, **facts: Any) -> None:
+        self.observed.update(facts)
+
+    def expect(self, **expectations: Any) -> None:
+        self.expected.update(expectations)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def note(self, summary: str) -> None:
+        """The one-line message a passing record carries ("HTTP 200 in 42ms")."""
+        self.summary = summary
+
+    def threshold(
+        self,
+        measure: str,
+        value: float | None,
+        threshold: _Threshold | None,
+        *,
+        lower_is_worse: bool = False,
+        show: Callable[[float], str] = lambda v: f"{v:g}",
+    ) -> None:
+        """Fail past `threshold.fail`, warn past `threshold.warn`; record both sides."""
+        if threshold is None:
+            return
+        self.expected[measure] = {
+            key: show(limit) for key, limit in (("warn", threshold.warn), ("fail", threshold.fail)) if limit is not None
+        }
+        if value is None:
+            raise CheckFailed(f"{measure} could not be measured")
+        verdict = evaluate(measure, value, threshold.warn, threshold.fail, lower_is_worse=lower_is_worse, show=show)
+        if verdict.level == "fail":
+            raise CheckFailed(verdict.message)
+        if verdict.level == "warn":
+            self.warn(verdict.message)

@@ -1,0 +1,1 @@
+"""The demo environment: local stand-ins for the services of runbook 000, on loopback."""

@@ -1,0 +1,74 @@
+"""Health endpoints modelled on runbook 000's table, served from one loopback port.
+
+Wallet Guard, Auth Proxy, Usage Metering and Audit Trail (critical) answer
+healthy; the Web Dashboard (non-critical) is healthy but slow, so its latency
+warns; Reporting (non-critical) is down with a 503, a non-blocking failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiohttp import web
+
+HEALTHY = ("wallet-guard", "auth-proxy", "usage-meter", "audit-trail")
+SLOW = {"dashboard": 0.15}
+DOWN = {"reporting": "reporting database unreachable"}
+
+
+def make_app() -> web.Application:
+    async def health(request: web.Request) -> web.Response:
+        service = request.match_info["service"]
+        if service in DOWN:
+            return web.json_response({"status": "unhealthy", "reason": DOWN[service]}, status=503)
+        if service in SLOW:
+            await asyncio.sleep(SLOW[service])
+        if service in HEALTHY or service in SLOW:
+            return web.json_response({"status": "healthy", "service": service})
+        raise web.HTTPNotFound()
+
+    app = web.Application()
+    app.router.add_get("/{service}/health", health)
+    return app
+
+
+def free_port(preferred: int) -> int:
+    """`preferred` when nothing listens there, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise OSError("no free port on 127.0.0.1")
+
+
+@contextmanager
+def serving(port: int) -> Iterator[str]:
+    """Serve the demo services on 127.0.0.1:port in a background thread; yields 'host:port'."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(make_app(), access_log=None)
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="opsproof-demo", daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the demo services did not start")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

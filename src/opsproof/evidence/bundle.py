@@ -1,0 +1,33 @@
+"""Write one evidence bundle: a new folder with every format, then seal it."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from opsproof.evidence.html import render_html
+from opsproof.evidence.junit import render_junit
+from opsproof.evidence.manifest import seal
+from opsproof.evidence.results_json import render_json
+from opsproof.redaction import Redactor
+
+RENDERERS = {"results.json": render_json, "junit.xml": render_junit, "report.html": render_html}
+
+
+def write_bundle(results: dict[str, Any], report_dir: Path, redactor: Redactor) -> Path:
+    run = results["run"]
+    report_dir.mkdir(parents=True, exist_ok=True)
+    stamp = re.sub(r"[-:]|\.\d+", "", run["started_at"])  # 20261124T104500Z
+    environment = re.sub(r"[^A-Za-z0-9_.-]", "_", run["environment"])
+    bundle = report_dir / f"{environment}-{stamp}-{run['id'][:8]}"
+    bundle.mkdir()
+    for name, render in RENDERERS.items():
+        # Records are redacted when made; this second pass covers everything else a format adds.
+        text = redactor.redact(render(results))
+        fd = os.open(bundle / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+    seal(bundle, run)
+    return bundle

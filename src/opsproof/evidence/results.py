@@ -1,0 +1,94 @@
+"""The neutral model of a run: `{"schema": "opsproof/results/v1", "run", "checks", "summary"}`."""
+
+from __future__ import annotations
+
+import getpass
+import platform
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opsproof import __version__, outcomes
+from opsproof.probes import utc_now
+from opsproof.redaction import ACTIVE as REDACTOR
+
+if TYPE_CHECKING:
+    import pytest
+
+    from opsproof.plugin import RunState
+
+SCHEMA = "opsproof/results/v1"
+
+
+def build_results(config: pytest.Config, state: RunState) -> dict[str, Any]:
+    checks = list(state.records.values())
+    exit_code = state.exit_code if state.exit_code is not None else outcomes.EXIT_INTERNAL
+    loaded = state.loaded
+    run = {
+        "id": state.run_id,
+        "environment": loaded.profile.environment,
+        "profile": {"path": str(loaded.path), "sha256": loaded.sha256},
+        "started_at": state.started_at,
+        "finished_at": utc_now(),
+        "selection": {
+            "markers": config.option.markexpr or None,
+            "keywords": config.option.keyword or None,
+            "paths": [str(a) for a in config.args],
+        },
+        "suite": {"version": __version__, "commit": _git_commit(config.rootpath)},
+        "host": platform.node(),
+        "user": _user(),
+        "command": REDACTOR.redact(" ".join([Path(sys.argv[0]).name, *config.invocation_params.args])),
+        "status": outcomes.RUN_STATUS.get(exit_code, "failed"),
+        "exit_code": exit_code,
+        "fail_on": state.fail_on,
+        "vars": dict(sorted(loaded.plain_vars.items())),
+    }
+    if state.signalled:
+        run["interrupted_by"] = state.signalled
+    if state.collect_errors:
+        run["collection_errors"] = state.collect_errors
+    return {"schema": SCHEMA, "run": run, "checks": checks, "summary": summarize(checks, state)}
+
+
+def summarize(checks: list[dict[str, Any]], state: RunState) -> dict[str, Any]:
+    by_outcome = Counter(c["outcome"] for c in checks)
+    by_severity: dict[str, dict[str, int]] = {}
+    for c in checks:
+        row = by_severity.setdefault(c["severity"], {})
+        row[c["outcome"]] = row.get(c["outcome"], 0) + 1
+    blocking = [c["check"] for c in checks if outcomes.is_blocking(c["outcome"], c["severity"], state.fail_on)]
+    return {
+        "total": len(checks),
+        "by_outcome": {o: by_outcome.get(o, 0) for o in outcomes.OUTCOMES},
+        "by_severity": {s: by_severity[s] for s in ("critical", "high", "medium", "low") if s in by_severity},
+        "blocking": blocking,
+        "waivers": {
+            "applied": sorted(
+                {c["waiver"]["ticket"] for c in checks if c.get("waiver", {}).get("status") == "applied"}
+            ),
+            "expired": sorted(
+                {c["waiver"]["ticket"] for c in checks if c.get("waiver", {}).get("status") == "expired"}
+            ),
+            "unmatched": state.unmatched_waivers,
+        },
+    }
+
+
+def _git_commit(root: Path) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "unknown"

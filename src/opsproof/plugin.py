@@ -1,0 +1,566 @@
+"""The pytest plugin: options, markers, profile loading, parametrization, fixtures, records.
+
+It is active when `--profile` is given or the rootdir's ini sets `opsproof = true`
+(this repository's pyproject does); elsewhere it only registers its markers, so
+other projects that share the virtual environment are untouched.
+
+Check modules are `checks/<area>/test_<kind>.py`; every test in them is
+parametrized over the profile's items of `<kind>` (ids from the item names) and
+gets three fixtures: `item` (the profile model), `facts` (what the probe saw,
+gathered once for the whole run) and `check` (observed/expected/warnings).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from opsproof import outcomes
+from opsproof.check import Check
+from opsproof.controls import controls_for
+from opsproof.gather import FactsByKind, probe_all, probe_all_shared
+from opsproof.markers import ALL_MARKERS, CADENCE_MARKERS
+from opsproof.probes import Facts, ProbeKind, kinds, utc_now
+from opsproof.profile import Item, LoadedProfile, ProfileError, Waiver, load_profile, resolve_profile_path
+from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
+
+
+@dataclass
+class RunState:
+    """Everything the plugin keeps for one session, under `config.stash`."""
+
+    loaded: LoadedProfile
+    fail_on: str
+    report_dir: Path
+    run_id: str
+    started_at: str
+    is_worker: bool
+    share_dir: Path | None = None
+    facts: FactsByKind | None = None
+    probe_error: BaseException | None = None
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    collected_check_ids: set[str] = field(default_factory=set)
+    unmatched_waivers: list[dict[str, Any]] = field(default_factory=list)
+    collect_errors: int = 0
+    signalled: str | None = None
+    bundle: Path | None = None
+    bundle_error: str | None = None
+    exit_code: int | None = None
+
+
+STATE = pytest.StashKey[RunState]()
+CHECK = pytest.StashKey[Check]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("opsproof", "opsproof operational checks")
+    group.addoption(
+        "--profile",
+        default=None,
+        metavar="NAME|PATH",
+        help="environment profile: profiles/NAME.yaml or a path (default: $OPSPROOF_PROFILE, else demo)",
+    )
+    group.addoption("--report-dir", default=None, metavar="DIR", help="where evidence bundles go (default: reports/)")
+    group.addoption(
+        "--fail-on",
+        default="high",
+        choices=outcomes.FAIL_ON_CHOICES,
+        help="lowest severity of a failed/error check that makes the run exit 1 (default: high)",
+    )
+    group.addoption(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a plain (non-secret) value for ${vars.NAME} in the profile; repeatable",
+    )
+    parser.addini("opsproof", type="bool", default=False, help="run opsproof checks without --profile")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, description in ALL_MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    asked = config.getoption("profile") is not None or config.getini("opsproof")
+    if not asked and not (workerinput and "opsproof_run_id" in workerinput):
+        return
+    state = _start_run(config, workerinput)
+    config.stash[STATE] = state
+    if not state.is_worker:
+        config.pluginmanager.register(Recorder(config, state), "opsproof-recorder")
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(XdistHooks(state), "opsproof-xdist")
+        _trap_sigterm(config, state)
+
+
+def _start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunState:
+    cli_vars = {}
+    for pair in config.getoption("var"):
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise pytest.UsageError(f"--var {pair!r}: expected NAME=VALUE")
+        cli_vars[name] = value
+    chosen = config.getoption("profile") or os.environ.get("OPSPROOF_PROFILE") or "demo"
+    path = resolve_profile_path(chosen, config.rootpath)
+    try:
+        shown = str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+        loaded = load_profile(path, cli_vars=cli_vars, display_path=shown)
+    except ProfileError as exc:
+        raise pytest.UsageError(f"profile {chosen!r}: {exc}") from None
+    for name, value in loaded.redactor._replacements.items():
+        ACTIVE_REDACTOR._replacements[name] = value
+    report_dir = Path(config.getoption("report_dir") or config.rootpath / "reports")
+    if report_dir.exists() and not report_dir.is_dir():
+        raise pytest.UsageError(f"--report-dir {str(report_dir)!r} exists and is not a directory")
+    if workerinput is not None and "opsproof_run_id" in workerinput:
+        return RunState(
+            loaded=loaded,
+            fail_on=config.getoption("fail_on"),
+            report_dir=report_dir,
+            run_id=workerinput["opsproof_run_id"],
+            started_at=workerinput["opsproof_started_at"],
+            is_worker=True,
+            share_dir=Path(workerinput["opsproof_share_dir"]),
+        )
+    return RunState(
+        loaded=loaded,
+        fail_on=config.getoption("fail_on"),
+        report_dir=report_dir,
+        run_id=uuid.uuid4().hex,
+        started_at=utc_now(),
+        is_worker=False,
+    )
+
+
+def _trap_sigterm(config: pytest.Config, state: RunState) -> None:
+    """SIGTERM (a cron timeout, a CI cancel) ends the run like Ctrl-C: the bundle says interrupted."""
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            state.signalled = "SIGTERM"
+            raise KeyboardInterrupt("SIGTERM")
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+        config.add_cleanup(lambda: _restore_sigterm(previous))
+    except ValueError:  # not the main thread: leave signals to whoever owns them
+        pass
+
+
+def _restore_sigterm(previous: Any) -> None:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def _state(config: pytest.Config) -> RunState | None:
+    return config.stash.get(STATE, None)
+
+
+# -- collection ---------------------------------------------------------------------------
+
+
+def kind_of_path(path: Path) -> ProbeKind[Any, Any] | None:
+    """checks/<area>/test_<kind>.py -> the probe kind `<kind>`."""
+    return kinds().get(path.stem.removeprefix("test_")) if path.stem.startswith("test_") else None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    state = _state(metafunc.config)
+    if state is None or "target" not in metafunc.fixturenames:
+        return
+    kind = kind_of_path(Path(metafunc.definition.path))
+    if kind is None:
+        return
+    targets = state.loaded.profile.targets(kind.section)
+    metafunc.parametrize(
+        "target",
+        [
+            pytest.param(name, id=name, marks=[getattr(pytest.mark, target.cadence or kind.cadence)])
+            for name, target in targets.items()
+        ],
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = _state(config)
+    if state is None:
+        return
+    # A kind with no items in the profile leaves one NOTSET placeholder per check; drop them.
+    items[:] = [i for i in items if not _is_placeholder(i)]
+    for item in items:
+        cadences = [m.name for m in item.iter_markers() if m.name in CADENCE_MARKERS]
+        if len(set(cadences)) != 1:
+            raise pytest.UsageError(
+                f"{item.nodeid}: a check needs exactly one cadence marker (daily, weekly, monthly); "
+                f"has {cadences or 'none'}"
+            )
+        state.collected_check_ids.add(identity(item, state)[0])
+    state.unmatched_waivers = [
+        _waiver_dict(w)
+        for w in state.loaded.profile.waivers
+        if not any(w.matches(check_id) for check_id in state.collected_check_ids)
+    ]
+    if state.is_worker:
+        config.workeroutput["opsproof_unmatched_waivers"] = state.unmatched_waivers  # type: ignore[attr-defined]
+
+
+def _is_placeholder(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "target" in callspec.params and not isinstance(callspec.params["target"], str)
+
+
+# -- fixtures -----------------------------------------------------------------------------
+
+
+def identity(item: pytest.Item, state: RunState) -> tuple[str, str, str | None, str]:
+    """(check id, kind, target name, severity) of a collected check."""
+    kind = kind_of_path(item.path)
+    kind_name = kind.name if kind else item.path.stem.removeprefix("test_")
+    aspect = getattr(item, "originalname", item.name).removeprefix("test_")
+    callspec = getattr(item, "callspec", None)
+    target = callspec.params.get("target") if callspec is not None else None
+    target = target if isinstance(target, str) else None
+    severity = "high"
+    if kind is not None and target is not None:
+        severity = state.loaded.profile.targets(kind.section)[target].effective_severity
+    check_id = f"{kind_name}.{aspect}" + (f"[{target}]" if target else "")
+    return check_id, kind_name, target, severity
+
+
+@pytest.fixture
+def target() -> str:
+    """The profile item name; checks in checks/<area>/test_<kind>.py are parametrized over it."""
+    raise pytest.UsageError("this check is not parametrized: put it in checks/<area>/test_<kind>.py of a known kind")
+
+
+@pytest.fixture
+def item(request: pytest.FixtureRequest, target: str) -> Item:
+    """The profile model of the target this check is about."""
+    kind = kind_of_path(request.node.path)
+    assert kind is not None
+    return _require_state(request).loaded.profile.targets(kind.section)[target]
+
+
+@pytest.fixture
+def check(request: pytest.FixtureRequest) -> Check:
+    """The record in progress: observed facts, expectations, warnings."""
+    found: Check = request.node.stash[CHECK]
+    return found
+
+
+@pytest.fixture
+def facts(request: pytest.FixtureRequest, target: str, check: Check) -> Facts:
+    """What the probe saw of this target; every target of the run is probed once, concurrently."""
+    state = _require_state(request)
+    kind = kind_of_path(request.node.path)
+    assert kind is not None
+    gathered = _gathered(request.session, state)
+    found = gathered[kind.name][target]
+    check.observe(**found.observed())
+    check.started_at = found.probed_at
+    check.duration_s = round(found.elapsed_s, 4)
+    return found
+
+
+def _require_state(request: pytest.FixtureRequest) -> RunState:
+    state = _state(request.config)
+    if state is None:
+        raise pytest.UsageError("opsproof is not active: pass --profile")
+    return state
+
+
+def _gathered(session: pytest.Session, state: RunState) -> FactsByKind:
+    if state.probe_error is not None:
+        raise state.probe_error
+    if state.facts is None:
+        wanted: dict[str, set[str]] = {}
+        for item in session.items:
+            kind = kind_of_path(item.path)
+            callspec = getattr(item, "callspec", None)
+            if kind is None or callspec is None or "facts" not in getattr(item, "fixturenames", ()):
+                continue
+            wanted.setdefault(kind.name, set()).add(callspec.params["target"])
+        try:
+            if state.share_dir is not None:
+                state.facts = probe_all_shared(state.loaded.profile, wanted, state.share_dir)
+            else:
+                state.facts = probe_all(state.loaded.profile, wanted)
+        except Exception as exc:
+            state.probe_error = exc
+            raise
+    return state.facts
+
+
+# -- records ------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    state = _state(item.config)
+    if state is not None:
+        check_id, kind, target, severity = identity(item, state)
+        item.stash[CHECK] = Check(check_id=check_id, kind=kind, target=target, severity=severity)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    try:
+        return (yield)
+    finally:
+        state = _state(item.config)
+        if state is not None and item.config.getoption("allure_report_dir", None):
+            from opsproof.evidence.allure import annotate
+
+            annotate(item.stash[CHECK], ACTIVE_REDACTOR)
+
+
+# trylast: innermost of the wrappers, so allure-pytest and junitxml see the final report.
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report: pytest.TestReport = yield
+    state = _state(item.config)
+    if state is None:
+        return report
+    if ACTIVE_REDACTOR:
+        _redact_report(report)
+    decisive = (
+        report.when == "call"
+        or (report.when == "setup" and not report.passed)
+        or (report.when == "teardown" and report.failed)
+    )
+    if decisive:
+        record = _record(item, call, report, state)
+        report.opsproof = record  # type: ignore[attr-defined]  # travels to the xdist controller
+        if record["outcome"] == "waived":
+            waiver = record["waiver"]
+            report.outcome = "skipped"
+            report.longrepr = (
+                str(item.path),
+                (item.location[1] or 0) + 1,
+                f"waived by {waiver['ticket']} ({waiver['reason']}; approved by {waiver['approved_by']}, "
+                f"until {waiver['expires']}): {record['message']}",
+            )
+    return report
+
+
+def _redact_report(report: pytest.TestReport) -> None:
+    if report.longrepr is not None and not isinstance(report.longrepr, tuple):
+        report.longrepr = ACTIVE_REDACTOR.redact(str(report.longrepr))
+    report.sections = [(title, ACTIVE_REDACTOR.redact(text)) for title, text in report.sections]
+
+
+def _record(
+    item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport, state: RunState
+) -> dict[str, Any]:
+    check = item.stash.get(CHECK, None)
+    if check is None:
+        check_id, kind, target, severity = identity(item, state)
+        check = Check(check_id=check_id, kind=kind, target=target, severity=severity)
+    outcome, message = _outcome(call, report, check)
+    record: dict[str, Any] = {
+        "id": item.nodeid,
+        "check": check.check_id,
+        "kind": check.kind,
+        "target": check.target,
+        "markers": sorted({m.name for m in item.iter_markers() if m.name in ALL_MARKERS}),
+        "controls": controls_for(check.kind, check.check_id.split(".", 1)[1].split("[", 1)[0]),
+        "severity": check.severity,
+        "outcome": outcome,
+        "message": message,
+        "observed": check.observed,
+        "expected": check.expected,
+        "started_at": check.started_at or _iso(call.start),
+        "duration_s": check.duration_s if check.duration_s is not None else round(call.duration, 4),
+        "phase": report.when,
+    }
+    if outcome in ("failed", "error"):
+        _apply_waiver(record, state.loaded.profile.waivers)
+    return ACTIVE_REDACTOR.redact_data(record)  # type: ignore[no-any-return]
+
+
+def _outcome(call: pytest.CallInfo[None], report: pytest.TestReport, check: Check) -> tuple[str, str]:
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        return "skipped", reason.removeprefix("Skipped: ")
+    if report.passed:
+        if check.warnings:
+            return "warned", "; ".join(check.warnings)
+        return "passed", check.summary or "as expected"
+    exc = call.excinfo.value if call.excinfo is not None else None
+    if report.when == "call" and isinstance(exc, AssertionError):
+        return "failed", _assertion_message(exc)
+    if isinstance(exc, pytest.UsageError):
+        return "error", str(exc)
+    where = "" if report.when == "call" else f"{report.when} failed: "
+    detail = f"{type(exc).__name__}: {exc}" if exc is not None else report.longreprtext.strip().splitlines()[-1]
+    return "error", f"{where}{detail}"
+
+
+def _assertion_message(exc: AssertionError) -> str:
+    # pytest's rewriting appends "\nassert <explanation>" to the message; the message is the finding.
+    text = str(exc).strip()
+    if not text:
+        return "assertion failed"
+    return text.split("\nassert ", 1)[0].strip() or text.splitlines()[0]
+
+
+def _apply_waiver(record: dict[str, Any], waivers: list[Waiver]) -> None:
+    matching = [w for w in waivers if w.matches(record["check"])]
+    if not matching:
+        return
+    today = datetime.now(UTC).date()
+    active = [w for w in matching if w.expires >= today]
+    if active:
+        record["waiver"] = {**_waiver_dict(active[0]), "status": "applied"}
+        record["outcome"] = "waived"
+        return
+    expired = max(matching, key=lambda w: w.expires)
+    record["waiver"] = {**_waiver_dict(expired), "status": "expired"}
+    record["message"] += f" (waiver {expired.ticket} expired on {expired.expires}; not applied)"
+
+
+def _waiver_dict(waiver: Waiver) -> dict[str, Any]:
+    data = waiver.model_dump(mode="json")
+    return {key: data[key] for key in ("check", "reason", "ticket", "approved_by", "expires")}
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# -- the end of a run ---------------------------------------------------------------------
+
+
+class Recorder:
+    """Controller-only: collects the records of every check and writes the evidence bundle."""
+
+    def __init__(self, config: pytest.Config, state: RunState) -> None:
+        self.config = config
+        self.state = state
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # A checks module that cannot be collected is a bug in the suite: an internal error.
+        if report.failed:
+            self.state.collect_errors += 1
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
+        record = getattr(report, "opsproof", None)
+        if not record:
+            return None
+        outcome = record["outcome"]
+        if outcome == "warned":
+            return "warned", "W", ("WARNED", {"yellow": True})
+        if outcome == "waived":
+            return "waived", "w", ("WAIVED", {"yellow": True})
+        if outcome == "error" and report.when == "call":
+            return "error", "E", ("ERROR", {"red": True})
+        return None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, "opsproof", None)
+        if not record:
+            return
+        previous = self.state.records.get(report.nodeid)
+        # A teardown error spoils a passing check; it never hides an earlier finding.
+        if previous is None or previous["outcome"] in ("passed", "warned"):
+            self.state.records[report.nodeid] = record
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        if self.state.signalled is None:
+            self.state.signalled = "SIGINT"
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Any:
+        state = self.state
+        state.exit_code = _exit_code(state, int(exitstatus))
+        try:
+            from opsproof.evidence.bundle import write_bundle
+            from opsproof.evidence.results import build_results
+
+            results = build_results(self.config, state)
+            state.bundle = write_bundle(results, state.report_dir, ACTIVE_REDACTOR)
+        except Exception as exc:  # the evidence is the product: failing to write it is an internal error
+            state.bundle_error = f"{type(exc).__name__}: {exc}"
+            state.exit_code = outcomes.EXIT_INTERNAL
+        session.exitstatus = state.exit_code
+        try:
+            return (yield)
+        finally:
+            _print_last_line(self.config, state)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from opsproof.evidence.terminal import write_summary
+
+        write_summary(terminalreporter, self.state)
+
+
+def _exit_code(state: RunState, pytest_status: int) -> int:
+    if state.signalled is not None:
+        return outcomes.EXIT_INTERRUPTED
+    if state.collect_errors or pytest_status == outcomes.EXIT_INTERNAL:
+        return outcomes.EXIT_INTERNAL
+    if pytest_status == outcomes.EXIT_INTERRUPTED:
+        return outcomes.EXIT_INTERRUPTED
+    if pytest_status == outcomes.EXIT_USAGE:
+        return outcomes.EXIT_USAGE
+    if not state.records:
+        return outcomes.EXIT_NO_CHECKS
+    blocking = any(outcomes.is_blocking(r["outcome"], r["severity"], state.fail_on) for r in state.records.values())
+    return outcomes.EXIT_BLOCKING if blocking else outcomes.EXIT_OK
+
+
+def _print_last_line(config: pytest.Config, state: RunState) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    status = outcomes.RUN_STATUS.get(state.exit_code or 0, "failed")
+    if state.bundle is not None:
+        line = f"opsproof: {status} (exit {state.exit_code}); evidence bundle: {_shown(state.bundle)}"
+    else:
+        line = f"opsproof: could not write the evidence bundle: {state.bundle_error} (exit {state.exit_code})"
+    if reporter is not None:
+        reporter.write_line(line, bold=True, red=state.exit_code != 0, green=state.exit_code == 0)
+    else:
+        print(line)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+class XdistHooks:
+    """Controller-side xdist wiring: share the run id and a facts folder, collect worker output."""
+
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+        self.share_dir: Path | None = None
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        if self.share_dir is None:
+            self.share_dir = Path(tempfile.mkdtemp(prefix="opsproof-facts-"))
+        node.workerinput["opsproof_run_id"] = self.state.run_id
+        node.workerinput["opsproof_started_at"] = self.state.started_at
+        node.workerinput["opsproof_share_dir"] = str(self.share_dir)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        output = getattr(node, "workeroutput", {}) or {}
+        unmatched = output.get("opsproof_unmatched_waivers")
+        if unmatched is not None:
+            self.state.unmatched_waivers = unmatched
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.share_dir is not None:
+            shutil.rmtree(self.share_dir, ignore_errors=True)

@@ -1,0 +1,77 @@
+"""Probes: I/O only. Each module here turns profile targets into facts, never asserts.
+
+A probe module declares `KIND = ProbeKind(...)`; the plugin finds it by name
+(`checks/<area>/test_<kind>.py` uses kind `<kind>`), so adding a kind means one
+probe module, one checks file and one profile model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pkgutil
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsproof.profile import Item, Profile
+
+
+class Facts(BaseModel):
+    """What a probe saw of one target. `observed()` is what the evidence record shows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+    reached: bool = Field(description="the target answered at all")
+    timed_out: bool = False
+    failure: str | None = Field(None, description="why the target was not reached, in words")
+    probed_at: str = Field(default_factory=lambda: utc_now())
+    elapsed_s: float = 0.0
+
+    def observed(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"target", "probed_at"}, exclude_none=True)
+
+
+TargetT = TypeVar("TargetT", bound=Item)
+FactsT = TypeVar("FactsT", bound=Facts)
+
+
+@dataclass(frozen=True)
+class ProbeContext:
+    """Shared by all probes of one run: the profile and a bound on probes in flight."""
+
+    profile: Profile
+    limit: asyncio.Semaphore
+
+
+@dataclass(frozen=True)
+class ProbeKind(Generic[TargetT, FactsT]):
+    """A kind of check target: where its items live in the profile and how to probe them."""
+
+    name: str  # check ids start with it; its checks live in checks/<area>/test_<name>.py
+    section: str  # the profile key holding its items
+    cadence: str  # the default cadence marker of its checks
+    facts: type[FactsT]
+    gather: Callable[[Sequence[TargetT], ProbeContext], Awaitable[dict[str, FactsT]]]
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_KINDS: dict[str, ProbeKind[Any, Any]] = {}
+
+
+def kinds() -> dict[str, ProbeKind[Any, Any]]:
+    """Every probe kind in this package, by name."""
+    if not _KINDS:
+        for module_info in pkgutil.iter_modules(__path__):
+            module = importlib.import_module(f"{__name__}.{module_info.name}")
+            kind = getattr(module, "KIND", None)
+            if isinstance(kind, ProbeKind):
+                _KINDS[kind.name] = kind
+    return _KINDS

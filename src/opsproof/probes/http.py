@@ -1,0 +1,174 @@
+"""HTTP health endpoints: one read-only request per target, all targets concurrently.
+
+aiohttp, not httpx: measured here, one aiohttp session fetched 1,000 endpoints
+answering in 100 ms in ~0.4 s where one httpx AsyncClient took ~23 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import Field
+
+from opsproof.probes import Facts, ProbeContext, ProbeKind
+from opsproof.profile import HttpTarget
+from opsproof.redaction import redact
+
+# Enough for any health document; more would let one endpoint blow up a run's memory.
+MAX_BODY_BYTES = 256 * 1024
+EXCERPT_CHARS = 300
+JSON_SHOWN_CHARS = 2000
+
+
+class HttpFacts(Facts):
+    url: str
+    status: int | None = None
+    reason: str | None = None
+    latency_s: float | None = Field(None, description="request sent to whole body read")
+    content_type: str | None = None
+    location: str | None = None
+    body_bytes: int = 0
+    body_truncated: bool = False
+    body_text: str = Field("", description="up to 256 KiB of the body, for regex checks")
+    json_body: Any = None
+    json_error: str | None = None
+
+    def observed(self) -> dict[str, Any]:
+        shown = super().observed()
+        shown.pop("body_text", None)
+        shown.pop("json_body", None)
+        if self.body_text:
+            shown["body_excerpt"] = self.body_text[:EXCERPT_CHARS]
+        if self.json_body is not None:
+            text = json.dumps(self.json_body, sort_keys=True)
+            shown["json"] = self.json_body if len(text) <= JSON_SHOWN_CHARS else text[:JSON_SHOWN_CHARS] + "..."
+        if self.latency_s is not None:
+            shown["latency_ms"] = round(self.latency_s * 1000, 1)
+            del shown["latency_s"]
+        return shown
+
+
+def _ssl_context(
+    target: HttpTarget, cache: dict[tuple[str | None, bool], ssl.SSLContext | bool]
+) -> ssl.SSLContext | bool:
+    key = (str(target.ca_file) if target.ca_file else None, target.verify_tls)
+    if key not in cache:
+        if not target.verify_tls:
+            cache[key] = False
+        else:
+            context = ssl.create_default_context()
+            if target.ca_file is not None:
+                context.load_verify_locations(cafile=str(target.ca_file))
+            cache[key] = context
+    return cache[key]
+
+
+def _describe_error(exc: BaseException) -> str:
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate verification failed: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS handshake failed: {exc}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error.strerror or str(exc.os_error)
+        return f"cannot connect to {exc.host}:{exc.port}: {cause.lower()}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"bad HTTP response: {exc.message}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contexts: dict[Any, Any]) -> HttpFacts:
+    import aiohttp
+
+    timeout = ctx.profile.timeout_of(target)
+    url_shown = redact(target.url)
+    async with ctx.limit:
+        started = time.perf_counter()
+        try:
+            # The whole exchange, connect to last body byte, lives inside one deadline:
+            # a black hole that accepts and never answers costs `timeout`, no more.
+            async with asyncio.timeout(timeout):
+                async with session.request(
+                    target.method,
+                    target.url,
+                    headers=target.headers,
+                    ssl=_ssl_context(target, contexts),
+                    allow_redirects=target.follow_redirects,
+                ) as response:
+                    body = await response.content.read(MAX_BODY_BYTES + 1)
+                    latency = time.perf_counter() - started
+        except TimeoutError:
+            elapsed = time.perf_counter() - started
+            return HttpFacts(
+                target=target.name,
+                url=url_shown,
+                reached=False,
+                timed_out=True,
+                failure=f"timed out after {elapsed:.2f}s (timeout {timeout:g}s)",
+                elapsed_s=elapsed,
+            )
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            return HttpFacts(
+                target=target.name,
+                url=url_shown,
+                reached=False,
+                failure=redact(_describe_error(exc)),
+                elapsed_s=time.perf_counter() - started,
+            )
+    truncated = len(body) > MAX_BODY_BYTES
+    body = body[:MAX_BODY_BYTES]
+    text = body.decode(response.charset or "utf-8", errors="replace")
+    json_body: Any = None
+    json_error: str | None = None
+    if not truncated and text.strip():
+        try:
+            json_body = json.loads(text)
+        except ValueError as exc:
+            json_error = f"not JSON: {exc}"
+    return HttpFacts(
+        target=target.name,
+        url=url_shown,
+        reached=True,
+        status=response.status,
+        reason=response.reason,
+        latency_s=latency,
+        content_type=response.content_type,
+        location=redact(response.headers.get("Location", "")) or None,
+        body_bytes=len(body),
+        body_truncated=truncated,
+        body_text=redact(text),
+        json_body=json_body,
+        json_error=json_error,
+        elapsed_s=latency,
+    )
+
+
+async def gather_http(targets: Sequence[HttpTarget], ctx: ProbeContext) -> dict[str, HttpFacts]:
+    """Probe every target through one session; results by target name."""
+    import aiohttp
+
+    contexts: dict[Any, Any] = {}
+    # limit=0: the run's semaphore is the bound; per-host limits would serialise a fleet
+    # behind one load balancer.
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None),
+        trust_env=False,
+        headers={"User-Agent": "opsproof/0.1 (read-only health check)"},
+    ) as session:
+        facts = await asyncio.gather(*(_probe_one(session, t, ctx, contexts) for t in targets))
+    return {f.target: f for f in facts}
+
+
+KIND: ProbeKind[HttpTarget, HttpFacts] = ProbeKind(
+    name="http", section="http", cadence="daily", facts=HttpFacts, gather=gather_http
+)

@@ -1,0 +1,410 @@
+"""Environment profiles: YAML in, validated and typed models out.
+
+A profile names the environment and lists the targets of each check kind. Loading
+is strict: unknown keys, wrong types and bad values raise `ProfileError`, whose
+message names the file, the line and the key::
+
+    profiles/prod.yaml:14: http[2].expect.latency.warn: invalid duration '100 ms': ...
+
+`${NAME}` in a string is a secret taken from the environment and registered with
+the redactor; `${vars.NAME}` is a plain value from `--var NAME=VALUE` or the
+environment, shown in reports; `${vars.NAME:-default}` gives it a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from opsproof import units
+from opsproof.redaction import Redactor
+
+SEVERITIES = ("critical", "high", "medium", "low")
+CADENCES = ("daily", "weekly", "monthly")
+
+Severity = Literal["critical", "high", "medium", "low"]
+Cadence = Literal["daily", "weekly", "monthly"]
+
+Duration = Annotated[
+    float,
+    BeforeValidator(units.parse_duration),
+    WithJsonSchema({"type": "string", "pattern": units.DURATION_PATTERN, "description": units.DURATION_HELP}),
+]
+Size = Annotated[
+    int,
+    BeforeValidator(units.parse_size),
+    WithJsonSchema({"type": "string", "pattern": units.SIZE_PATTERN, "description": units.SIZE_HELP}),
+]
+Percent = Annotated[
+    float,
+    BeforeValidator(units.parse_percent),
+    WithJsonSchema({"type": "string", "pattern": units.PERCENT_PATTERN, "description": units.PERCENT_HELP}),
+]
+
+
+def _valid_regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+    return pattern
+
+
+Regex = Annotated[str, AfterValidator(_valid_regex)]
+Name = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        max_length=100,
+        description="letters, digits and _ . : - ; used in check ids",
+    ),
+]
+
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    """Every profile model refuses unknown keys and coercion of wrong types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
+
+
+class Threshold(Strict, Generic[T]):
+    """`{warn: X, fail: Y}`; which side is worse is the check's to say."""
+
+    warn: T | None = None
+    fail: T | None = None
+
+
+class Defaults(Strict):
+    """Per-profile defaults for every item."""
+
+    timeout: Duration = Field(5.0, description="how long a target may take to answer")
+    concurrency: int = Field(256, ge=1, le=10000, description="probes in flight at once")
+
+
+class Item(Strict):
+    """What every check target has: a name, a severity and a timeout."""
+
+    name: Name
+    critical: bool = Field(True, description="critical: true -> severity critical; false -> medium")
+    severity: Severity | None = Field(None, description="sets the severity explicitly")
+    timeout: Duration | None = Field(None, description="defaults to defaults.timeout (5s)")
+    cadence: Cadence | None = Field(None, description="overrides the kind's default cadence")
+
+    def __repr__(self) -> str:
+        # Short on purpose: tracebacks print fixtures, and a truncated repr of headers or a
+        # DSN could show part of a secret that redaction (which matches whole values) misses.
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    @property
+    def effective_severity(self) -> Severity:
+        if self.severity is not None:
+            return self.severity
+        return "critical" if self.critical else "medium"
+
+
+def _status_list(value: Any) -> Any:
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class HttpExpect(Strict):
+    status: Annotated[list[Annotated[int, Field(ge=100, le=599)]], BeforeValidator(_status_list)] = Field(
+        default_factory=lambda: [200], description="an HTTP status or a list of them"
+    )
+    json_body: Any = Field(None, alias="json", description="subset match of the JSON body")
+    body: Regex | None = Field(None, description="a regular expression searched in the body")
+    latency: Threshold[Duration] | None = None
+
+
+class HttpTarget(Item):
+    """An HTTP(S) endpoint answering a read-only request."""
+
+    url: str
+    method: Literal["GET", "HEAD", "OPTIONS"] = Field("GET", description="read-only methods only")
+    headers: dict[str, str] = Field(default_factory=dict)
+    ca_file: Path | None = Field(None, description="extra trust anchors (PEM) for HTTPS")
+    verify_tls: bool = Field(True, description="verify the server certificate (on by default)")
+    follow_redirects: bool = False
+    expect: HttpExpect = Field(default_factory=HttpExpect)
+
+    @field_validator("url")
+    @classmethod
+    def _url_has_scheme(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"URL {url!r} needs an http:// or https:// scheme and a host")
+        return url
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"ca_file {str(path)!r} does not exist")
+        return path
+
+
+class Waiver(Strict):
+    """An approved, expiring exception for failing checks."""
+
+    check: str = Field(description="glob over check ids; * and ? are wildcards, [ ] are literal")
+    reason: Annotated[str, Field(min_length=1)]
+    ticket: Annotated[str, Field(min_length=1)]
+    approved_by: Annotated[str, Field(min_length=1)]
+    expires: date = Field(description="the last day the waiver applies (YYYY-MM-DD)")
+
+    def matches(self, check_id: str) -> bool:
+        return glob_to_regex(self.check).fullmatch(check_id) is not None
+
+
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """`*` any run, `?` one character; brackets are literal because check ids contain them."""
+    parts = (".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.compile("".join(parts))
+
+
+# Kinds the contract defines that this version does not check yet: a clear word
+# beats the generic "unknown key".
+_PLANNED_SECTIONS = ("tls", "postgres", "redis", "backups", "drills")
+
+
+class Profile(Strict):
+    """One environment: its targets by kind, its defaults and its waivers."""
+
+    environment: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    description: str | None = None
+    defaults: Defaults = Field(default_factory=Defaults)
+    http: list[HttpTarget] = Field(default_factory=list)
+    waivers: list[Waiver] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_sections(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for key in _PLANNED_SECTIONS:
+                if key in data:
+                    raise ValueError(f"{key}: this kind of check is not available in this version of opsproof")
+        return data
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Profile:
+        for section in ("http",):
+            seen: set[str] = set()
+            for index, item in enumerate(getattr(self, section)):
+                if item.name in seen:
+                    raise ValueError(f"{section}[{index}].name: duplicate name {item.name!r}")
+                seen.add(item.name)
+        return self
+
+    def targets(self, section: str) -> dict[str, Item]:
+        items: list[Item] = getattr(self, section)
+        return {item.name: item for item in items}
+
+    def timeout_of(self, item: Item) -> float:
+        return item.timeout if item.timeout is not None else self.defaults.timeout
+
+
+class ProfileError(Exception):
+    """A profile that cannot be used; the message names the file, line and key."""
+
+
+class LoadedProfile(BaseModel):
+    """A validated profile with where it came from and the secrets it holds."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    profile: Profile
+    path: Path
+    sha256: str
+    redactor: Redactor
+    plain_vars: dict[str, str]
+
+
+_REFERENCE = re.compile(r"\$\$\{|\$\{(vars\.)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def resolve_profile_path(name_or_path: str, root: Path) -> Path:
+    """`prod` -> ROOT/profiles/prod.yaml; anything that looks like a path is a path."""
+    if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
+        path = Path(name_or_path)
+        return path if path.is_absolute() else Path.cwd() / path
+    return root / "profiles" / f"{name_or_path}.yaml"
+
+
+def load_profile(
+    path: Path,
+    *,
+    cli_vars: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    display_path: str | None = None,
+) -> LoadedProfile:
+    """Read, substitute and validate one profile file; raise ProfileError on any mistake."""
+    shown = display_path or str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ProfileError(f"{shown}: profile not found") from None
+    except OSError as exc:
+        raise ProfileError(f"{shown}: cannot read profile: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise ProfileError(f"{shown}: profile is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ProfileError(f"{shown}{where}: not valid YAML: {problem}") from None
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _record_lines(node, (), lines, shown)
+    if not isinstance(data, dict):
+        raise ProfileError(f"{shown}: a profile is a mapping with at least `environment:`")
+
+    redactor = Redactor()
+    plain_vars: dict[str, str] = {}
+    env = os.environ if environ is None else environ
+    data = _substitute(data, (), lines, shown, redactor, plain_vars, dict(cli_vars or {}), env)
+    try:
+        profile = Profile.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(_describe(exc, lines, shown)) from None
+    return LoadedProfile(
+        profile=profile,
+        path=path.resolve(),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        redactor=redactor,
+        plain_vars=plain_vars,
+    )
+
+
+def _record_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], shown: str) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                raise ProfileError(f"{shown}:{key_node.start_mark.line + 1}: {_dotted((*path, key))}: duplicate key")
+            seen.add(key)
+            _record_lines(value_node, (*path, key), lines, shown)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, child in enumerate(node.value):
+            _record_lines(child, (*path, index), lines, shown)
+
+
+def _substitute(
+    value: Any,
+    path: tuple[Any, ...],
+    lines: dict[tuple[Any, ...], int],
+    shown: str,
+    redactor: Redactor,
+    plain_vars: dict[str, str],
+    cli_vars: dict[str, str],
+    env: Mapping[str, str],
+) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _substitute(v, (*path, k), lines, shown, redactor, plain_vars, cli_vars, env) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            _substitute(v, (*path, i), lines, shown, redactor, plain_vars, cli_vars, env) for i, v in enumerate(value)
+        ]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        is_plain, name, default = match.group(1), match.group(2), match.group(3)
+        if is_plain:
+            found = cli_vars.get(name, env.get(name, default))
+            if found is None:
+                raise ProfileError(
+                    f"{shown}:{_line(path, lines)}: {_dotted(path)}: ${{vars.{name}}} is not set; "
+                    f"pass --var {name}=VALUE or set the environment variable {name}"
+                )
+            plain_vars[name] = found
+            return found
+        if default is not None:
+            raise ProfileError(
+                f"{shown}:{_line(path, lines)}: {_dotted(path)}: secrets take no default (${{{name}:-...}}); "
+                "set the environment variable"
+            )
+        secret = env.get(name)
+        if secret is None:
+            raise ProfileError(
+                f"{shown}:{_line(path, lines)}: {_dotted(path)}: environment variable {name} is not set "
+                f"(referenced as ${{{name}}})"
+            )
+        redactor.add(name, secret)
+        return secret
+
+    return _REFERENCE.sub(replace, value)
+
+
+def _line(path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:
+    """The line of the deepest part of `path` the YAML has (a missing key: its parent)."""
+    for cut in range(len(path), -1, -1):
+        if path[:cut] in lines:
+            return lines[path[:cut]]
+    return 1
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _describe(exc: ValidationError, lines: dict[tuple[Any, ...], int], shown: str) -> str:
+    messages = []
+    for error in exc.errors():
+        # pydantic adds the generic model name for parametrized models; users never wrote it.
+        loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and "[" in part))
+        what = _message(error)
+        messages.append(f"{shown}:{_line(loc, lines)}: {_dotted(loc)}: {what}")
+    return "\n".join(messages)
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+    got = error.get("input")
+    shown = f" (got {got!r})" if isinstance(got, (str, int, float, bool)) or got is None else ""
+    return f"{error['msg'].lower()}{shown}"
+
+
+def profile_json_schema() -> dict[str, Any]:
+    """The JSON Schema editors use to validate profiles."""
+    schema = Profile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "opsproof profile"
+    return schema
