@@ -94,6 +94,8 @@ def pytest_configure(config: pytest.Config) -> None:
     asked = config.getoption("profile") is not None or config.getini("opsproof")
     if not asked and not (workerinput and "opsproof_run_id" in workerinput):
         return
+    if config.option.help or config.option.markers:  # information only: no profile needed
+        return
     state = _start_run(config, workerinput)
     config.stash[STATE] = state
     if not state.is_worker:
@@ -476,7 +478,8 @@ class Recorder:
             self.state.records[report.nodeid] = record
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-        if self.state.signalled is None:
+        # pytest raises its own Interrupted (a KeyboardInterrupt) for collection errors and -x.
+        if self.state.signalled is None and not isinstance(excinfo.value, pytest.Session.Interrupted):
             self.state.signalled = "SIGINT"
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB)\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)(B|KB|MB|GB|TB)$", re.IGNORECASE)
 _SIZE_BYTES = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+_PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
 
 DURATION_HELP = "a duration such as 250ms, 5s, 10m, 26h or 30d"
 SIZE_HELP = "a size such as 512B, 1KB, 10MB or 2GB"

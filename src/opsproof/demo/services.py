@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,16 +50,21 @@ def free_port(preferred: int) -> int:
 
 
 @contextmanager
-def serving(port: int) -> Iterator[str]:
-    """Serve the demo services on 127.0.0.1:port in a background thread; yields 'host:port'."""
+def serving(
+    port: int, app: web.Application | None = None, ssl_context: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """Serve `app` (default: the demo services) on 127.0.0.1:port from a background thread.
+
+    Yields 'host:port'. The tests serve their own apps through it too.
+    """
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(make_app(), access_log=None)
+    runner = web.AppRunner(app if app is not None else make_app(), access_log=None)
     ready = threading.Event()
 
     def run() -> None:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context).start())
         ready.set()
         loop.run_forever()
 

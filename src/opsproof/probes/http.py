@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -76,7 +78,11 @@ def _describe_error(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientSSLError):
         return f"TLS handshake failed: {exc}"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        cause = exc.os_error.strerror or str(exc.os_error)
+        error = exc.os_error
+        if isinstance(error, socket.gaierror):
+            return f"cannot resolve {exc.host}: {(error.strerror or str(error)).lower()}"
+        # asyncio's message ("Connect call failed (...)") hides the reason the errno names.
+        cause = os.strerror(error.errno) if error.errno else (error.strerror or str(error))
         return f"cannot connect to {exc.host}:{exc.port}: {cause.lower()}"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection without answering"

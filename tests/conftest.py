@@ -1,0 +1,188 @@
+"""Real servers for the tests: HTTP and HTTPS endpoints, a black hole, and a pytester runner."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from aiohttp import web
+
+from opsproof.demo.services import free_port, serving
+
+REPO = Path(__file__).resolve().parents[1]
+SECRET = "tok-Sup3r/s3cret+value"  # has characters that URL- and form-encode differently
+
+
+@dataclass
+class HttpServer:
+    base: str
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+
+
+def make_test_app(seen: list[tuple[str, str, dict[str, str]]]) -> web.Application:
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        seen.append((request.method, request.path, dict(request.headers)))
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "healthy", "version": "1.4.2"})
+
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response({"status": "unhealthy"}, status=int(request.match_info["code"]))
+
+    async def state(request: web.Request) -> web.Response:
+        return web.json_response({"status": request.match_info["state"], "checks": {"db": "ok"}})
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(int(request.match_info["ms"]) / 1000)
+        return web.json_response({"status": "healthy"})
+
+    async def text(request: web.Request) -> web.Response:
+        return web.Response(text="OK: all systems go (build 2026.11)")
+
+    async def auth(request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "")
+        if given == f"Bearer {SECRET}":
+            return web.json_response({"status": "healthy"})
+        # Echo what was sent, as careless servers do: opsproof must still never print the secret.
+        return web.json_response({"status": "denied", "you_sent": given}, status=401)
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/login")
+
+    app = web.Application(middlewares=[record])
+    app.router.add_get("/health", health)
+    app.router.add_get("/status/{code}", status)
+    app.router.add_get("/state/{state}", state)
+    app.router.add_get("/slow/{ms}", slow)
+    app.router.add_get("/text", text)
+    app.router.add_get("/auth", auth)
+    app.router.add_get("/redirect", redirect)
+    return app
+
+
+@pytest.fixture(scope="session")
+def http_server() -> Iterator[HttpServer]:
+    server = HttpServer(base="")
+    with serving(free_port(0), make_test_app(server.requests)) as address:
+        server.base = f"http://{address}"
+        yield server
+
+
+@dataclass
+class TlsServer:
+    base: str
+    ca_file: Path
+
+
+@pytest.fixture(scope="session")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    ca_file = tmp_path_factory.mktemp("tls") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with serving(free_port(0), make_test_app([]), ssl_context=context) as address:
+        yield TlsServer(base=f"https://{address}", ca_file=ca_file)
+
+
+@pytest.fixture(scope="session")
+def black_hole() -> Iterator[str]:
+    """Accepts TCP connections (the kernel completes the handshake) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/health"
+
+
+@pytest.fixture
+def closed_port() -> str:
+    return f"http://127.0.0.1:{free_port(0)}/health"
+
+
+@dataclass
+class Run:
+    """One opsproof run inside pytester: its output, exit code and evidence bundle."""
+
+    result: pytest.RunResult
+    report_dir: Path
+
+    @property
+    def ret(self) -> int:
+        return int(self.result.ret)
+
+    @property
+    def output(self) -> str:
+        return self.result.stdout.str() + "\n" + self.result.stderr.str()
+
+    @property
+    def bundles(self) -> list[Path]:
+        return sorted(p for p in self.report_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    @property
+    def bundle(self) -> Path:
+        bundles = self.bundles
+        assert len(bundles) == 1, f"expected one bundle, found {bundles}\n{self.output}"
+        return bundles[0]
+
+    @property
+    def results(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.bundle / "results.json").read_text())
+        return data
+
+    def record(self, check: str) -> dict[str, Any]:
+        found = [c for c in self.results["checks"] if c["check"] == check]
+        assert found, f"no record {check} in {[c['check'] for c in self.results['checks']]}"
+        return found[0]
+
+
+class Runner:
+    """Runs the repository's checks against a profile written by the test."""
+
+    def __init__(self, pytester: pytest.Pytester) -> None:
+        self.pytester = pytester
+        shutil.copytree(REPO / "checks", pytester.path / "checks")
+        (pytester.path / "profiles").mkdir()
+        pytester.makeini(
+            "[pytest]\ntestpaths = checks\naddopts = --strict-markers -p no:cacheprovider\nopsproof = true\n"
+        )
+        self.report_dir = pytester.path / "reports"
+
+    def profile(self, text: str, name: str = "test") -> Path:
+        path = self.pytester.path / "profiles" / f"{name}.yaml"
+        path.write_text(text)
+        return path
+
+    def run(self, *args: str, subprocess: bool = False, profile: str | None = "test") -> Run:
+        full = [*args, "--report-dir", str(self.report_dir)]
+        if profile is not None:
+            full += ["--profile", profile]
+        if subprocess:
+            result = self.pytester.runpytest_subprocess(*full, timeout=120)
+        else:
+            result = self.pytester.runpytest(*full)
+        return Run(result=result, report_dir=self.report_dir)
+
+
+@pytest.fixture
+def runner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Runner:
+    monkeypatch.delenv("OPSPROOF_PROFILE", raising=False)
+    return Runner(pytester)
+
+
+def http_profile(*items: str, environment: str = "test", extra: str = "") -> str:
+    """A profile whose http items are given as YAML flow mappings."""
+    body = "\n".join(f"  - {item}" for item in items)
+    return f"environment: {environment}\ndefaults: {{timeout: 2s}}\nhttp:\n{body}\n{extra}"
