@@ -119,8 +119,7 @@ def _start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> Run
         loaded = load_profile(path, cli_vars=cli_vars, display_path=shown)
     except ProfileError as exc:
         raise pytest.UsageError(f"profile {chosen!r}: {exc}") from None
-    for name, value in loaded.redactor._replacements.items():
-        ACTIVE_REDACTOR._replacements[name] = value
+    ACTIVE_REDACTOR.update(loaded.redactor)
     report_dir = Path(config.getoption("report_dir") or config.rootpath / "reports")
     if report_dir.exists() and not report_dir.is_dir():
         raise pytest.UsageError(f"--report-dir {str(report_dir)!r} exists and is not a directory")

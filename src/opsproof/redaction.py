@@ -32,6 +32,10 @@ class Redactor:
         for form in forms:
             self._replacements[form] = placeholder
 
+    def update(self, other: Redactor) -> None:
+        """Take on every secret `other` knows."""
+        self._replacements.update(other._replacements)
+
     def __bool__(self) -> bool:
         return bool(self._replacements)
 

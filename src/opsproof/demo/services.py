@@ -50,9 +50,7 @@ def free_port(preferred: int) -> int:
 
 
 @contextmanager
-def serving(
-    port: int, app: web.Application | None = None, ssl_context: ssl.SSLContext | None = None
-) -> Iterator[str]:
+def serving(port: int, app: web.Application | None = None, ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
     """Serve `app` (default: the demo services) on 127.0.0.1:port from a background thread.
 
     Yields 'host:port'. The tests serve their own apps through it too.

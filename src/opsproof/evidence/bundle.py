@@ -23,8 +23,10 @@ def write_bundle(results: dict[str, Any], report_dir: Path, redactor: Redactor) 
     environment = re.sub(r"[^A-Za-z0-9_.-]", "_", run["environment"])
     bundle = report_dir / f"{environment}-{stamp}-{run['id'][:8]}"
     bundle.mkdir()
+    # Redact the data before any format escapes it (an escaped secret would no longer match);
+    # the pass over each rendered file is a second line of defence.
+    results = redactor.redact_data(results)
     for name, render in RENDERERS.items():
-        # Records are redacted when made; this second pass covers everything else a format adds.
         text = redactor.redact(render(results))
         fd = os.open(bundle / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as out:

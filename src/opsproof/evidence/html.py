@@ -78,9 +78,10 @@ def _header(run: dict[str, Any], status: str) -> str:
     suite = _as_dict(run.get("suite"))
     selection = _as_dict(run.get("selection"))
     started, finished = run.get("started_at"), run.get("finished_at")
+    fail_on = run.get("fail_on")  # a severity, or "never"
     rows: list[tuple[str, str]] = [
         ("Exit code", _code(run.get("exit_code"))),
-        ("Fail on", _severity_badge(run.get("fail_on")) if run.get("fail_on") != "never" else _esc("never")),
+        ("Fail on", _severity_badge(fail_on) if fail_on in SEVERITY_ORDER else _esc(fail_on)),
         ("Started", _esc(_timestamp(started))),
         ("Finished", _esc(_timestamp(finished)) + _run_length(started, finished)),
         ("Profile", _code(profile.get("path"))),
@@ -590,7 +591,7 @@ footer{margin:32px 0 8px;font-size:12px;color:var(--muted)}
 summary{grid-template-columns:12px 1fr 1fr}.what,.dur{grid-column:1/-1}}
 @media print{
 @page{margin:14mm}
-body{font-size:11px}main{max-width:none;padding:0}
+body{font-size:12px}main{max-width:none;padding:0}
 a{text-decoration:none}
 header.run,.tile,details.check,.blocking,table{break-inside:avoid}
 details.check{break-inside:avoid-page}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import platform
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +39,8 @@ def build_results(config: pytest.Config, state: RunState) -> dict[str, Any]:
         "suite": {"version": __version__, "commit": _git_commit(config.rootpath)},
         "host": platform.node(),
         "user": _user(),
-        "command": REDACTOR.redact(" ".join([Path(sys.argv[0]).name, *config.invocation_params.args])),
+        # `pytest` whether it ran as `pytest`, `python -m pytest` or through `opsproof demo`.
+        "command": REDACTOR.redact(" ".join(["pytest", *map(str, config.invocation_params.args)])),
         "status": outcomes.RUN_STATUS.get(exit_code, "failed"),
         "exit_code": exit_code,
         "fail_on": state.fail_on,

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from opsproof.profile import Item, Profile
+from opsproof.redaction import ACTIVE
 
 
 class Facts(BaseModel):
@@ -32,8 +33,17 @@ class Facts(BaseModel):
     probed_at: str = Field(default_factory=lambda: utc_now())
     elapsed_s: float = 0.0
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_secrets(cls, value: Any) -> Any:
+        # Servers echo what they were sent, drivers echo DSNs: facts never hold a secret,
+        # so no report, traceback or Allure attachment made from them can show one.
+        return ACTIVE.redact_data(value)
+
     def observed(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"target", "probed_at"}, exclude_none=True)
+        shown = self.model_dump(exclude={"target", "probed_at"}, exclude_none=True)
+        shown["elapsed_s"] = round(self.elapsed_s, 4)
+        return shown
 
 
 TargetT = TypeVar("TargetT", bound=Item)
