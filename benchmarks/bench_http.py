@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -67,12 +68,11 @@ def serve(delay_s: float) -> None:
         app.router.add_get("/svc/{n}", svc)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        # A backlog of the kernel's maximum: 1,000 simultaneous connects must not overflow the accept queue.
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        port = server.sockets[0].getsockname()[1]
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        # A backlog of the usual kernel maximum: 1,000 simultaneous connects must not overflow the accept queue.
+        await web.SockSite(runner, sock, backlog=4096).start()
         print(port, flush=True)
         await asyncio.Event().wait()
 

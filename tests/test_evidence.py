@@ -16,11 +16,13 @@ from opsproof.cli import main as opsproof
 
 
 def _profile(runner: Runner, base: str, environment: str = "test") -> None:
-    runner.profile(http_profile(
-        f"{{name: up, url: '{base}/health', expect: {{latency: {{warn: 1s, fail: 2s}}}}}}",
-        f"{{name: down, url: '{base}/status/503', critical: false}}",
-        environment=environment,
-    ))
+    runner.profile(
+        http_profile(
+            f"{{name: up, url: '{base}/health', expect: {{latency: {{warn: 1s, fail: 2s}}}}}}",
+            f"{{name: down, url: '{base}/status/503', critical: false}}",
+            environment=environment,
+        )
+    )
 
 
 def test_bundle_layout_and_run_metadata(runner: Runner, http_server: HttpServer) -> None:
@@ -32,16 +34,40 @@ def test_bundle_layout_and_run_metadata(runner: Runner, http_server: HttpServer)
     results = run.results
     assert results["schema"] == "opsproof/results/v1"
     meta = results["run"]
-    for key in ("id", "environment", "profile", "started_at", "finished_at", "selection", "suite", "host", "user",
-                "command", "status"):
+    for key in (
+        "id",
+        "environment",
+        "profile",
+        "started_at",
+        "finished_at",
+        "selection",
+        "suite",
+        "host",
+        "user",
+        "command",
+        "status",
+    ):
         assert key in meta, key
     profile_file = runner.pytester.path / "profiles" / "test.yaml"
     assert meta["profile"]["sha256"] == hashlib.sha256(profile_file.read_bytes()).hexdigest()
     assert meta["started_at"].endswith("Z") and meta["finished_at"] >= meta["started_at"]
     assert meta["status"] == "passed"
     for record in results["checks"]:
-        for key in ("id", "check", "kind", "target", "markers", "controls", "severity", "outcome", "message",
-                    "observed", "expected", "started_at", "duration_s"):
+        for key in (
+            "id",
+            "check",
+            "kind",
+            "target",
+            "markers",
+            "controls",
+            "severity",
+            "outcome",
+            "message",
+            "observed",
+            "expected",
+            "started_at",
+            "duration_s",
+        ):
             assert key in record, key
     assert run.output.strip().splitlines()[-1].endswith(str(run.bundle.relative_to(runner.pytester.path)))
     manifest = json.loads((run.bundle / "manifest.json").read_text())
@@ -97,8 +123,18 @@ def test_chain_links_each_bundle_to_the_previous_of_its_environment(runner: Runn
 
 def test_two_runs_at_once_write_valid_bundles_and_a_linear_chain(runner: Runner, http_server: HttpServer) -> None:
     _profile(runner, http_server.base, environment="prod")
-    command = [sys.executable, "-m", "pytest", "-m", "daily", "--profile", "test", "--report-dir",
-               str(runner.report_dir), "-q"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "daily",
+        "--profile",
+        "test",
+        "--report-dir",
+        str(runner.report_dir),
+        "-q",
+    ]
     runs = 4
     outputs: list[subprocess.CompletedProcess[str]] = []
 

@@ -8,9 +8,11 @@ from conftest import SECRET, HttpServer, Runner, TlsServer, http_profile
 
 
 def test_healthy_endpoint_passes_with_observed_facts(runner: Runner, http_server: HttpServer) -> None:
-    runner.profile(http_profile(
-        f"{{name: api, url: '{http_server.base}/health', expect: {{status: 200, json: {{status: healthy}}}}}}"
-    ))
+    runner.profile(
+        http_profile(
+            f"{{name: api, url: '{http_server.base}/health', expect: {{status: 200, json: {{status: healthy}}}}}}"
+        )
+    )
     run = runner.run("-m", "daily")
     assert run.ret == 0, run.output
     record = run.record("http.health[api]")
@@ -40,9 +42,11 @@ def test_status_list_accepts_any_of_them(runner: Runner, http_server: HttpServer
 
 
 def test_json_subset_mismatch_names_the_field(runner: Runner, http_server: HttpServer) -> None:
-    runner.profile(http_profile(
-        f"{{name: api, url: '{http_server.base}/state/degraded', expect: {{json: {{status: healthy, checks: {{db: ok}}}}}}}}"
-    ))
+    runner.profile(
+        http_profile(
+            f"{{name: api, url: '{http_server.base}/state/degraded', expect: {{json: {{status: healthy, checks: {{db: ok}}}}}}}}"
+        )
+    )
     run = runner.run("-m", "daily")
     record = run.record("http.health[api]")
     assert record["outcome"] == "failed"
@@ -57,10 +61,12 @@ def test_non_json_body_fails_a_json_expectation(runner: Runner, http_server: Htt
 
 
 def test_body_regex(runner: Runner, http_server: HttpServer) -> None:
-    runner.profile(http_profile(
-        f"{{name: good, url: '{http_server.base}/text', expect: {{body: 'build \\d+\\.\\d+'}}}}",
-        f"{{name: bad, url: '{http_server.base}/text', expect: {{body: '^DEGRADED'}}}}",
-    ))
+    runner.profile(
+        http_profile(
+            f"{{name: good, url: '{http_server.base}/text', expect: {{body: 'build \\d+\\.\\d+'}}}}",
+            f"{{name: bad, url: '{http_server.base}/text', expect: {{body: '^DEGRADED'}}}}",
+        )
+    )
     run = runner.run("-m", "daily")
     assert run.record("http.health[good]")["outcome"] == "passed"
     bad = run.record("http.health[bad]")
@@ -69,11 +75,13 @@ def test_body_regex(runner: Runner, http_server: HttpServer) -> None:
 
 
 def test_latency_warns_then_fails(runner: Runner, http_server: HttpServer) -> None:
-    runner.profile(http_profile(
-        f"{{name: quick, url: '{http_server.base}/health', expect: {{latency: {{warn: 1s, fail: 2s}}}}}}",
-        f"{{name: sluggish, url: '{http_server.base}/slow/300', expect: {{latency: {{warn: 100ms, fail: 2s}}}}}}",
-        f"{{name: too-slow, url: '{http_server.base}/slow/300', expect: {{latency: {{warn: 50ms, fail: 200ms}}}}}}",
-    ))
+    runner.profile(
+        http_profile(
+            f"{{name: quick, url: '{http_server.base}/health', expect: {{latency: {{warn: 1s, fail: 2s}}}}}}",
+            f"{{name: sluggish, url: '{http_server.base}/slow/300', expect: {{latency: {{warn: 100ms, fail: 2s}}}}}}",
+            f"{{name: too-slow, url: '{http_server.base}/slow/300', expect: {{latency: {{warn: 50ms, fail: 200ms}}}}}}",
+        )
+    )
     run = runner.run("-m", "daily")
     assert run.record("http.health[quick]")["outcome"] == "passed"
     warned = run.record("http.health[sluggish]")
@@ -90,10 +98,12 @@ def test_latency_warns_then_fails(runner: Runner, http_server: HttpServer) -> No
 def test_black_hole_costs_its_timeout_and_the_run_goes_on(
     runner: Runner, http_server: HttpServer, black_hole: str
 ) -> None:
-    runner.profile(http_profile(
-        f"{{name: hole, url: '{black_hole}', timeout: 1s}}",
-        f"{{name: api, url: '{http_server.base}/health'}}",
-    ))
+    runner.profile(
+        http_profile(
+            f"{{name: hole, url: '{black_hole}', timeout: 1s}}",
+            f"{{name: api, url: '{http_server.base}/health'}}",
+        )
+    )
     started = time.monotonic()
     run = runner.run("-m", "daily")
     elapsed = time.monotonic() - started
@@ -113,20 +123,24 @@ def test_closed_port_fails_as_connection_refused(runner: Runner, closed_port: st
 
 
 def test_redirect_is_not_followed_by_default(runner: Runner, http_server: HttpServer) -> None:
-    runner.profile(http_profile(
-        f"{{name: login, url: '{http_server.base}/redirect'}}",
-    ))
+    runner.profile(
+        http_profile(
+            f"{{name: login, url: '{http_server.base}/redirect'}}",
+        )
+    )
     record = runner.run("-m", "daily").record("http.health[login]")
     assert record["outcome"] == "failed"
     assert record["message"] == "HTTP 302 Found, expected 200 (redirect to /login)"
 
 
 def test_tls_verified_against_ca_file(runner: Runner, tls_server: TlsServer) -> None:
-    runner.profile(http_profile(
-        f"{{name: trusted, url: '{tls_server.base}/health', ca_file: '{tls_server.ca_file}'}}",
-        f"{{name: untrusted, url: '{tls_server.base}/health'}}",
-        f"{{name: unverified, url: '{tls_server.base}/health', verify_tls: false}}",
-    ))
+    runner.profile(
+        http_profile(
+            f"{{name: trusted, url: '{tls_server.base}/health', ca_file: '{tls_server.ca_file}'}}",
+            f"{{name: untrusted, url: '{tls_server.base}/health'}}",
+            f"{{name: unverified, url: '{tls_server.base}/health', verify_tls: false}}",
+        )
+    )
     run = runner.run("-m", "daily")
     assert run.record("http.health[trusted]")["outcome"] == "passed"
     untrusted = run.record("http.health[untrusted]")
@@ -135,27 +149,29 @@ def test_tls_verified_against_ca_file(runner: Runner, tls_server: TlsServer) -> 
     assert run.record("http.health[unverified]")["outcome"] == "passed"
 
 
-def test_secret_header_reaches_the_server(
-    runner: Runner, http_server: HttpServer, monkeypatch: object
-) -> None:
+def test_secret_header_reaches_the_server(runner: Runner, http_server: HttpServer, monkeypatch: object) -> None:
     import pytest
 
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
     monkeypatch.setenv("API_TOKEN", SECRET)
-    runner.profile(http_profile(
-        f"{{name: guarded, url: '{http_server.base}/auth', headers: {{Authorization: 'Bearer ${{API_TOKEN}}'}}}}"
-    ))
+    runner.profile(
+        http_profile(
+            f"{{name: guarded, url: '{http_server.base}/auth', headers: {{Authorization: 'Bearer ${{API_TOKEN}}'}}}}"
+        )
+    )
     run = runner.run("-m", "daily")
     assert run.record("http.health[guarded]")["outcome"] == "passed", run.output
 
 
 def test_checks_only_send_read_only_requests(runner: Runner, http_server: HttpServer) -> None:
     before = len(http_server.requests)
-    runner.profile(http_profile(
-        f"{{name: a, url: '{http_server.base}/health'}}",
-        f"{{name: b, url: '{http_server.base}/status/500'}}",
-        f"{{name: c, url: '{http_server.base}/health', method: HEAD}}",
-    ))
+    runner.profile(
+        http_profile(
+            f"{{name: a, url: '{http_server.base}/health'}}",
+            f"{{name: b, url: '{http_server.base}/status/500'}}",
+            f"{{name: c, url: '{http_server.base}/health', method: HEAD}}",
+        )
+    )
     runner.run("-m", "daily")
     methods = {method for method, _, _ in http_server.requests[before:]}
     assert methods <= {"GET", "HEAD"}, methods

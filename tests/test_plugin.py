@@ -35,11 +35,15 @@ def test_fail_on_with_a_critical_failure(runner: Runner, http_server: HttpServer
 
 
 @pytest.mark.parametrize(("fail_on", "expected"), [("critical", 0), ("high", 0), ("medium", 1), ("low", 1)])
-def test_fail_on_with_only_a_medium_failure(runner: Runner, http_server: HttpServer, fail_on: str, expected: int) -> None:
-    runner.profile(http_profile(
-        f"{{name: up, url: '{http_server.base}/health'}}",
-        f"{{name: reporting, url: '{http_server.base}/status/503', critical: false}}",
-    ))
+def test_fail_on_with_only_a_medium_failure(
+    runner: Runner, http_server: HttpServer, fail_on: str, expected: int
+) -> None:
+    runner.profile(
+        http_profile(
+            f"{{name: up, url: '{http_server.base}/health'}}",
+            f"{{name: reporting, url: '{http_server.base}/status/503', critical: false}}",
+        )
+    )
     run = runner.run("-m", "daily", "--fail-on", fail_on)
     assert run.ret == expected
     assert run.results["run"]["exit_code"] == expected
@@ -66,8 +70,20 @@ def test_bad_fail_on_is_a_usage_error(runner: Runner, http_server: HttpServer) -
 def test_markers_are_registered_and_strict(runner: Runner, http_server: HttpServer) -> None:
     runner.profile(_mixed(http_server.base))
     result = runner.pytester.runpytest("--markers")
-    for marker in ("daily", "weekly", "monthly", "health", "infra", "certs", "backup", "dr", "monitoring",
-                   "security", "capacity", "post_deploy"):
+    for marker in (
+        "daily",
+        "weekly",
+        "monthly",
+        "health",
+        "infra",
+        "certs",
+        "backup",
+        "dr",
+        "monitoring",
+        "security",
+        "capacity",
+        "post_deploy",
+    ):
         result.stdout.fnmatch_lines([f"@pytest.mark.{marker}:*"])
     runner.pytester.makepyfile(**{"checks/test_custom.py": "import pytest\n@pytest.mark.dayly\ndef test_x(): pass\n"})
     run = runner.run("-m", "daily")
@@ -75,10 +91,12 @@ def test_markers_are_registered_and_strict(runner: Runner, http_server: HttpServ
 
 
 def test_each_check_has_exactly_one_cadence(runner: Runner, http_server: HttpServer) -> None:
-    runner.profile(http_profile(
-        f"{{name: daily-one, url: '{http_server.base}/health'}}",
-        f"{{name: weekly-one, url: '{http_server.base}/health', cadence: weekly}}",
-    ))
+    runner.profile(
+        http_profile(
+            f"{{name: daily-one, url: '{http_server.base}/health'}}",
+            f"{{name: weekly-one, url: '{http_server.base}/health', cadence: weekly}}",
+        )
+    )
     daily = runner.run("-m", "daily")
     assert [c["target"] for c in daily.results["checks"]] == ["daily-one"]
     assert daily.results["run"]["selection"]["markers"] == "daily"
@@ -142,9 +160,9 @@ def test_plain_vars_from_the_command_line(runner: Runner, http_server: HttpServe
 
 
 def test_warned_is_honest_in_terminal_junit_and_results(runner: Runner, http_server: HttpServer) -> None:
-    runner.profile(http_profile(
-        f"{{name: slow, url: '{http_server.base}/slow/200', expect: {{latency: {{warn: 50ms}}}}}}"
-    ))
+    runner.profile(
+        http_profile(f"{{name: slow, url: '{http_server.base}/slow/200', expect: {{latency: {{warn: 50ms}}}}}}")
+    )
     run = runner.run("-m", "daily", "-v")
     assert run.ret == 0
     run.result.stdout.fnmatch_lines(["*test_health[[]slow[]] WARNED*", "*1 warned*"])
@@ -160,12 +178,16 @@ def test_warned_is_honest_in_terminal_junit_and_results(runner: Runner, http_ser
 
 def test_an_exception_in_a_check_is_an_error_not_a_failure(runner: Runner, http_server: HttpServer) -> None:
     runner.profile(_mixed(http_server.base))
-    runner.pytester.makepyfile(**{"checks/health/test_http.py": (
-        "import pytest\n"
-        "pytestmark = [pytest.mark.health]\n"
-        "def test_health(item, facts, check):\n"
-        "    raise KeyError('bug in the check')\n"
-    )})
+    runner.pytester.makepyfile(
+        **{
+            "checks/health/test_http.py": (
+                "import pytest\n"
+                "pytestmark = [pytest.mark.health]\n"
+                "def test_health(item, facts, check):\n"
+                "    raise KeyError('bug in the check')\n"
+            )
+        }
+    )
     run = runner.run("-m", "daily")
     record = run.record("http.health[up]")
     assert record["outcome"] == "error"
@@ -183,9 +205,11 @@ def test_a_broken_checks_module_is_an_internal_error(runner: Runner, http_server
 
 
 def test_xdist_gives_the_same_records_and_one_bundle(runner: Runner, http_server: HttpServer) -> None:
-    runner.profile(_mixed(http_server.base) + "\n".join(
-        f"  - {{name: extra-{i}, url: '{http_server.base}/health'}}" for i in range(8)
-    ) + "\n")
+    runner.profile(
+        _mixed(http_server.base)
+        + "\n".join(f"  - {{name: extra-{i}, url: '{http_server.base}/health'}}" for i in range(8))
+        + "\n"
+    )
     serial = runner.run("-m", "daily")
     before = len(http_server.requests)
     parallel = runner.run("-m", "daily", "-n", "2", subprocess=True)
@@ -193,12 +217,15 @@ def test_xdist_gives_the_same_records_and_one_bundle(runner: Runner, http_server
     assert parallel.ret == serial.ret == 1
     newest = json.loads((parallel.bundles[-1] / "results.json").read_text())
     oldest = json.loads((parallel.bundles[0] / "results.json").read_text())
+
     def digest(results: dict[str, object]) -> list[tuple[str, str, str, str]]:
         checks = results["checks"]
         assert isinstance(checks, list)
         # Passing messages carry the measured latency, which differs run to run.
-        return sorted((c["check"], c["outcome"], c["severity"], c["message"] if c["outcome"] != "passed" else "")
-                      for c in checks)
+        return sorted(
+            (c["check"], c["outcome"], c["severity"], c["message"] if c["outcome"] != "passed" else "") for c in checks
+        )
+
     runs = sorted([newest, oldest], key=lambda r: r["run"]["started_at"])
     assert digest(runs[0]) == digest(runs[1])
     # Two workers, one probe per target.
@@ -219,13 +246,14 @@ def test_an_interrupted_run_leaves_a_bundle_that_says_interrupted(
     runner.profile(http_profile(f"{{name: hole, url: '{black_hole}', timeout: 30s}}"))
     marker = runner.pytester.path / "started"
     runner.pytester.makeconftest(
-        "import pathlib\n"
-        "def pytest_collection_finish(session):\n"
-        f"    pathlib.Path({str(marker)!r}).touch()\n"
+        f"import pathlib\ndef pytest_collection_finish(session):\n    pathlib.Path({str(marker)!r}).touch()\n"
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-m", "daily", "--profile", "test", "--report-dir", str(runner.report_dir)],
-        cwd=runner.pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=runner.pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     _wait_for(marker)
@@ -239,3 +267,18 @@ def test_an_interrupted_run_leaves_a_bundle_that_says_interrupted(
     assert results["run"]["status"] == "interrupted"
     assert results["run"]["interrupted_by"] == ("SIGTERM" if sig == signal.SIGTERM else "SIGINT")
     assert "evidence bundle" in output.strip().splitlines()[-1]
+
+
+def test_report_dir_outside_the_repository_as_a_separate_argument(
+    runner: Runner, http_server: HttpServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # pytest reads `--report-dir /elsewhere` as a test path while it looks for its ini, before
+    # plugins add their options; the run must still find its profile and collect only checks/.
+    runner.profile(_mixed(http_server.base))
+    runner.pytester.makepyfile(**{"tests/test_not_a_check.py": "def test_project_own(): assert False\n"})
+    elsewhere = tmp_path_factory.mktemp("evidence")
+    result = runner.pytester.runpytest_subprocess("-m", "daily", "--profile", "test", "--report-dir", str(elsewhere))
+    assert result.ret == 1, result.stdout.str()
+    (bundle,) = [p for p in elsewhere.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    checks = json.loads((bundle / "results.json").read_text())["checks"]
+    assert sorted(c["target"] for c in checks) == ["down-critical", "down-low", "down-medium", "up"]

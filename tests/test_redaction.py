@@ -26,12 +26,14 @@ def test_secrets_reach_no_output(
     monkeypatch.setenv("URL_PASSWORD", URL_SECRET)
     wrong = "Bearer ${API_TOKEN}-but-wrong"  # the server echoes this (with the secret inside) in its 401
     host = http_server.base.removeprefix("http://")
-    runner.profile(http_profile(
-        f"{{name: echoes, url: '{http_server.base}/auth', headers: {{Authorization: '{wrong}'}}}}",
-        f"{{name: in-url, url: 'http://ops:${{URL_PASSWORD}}@{host}/status/500'}}",
-        "{name: bad-host, url: 'http://ops:${URL_PASSWORD}@no-such-host.invalid/health', timeout: 1s}",
-        f"{{name: basic, url: '{http_server.base}/status/401', headers: {{Authorization: 'Basic ${{API_TOKEN}}'}}}}",
-    ))
+    runner.profile(
+        http_profile(
+            f"{{name: echoes, url: '{http_server.base}/auth', headers: {{Authorization: '{wrong}'}}}}",
+            f"{{name: in-url, url: 'http://ops:${{URL_PASSWORD}}@{host}/status/500'}}",
+            "{name: bad-host, url: 'http://ops:${URL_PASSWORD}@no-such-host.invalid/health', timeout: 1s}",
+            f"{{name: basic, url: '{http_server.base}/status/401', headers: {{Authorization: 'Basic ${{API_TOKEN}}'}}}}",
+        )
+    )
     allure_dir = tmp_path / "allure"
     run = runner.run("-m", "daily", "-v", "--tb=long", "-l", "-rA", "--alluredir", str(allure_dir))
     assert run.ret == 1

@@ -65,6 +65,12 @@ def test_parse_duration_accepts_documented_units(text: str, seconds: float) -> N
         "5w",
         "5y",
         "5 s s",
+        "5s\n",  # fullmatch: `$` would allow a trailing newline
+        "\n5s",
+        "5s ",
+        "\u0665s",  # an Arabic-Indic five: `\d` without re.ASCII would take it
+        "1\u0660s",
+        "\uff15s",  # a fullwidth five
     ],
 )
 def test_parse_duration_refuses(bad: object) -> None:
@@ -124,6 +130,8 @@ def test_parse_size_uses_powers_of_1024(text: str, size: int) -> None:
         "KB",
         "1KB2",
         "big",
+        "1KB\n",
+        "\u0661KB",  # an Arabic-Indic one
     ],
 )
 def test_parse_size_refuses(bad: object) -> None:
@@ -132,6 +140,19 @@ def test_parse_size_refuses(bad: object) -> None:
     message = str(info.value)
     assert repr(bad) in message
     assert units.SIZE_HELP in message
+
+
+@pytest.mark.parametrize(("bad", "size"), [("1.5B", "1.5B"), ("0.5B", "0.5B"), ("0.1KB", "0.1KB"), ("1.0000001MB", "1.0000001MB")])
+def test_parse_size_refuses_a_fraction_of_a_byte(bad: str, size: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"invalid size {size!r}: not a whole number of bytes")):
+        parse_size(bad)
+
+
+@pytest.mark.parametrize(("text", "size"), [("1.5KB", 1536), ("0.5KB", 512), ("1.0B", 1), ("0.25MB", 262144)])
+def test_parse_size_accepts_a_fraction_that_is_whole_bytes(text: str, size: int) -> None:
+    result = parse_size(text)
+    assert type(result) is int
+    assert result == size
 
 
 # --- parse_percent --------------------------------------------------------------------------
@@ -147,7 +168,10 @@ def test_parse_percent(text: str, value: float) -> None:
     assert result == value
 
 
-@pytest.mark.parametrize("bad", ["80", "", None, 80, 0.8, "-5%", "80%%", "%", "eighty%", "1.2.3%", "80 percent", "80 %"])
+@pytest.mark.parametrize(
+    "bad",
+    ["80", "", None, 80, 0.8, "-5%", "80%%", "%", "eighty%", "1.2.3%", "80 percent", "80 %", "80%\n", "\u0668\u0660%"],
+)
 def test_parse_percent_refuses_malformed(bad: object) -> None:
     with pytest.raises(ValueError, match=r"^invalid percentage ") as info:
         parse_percent(bad)
@@ -196,6 +220,8 @@ def test_exported_patterns_agree_with_parsers(pattern: str, parse, good: list[st
         (1, "1s"),
         (5, "5s"),
         (1.25, "1.25s"),
+        (5.5, "5.5s"),
+        (0.9994, "999ms"),
         (60, "1m"),
         (90, "1m 30s"),
         (600, "10m"),
@@ -211,12 +237,10 @@ def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG units.py format_duration: the `< 1` / `< 60` branches are chosen before rounding, "
-    "so 0.9996 -> '1000ms' and 59.999 -> '60s'",
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.9996, "1s"), (59.999, "1m"), (59.996, "1m"), (59.994, "59.99s"), (3599.6, "1h"), (86399.7, "1d")],
 )
-@pytest.mark.parametrize(("seconds", "text"), [(0.9996, "1s"), (59.999, "1m")])
 def test_format_duration_rounding_at_unit_boundaries(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
 
@@ -239,12 +263,13 @@ def test_format_size(size: int, text: str) -> None:
     assert format_size(size) == text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG units.py format_size: the unit is chosen before rounding, so 1048575 -> '1024.0KB'",
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [(1024**2 - 1, "1.0MB"), (1023.6, "1.0KB"), (1023.4, "1023B"), (1024**3 - 1, "1.0GB"), (1024**4 - 1, "1.0TB")],
 )
-def test_format_size_rounding_at_unit_boundary() -> None:
-    assert format_size(1024**2 - 1) == "1.0MB"
+def test_format_size_rounding_at_unit_boundary(size: float, text: str) -> None:
+    # Round first, then choose the unit: never '1024.0KB' or '1024B'.
+    assert format_size(size) == text
 
 
 @pytest.mark.parametrize(("value", "text"), [(80, "80.0%"), (99.95, "100.0%"), (0, "0.0%"), (12.34, "12.3%")])

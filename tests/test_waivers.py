@@ -18,22 +18,28 @@ def _waiver(check: str, ticket: str, expires: str) -> str:
 def test_matching_expired_and_unmatched_waivers(runner: Runner, http_server: HttpServer) -> None:
     tomorrow = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
     yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-    runner.profile(http_profile(
-        f"{{name: reporting, url: '{http_server.base}/status/503'}}",
-        f"{{name: legacy, url: '{http_server.base}/status/500'}}",
-        f"{{name: wallet-guard, url: '{http_server.base}/health'}}",
-        extra="waivers:\n"
-        + _waiver("*[reporting]*", "OPS-123", tomorrow)
-        + _waiver("http.health[legacy]", "OPS-99", yesterday)
-        + _waiver("*[qldb]*", "OPS-7", tomorrow),
-    ))
+    runner.profile(
+        http_profile(
+            f"{{name: reporting, url: '{http_server.base}/status/503'}}",
+            f"{{name: legacy, url: '{http_server.base}/status/500'}}",
+            f"{{name: wallet-guard, url: '{http_server.base}/health'}}",
+            extra="waivers:\n"
+            + _waiver("*[reporting]*", "OPS-123", tomorrow)
+            + _waiver("http.health[legacy]", "OPS-99", yesterday)
+            + _waiver("*[qldb]*", "OPS-7", tomorrow),
+        )
+    )
     run = runner.run("-m", "daily", "-v")
 
     waived = run.record("http.health[reporting]")
     assert waived["outcome"] == "waived"
     assert waived["waiver"] == {
-        "check": "*[reporting]*", "reason": "Decommissioned in Q1", "ticket": "OPS-123",
-        "approved_by": "platform-lead", "expires": tomorrow, "status": "applied",
+        "check": "*[reporting]*",
+        "reason": "Decommissioned in Q1",
+        "ticket": "OPS-123",
+        "approved_by": "platform-lead",
+        "expires": tomorrow,
+        "status": "applied",
     }
     assert waived["message"] == "HTTP 503 Service Unavailable, expected 200"
 
@@ -53,17 +59,21 @@ def test_matching_expired_and_unmatched_waivers(runner: Runner, http_server: Htt
     run.result.stdout.fnmatch_lines(["*test_health[[]reporting[]] WAIVED*", "*1 failed*1 passed*1 waived*"])
     assert run.ret == 1  # the expired waiver leaves a critical failure
 
-    case = next(c for c in ET.parse(run.bundle / "junit.xml").getroot().iter("testcase") if "reporting" in c.get("name", ""))
+    case = next(
+        c for c in ET.parse(run.bundle / "junit.xml").getroot().iter("testcase") if "reporting" in c.get("name", "")
+    )
     skipped = case.find("skipped")
     assert skipped is not None and skipped.get("type") == "waived" and "OPS-123" in (skipped.get("message") or "")
 
 
 def test_waiver_makes_a_run_pass(runner: Runner, http_server: HttpServer) -> None:
     tomorrow = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
-    runner.profile(http_profile(
-        f"{{name: reporting, url: '{http_server.base}/status/503'}}",
-        extra="waivers:\n" + _waiver("http.health[reporting]", "OPS-1", tomorrow),
-    ))
+    runner.profile(
+        http_profile(
+            f"{{name: reporting, url: '{http_server.base}/status/503'}}",
+            extra="waivers:\n" + _waiver("http.health[reporting]", "OPS-1", tomorrow),
+        )
+    )
     run = runner.run("-m", "daily")
     assert run.ret == 0
     assert run.results["run"]["status"] == "passed"
@@ -71,8 +81,10 @@ def test_waiver_makes_a_run_pass(runner: Runner, http_server: HttpServer) -> Non
 
 def test_waiver_expiring_today_still_applies(runner: Runner, http_server: HttpServer) -> None:
     today = datetime.now(UTC).date().isoformat()
-    runner.profile(http_profile(
-        f"{{name: reporting, url: '{http_server.base}/status/503'}}",
-        extra="waivers:\n" + _waiver("http.health[reporting]", "OPS-1", today),
-    ))
+    runner.profile(
+        http_profile(
+            f"{{name: reporting, url: '{http_server.base}/status/503'}}",
+            extra="waivers:\n" + _waiver("http.health[reporting]", "OPS-1", today),
+        )
+    )
     assert runner.run("-m", "daily").record("http.health[reporting]")["outcome"] == "waived"

@@ -28,7 +28,7 @@ import pytest
 from opsproof import outcomes
 from opsproof.check import Check
 from opsproof.controls import controls_for
-from opsproof.gather import FactsByKind, probe_all, probe_all_shared
+from opsproof.gather import FactsByKind, Gatherer, probe_all_shared
 from opsproof.markers import ALL_MARKERS, CADENCE_MARKERS
 from opsproof.probes import Facts, ProbeKind, kinds, utc_now
 from opsproof.profile import Item, LoadedProfile, ProfileError, Waiver, load_profile, resolve_profile_path
@@ -46,8 +46,8 @@ class RunState:
     started_at: str
     is_worker: bool
     share_dir: Path | None = None
-    facts: FactsByKind | None = None
-    probe_error: BaseException | None = None
+    facts: FactsByKind | None = None  # xdist workers: everything, read from the shared file
+    gatherer: Gatherer | None = None
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     collected_check_ids: set[str] = field(default_factory=set)
     unmatched_waivers: list[dict[str, Any]] = field(default_factory=list)
@@ -60,6 +60,7 @@ class RunState:
 
 STATE = pytest.StashKey[RunState]()
 CHECK = pytest.StashKey[Check]()
+IDENTITY = pytest.StashKey[tuple[str, str, str | None, str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -91,13 +92,21 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, description in ALL_MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
-    asked = config.getoption("profile") is not None or config.getini("opsproof")
+    # Any opsproof option asks for a run: pytest finds its ini before entry-point plugins add
+    # their options, so `--report-dir /elsewhere` can hide the ini (and its `opsproof = true`).
+    asked = config.getini("opsproof") or any(
+        config.getoption(name) not in (None, []) for name in ("profile", "report_dir", "var")
+    )
     if not asked and not (workerinput and "opsproof_run_id" in workerinput):
         return
     if config.option.help or config.option.markers:  # information only: no profile needed
         return
     state = _start_run(config, workerinput)
     config.stash[STATE] = state
+    config.option.strict_markers = True  # CONTRACT §1: markers are strict, whatever the ini says
+    if config.args_source != pytest.Config.ArgsSource.ARGS and (Path.cwd() / "checks").is_dir():
+        # No paths given: the checks of the repository root, even when the ini was not found.
+        config.args[:] = [str(Path.cwd() / "checks")]
     if not state.is_worker:
         config.pluginmanager.register(Recorder(config, state), "opsproof-recorder")
         if config.pluginmanager.hasplugin("xdist"):
@@ -113,14 +122,14 @@ def _start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> Run
             raise pytest.UsageError(f"--var {pair!r}: expected NAME=VALUE")
         cli_vars[name] = value
     chosen = config.getoption("profile") or os.environ.get("OPSPROOF_PROFILE") or "demo"
-    path = resolve_profile_path(chosen, config.rootpath)
+    path = resolve_profile_path(chosen, Path.cwd())
     try:
         shown = str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
         loaded = load_profile(path, cli_vars=cli_vars, display_path=shown)
     except ProfileError as exc:
         raise pytest.UsageError(f"profile {chosen!r}: {exc}") from None
     ACTIVE_REDACTOR.update(loaded.redactor)
-    report_dir = Path(config.getoption("report_dir") or config.rootpath / "reports")
+    report_dir = Path(config.getoption("report_dir") or "reports").absolute()
     if report_dir.exists() and not report_dir.is_dir():
         raise pytest.UsageError(f"--report-dir {str(report_dir)!r} exists and is not a directory")
     if workerinput is not None and "opsproof_run_id" in workerinput:
@@ -224,7 +233,14 @@ def _is_placeholder(item: pytest.Item) -> bool:
 
 
 def identity(item: pytest.Item, state: RunState) -> tuple[str, str, str | None, str]:
-    """(check id, kind, target name, severity) of a collected check."""
+    """(check id, kind, target name, severity) of a collected check; worked out once per item."""
+    known = item.stash.get(IDENTITY, None)
+    if known is None:
+        known = item.stash[IDENTITY] = _identity(item, state)
+    return known
+
+
+def _identity(item: pytest.Item, state: RunState) -> tuple[str, str, str | None, str]:
     kind = kind_of_path(item.path)
     kind_name = kind.name if kind else item.path.stem.removeprefix("test_")
     aspect = getattr(item, "originalname", item.name).removeprefix("test_")
@@ -265,8 +281,7 @@ def facts(request: pytest.FixtureRequest, target: str, check: Check) -> Facts:
     state = _require_state(request)
     kind = kind_of_path(request.node.path)
     assert kind is not None
-    gathered = _gathered(request.session, state)
-    found = gathered[kind.name][target]
+    found = _facts_of(request.session, state, kind.name, target)
     check.observe(**found.observed())
     check.started_at = found.probed_at
     check.duration_s = round(found.elapsed_s, 4)
@@ -280,26 +295,36 @@ def _require_state(request: pytest.FixtureRequest) -> RunState:
     return state
 
 
-def _gathered(session: pytest.Session, state: RunState) -> FactsByKind:
-    if state.probe_error is not None:
-        raise state.probe_error
-    if state.facts is None:
-        wanted: dict[str, set[str]] = {}
-        for item in session.items:
-            kind = kind_of_path(item.path)
-            callspec = getattr(item, "callspec", None)
-            if kind is None or callspec is None or "facts" not in getattr(item, "fixturenames", ()):
-                continue
+def _wanted(items: list[pytest.Item]) -> dict[str, set[str]]:
+    """Target names by kind, over the checks that need facts."""
+    wanted: dict[str, set[str]] = {}
+    for item in items:
+        kind = kind_of_path(item.path)
+        callspec = getattr(item, "callspec", None)
+        if kind is not None and callspec is not None and "facts" in getattr(item, "fixturenames", ()):
             wanted.setdefault(kind.name, set()).add(callspec.params["target"])
-        try:
-            if state.share_dir is not None:
-                state.facts = probe_all_shared(state.loaded.profile, wanted, state.share_dir)
-            else:
-                state.facts = probe_all(state.loaded.profile, wanted)
-        except Exception as exc:
-            state.probe_error = exc
-            raise
-    return state.facts
+    return wanted
+
+
+def _facts_of(session: pytest.Session, state: RunState, kind: str, target: str) -> Facts:
+    if state.share_dir is not None:  # an xdist worker: one worker probes for all
+        if state.facts is None:
+            state.facts = probe_all_shared(state.loaded.profile, _wanted(session.items), state.share_dir)
+        return state.facts[kind][target]
+    if state.gatherer is None:  # pytest_runtestloop did not run (a plugin drove the tests itself)
+        state.gatherer = Gatherer(state.loaded.profile, _wanted(session.items)).start()
+    return state.gatherer.facts(kind, target)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Start probing as the test loop starts, so checks assert while later probes run."""
+    state = _state(session.config)
+    if state is None or state.share_dir is not None or session.config.option.collectonly:
+        return
+    wanted = _wanted(session.items)
+    if wanted and not (session.testsfailed and not session.config.option.continue_on_collection_errors):
+        state.gatherer = Gatherer(state.loaded.profile, wanted).start()
 
 
 # -- records ------------------------------------------------------------------------------

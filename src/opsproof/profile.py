@@ -18,8 +18,9 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import date
+from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -28,10 +29,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
 from opsproof import units
@@ -69,6 +72,7 @@ def _valid_regex(pattern: str) -> str:
 
 
 Regex = Annotated[str, AfterValidator(_valid_regex)]
+PositiveDuration = Annotated[Duration, Field(gt=0)]
 Name = Annotated[
     str,
     Field(
@@ -97,23 +101,25 @@ class Threshold(Strict, Generic[T]):
 class Defaults(Strict):
     """Per-profile defaults for every item."""
 
-    timeout: Duration = Field(5.0, description="how long a target may take to answer")
-    concurrency: int = Field(256, ge=1, le=10000, description="probes in flight at once")
+    timeout: PositiveDuration = Field(5.0, description="how long a target may take to answer")
+    concurrency: StrictInt = Field(256, ge=1, le=10000, description="probes in flight at once")
 
 
 class Item(Strict):
     """What every check target has: a name, a severity and a timeout."""
 
     name: Name
-    critical: bool = Field(True, description="critical: true -> severity critical; false -> medium")
+    critical: StrictBool = Field(True, description="critical: true -> severity critical; false -> medium")
     severity: Severity | None = Field(None, description="sets the severity explicitly")
-    timeout: Duration | None = Field(None, description="defaults to defaults.timeout (5s)")
+    timeout: PositiveDuration | None = Field(None, description="defaults to defaults.timeout (5s)")
     cadence: Cadence | None = Field(None, description="overrides the kind's default cadence")
 
     def __repr__(self) -> str:
         # Short on purpose: tracebacks print fixtures, and a truncated repr of headers or a
         # DSN could show part of a secret that redaction (which matches whole values) misses.
         return f"{type(self).__name__}(name={self.name!r})"
+
+    __str__ = __repr__
 
     @property
     def effective_severity(self) -> Severity:
@@ -126,10 +132,15 @@ def _status_list(value: Any) -> Any:
     return [value] if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+_STATUS_SCHEMA = {"type": "integer", "minimum": 100, "maximum": 599}
+
+
 class HttpExpect(Strict):
-    status: Annotated[list[Annotated[int, Field(ge=100, le=599)]], BeforeValidator(_status_list)] = Field(
-        default_factory=lambda: [200], description="an HTTP status or a list of them"
-    )
+    status: Annotated[
+        list[Annotated[StrictInt, Field(ge=100, le=599)]],
+        BeforeValidator(_status_list),
+        WithJsonSchema({"anyOf": [_STATUS_SCHEMA, {"type": "array", "items": _STATUS_SCHEMA, "minItems": 1}]}),
+    ] = Field(default_factory=lambda: [200], description="an HTTP status or a list of them")
     json_body: Any = Field(None, alias="json", description="subset match of the JSON body")
     body: Regex | None = Field(None, description="a regular expression searched in the body")
     latency: Threshold[Duration] | None = None
@@ -139,11 +150,15 @@ class HttpTarget(Item):
     """An HTTP(S) endpoint answering a read-only request."""
 
     url: str
-    method: Literal["GET", "HEAD", "OPTIONS"] = Field("GET", description="read-only methods only")
+    method: str = Field(
+        "GET",
+        description="GET, HEAD or OPTIONS: checks never write, so read-only methods only",
+        json_schema_extra={"enum": ["GET", "HEAD", "OPTIONS"]},
+    )
     headers: dict[str, str] = Field(default_factory=dict)
     ca_file: Path | None = Field(None, description="extra trust anchors (PEM) for HTTPS")
-    verify_tls: bool = Field(True, description="verify the server certificate (on by default)")
-    follow_redirects: bool = False
+    verify_tls: StrictBool = Field(True, description="verify the server certificate (on by default)")
+    follow_redirects: StrictBool = False
     expect: HttpExpect = Field(default_factory=HttpExpect)
 
     @field_validator("url")
@@ -153,10 +168,23 @@ class HttpTarget(Item):
             raise ValueError(f"URL {url!r} needs an http:// or https:// scheme and a host")
         return url
 
+    @field_validator("method")
+    @classmethod
+    def _read_only_method(cls, method: str) -> str:
+        if method not in ("GET", "HEAD", "OPTIONS"):
+            raise ValueError(f"method {method!r} is not allowed: checks never write, use GET, HEAD or OPTIONS")
+        return method
+
     @field_validator("ca_file")
     @classmethod
-    def _ca_file_exists(cls, path: Path | None) -> Path | None:
-        if path is not None and not path.is_file():
+    def _ca_file_exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None:
+            return None
+        # Relative paths are relative to the profile's folder, as a reader of the profile expects.
+        base = (info.context or {}).get("profile_dir")
+        if not path.is_absolute() and base is not None:
+            path = Path(base) / path
+        if not path.is_file():
             raise ValueError(f"ca_file {str(path)!r} does not exist")
         return path
 
@@ -183,6 +211,8 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
 # Kinds the contract defines that this version does not check yet: a clear word
 # beats the generic "unknown key".
 _PLANNED_SECTIONS = ("tls", "postgres", "redis", "backups", "drills")
+# Profile sections that hold named items (unique per section: the names are check ids).
+ITEM_SECTIONS = ("http",)
 
 
 class Profile(Strict):
@@ -194,31 +224,29 @@ class Profile(Strict):
     http: list[HttpTarget] = Field(default_factory=list)
     waivers: list[Waiver] = Field(default_factory=list)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _known_sections(cls, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            for key in _PLANNED_SECTIONS:
-                if key in data:
-                    raise ValueError(f"{key}: this kind of check is not available in this version of opsproof")
-        return data
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> Profile:
-        for section in ("http",):
-            seen: set[str] = set()
-            for index, item in enumerate(getattr(self, section)):
-                if item.name in seen:
-                    raise ValueError(f"{section}[{index}].name: duplicate name {item.name!r}")
-                seen.add(item.name)
-        return self
+    @cached_property
+    def items_by_section(self) -> dict[str, dict[str, Item]]:
+        return {section: {item.name: item for item in getattr(self, section)} for section in ITEM_SECTIONS}
 
     def targets(self, section: str) -> dict[str, Item]:
-        items: list[Item] = getattr(self, section)
-        return {item.name: item for item in items}
+        """The items of one section by name (built once: checks look them up per test)."""
+        return self.items_by_section[section]
 
     def timeout_of(self, item: Item) -> float:
         return item.timeout if item.timeout is not None else self.defaults.timeout
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """One pass (libyaml where built in), keeping nodes for line numbers.
+
+    Dates stay strings: pydantic parses them and names the key and line of a bad one,
+    where PyYAML would raise a bare ValueError for `expires: 2026-13-01`.
+    """
+
+    yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
 
 class ProfileError(Exception):
@@ -265,8 +293,12 @@ def load_profile(
         raise ProfileError(f"{shown}: cannot read profile: {exc.strerror}") from None
     try:
         text = raw.decode("utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except UnicodeDecodeError:
         raise ProfileError(f"{shown}: profile is not UTF-8 text") from None
     except yaml.YAMLError as exc:
@@ -283,11 +315,25 @@ def load_profile(
     redactor = Redactor()
     plain_vars: dict[str, str] = {}
     env = os.environ if environ is None else environ
+    for key in _PLANNED_SECTIONS:
+        if key in data:
+            raise ProfileError(
+                f"{shown}:{lines.get((key,), 1)}: {key}: this kind of check is not available "
+                "in this version of opsproof"
+            )
     data = _substitute(data, (), lines, shown, redactor, plain_vars, dict(cli_vars or {}), env)
     try:
-        profile = Profile.model_validate(data)
+        profile = Profile.model_validate(data, context={"profile_dir": str(path.parent)})
     except ValidationError as exc:
-        raise ProfileError(_describe(exc, lines, shown)) from None
+        # A bad value may have come from a ${SECRET}: never echo it.
+        raise ProfileError(redactor.redact(_describe(exc, lines, shown))) from None
+    for section in ITEM_SECTIONS:
+        seen: set[str] = set()
+        for index, item in enumerate(getattr(profile, section)):
+            if item.name in seen:
+                line = lines.get((section, index, "name"), 1)
+                raise ProfileError(f"{shown}:{line}: {section}[{index}].name: duplicate name {item.name!r}")
+            seen.add(item.name)
     return LoadedProfile(
         profile=profile,
         path=path.resolve(),
@@ -361,7 +407,20 @@ def _substitute(
         redactor.add(name, secret)
         return secret
 
-    return _REFERENCE.sub(replace, value)
+    result = _REFERENCE.sub(replace, _check_references(value, path, lines, shown))
+    return result
+
+
+def _check_references(value: str, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], shown: str) -> str:
+    """Refuse `${...}` that is not a valid reference, rather than sending it as a literal token."""
+    leftover = _REFERENCE.sub("", value)
+    if "${" in leftover:
+        bad = leftover[leftover.index("${") :].split("}", 1)[0] + "}"
+        raise ProfileError(
+            f"{shown}:{_line(path, lines)}: {_dotted(path)}: {bad!r} is not a valid reference; "
+            "use ${NAME} (a secret), ${vars.NAME} or ${vars.NAME:-default}; write $${ for a literal ${"
+        )
+    return value
 
 
 def _line(path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:
@@ -397,9 +456,14 @@ def _message(error: Any) -> str:
         return "required key is missing"
     if kind == "value_error":
         return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+    if kind in ("model_type", "dict_type"):
+        return f"expected a mapping (got {type(error.get('input')).__name__})"
+    if kind == "list_type":
+        return f"expected a list (got {type(error.get('input')).__name__})"
     got = error.get("input")
     shown = f" (got {got!r})" if isinstance(got, (str, int, float, bool)) or got is None else ""
-    return f"{error['msg'].lower()}{shown}"
+    message = error["msg"]
+    return f"{message[:1].lower()}{message[1:]}{shown}"
 
 
 def profile_json_schema() -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import pkgutil
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -66,7 +66,8 @@ class ProbeKind(Generic[TargetT, FactsT]):
     section: str  # the profile key holding its items
     cadence: str  # the default cadence marker of its checks
     facts: type[FactsT]
-    gather: Callable[[Sequence[TargetT], ProbeContext], Awaitable[dict[str, FactsT]]]
+    # Yields each target's facts as soon as its probe is done, so checks need not wait for all.
+    gather: Callable[[Sequence[TargetT], ProbeContext], AsyncIterator[FactsT]]
 
 
 def utc_now() -> str:

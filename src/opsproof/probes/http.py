@@ -12,7 +12,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from pydantic import Field
@@ -157,8 +157,8 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
     )
 
 
-async def gather_http(targets: Sequence[HttpTarget], ctx: ProbeContext) -> dict[str, HttpFacts]:
-    """Probe every target through one session; results by target name."""
+async def gather_http(targets: Sequence[HttpTarget], ctx: ProbeContext) -> AsyncIterator[HttpFacts]:
+    """Probe every target through one session; yield each one's facts as it completes."""
     import aiohttp
 
     contexts: dict[Any, Any] = {}
@@ -171,8 +171,8 @@ async def gather_http(targets: Sequence[HttpTarget], ctx: ProbeContext) -> dict[
         trust_env=False,
         headers={"User-Agent": "opsproof/0.1 (read-only health check)"},
     ) as session:
-        facts = await asyncio.gather(*(_probe_one(session, t, ctx, contexts) for t in targets))
-    return {f.target: f for f in facts}
+        for done in asyncio.as_completed([_probe_one(session, t, ctx, contexts) for t in targets]):
+            yield await done
 
 
 KIND: ProbeKind[HttpTarget, HttpFacts] = ProbeKind(
