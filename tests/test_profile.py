@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import re
 from datetime import date
 from pathlib import Path
@@ -373,12 +374,22 @@ BAD = [
         "environment: prod\ndescription: {a: 1}  # <-\n", "description", ["valid string"], {}, id="description-map"
     ),
     pytest.param(
-        "environment: prod\nhttp:  # <-\n  name: a\n  url: http://a/\n", "http", ["expected a list (got dict)"], {}, id="http-mapping"
+        "environment: prod\nhttp:  # <-\n  name: a\n  url: http://a/\n",
+        "http",
+        ["expected a list (got dict)"],
+        {},
+        id="http-mapping",
     ),
     pytest.param(
-        "environment: prod\nhttp:\n  - wallet-guard  # <-\n", "http[0]", ["expected a mapping (got str)"], {}, id="item-str"
+        "environment: prod\nhttp:\n  - wallet-guard  # <-\n",
+        "http[0]",
+        ["expected a mapping (got str)"],
+        {},
+        id="item-str",
     ),
-    pytest.param(HEAD + "    expect: [200]  # <-\n", "http[0].expect", ["expected a mapping (got list)"], {}, id="expect-list"),
+    pytest.param(
+        HEAD + "    expect: [200]  # <-\n", "http[0].expect", ["expected a mapping (got list)"], {}, id="expect-list"
+    ),
     pytest.param(
         HEAD + "    expect:\n      status: ok  # <-\n",
         "http[0].expect.status",
@@ -387,7 +398,11 @@ BAD = [
         id="status-str",
     ),
     pytest.param(
-        "environment: prod\nwaivers:  # <-\n  check: x\n", "waivers", ["expected a list (got dict)"], {}, id="waivers-mapping"
+        "environment: prod\nwaivers:  # <-\n  check: x\n",
+        "waivers",
+        ["expected a list (got dict)"],
+        {},
+        id="waivers-mapping",
     ),
     # bad values
     pytest.param(
@@ -979,7 +994,8 @@ def test_secret_not_in_str_of_an_item(with_secret: LoadedProfile) -> None:
     item = with_secret.profile.http[0]
     assert str(item) == "HttpTarget(name='wallet-guard')"
     assert f"{item}" == repr(item)
-    assert "%s" % item == repr(item)
+    record = logging.LogRecord("opsproof", logging.INFO, __file__, 1, "checking %s", (item,), None)
+    assert record.getMessage() == f"checking {item!r}"
     assert SECRET not in str(item)
 
 

@@ -142,9 +142,9 @@ def test_parse_size_refuses(bad: object) -> None:
     assert units.SIZE_HELP in message
 
 
-@pytest.mark.parametrize(("bad", "size"), [("1.5B", "1.5B"), ("0.5B", "0.5B"), ("0.1KB", "0.1KB"), ("1.0000001MB", "1.0000001MB")])
-def test_parse_size_refuses_a_fraction_of_a_byte(bad: str, size: str) -> None:
-    with pytest.raises(ValueError, match=re.escape(f"invalid size {size!r}: not a whole number of bytes")):
+@pytest.mark.parametrize("bad", ["1.5B", "0.5B", "0.1KB", "1.0000001MB"])
+def test_parse_size_refuses_a_fraction_of_a_byte(bad: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"invalid size {bad!r}: not a whole number of bytes")):
         parse_size(bad)
 
 

@@ -509,6 +509,8 @@ class Recorder:
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Any:
         state = self.state
+        if state.gatherer is not None:
+            state.gatherer.stop()
         state.exit_code = _exit_code(state, int(exitstatus))
         try:
             from opsproof.evidence.bundle import write_bundle
