@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import importlib
 import json
 import os
 import signal
@@ -32,38 +33,64 @@ class Gatherer:
     """Probes the wanted targets of each kind in the background; `facts()` waits for one.
 
     Where the platform can fork, the probes run in a child process, on another core
-    than the checks (the probes' CPU would otherwise contend for the checks' GIL), and
-    each target's facts come back as a JSON line the moment its probe is done.
+    than the checks (the probes' CPU would otherwise contend for the checks' GIL). The
+    child is forked by `prepare()` as soon as the profile is loaded, so it imports the
+    probes' libraries while pytest collects; `start(wanted)` tells it what to probe,
+    and each target's facts come back as a JSON line the moment its probe is done.
     """
 
-    def __init__(self, profile: Profile, wanted: Mapping[str, set[str]], *, in_child: bool = True) -> None:
+    def __init__(self, profile: Profile, *, in_child: bool = True) -> None:
         self._profile = profile
-        self._wanted = {kind: set(names) for kind, names in wanted.items() if names}
+        self._wanted: dict[str, set[str]] = {}
         self._facts: dict[tuple[str, str], Facts] = {}
-        self._ready = {(kind, name): threading.Event() for kind, names in self._wanted.items() for name in names}
+        self._ready: dict[tuple[str, str], threading.Event] = {}
         self._error: BaseException | None = None
-        self._child: int | None = None
         self._in_child = in_child and hasattr(os, "fork")
-        self._thread = threading.Thread(target=self._run, name="opsproof-probes", daemon=True)
+        self._child: int | None = None
+        self._requests: int | None = None  # the pipe the child reads its work from
+        self._results: int | None = None  # the pipe the child writes facts to
+        self._thread: threading.Thread | None = None
 
-    def start(self) -> Gatherer:
-        if self._in_child:
-            # Fork from the calling (main) thread, before the reader thread exists.
-            read_end, write_end = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                os.close(read_end)
-                _probe_in_child(self, write_end)
-            os.close(write_end)
-            self._child = pid
-            self._thread = threading.Thread(
-                target=self._read_child, args=(pid, read_end), name="opsproof-probes", daemon=True
-            )
+    def prepare(self) -> Gatherer:
+        """Fork the probe child now (from the main thread, before any helper thread exists)."""
+        if not self._in_child or self._child is not None:
+            return self
+        request_read, request_write = os.pipe()
+        result_read, result_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(request_write)
+            os.close(result_read)
+            _probe_in_child(self, request_read, result_write)
+        os.close(request_read)
+        os.close(result_write)
+        self._child, self._requests, self._results = pid, request_write, result_read
+        return self
+
+    def start(self, wanted: Mapping[str, set[str]]) -> Gatherer:
+        """Probe these targets; `facts()` answers as each one is done."""
+        self._wanted = {kind: set(names) for kind, names in wanted.items() if names}
+        self._ready = {(kind, name): threading.Event() for kind, names in self._wanted.items() for name in names}
+        self.prepare()
+        if self._requests is not None:
+            with os.fdopen(self._requests, "w", encoding="utf-8") as requests:
+                json.dump({kind: sorted(names) for kind, names in self._wanted.items()}, requests)
+            self._requests = None
+            self._thread = threading.Thread(target=self._read_child, name="opsproof-probes", daemon=True)
+        else:
+            self._thread = threading.Thread(target=self._run, name="opsproof-probes", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """End a child still probing (an interrupted run); its results are no longer wanted."""
+        """Release the child: unstarted, it exits; still probing (an interrupted run), it is killed."""
+        if self._requests is not None:
+            os.close(self._requests)
+            self._requests = None
+            if self._child is not None:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(self._child, 0)
+                self._child = None
         if self._child is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._child, signal.SIGKILL)
@@ -78,7 +105,8 @@ class Gatherer:
 
     def all(self) -> FactsByKind:
         """Every target's facts, once all probes are done."""
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         if self._error is not None:
             raise self._error
         by_kind: FactsByKind = {kind: {} for kind in self._wanted}
@@ -88,21 +116,26 @@ class Gatherer:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._probe_all(self._deliver))
+            asyncio.run(self._probe_all(self._wanted, self._deliver))
         except BaseException as exc:  # handed to every check that waits: an `error` record each
             self._error = exc
         finally:
-            for event in self._ready.values():
-                event.set()
+            self._release_waiters()
 
     def _deliver(self, kind: str, facts: Facts) -> None:
         self._facts[(kind, facts.target)] = facts
         self._ready[(kind, facts.target)].set()
 
-    def _read_child(self, pid: int, read_end: int) -> None:
+    def _release_waiters(self) -> None:
+        for event in self._ready.values():
+            event.set()
+
+    def _read_child(self) -> None:
         registry = kinds()
+        assert self._results is not None and self._child is not None
+        pid = self._child
         try:
-            with os.fdopen(read_end, encoding="utf-8") as lines:
+            with os.fdopen(self._results, encoding="utf-8") as lines:
                 for line in lines:
                     kind, payload = json.loads(line)
                     if kind == "error":
@@ -115,10 +148,9 @@ class Gatherer:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
             self._child = None
-            for event in self._ready.values():
-                event.set()
+            self._release_waiters()
 
-    async def _probe_all(self, deliver: Callable[[str, Facts], None]) -> None:
+    async def _probe_all(self, wanted: Mapping[str, set[str]], deliver: Callable[[str, Facts], None]) -> None:
         ctx = ProbeContext(profile=self._profile, limit=asyncio.Semaphore(self._profile.defaults.concurrency))
         registry = kinds()
 
@@ -128,23 +160,33 @@ class Gatherer:
             async for facts in kind.gather(targets, ctx):
                 deliver(kind_name, facts)
 
-        await asyncio.gather(*(probe_kind(kind, names) for kind, names in self._wanted.items()))
+        await asyncio.gather(*(probe_kind(kind, names) for kind, names in wanted.items()))
 
 
-def _probe_in_child(gatherer: Gatherer, write_end: int) -> NoReturn:
+def _probe_in_child(gatherer: Gatherer, request_read: int, result_write: int) -> NoReturn:
     status = 0
     try:
-        with os.fdopen(write_end, "w", encoding="utf-8") as out:
+        # Import what the probes need while the parent collects, then wait for the work.
+        for kind in kinds().values():
+            for module in kind.imports:
+                importlib.import_module(module)
+        with os.fdopen(request_read, encoding="utf-8") as requests:
+            text = requests.read()
+        wanted = {kind: set(names) for kind, names in json.loads(text).items()} if text else {}
+        with os.fdopen(result_write, "w", encoding="utf-8") as out:
 
             def send(kind: str, facts: Facts) -> None:
                 out.write(json.dumps([kind, facts.model_dump(mode="json")]) + "\n")
                 out.flush()
 
             try:
-                asyncio.run(gatherer._probe_all(send))
+                if wanted:
+                    asyncio.run(gatherer._probe_all(wanted, send))
             except BaseException as exc:
                 out.write(json.dumps(["error", f"{type(exc).__name__}: {exc}"]) + "\n")
                 status = 1
+    except BaseException:
+        status = 1
     finally:
         # _exit: no atexit handlers, no flushing of buffers inherited from pytest.
         os._exit(status)
@@ -152,7 +194,7 @@ def _probe_in_child(gatherer: Gatherer, write_end: int) -> NoReturn:
 
 def probe_all(profile: Profile, wanted: Mapping[str, set[str]]) -> FactsByKind:
     """Facts for the wanted targets of each kind, probed concurrently; returns when all are done."""
-    return Gatherer(profile, wanted).start().all()
+    return Gatherer(profile).start(wanted).all()
 
 
 def probe_all_shared(profile: Profile, wanted: Mapping[str, set[str]], share_dir: Path) -> FactsByKind:

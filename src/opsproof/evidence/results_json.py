@@ -1,4 +1,8 @@
-"""results.json: the machine-readable record of the run."""
+"""results.json: the machine-readable record of the run.
+
+One check per line: readable and diffable, and written by json's C encoder (an
+indented dump of 1,000 checks goes through the pure-Python one, ten times slower).
+"""
 
 from __future__ import annotations
 
@@ -7,4 +11,8 @@ from typing import Any
 
 
 def render_json(results: dict[str, Any]) -> str:
-    return json.dumps(results, indent=2, sort_keys=False, default=str) + "\n"
+    head = {key: value for key, value in results.items() if key != "checks"}
+    lines = [json.dumps(check, default=str) for check in results["checks"]]
+    checks = "[\n    " + ",\n    ".join(lines) + "\n  ]" if lines else "[]"
+    body = json.dumps(head, indent=2, default=str)
+    return body[:-2] + f',\n  "checks": {checks}\n}}\n'

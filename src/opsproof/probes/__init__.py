@@ -68,6 +68,8 @@ class ProbeKind(Generic[TargetT, FactsT]):
     facts: type[FactsT]
     # Yields each target's facts as soon as its probe is done, so checks need not wait for all.
     gather: Callable[[Sequence[TargetT], ProbeContext], AsyncIterator[FactsT]]
+    # Modules the probe imports lazily; the probe process imports them ahead of the work.
+    imports: tuple[str, ...] = ()
 
 
 def utc_now() -> str:

@@ -47,8 +47,9 @@ class HttpFacts(Facts):
         if self.body_text:
             shown["body_excerpt"] = self.body_text[:EXCERPT_CHARS]
         if self.json_body is not None:
-            text = json.dumps(self.json_body, sort_keys=True)
-            shown["json"] = self.json_body if len(text) <= JSON_SHOWN_CHARS else text[:JSON_SHOWN_CHARS] + "..."
+            # The body's size stands in for the JSON's: no second serialisation per target.
+            small = self.body_bytes <= JSON_SHOWN_CHARS
+            shown["json"] = self.json_body if small else json.dumps(self.json_body)[:JSON_SHOWN_CHARS] + "..."
         if self.latency_s is not None:
             shown["latency_ms"] = round(self.latency_s * 1000, 1)
             del shown["latency_s"]
@@ -176,5 +177,5 @@ async def gather_http(targets: Sequence[HttpTarget], ctx: ProbeContext) -> Async
 
 
 KIND: ProbeKind[HttpTarget, HttpFacts] = ProbeKind(
-    name="http", section="http", cadence="daily", facts=HttpFacts, gather=gather_http
+    name="http", section="http", cadence="daily", facts=HttpFacts, gather=gather_http, imports=("aiohttp",)
 )
