@@ -573,7 +573,7 @@ BAD = [
     pytest.param(
         WAIVER.replace("expires: 2026-12-31", "expires: 2026-12-31T12:00:00  # <-"),
         "waivers[0].expires",
-        ["dates"],
+        ["invalid date '2026-12-31T12:00:00': expected YYYY-MM-DD"],
         {},
         id="waiver-datetime",
     ),
@@ -730,14 +730,14 @@ BAD = [
     pytest.param(
         WAIVER.replace("expires: 2026-12-31", "expires: 2026-13-01  # <-"),
         "waivers[0].expires",
-        ["valid date", "(got '2026-13-01')"],
+        ["invalid date '2026-13-01': month must be in 1..12"],
         {},
         id="waiver-date-month-13-unquoted",
     ),
     pytest.param(
         WAIVER.replace("expires: 2026-12-31", "expires: 2026-02-30  # <-"),
         "waivers[0].expires",
-        ["valid date", "(got '2026-02-30')"],
+        ["invalid date '2026-02-30': day is out of range for month"],
         {},
         id="waiver-date-feb-30-unquoted",
     ),
@@ -1156,3 +1156,39 @@ def test_schema_strict_types() -> None:
     assert defs["Defaults"]["properties"]["concurrency"]["type"] == "integer"
     for key in ("critical", "verify_tls", "follow_redirects"):
         assert defs["HttpTarget"]["properties"][key]["type"] == "boolean", key
+
+
+@pytest.mark.parametrize("expires", ["0", "1798675200", "'31/12/2026'"])
+def test_waiver_dates_are_iso_only(tmp_path: Path, expires: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "environment: t\nwaivers:\n"
+        f"  - {{check: '*', reason: r, ticket: T-1, approved_by: me, expires: {expires}}}\n"
+    )
+    with pytest.raises(ProfileError, match=r"p\.yaml:3: waivers\[0\]\.expires: invalid date .*expected YYYY-MM-DD"):
+        load_profile(path, environ={})
+
+
+def test_empty_status_list_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("environment: t\nhttp:\n  - {name: a, url: 'http://x/', expect: {status: []}}\n")
+    with pytest.raises(ProfileError, match=r"http\[0\]\.expect\.status: list should have at least 1 item"):
+        load_profile(path, environ={})
+
+
+def test_secret_with_escaped_characters_is_redacted_in_messages(tmp_path: Path) -> None:
+    secret = "wallet:8000/x?token=a\\b'\"c"
+    path = tmp_path / "p.yaml"
+    path.write_text("environment: t\nhttp:\n  - {name: a, url: '${U}'}\n")
+    with pytest.raises(ProfileError) as raised:
+        load_profile(path, environ={"U": secret})
+    message = str(raised.value)
+    assert "${U}" in message
+    assert "token=a" not in message
+
+
+def test_unclosed_reference_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("environment: t\nhttp:\n  - {name: a, url: 'http://x/${A}${B'}\n")
+    with pytest.raises(ProfileError, match=r"'\$\{B' is not a valid reference|no closing"):
+        load_profile(path, environ={"A": "1", "B": "2"})

@@ -73,6 +73,21 @@ def _valid_regex(pattern: str) -> str:
 
 Regex = Annotated[str, AfterValidator(_valid_regex)]
 PositiveDuration = Annotated[Duration, Field(gt=0)]
+
+
+def _iso_date(value: object) -> date:
+    # Only YYYY-MM-DD: pydantic alone would take 0 (1970-01-01) or a timestamp for a date.
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(f"invalid date {value!r}: expected YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"invalid date {value!r}: {exc}") from None
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date), WithJsonSchema({"type": "string", "format": "date"})]
 Name = Annotated[
     str,
     Field(
@@ -137,7 +152,7 @@ _STATUS_SCHEMA = {"type": "integer", "minimum": 100, "maximum": 599}
 
 class HttpExpect(Strict):
     status: Annotated[
-        list[Annotated[StrictInt, Field(ge=100, le=599)]],
+        Annotated[list[Annotated[StrictInt, Field(ge=100, le=599)]], Field(min_length=1)],
         BeforeValidator(_status_list),
         WithJsonSchema({"anyOf": [_STATUS_SCHEMA, {"type": "array", "items": _STATUS_SCHEMA, "minItems": 1}]}),
     ] = Field(default_factory=lambda: [200], description="an HTTP status or a list of them")
@@ -196,7 +211,7 @@ class Waiver(Strict):
     reason: Annotated[str, Field(min_length=1)]
     ticket: Annotated[str, Field(min_length=1)]
     approved_by: Annotated[str, Field(min_length=1)]
-    expires: date = Field(description="the last day the waiver applies (YYYY-MM-DD)")
+    expires: IsoDate = Field(description="the last day the waiver applies (YYYY-MM-DD)")
 
     def matches(self, check_id: str) -> bool:
         return glob_to_regex(self.check).fullmatch(check_id) is not None
@@ -332,7 +347,8 @@ def load_profile(
         for index, item in enumerate(getattr(profile, section)):
             if item.name in seen:
                 line = lines.get((section, index, "name"), 1)
-                raise ProfileError(f"{shown}:{line}: {section}[{index}].name: duplicate name {item.name!r}")
+                message = f"{shown}:{line}: {section}[{index}].name: duplicate name {item.name!r}"
+                raise ProfileError(redactor.redact(message))
             seen.add(item.name)
     return LoadedProfile(
         profile=profile,
@@ -415,7 +431,9 @@ def _check_references(value: str, path: tuple[Any, ...], lines: dict[tuple[Any, 
     """Refuse `${...}` that is not a valid reference, rather than sending it as a literal token."""
     leftover = _REFERENCE.sub("", value)
     if "${" in leftover:
-        bad = leftover[leftover.index("${") :].split("}", 1)[0] + "}"
+        start = leftover.index("${")
+        end = leftover.find("}", start)
+        bad = leftover[start : end + 1] if end != -1 else leftover[start : start + 40] + " (no closing })"
         raise ProfileError(
             f"{shown}:{_line(path, lines)}: {_dotted(path)}: {bad!r} is not a valid reference; "
             "use ${NAME} (a secret), ${vars.NAME} or ${vars.NAME:-default}; write $${ for a literal ${"

@@ -12,6 +12,7 @@ through `redact`, which puts the reference back in place of the value::
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -29,6 +30,9 @@ class Redactor:
         # Drivers echo secrets encoded: URL-quoted in DSNs, base64 in Basic auth.
         forms = {value, quote(value, safe=""), quote_plus(value), quote(value)}
         forms.add(base64.b64encode(value.encode()).decode())
+        # ...and escaped, as error messages quote values: repr() and JSON strings.
+        forms.add(repr(value)[1:-1])
+        forms.add(json.dumps(value)[1:-1])
         for form in forms:
             self._replacements[form] = placeholder
 

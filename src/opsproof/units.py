@@ -19,7 +19,8 @@ DURATION_HELP = "a duration such as 250ms, 5s, 10m, 26h or 30d"
 SIZE_HELP = "a size such as 512B, 1KB, 10MB or 2GB"
 PERCENT_HELP = "a percentage such as 80%"
 DURATION_PATTERN = f"^{_DURATION.pattern}$"
-SIZE_PATTERN = f"^{_SIZE.pattern}$"
+# JSON Schema patterns take no flags: spell out the case-insensitive units.
+SIZE_PATTERN = r"^(\d+(?:\.\d+)?)([Bb]|[KkMmGgTt][Bb])$"
 PERCENT_PATTERN = f"^{_PERCENT.pattern}$"
 
 
