@@ -1162,8 +1162,7 @@ def test_schema_strict_types() -> None:
 def test_waiver_dates_are_iso_only(tmp_path: Path, expires: str) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(
-        "environment: t\nwaivers:\n"
-        f"  - {{check: '*', reason: r, ticket: T-1, approved_by: me, expires: {expires}}}\n"
+        f"environment: t\nwaivers:\n  - {{check: '*', reason: r, ticket: T-1, approved_by: me, expires: {expires}}}\n"
     )
     with pytest.raises(ProfileError, match=r"p\.yaml:3: waivers\[0\]\.expires: invalid date .*expected YYYY-MM-DD"):
         load_profile(path, environ={})
