@@ -19,8 +19,9 @@ def test_demo_runs_the_daily_checks_and_shows_a_non_blocking_failure(tmp_path: P
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    last = done.stdout.strip().splitlines()[-1]
-    assert last.startswith("opsproof: passed (exit 0); evidence bundle: ")
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2].startswith("opsproof: passed (exit 0); evidence bundle: ")
+    assert lines[-1].startswith("opsproof demo: open ") and lines[-1].endswith("report.html in a browser (exit 0)")
     (bundle,) = [p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")]
     results = json.loads((bundle / "results.json").read_text())
     outcomes = {c["target"]: (c["outcome"], c["severity"]) for c in results["checks"]}

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -102,7 +103,26 @@ def _demo(port: int, serve: bool, pytest_args: list[str]) -> int:
             except KeyboardInterrupt:
                 return 0
         print("opsproof demo: running " + " ".join(command[2:]), flush=True)
-        return subprocess.run(command, cwd=root, check=False).returncode
+        started = time.time()
+        code = subprocess.run(command, cwd=root, check=False).returncode
+    report = _newest_report(_report_dir(root, pytest_args), since=started)
+    if report is not None:
+        print(f"opsproof demo: open {report} in a browser (exit {code})")
+    return code
+
+
+def _report_dir(root: Path, pytest_args: list[str]) -> Path:
+    for index, arg in enumerate(pytest_args):
+        if arg == "--report-dir" and index + 1 < len(pytest_args):
+            return Path(pytest_args[index + 1])
+        if arg.startswith("--report-dir="):
+            return Path(arg.split("=", 1)[1])
+    return root / "reports"
+
+
+def _newest_report(report_dir: Path, since: float) -> Path | None:
+    reports = [p for p in report_dir.glob("demo-*/report.html") if p.stat().st_mtime >= since - 1]
+    return max(reports, key=lambda p: p.stat().st_mtime) if reports else None
 
 
 if __name__ == "__main__":
