@@ -282,3 +282,13 @@ def test_report_dir_outside_the_repository_as_a_separate_argument(
     (bundle,) = [p for p in elsewhere.iterdir() if p.is_dir() and not p.name.startswith(".")]
     checks = json.loads((bundle / "results.json").read_text())["checks"]
     assert sorted(c["target"] for c in checks) == ["down-critical", "down-low", "down-medium", "up"]
+
+
+def test_collect_only_lists_checks_and_writes_no_bundle(runner: Runner, http_server: HttpServer) -> None:
+    runner.profile(_mixed(http_server.base))
+    before = len(http_server.requests)
+    run = runner.run("-m", "daily", "--collect-only", "-q")
+    assert run.ret == 0
+    run.result.stdout.fnmatch_lines(["*test_health[[]down-critical[]]*"])
+    assert not run.report_dir.exists() or run.bundles == []
+    assert len(http_server.requests) == before  # nothing probed

@@ -1,8 +1,9 @@
 """The pytest plugin: options, markers, profile loading, parametrization, fixtures, records.
 
-It is active when `--profile` is given or the rootdir's ini sets `opsproof = true`
-(this repository's pyproject does); elsewhere it only registers its markers, so
-other projects that share the virtual environment are untouched.
+It is active when an opsproof option is given (`--profile`, `--report-dir`, `--var`) or
+the rootdir's ini sets `opsproof = true` (this repository's pyproject does); elsewhere
+it only registers its markers, so other projects that share the virtual environment
+are untouched.
 
 Check modules are `checks/<area>/test_<kind>.py`; every test in them is
 parametrized over the profile's items of `<kind>` (ids from the item names) and
@@ -555,6 +556,8 @@ class Recorder:
         state = self.state
         if state.gatherer is not None:
             state.gatherer.stop()
+        if session.config.option.collectonly:  # nothing was checked: no evidence to seal
+            return (yield)
         state.exit_code = _exit_code(state, int(exitstatus))
         try:
             from opsproof.evidence.bundle import write_bundle
