@@ -33,7 +33,7 @@ from opsproof.check import Check
 from opsproof.controls import controls_for
 from opsproof.gather import FactsByKind, Gatherer, probe_all_shared
 from opsproof.markers import ALL_MARKERS, CADENCE_MARKERS
-from opsproof.probes import Facts, ProbeKind, kinds, utc_now
+from opsproof.probes import Facts, ProbeKind, kinds, utc_iso, utc_now
 from opsproof.profile import Item, LoadedProfile, ProfileError, Waiver, load_profile, resolve_profile_path
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
 
@@ -308,7 +308,7 @@ def item(target: TargetRef, opsproof_run: RunState) -> Item:
 
 
 @pytest.fixture
-def check(target: TargetRef, opsproof_run: RunState, item: Item) -> Check:
+def check(target: TargetRef, item: Item) -> Check:
     """The record in progress: observed facts, expectations, warnings."""
     return Check(check_id="", kind=target.kind, target=target.name, severity=item.effective_severity)
 
@@ -450,7 +450,7 @@ def _record(
         "message": message,
         "observed": check.observed,
         "expected": check.expected,
-        "started_at": check.started_at or _iso(call.start),
+        "started_at": check.started_at or utc_iso(call.start),
         "duration_s": check.duration_s if check.duration_s is not None else round(call.duration, 4),
         "phase": report.when,
     }
@@ -503,10 +503,6 @@ def _apply_waiver(record: dict[str, Any], waivers: list[Waiver]) -> None:
 def _waiver_dict(waiver: Waiver) -> dict[str, Any]:
     data = waiver.model_dump(mode="json")
     return {key: data[key] for key in ("check", "reason", "ticket", "approved_by", "expires")}
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # -- the end of a run ---------------------------------------------------------------------

@@ -73,7 +73,12 @@ class ProbeKind(Generic[TargetT, FactsT]):
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_iso(datetime.now(UTC).timestamp())
+
+
+def utc_iso(timestamp: float) -> str:
+    """A POSIX timestamp as UTC ISO 8601 with milliseconds: '2026-11-24T10:45:00.123Z'."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 _KINDS: dict[str, ProbeKind[Any, Any]] = {}
