@@ -40,10 +40,14 @@ def test_public_api() -> None:
 
     assert sorted(opsproof.__all__) == [
         "Check",
+        "CheckError",
         "CheckFailed",
+        "Part",
         "Profile",
         "ProfileError",
         "__version__",
+        "applies",
+        "each",
         "load_profile",
     ]
     for name in opsproof.__all__:

@@ -620,18 +620,18 @@ BAD = [
     ),
     # planned sections and duplicate names point at their own line
     pytest.param(
-        "environment: prod\n\ntls:  # <-\n  - name: api\n    host: api.example.com\n",
-        "tls",
+        "environment: prod\n\nbackups:  # <-\n  - name: db\n    path: /backups\n",
+        "backups",
         ["not available in this version"],
         {},
-        id="tls-section-line",
+        id="backups-section-line",
     ),
     pytest.param(
-        "environment: prod\nhttp: []\npostgres:  # <-\n  - name: db\n",
-        "postgres",
+        "environment: prod\nhttp: []\ndrills:  # <-\n  - name: db\n",
+        "drills",
         ["not available in this version"],
         {},
-        id="postgres-section-line",
+        id="drills-section-line",
     ),
     pytest.param(
         HEAD + SECOND + "  - name: wallet-guard  # <-\n    url: http://other/\n",
@@ -822,7 +822,7 @@ def test_unknown_and_missing_keys_in_a_waiver(tmp_path: Path) -> None:
 
 
 def test_planned_section_is_refused_with_a_clear_word(tmp_path: Path) -> None:
-    for section in ("tls", "postgres", "redis", "backups", "drills"):
+    for section in ("backups", "drills"):
         path = write(tmp_path, f"environment: prod\n{section}:\n  - name: x\n", name=f"{section}.yaml")
         message = load_error(path)
         assert message == f"{path}:2: {section}: this kind of check is not available in this version of opsproof"
@@ -1105,13 +1105,13 @@ def test_profile_json_schema() -> None:
     assert schema["additionalProperties"] is False
     assert schema["title"] == "opsproof profile"
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert {"environment", "http", "waivers", "defaults"} <= set(schema["properties"])
-    assert "tls" not in schema["properties"]
+    assert {"environment", "http", "tls", "postgres", "redis", "waivers", "defaults"} <= set(schema["properties"])
+    assert "backups" not in schema["properties"]
     assert schema["required"] == ["environment"]
     assert schema["properties"]["http"]["type"] == "array"
     assert schema["properties"]["waivers"]["type"] == "array"
     defs = schema["$defs"]
-    for model in ("HttpTarget", "HttpExpect", "Waiver", "Defaults"):
+    for model in ("HttpTarget", "HttpExpect", "TlsTarget", "PostgresTarget", "RedisTarget", "Waiver", "Defaults"):
         assert defs[model]["additionalProperties"] is False, model
     http = defs["HttpTarget"]["properties"]
     assert "json" in defs["HttpExpect"]["properties"]  # the alias users write, not json_body

@@ -13,7 +13,7 @@ import pytest
 from opsproof import Check
 from opsproof.compare import json_subset_mismatches
 from opsproof.probes.http import HttpFacts
-from opsproof.profile import HttpTarget
+from opsproof.targets.http import HttpTarget
 from opsproof.units import format_duration
 
 pytestmark = [pytest.mark.health, pytest.mark.post_deploy]

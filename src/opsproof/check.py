@@ -22,6 +22,14 @@ class CheckFailed(AssertionError):
     """The target is not as expected (a `failed` record, never an `error`)."""
 
 
+class CheckError(Exception):
+    """The check could not run for a reason that is not the target's state (an `error` record).
+
+    A rejected password or a missing permission: the operator must fix the profile or
+    the grant, and the record must not blame the target.
+    """
+
+
 class _Threshold(Protocol):
     @property
     def warn(self) -> Any: ...

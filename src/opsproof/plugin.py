@@ -29,7 +29,8 @@ from typing import Any
 import pytest
 
 from opsproof import outcomes
-from opsproof.check import Check
+from opsproof.check import Check, CheckError
+from opsproof.check_scope import Part, item_applies, parts_of
 from opsproof.controls import controls_for
 from opsproof.gather import FactsByKind, Gatherer, probe_all_shared
 from opsproof.markers import ALL_MARKERS, CADENCE_MARKERS
@@ -205,13 +206,19 @@ def kind_of_path(path: Path) -> ProbeKind[Any, Any] | None:
 
 @dataclass(frozen=True)
 class TargetRef:
-    """The parameter of a check: which profile item of which kind it is about."""
+    """The parameter of a check: which profile item of which kind (and which part of it) it is about."""
 
     kind: str
     name: str
+    part: Part | None = None
+
+    @property
+    def label(self) -> str:
+        """The item's name, or `item/part`: the test id and the bracket of the check id."""
+        return f"{self.name}/{self.part.name}" if self.part is not None else self.name
 
     def __repr__(self) -> str:  # shown as the test's parameter (Allure, -v); never a secret
-        return f"{self.kind}[{self.name}]"
+        return f"{self.kind}[{self.label}]"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -221,18 +228,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     kind = kind_of_path(Path(metafunc.definition.path))
     if kind is None:
         return
-    targets = state.loaded.profile.targets(kind.section)
+    refs = []
+    for name, target in state.loaded.profile.targets(kind.section).items():
+        if not item_applies(metafunc.function, target):
+            continue
+        parts = parts_of(metafunc.function, target)
+        cadence = getattr(pytest.mark, target.cadence or kind.cadence)
+        for ref in [TargetRef(kind.name, name)] if parts is None else [TargetRef(kind.name, name, p) for p in parts]:
+            refs.append(pytest.param(ref, id=ref.label, marks=[cadence]))
     # Direct parametrization: the fixtures below then need no `request`, which pytest
     # makes a FixtureDef for on every use (measurable over 1,000 checks).
-    metafunc.parametrize(
-        "target",
-        [
-            pytest.param(
-                TargetRef(kind.name, name), id=name, marks=[getattr(pytest.mark, target.cadence or kind.cadence)]
-            )
-            for name, target in targets.items()
-        ],
-    )
+    metafunc.parametrize("target", refs)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -285,7 +291,7 @@ def _identity(item: pytest.Item, state: RunState) -> tuple[str, str, str | None,
     severity = "high"
     if kind is not None and target is not None:
         severity = state.loaded.profile.targets(kind.section)[target].effective_severity
-    check_id = f"{kind_name}.{aspect}" + (f"[{target}]" if target else "")
+    check_id = f"{kind_name}.{aspect}" + (f"[{ref.label}]" if isinstance(ref, TargetRef) else "")
     return check_id, kind_name, target, severity
 
 
@@ -305,6 +311,14 @@ def opsproof_run(request: pytest.FixtureRequest) -> RunState:
 def item(target: TargetRef, opsproof_run: RunState) -> Item:
     """The profile model of the target this check is about."""
     return opsproof_run.loaded.profile.targets(kinds()[target.kind].section)[target.name]
+
+
+@pytest.fixture
+def part(target: TargetRef) -> Part:
+    """The part of the item this check is about, for checks marked `@each(...)`."""
+    if target.part is None:
+        raise pytest.UsageError(f"{target!r}: `part` is only for checks marked @each(...)")
+    return target.part
 
 
 @pytest.fixture
@@ -470,7 +484,7 @@ def _outcome(call: pytest.CallInfo[None], report: pytest.TestReport, check: Chec
     exc = call.excinfo.value if call.excinfo is not None else None
     if report.when == "call" and isinstance(exc, AssertionError):
         return "failed", _assertion_message(exc)
-    if isinstance(exc, pytest.UsageError):
+    if isinstance(exc, (pytest.UsageError, CheckError)):
         return "error", str(exc)
     where = "" if report.when == "call" else f"{report.when} failed: "
     detail = f"{type(exc).__name__}: {exc}" if exc is not None else report.longreprtext.strip().splitlines()[-1]

@@ -17,191 +17,34 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from datetime import date
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    ValidationError,
-    ValidationInfo,
-    WithJsonSchema,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from opsproof import units
+from opsproof.fields import Defaults, IsoDate, Item, Strict, Threshold
 from opsproof.redaction import Redactor
+from opsproof.targets.http import HttpExpect, HttpTarget
+from opsproof.targets.postgres import PostgresTarget
+from opsproof.targets.redis import RedisTarget
+from opsproof.targets.tls import TlsTarget
 
-SEVERITIES = ("critical", "high", "medium", "low")
-CADENCES = ("daily", "weekly", "monthly")
-
-Severity = Literal["critical", "high", "medium", "low"]
-Cadence = Literal["daily", "weekly", "monthly"]
-
-Duration = Annotated[
-    float,
-    BeforeValidator(units.parse_duration),
-    WithJsonSchema({"type": "string", "pattern": units.DURATION_PATTERN, "description": units.DURATION_HELP}),
+__all__ = [
+    "HttpExpect",
+    "HttpTarget",
+    "Item",
+    "LoadedProfile",
+    "PostgresTarget",
+    "Profile",
+    "ProfileError",
+    "RedisTarget",
+    "Threshold",
+    "TlsTarget",
+    "Waiver",
+    "load_profile",
 ]
-Size = Annotated[
-    int,
-    BeforeValidator(units.parse_size),
-    WithJsonSchema({"type": "string", "pattern": units.SIZE_PATTERN, "description": units.SIZE_HELP}),
-]
-Percent = Annotated[
-    float,
-    BeforeValidator(units.parse_percent),
-    WithJsonSchema({"type": "string", "pattern": units.PERCENT_PATTERN, "description": units.PERCENT_HELP}),
-]
-
-
-def _valid_regex(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
-    return pattern
-
-
-Regex = Annotated[str, AfterValidator(_valid_regex)]
-PositiveDuration = Annotated[Duration, Field(gt=0)]
-
-
-def _iso_date(value: object) -> date:
-    # Only YYYY-MM-DD: pydantic alone would take 0 (1970-01-01) or a timestamp for a date.
-    if isinstance(value, date):
-        return value
-    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        raise ValueError(f"invalid date {value!r}: expected YYYY-MM-DD")
-    try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise ValueError(f"invalid date {value!r}: {exc}") from None
-
-
-IsoDate = Annotated[date, BeforeValidator(_iso_date), WithJsonSchema({"type": "string", "format": "date"})]
-Name = Annotated[
-    str,
-    Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
-        max_length=100,
-        description="letters, digits and _ . : - ; used in check ids",
-    ),
-]
-
-T = TypeVar("T")
-
-
-class Strict(BaseModel):
-    """Every profile model refuses unknown keys and coercion of wrong types."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
-
-
-class Threshold(Strict, Generic[T]):
-    """`{warn: X, fail: Y}`; which side is worse is the check's to say."""
-
-    warn: T | None = None
-    fail: T | None = None
-
-
-class Defaults(Strict):
-    """Per-profile defaults for every item."""
-
-    timeout: PositiveDuration = Field(5.0, description="how long a target may take to answer")
-    concurrency: StrictInt = Field(256, ge=1, le=10000, description="probes in flight at once")
-
-
-class Item(Strict):
-    """What every check target has: a name, a severity and a timeout."""
-
-    name: Name
-    critical: StrictBool = Field(True, description="critical: true -> severity critical; false -> medium")
-    severity: Severity | None = Field(None, description="sets the severity explicitly")
-    timeout: PositiveDuration | None = Field(None, description="defaults to defaults.timeout (5s)")
-    cadence: Cadence | None = Field(None, description="overrides the kind's default cadence")
-
-    def __repr__(self) -> str:
-        # Short on purpose: tracebacks print fixtures, and a truncated repr of headers or a
-        # DSN could show part of a secret that redaction (which matches whole values) misses.
-        return f"{type(self).__name__}(name={self.name!r})"
-
-    __str__ = __repr__
-
-    @property
-    def effective_severity(self) -> Severity:
-        if self.severity is not None:
-            return self.severity
-        return "critical" if self.critical else "medium"
-
-
-def _status_list(value: Any) -> Any:
-    return [value] if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-_STATUS_SCHEMA = {"type": "integer", "minimum": 100, "maximum": 599}
-
-
-class HttpExpect(Strict):
-    status: Annotated[
-        Annotated[list[Annotated[StrictInt, Field(ge=100, le=599)]], Field(min_length=1)],
-        BeforeValidator(_status_list),
-        WithJsonSchema({"anyOf": [_STATUS_SCHEMA, {"type": "array", "items": _STATUS_SCHEMA, "minItems": 1}]}),
-    ] = Field(default_factory=lambda: [200], description="an HTTP status or a list of them")
-    json_body: Any = Field(None, alias="json", description="subset match of the JSON body")
-    body: Regex | None = Field(None, description="a regular expression searched in the body")
-    latency: Threshold[Duration] | None = None
-
-
-class HttpTarget(Item):
-    """An HTTP(S) endpoint answering a read-only request."""
-
-    url: str
-    method: str = Field(
-        "GET",
-        description="GET, HEAD or OPTIONS: checks never write, so read-only methods only",
-        json_schema_extra={"enum": ["GET", "HEAD", "OPTIONS"]},
-    )
-    headers: dict[str, str] = Field(default_factory=dict)
-    ca_file: Path | None = Field(None, description="extra trust anchors (PEM) for HTTPS")
-    verify_tls: StrictBool = Field(True, description="verify the server certificate (on by default)")
-    follow_redirects: StrictBool = False
-    expect: HttpExpect = Field(default_factory=HttpExpect)
-
-    @field_validator("url")
-    @classmethod
-    def _url_has_scheme(cls, url: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", url):
-            raise ValueError(f"URL {url!r} needs an http:// or https:// scheme and a host")
-        return url
-
-    @field_validator("method")
-    @classmethod
-    def _read_only_method(cls, method: str) -> str:
-        if method not in ("GET", "HEAD", "OPTIONS"):
-            raise ValueError(f"method {method!r} is not allowed: checks never write, use GET, HEAD or OPTIONS")
-        return method
-
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file_exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        if path is None:
-            return None
-        # Relative paths are relative to the profile's folder, as a reader of the profile expects.
-        base = (info.context or {}).get("profile_dir")
-        if not path.is_absolute() and base is not None:
-            path = Path(base) / path
-        if not path.is_file():
-            raise ValueError(f"ca_file {str(path)!r} does not exist")
-        return path
 
 
 class Waiver(Strict):
@@ -225,9 +68,9 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
 
 # Kinds the contract defines that this version does not check yet: a clear word
 # beats the generic "unknown key".
-_PLANNED_SECTIONS = ("tls", "postgres", "redis", "backups", "drills")
+_PLANNED_SECTIONS = ("backups", "drills")
 # Profile sections that hold named items (unique per section: the names are check ids).
-ITEM_SECTIONS = ("http",)
+ITEM_SECTIONS = ("http", "tls", "postgres", "redis")
 
 
 class Profile(Strict):
@@ -237,6 +80,9 @@ class Profile(Strict):
     description: str | None = None
     defaults: Defaults = Field(default_factory=Defaults)
     http: list[HttpTarget] = Field(default_factory=list)
+    tls: list[TlsTarget] = Field(default_factory=list)
+    postgres: list[PostgresTarget] = Field(default_factory=list)
+    redis: list[RedisTarget] = Field(default_factory=list)
     waivers: list[Waiver] = Field(default_factory=list)
 
     @cached_property

@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import Field
 
 from opsproof.probes import Facts, ProbeContext, ProbeKind
-from opsproof.profile import HttpTarget
 from opsproof.redaction import redact
+from opsproof.targets.http import HttpTarget
 
 # Enough for any health document; more would let one endpoint blow up a run's memory.
 MAX_BODY_BYTES = 256 * 1024

@@ -1,0 +1,143 @@
+"""The building blocks of profile models: strict models, units as types, thresholds, items.
+
+Every kind's target model (`opsproof.targets.*`) is made of these, so a duration,
+a size or a threshold is written, validated and documented the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Generic, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    WithJsonSchema,
+)
+
+from opsproof import units
+
+SEVERITIES = ("critical", "high", "medium", "low")
+CADENCES = ("daily", "weekly", "monthly")
+
+Severity = Literal["critical", "high", "medium", "low"]
+Cadence = Literal["daily", "weekly", "monthly"]
+
+Duration = Annotated[
+    float,
+    BeforeValidator(units.parse_duration),
+    WithJsonSchema({"type": "string", "pattern": units.DURATION_PATTERN, "description": units.DURATION_HELP}),
+]
+Size = Annotated[
+    int,
+    BeforeValidator(units.parse_size),
+    WithJsonSchema({"type": "string", "pattern": units.SIZE_PATTERN, "description": units.SIZE_HELP}),
+]
+Percent = Annotated[
+    float,
+    BeforeValidator(units.parse_percent),
+    WithJsonSchema({"type": "string", "pattern": units.PERCENT_PATTERN, "description": units.PERCENT_HELP}),
+]
+
+
+def _valid_regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+    return pattern
+
+
+Regex = Annotated[str, AfterValidator(_valid_regex)]
+PositiveDuration = Annotated[Duration, Field(gt=0)]
+
+
+def _iso_date(value: object) -> date:
+    # Only YYYY-MM-DD: pydantic alone would take 0 (1970-01-01) or a timestamp for a date.
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(f"invalid date {value!r}: expected YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"invalid date {value!r}: {exc}") from None
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date), WithJsonSchema({"type": "string", "format": "date"})]
+Name = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        max_length=100,
+        description="letters, digits and _ . : - ; used in check ids",
+    ),
+]
+
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    """Every profile model refuses unknown keys and coercion of wrong types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
+
+
+class Threshold(Strict, Generic[T]):
+    """`{warn: X, fail: Y}`; which side is worse is the check's to say."""
+
+    warn: T | None = None
+    fail: T | None = None
+
+
+class Defaults(Strict):
+    """Per-profile defaults for every item."""
+
+    timeout: PositiveDuration = Field(5.0, description="how long a target may take to answer")
+    concurrency: StrictInt = Field(256, ge=1, le=10000, description="probes in flight at once")
+
+
+class Item(Strict):
+    """What every check target has: a name, a severity and a timeout."""
+
+    name: Name
+    critical: StrictBool = Field(True, description="critical: true -> severity critical; false -> medium")
+    severity: Severity | None = Field(None, description="sets the severity explicitly")
+    timeout: PositiveDuration | None = Field(None, description="defaults to defaults.timeout (5s)")
+    cadence: Cadence | None = Field(None, description="overrides the kind's default cadence")
+
+    def __repr__(self) -> str:
+        # Short on purpose: tracebacks print fixtures, and a truncated repr of headers or a
+        # DSN could show part of a secret that redaction (which matches whole values) misses.
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    __str__ = __repr__
+
+    @property
+    def effective_severity(self) -> Severity:
+        if self.severity is not None:
+            return self.severity
+        return "critical" if self.critical else "medium"
+
+
+def existing_file(path: Path | None, info: ValidationInfo) -> Path | None:
+    """A file that must exist; relative paths are relative to the profile's folder.
+
+    That is what a reader of the profile expects, whatever directory cron runs in.
+    """
+    if path is None:
+        return None
+    base = (info.context or {}).get("profile_dir")
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    if not path.is_file():
+        raise ValueError(f"{info.field_name} {str(path)!r} does not exist")
+    return path

@@ -1,0 +1,1 @@
+"""Profile models of check targets, one module per kind (the `http`, `tls`... sections)."""

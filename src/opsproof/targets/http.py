@@ -1,0 +1,64 @@
+"""Profile model of `http` items: an HTTP(S) endpoint answering a read-only request."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, StrictBool, StrictInt, ValidationInfo, WithJsonSchema, field_validator
+
+from opsproof.fields import Duration, Item, Regex, Strict, Threshold, existing_file
+
+
+def _status_list(value: Any) -> Any:
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+_STATUS_SCHEMA = {"type": "integer", "minimum": 100, "maximum": 599}
+
+
+class HttpExpect(Strict):
+    status: Annotated[
+        Annotated[list[Annotated[StrictInt, Field(ge=100, le=599)]], Field(min_length=1)],
+        BeforeValidator(_status_list),
+        WithJsonSchema({"anyOf": [_STATUS_SCHEMA, {"type": "array", "items": _STATUS_SCHEMA, "minItems": 1}]}),
+    ] = Field(default_factory=lambda: [200], description="an HTTP status or a list of them")
+    json_body: Any = Field(None, alias="json", description="subset match of the JSON body")
+    body: Regex | None = Field(None, description="a regular expression searched in the body")
+    latency: Threshold[Duration] | None = None
+
+
+class HttpTarget(Item):
+    """An HTTP(S) endpoint answering a read-only request."""
+
+    url: str
+    method: str = Field(
+        "GET",
+        description="GET, HEAD or OPTIONS: checks never write, so read-only methods only",
+        json_schema_extra={"enum": ["GET", "HEAD", "OPTIONS"]},
+    )
+    headers: dict[str, str] = Field(default_factory=dict)
+    ca_file: Path | None = Field(None, description="extra trust anchors (PEM) for HTTPS")
+    verify_tls: StrictBool = Field(True, description="verify the server certificate (on by default)")
+    follow_redirects: StrictBool = False
+    expect: HttpExpect = Field(default_factory=HttpExpect)
+
+    @field_validator("url")
+    @classmethod
+    def _url_has_scheme(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"URL {url!r} needs an http:// or https:// scheme and a host")
+        return url
+
+    @field_validator("method")
+    @classmethod
+    def _read_only_method(cls, method: str) -> str:
+        if method not in ("GET", "HEAD", "OPTIONS"):
+            raise ValueError(f"method {method!r} is not allowed: checks never write, use GET, HEAD or OPTIONS")
+        return method
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        return existing_file(path, info)

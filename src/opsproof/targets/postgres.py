@@ -1,0 +1,151 @@
+"""Profile model of `postgres` items: a database checked through one read-only session."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+from opsproof.fields import Duration, Item, Name, Percent, Regex, Strict, Threshold
+
+
+def _threshold(**limits: Any) -> Any:
+    return lambda: limits
+
+
+# A literal, a quoted identifier, a comment: the places a keyword is not a keyword.
+_NOT_CODE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$", re.DOTALL)
+_READ_ONLY_START = ("select", "with", "show", "values", "table", "explain")
+_WRITING = re.compile(
+    r"\b(insert|update|delete|merge|truncate|drop|create|alter|grant|revoke|copy|vacuum|analyze|"
+    r"cluster|reindex|lock|call|do|refresh|notify|listen|set|reset|prepare|execute|begin|commit|"
+    r"rollback|into|nextval|setval|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|lo_unlink|"
+    r"dblink_exec)\b",
+    re.IGNORECASE,
+)
+
+
+def read_only_sql(sql: str) -> str:
+    """Refuse, before anything is sent, SQL that is not one read-only statement.
+
+    The session is read-only as well; this is the first of two locks, and the one
+    that gives the profile's author a message at the line they wrote.
+    """
+    code = _NOT_CODE.sub(" ", sql).strip().rstrip(";").strip()
+    if not code:
+        raise ValueError("empty SQL")
+    if ";" in code:
+        raise ValueError("more than one statement: a query is one read-only statement")
+    first = code.split(None, 1)[0].lower()
+    if first not in _READ_ONLY_START:
+        raise ValueError(f"{first.upper()} is not a read-only statement: use SELECT, WITH, SHOW, VALUES or TABLE")
+    writing = _WRITING.search(code)
+    if writing:
+        raise ValueError(f"{writing.group(1).upper()} is not allowed: checks never write to their targets")
+    if re.search(r"\bfor\s+(update|share|no\s+key\s+update|key\s+share)\b", code, re.IGNORECASE):
+        raise ValueError("SELECT ... FOR UPDATE/SHARE takes row locks: checks never write to their targets")
+    if first == "explain" and re.search(r"\banaly[sz]e\b", code, re.IGNORECASE):
+        raise ValueError("EXPLAIN ANALYZE runs the statement: use EXPLAIN without ANALYZE")
+    return sql
+
+
+ReadOnlySql = Annotated[str, AfterValidator(read_only_sql)]
+Scalar = StrictStr | StrictInt | StrictFloat | StrictBool | None
+
+
+class QueryExpect(Strict):
+    """What a custom query's result must be; the value is the first column of the first row."""
+
+    equals: Scalar = Field(None, description="the value equals this")
+    one_of: list[Scalar] | None = Field(None, description="the value is one of these")
+    min: StrictInt | StrictFloat | None = Field(None, description="the value is at least this number")
+    max: StrictInt | StrictFloat | None = Field(None, description="the value is at most this number")
+    matches: Regex | None = Field(None, description="the value, as text, matches this regular expression")
+    rows: StrictInt | None = Field(None, ge=0, description="exactly this many rows")
+    min_rows: StrictInt | None = Field(None, ge=0, description="at least this many rows")
+    max_rows: StrictInt | None = Field(None, ge=0, description="at most this many rows")
+
+    @model_validator(mode="after")
+    def _something_expected(self) -> QueryExpect:
+        if not self.model_fields_set:
+            raise ValueError(
+                "expect needs at least one of: equals, one_of, min, max, matches, rows, min_rows, max_rows"
+            )
+        return self
+
+
+class PostgresQuery(Strict):
+    """A named read-only query and what its result must be."""
+
+    name: Name
+    sql: ReadOnlySql
+    expect: QueryExpect
+    timeout: Duration | None = Field(None, gt=0, description="statement timeout (default: the item's timeout)")
+
+
+class Replication(Strict):
+    """Replication lag, seen from a standby (replay delay) or from the primary (pg_stat_replication)."""
+
+    lag: Threshold[Duration] = Field(default_factory=_threshold(warn=30.0, fail=300.0))
+    min_replicas: StrictInt | None = Field(None, ge=0, description="on a primary: streaming replicas expected")
+
+
+class WalArchiving(Strict):
+    """pg_stat_archiver: failures since the last success, and the age of the last archived segment."""
+
+    max_age: Threshold[Duration] = Field(default_factory=_threshold(warn=900.0, fail=3600.0))
+
+
+class PostgresTarget(Item):
+    """A PostgreSQL server: one read-only session per run, shared by all its checks."""
+
+    dsn: Annotated[str, Field(min_length=1, description="libpq connection string or postgresql:// URI")]
+    connections: Threshold[Percent] = Field(
+        default_factory=_threshold(warn=80.0, fail=95.0), description="sessions as a share of max_connections"
+    )
+    long_running_queries: Threshold[Duration] = Field(
+        default_factory=_threshold(warn=60.0, fail=300.0), description="age of the oldest active query"
+    )
+    blocked_locks: Threshold[StrictInt] = Field(
+        default_factory=_threshold(fail=0), description="count of waiting lock requests"
+    )
+    idle_in_transaction: Threshold[Duration] = Field(
+        default_factory=_threshold(warn=300.0, fail=1800.0), description="age of the oldest idle-in-transaction session"
+    )
+    wraparound: Threshold[Percent] = Field(
+        default_factory=_threshold(warn=50.0, fail=75.0),
+        description="oldest transaction ID age as a share of the 2^31 wraparound limit",
+    )
+    replication: Replication | None = Field(None, description="check replication lag (where configured)")
+    wal_archiving: WalArchiving | None = Field(None, description="check WAL archiving (where configured)")
+    queries: list[PostgresQuery] = Field(default_factory=list)
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn_parses(cls, dsn: str) -> str:
+        from psycopg import conninfo
+
+        try:
+            conninfo.conninfo_to_dict(dsn)
+        except Exception as exc:  # psycopg raises ProgrammingError; say why in libpq's words
+            raise ValueError(f"malformed DSN: {str(exc).strip()}") from None
+        return dsn
+
+    @field_validator("queries")
+    @classmethod
+    def _unique_queries(cls, queries: list[PostgresQuery]) -> list[PostgresQuery]:
+        names = [q.name for q in queries]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate query name {duplicates[0]!r}")
+        return queries
