@@ -7,9 +7,10 @@ a size or a threshold is written, validated and documented the same way everywhe
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -141,3 +142,12 @@ def existing_file(path: Path | None, info: ValidationInfo) -> Path | None:
     if not path.is_file():
         raise ValueError(f"{info.field_name} {str(path)!r} does not exist")
     return path
+
+
+def default_threshold(**limits: str | int) -> Callable[[], Any]:
+    """A default_factory for a `Threshold` field, written as a profile would: `default_threshold(warn="80%")`.
+
+    Give the field `validate_default=True`: the default is then validated like a profile's
+    own value, so it can never be of another unit than what the field takes.
+    """
+    return lambda: dict(limits)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import (
     AfterValidator,
@@ -16,12 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof.fields import Duration, Item, Name, Percent, Regex, Strict, Threshold
-
-
-def _threshold(**limits: Any) -> Any:
-    return lambda: limits
-
+from opsproof.fields import Duration, Item, Name, Percent, Regex, Strict, Threshold, default_threshold
 
 # A literal, a quoted identifier, a comment: the places a keyword is not a keyword.
 _NOT_CODE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$", re.DOTALL)
@@ -96,14 +91,16 @@ class PostgresQuery(Strict):
 class Replication(Strict):
     """Replication lag, seen from a standby (replay delay) or from the primary (pg_stat_replication)."""
 
-    lag: Threshold[Duration] = Field(default_factory=_threshold(warn=30.0, fail=300.0))
+    lag: Threshold[Duration] = Field(default_factory=default_threshold(warn="30s", fail="5m"), validate_default=True)
     min_replicas: StrictInt | None = Field(None, ge=0, description="on a primary: streaming replicas expected")
 
 
 class WalArchiving(Strict):
     """pg_stat_archiver: failures since the last success, and the age of the last archived segment."""
 
-    max_age: Threshold[Duration] = Field(default_factory=_threshold(warn=900.0, fail=3600.0))
+    max_age: Threshold[Duration] = Field(
+        default_factory=default_threshold(warn="15m", fail="1h"), validate_default=True
+    )
 
 
 class PostgresTarget(Item):
@@ -111,19 +108,26 @@ class PostgresTarget(Item):
 
     dsn: Annotated[str, Field(min_length=1, description="libpq connection string or postgresql:// URI")]
     connections: Threshold[Percent] = Field(
-        default_factory=_threshold(warn=80.0, fail=95.0), description="sessions as a share of max_connections"
+        default_factory=default_threshold(warn="80%", fail="95%"),
+        validate_default=True,
+        description="sessions as a share of max_connections",
     )
     long_running_queries: Threshold[Duration] = Field(
-        default_factory=_threshold(warn=60.0, fail=300.0), description="age of the oldest active query"
+        default_factory=default_threshold(warn="1m", fail="5m"),
+        validate_default=True,
+        description="age of the oldest active query",
     )
     blocked_locks: Threshold[StrictInt] = Field(
-        default_factory=_threshold(fail=0), description="count of waiting lock requests"
+        default_factory=default_threshold(fail=0), validate_default=True, description="count of waiting lock requests"
     )
     idle_in_transaction: Threshold[Duration] = Field(
-        default_factory=_threshold(warn=300.0, fail=1800.0), description="age of the oldest idle-in-transaction session"
+        default_factory=default_threshold(warn="5m", fail="30m"),
+        validate_default=True,
+        description="age of the oldest idle-in-transaction session",
     )
     wraparound: Threshold[Percent] = Field(
-        default_factory=_threshold(warn=50.0, fail=75.0),
+        default_factory=default_threshold(warn="50%", fail="75%"),
+        validate_default=True,
         description="oldest transaction ID age as a share of the 2^31 wraparound limit",
     )
     replication: Replication | None = Field(None, description="check replication lag (where configured)")

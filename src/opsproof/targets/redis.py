@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, ValidationInfo, field_validator
 
-from opsproof.fields import Duration, Item, Name, Percent, Strict, Threshold, existing_file
+from opsproof.fields import Duration, Item, Name, Percent, Strict, Threshold, default_threshold, existing_file
 
-EVICTION_POLICIES = (
-    "noeviction",
-    "allkeys-lru",
-    "allkeys-lfu",
-    "allkeys-random",
-    "volatile-lru",
-    "volatile-lfu",
-    "volatile-random",
-    "volatile-ttl",
-)
 EvictionPolicy = Literal[
     "noeviction",
     "allkeys-lru",
@@ -30,10 +20,7 @@ EvictionPolicy = Literal[
     "volatile-random",
     "volatile-ttl",
 ]
-
-
-def _threshold(**limits: Any) -> Any:
-    return lambda: limits
+EVICTION_POLICIES: tuple[str, ...] = get_args(EvictionPolicy)
 
 
 def _one_or_many(value: Any) -> Any:
@@ -53,7 +40,9 @@ class RedisReplication(Strict):
     role: Literal["master", "replica"] | None = Field(None, description="the role this server must have")
     min_replicas: StrictInt | None = Field(None, ge=0, description="on a master: connected replicas expected")
     link_age: Threshold[Duration] = Field(
-        default_factory=_threshold(warn=10.0, fail=60.0), description="on a replica: seconds since the last I/O"
+        default_factory=default_threshold(warn="10s", fail="1m"),
+        validate_default=True,
+        description="on a replica: seconds since the last I/O",
     )
 
 
@@ -63,13 +52,17 @@ class RedisTarget(Item):
     url: Annotated[str, Field(description="redis://[:password@]host:port/db, rediss:// for TLS, or unix://")]
     ca_file: Path | None = Field(None, description="extra trust anchors (PEM) for rediss://")
     memory: Threshold[Percent] = Field(
-        default_factory=_threshold(warn=80.0, fail=95.0), description="used_memory as a share of maxmemory"
+        default_factory=default_threshold(warn="80%", fail="95%"),
+        validate_default=True,
+        description="used_memory as a share of maxmemory",
     )
     eviction_policy: Annotated[list[EvictionPolicy] | None, BeforeValidator(_one_or_many)] = Field(
         None, description="the maxmemory-policy expected (one or a list)"
     )
     clients: Threshold[Percent] = Field(
-        default_factory=_threshold(warn=80.0, fail=95.0), description="connected clients as a share of maxclients"
+        default_factory=default_threshold(warn="80%", fail="95%"),
+        validate_default=True,
+        description="connected clients as a share of maxclients",
     )
     hit_ratio: Threshold[Percent] | None = Field(None, description="keyspace hits / lookups; lower is worse")
     queues: dict[Name, Threshold[StrictInt]] = Field(

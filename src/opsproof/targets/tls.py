@@ -8,15 +8,13 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, ValidationInfo, WithJsonSchema, field_validator
 
 from opsproof import units
-from opsproof.fields import Item, Strict, existing_file
+from opsproof.fields import Item, Strict, default_threshold, existing_file
 
 TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 TlsVersion = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
 
 
-def _remaining(value: object) -> object:
-    if isinstance(value, tuple):  # built in code (the default); YAML gives no tuples
-        return value
+def _remaining(value: object) -> tuple[str, float]:
     # Lifetimes are shrinking (47 days by 2029), so a limit may be a share of the lifetime.
     if isinstance(value, str) and value.strip().endswith("%"):
         return ("percent", units.parse_percent(value))
@@ -56,7 +54,8 @@ class TlsTarget(Item):
     server_name: str | None = Field(None, description="SNI and the name the certificate must match (default: host)")
     ca_file: Path | None = Field(None, description="extra trust anchors (PEM), added to the system store")
     expires: Expiry = Field(
-        default_factory=lambda: Expiry(warn=("duration", 30 * 86400.0), fail=("duration", 7 * 86400.0)),
+        default_factory=default_threshold(warn="30d", fail="7d"),
+        validate_default=True,
         description="time or share of lifetime left: default {warn: 30d, fail: 7d}",
     )
     min_version: TlsVersion = Field("TLSv1.2", description="lowest acceptable negotiated protocol")
