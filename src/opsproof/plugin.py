@@ -18,6 +18,7 @@ import gc
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -186,6 +187,11 @@ def _skip_final_collection() -> None:
     if not getattr(_skip_final_collection, "registered", False):
         atexit.register(gc.freeze)
         _skip_final_collection.registered = True  # type: ignore[attr-defined]
+
+
+def _owns_process(config: pytest.Config) -> bool:
+    """True for `pytest ...` run as a command, false for pytest.main() or pytester inside a process."""
+    return tuple(config.invocation_params.args) == tuple(sys.argv[1:])
 
 
 def _restore_sigterm(previous: Any) -> None:
@@ -583,6 +589,11 @@ class Recorder:
             return (yield)
         finally:
             _print_last_line(self.config, state)
+            if _owns_process(self.config):
+                # pytest's unraisable-exception cleanup runs gc.collect() twice after this;
+                # frozen, the run's objects are not traversed again (measured ~0.1 s per
+                # 1,000 checks). The process ends right after, so nothing is kept for long.
+                gc.freeze()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from opsproof.evidence.terminal import write_summary
