@@ -24,14 +24,21 @@ def test_demo_runs_the_daily_checks_and_shows_a_non_blocking_failure(tmp_path: P
     assert lines[-1].startswith("opsproof demo: open ") and lines[-1].endswith("report.html in a browser (exit 0)")
     (bundle,) = [p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")]
     results = json.loads((bundle / "results.json").read_text())
-    outcomes = {c["target"]: (c["outcome"], c["severity"]) for c in results["checks"]}
+    outcomes = {c["check"]: (c["outcome"], c["severity"]) for c in results["checks"]}
     assert outcomes == {
-        "wallet-guard": ("passed", "critical"),
-        "auth-proxy": ("passed", "critical"),
-        "usage-meter": ("passed", "critical"),
-        "audit-trail": ("passed", "critical"),
-        "reporting": ("failed", "medium"),
-        "dashboard": ("warned", "medium"),
+        "http.health[wallet-guard]": ("passed", "critical"),
+        "http.health[auth-proxy]": ("passed", "critical"),
+        "http.health[usage-meter]": ("passed", "critical"),
+        "http.health[audit-trail]": ("passed", "critical"),
+        "http.health[reporting]": ("failed", "medium"),
+        "http.health[dashboard]": ("warned", "medium"),
+        "redis.reachable[redis-0]": ("passed", "critical"),
+        "redis.memory[redis-0]": ("passed", "critical"),
+        "redis.clients[redis-0]": ("passed", "critical"),
+        "redis.eviction_policy[redis-0]": ("passed", "critical"),
+        "redis.hit_ratio[redis-0]": ("passed", "critical"),
+        "redis.persistence[redis-0]": ("passed", "critical"),
+        "redis.queue[redis-0/background_jobs]": ("warned", "critical"),
     }
     assert results["run"]["environment"] == "demo"
     assert "reporting" in (bundle / "report.html").read_text()

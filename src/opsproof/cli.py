@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -74,7 +76,7 @@ def repository_root() -> Path | None:
 
 
 def _demo(port: int, serve: bool, pytest_args: list[str]) -> int:
-    from opsproof.demo.services import free_port, serving
+    from opsproof.demo.environment import demo_environment
 
     root = repository_root()
     if root is None:
@@ -82,29 +84,24 @@ def _demo(port: int, serve: bool, pytest_args: list[str]) -> int:
             "opsproof demo: run it from the opsproof repository root (checks/ and profiles/demo.yaml)", file=sys.stderr
         )
         return outcomes.EXIT_USAGE
-    with serving(free_port(port)) as address:
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-m",
-            "daily",
-            "--profile",
-            "demo",
-            "--var",
-            f"DEMO_HTTP={address}",
-            *pytest_args,
-        ]
-        print(f"opsproof demo: services of runbook 000 on http://{address} (Reporting is down on purpose)")
+    with demo_environment(port) as demo:
+        command = [sys.executable, "-m", "pytest", "-m", "daily", "--profile", "demo", *demo.var_args(), *pytest_args]
+        for line in demo.services:
+            print(f"opsproof demo: {line}")
         if serve:
-            print("opsproof demo: serving until Ctrl-C; in another shell run:\n  " + " ".join(command[2:]))
+            exports = " ".join(f"{name}={shlex.quote(value)}" for name, value in demo.environ.items())
+            print(
+                "opsproof demo: serving until Ctrl-C; in another shell, from this folder, run:\n  "
+                + f"{exports} {shlex.join(command[2:])}".strip()
+            )
             try:
                 threading.Event().wait()
             except KeyboardInterrupt:
                 return 0
-        print("opsproof demo: running " + " ".join(command[2:]), flush=True)
+        print("opsproof demo: running " + shlex.join(command[2:]), flush=True)
         started = time.time()
-        code = subprocess.run(command, cwd=root, check=False).returncode
+        environ = {**os.environ, **demo.environ}
+        code = subprocess.run(command, cwd=root, check=False, env=environ).returncode
     report = _newest_report(_report_dir(root, pytest_args), since=started)
     if report is not None:
         print(f"opsproof demo: open {report} in a browser (exit {code})")

@@ -1,0 +1,43 @@
+"""The whole demo environment of `opsproof demo`: every service the demo profile checks.
+
+Each piece runs on loopback and reaches the profile through `--var` (addresses, shown
+in reports) and environment variables (passwords, which the profile takes as `${...}`
+secrets, so the demo also shows that secrets never reach a report).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DemoEnvironment:
+    """What the checks need to find the demo services."""
+
+    plain_vars: dict[str, str] = field(default_factory=dict)  # --var NAME=VALUE
+    environ: dict[str, str] = field(default_factory=dict)  # secrets, as environment variables
+    services: list[str] = field(default_factory=list)  # one line each, for the terminal
+
+    def var_args(self) -> list[str]:
+        return [arg for name, value in self.plain_vars.items() for arg in ("--var", f"{name}={value}")]
+
+
+@contextmanager
+def demo_environment(http_port: int) -> Iterator[DemoEnvironment]:
+    """Start every demo service (stopping all of them on the way out, whatever happens)."""
+    from opsproof.demo.redis import serve_demo_redis
+    from opsproof.demo.services import free_port, serving
+
+    demo = DemoEnvironment()
+    with ExitStack() as stack:
+        address = stack.enter_context(serving(free_port(http_port)))
+        demo.plain_vars["DEMO_HTTP"] = address
+        demo.services.append(f"health endpoints of runbook 000 on http://{address} (Reporting is down on purpose)")
+
+        redis = stack.enter_context(serve_demo_redis())
+        demo.plain_vars["DEMO_REDIS"] = redis.address
+        demo.environ.update(redis.environ)
+        demo.services.append(f"Redis redis-0 on {redis.address} (background_jobs is over its warn depth)")
+        yield demo
