@@ -39,6 +39,14 @@ def test_demo_runs_the_daily_checks_and_shows_a_non_blocking_failure(tmp_path: P
         "redis.hit_ratio[redis-0]": ("passed", "critical"),
         "redis.persistence[redis-0]": ("passed", "critical"),
         "redis.queue[redis-0/background_jobs]": ("warned", "critical"),
+        "tls.expiry[api]": ("passed", "critical"),
+        "tls.trust[api]": ("passed", "critical"),
+        "tls.hostname[api]": ("passed", "critical"),
+        "tls.protocol[api]": ("passed", "critical"),
+        "tls.expiry[auth-proxy]": ("warned", "critical"),
+        "tls.trust[auth-proxy]": ("passed", "critical"),
+        "tls.hostname[auth-proxy]": ("passed", "critical"),
+        "tls.protocol[auth-proxy]": ("passed", "critical"),
     }
     assert results["run"]["environment"] == "demo"
     assert "reporting" in (bundle / "report.html").read_text()

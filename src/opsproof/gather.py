@@ -168,6 +168,8 @@ def _probe_in_child(gatherer: Gatherer, request_read: int, result_write: int) ->
     try:
         # Import what the probes need while the parent collects, then wait for the work.
         for kind in kinds().values():
+            if not gatherer._profile.targets(kind.section):
+                continue  # no items of this kind: importing its libraries would only delay the probes
             for module in kind.imports:
                 importlib.import_module(module)
         with os.fdopen(request_read, encoding="utf-8") as requests:

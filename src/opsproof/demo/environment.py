@@ -27,6 +27,7 @@ class DemoEnvironment:
 @contextmanager
 def demo_environment(http_port: int) -> Iterator[DemoEnvironment]:
     """Start every demo service (stopping all of them on the way out, whatever happens)."""
+    from opsproof.demo.certs import serve_demo_tls
     from opsproof.demo.redis import serve_demo_redis
     from opsproof.demo.services import free_port, serving
 
@@ -35,6 +36,10 @@ def demo_environment(http_port: int) -> Iterator[DemoEnvironment]:
         address = stack.enter_context(serving(free_port(http_port)))
         demo.plain_vars["DEMO_HTTP"] = address
         demo.services.append(f"health endpoints of runbook 000 on http://{address} (Reporting is down on purpose)")
+
+        tls = stack.enter_context(serve_demo_tls())
+        demo.plain_vars.update(tls.plain_vars)
+        demo.services.append(tls.line)
 
         redis = stack.enter_context(serve_demo_redis())
         demo.plain_vars["DEMO_REDIS"] = redis.address

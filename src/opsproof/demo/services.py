@@ -76,3 +76,4 @@ def serving(port: int, app: web.Application | None = None, ssl_context: ssl.SSLC
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        loop.close()

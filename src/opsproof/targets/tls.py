@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, StrictBool, StrictInt, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    StrictBool,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from opsproof import units
 from opsproof.fields import Item, Strict, default_threshold, existing_file
@@ -39,19 +49,52 @@ def show_remaining(limit: tuple[str, float]) -> str:
     return units.format_percent(value) if kind == "percent" else units.format_duration(value)
 
 
+def _port(value: object) -> object:
+    # `port: ${vars.TLS_PORT}` substitutes a string; digits are a port, anything else stays an error.
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,5}", value, re.ASCII):
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"invalid port {value!r}: expected a number from 1 to 65535")
+    return value
+
+
+Port = Annotated[
+    int,
+    BeforeValidator(_port),
+    Field(ge=1, le=65535),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1, "maximum": 65535}, {"type": "string"}]}),
+]
+
+
 class Expiry(Strict):
-    """`{warn, fail}` on what is left of a certificate: lower is worse."""
+    """`{warn, fail}` on what is left of a certificate: lower is worse. Each limit is a time or a share."""
 
     warn: Remaining | None = None
     fail: Remaining | None = None
+
+    @model_validator(mode="after")
+    def _warn_comes_first(self) -> Expiry:
+        # A warn limit under the fail limit (of the same unit) would never warn before failing.
+        if self.warn and self.fail and self.warn[0] == self.fail[0] and self.warn[1] < self.fail[1]:
+            raise ValueError(
+                f"warn {show_remaining(self.warn)} is less than fail {show_remaining(self.fail)}: "
+                "the warning must come before the failure (warn: 30d, fail: 7d)"
+            )
+        return self
+
+    def shown(self) -> dict[str, str]:
+        """As a profile writes it: {'warn': '30d', 'fail': '7d'}."""
+        return {level: show_remaining(limit) for level, limit in (("warn", self.warn), ("fail", self.fail)) if limit}
 
 
 class TlsTarget(Item):
     """A TLS endpoint: handshake, chain, name, protocol version and certificate dates."""
 
-    host: Annotated[str, Field(min_length=1, description="address to connect to")]
-    port: StrictInt = Field(443, ge=1, le=65535)
-    server_name: str | None = Field(None, description="SNI and the name the certificate must match (default: host)")
+    host: Annotated[str, Field(min_length=1, description="address to connect to (a name or an IP address)")]
+    port: Port = Field(443, description="TCP port (default 443)")
+    server_name: str | None = Field(
+        None, min_length=1, description="SNI and the name the certificate must match (default: host)"
+    )
     ca_file: Path | None = Field(None, description="extra trust anchors (PEM), added to the system store")
     expires: Expiry = Field(
         default_factory=default_threshold(warn="30d", fail="7d"),
@@ -61,6 +104,35 @@ class TlsTarget(Item):
     min_version: TlsVersion = Field("TLSv1.2", description="lowest acceptable negotiated protocol")
     verify: StrictBool = Field(True, description="verify the chain and the name (on by default)")
 
+    @field_validator("host")
+    @classmethod
+    def _host_is_an_address(cls, host: str) -> str:
+        if "://" in host:
+            raise ValueError(f"host {host!r} is an address, not a URL: write the name only (api.example.com)")
+        if host.count(":") == 1:
+            raise ValueError(f"host {host!r} holds a port: write it as `port:`")
+        if ":" in host:
+            try:
+                ipaddress.IPv6Address(host.strip("[]"))
+            except ValueError:
+                raise ValueError(f"host {host!r} is neither a name nor an IP address") from None
+            return host.strip("[]")
+        return host
+
+    @field_validator("server_name")
+    @classmethod
+    def _name_can_be_sent(cls, name: str | None) -> str | None:
+        # What the ssl module would refuse at handshake time is the profile's mistake, said at load.
+        if name is None:
+            return None
+        if name.startswith(".") or any(ch.isspace() for ch in name):
+            raise ValueError(f"server_name {name!r} is not a host name (api.example.com)")
+        try:
+            name.encode("idna")
+        except UnicodeError as exc:
+            raise ValueError(f"server_name {name!r} is not a valid host name: {exc}") from None
+        return name
+
     @field_validator("ca_file")
     @classmethod
     def _ca_file_exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
@@ -69,3 +141,8 @@ class TlsTarget(Item):
     @property
     def sni(self) -> str:
         return self.server_name or self.host
+
+    @property
+    def address(self) -> str:
+        """host:port as a person writes it ([::1]:443 for IPv6)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
