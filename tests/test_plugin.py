@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -292,3 +293,38 @@ def test_collect_only_lists_checks_and_writes_no_bundle(runner: Runner, http_ser
     run.result.stdout.fnmatch_lines(["*test_health[[]down-critical[]]*"])
     assert not run.report_dir.exists() or run.bundles == []
     assert len(http_server.requests) == before  # nothing probed
+
+
+def test_a_cadence_run_probes_exactly_its_targets_once(runner: Runner, http_server: HttpServer) -> None:
+    # `-m daily` starts probing while pytest collects (the cron case): still each daily
+    # target once, and never the weekly one.
+    runner.profile(
+        http_profile(
+            f"{{name: a, url: '{http_server.base}/health?who=a'}}",
+            f"{{name: b, url: '{http_server.base}/health?who=b'}}",
+            f"{{name: w, url: '{http_server.base}/health?who=w', cadence: weekly}}",
+        )
+    )
+    before = len(http_server.requests)
+    run = runner.run("-m", "daily")
+    assert run.ret == 0, run.output
+    assert sorted(c["target"] for c in run.results["checks"]) == ["a", "b"]
+    asked = sorted(path for _, path, _ in http_server.requests[before:])
+    assert asked == ["/health", "/health"]
+    assert len(http_server.requests) - before == 2
+
+
+def test_a_narrowed_run_never_contacts_unselected_targets(runner: Runner, http_server: HttpServer) -> None:
+    runner.profile(
+        http_profile(
+            f"{{name: chosen, url: '{http_server.base}/state/chosen'}}",
+            f"{{name: other, url: '{http_server.base}/state/other'}}",
+        )
+    )
+    for narrowing in (["-k", "chosen"], ["--deselect", "checks/health/test_http.py::test_health[other]"]):
+        before = len(http_server.requests)
+        run = runner.run("-m", "daily", *narrowing)
+        assert [c["target"] for c in run.results["checks"]] == ["chosen"], run.output
+        assert [path for _, path, _ in http_server.requests[before:]] == ["/state/chosen"], narrowing
+        for bundle in run.bundles:
+            shutil.rmtree(bundle)

@@ -44,6 +44,9 @@ class Gatherer:
         self._wanted: dict[str, set[str]] = {}
         self._facts: dict[tuple[str, str], Facts] = {}
         self._ready: dict[tuple[str, str], threading.Event] = {}
+        self._lock = threading.Lock()
+        self._done = False  # no more facts will come: waiters are released, new ones too
+        self._early: dict[str, set[str]] = {}
         self._error: BaseException | None = None
         self._in_child = in_child and hasattr(os, "fork")
         self._child: int | None = None
@@ -51,10 +54,16 @@ class Gatherer:
         self._results: int | None = None  # the pipe the child writes facts to
         self._thread: threading.Thread | None = None
 
-    def prepare(self) -> Gatherer:
-        """Fork the probe child now (from the main thread, before any helper thread exists)."""
+    def prepare(self, early: Mapping[str, set[str]] | None = None) -> Gatherer:
+        """Fork the probe child now (from the main thread, before any helper thread exists).
+
+        `early` targets are probed at once, before collection ends: the plugin passes the
+        ones a plain `pytest -m daily` run will surely select, so a cron run's probes
+        overlap pytest's collection. `start()` then adds whatever else was selected.
+        """
         if not self._in_child or self._child is not None:
             return self
+        self._early = {kind: set(names) for kind, names in (early or {}).items() if names}
         request_read, request_write = os.pipe()
         result_read, result_write = os.pipe()
         pid = os.fork()
@@ -65,21 +74,22 @@ class Gatherer:
         os.close(request_read)
         os.close(result_write)
         self._child, self._requests, self._results = pid, request_write, result_read
+        # Read from the start: early facts must not fill the pipe and stall the child.
+        self._thread = threading.Thread(target=self._read_child, name="opsproof-probes", daemon=True)
+        self._thread.start()
         return self
 
     def start(self, wanted: Mapping[str, set[str]]) -> Gatherer:
         """Probe these targets; `facts()` answers as each one is done."""
         self._wanted = {kind: set(names) for kind, names in wanted.items() if names}
-        self._ready = {(kind, name): threading.Event() for kind, names in self._wanted.items() for name in names}
         self.prepare()
         if self._requests is not None:
             with os.fdopen(self._requests, "w", encoding="utf-8") as requests:
                 json.dump({kind: sorted(names) for kind, names in self._wanted.items()}, requests)
             self._requests = None
-            self._thread = threading.Thread(target=self._read_child, name="opsproof-probes", daemon=True)
         else:
             self._thread = threading.Thread(target=self._run, name="opsproof-probes", daemon=True)
-        self._thread.start()
+            self._thread.start()
         return self
 
     def stop(self) -> None:
@@ -97,7 +107,7 @@ class Gatherer:
 
     def facts(self, kind: str, name: str) -> Facts:
         """The facts of one target, as soon as its probe is done."""
-        self._ready[(kind, name)].wait()
+        self._event((kind, name)).wait()
         found = self._facts.get((kind, name))
         if found is None:
             raise self._error or RuntimeError(f"the {kind} probe returned no facts for {name!r}")
@@ -111,7 +121,8 @@ class Gatherer:
             raise self._error
         by_kind: FactsByKind = {kind: {} for kind in self._wanted}
         for (kind, name), facts in self._facts.items():
-            by_kind[kind][name] = facts
+            if name in self._wanted.get(kind, ()):  # early probes of targets not selected stay out
+                by_kind[kind][name] = facts
         return by_kind
 
     def _run(self) -> None:
@@ -122,13 +133,24 @@ class Gatherer:
         finally:
             self._release_waiters()
 
+    def _event(self, key: tuple[str, str]) -> threading.Event:
+        with self._lock:
+            event = self._ready.get(key)
+            if event is None:
+                event = self._ready[key] = threading.Event()
+                if self._done:
+                    event.set()
+            return event
+
     def _deliver(self, kind: str, facts: Facts) -> None:
         self._facts[(kind, facts.target)] = facts
-        self._ready[(kind, facts.target)].set()
+        self._event((kind, facts.target)).set()
 
     def _release_waiters(self) -> None:
-        for event in self._ready.values():
-            event.set()
+        with self._lock:
+            self._done = True
+            for event in self._ready.values():
+                event.set()
 
     def _read_child(self) -> None:
         registry = kinds()
@@ -150,8 +172,13 @@ class Gatherer:
             self._child = None
             self._release_waiters()
 
-    async def _probe_all(self, wanted: Mapping[str, set[str]], deliver: Callable[[str, Facts], None]) -> None:
-        ctx = ProbeContext(profile=self._profile, limit=asyncio.Semaphore(self._profile.defaults.concurrency))
+    def _context(self) -> ProbeContext:
+        return ProbeContext(profile=self._profile, limit=asyncio.Semaphore(self._profile.defaults.concurrency))
+
+    async def _probe_all(
+        self, wanted: Mapping[str, set[str]], deliver: Callable[[str, Facts], None], ctx: ProbeContext | None = None
+    ) -> None:
+        ctx = ctx or self._context()
         registry = kinds()
 
         async def probe_kind(kind_name: str, names: set[str]) -> None:
@@ -172,9 +199,6 @@ def _probe_in_child(gatherer: Gatherer, request_read: int, result_write: int) ->
                 continue  # no items of this kind: importing its libraries would only delay the probes
             for module in kind.imports:
                 importlib.import_module(module)
-        with os.fdopen(request_read, encoding="utf-8") as requests:
-            text = requests.read()
-        wanted = {kind: set(names) for kind, names in json.loads(text).items()} if text else {}
         with os.fdopen(result_write, "w", encoding="utf-8") as out:
 
             def send(kind: str, facts: Facts) -> None:
@@ -182,8 +206,7 @@ def _probe_in_child(gatherer: Gatherer, request_read: int, result_write: int) ->
                 out.flush()
 
             try:
-                if wanted:
-                    asyncio.run(gatherer._probe_all(wanted, send))
+                asyncio.run(_child_work(gatherer, request_read, send))
             except BaseException as exc:
                 out.write(json.dumps(["error", f"{type(exc).__name__}: {exc}"]) + "\n")
                 status = 1
@@ -192,6 +215,29 @@ def _probe_in_child(gatherer: Gatherer, request_read: int, result_write: int) ->
     finally:
         # _exit: no atexit handlers, no flushing of buffers inherited from pytest.
         os._exit(status)
+
+
+async def _child_work(gatherer: Gatherer, request_read: int, send: Callable[[str, Facts], None]) -> None:
+    """Probe the early targets now; then what the parent asks for that they did not cover."""
+    ctx = gatherer._context()
+    early = asyncio.create_task(gatherer._probe_all(gatherer._early, send, ctx)) if gatherer._early else None
+
+    def read_requests() -> str:
+        with os.fdopen(request_read, encoding="utf-8") as requests:
+            return requests.read()
+
+    text = await asyncio.get_running_loop().run_in_executor(None, read_requests)
+    wanted = {kind: set(names) for kind, names in json.loads(text).items()} if text else {}
+    if early is not None and not wanted:  # the run ended before its test loop: probe nothing more
+        early.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await early
+        return
+    rest = {kind: names - gatherer._early.get(kind, set()) for kind, names in wanted.items()}
+    await asyncio.gather(
+        *([early] if early is not None else []),
+        gatherer._probe_all({kind: names for kind, names in rest.items() if names}, send, ctx),
+    )
 
 
 def probe_all(profile: Profile, wanted: Mapping[str, set[str]]) -> FactsByKind:

@@ -87,9 +87,12 @@ _KINDS: dict[str, ProbeKind[Any, Any]] = {}
 def kinds() -> dict[str, ProbeKind[Any, Any]]:
     """Every probe kind in this package, by name."""
     if not _KINDS:
+        found: dict[str, ProbeKind[Any, Any]] = {}
         for module_info in pkgutil.iter_modules(__path__):
             module = importlib.import_module(f"{__name__}.{module_info.name}")
             kind = getattr(module, "KIND", None)
             if isinstance(kind, ProbeKind):
-                _KINDS[kind.name] = kind
+                found[kind.name] = kind
+        # One update once all are found: a thread asking meanwhile never sees half the kinds.
+        _KINDS.update(found)
     return _KINDS
