@@ -28,6 +28,7 @@ class DemoEnvironment:
 def demo_environment(http_port: int) -> Iterator[DemoEnvironment]:
     """Start every demo service (stopping all of them on the way out, whatever happens)."""
     from opsproof.demo.certs import serve_demo_tls
+    from opsproof.demo.postgres import serve_demo_postgres
     from opsproof.demo.redis import serve_demo_redis
     from opsproof.demo.services import free_port, serving
 
@@ -40,6 +41,11 @@ def demo_environment(http_port: int) -> Iterator[DemoEnvironment]:
         tls = stack.enter_context(serve_demo_tls())
         demo.plain_vars.update(tls.plain_vars)
         demo.services.append(tls.line)
+
+        database = stack.enter_context(serve_demo_postgres())
+        demo.plain_vars.update(database.variables)
+        demo.environ.update(database.environment)
+        demo.services.append(f"PostgreSQL scorpius-db at {database.dsn} (its pool is over the warn share)")
 
         redis = stack.enter_context(serve_demo_redis())
         demo.plain_vars["DEMO_REDIS"] = redis.address

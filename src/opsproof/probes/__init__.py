@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import pkgutil
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -70,6 +70,12 @@ class ProbeKind(Generic[TargetT, FactsT]):
     gather: Callable[[Sequence[TargetT], ProbeContext], AsyncIterator[FactsT]]
     # Modules the probe imports lazily; the probe process imports them ahead of the work.
     imports: tuple[str, ...] = ()
+
+
+async def each_as_done(probes: Iterable[Awaitable[FactsT]]) -> AsyncIterator[FactsT]:
+    """Run the probes together; yield each one's facts the moment it is done."""
+    for done in asyncio.as_completed(list(probes)):
+        yield await done
 
 
 def utc_now() -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field
 
-from opsproof.probes import Facts, ProbeContext, ProbeKind
+from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
 from opsproof.redaction import redact
 from opsproof.targets.http import HttpTarget
 
@@ -172,8 +172,8 @@ async def gather_http(targets: Sequence[HttpTarget], ctx: ProbeContext) -> Async
         trust_env=False,
         headers={"User-Agent": "opsproof/0.1 (read-only health check)"},
     ) as session:
-        for done in asyncio.as_completed([_probe_one(session, t, ctx, contexts) for t in targets]):
-            yield await done
+        async for facts in each_as_done(_probe_one(session, t, ctx, contexts) for t in targets):
+            yield facts
 
 
 KIND: ProbeKind[HttpTarget, HttpFacts] = ProbeKind(

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import Field
 
-from opsproof.probes import Facts, ProbeContext, ProbeKind
+from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
 from opsproof.redaction import redact
 from opsproof.targets.redis import RedisAddress, RedisTarget
 
@@ -381,8 +381,8 @@ async def _close(client: Any) -> None:
 
 async def gather_redis(targets: Sequence[RedisTarget], ctx: ProbeContext) -> AsyncIterator[RedisFacts]:
     """Probe every item concurrently (one connection each); yield each one's facts as it completes."""
-    for done in asyncio.as_completed([_probe_one(t, ctx) for t in targets]):
-        yield await done
+    async for facts in each_as_done(_probe_one(t, ctx) for t in targets):
+        yield facts
 
 
 KIND: ProbeKind[RedisTarget, RedisFacts] = ProbeKind(

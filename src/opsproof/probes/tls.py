@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from opsproof.probes import Facts, ProbeContext, ProbeKind
+from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
 from opsproof.redaction import redact
 from opsproof.targets.tls import TLS_VERSIONS, TlsTarget
 
@@ -513,8 +513,8 @@ def _ssl_text(exc: ssl.SSLError) -> str:
 async def gather_tls(targets: Sequence[TlsTarget], ctx: ProbeContext) -> AsyncIterator[TlsFacts]:
     """Probe every target concurrently; yield each one's facts as it completes."""
     prober = Prober(ctx)
-    for done in asyncio.as_completed([prober.probe(target) for target in targets]):
-        yield await done
+    async for facts in each_as_done(prober.probe(target) for target in targets):
+        yield facts
     if prober.closing:
         await asyncio.gather(*prober.closing, return_exceptions=True)
 

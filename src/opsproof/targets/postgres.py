@@ -24,8 +24,12 @@ _READ_ONLY_START = ("select", "with", "show", "values", "table", "explain")
 _WRITING = re.compile(
     r"\b(insert|update|delete|merge|truncate|drop|create|alter|grant|revoke|copy|vacuum|analyze|"
     r"cluster|reindex|lock|call|do|refresh|notify|listen|set|reset|prepare|execute|begin|commit|"
-    r"rollback|into|nextval|setval|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|lo_unlink|"
-    r"dblink_exec)\b",
+    r"rollback|into|nextval|setval|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|"
+    # Functions with side effects a read-only transaction does not stop: session settings that
+    # outlive the statement, another connection (dblink), server actions, replication slots.
+    r"set_config|dblink\w*|lo_\w+|pg_notify|pg_advisory\w*|pg_switch_wal|pg_create_restore_point|pg_promote|"
+    r"pg_rotate_logfile|pg_stat_reset\w*|pg_\w*replication_slot\w*|pg_logical_\w+|pg_wal_replay_\w+|"
+    r"pg_backup_\w+|pg_start_backup|pg_stop_backup|pg_signal_backend|pg_log_backend_memory_contexts)\b",
     re.IGNORECASE,
 )
 
@@ -59,7 +63,11 @@ Scalar = StrictStr | StrictInt | StrictFloat | StrictBool | None
 
 
 class QueryExpect(Strict):
-    """What a custom query's result must be; the value is the first column of the first row."""
+    """What a custom query's result must be; the value is the first column of the first row.
+
+    Numbers compare as numbers (an interval as its seconds); anything else compares as its
+    text (`equals: "2026-01-31"` matches a date). Operators combine: all must hold.
+    """
 
     equals: Scalar = Field(None, description="the value equals this")
     one_of: list[Scalar] | None = Field(None, description="the value is one of these")
@@ -70,12 +78,26 @@ class QueryExpect(Strict):
     min_rows: StrictInt | None = Field(None, ge=0, description="at least this many rows")
     max_rows: StrictInt | None = Field(None, ge=0, description="at most this many rows")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_operators(cls, data: object) -> object:
+        # "unknown key" alone would not say what the choices are.
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in cls.model_fields)
+            if unknown:
+                raise ValueError(f"unknown expect operator {unknown[0]!r}: use {', '.join(cls.model_fields)}")
+        return data
+
     @model_validator(mode="after")
     def _something_expected(self) -> QueryExpect:
         if not self.model_fields_set:
             raise ValueError(
                 "expect needs at least one of: equals, one_of, min, max, matches, rows, min_rows, max_rows"
             )
+        for low, high in (("min", "max"), ("min_rows", "max_rows")):
+            low_value, high_value = getattr(self, low), getattr(self, high)
+            if low_value is not None and high_value is not None and low_value > high_value:
+                raise ValueError(f"{low} {low_value} is above {high} {high_value}: nothing could pass")
         return self
 
 
@@ -83,15 +105,19 @@ class PostgresQuery(Strict):
     """A named read-only query and what its result must be."""
 
     name: Name
-    sql: ReadOnlySql
-    expect: QueryExpect
+    sql: ReadOnlySql = Field(description="one read-only statement: SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN")
+    expect: QueryExpect = Field(description="what the first column of the first row (or the row count) must be")
     timeout: Duration | None = Field(None, gt=0, description="statement timeout (default: the item's timeout)")
 
 
 class Replication(Strict):
     """Replication lag, seen from a standby (replay delay) or from the primary (pg_stat_replication)."""
 
-    lag: Threshold[Duration] = Field(default_factory=default_threshold(warn="30s", fail="5m"), validate_default=True)
+    lag: Threshold[Duration] = Field(
+        default_factory=default_threshold(warn="30s", fail="5m"),
+        validate_default=True,
+        description="replay lag: on a standby its own, on a primary the worst its replicas report",
+    )
     min_replicas: StrictInt | None = Field(None, ge=0, description="on a primary: streaming replicas expected")
 
 
@@ -99,7 +125,9 @@ class WalArchiving(Strict):
     """pg_stat_archiver: failures since the last success, and the age of the last archived segment."""
 
     max_age: Threshold[Duration] = Field(
-        default_factory=default_threshold(warn="15m", fail="1h"), validate_default=True
+        default_factory=default_threshold(warn="15m", fail="1h"),
+        validate_default=True,
+        description="age of the last archived WAL segment (set archive_timeout on quiet servers)",
     )
 
 
@@ -107,6 +135,10 @@ class PostgresTarget(Item):
     """A PostgreSQL server: one read-only session per run, shared by all its checks."""
 
     dsn: Annotated[str, Field(min_length=1, description="libpq connection string or postgresql:// URI")]
+    password: str | None = Field(
+        None,
+        description="the password, apart from the DSN so it needs no URL-encoding: `password: ${PG_PASSWORD}`",
+    )
     connections: Threshold[Percent] = Field(
         default_factory=default_threshold(warn="80%", fail="95%"),
         validate_default=True,
@@ -132,7 +164,9 @@ class PostgresTarget(Item):
     )
     replication: Replication | None = Field(None, description="check replication lag (where configured)")
     wal_archiving: WalArchiving | None = Field(None, description="check WAL archiving (where configured)")
-    queries: list[PostgresQuery] = Field(default_factory=list)
+    queries: list[PostgresQuery] = Field(
+        default_factory=list, description="custom read-only assertions, run in the same session"
+    )
 
     @field_validator("dsn")
     @classmethod
@@ -140,9 +174,16 @@ class PostgresTarget(Item):
         from psycopg import conninfo
 
         try:
-            conninfo.conninfo_to_dict(dsn)
+            params = conninfo.conninfo_to_dict(dsn)
         except Exception as exc:  # psycopg raises ProgrammingError; say why in libpq's words
             raise ValueError(f"malformed DSN: {str(exc).strip()}") from None
+        port = str(params.get("port") or "")
+        if port and not all(p.strip().isdigit() for p in port.split(",")):
+            # Typically a password with / @ : or # pasted into a URI: never echo the value, it may hold the secret.
+            raise ValueError(
+                "malformed DSN: the port is not a number; a password holding / @ : # ? must be URL-encoded "
+                "in a URI, or given as `password:` beside the DSN"
+            )
         return dsn
 
     @field_validator("queries")

@@ -1,0 +1,323 @@
+"""PostgreSQL (runbook 000's KPI table; 001/003 connection-pool exhaustion and slow queries; 004 migration version).
+
+Every check of an item reads the facts of ONE read-only session the probe opened for
+the item: reachable with its version, connections as a share of max_connections,
+waiting lock requests, the oldest active query and idle-in-transaction session,
+transaction-ID wraparound, replication lag and WAL archiving where configured, and
+each custom query's result against its `expect`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from opsproof import Check, CheckError, CheckFailed, Part, applies, each
+from opsproof.probes.postgres import PostgresFacts, QueryResult, SectionError
+from opsproof.targets.postgres import PostgresQuery, PostgresTarget
+from opsproof.units import format_duration, format_percent
+
+pytestmark = [pytest.mark.infra]
+
+
+def _session(facts: PostgresFacts) -> None:
+    """Stop here unless the session was opened: a refused login is an error, anything else a failure."""
+    if facts.login_rejected:
+        raise CheckError(f"login refused: {facts.failure}")
+    assert facts.reached, facts.failure
+
+
+def _section(facts: PostgresFacts, name: str) -> None:
+    """Stop here unless the section's statements ran (a timeout is the target's state; the rest is not)."""
+    _session(facts)
+    # The session's first statement (version, recovery state) failing stops every other section.
+    for section in ("server", name):
+        error = facts.errors.get(section)
+        if error is not None:
+            _raise_for(error, f"{section.replace('_', ' ')} facts could not be read")
+
+
+def _raise_for(error: SectionError, what: str) -> None:
+    if error.timed_out or error.session_lost or error.missing_object:
+        raise AssertionError(f"{what}: {error.message}")
+    raise CheckError(f"{what}: {error.message}" + (f" (SQLSTATE {error.sqlstate})" if error.sqlstate else ""))
+
+
+def _visible(facts: PostgresFacts, measure: str) -> None:
+    """A role that cannot see other sessions would pass for want of looking: say so instead."""
+    if facts.hidden_sessions:
+        raise CheckError(
+            f"{facts.hidden_sessions} session(s) of other roles are hidden from role {facts.user!r}, so "
+            f"{measure} cannot be checked: grant it pg_monitor (or pg_read_all_stats)"
+        )
+
+
+def _offender(row: dict[str, Any], age_key: str) -> str:
+    who = f"pid {row['pid']}" + (f" ({row['application']})" if row.get("application") else "")
+    return f"worst: {who} for {format_duration(row[age_key])}: {row.get('query') or '?'}"
+
+
+def _limit(
+    check: Check, measure: str, value: float | None, threshold: Any, show: Callable[[float], str], detail: str | None
+) -> None:
+    """`check.threshold`, with a detail (the worst offender, the counts) after a warning or a failure."""
+    warnings = len(check.warnings)
+    try:
+        check.threshold(measure, value, threshold, show=show)
+    except CheckFailed as exc:
+        raise CheckFailed(f"{exc}; {detail}" if detail else str(exc)) from None
+    if detail and len(check.warnings) > warnings:
+        check.warnings[-1] += f"; {detail}"
+
+
+def _percent(value: float) -> str:
+    """Small shares stay visible: 0.000035% rather than 0.0%."""
+    return (f"{value:.1f}" if value >= 0.1 else f"{value:.6f}".rstrip("0").rstrip(".")) + "%"
+
+
+def test_reachable(item: PostgresTarget, facts: PostgresFacts, check: Check) -> None:
+    _section(facts, "server")
+    role = "standby" if facts.in_recovery else "primary"
+    check.observe(connect_ms=round((facts.connect_s or 0) * 1000, 1), backend_pid=facts.backend_pid)
+    check.note(f"PostgreSQL {facts.server_version} ({role}), connected in {format_duration(facts.connect_s or 0)}")
+
+
+def test_connections(item: PostgresTarget, facts: PostgresFacts, check: Check) -> None:
+    _section(facts, "sessions")
+    check.observe(
+        connections=facts.connections,
+        max_connections=facts.max_connections,
+        reserved_connections=facts.reserved_connections,
+        connections_pct=round(facts.connections_pct or 0, 1),
+        sessions_by_state=facts.sessions_by_state,
+    )
+    check.note(
+        f"{facts.connections} of {facts.max_connections} connections ({format_percent(facts.connections_pct or 0)})"
+    )
+    in_use = f"{facts.connections} of {facts.max_connections} in use"
+    _limit(check, "connections", facts.connections_pct, item.connections, format_percent, in_use)
+
+
+def test_blocked_locks(item: PostgresTarget, facts: PostgresFacts, check: Check) -> None:
+    _section(facts, "locks")
+    check.observe(blocked_locks=facts.blocked_locks, blocked=facts.blocked)
+    check.note(f"{facts.blocked_locks} waiting lock requests")
+    worst = None
+    if facts.blocked:
+        row = facts.blocked[0]
+        waits = f" for {format_duration(row['waiting_s'])}" if row.get("waiting_s") is not None else ""
+        blockers = ", ".join(map(str, row["blocked_by"])) or "?"
+        query = row.get("query") or "?"
+        worst = f"worst: pid {row['pid']} waits{waits} for {row['lock']}, blocked by pid {blockers}: {query}"
+    _limit(check, "waiting lock requests", facts.blocked_locks, item.blocked_locks, lambda v: f"{v:g}", worst)
+
+
+def test_long_running_queries(item: PostgresTarget, facts: PostgresFacts, check: Check) -> None:
+    _section(facts, "sessions")
+    _visible(facts, "long-running queries")
+    check.observe(oldest_query_s=facts.oldest_query_s, long_running=facts.long_running)
+    running = facts.long_running
+    check.note(f"oldest active query: {format_duration(facts.oldest_query_s or 0)}" if running else "no active query")
+    worst = _offender(running[0], "age_s") if running else None
+    _limit(check, "oldest active query", facts.oldest_query_s, item.long_running_queries, format_duration, worst)
+
+
+def test_idle_in_transaction(item: PostgresTarget, facts: PostgresFacts, check: Check) -> None:
+    _section(facts, "sessions")
+    _visible(facts, "idle-in-transaction sessions")
+    oldest = facts.oldest_idle_in_transaction_s
+    check.observe(oldest_idle_in_transaction_s=oldest, idle_in_transaction=facts.idle_in_transaction)
+    idle = facts.idle_in_transaction
+    check.note(
+        f"oldest idle-in-transaction session: {format_duration(oldest or 0)}"
+        if idle
+        else "no idle-in-transaction session"
+    )
+    worst = _offender(idle[0], "idle_s") if idle else None
+    _limit(check, "oldest idle-in-transaction session", oldest, item.idle_in_transaction, format_duration, worst)
+
+
+def test_wraparound(item: PostgresTarget, facts: PostgresFacts, check: Check) -> None:
+    _section(facts, "wraparound")
+    wrap = facts.wraparound
+    assert wrap is not None, "wraparound facts missing"
+    check.observe(wraparound=wrap)
+    check.note(
+        f"oldest transaction ID age {wrap['xid_age']:,} ({_percent(wrap['xid_age_pct'])} of the wraparound limit) "
+        f"in {wrap['xid_database']}"
+    )
+    for measure, key in (("transaction ID age", "xid"), ("multixact ID age", "mxid")):
+        detail = f"{wrap[f'{key}_age']:,} of 2^31 in database {wrap[f'{key}_database']}"
+        _limit(check, measure, wrap[f"{key}_age_pct"], item.wraparound, _percent, detail)
+
+
+@applies(lambda item: item.replication is not None)
+def test_replication_lag(item: PostgresTarget, facts: PostgresFacts, check: Check) -> None:
+    _section(facts, "replication")
+    if not facts.sees_all_sessions:
+        # pg_stat_replication and pg_stat_wal_receiver show NULL state to such a role: no replica
+        # would look like "streaming", a false failure (or, on a standby, a false "not streaming").
+        raise CheckError(
+            f"role {facts.user!r} cannot see replication state: grant it pg_monitor (or pg_read_all_stats)"
+        )
+    replication, wanted = facts.replication, item.replication
+    assert replication is not None and wanted is not None
+    check.observe(replication=replication)
+    if replication["role"] == "standby":
+        _standby_lag(replication, wanted.lag, check)
+    else:
+        _primary_lag(replication, wanted.lag, wanted.min_replicas, check)
+
+
+def _standby_lag(replication: dict[str, Any], threshold: Any, check: Check) -> None:
+    receiver = replication["wal_receiver"]
+    assert receiver == "streaming", (
+        f"this standby is not streaming from its primary (WAL receiver: {receiver or 'none'})"
+    )
+    lag = replication["lag_s"]
+    assert lag is not None, "replication lag cannot be measured: nothing has been replayed since the standby started"
+    check.note(f"standby replay lag {format_duration(lag)}")
+    behind = replication["replay_behind_bytes"]
+    why = f"{behind:,} bytes received and not replayed" if behind else None
+    if replication["replay_paused"]:
+        why = f"WAL replay is paused (pg_wal_replay_pause); {why or 'nothing waiting'}"
+    _limit(check, "replication lag", lag, threshold, format_duration, why)
+
+
+def _primary_lag(replication: dict[str, Any], threshold: Any, min_replicas: int | None, check: Check) -> None:
+    replicas: list[dict[str, Any]] = replication["replicas"]
+    streaming = replication["streaming"]
+    if min_replicas is not None:
+        check.expect(min_replicas=min_replicas)
+        states = ", ".join(f"{r['name']}: {r['state']}" for r in replicas)
+        assert streaming >= min_replicas, f"{streaming} streaming replica(s), expected at least {min_replicas}" + (
+            f" ({states})" if states else ""
+        )
+    else:
+        assert replicas, "this primary has no replicas (set replication.min_replicas: 0 if that is expected)"
+    if not replicas:
+        check.note("no replicas, as configured (min_replicas: 0)")
+        return
+    unmeasured = [r["name"] for r in replicas if r["lag_s"] is None]
+    assert not unmeasured, f"replay lag not reported yet by {', '.join(unmeasured)}"
+    worst = max(replicas, key=lambda r: float(r["lag_s"]))
+    check.note(f"{streaming} streaming replica(s), worst replay lag {format_duration(worst['lag_s'])}")
+    where = worst["client"] or "local"
+    who = f"worst: {worst['name'] or '?'} ({where}, {worst['state']}, {worst['behind_bytes']:,} bytes behind)"
+    _limit(check, "replication lag", worst["lag_s"], threshold, format_duration, who)
+
+
+@applies(lambda item: item.wal_archiving is not None)
+def test_wal_archiving(item: PostgresTarget, facts: PostgresFacts, check: Check) -> None:
+    _section(facts, "wal_archiving")
+    archiving, wanted = facts.wal_archiving, item.wal_archiving
+    assert archiving is not None and wanted is not None
+    check.observe(wal_archiving=archiving)
+    mode = archiving["archive_mode"]
+    if facts.in_recovery and mode == "on":
+        raise CheckError("this server is a standby with archive_mode = on: it archives nothing; check the primary")
+    assert mode in ("on", "always"), f"WAL archiving is off (archive_mode = {mode})"
+    last_age = archiving["last_archived_age_s"]
+    assert not archiving["failing"], (
+        f"WAL archiving is failing: {archiving['failed_count']} failure(s), last failed segment "
+        f"{archiving['last_failed_wal']} {format_duration(archiving['last_failed_age_s'] or 0)} ago; "
+        + (
+            f"last archived segment {archiving['last_archived_wal']} {format_duration(last_age)} ago"
+            if last_age is not None
+            else "no segment archived yet"
+        )
+    )
+    assert last_age is not None, "no WAL segment has been archived since the statistics were reset"
+    check.note(f"last archived segment {archiving['last_archived_wal']} {format_duration(last_age)} ago")
+    check.threshold("age of the last archived WAL segment", last_age, wanted.max_age, show=format_duration)
+
+
+# -- custom queries -----------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _equal(result: QueryResult, expected: Any) -> bool:
+    if expected is None or result.value is None:
+        return expected is None and result.value is None
+    if isinstance(expected, bool) or isinstance(result.value, bool):
+        return isinstance(expected, bool) and isinstance(result.value, bool) and expected == result.value
+    if _is_number(expected) and _is_number(result.value):
+        return float(expected) == float(result.value)
+    return _as_text(expected) == result.value_text
+
+
+def _number(result: QueryResult) -> float:
+    if _is_number(result.value):
+        return float(result.value)
+    try:
+        return float(result.value_text or "")
+    except ValueError:
+        raise AssertionError(f"value {result.value_text!r} ({result.value_type}) is not a number") from None
+
+
+def _shown(result: QueryResult) -> str:
+    return "NULL" if result.value is None else repr(result.value_text)
+
+
+def _compare(spec: PostgresQuery, result: QueryResult) -> None:
+    """Assert every operator of `expect` on the result; the first that does not hold is the message."""
+    expect = spec.expect
+    given = expect.model_fields_set
+    rows = result.row_count or 0
+    if "rows" in given:
+        assert rows == expect.rows, f"{rows} row(s), expected {expect.rows}"
+    if "min_rows" in given and expect.min_rows is not None:
+        assert rows >= expect.min_rows, f"{rows} row(s), expected at least {expect.min_rows}"
+    if "max_rows" in given and expect.max_rows is not None:
+        assert rows <= expect.max_rows, f"{rows} row(s), expected at most {expect.max_rows}"
+    value_ops = given & {"equals", "one_of", "min", "max", "matches"}
+    if value_ops:
+        assert rows > 0, f"no rows; expected a value ({', '.join(sorted(value_ops))})"
+    if "equals" in given:
+        assert _equal(result, expect.equals), f"value is {_shown(result)}, expected {expect.equals!r}"
+    if "one_of" in given and expect.one_of is not None:
+        assert any(_equal(result, option) for option in expect.one_of), (
+            f"value is {_shown(result)}, expected one of {expect.one_of!r}"
+        )
+    if "min" in given and expect.min is not None:
+        assert result.value is not None, f"value is NULL, expected at least {expect.min:g}"
+        assert _number(result) >= expect.min, f"value {_number(result):g} is below the minimum {expect.min:g}"
+    if "max" in given and expect.max is not None:
+        assert result.value is not None, f"value is NULL, expected at most {expect.max:g}"
+        assert _number(result) <= expect.max, f"value {_number(result):g} is above the maximum {expect.max:g}"
+    if "matches" in given and expect.matches is not None:
+        assert result.value_text is not None and re.search(expect.matches, result.value_text), (
+            f"value {_shown(result)} does not match /{expect.matches}/"
+        )
+
+
+@each("queries")
+def test_query(item: PostgresTarget, part: Part, facts: PostgresFacts, check: Check) -> None:
+    spec: PostgresQuery = part.spec
+    check.expect(**spec.expect.model_dump(exclude_unset=True))
+    _section(facts, "server")
+    result = facts.queries.get(part.name)
+    assert result is not None, "the query did not run"
+    observed: dict[str, Any] = {"sql": result.sql, "row_count": result.row_count, "query_ms": result.elapsed_s * 1000}
+    if result.columns:
+        observed.update(columns=result.columns, value=result.value, value_type=result.value_type, sample=result.sample)
+    if result.value_truncated:
+        observed["value_truncated"] = True
+    check.observe(**observed)
+    if result.error is not None:
+        check.observe(error=result.error.message, sqlstate=result.error.sqlstate)
+        _raise_for(result.error, "the query failed")
+    _compare(spec, result)
+    check.note(f"value {_shown(result)}, {result.row_count} row(s)" if result.columns else "as expected")
