@@ -97,7 +97,9 @@ def _header(run: dict[str, Any], status: str) -> str:
         ("Vars", _kv_table(run.get("vars")) if run.get("vars") else _esc(None)),
         ("Run id", _code(run.get("id"), "hash")),
     ]
-    meta = "".join(f"<div><dt>{_esc(k)}</dt><dd>{v}</dd></div>" for k, v in rows)
+    # Long values (the command line, the plain vars) get the whole width, not a third of it.
+    wide = {"Command", "Vars"}
+    meta = "".join(f"<div{_WIDE if k in wide else ''}><dt>{_esc(k)}</dt><dd>{v}</dd></div>" for k, v in rows)
     return (
         f'<header class="run s-{_css_token(status, RUN_STATUSES)}">'
         '<div class="headline"><div><div class="eyebrow">opsproof run · environment</div>'
@@ -105,6 +107,9 @@ def _header(run: dict[str, Any], status: str) -> str:
         f'<div class="status">{_esc(status.replace("_", " "))}</div></div>'
         f'<dl class="meta">{meta}</dl></header>\n'
     )
+
+
+_WIDE = ' class="wide"'
 
 
 def _alerts(run: dict[str, Any]) -> str:
@@ -497,6 +502,7 @@ background:var(--skipped);padding:8px 22px;border-radius:8px}
 dl{margin:0}dd{margin:0}
 .meta{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:6px 24px;margin-top:16px}
 .meta>div{display:grid;grid-template-columns:110px minmax(0,1fr);gap:8px;align-items:baseline}
+.meta>div.wide{grid-column:1/-1}
 .meta dt,.cmeta dt{color:var(--muted);font-size:12px}
 .hash{font-size:11.5px;color:var(--muted)}
 .alert{margin-top:12px;padding:10px 14px;border-radius:6px;background:var(--warned-bg);
