@@ -10,12 +10,11 @@ each custom query's result against its `expect`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from opsproof import Check, CheckError, CheckFailed, Part, applies, each
+from opsproof import Check, CheckError, Part, applies, each
 from opsproof.probes.postgres import PostgresFacts, QueryResult, SectionError
 from opsproof.targets.postgres import PostgresQuery, PostgresTarget
 from opsproof.units import format_duration, format_percent
@@ -60,19 +59,6 @@ def _offender(row: dict[str, Any], age_key: str) -> str:
     return f"worst: {who} for {format_duration(row[age_key])}: {row.get('query') or '?'}"
 
 
-def _limit(
-    check: Check, measure: str, value: float | None, threshold: Any, show: Callable[[float], str], detail: str | None
-) -> None:
-    """`check.threshold`, with a detail (the worst offender, the counts) after a warning or a failure."""
-    warnings = len(check.warnings)
-    try:
-        check.threshold(measure, value, threshold, show=show)
-    except CheckFailed as exc:
-        raise CheckFailed(f"{exc}; {detail}" if detail else str(exc)) from None
-    if detail and len(check.warnings) > warnings:
-        check.warnings[-1] += f"; {detail}"
-
-
 def _percent(value: float) -> str:
     """Small shares stay visible: 0.000035% rather than 0.0%."""
     return (f"{value:.1f}" if value >= 0.1 else f"{value:.6f}".rstrip("0").rstrip(".")) + "%"
@@ -98,7 +84,7 @@ def test_connections(item: PostgresTarget, facts: PostgresFacts, check: Check) -
         f"{facts.connections} of {facts.max_connections} connections ({format_percent(facts.connections_pct or 0)})"
     )
     in_use = f"{facts.connections} of {facts.max_connections} in use"
-    _limit(check, "connections", facts.connections_pct, item.connections, format_percent, in_use)
+    check.threshold("connections", facts.connections_pct, item.connections, show=format_percent, detail=in_use)
 
 
 def test_blocked_locks(item: PostgresTarget, facts: PostgresFacts, check: Check) -> None:
@@ -112,7 +98,9 @@ def test_blocked_locks(item: PostgresTarget, facts: PostgresFacts, check: Check)
         blockers = ", ".join(map(str, row["blocked_by"])) or "?"
         query = row.get("query") or "?"
         worst = f"worst: pid {row['pid']} waits{waits} for {row['lock']}, blocked by pid {blockers}: {query}"
-    _limit(check, "waiting lock requests", facts.blocked_locks, item.blocked_locks, lambda v: f"{v:g}", worst)
+    check.threshold(
+        "waiting lock requests", facts.blocked_locks, item.blocked_locks, show=lambda v: f"{v:g}", detail=worst
+    )
 
 
 def test_long_running_queries(item: PostgresTarget, facts: PostgresFacts, check: Check) -> None:
@@ -122,7 +110,9 @@ def test_long_running_queries(item: PostgresTarget, facts: PostgresFacts, check:
     running = facts.long_running
     check.note(f"oldest active query: {format_duration(facts.oldest_query_s or 0)}" if running else "no active query")
     worst = _offender(running[0], "age_s") if running else None
-    _limit(check, "oldest active query", facts.oldest_query_s, item.long_running_queries, format_duration, worst)
+    check.threshold(
+        "oldest active query", facts.oldest_query_s, item.long_running_queries, show=format_duration, detail=worst
+    )
 
 
 def test_idle_in_transaction(item: PostgresTarget, facts: PostgresFacts, check: Check) -> None:
@@ -137,7 +127,9 @@ def test_idle_in_transaction(item: PostgresTarget, facts: PostgresFacts, check: 
         else "no idle-in-transaction session"
     )
     worst = _offender(idle[0], "idle_s") if idle else None
-    _limit(check, "oldest idle-in-transaction session", oldest, item.idle_in_transaction, format_duration, worst)
+    check.threshold(
+        "oldest idle-in-transaction session", oldest, item.idle_in_transaction, show=format_duration, detail=worst
+    )
 
 
 def test_wraparound(item: PostgresTarget, facts: PostgresFacts, check: Check) -> None:
@@ -151,7 +143,7 @@ def test_wraparound(item: PostgresTarget, facts: PostgresFacts, check: Check) ->
     )
     for measure, key in (("transaction ID age", "xid"), ("multixact ID age", "mxid")):
         detail = f"{wrap[f'{key}_age']:,} of 2^31 in database {wrap[f'{key}_database']}"
-        _limit(check, measure, wrap[f"{key}_age_pct"], item.wraparound, _percent, detail)
+        check.threshold(measure, wrap[f"{key}_age_pct"], item.wraparound, show=_percent, detail=detail)
 
 
 @applies(lambda item: item.replication is not None)
@@ -184,7 +176,7 @@ def _standby_lag(replication: dict[str, Any], threshold: Any, check: Check) -> N
     why = f"{behind:,} bytes received and not replayed" if behind else None
     if replication["replay_paused"]:
         why = f"WAL replay is paused (pg_wal_replay_pause); {why or 'nothing waiting'}"
-    _limit(check, "replication lag", lag, threshold, format_duration, why)
+    check.threshold("replication lag", lag, threshold, show=format_duration, detail=why)
 
 
 def _primary_lag(replication: dict[str, Any], threshold: Any, min_replicas: int | None, check: Check) -> None:
@@ -207,7 +199,7 @@ def _primary_lag(replication: dict[str, Any], threshold: Any, min_replicas: int 
     check.note(f"{streaming} streaming replica(s), worst replay lag {format_duration(worst['lag_s'])}")
     where = worst["client"] or "local"
     who = f"worst: {worst['name'] or '?'} ({where}, {worst['state']}, {worst['behind_bytes']:,} bytes behind)"
-    _limit(check, "replication lag", worst["lag_s"], threshold, format_duration, who)
+    check.threshold("replication lag", worst["lag_s"], threshold, show=format_duration, detail=who)
 
 
 @applies(lambda item: item.wal_archiving is not None)

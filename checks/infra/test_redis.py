@@ -49,13 +49,6 @@ def _seconds(value: float) -> str:
     return f"{value:g}s" if value < 60 else format_duration(value)
 
 
-def _limits(threshold: Threshold[float] | None) -> dict[str, str]:
-    """A threshold as the record's `expected` shows it, for checks that end before judging."""
-    if threshold is None:
-        return {}
-    return {k: format_percent(v) for k, v in (("warn", threshold.warn), ("fail", threshold.fail)) if v is not None}
-
-
 def _unknown(what: str, facts: RedisFacts) -> CheckError:
     why = f"; {facts.config_error}" if facts.config_error else ""
     return CheckError(f"the server reported no {what} (INFO lacks it{why})")
@@ -86,7 +79,7 @@ def test_memory(item: RedisTarget, facts: RedisFacts, check: Check) -> None:
         raise _unknown("maxmemory", facts)
     if limit == 0:
         # No limit is a choice (a queue broker that must never evict), not a fault: say it plainly.
-        check.expect(memory=_limits(item.memory))
+        check.expect_threshold("memory", item.memory, show=format_percent)
         check.note(f"{format_size(used)} used; maxmemory is not set (unlimited): no share to judge")
         return
     percent = used / limit * 100
@@ -145,7 +138,7 @@ def test_hit_ratio(item: RedisTarget, facts: RedisFacts, check: Check) -> None:
         raise _unknown("keyspace_hits/keyspace_misses", facts)
     lookups = hits + misses
     if lookups == 0:
-        check.expect(hit_ratio=_limits(item.hit_ratio))
+        check.expect_threshold("hit_ratio", item.hit_ratio, show=format_percent)
         check.note(f"no key lookups since the server started {_uptime(facts)} ago: no ratio to judge")
         return
     ratio = hits / lookups * 100

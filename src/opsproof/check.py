@@ -73,17 +73,30 @@ class Check:
         *,
         lower_is_worse: bool = False,
         show: Callable[[float], str] = lambda v: f"{v:g}",
+        detail: str | None = None,
     ) -> None:
-        """Fail past `threshold.fail`, warn past `threshold.warn`; record both sides."""
+        """Fail past `threshold.fail`, warn past `threshold.warn`; record both sides.
+
+        `detail` (the worst offender, the counts) follows the message of a warning or a failure.
+        """
+        if threshold is None:
+            return
+        self.expect_threshold(measure, threshold, show=show)
+        if value is None:
+            raise CheckFailed(f"{measure} could not be measured")
+        verdict = evaluate(measure, value, threshold.warn, threshold.fail, lower_is_worse=lower_is_worse, show=show)
+        message = f"{verdict.message}; {detail}" if detail else verdict.message
+        if verdict.level == "fail":
+            raise CheckFailed(message)
+        if verdict.level == "warn":
+            self.warn(message)
+
+    def expect_threshold(
+        self, measure: str, threshold: _Threshold | None, *, show: Callable[[float], str] = lambda v: f"{v:g}"
+    ) -> None:
+        """Record a threshold as expected without judging (a check that ends before it can)."""
         if threshold is None:
             return
         self.expected[measure] = {
             key: show(limit) for key, limit in (("warn", threshold.warn), ("fail", threshold.fail)) if limit is not None
         }
-        if value is None:
-            raise CheckFailed(f"{measure} could not be measured")
-        verdict = evaluate(measure, value, threshold.warn, threshold.fail, lower_is_worse=lower_is_worse, show=show)
-        if verdict.level == "fail":
-            raise CheckFailed(verdict.message)
-        if verdict.level == "warn":
-            self.warn(verdict.message)
