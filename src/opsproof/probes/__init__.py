@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import pkgutil
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,6 +78,15 @@ async def each_as_done(probes: Iterable[Awaitable[FactsT]]) -> AsyncIterator[Fac
     """Run the probes together; yield each one's facts the moment it is done."""
     for done in asyncio.as_completed(list(probes)):
         yield await done
+
+
+def describe_connect_error(error: OSError, host: str, address: str) -> str:
+    """A failed connect in words: `cannot resolve HOST: ...` or `cannot connect to ADDRESS: connection refused`."""
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve {host}: {(error.strerror or str(error)).lower()}"
+    # asyncio's message ("Connect call failed (...)") hides the reason the errno names.
+    cause = os.strerror(error.errno) if error.errno else (error.strerror or str(error))
+    return f"cannot connect to {address}: {cause.lower()}"
 
 
 def utc_now() -> str:

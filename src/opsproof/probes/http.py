@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -17,7 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
-from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
+from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
 from opsproof.redaction import redact
 from opsproof.targets.http import HttpTarget
 
@@ -79,12 +77,7 @@ def _describe_error(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientSSLError):
         return f"TLS handshake failed: {exc}"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        error = exc.os_error
-        if isinstance(error, socket.gaierror):
-            return f"cannot resolve {exc.host}: {(error.strerror or str(error)).lower()}"
-        # asyncio's message ("Connect call failed (...)") hides the reason the errno names.
-        cause = os.strerror(error.errno) if error.errno else (error.strerror or str(error))
-        return f"cannot connect to {exc.host}:{exc.port}: {cause.lower()}"
+        return describe_connect_error(exc.os_error, exc.host, f"{exc.host}:{exc.port}")
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection without answering"
     if isinstance(exc, aiohttp.ClientResponseError):

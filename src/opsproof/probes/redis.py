@@ -17,7 +17,6 @@ the commands of `READ_COMMANDS`, none of them flagged `write`.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import ssl
 import time
@@ -26,7 +25,7 @@ from typing import Any
 
 from pydantic import Field
 
-from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
+from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
 from opsproof.redaction import redact
 from opsproof.targets.redis import RedisAddress, RedisTarget
 
@@ -150,13 +149,13 @@ def _describe_error(exc: BaseException, address: RedisAddress) -> tuple[str, boo
         return "the server refused the connection: max number of clients reached (maxclients)", False
     cause = _os_error(exc)
     if isinstance(cause, socket.gaierror):
-        return f"cannot resolve {address.host}: {(cause.strerror or str(cause)).lower()}", False
+        return describe_connect_error(cause, address.host or _where(address), _where(address)), False
     if isinstance(cause, ssl.SSLCertVerificationError):
         return f"TLS certificate verification failed: {cause.verify_message or cause.reason}", False
     if isinstance(cause, ssl.SSLError):
         return f"TLS handshake failed: {cause.reason or cause}", False
     if cause is not None and cause.errno:
-        return f"cannot connect to {_where(address)}: {os.strerror(cause.errno).lower()}", False
+        return describe_connect_error(cause, address.host or _where(address), _where(address)), False
     if isinstance(exc, errors.ResponseError):
         # A refused command (a database out of range, a proxy without INFO): the profile
         # or the grant is wrong, not the server's health.

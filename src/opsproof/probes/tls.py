@@ -21,9 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
-import os
 import re
-import socket
 import ssl
 import time
 import warnings
@@ -35,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
+from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
 from opsproof.redaction import redact
 from opsproof.targets.tls import TLS_VERSIONS, TlsTarget
 
@@ -494,12 +492,8 @@ def _describe(exc: BaseException, during: str, target: TlsTarget) -> str:
         if isinstance(exc, ValueError | UnicodeError):  # a name the ssl module refuses to send
             return f"cannot use {target.sni!r} as the server name: {exc}"
         return "the endpoint closed the connection during the handshake"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve {target.host}: {(exc.strerror or str(exc)).lower()}"
     if isinstance(exc, OSError):
-        # asyncio's "Connect call failed (...)" hides the reason the errno names.
-        cause = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
-        return f"cannot connect to {target.address}: {cause.lower()}"
+        return describe_connect_error(exc, target.host, target.address)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
