@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import socket
 import ssl
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,13 +100,20 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
         yield TlsServer(base=f"https://{address}", ca_file=ca_file)
 
 
-@pytest.fixture(scope="session")
-def black_hole() -> Iterator[str]:
-    """Accepts TCP connections (the kernel completes the handshake) and never answers."""
+@contextlib.contextmanager
+def listening_black_hole(backlog: int = 64) -> Iterator[int]:
+    """A port whose TCP connections complete (the kernel does it) and are never answered."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/health"
+        sock.listen(backlog)
+        yield int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def black_hole() -> Iterator[str]:
+    """An HTTP URL that accepts TCP connections and never answers."""
+    with listening_black_hole() as port:
+        yield f"http://127.0.0.1:{port}/health"
 
 
 @pytest.fixture
@@ -180,6 +189,15 @@ class Runner:
 def runner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Runner:
     monkeypatch.delenv("OPSPROOF_PROFILE", raising=False)
     return Runner(pytester)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Poll `condition` until it holds; fail the test naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
 
 
 def http_profile(*items: str, environment: str = "test", extra: str = "") -> str:

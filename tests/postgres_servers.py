@@ -19,14 +19,14 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
 
-from conftest import SECRET
+from conftest import SECRET, wait_for
 from opsproof.localpg import LocalPostgres, local_postgres
 
 ROLE = "ops"
@@ -97,14 +97,6 @@ class PgServer:
         return parse_log(self.pg.log_text()[mark:])
 
 
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def _setup_app(pg: LocalPostgres) -> None:
     pg.create_role(ROLE, password=SECRET, grants=("pg_monitor",))
     pg.create_role(WEAK_ROLE, password=SECRET)
@@ -128,14 +120,14 @@ def pg_main() -> Iterator[PgServer]:
     with local_postgres(max_connections=20, archive_wal=True, settings=settings) as pg:
         _setup_app(pg)
         pg.execute("select pg_switch_wal()")
-        _wait(lambda: archived_count(pg)[0] >= 1, "the first archived WAL segment")
+        wait_for(lambda: archived_count(pg)[0] >= 1, "the first archived WAL segment")
         yield PgServer(pg)
 
 
 @pytest.fixture(scope="session")
 def pg_standby(pg_main: PgServer) -> Iterator[PgServer]:
     with local_postgres(replica_of=pg_main.pg) as pg:
-        _wait(lambda: _streaming(pg_main.pg) >= 1, "the standby to stream")
+        wait_for(lambda: _streaming(pg_main.pg) >= 1, "the standby to stream")
         yield PgServer(pg)
 
 
@@ -147,7 +139,7 @@ def pg_bad_archive() -> Iterator[PgServer]:
         pg.execute("create table t (id int)")
         pg.execute("insert into t values (1)")
         pg.execute("select pg_switch_wal()")
-        _wait(lambda: archived_count(pg)[1] >= 1, "the first failed archive attempt")
+        wait_for(lambda: archived_count(pg)[1] >= 1, "the first failed archive attempt")
         yield PgServer(pg)
 
 
@@ -194,7 +186,7 @@ def blocked_lock(pg: LocalPostgres) -> Iterator[tuple[int, int]]:
     waiter_sql = "select count(*) from accounts /* staged waiter */"
     waiter, thread, _ = _in_thread(pg, waiter_sql)
     try:
-        _wait(lambda: bool(pg.execute("select 1 from pg_locks where not granted")), "the waiter to block")
+        wait_for(lambda: bool(pg.execute("select 1 from pg_locks where not granted")), "the waiter to block")
         yield holder_pid, waiter.info.backend_pid
     finally:
         holder.rollback()
@@ -209,7 +201,7 @@ def long_query(pg: LocalPostgres, seconds: int = 60) -> Iterator[int]:
     sql = f"select pg_sleep({seconds}) /* staged long query */"
     conn, thread, _ = _in_thread(pg, sql)
     try:
-        _wait(lambda: _pid_running(pg, sql) != 0, "the long query to start")
+        wait_for(lambda: _pid_running(pg, sql) != 0, "the long query to start")
         yield conn.info.backend_pid
     finally:
         pg.execute("select pg_cancel_backend(%s)", [conn.info.backend_pid])
@@ -247,15 +239,15 @@ def replay_paused(primary: LocalPostgres, standby: LocalPostgres) -> Iterator[No
     """Replay paused on the standby after it replayed one write, then a second write received, not replayed."""
     primary.execute("create table if not exists lag_probe (at timestamptz)", dbname="app")
     primary.execute("insert into lag_probe values (now())", dbname="app")
-    _wait(lambda: _replayed_up_to_primary(primary, standby), "the standby to replay the first write")
+    wait_for(lambda: _replayed_up_to_primary(primary, standby), "the standby to replay the first write")
     standby.execute("select pg_wal_replay_pause()")
     try:
         primary.execute("insert into lag_probe values (now())", dbname="app")
-        _wait(lambda: _received_not_replayed(standby), "the standby to receive the second write")
+        wait_for(lambda: _received_not_replayed(standby), "the standby to receive the second write")
         yield
     finally:
         standby.execute("select pg_wal_replay_resume()")
-        _wait(lambda: _replayed_up_to_primary(primary, standby), "the standby to catch up again")
+        wait_for(lambda: _replayed_up_to_primary(primary, standby), "the standby to catch up again")
 
 
 def _replayed_up_to_primary(primary: LocalPostgres, standby: LocalPostgres) -> bool:

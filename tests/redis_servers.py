@@ -15,7 +15,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,20 +24,12 @@ import pytest
 import redis
 import trustme
 
-from conftest import SECRET
+from conftest import SECRET, listening_black_hole, wait_for
 from opsproof.demo.services import free_port
 from opsproof.localredis import LocalRedis, local_redis
 
 # Queue keys of redis_main: one of each type the queue check measures, a wrong type, a missing key.
 MAIN_QUEUES = {"celery": 7, "events": 6000, "scheduled": 1500, "workers": 3}
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def redis_profile(*items: str, extra: str = "") -> str:
@@ -222,10 +214,8 @@ def _bgsave_done(client: Any) -> bool:
 @pytest.fixture(scope="session")
 def redis_black_hole() -> Iterator[str]:
     """redis:// of a socket that completes the TCP handshake and never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        yield f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    with listening_black_hole() as port:
+        yield f"redis://127.0.0.1:{port}/0"
 
 
 @pytest.fixture

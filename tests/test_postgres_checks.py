@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from postgres_servers import (
     terminate_when_sleeping,
 )
 
-from conftest import SECRET, Run, Runner
+from conftest import SECRET, Run, Runner, listening_black_hole
 from opsproof import ProfileError, load_profile
 from opsproof.demo.services import free_port
 
@@ -383,10 +382,8 @@ def test_failing_wal_archiving_fails_with_the_failed_segment(
 @pytest.fixture
 def black_hole_port() -> Iterator[int]:
     """Completes TCP handshakes (the kernel does) and never answers the startup packet."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield int(sock.getsockname()[1])
+    with listening_black_hole(backlog=16) as port:
+        yield port
 
 
 def test_black_hole_closed_port_and_unknown_host_fail_with_the_reason(runner: Runner, black_hole_port: int) -> None:
