@@ -144,6 +144,10 @@ def existing_file(path: Path | None, info: ValidationInfo) -> Path | None:
     return path
 
 
+# A path to a file that must exist, relative to the profile's folder (a `ca_file`).
+ExistingFile = Annotated[Path, AfterValidator(existing_file)]
+
+
 def default_threshold(**limits: str | int) -> Callable[[], Any]:
     """A default_factory for a `Threshold` field, written as a profile would: `default_threshold(warn="80%")`.
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, StrictBool, StrictInt, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import BeforeValidator, Field, StrictBool, StrictInt, WithJsonSchema, field_validator
 
-from opsproof.fields import Duration, Item, Regex, Strict, Threshold, existing_file
+from opsproof.fields import Duration, ExistingFile, Item, Regex, Strict, Threshold
 
 
 def _status_list(value: Any) -> Any:
@@ -39,7 +38,7 @@ class HttpTarget(Item):
         json_schema_extra={"enum": ["GET", "HEAD", "OPTIONS"]},
     )
     headers: dict[str, str] = Field(default_factory=dict)
-    ca_file: Path | None = Field(None, description="extra trust anchors (PEM) for HTTPS")
+    ca_file: ExistingFile | None = Field(None, description="extra trust anchors (PEM) for HTTPS")
     verify_tls: StrictBool = Field(True, description="verify the server certificate (on by default)")
     follow_redirects: StrictBool = False
     expect: HttpExpect = Field(default_factory=HttpExpect)
@@ -57,8 +56,3 @@ class HttpTarget(Item):
         if method not in ("GET", "HEAD", "OPTIONS"):
             raise ValueError(f"method {method!r} is not allowed: checks never write, use GET, HEAD or OPTIONS")
         return method
-
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file_exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        return existing_file(path, info)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -22,12 +21,11 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from opsproof.fields import Duration, Item, Name, Percent, Strict, Threshold, default_threshold, existing_file
+from opsproof.fields import Duration, ExistingFile, Item, Name, Percent, Strict, Threshold, default_threshold
 
 EvictionPolicy = Literal[
     "noeviction",
@@ -195,7 +193,7 @@ class RedisTarget(Item):
             "or unix://[[user]:password@]/path/to.sock[?db=N]"
         ),
     ]
-    ca_file: Path | None = Field(None, description="extra trust anchors (PEM) for rediss://")
+    ca_file: ExistingFile | None = Field(None, description="extra trust anchors (PEM) for rediss://")
     memory: Threshold[Percent] = Field(
         default_factory=default_threshold(warn="80%", fail="95%"),
         validate_default=True,
@@ -225,11 +223,6 @@ class RedisTarget(Item):
     def _valid_url(cls, url: str) -> str:
         parse_redis_url(url)
         return url
-
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file_exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        return existing_file(path, info)
 
     @field_validator("memory", "clients")
     @classmethod

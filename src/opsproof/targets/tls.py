@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
     BeforeValidator,
     Field,
     StrictBool,
-    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from opsproof import units
-from opsproof.fields import Item, Strict, default_threshold, existing_file
+from opsproof.fields import ExistingFile, Item, Strict, default_threshold
 
 TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 TlsVersion = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
@@ -95,7 +93,7 @@ class TlsTarget(Item):
     server_name: str | None = Field(
         None, min_length=1, description="SNI and the name the certificate must match (default: host)"
     )
-    ca_file: Path | None = Field(None, description="extra trust anchors (PEM), added to the system store")
+    ca_file: ExistingFile | None = Field(None, description="extra trust anchors (PEM), added to the system store")
     expires: Expiry = Field(
         default_factory=default_threshold(warn="30d", fail="7d"),
         validate_default=True,
@@ -132,11 +130,6 @@ class TlsTarget(Item):
         except UnicodeError as exc:
             raise ValueError(f"server_name {name!r} is not a valid host name: {exc}") from None
         return name
-
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file_exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        return existing_file(path, info)
 
     @property
     def sni(self) -> str:
