@@ -618,20 +618,21 @@ BAD = [
         {},
         id="dup-nested-key",
     ),
-    # planned sections and duplicate names point at their own line
+    # cross-references and duplicate names point at their own line
     pytest.param(
-        "environment: prod\n\nbackups:  # <-\n  - name: db\n    path: /backups\n",
-        "backups",
-        ["not available in this version"],
+        "environment: prod\n\nbackups:\n  - name: db  # <-\n    max_age: 26h\n",
+        "backups[0]",
+        ["give exactly one of s3: or path:"],
         {},
-        id="backups-section-line",
+        id="backups-without-a-store",
     ),
     pytest.param(
-        "environment: prod\nhttp: []\ndrills:  # <-\n  - name: db\n",
-        "drills",
-        ["not available in this version"],
+        "environment: prod\nbackups:\n  - name: db\n    path: /b\n    max_age: 1d\n"
+        "drills:\n  - name: restore\n    backup: dbb  # <-\n",
+        "drills[0].backup",
+        ["no backups item named 'dbb' (db)"],
         {},
-        id="drills-section-line",
+        id="drill-of-an-unknown-backup",
     ),
     pytest.param(
         HEAD + SECOND + "  - name: wallet-guard  # <-\n    url: http://other/\n",
@@ -819,13 +820,6 @@ def test_unknown_and_missing_keys_in_a_waiver(tmp_path: Path) -> None:
     message = load_error(write(tmp_path, text), display_path="w.yaml")
     assert "w.yaml:3: waivers[0].expires: required key is missing" in message.splitlines()
     assert "w.yaml:7: waivers[0].expiry: unknown key" in message.splitlines()
-
-
-def test_planned_section_is_refused_with_a_clear_word(tmp_path: Path) -> None:
-    for section in ("backups", "drills"):
-        path = write(tmp_path, f"environment: prod\n{section}:\n  - name: x\n", name=f"{section}.yaml")
-        message = load_error(path)
-        assert message == f"{path}:2: {section}: this kind of check is not available in this version of opsproof"
 
 
 def test_duplicate_item_names_are_refused(tmp_path: Path) -> None:
@@ -1105,8 +1099,8 @@ def test_profile_json_schema() -> None:
     assert schema["additionalProperties"] is False
     assert schema["title"] == "opsproof profile"
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert {"environment", "http", "tls", "postgres", "redis", "waivers", "defaults"} <= set(schema["properties"])
-    assert "backups" not in schema["properties"]
+    sections = {"http", "tls", "postgres", "redis", "backups", "drills", "kubernetes", "prometheus", "hosts"}
+    assert {"environment", "waivers", "defaults", *sections} <= set(schema["properties"])
     assert schema["required"] == ["environment"]
     assert schema["properties"]["http"]["type"] == "array"
     assert schema["properties"]["waivers"]["type"] == "array"

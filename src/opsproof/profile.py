@@ -26,19 +26,31 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from opsproof.fields import Defaults, IsoDate, Item, Strict, Threshold
 from opsproof.redaction import Redactor
+from opsproof.targets.attestations import AttestationTarget
+from opsproof.targets.backups import BackupsTarget
+from opsproof.targets.drills import DrillTarget
+from opsproof.targets.hosts import HostTarget
 from opsproof.targets.http import HttpExpect, HttpTarget
+from opsproof.targets.kubernetes import KubernetesTarget
 from opsproof.targets.postgres import PostgresTarget
+from opsproof.targets.prometheus import PrometheusTarget
 from opsproof.targets.redis import RedisTarget
 from opsproof.targets.tls import TlsTarget
 
 __all__ = [
+    "AttestationTarget",
+    "BackupsTarget",
+    "DrillTarget",
+    "HostTarget",
     "HttpExpect",
     "HttpTarget",
     "Item",
+    "KubernetesTarget",
     "LoadedProfile",
     "PostgresTarget",
     "Profile",
     "ProfileError",
+    "PrometheusTarget",
     "RedisTarget",
     "Threshold",
     "TlsTarget",
@@ -66,11 +78,19 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
-# Kinds the contract defines that this version does not check yet: a clear word
-# beats the generic "unknown key".
-_PLANNED_SECTIONS = ("backups", "drills")
 # Profile sections that hold named items (unique per section: the names are check ids).
-ITEM_SECTIONS = ("http", "tls", "postgres", "redis")
+ITEM_SECTIONS = (
+    "http",
+    "tls",
+    "postgres",
+    "redis",
+    "backups",
+    "drills",
+    "kubernetes",
+    "prometheus",
+    "hosts",
+    "attestations",
+)
 
 
 class Profile(Strict):
@@ -83,6 +103,12 @@ class Profile(Strict):
     tls: list[TlsTarget] = Field(default_factory=list)
     postgres: list[PostgresTarget] = Field(default_factory=list)
     redis: list[RedisTarget] = Field(default_factory=list)
+    backups: list[BackupsTarget] = Field(default_factory=list)
+    drills: list[DrillTarget] = Field(default_factory=list)
+    kubernetes: list[KubernetesTarget] = Field(default_factory=list)
+    prometheus: list[PrometheusTarget] = Field(default_factory=list)
+    hosts: list[HostTarget] = Field(default_factory=list)
+    attestations: list[AttestationTarget] = Field(default_factory=list)
     waivers: list[Waiver] = Field(default_factory=list)
 
     @cached_property
@@ -176,12 +202,6 @@ def load_profile(
     redactor = Redactor()
     plain_vars: dict[str, str] = {}
     env = os.environ if environ is None else environ
-    for key in _PLANNED_SECTIONS:
-        if key in data:
-            raise ProfileError(
-                f"{shown}:{lines.get((key,), 1)}: {key}: this kind of check is not available "
-                "in this version of opsproof"
-            )
     data = _substitute(data, (), lines, shown, redactor, plain_vars, dict(cli_vars or {}), env)
     try:
         profile = Profile.model_validate(data, context={"profile_dir": str(path.parent)})
@@ -196,6 +216,13 @@ def load_profile(
                 message = f"{shown}:{line}: {section}[{index}].name: duplicate name {item.name!r}"
                 raise ProfileError(redactor.redact(message))
             seen.add(item.name)
+    backups = profile.targets("backups")
+    for index, drill in enumerate(profile.drills):
+        if drill.backup not in backups:
+            known = ", ".join(sorted(backups)) or "none are declared"
+            line = lines.get(("drills", index, "backup"), 1)
+            message = f"{shown}:{line}: drills[{index}].backup: no backups item named {drill.backup!r} ({known})"
+            raise ProfileError(redactor.redact(message))
     return LoadedProfile(
         profile=profile,
         path=path.resolve(),
