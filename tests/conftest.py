@@ -8,6 +8,8 @@ import json
 import shutil
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -183,6 +185,32 @@ class Runner:
         else:
             result = self.pytester.runpytest(*full)
         return Run(result=result, report_dir=self.report_dir)
+
+
+class _SubprocessPytester:
+    """What Runner uses of pytester, running pytest in a subprocess in a folder of our own."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root
+
+    def makeini(self, text: str) -> None:
+        (self.path / "pytest.ini").write_text(text)
+
+    def runpytest(self, *args: str, timeout: float = 300) -> pytest.RunResult:
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", *args], cwd=self.path, capture_output=True, text=True, timeout=timeout
+        )
+        return pytest.RunResult(
+            done.returncode, done.stdout.splitlines(), done.stderr.splitlines(), time.monotonic() - started
+        )
+
+    runpytest_subprocess = runpytest
+
+
+def module_runner(root: Path) -> Runner:
+    """A Runner for module-scoped fixtures: one run whose records many tests assert on."""
+    return Runner(_SubprocessPytester(root))  # type: ignore[arg-type]
 
 
 @pytest.fixture

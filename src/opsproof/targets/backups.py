@@ -146,4 +146,3 @@ class BackupsTarget(Item):
         if self.s3 is not None:
             return f"s3://{self.s3.bucket}/{self.s3.prefix}"
         return str(self.path)
-
