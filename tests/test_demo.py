@@ -55,6 +55,15 @@ def test_demo_runs_the_daily_checks_and_shows_a_non_blocking_failure(tmp_path: P
         "tls.trust[auth-proxy]": ("passed", "critical"),
         "tls.hostname[auth-proxy]": ("passed", "critical"),
         "tls.protocol[auth-proxy]": ("passed", "critical"),
+        "backups.freshness[postgres-daily]": ("passed", "critical"),
+        "backups.size[postgres-daily]": ("passed", "critical"),
+        "backups.retention[postgres-daily]": ("passed", "critical"),
+        "backups.integrity[postgres-daily]": ("passed", "critical"),
+        "backups.protection[postgres-daily]": ("passed", "critical"),
+        "backups.freshness[postgres-weekly]": ("passed", "critical"),
+        "backups.size[postgres-weekly]": ("warned", "critical"),
+        "backups.retention[postgres-weekly]": ("passed", "critical"),
+        "backups.integrity[postgres-weekly]": ("passed", "critical"),
     }
     assert results["run"]["environment"] == "demo"
     assert "reporting" in (bundle / "report.html").read_text()

@@ -27,6 +27,7 @@ class DemoEnvironment:
 @contextmanager
 def demo_environment(http_port: int) -> Iterator[DemoEnvironment]:
     """Start every demo service (stopping all of them on the way out, whatever happens)."""
+    from opsproof.demo.backups import serve_demo_backups
     from opsproof.demo.certs import serve_demo_tls
     from opsproof.demo.postgres import serve_demo_postgres
     from opsproof.demo.redis import serve_demo_redis
@@ -46,6 +47,11 @@ def demo_environment(http_port: int) -> Iterator[DemoEnvironment]:
         demo.plain_vars.update(database.variables)
         demo.environ.update(database.environment)
         demo.services.append(f"PostgreSQL scorpius-db at {database.dsn} (its pool is over the warn share)")
+
+        backups = stack.enter_context(serve_demo_backups(database.server))
+        demo.plain_vars.update(backups.plain_vars)
+        demo.environ.update(backups.environ)
+        demo.services.append(backups.line)
 
         redis = stack.enter_context(serve_demo_redis())
         demo.plain_vars["DEMO_REDIS"] = redis.address

@@ -19,6 +19,7 @@ from opsproof.localpg import LocalPostgres, local_postgres
 
 SCHEMA_VERSION = "4f2a9c1d7e3b"
 PROJECTS = 50
+AUDIT_EVENTS = 2000  # rows enough that a dump without them is visibly smaller (the weekly backups)
 MAX_CONNECTIONS = 20
 POOL_SESSIONS = 15  # the app's idle pool: 15 + the checks' session = 80% of 20 (3 more are reserved)
 
@@ -62,7 +63,15 @@ def _create_schema(pg: LocalPostgres) -> None:
             "from generate_series(1, %s) n",
             [PROJECTS],
         )
-        conn.execute("grant select on alembic_version, users, projects to ops")
+        conn.execute(
+            "create table audit_events (id bigserial primary key, at timestamptz not null, action text not null)"
+        )
+        conn.execute(
+            "insert into audit_events (at, action) select now() - n * interval '1 minute', "
+            "'project.update:' || md5(n::text) from generate_series(1, %s) n",
+            [AUDIT_EVENTS],
+        )
+        conn.execute("grant select on alembic_version, users, projects, audit_events to ops")
 
 
 @contextmanager
