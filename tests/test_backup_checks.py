@@ -60,6 +60,9 @@ def staged(s3_server: S3Server, pg_dumps: Dumps) -> dict[str, Any]:
     s3.put(plain, "shrunk/db_7.bin", os.urandom(3_000), age=HOUR)
     s3.put(plain, "trunc/db.sql.gz", dump_gz[:-100], age=HOUR)
     s3.put(plain, "nomarker/db.sql.gz", gzip.compress(pg_dumps.plain[:-300]), age=HOUR)
+    flipped = bytearray(dump_gz)
+    flipped[len(flipped) // 2 : len(flipped) // 2 + 64] = bytes(64)  # a run of zeroed bytes mid-file
+    s3.put(plain, "corrupt/db.sql.gz", bytes(flipped), age=HOUR)
     s3.put(plain, "custom/db.dump", pg_dumps.custom, age=HOUR)
     s3.put(plain, "custom-cut/db.dump", pg_dumps.custom[: len(pg_dumps.custom) // 2], age=HOUR)
     s3.put(plain, "sha/db.sql.gz", dump_gz, age=HOUR)
@@ -82,6 +85,7 @@ def staged(s3_server: S3Server, pg_dumps: Dumps) -> dict[str, Any]:
         item("shrunk", plain, "shrunk/", "max_age: 26h"),
         item("truncated", plain, "trunc/", "max_age: 26h, verify: [gzip, pg_dump]"),
         item("no-marker", plain, "nomarker/", "max_age: 26h, verify: [gzip, pg_dump]"),
+        item("corrupt", plain, "corrupt/", "max_age: 26h, verify: [gzip]"),
         item("custom", plain, "custom/", "max_age: 26h, verify: [pg_dump]"),
         item("custom-cut", plain, "custom-cut/", "max_age: 26h, verify: [pg_dump]"),
         item("sha-mismatch", plain, "sha/", "max_age: 26h, verify: [sha256]"),
@@ -152,6 +156,7 @@ def test_a_sudden_drop_in_size_warns(main_run: Any) -> None:
     assert record["outcome"] == "warned"
     assert "30% of the median 9.8KiB of the previous 7" in record["message"] or "of the median" in record["message"]
     assert record["observed"]["previous_median"] == 10_000
+    assert [entry["size"] for entry in record["observed"]["recent"]] == [10_000] * 7 + [3_000]
 
 
 def test_truncated_and_corrupted_archives_fail_integrity(main_run: Any) -> None:
@@ -159,6 +164,9 @@ def test_truncated_and_corrupted_archives_fail_integrity(main_run: Any) -> None:
     truncated = run.record("backups.integrity[truncated]")
     assert truncated["outcome"] == "failed"
     assert "gzip: gzip stream is truncated" in truncated["message"]
+    corrupt = run.record("backups.integrity[corrupt]")
+    assert corrupt["outcome"] == "failed"
+    assert "gzip: gzip data is corrupt near compressed byte" in corrupt["message"], corrupt["message"]
     no_marker = run.record("backups.integrity[no-marker]")
     assert no_marker["outcome"] == "failed"
     assert "'-- PostgreSQL database dump complete' line is missing" in no_marker["message"]

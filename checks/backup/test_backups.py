@@ -77,6 +77,7 @@ def test_size(item: BackupsTarget, facts: BackupsFacts, check: Check) -> None:
         assert size >= item.min_size, (
             f"the newest backup {newest['name']} is {format_size(size)}, under min_size {format_size(item.min_size)}"
         )
+    check.observe(recent=[{**entry, "modified": utc_iso(entry["modified"])} for entry in facts.recent])
     previous = [entry["size"] for entry in facts.recent[:-1]]
     summary = f"newest {newest['name']} is {format_size(size)}"
     if item.size_drop is not None and previous:
