@@ -19,9 +19,15 @@ class DemoEnvironment:
     plain_vars: dict[str, str] = field(default_factory=dict)  # --var NAME=VALUE
     environ: dict[str, str] = field(default_factory=dict)  # secrets, as environment variables
     services: list[str] = field(default_factory=list)  # one line each, for the terminal
+    deselect: list[str] = field(default_factory=list)  # kinds the demo cannot serve on this machine
 
     def var_args(self) -> list[str]:
         return [arg for name, value in self.plain_vars.items() for arg in ("--var", f"{name}={value}")]
+
+    def pytest_args(self) -> list[str]:
+        """--var for every plain value, and -k leaving out the kinds this machine cannot serve."""
+        leave_out = " and ".join(f"not test_{kind}" for kind in self.deselect)
+        return [*self.var_args(), *(("-k", leave_out) if leave_out else ())]
 
 
 @contextmanager
@@ -30,6 +36,7 @@ def demo_environment(http_port: int) -> Iterator[DemoEnvironment]:
     from opsproof.demo.backups import serve_demo_backups
     from opsproof.demo.certs import serve_demo_tls
     from opsproof.demo.postgres import serve_demo_postgres
+    from opsproof.demo.prometheus import serve_demo_prometheus
     from opsproof.demo.redis import serve_demo_redis
     from opsproof.demo.services import free_port, serving
 
@@ -57,4 +64,13 @@ def demo_environment(http_port: int) -> Iterator[DemoEnvironment]:
         demo.plain_vars["DEMO_REDIS"] = redis.address
         demo.environ.update(redis.environ)
         demo.services.append(f"Redis redis-0 on {redis.address} (background_jobs is over its warn depth)")
+        prometheus = stack.enter_context(serve_demo_prometheus())
+        if prometheus is not None:
+            demo.plain_vars["DEMO_PROMETHEUS"] = prometheus.url
+            demo.services.append(prometheus.line)
+        else:
+            # No server binary on this machine: say so and leave its checks out, rather than
+            # show failures that are about the demo, not the checks.
+            demo.deselect.append("prometheus")
+            demo.services.append("Prometheus: not installed (apt-get install prometheus): its checks are left out")
         yield demo

@@ -1,0 +1,316 @@
+"""Prometheus (runbook 000: "review overnight alerts", the KPI table; 001 and 002: alert thresholds).
+
+Each profile `prometheus` item is checked through its HTTP API with GET requests only
+(see opsproof.probes.prometheus):
+
+- `prometheus.alerts[<name>]`  firing alerts by severity: critical fails, warning warns (configurable),
+  alertnames in `ignore` never judged; with `over:`, alerts resolved within the window warn
+- `prometheus.targets[<name>]`  active scrape targets whose health is not up, named with their last error
+- `prometheus.kpi[<name>/<kpi>]`  a PromQL query's worst series against {warn, fail}, now or over a window
+
+A server that cannot be reached fails every check with the reason; one that refuses the
+credentials, or a query it cannot parse, is an `error`: the profile must be fixed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+import pytest
+
+from opsproof import Check, CheckError, Part, applies, each
+from opsproof.probes.prometheus import PrometheusFacts, parse_time
+from opsproof.targets.prometheus import AlertReview, Kpi, PrometheusTarget
+from opsproof.units import format_duration, format_size
+
+pytestmark = [pytest.mark.monitoring]
+
+NAMED = 5  # alerts or targets named in a message, per group
+SHOWN_SERIES = 5
+
+
+def _answered(facts: PrometheusFacts) -> None:
+    """Every check starts here: refused credentials are an error, an unreachable server a failure."""
+    if facts.denied:
+        raise CheckError(facts.denied)
+    assert facts.reached, facts.failure
+
+
+def _answer(found: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    """One API answer of this check; its failure raised as `failed` or `error`, as the probe classified it."""
+    if found is None:
+        raise CheckError(f"the probe did not ask for {what}")
+    if not found.get("ok"):
+        message = f"{what}: {found.get('error')}"
+        if found.get("outcome") == "error":
+            raise CheckError(message)
+        raise AssertionError(message)
+    return found
+
+
+def _api_warnings(found: dict[str, Any], check: Check) -> None:
+    # Thanos and Mimir answer partial data with warnings: the result may be incomplete, say so.
+    for warning in found.get("warnings") or []:
+        check.warn(f"the server warned: {warning}")
+
+
+def labels_text(labels: dict[str, str]) -> str:
+    """up{instance="10.0.0.5:9100", job="node"}, as PromQL writes a series."""
+    inner = ", ".join(f'{k}="{v}"' for k, v in labels.items() if k != "__name__")
+    return labels.get("__name__", "") + "{" + inner + "}"
+
+
+# -- alerts ------------------------------------------------------------------------------
+
+
+def _severity(alert: dict[str, Any], spec: AlertReview) -> str:
+    return str(alert["labels"].get(spec.severity_label, "")).lower()
+
+
+def _level(alert: dict[str, Any], spec: AlertReview) -> str:
+    severity = _severity(alert, spec)
+    if severity in spec.fail:
+        return "fail"
+    if severity in spec.warn:
+        return "warn"
+    return spec.other if spec.other != "pass" else "other"
+
+
+def _in_scope(alert: dict[str, Any], spec: AlertReview) -> bool:
+    return all(alert["labels"].get(k) == v for k, v in spec.match.items())
+
+
+def _ignored(alert: dict[str, Any], spec: AlertReview) -> bool:
+    return any(fnmatchcase(alert["name"], pattern) for pattern in spec.ignore)
+
+
+def _alert_text(alert: dict[str, Any], spec: AlertReview, now: datetime | None) -> str:
+    labels = {k: v for k, v in alert["labels"].items() if k != spec.severity_label}
+    since = parse_time(alert.get("since"))
+    active = f" for {format_duration((now - since).total_seconds())}" if since and now and now > since else ""
+    return f"{alert['name']}{labels_text(labels) if labels else ''}{active}"
+
+
+def _alert_group(alerts: list[dict[str, Any]], spec: AlertReview, now: datetime | None, state: str) -> str:
+    by_severity: dict[str, list[dict[str, Any]]] = {}
+    for alert in alerts:
+        by_severity.setdefault(_severity(alert, spec) or f"no {spec.severity_label}", []).append(alert)
+    parts = []
+    for severity, group in by_severity.items():
+        named = ", ".join(_alert_text(a, spec, now) for a in group[:NAMED])
+        more = f" and {len(group) - NAMED} more" if len(group) > NAMED else ""
+        parts.append(f"{len(group)} {severity} alert(s) {state}: {named}{more}")
+    return "; ".join(parts)
+
+
+@applies(lambda item: item.alerts is not None)
+def test_alerts(item: PrometheusTarget, facts: PrometheusFacts, check: Check) -> None:
+    spec = item.alerts
+    assert spec is not None
+    check.expect(fail_on=spec.fail, warn_on=spec.warn, other=spec.other)
+    if spec.ignore:
+        check.expect(ignore=spec.ignore)
+    if spec.match:
+        check.expect(match=spec.match)
+    _answered(facts)
+    found = _answer(facts.alerts, "alerts")
+    _api_warnings(found, check)
+    now = parse_time(facts.evaluated_at or facts.probed_at)
+    firing = [a for a in found["firing"] if _in_scope(a, spec)]
+    ignored = [a for a in firing if _ignored(a, spec)]
+    judged = [a for a in firing if not _ignored(a, spec)]
+    levels: dict[str, list[dict[str, Any]]] = {"fail": [], "warn": [], "other": []}
+    for alert in judged:
+        levels[_level(alert, spec)].append(alert)
+    pending = [a for a in found["pending"] if _in_scope(a, spec) and not _ignored(a, spec)]
+    check.observe(
+        firing_count=len(judged),
+        pending_count=len(pending),
+        ignored=sorted({a["name"] for a in ignored}),
+        firing=[{"alert": a["name"], **a["labels"], "since": a["since"]} for a in judged[:50]],
+    )
+    resolved = _resolved(facts, spec, firing, check)
+    failing = levels["fail"]
+    assert not failing, _alert_group(failing, spec, now, "firing") + (
+        f"; also {_alert_group(levels['warn'], spec, now, 'firing')}" if levels["warn"] else ""
+    )
+    if levels["warn"]:
+        check.warn(_alert_group(levels["warn"], spec, now, "firing"))
+    if resolved:
+        check.warn(_alert_group(resolved, spec, None, f"fired in the last {format_duration(spec.over or 0)}, resolved"))
+    summary = [f"no {' or '.join(spec.fail + spec.warn) or 'judged'} alerts firing"]
+    if levels["other"]:
+        summary.append(f"{_alert_group(levels['other'], spec, now, 'firing')} (not judged: other: pass)")
+    if ignored:
+        summary.append(f"{len(ignored)} ignored ({', '.join(sorted({a['name'] for a in ignored}))})")
+    if pending:
+        summary.append(f"{len(pending)} pending ({', '.join(sorted({a['name'] for a in pending}))})")
+    check.note("; ".join(summary))
+
+
+def _resolved(
+    facts: PrometheusFacts, spec: AlertReview, firing: list[dict[str, Any]], check: Check
+) -> list[dict[str, Any]]:
+    """Alerts of a fail or warn severity that fired within `over` and fire no more."""
+    if spec.over is None:
+        return []
+    check.expect(over=format_duration(spec.over))
+    history = _answer(facts.alert_history, f"alerts fired in the last {format_duration(spec.over)}")
+    _api_warnings(history, check)
+    now_firing = {(a["name"], tuple(sorted(a["labels"].items()))) for a in firing}
+    resolved = [
+        a
+        for a in history["fired"]
+        if _in_scope(a, spec)
+        and not _ignored(a, spec)
+        and _level(a, spec) in ("fail", "warn")
+        and (a["name"], tuple(sorted(a["labels"].items()))) not in now_firing
+    ]
+    check.observe(resolved=[{"alert": a["name"], **a["labels"]} for a in resolved[:50]])
+    return resolved
+
+
+# -- scrape targets ----------------------------------------------------------------------
+
+
+def _target_text(target: dict[str, Any]) -> str:
+    why = target["last_error"] or ("not scraped yet" if target["health"] == "unknown" else target["health"])
+    return f"{target['job']}/{target['instance']} ({target['health']}: {why})"
+
+
+@applies(lambda item: item.targets is not None)
+def test_targets(item: PrometheusTarget, facts: PrometheusFacts, check: Check) -> None:
+    spec = item.targets
+    assert spec is not None
+    if spec.ignore_jobs:
+        check.expect(ignore_jobs=spec.ignore_jobs)
+    _answered(facts)
+    found = _answer(facts.targets, "targets")
+    _api_warnings(found, check)
+
+    def ignored(job: str) -> bool:
+        return any(fnmatchcase(job, pattern) for pattern in spec.ignore_jobs)
+
+    jobs = {job: counts for job, counts in found["jobs"].items() if not ignored(job)}
+    not_up = [t for t in found["not_up"] if not ignored(t["job"])]
+    # The probe names at most 200; the counts per job are complete.
+    count = sum(counts["down"] + counts["unknown"] for counts in jobs.values())
+    total = sum(sum(counts.values()) for counts in jobs.values())
+    check.observe(
+        active_targets=total,
+        targets_not_up=count,
+        jobs=jobs,
+        not_up=not_up[:50],
+        ignored_jobs=sorted(job for job in found["jobs"] if ignored(job)),
+    )
+    named = "; ".join(_target_text(t) for t in not_up[:NAMED])
+    more = f" and {count - NAMED} more" if count > NAMED else ""
+    check.note(f"{total - count} of {total} active targets up ({len(jobs)} jobs)")
+    if found["active_count"] == 0:
+        check.warn("no active scrape targets: this server scrapes nothing")
+    check.threshold("targets not up", count, spec.down, show=lambda v: f"{v:g}", detail=f"{named}{more}" or None)
+
+
+# -- KPIs --------------------------------------------------------------------------------
+
+
+def show_value(unit: str) -> Callable[[float], str]:
+    """How a KPI's values and thresholds read: 0.42 seconds -> 420ms, a ratio 0.012 -> 1.2%."""
+
+    def show(value: float) -> str:
+        if math.isinf(value):
+            return "+Inf" if value > 0 else "-Inf"
+        if unit == "seconds":
+            return f"{value * 1000:.3g}ms" if abs(value) < 1 else format_duration(value)
+        if unit == "percent":
+            return f"{value:.4g}%"
+        if unit == "ratio":
+            return f"{value * 100:.4g}%"
+        if unit == "bytes":
+            return format_size(value) if value >= 0 else f"{value:g}B"
+        return f"{value:.6g}"
+
+    return show
+
+
+def _offenders(series: list[dict[str, Any]], kpi: Kpi, total: int) -> str:
+    """'2 of 4 series past the fail threshold, 1 more past warn' (of the worst kept when there were more)."""
+    levels = {"fail": 0, "warn": 0}
+    for entry in series:
+        value = float(entry["value"])
+        for level in ("fail", "warn"):
+            limit = getattr(kpi.threshold, level)
+            if limit is not None and (value < limit if kpi.lower_is_worse else value > limit):
+                levels[level] += 1
+                break
+    # The probe keeps the worst 100 series: when all of them are past, more may be.
+    at_least = "at least " if total > len(series) and sum(levels.values()) == len(series) else ""
+    parts = []
+    if levels["fail"]:
+        parts.append(f"{at_least}{levels['fail']} of {total} series past the fail threshold")
+    if levels["warn"]:
+        more = " more" if levels["fail"] else f" of {total} series"
+        parts.append(f"{at_least}{levels['warn']}{more} past the warn threshold")
+    return ", ".join(parts)
+
+
+@each("kpis")
+def test_kpi(item: PrometheusTarget, part: Part, facts: PrometheusFacts, check: Check) -> None:
+    kpi: Kpi = part.spec
+    show = show_value(kpi.unit)
+    check.expect(query=kpi.query, empty=kpi.empty)
+    if kpi.over is not None:
+        check.expect(over=format_duration(kpi.over), step=format_duration(kpi.range_step))
+    check.expect_threshold(kpi.name, kpi.threshold, show=show)
+    _answered(facts)
+    found = _answer(facts.kpis.get(kpi.name), "the query failed")
+    _api_warnings(found, check)
+    numbers = [s for s in found["series"] if not math.isnan(float(s["value"]))]
+    window = f" over the last {format_duration(kpi.over)}" if kpi.over is not None else ""
+    check.observe(series_count=found["series_count"], nan_series=found["nan_series"])
+    if not numbers:
+        _empty(kpi, found, check, window)
+        return
+    worst = numbers[0]
+    value = float(worst["value"])
+    many = found["series_count"] > 1
+    where = f"{labels_text(worst['labels'])}" if worst["labels"] else "the result (no labels)"
+    when = f" at {_moment(worst['at'])}" if kpi.over is not None and worst.get("at") else ""
+    check.observe(
+        value=value if math.isfinite(value) else str(worst["value"]),
+        worst_series=worst["labels"],
+        worst_at=worst.get("at"),
+        series=[{"labels": s["labels"], "value": s["value"], "at": s["at"]} for s in found["series"][:SHOWN_SERIES]],
+    )
+    if kpi.over is not None:
+        check.observe(current=worst.get("last"))
+    worst_word = "worst " if kpi.over is not None or many else ""
+    of = f" of {found['series_count']} series" if many else ""
+    check.note(f"{kpi.name} {worst_word}{show(value)}{window}{when}{of}: {where}")
+    offenders = _offenders(numbers, kpi, found["series_count"]) if many else ""
+    which = f"{worst_word}series {where}{when}" if worst["labels"] or when else ""
+    detail = "; ".join(part for part in (which, offenders) if part) or None
+    check.threshold(kpi.name, value, kpi.threshold, lower_is_worse=kpi.lower_is_worse, show=show, detail=detail)
+
+
+def _empty(kpi: Kpi, found: dict[str, Any], check: Check, window: str) -> None:
+    nothing = (
+        f"all {found['series_count']} series are NaN{window} (a ratio of zero rates? no requests?)"
+        if found["series_count"]
+        else f"the query returned no series{window}"
+    )
+    if kpi.empty == "fail":
+        raise AssertionError(
+            f"{nothing}: empty: fail (the metric may be missing or renamed, or the selector matches nothing; "
+            "set empty: pass where no series means all is well)"
+        )
+    check.note(f"{nothing}: passes, as empty: pass says")
+
+
+def _moment(text: str) -> str:
+    moment = parse_time(text)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else text
