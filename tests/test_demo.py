@@ -54,6 +54,17 @@ def test_demo_runs_the_daily_checks_and_shows_a_non_blocking_failure(tmp_path: P
     }
     others = {check: outcome for check, outcome in outcomes.items() if not check.startswith("hosts.")}
     assert others == (expected_prometheus if prometheus else {}) | {
+        "kubernetes.pods[scorpius-cluster]": ("failed", "medium"),
+        "kubernetes.restarts[scorpius-cluster]": ("warned", "medium"),
+        "kubernetes.workloads[scorpius-cluster]": ("failed", "medium"),
+        "kubernetes.hpa[scorpius-cluster]": ("warned", "medium"),
+        "kubernetes.nodes[scorpius-cluster]": ("passed", "medium"),
+        "kubernetes.services[scorpius-cluster]": ("failed", "medium"),
+        "kubernetes.pvcs[scorpius-cluster]": ("passed", "medium"),
+        "kubernetes.cronjob[scorpius-cluster/postgres-backup]": ("passed", "medium"),
+        "kubernetes.cronjob[scorpius-cluster/security-scan]": ("failed", "medium"),
+        "kubernetes.certificates[scorpius-cluster]": ("warned", "medium"),
+        "kubernetes.events[scorpius-cluster]": ("warned", "medium"),
         "http.health[wallet-guard]": ("passed", "critical"),
         "http.health[auth-proxy]": ("passed", "critical"),
         "http.health[usage-meter]": ("passed", "critical"),

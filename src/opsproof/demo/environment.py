@@ -35,14 +35,15 @@ def demo_environment(http_port: int) -> Iterator[DemoEnvironment]:
     """Start every demo service (stopping all of them on the way out, whatever happens)."""
     from opsproof.demo.backups import serve_demo_backups
     from opsproof.demo.certs import serve_demo_tls
+    from opsproof.demo.kubernetes import serve_demo_kubernetes
     from opsproof.demo.postgres import serve_demo_postgres
     from opsproof.demo.prometheus import serve_demo_prometheus
     from opsproof.demo.redis import serve_demo_redis
-    from opsproof.demo.services import free_port, serving
+    from opsproof.demo.services import free_port, serving_apart
 
     demo = DemoEnvironment()
     with ExitStack() as stack:
-        address = stack.enter_context(serving(free_port(http_port)))
+        address = stack.enter_context(serving_apart(free_port(http_port)))
         demo.plain_vars["DEMO_HTTP"] = address
         demo.services.append(f"health endpoints of runbook 000 on http://{address} (Reporting is down on purpose)")
 
@@ -64,6 +65,11 @@ def demo_environment(http_port: int) -> Iterator[DemoEnvironment]:
         demo.plain_vars["DEMO_REDIS"] = redis.address
         demo.environ.update(redis.environ)
         demo.services.append(f"Redis redis-0 on {redis.address} (background_jobs is over its warn depth)")
+        cluster = stack.enter_context(serve_demo_kubernetes())
+        demo.plain_vars.update(cluster.plain_vars)
+        demo.environ.update(cluster.environ)
+        demo.services.append(cluster.line)
+
         prometheus = stack.enter_context(serve_demo_prometheus())
         if prometheus is not None:
             demo.plain_vars["DEMO_PROMETHEUS"] = prometheus.url

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,3 +79,44 @@ def serving(port: int, app: web.Application | None = None, ssl_context: ssl.SSLC
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+@contextmanager
+def serving_apart(port: int) -> Iterator[str]:
+    """Serve the demo services from a process of their own; yields 'host:port'.
+
+    Their latency is judged: in the demo's process they would share one interpreter
+    lock with the Kubernetes emulator and the S3 server, and a busy emulator would
+    show up as a slow health endpoint.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opsproof.demo.services", str(port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        if not line.startswith("serving "):
+            raise RuntimeError(f"the demo services did not start (exit {process.poll()})")
+        yield line.removeprefix("serving ")
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _serve_forever(port: int) -> None:
+    async def main() -> None:
+        runner = web.AppRunner(make_app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        print(f"serving 127.0.0.1:{port}", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    _serve_forever(int(sys.argv[1]))
