@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -100,8 +99,18 @@ def main(argv: list[str] | None = None) -> int:
             alone, code = measure([sys.executable, str(script), str(folder), checksum], work, work / f"v-{index}.log")
             assert code == 0, (work / f"v-{index}.log").read_text()
             run, code = measure(
-                [sys.executable, "-m", "pytest", "-m", "daily", "--profile", str(profile), "--report-dir",
-                 str(work / "reports"), "-q"],
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "-m",
+                    "daily",
+                    "--profile",
+                    str(profile),
+                    "--report-dir",
+                    str(work / "reports"),
+                    "-q",
+                ],
                 REPO,
                 work / f"run-{index}.log",
             )

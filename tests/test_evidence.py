@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -162,6 +163,12 @@ def test_two_runs_at_once_write_valid_bundles_and_a_linear_chain(runner: Runner,
         assert link["manifest_sha256"] == digest
     head = json.loads((runner.report_dir / ".chain" / "prod.json").read_text())
     assert head["bundle"] not in linked
+    # ...and the history holds all four runs, each with its bundle's manifest hash, in a sound database.
+    with sqlite3.connect(runner.report_dir / "history.sqlite") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        recorded = dict(conn.execute("SELECT bundle, manifest_sha256 FROM runs").fetchall())
+    assert recorded == {b.name: hashlib.sha256((b / "manifest.json").read_bytes()).hexdigest() for b in bundles}
+    assert opsproof(["verify", "--chain", str(runner.report_dir)]) == 0
 
 
 def test_allure_results_carry_severity_and_observed_facts(

@@ -9,13 +9,13 @@ each custom query's result against its `expect`.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 
 from opsproof import Check, CheckError, Part, applies, each
-from opsproof.probes.postgres import PostgresFacts, QueryResult, SectionError
+from opsproof.probes.postgres import PostgresFacts, SectionError
+from opsproof.query_expect import assert_expected, shown
 from opsproof.targets.postgres import PostgresQuery, PostgresTarget
 from opsproof.units import format_duration, format_percent
 
@@ -230,71 +230,6 @@ def test_wal_archiving(item: PostgresTarget, facts: PostgresFacts, check: Check)
 # -- custom queries -----------------------------------------------------------------------
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _equal(result: QueryResult, expected: Any) -> bool:
-    if expected is None or result.value is None:
-        return expected is None and result.value is None
-    if isinstance(expected, bool) or isinstance(result.value, bool):
-        return isinstance(expected, bool) and isinstance(result.value, bool) and expected == result.value
-    if _is_number(expected) and _is_number(result.value):
-        return float(expected) == float(result.value)
-    return _as_text(expected) == result.value_text
-
-
-def _number(result: QueryResult) -> float:
-    if _is_number(result.value):
-        return float(result.value)
-    try:
-        return float(result.value_text or "")
-    except ValueError:
-        raise AssertionError(f"value {result.value_text!r} ({result.value_type}) is not a number") from None
-
-
-def _shown(result: QueryResult) -> str:
-    return "NULL" if result.value is None else repr(result.value_text)
-
-
-def _compare(spec: PostgresQuery, result: QueryResult) -> None:
-    """Assert every operator of `expect` on the result; the first that does not hold is the message."""
-    expect = spec.expect
-    given = expect.model_fields_set
-    rows = result.row_count or 0
-    if "rows" in given:
-        assert rows == expect.rows, f"{rows} row(s), expected {expect.rows}"
-    if "min_rows" in given and expect.min_rows is not None:
-        assert rows >= expect.min_rows, f"{rows} row(s), expected at least {expect.min_rows}"
-    if "max_rows" in given and expect.max_rows is not None:
-        assert rows <= expect.max_rows, f"{rows} row(s), expected at most {expect.max_rows}"
-    value_ops = given & {"equals", "one_of", "min", "max", "matches"}
-    if value_ops:
-        assert rows > 0, f"no rows; expected a value ({', '.join(sorted(value_ops))})"
-    if "equals" in given:
-        assert _equal(result, expect.equals), f"value is {_shown(result)}, expected {expect.equals!r}"
-    if "one_of" in given and expect.one_of is not None:
-        assert any(_equal(result, option) for option in expect.one_of), (
-            f"value is {_shown(result)}, expected one of {expect.one_of!r}"
-        )
-    if "min" in given and expect.min is not None:
-        assert result.value is not None, f"value is NULL, expected at least {expect.min:g}"
-        assert _number(result) >= expect.min, f"value {_number(result):g} is below the minimum {expect.min:g}"
-    if "max" in given and expect.max is not None:
-        assert result.value is not None, f"value is NULL, expected at most {expect.max:g}"
-        assert _number(result) <= expect.max, f"value {_number(result):g} is above the maximum {expect.max:g}"
-    if "matches" in given and expect.matches is not None:
-        assert result.value_text is not None and re.search(expect.matches, result.value_text), (
-            f"value {_shown(result)} does not match /{expect.matches}/"
-        )
-
-
 @each("queries")
 def test_query(item: PostgresTarget, part: Part, facts: PostgresFacts, check: Check) -> None:
     spec: PostgresQuery = part.spec
@@ -311,5 +246,5 @@ def test_query(item: PostgresTarget, part: Part, facts: PostgresFacts, check: Ch
     if result.error is not None:
         check.observe(error=result.error.message, sqlstate=result.error.sqlstate)
         _raise_for(result.error, "the query failed")
-    _compare(spec, result)
-    check.note(f"value {_shown(result)}, {result.row_count} row(s)" if result.columns else "as expected")
+    assert_expected(spec.expect, result)
+    check.note(f"value {shown(result)}, {result.row_count} row(s)" if result.columns else "as expected")

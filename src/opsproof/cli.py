@@ -1,4 +1,4 @@
-"""The `opsproof` command: demo, verify, schema.
+"""The `opsproof` command: demo, verify, schema, keygen, attest, history, report.
 
 Usage errors exit 4, as everywhere in opsproof (argparse's own default is 2).
 """
@@ -15,9 +15,15 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from opsproof import outcomes
+from opsproof.compliance import ComplianceError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from opsproof.compliance.history import Location
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,14 +41,93 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=18080, help="preferred loopback port (default 18080)")
     demo.add_argument("pytest_args", nargs=argparse.REMAINDER, help="more pytest arguments, after --")
 
-    verify = commands.add_parser("verify", help="check an evidence bundle against its manifest")
-    verify.add_argument("bundle", type=Path)
+    verify = commands.add_parser(
+        "verify", help="check an evidence bundle against its manifest, or every bundle's link in the hash chain"
+    )
+    verify.add_argument("bundle", nargs="?", help="a bundle folder, or s3://bucket/prefix/<bundle> of an uploaded one")
+    verify.add_argument(
+        "--chain",
+        metavar="DIR",
+        help="walk every bundle of each environment under DIR (a report dir, or s3://bucket/prefix of uploads)",
+    )
+    verify.add_argument("--environment", metavar="ENV", help="with --chain: only this environment's chain")
+    verify.add_argument(
+        "--public-key", metavar="PATH", type=Path, help="require every manifest to be signed by this Ed25519 key"
+    )
+    verify.add_argument("--s3-endpoint", metavar="URL", help="for s3:// paths: an S3-compatible endpoint")
+
+    attest = commands.add_parser(
+        "attest", help="record that a manual checklist line (a profile `attestations` item) was done"
+    )
+    attest.add_argument("id", help="the attestation's id in the profile")
+    attest.add_argument("--by", required=True, metavar="NAME", help="who attests (one of the item's attesters)")
+    attest.add_argument("--note", required=True, metavar="TEXT", help="what was done, as evidence")
+    attest.add_argument("--evidence", type=Path, metavar="FILE", help="a file kept with it (stored by its sha256)")
+    _store_options(attest, profile=True)
+
+    history = commands.add_parser("history", help="the history store of runs and attestations")
+    history_commands = history.add_subparsers(dest="history_command", required=True, parser_class=_Parser)
+    rebuild = history_commands.add_parser(
+        "rebuild", help="recreate every run and record from the bundles under the report dir"
+    )
+    _store_options(rebuild)
+    check = history_commands.add_parser(
+        "verify", help="prove the attestation chain unbroken and every recorded run's manifest hash unchanged"
+    )
+    _store_options(check)
+
+    report = commands.add_parser(
+        "report", help="a period report from the history: per control, expected against actual runs, exceptions"
+    )
+    report.add_argument("--environment", required=True, metavar="ENV", help="the environment (as in its profile)")
+    report.add_argument("--from", dest="first", metavar="YYYY-MM-DD", help="first day of the period (UTC)")
+    report.add_argument("--to", dest="last", metavar="YYYY-MM-DD", help="last day of the period (UTC, inclusive)")
+    report.add_argument(
+        "--period",
+        choices=("weekly", "monthly", "quarterly", "yearly"),
+        help="instead of --from/--to: the last complete week, month, quarter or year",
+    )
+    report.add_argument(
+        "--framework",
+        "--type",
+        dest="frameworks",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this framework's controls: sox, soc2, iso27001 (repeatable)",
+    )
+    report.add_argument(
+        "--control", dest="controls", action="append", default=[], metavar="ID", help="only this control (repeatable)"
+    )
+    report.add_argument(
+        "--out", type=Path, metavar="DIR", help="where to write (default REPORT_DIR/period-reports/...)"
+    )
+    _store_options(
+        report,
+        profile=True,
+        profile_help="also expect this profile's attestations (even those never attested) and judge attesters by it",
+    )
+
+    keygen = commands.add_parser("keygen", help="make an Ed25519 key pair for signing manifests (--sign-key)")
+    keygen.add_argument("path", type=Path, help="writes PATH.pem (private, mode 0600) and PATH.pub (public)")
 
     commands.add_parser("schema", help="print the JSON Schema of profiles (for editors)")
 
     args = parser.parse_args(argv)
-    if args.command == "verify":
-        return _verify(args.bundle)
+    try:
+        if args.command == "verify":
+            return _verify(args)
+        if args.command == "keygen":
+            return _keygen(args.path)
+        if args.command == "attest":
+            return _attest(args)
+        if args.command == "history":
+            return _rebuild(args) if args.history_command == "rebuild" else _history_verify(args)
+        if args.command == "report":
+            return _report(args)
+    except ComplianceError as exc:
+        print(f"opsproof {args.command}: {exc}", file=sys.stderr)
+        return outcomes.EXIT_USAGE
     if args.command == "schema":
         from opsproof.profile import profile_json_schema
 
@@ -51,19 +136,296 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _demo(args.port, args.serve, [a for a in args.pytest_args if a != "--"])
 
 
-def _verify(bundle: Path) -> int:
-    from opsproof.evidence.verify import BundleError, verify_bundle
+def _verify(args: argparse.Namespace) -> int:
+    from opsproof.evidence.signing import load_public_key
+
+    if (args.bundle is None) == (args.chain is None):
+        raise ComplianceError("give one bundle, or --chain DIR")
+    if args.environment and not args.chain:
+        raise ComplianceError("--environment goes with --chain DIR")
+    public_key = load_public_key(args.public_key) if args.public_key is not None else None
+    if args.chain is not None:
+        if args.chain.startswith("s3://"):
+            return _verify_s3(args.chain, args.s3_endpoint, public_key, chain=True, environment=args.environment)
+        return _verify_chain(Path(args.chain), args.environment, public_key)
+    if args.bundle.startswith("s3://"):
+        return _verify_s3(args.bundle, args.s3_endpoint, public_key, chain=False, environment=None)
+    return _verify_bundle(Path(args.bundle), public_key)
+
+
+def _verify_s3(
+    url: str, endpoint: str | None, public_key: Ed25519PublicKey | None, *, chain: bool, environment: str | None
+) -> int:
+    """Download what was uploaded and verify it as a local copy; say which object versions were read."""
+    from opsproof.compliance.upload import fetch
+
+    folder, objects, holder = fetch(url, endpoint, bundle=not chain)
+    try:
+        if chain:
+            return _verify_chain(folder, environment, public_key)
+        code = _verify_bundle(folder, public_key, shown=url)
+        locked = [o for o in objects if o["lock_mode"]]
+        print(
+            f"  read {len(objects)} objects"
+            + (
+                f", {len(locked)} under Object Lock {locked[0]['lock_mode']} until {locked[0]['retain_until']}"
+                if locked
+                else ", none under Object Lock"
+            )
+        )
+        for found in sorted(objects, key=lambda o: str(o["path"])):
+            print(f"  {found['path']}: version {found['version_id'] or '(unversioned)'}")
+        return code
+    finally:
+        holder.cleanup()
+
+
+def _verify_bundle(bundle: Path, public_key: Ed25519PublicKey | None, shown: str | None = None) -> int:
+    from opsproof.evidence.verify import BundleError, signed_by, verify_bundle
 
     try:
-        problems = verify_bundle(bundle)
+        problems = verify_bundle(bundle, public_key)
     except BundleError as exc:
         print(f"opsproof verify: {exc}", file=sys.stderr)
         return outcomes.EXIT_USAGE
+    name = shown or str(bundle)
     if problems:
         for problem in problems:
-            print(f"TAMPERED {bundle}: {problem}")
+            print(f"TAMPERED {name}: {problem}")
         return 1
-    print(f"OK {bundle}: every file matches manifest.json")
+    key = signed_by(bundle)
+    signed = ""
+    if key:
+        signed = f"; signed by key {key[:16]}" + (
+            "" if public_key is not None else " (not checked against a trusted key)"
+        )
+    print(f"OK {name}: every file matches manifest.json{signed}")
+    return 0
+
+
+def _verify_chain(report_dir: Path, environment: str | None, public_key: Ed25519PublicKey | None) -> int:
+    from opsproof.evidence.chain import find_environments, verify_chain
+
+    if not report_dir.is_dir():
+        raise ComplianceError(f"--chain {str(report_dir)!r}: not a folder")
+    environments = find_environments(report_dir)
+    if environment is not None:
+        if environment not in environments:
+            known = ", ".join(sorted(environments)) or "none"
+            raise ComplianceError(f"--environment {environment!r}: no bundles of it in {report_dir} (found: {known})")
+        environments = {environment: environments[environment]}
+    if not environments:
+        raise ComplianceError(f"--chain {str(report_dir)!r}: no evidence bundles in it")
+    broken = False
+    for name, bundles in sorted(environments.items()):
+        report = verify_chain(report_dir, bundles, name, public_key)
+        count = f"{len(report.links)} bundle{'s' if len(report.links) != 1 else ''}"
+        first = report.first_break
+        if first is None:
+            ends = f"{report.links[0].bundle} .. {report.links[-1].bundle}"
+            print(f"OK chain {name} ({count}, {ends}): every link and every file verified")
+            continue
+        broken = True
+        print(f"BROKEN chain {name} ({count}): first broken link at {first[0]}: {first[1]}")
+        for problem in report.problems[1:]:
+            print(f"  also: {problem}")
+    return 1 if broken else 0
+
+
+def _store_options(parser: argparse.ArgumentParser, *, profile: bool = False, profile_help: str | None = None) -> None:
+    parser.add_argument("--report-dir", type=Path, default=Path("reports"), help="where bundles are (default reports/)")
+    parser.add_argument(
+        "--history-dsn",
+        metavar="DSN",
+        help="a PostgreSQL (postgresql://...) or sqlite:///PATH history "
+        "(default: $OPSPROOF_HISTORY_DSN, else REPORT_DIR/history.sqlite)",
+    )
+    if profile:
+        parser.add_argument(
+            "--profile",
+            metavar="NAME|PATH",
+            help="profiles/NAME.yaml or a path (default: $OPSPROOF_PROFILE, else demo)",
+        )
+        parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a ${vars.NAME} value")
+
+
+def _location(args: argparse.Namespace) -> Location:
+    from opsproof.compliance.history import DSN_VARIABLE, locate
+
+    return locate(args.report_dir.absolute(), args.history_dsn or os.environ.get(DSN_VARIABLE))
+
+
+def _cli_vars(pairs: list[str]) -> dict[str, str]:
+    found = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise ComplianceError(f"--var {pair!r}: expected NAME=VALUE")
+        found[name] = value
+    return found
+
+
+def _attest(args: argparse.Namespace) -> int:
+    from opsproof.compliance.attestations import check_input, record_attestation
+    from opsproof.compliance.declared import load_declared
+    from opsproof.compliance.history import History, HistoryError
+    from opsproof.compliance.periods import parse_utc, period_of
+
+    declared = load_declared(args.profile, _cli_vars(args.var))
+    item = declared.attestation(args.id)
+    check_input(item, by=args.by, note=args.note, evidence=args.evidence)  # before touching the store
+    location = _location(args)
+    try:
+        with History(location) as history:
+            entry = record_attestation(
+                history, declared.environment, item, by=args.by, note=args.note, evidence=args.evidence
+            )
+    except HistoryError as exc:
+        print(f"opsproof attest: not recorded: {exc}", file=sys.stderr)
+        return outcomes.EXIT_INTERNAL
+    at = parse_utc(entry["attested_at"])
+    period = period_of(item.cadence, at.date())
+    print(
+        f"opsproof attest: {item.name} ({item.title}) attested by {entry['attested_by']} "
+        f"at {entry['attested_at']} for {period.label} ({item.cadence}), environment {declared.environment}"
+    )
+    if entry["evidence_sha256"]:
+        print(
+            f"  evidence {entry['evidence_name']}: {entry['evidence_bytes']} bytes, sha256 {entry['evidence_sha256']}"
+        )
+    print(f"  entry sha256 {entry['entry_sha256']} in {location.shown}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from opsproof.compliance.declared import load_declared
+    from opsproof.compliance.history import History, HistoryError
+    from opsproof.compliance.period import ReportRequest, build_report, last_complete, parse_day
+    from opsproof.compliance.report_csv import render_csv
+    from opsproof.compliance.report_html import render_period_html
+    from opsproof.compliance.report_json import render_json
+
+    now = datetime.now(UTC)
+    if args.period is not None:
+        if args.first or args.last:
+            raise ComplianceError("--period replaces --from/--to: give one or the other")
+        first, last = last_complete(args.period, now.date())
+    elif args.first and args.last:
+        first, last = parse_day(args.first, "--from"), parse_day(args.last, "--to")
+    else:
+        raise ComplianceError("give --from YYYY-MM-DD and --to YYYY-MM-DD, or --period monthly (or weekly, ...)")
+    declared = None
+    if args.profile is not None:  # only when asked: the report stands on the history alone
+        declared = load_declared(args.profile, _cli_vars(args.var))
+        if declared.environment != args.environment:
+            raise ComplianceError(
+                f"--profile {declared.path} is the profile of environment {declared.environment!r}, "
+                f"not {args.environment!r}"
+            )
+    request = ReportRequest(args.environment, first, last, tuple(args.frameworks), tuple(args.controls), now)
+    location = _location(args)
+    if location.kind == "sqlite" and not Path(location.target).exists():
+        raise ComplianceError(
+            f"no history at {location.shown}: no run was recorded there (--report-dir, --history-dsn)"
+        )
+    try:
+        with History(location) as history:
+            report = build_report(history, request, declared)
+    except HistoryError as exc:
+        print(f"opsproof report: {exc}", file=sys.stderr)
+        return outcomes.EXIT_INTERNAL
+    suffix = "-" + "-".join(f.lower() for f in args.frameworks) if args.frameworks else ""
+    out = args.out or args.report_dir / "period-reports" / f"{args.environment}-{first}-to-{last}{suffix}"
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"report.html": render_period_html(report), "report.json": render_json(report), **render_csv(report)}
+    for name, text in files.items():
+        (out / name).write_text(text, encoding="utf-8")
+    summary = report["summary"]
+    exceptions = summary["exceptions"]
+    rate = "—" if summary["pass_rate"] is None else f"{summary['pass_rate'] * 100:.1f}%"
+    print(
+        f"opsproof report: {args.environment} {first} to {last}: {summary['runs']} runs, "
+        f"{summary['controls']} controls, "
+        f"pass rate {rate}; exceptions: {exceptions['open']} open, {exceptions['missed']} missed runs, "
+        f"{exceptions['waived']} waived, {exceptions['resolved']} resolved"
+    )
+    print(f"  {out / 'report.html'} (and report.json, {', '.join(n for n in files if n.endswith('.csv'))})")
+    return 0
+
+
+def _history_verify(args: argparse.Namespace) -> int:
+    from opsproof.compliance.attestations import chain_problems, entries, evidence_problem
+    from opsproof.compliance.history import History, HistoryError
+    from opsproof.evidence.manifest import MANIFEST, sha256_file
+
+    location = _location(args)
+    if location.kind == "sqlite" and not Path(location.target).exists():
+        raise ComplianceError(f"no history at {location.shown}")
+    problems: list[str] = []
+    try:
+        with History(location) as history:
+            environments = history.environments()
+            attested = 0
+            for environment in environments:
+                found = entries(history, environment)
+                attested += len(found)
+                problems += [f"attestations of {environment}: {p}" for p in chain_problems(history, environment)]
+                for entry in found:
+                    problem = evidence_problem(history, entry)
+                    if problem:
+                        problems.append(f"attestation {entry['seq']} ({entry['attestation_id']}): {problem}")
+            rows = history.execute("SELECT bundle, manifest_sha256 FROM runs ORDER BY started_at")
+    except HistoryError as exc:
+        print(f"opsproof history verify: {exc}", file=sys.stderr)
+        return outcomes.EXIT_INTERNAL
+    here = 0
+    for bundle, digest in rows:
+        manifest = args.report_dir / bundle / MANIFEST
+        if not manifest.is_file():
+            continue  # recorded by another runner, or pruned here: `verify --chain` on its copy covers it
+        here += 1
+        if sha256_file(manifest) != digest:
+            problems.append(f"run {bundle}: its manifest.json no longer has the sha256 the history recorded")
+    for problem in problems:
+        print(f"BROKEN {problem}")
+    print(
+        f"{'BROKEN' if problems else 'OK'} history {location.shown}: {attested} attestations in "
+        f"{len(environments)} environment(s), {len(rows)} runs ({here} of their bundles in {args.report_dir} checked)"
+    )
+    return 1 if problems else 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from opsproof.compliance.history import History, HistoryError
+
+    if not args.report_dir.is_dir():
+        raise ComplianceError(f"--report-dir {str(args.report_dir)!r}: not a folder")
+    location = _location(args)
+    try:
+        with History(location) as history:
+            report = history.rebuild(args.report_dir)
+    except HistoryError as exc:
+        print(f"opsproof history rebuild: {exc}", file=sys.stderr)
+        return outcomes.EXIT_INTERNAL
+    print(
+        f"opsproof history rebuild: {report.runs} runs, {report.records} records from {args.report_dir} "
+        f"into {location.shown}"
+        + (f"; {report.attestations_restored} attestations restored" if report.attestations_restored else "")
+    )
+    for skipped in report.skipped:
+        print(f"  left out (fails verification): {skipped}")
+    return 1 if report.skipped else 0
+
+
+def _keygen(path: Path) -> int:
+    from opsproof.evidence.signing import generate_key
+
+    private, public, key = generate_key(path)
+    print(f"opsproof keygen: wrote {private} (private: keep it secret) and {public}; key id {key[:16]}")
+    print(f"  sign:   pytest -m daily --sign-key {private}")
+    print(f"  verify: opsproof verify BUNDLE --public-key {public}")
     return 0
 
 
@@ -85,7 +447,17 @@ def _demo(port: int, serve: bool, pytest_args: list[str]) -> int:
         )
         return outcomes.EXIT_USAGE
     with demo_environment(port) as demo:
-        command = [sys.executable, "-m", "pytest", "-m", "daily", "--profile", "demo", *demo.var_args(), *pytest_args]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "daily",
+            "--profile",
+            "demo",
+            *demo.pytest_args(),
+            *pytest_args,
+        ]
         for line in demo.services:
             print(f"opsproof demo: {line}")
         if serve:

@@ -1,27 +1,224 @@
-"""Which compliance controls each kind of check gives evidence for.
+"""Which compliance controls each kind of check gives evidence for, and what those controls are.
 
-A starting catalogue; records carry these ids so reports can roll results up by
-control. Keys are `kind.aspect` or `kind`; the most specific wins.
+Every record carries `controls`: ids written `FRAMEWORK:CONTROL` (`SOC2:CC7.1`,
+`ISO27001:A.8.13`, `SOX-ITGC:OPS`), so report.html and the period report can roll
+results up by control. A record's controls are, most specific first:
+
+1. an item's own `controls:` (attestations declare theirs);
+2. a profile `controls:` key that is a glob over check ids (`"http.health[reporting]": [...]`),
+   first match in profile order;
+3. the profile's or this catalogue's `kind.aspect` entry (`postgres.replication_lag`), else its
+   `kind` entry (`postgres`); a profile key replaces the catalogue's key of the same name.
+
+A `post_deploy` check in a run that names the change it validated (`--change`, a commit
+or an image digest) is also evidence for change management (SOX ITGC change management,
+SOC 2 CC8.1, ISO 27001 A.8.32)::
+
+    controls:                          # in a profile: replaces the catalogue's entry
+      http: [SOC2:CC7.1, SOX-ITGC:OPS]
+      "backups.*[legacy-*]": [INTERNAL:BR-2]
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+FRAMEWORKS: dict[str, str] = {
+    "SOX-ITGC": "SOX IT general controls (computer operations, change management)",
+    "SOC2": "SOC 2 Trust Services Criteria (2017, points of focus revised 2022)",
+    "ISO27001": "ISO/IEC 27001:2022 Annex A",
+}
+# What users type after --framework / --type.
+FRAMEWORK_ALIASES: dict[str, str] = {
+    "sox": "SOX-ITGC",
+    "sox-itgc": "SOX-ITGC",
+    "itgc": "SOX-ITGC",
+    "soc2": "SOC2",
+    "soc-2": "SOC2",
+    "iso27001": "ISO27001",
+    "iso-27001": "ISO27001",
+    "iso": "ISO27001",
+}
+
+CONTROLS: dict[str, str] = {
+    "SOX-ITGC:OPS": "Computer operations: scheduled jobs, monitoring, backup and recovery are performed and "
+    "exceptions are resolved",
+    "SOX-ITGC:CM": "Change management: changes are authorised, tested and validated after deployment",
+    "SOC2:CC6.1": "Logical access security over protected information assets",
+    "SOC2:CC6.7": "Transmission of information is restricted and protected (encryption in transit)",
+    "SOC2:CC7.1": "Detection and monitoring procedures identify configuration changes and vulnerabilities",
+    "SOC2:CC7.2": "System components are monitored for anomalies indicative of malicious acts, natural "
+    "disasters and errors",
+    "SOC2:CC7.3": "Security events are evaluated to determine whether they are incidents",
+    "SOC2:CC7.4": "Security incidents are responded to by a defined incident-response program",
+    "SOC2:CC7.5": "Recovery from identified security incidents",
+    "SOC2:CC8.1": "Changes to infrastructure, data and software are authorised, tested and implemented",
+    "SOC2:A1.1": "Processing capacity is monitored and managed to meet availability objectives",
+    "SOC2:A1.2": "Environmental protections, software, data backup processes and recovery infrastructure",
+    "SOC2:A1.3": "Recovery plan procedures are tested",
+    "ISO27001:A.5.24": "Information security incident management planning and preparation",
+    "ISO27001:A.5.30": "ICT readiness for business continuity",
+    "ISO27001:A.5.37": "Documented operating procedures",
+    "ISO27001:A.8.6": "Capacity management",
+    "ISO27001:A.8.8": "Management of technical vulnerabilities",
+    "ISO27001:A.8.13": "Information backup",
+    "ISO27001:A.8.14": "Redundancy of information processing facilities",
+    "ISO27001:A.8.15": "Logging",
+    "ISO27001:A.8.16": "Monitoring activities",
+    "ISO27001:A.8.17": "Clock synchronization",
+    "ISO27001:A.8.19": "Installation of software on operational systems",
+    "ISO27001:A.8.24": "Use of cryptography",
+    "ISO27001:A.8.32": "Change management",
+}
+
+_OPS = "SOX-ITGC:OPS"
 CATALOGUE: dict[str, tuple[str, ...]] = {
     # Availability monitoring of service health: SOC 2 monitoring and availability,
     # ISO 27001 monitoring activities, SOX ITGC computer operations.
-    "http": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.16", "SOX-ITGC:OPS"),
+    "http": ("SOC2:CC7.1", "SOC2:CC7.2", "SOC2:A1.1", "ISO27001:A.8.16", _OPS),
     # Certificates: cryptographic controls kept valid (ISO A.8.24), monitored (CC7.1).
-    "tls": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", "SOX-ITGC:OPS"),
+    "tls": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", _OPS),
     # Databases and caches: monitoring, capacity (A1.1, ISO A.8.6) and operations.
-    "postgres": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.6", "ISO27001:A.8.16", "SOX-ITGC:OPS"),
-    "postgres.query": ("SOC2:CC7.1", "SOX-ITGC:OPS"),
-    "postgres.replication_lag": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.14", "SOX-ITGC:OPS"),
-    "postgres.wal_archiving": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.13", "SOX-ITGC:OPS"),
-    "redis": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.6", "ISO27001:A.8.16", "SOX-ITGC:OPS"),
-    "redis.persistence": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.13", "SOX-ITGC:OPS"),
-    "redis.replication": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.14", "SOX-ITGC:OPS"),
+    "postgres": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.6", "ISO27001:A.8.16", _OPS),
+    "postgres.query": ("SOC2:CC7.1", _OPS),
+    "postgres.replication_lag": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.14", _OPS),
+    "postgres.wal_archiving": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.13", _OPS),
+    "redis": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.6", "ISO27001:A.8.16", _OPS),
+    "redis.persistence": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.13", _OPS),
+    "redis.replication": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.14", _OPS),
+    # Backups exist, are fresh, whole and retained: the backup process (A1.2), the
+    # recoverability it gives (A1.3), ISO's information backup.
+    "backups": ("SOC2:A1.2", "SOC2:A1.3", "ISO27001:A.8.13", _OPS),
+    # Restore drills test the recovery plan: A1.3, information backup and ICT continuity.
+    "drills": ("SOC2:A1.3", "SOC2:A1.2", "ISO27001:A.8.13", "ISO27001:A.5.30", _OPS),
+    # Clusters, alerting and hosts: monitoring for anomalies and capacity.
+    "kubernetes": ("SOC2:CC7.1", "SOC2:CC7.2", "SOC2:A1.1", "ISO27001:A.8.16", "ISO27001:A.8.6", _OPS),
+    "prometheus": ("SOC2:CC7.1", "SOC2:CC7.2", "ISO27001:A.8.16", "ISO27001:A.8.15", _OPS),
+    "hosts": ("SOC2:CC7.1", "SOC2:CC7.2", "SOC2:A1.1", "ISO27001:A.8.16", "ISO27001:A.8.6", _OPS),
+    "prometheus.alerts": ("SOC2:CC7.2", "SOC2:CC7.3", "ISO27001:A.8.16", _OPS),
+    "prometheus.kpi": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.6", "ISO27001:A.8.16", _OPS),
+    "hosts.certificate": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", _OPS),
+    "hosts.clock": ("SOC2:CC7.1", "ISO27001:A.8.17", "ISO27001:A.8.15", _OPS),
+    "hosts.package": ("SOC2:CC7.1", "SOC2:CC8.1", "ISO27001:A.8.8", "ISO27001:A.8.19", "SOX-ITGC:CM", _OPS),
+    "kubernetes.cronjob": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.13", _OPS),
+    "kubernetes.certificates": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", _OPS),
+    "kubernetes.tls_secrets": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", _OPS),
+    "kubernetes.events": ("SOC2:CC7.2", "SOC2:CC7.3", "ISO27001:A.8.16", "ISO27001:A.8.15", _OPS),
+    # Attestations name their own controls; an item that names none is operations evidence.
+    "attestations": (_OPS,),
 }
+
+# A post-deploy check of a run that names its change is evidence for that change.
+CHANGE_CONTROLS: tuple[str, ...] = ("SOX-ITGC:CM", "SOC2:CC8.1", "ISO27001:A.8.32")
+
+_CONTROL_ID = re.compile(r"[A-Za-z][A-Za-z0-9-]*:[A-Za-z0-9][A-Za-z0-9._-]*")
+_KIND_KEY = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?")
+
+
+def _control_id(value: str) -> str:
+    if not _CONTROL_ID.fullmatch(value):
+        raise ValueError(
+            f"invalid control id {value!r}: expected FRAMEWORK:CONTROL, e.g. SOC2:CC7.1 or ISO27001:A.8.13"
+        )
+    return value
+
+
+def _control_key(value: str) -> str:
+    if _KIND_KEY.fullmatch(value) or any(ch in value for ch in "*?["):
+        return value
+    raise ValueError(
+        f"invalid controls key {value!r}: expected a kind (postgres), a kind.aspect (postgres.replication_lag) "
+        "or a glob over check ids (http.health[reporting], backups.*)"
+    )
+
+
+ControlId = Annotated[str, AfterValidator(_control_id), Field(description="FRAMEWORK:CONTROL, e.g. SOC2:CC7.1")]
+ControlKey = Annotated[str, AfterValidator(_control_key)]
+# The profile's `controls:` section (wired into Profile as `controls: ControlsOverride`).
+ControlsOverride = Annotated[
+    dict[ControlKey, list[ControlId]],
+    Field(
+        description="control ids per kind, kind.aspect or check-id glob; replaces the catalogue's entry",
+    ),
+]
+
+
+def framework_of(control: str) -> str:
+    return control.split(":", 1)[0]
+
+
+def resolve_framework(name: str, known: Sequence[str] = ()) -> str | None:
+    """`soc2` -> `SOC2`; a framework seen in `known` control ids is accepted as written. None: unknown."""
+    lowered = name.strip().lower()
+    if lowered in FRAMEWORK_ALIASES:
+        return FRAMEWORK_ALIASES[lowered]
+    for framework in [*FRAMEWORKS, *(framework_of(c) for c in known)]:
+        if framework.lower() == lowered:
+            return framework
+    return None
+
+
+def control_sort_key(control: str) -> tuple[int, str, tuple[tuple[int, str], ...]]:
+    """SOX, SOC 2, ISO 27001 in that order, then others; ids in natural order (A.8.6 before A.8.13)."""
+    framework, _, rest = control.partition(":")
+    order = list(FRAMEWORKS).index(framework) if framework in FRAMEWORKS else len(FRAMEWORKS)
+    parts = tuple((int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"[.:-]", rest))
+    return order, framework, parts
+
+
+def framework_name(framework: str) -> str:
+    """`SOC2` -> `SOC2: SOC 2 Trust Services Criteria (...)`; a framework of the profile's own as it is."""
+    return f"{framework}: {FRAMEWORKS[framework]}" if framework in FRAMEWORKS else framework
+
+
+def control_title(control: str) -> str | None:
+    return CONTROLS.get(control)
 
 
 def controls_for(kind: str, aspect: str) -> list[str]:
+    """The catalogue's controls of one check, without profile overrides."""
     return list(CATALOGUE.get(f"{kind}.{aspect}", CATALOGUE.get(kind, ())))
+
+
+class ControlMap:
+    """The catalogue with one profile's `controls:` applied; built once per run, asked once per record."""
+
+    def __init__(self, overrides: Mapping[str, Sequence[str]] | None = None) -> None:
+        overrides = overrides or {}
+        self._table = {**CATALOGUE, **{k: tuple(v) for k, v in overrides.items() if _KIND_KEY.fullmatch(k)}}
+        from opsproof.profile import glob_to_regex  # late: profile.py imports this module's types
+
+        self._globs = [(glob_to_regex(k), tuple(v)) for k, v in overrides.items() if not _KIND_KEY.fullmatch(k)]
+        self._by_aspect = lru_cache(maxsize=None)(self._lookup)
+
+    def _lookup(self, kind: str, aspect: str) -> tuple[str, ...]:
+        return self._table.get(f"{kind}.{aspect}", self._table.get(kind, ()))
+
+    def _matching_glob(self, check_id: str) -> tuple[str, ...]:
+        for pattern, controls in self._globs:
+            if pattern.fullmatch(check_id):
+                return controls
+        return ()
+
+    def unknown_kinds(self, known: Sequence[str]) -> list[str]:
+        """Keys of the table that name no kind in `known` (a typo in a profile's `controls:`)."""
+        return sorted({k for k in self._table if k.split(".", 1)[0] not in known and k not in CATALOGUE})
+
+    def controls(
+        self,
+        kind: str,
+        aspect: str,
+        check_id: str,
+        *,
+        item_controls: Sequence[str] | None = None,
+        validates_change: bool = False,
+    ) -> list[str]:
+        found = tuple(item_controls or ()) or self._matching_glob(check_id) or self._by_aspect(kind, aspect)
+        if validates_change:
+            found = found + tuple(c for c in CHANGE_CONTROLS if c not in found)
+        return list(found)

@@ -1,9 +1,9 @@
 """Probe every selected target once, concurrently and bounded, alongside the checks.
 
 When the test loop starts, the plugin hands every target the selected checks use
-to a `Gatherer`, which probes them all (every kind together) in one event loop on a
-background thread. A check waits only for its own target's facts, so the first
-checks assert while later probes are still in flight. Under pytest-xdist the first
+to a `Gatherer`, which probes them all, each kind in a process of its own with its own
+event loop. A check waits only for its own target's facts, so the first checks
+assert while later probes are still in flight. Under pytest-xdist the first
 worker to ask probes for all workers and shares the facts through a file, so
 `-n auto` still probes each target once.
 """
@@ -16,14 +16,19 @@ import fcntl
 import importlib
 import json
 import os
+import selectors
 import signal
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from opsproof.probes import Facts, ProbeContext, kinds
 from opsproof.profile import Profile
+
+if TYPE_CHECKING:
+    from opsproof.compliance.history import Location
 
 # kind name -> target name -> facts
 FactsByKind = dict[str, dict[str, Facts]]
@@ -32,15 +37,20 @@ FactsByKind = dict[str, dict[str, Facts]]
 class Gatherer:
     """Probes the wanted targets of each kind in the background; `facts()` waits for one.
 
-    Where the platform can fork, the probes run in a child process, on another core
-    than the checks (the probes' CPU would otherwise contend for the checks' GIL). The
-    child is forked by `prepare()` as soon as the profile is loaded, so it imports the
-    probes' libraries while pytest collects; `start(wanted)` tells it what to probe,
-    and each target's facts come back as a JSON line the moment its probe is done.
+    Where the platform can fork, the probes run in child processes, one per kind, on
+    other cores than the checks (the probes' CPU would otherwise contend for the checks'
+    GIL). One process per kind, not one for all: a kind that computes much (a large
+    cluster's lists to parse, host commands to fork, a backup to decompress) would
+    otherwise hold up the one event loop that times another kind's requests, and an
+    HTTP endpoint would look slow because a Kubernetes list was being parsed. The
+    children are forked by `prepare()` as soon as the profile is loaded, so they import
+    their libraries while pytest collects; `start(wanted)` tells each what to probe, and
+    each target's facts come back as a JSON line the moment its probe is done.
     """
 
-    def __init__(self, profile: Profile, *, in_child: bool = True) -> None:
+    def __init__(self, profile: Profile, *, in_child: bool = True, history: Location | None = None) -> None:
         self._profile = profile
+        self._history = history
         self._wanted: dict[str, set[str]] = {}
         self._facts: dict[tuple[str, str], Facts] = {}
         self._ready: dict[tuple[str, str], threading.Event] = {}
@@ -49,61 +59,67 @@ class Gatherer:
         self._early: dict[str, set[str]] = {}
         self._error: BaseException | None = None
         self._in_child = in_child and hasattr(os, "fork")
-        self._child: int | None = None
-        self._requests: int | None = None  # the pipe the child reads its work from
-        self._results: int | None = None  # the pipe the child writes facts to
+        self._children: dict[str, _Child] = {}  # kind -> its probe process
         self._thread: threading.Thread | None = None
 
     def prepare(self, early: Mapping[str, set[str]] | None = None) -> Gatherer:
-        """Fork the probe child now (from the main thread, before any helper thread exists).
+        """Fork the probe children now (from the main thread, before any helper thread exists).
 
         `early` targets are probed at once, before collection ends: the plugin passes the
         ones a plain `pytest -m daily` run will surely select, so a cron run's probes
         overlap pytest's collection. `start()` then adds whatever else was selected.
         """
-        if not self._in_child or self._child is not None:
+        if not self._in_child or self._children:
             return self
         self._early = {kind: set(names) for kind, names in (early or {}).items() if names}
-        request_read, request_write = os.pipe()
-        result_read, result_write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(request_write)
-            os.close(result_read)
-            _probe_in_child(self, request_read, result_write)
-        os.close(request_read)
-        os.close(result_write)
-        self._child, self._requests, self._results = pid, request_write, result_read
-        # Read from the start: early facts must not fill the pipe and stall the child.
-        self._thread = threading.Thread(target=self._read_child, name="opsproof-probes", daemon=True)
-        self._thread.start()
+        for kind in kinds().values():
+            if not self._profile.targets(kind.section):
+                continue  # no items of this kind: no process
+            request_read, request_write = os.pipe()
+            result_read, result_write = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(request_write)
+                os.close(result_read)
+                # A sibling's pipe ends held here would keep its EOF from ever arriving.
+                for child in self._children.values():
+                    for fd in (child.requests, child.results):
+                        if fd is not None:
+                            os.close(fd)
+                _probe_in_child(self, kind.name, request_read, result_write)
+            os.close(request_read)
+            os.close(result_write)
+            self._children[kind.name] = _Child(pid, request_write, result_read)
+        if self._children:
+            # Read from the start: early facts must not fill a pipe and stall a child.
+            self._thread = threading.Thread(target=self._read_children, name="opsproof-probes", daemon=True)
+            self._thread.start()
         return self
 
     def start(self, wanted: Mapping[str, set[str]]) -> Gatherer:
         """Probe these targets; `facts()` answers as each one is done."""
         self._wanted = {kind: set(names) for kind, names in wanted.items() if names}
         self.prepare()
-        if self._requests is not None:
-            with os.fdopen(self._requests, "w", encoding="utf-8") as requests:
-                json.dump({kind: sorted(names) for kind, names in self._wanted.items()}, requests)
-            self._requests = None
+        if self._children:
+            for kind, child in self._children.items():
+                child.send(sorted(self._wanted.get(kind, ())))
         else:
             self._thread = threading.Thread(target=self._run, name="opsproof-probes", daemon=True)
             self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Release the child: unstarted, it exits; still probing (an interrupted run), it is killed."""
-        if self._requests is not None:
-            os.close(self._requests)
-            self._requests = None
-            if self._child is not None:
+        """Release the children: unstarted, they exit; still probing (an interrupted run), they are killed."""
+        for child in self._children.values():
+            if child.requests is not None:
+                os.close(child.requests)
+                child.requests = None
                 with contextlib.suppress(ChildProcessError):
-                    os.waitpid(self._child, 0)
-                self._child = None
-        if self._child is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._child, signal.SIGKILL)
+                    os.waitpid(child.pid, 0)
+                child.reaped = True
+            if not child.reaped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGKILL)
 
     def facts(self, kind: str, name: str) -> Facts:
         """The facts of one target, as soon as its probe is done."""
@@ -152,28 +168,49 @@ class Gatherer:
             for event in self._ready.values():
                 event.set()
 
-    def _read_child(self) -> None:
+    def _read_children(self) -> None:
         registry = kinds()
-        assert self._results is not None and self._child is not None
-        pid = self._child
+        by_fd = {child.results: child for child in self._children.values() if child.results is not None}
+        pending = {fd: b"" for fd in by_fd}
         try:
-            with os.fdopen(self._results, encoding="utf-8") as lines:
-                for line in lines:
-                    kind, payload = json.loads(line)
-                    if kind == "error":
-                        self._error = RuntimeError(f"the probes failed: {payload}")
-                        continue
-                    self._deliver(kind, registry[kind].facts.model_validate(payload))
+            with selectors.DefaultSelector() as selector:
+                for fd in by_fd:
+                    selector.register(fd, selectors.EVENT_READ)
+                while pending:
+                    for key, _ in selector.select():
+                        fd = int(key.fd)
+                        chunk = os.read(fd, 1 << 16)
+                        if not chunk:  # this kind's process is done
+                            selector.unregister(fd)
+                            os.close(fd)
+                            del pending[fd]
+                            self._reap(by_fd[fd])
+                            continue
+                        *lines, pending[fd] = (pending[fd] + chunk).split(b"\n")
+                        for line in lines:
+                            kind, payload = json.loads(line)
+                            if kind == "error":
+                                self._error = RuntimeError(f"the probes failed: {payload}")
+                                continue
+                            self._deliver(kind, registry[kind].facts.model_validate(payload))
         except BaseException as exc:
             self._error = exc
         finally:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-            self._child = None
+            for child in self._children.values():
+                self._reap(child)
             self._release_waiters()
 
+    @staticmethod
+    def _reap(child: _Child) -> None:
+        if not child.reaped:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(child.pid, 0)
+            child.reaped = True
+
     def _context(self) -> ProbeContext:
-        return ProbeContext(profile=self._profile, limit=asyncio.Semaphore(self._profile.defaults.concurrency))
+        return ProbeContext(
+            profile=self._profile, limit=asyncio.Semaphore(self._profile.defaults.concurrency), history=self._history
+        )
 
     async def _probe_all(
         self, wanted: Mapping[str, set[str]], deliver: Callable[[str, Facts], None], ctx: ProbeContext | None = None
@@ -190,15 +227,30 @@ class Gatherer:
         await asyncio.gather(*(probe_kind(kind, names) for kind, names in wanted.items()))
 
 
-def _probe_in_child(gatherer: Gatherer, request_read: int, result_write: int) -> NoReturn:
+@dataclass
+class _Child:
+    """One kind's probe process and the parent's ends of its pipes."""
+
+    pid: int
+    requests: int | None  # the pipe it reads its work from (closed once sent)
+    results: int | None  # the pipe it writes facts to
+    reaped: bool = False
+
+    def send(self, names: list[str]) -> None:
+        if self.requests is not None:
+            with os.fdopen(self.requests, "w", encoding="utf-8") as requests:
+                json.dump(names, requests)
+            self.requests = None
+
+
+def _probe_in_child(gatherer: Gatherer, kind: str, request_read: int, result_write: int) -> NoReturn:
     status = 0
     try:
+        if not kinds()[kind].times_targets:
+            os.nice(10)
         # Import what the probes need while the parent collects, then wait for the work.
-        for kind in kinds().values():
-            if not gatherer._profile.targets(kind.section):
-                continue  # no items of this kind: importing its libraries would only delay the probes
-            for module in kind.imports:
-                importlib.import_module(module)
+        for module in kinds()[kind].imports:
+            importlib.import_module(module)
         with os.fdopen(result_write, "w", encoding="utf-8") as out:
 
             def send(kind: str, facts: Facts) -> None:
@@ -206,7 +258,7 @@ def _probe_in_child(gatherer: Gatherer, request_read: int, result_write: int) ->
                 out.flush()
 
             try:
-                asyncio.run(_child_work(gatherer, request_read, send))
+                asyncio.run(_child_work(gatherer, kind, request_read, send))
             except BaseException as exc:
                 out.write(json.dumps(["error", f"{type(exc).__name__}: {exc}"]) + "\n")
                 status = 1
@@ -217,35 +269,38 @@ def _probe_in_child(gatherer: Gatherer, request_read: int, result_write: int) ->
         os._exit(status)
 
 
-async def _child_work(gatherer: Gatherer, request_read: int, send: Callable[[str, Facts], None]) -> None:
-    """Probe the early targets now; then what the parent asks for that they did not cover."""
+async def _child_work(gatherer: Gatherer, kind: str, request_read: int, send: Callable[[str, Facts], None]) -> None:
+    """Probe this kind's early targets now; then what the parent asks for that they did not cover."""
     ctx = gatherer._context()
-    early = asyncio.create_task(gatherer._probe_all(gatherer._early, send, ctx)) if gatherer._early else None
+    early_names = gatherer._early.get(kind, set())
+    early = asyncio.create_task(gatherer._probe_all({kind: early_names}, send, ctx)) if early_names else None
 
     def read_requests() -> str:
         with os.fdopen(request_read, encoding="utf-8") as requests:
             return requests.read()
 
     text = await asyncio.get_running_loop().run_in_executor(None, read_requests)
-    wanted = {kind: set(names) for kind, names in json.loads(text).items()} if text else {}
-    if early is not None and not wanted:  # the run ended before its test loop: probe nothing more
+    wanted = set(json.loads(text)) if text else set()
+    if early is not None and not wanted:  # none selected, or the run ended before its test loop
         early.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await early
         return
-    rest = {kind: names - gatherer._early.get(kind, set()) for kind, names in wanted.items()}
+    rest = wanted - early_names
     await asyncio.gather(
         *([early] if early is not None else []),
-        gatherer._probe_all({kind: names for kind, names in rest.items() if names}, send, ctx),
+        *([gatherer._probe_all({kind: rest}, send, ctx)] if rest else []),
     )
 
 
-def probe_all(profile: Profile, wanted: Mapping[str, set[str]]) -> FactsByKind:
+def probe_all(profile: Profile, wanted: Mapping[str, set[str]], history: Location | None = None) -> FactsByKind:
     """Facts for the wanted targets of each kind, probed concurrently; returns when all are done."""
-    return Gatherer(profile).start(wanted).all()
+    return Gatherer(profile, history=history).start(wanted).all()
 
 
-def probe_all_shared(profile: Profile, wanted: Mapping[str, set[str]], share_dir: Path) -> FactsByKind:
+def probe_all_shared(
+    profile: Profile, wanted: Mapping[str, set[str]], share_dir: Path, history: Location | None = None
+) -> FactsByKind:
     """As `probe_all`, but once across processes that share `share_dir` (xdist workers)."""
     share_dir.mkdir(parents=True, exist_ok=True)
     facts_file = share_dir / "facts.json"
@@ -253,7 +308,7 @@ def probe_all_shared(profile: Profile, wanted: Mapping[str, set[str]], share_dir
         fcntl.flock(lock, fcntl.LOCK_EX)
         if facts_file.exists():
             return _read(facts_file)
-        facts = probe_all(profile, wanted)
+        facts = probe_all(profile, wanted, history)
         tmp = facts_file.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:

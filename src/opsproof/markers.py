@@ -16,6 +16,7 @@ AREA_MARKERS = {
     "monitoring": "monitoring and alerting",
     "security": "security posture",
     "capacity": "capacity and resources",
+    "compliance": "manual checklist lines attested by a person",
 }
 STAGE_MARKERS = {"post_deploy": "the subset CI runs after a deploy"}
 

@@ -25,19 +25,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from opsproof import outcomes
 from opsproof.check import Check, CheckError
 from opsproof.check_scope import Part, item_applies, parts_of
-from opsproof.controls import controls_for
+from opsproof.compliance import ComplianceError
+from opsproof.compliance.change import change_context
+from opsproof.controls import ControlMap
 from opsproof.gather import FactsByKind, Gatherer, probe_all_shared
 from opsproof.markers import ALL_MARKERS, CADENCE_MARKERS
 from opsproof.probes import Facts, ProbeKind, kinds, utc_iso, utc_now
 from opsproof.profile import Item, LoadedProfile, ProfileError, Waiver, load_profile, resolve_profile_path
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
+
+if TYPE_CHECKING:
+    from opsproof.compliance.history import Location
+    from opsproof.compliance.upload import BucketLock, S3Target
+    from opsproof.evidence.signing import Signer
 
 
 @dataclass
@@ -62,6 +69,23 @@ class RunState:
     bundle: Path | None = None
     bundle_error: str | None = None
     exit_code: int | None = None
+    controls: ControlMap = field(default_factory=ControlMap)
+    change: dict[str, Any] = field(default_factory=dict)
+    signer: Signer | None = None
+    history: Location | None = None
+    upload: Upload | None = None
+    # What happened to the bundle after sealing (history, upload), one line each, shown before the last line.
+    shipped: list[str] = field(default_factory=list)
+    shipping_errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Where `--upload` puts the bundle, the retention asked for, and the bucket's lock (checked at start)."""
+
+    target: S3Target
+    retain: tuple[int, str] | None
+    lock: BucketLock
 
 
 STATE = pytest.StashKey[RunState]()
@@ -91,6 +115,57 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="NAME=VALUE",
         help="a plain (non-secret) value for ${vars.NAME} in the profile; repeatable",
     )
+    change = parser.getgroup("opsproof-change", "opsproof change context (recorded in the run metadata)")
+    change.addoption(
+        "--change",
+        default=None,
+        metavar="TICKET",
+        help="the change ticket this run validates (default: $OPSPROOF_CHANGE)",
+    )
+    change.addoption(
+        "--commit",
+        default=None,
+        metavar="SHA",
+        help="the commit deployed (default: $OPSPROOF_COMMIT, else the CI's: GITHUB_SHA, CI_COMMIT_SHA, GIT_COMMIT...)",
+    )
+    change.addoption(
+        "--image-digest",
+        default=None,
+        metavar="DIGEST",
+        help="the image deployed, sha256:... or name@sha256:... (default: $OPSPROOF_IMAGE_DIGEST, $IMAGE_DIGEST)",
+    )
+    evidence = parser.getgroup("opsproof-evidence", "opsproof evidence: signing, history, shipping")
+    evidence.addoption(
+        "--history-dsn",
+        default=None,
+        metavar="DSN",
+        help="record the run in this PostgreSQL (postgresql://...) or sqlite:///PATH history "
+        "(default: $OPSPROOF_HISTORY_DSN, else REPORT_DIR/history.sqlite)",
+    )
+    evidence.addoption(
+        "--upload",
+        default=None,
+        metavar="s3://BUCKET/PREFIX",
+        help="also put the bundle in S3 (boto3's credentials); version ids go into the history",
+    )
+    evidence.addoption(
+        "--retain",
+        default=None,
+        metavar="7y|400d",
+        help="with --upload: Object Lock compliance-mode retention for that long (the bucket must have Object Lock)",
+    )
+    evidence.addoption(
+        "--s3-endpoint",
+        default=None,
+        metavar="URL",
+        help="with --upload: an S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL_S3)",
+    )
+    evidence.addoption(
+        "--sign-key",
+        default=None,
+        metavar="PATH",
+        help="sign each manifest with this Ed25519 private key (PEM or OpenSSH; opsproof keygen makes one)",
+    )
     parser.addini("opsproof", type="bool", default=False, help="run opsproof checks without --profile")
 
 
@@ -116,7 +191,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not state.is_worker:
         if not (config.option.collectonly or getattr(config.option, "numprocesses", None)):
             # The probe process starts now, so it is ready when the checks are collected.
-            state.gatherer = Gatherer(state.loaded.profile).prepare(early=_early_targets(config, state))
+            state.gatherer = Gatherer(state.loaded.profile, history=state.history).prepare(
+                early=_early_targets(config, state)
+            )
             config.add_cleanup(state.gatherer.stop)
         config.pluginmanager.register(Recorder(config, state), "opsproof-recorder")
         if config.pluginmanager.hasplugin("xdist"):
@@ -140,9 +217,20 @@ def _start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> Run
     except ProfileError as exc:
         raise pytest.UsageError(f"profile {chosen!r}: {exc}") from None
     ACTIVE_REDACTOR.update(loaded.redactor)
+    try:
+        change = change_context(
+            ticket=config.getoption("change"),
+            commit=config.getoption("commit"),
+            image_digest=config.getoption("image_digest"),
+            environ=os.environ,
+        )
+    except ComplianceError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    controls = _control_map(loaded)
     report_dir = Path(config.getoption("report_dir") or "reports").absolute()
     if report_dir.exists() and not report_dir.is_dir():
         raise pytest.UsageError(f"--report-dir {str(report_dir)!r} exists and is not a directory")
+    history = _history_location(config, report_dir)
     if workerinput is not None and "opsproof_run_id" in workerinput:
         return RunState(
             loaded=loaded,
@@ -152,6 +240,9 @@ def _start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> Run
             started_at=workerinput["opsproof_started_at"],
             is_worker=True,
             share_dir=Path(workerinput["opsproof_share_dir"]),
+            controls=controls,
+            change=change,
+            history=history,
         )
     return RunState(
         loaded=loaded,
@@ -160,7 +251,66 @@ def _start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> Run
         run_id=uuid.uuid4().hex,
         started_at=utc_now(),
         is_worker=False,
+        controls=controls,
+        change=change,
+        signer=_signer(config),
+        history=history,
+        upload=_upload(config),
     )
+
+
+def _upload(config: pytest.Config) -> Upload | None:
+    """--upload/--retain, checked against the bucket before any check runs: a run must not end unshippable."""
+    url, retain_text = config.getoption("upload"), config.getoption("retain")
+    if url is None:
+        if retain_text is not None:
+            raise pytest.UsageError("--retain goes with --upload s3://bucket/prefix")
+        return None
+    from opsproof.compliance.upload import parse_retain, parse_s3_url, preflight
+
+    try:
+        target = parse_s3_url(url, config.getoption("s3_endpoint"))
+        retain = parse_retain(retain_text) if retain_text is not None else None
+        return Upload(target, retain, preflight(target, retain))
+    except ComplianceError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _history_location(config: pytest.Config, report_dir: Path) -> Location:
+    from opsproof.compliance.history import DSN_VARIABLE, locate
+
+    try:
+        location = locate(report_dir, config.getoption("history_dsn") or os.environ.get(DSN_VARIABLE))
+    except ComplianceError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if location.password:  # the command line is recorded in results.json; the password never is
+        ACTIVE_REDACTOR.add("HISTORY_DSN_PASSWORD", location.password)
+    return location
+
+
+def _signer(config: pytest.Config) -> Signer | None:
+    """The --sign-key, loaded before any check runs: a key that does not parse is a usage error."""
+    path = config.getoption("sign_key")
+    if path is None:
+        return None
+    from opsproof.evidence.signing import load_signer
+
+    try:
+        return load_signer(Path(path))
+    except ComplianceError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _control_map(loaded: LoadedProfile) -> ControlMap:
+    """The catalogue with the profile's `controls:` applied; a key naming no kind is a usage error."""
+    overrides = getattr(loaded.profile, "controls", None) or {}
+    controls = ControlMap(overrides)
+    unknown = controls.unknown_kinds(sorted(kinds()))
+    if unknown:
+        raise pytest.UsageError(
+            f"profile {loaded.path.name}: controls: unknown kind {unknown[0]!r} (kinds: {', '.join(sorted(kinds()))})"
+        )
+    return controls
 
 
 def _early_targets(config: pytest.Config, state: RunState) -> dict[str, set[str]]:
@@ -392,10 +542,10 @@ def _wanted(items: list[pytest.Item]) -> dict[str, set[str]]:
 def _facts_of(state: RunState, target: TargetRef) -> Facts:
     if state.share_dir is not None:  # an xdist worker: one worker probes for all
         if state.facts is None:
-            state.facts = probe_all_shared(state.loaded.profile, _wanted(state.items), state.share_dir)
+            state.facts = probe_all_shared(state.loaded.profile, _wanted(state.items), state.share_dir, state.history)
         return state.facts[target.kind][target.name]
     if state.gatherer is None:  # pytest_runtestloop did not run (a plugin drove the tests itself)
-        state.gatherer = Gatherer(state.loaded.profile).start(_wanted(state.items))
+        state.gatherer = Gatherer(state.loaded.profile, history=state.history).start(_wanted(state.items))
     return state.gatherer.facts(target.kind, target.name)
 
 
@@ -410,7 +560,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         return
     wanted = _wanted(session.items)
     if wanted and not (session.testsfailed and not session.config.option.continue_on_collection_errors):
-        state.gatherer = (state.gatherer or Gatherer(state.loaded.profile)).start(wanted)
+        state.gatherer = (state.gatherer or Gatherer(state.loaded.profile, history=state.history)).start(wanted)
 
 
 # -- records ------------------------------------------------------------------------------
@@ -492,7 +642,7 @@ def _record(
         "kind": check.kind,
         "target": check.target,
         "markers": _markers(item),
-        "controls": controls_for(check.kind, check.check_id.split(".", 1)[1].split("[", 1)[0]),
+        "controls": _controls(item, check, state),
         "severity": check.severity,
         "outcome": outcome,
         "message": message,
@@ -505,6 +655,24 @@ def _record(
     if outcome in ("failed", "error"):
         _apply_waiver(record, state.loaded.profile.waivers)
     return ACTIVE_REDACTOR.redact_data(record)  # type: ignore[no-any-return]
+
+
+def _controls(item: pytest.Item, check: Check, state: RunState) -> list[str]:
+    aspect = check.check_id.split(".", 1)[-1].split("[", 1)[0]
+    kind = kinds().get(check.kind)
+    target = state.loaded.profile.targets(kind.section).get(check.target) if kind and check.target else None
+    own = getattr(target, "controls", None)  # an item's own `controls:` (attestations) wins
+    change = state.change
+    validates_change = "post_deploy" in _markers(item) and any(
+        change.get(k) for k in ("ticket", "commit", "image_digest")
+    )
+    return state.controls.controls(
+        check.kind,
+        aspect,
+        check.check_id,
+        item_controls=own if isinstance(own, list) else None,
+        validates_change=validates_change,
+    )
 
 
 def _outcome(call: pytest.CallInfo[None], report: pytest.TestReport, check: Check) -> tuple[str, str]:
@@ -608,10 +776,12 @@ class Recorder:
             from opsproof.evidence.results import build_results
 
             results = build_results(self.config, state)
-            state.bundle = write_bundle(results, state.report_dir, ACTIVE_REDACTOR)
+            state.bundle = write_bundle(results, state.report_dir, ACTIVE_REDACTOR, state.signer)
         except Exception as exc:  # the evidence is the product: failing to write it is an internal error
             state.bundle_error = f"{type(exc).__name__}: {exc}"
             state.exit_code = outcomes.EXIT_INTERNAL
+        if state.bundle is not None:
+            _ship(state)
         session.exitstatus = state.exit_code
         try:
             return (yield)
@@ -644,8 +814,56 @@ def _exit_code(state: RunState, pytest_status: int) -> int:
     return outcomes.EXIT_BLOCKING if blocking else outcomes.EXIT_OK
 
 
+def _ship(state: RunState) -> None:
+    """After sealing: upload the bundle (when asked), then record the run in the history store.
+
+    The bundle is the evidence and stays whatever happens here; a failure is an internal
+    error (exit 3) that says how to recover, since the history is rebuilt from bundles
+    (and their upload receipts).
+    """
+    from opsproof.compliance.history import History, HistoryError
+    from opsproof.evidence.manifest import manifest_sha256
+
+    assert state.bundle is not None and state.history is not None
+    receipt = _upload_bundle(state) if state.upload is not None else None
+    try:
+        with History(state.history) as history:
+            history.record_bundle(state.bundle, manifest_sha256(state.bundle), upload=receipt)
+        state.shipped.append(f"opsproof: recorded in the history {state.history.shown}")
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, HistoryError) else f"{type(exc).__name__}: {exc}"
+        state.shipping_errors.append(
+            f"opsproof: the run is NOT in the history ({ACTIVE_REDACTOR.redact(reason)}); "
+            "the bundle is intact: `opsproof history rebuild` recovers it"
+        )
+        state.exit_code = outcomes.EXIT_INTERNAL
+
+
+def _upload_bundle(state: RunState) -> dict[str, Any] | None:
+    from opsproof.compliance.upload import describe_error, describe_receipt, upload_bundle, write_receipt
+
+    assert state.bundle is not None and state.upload is not None
+    upload = state.upload
+    try:
+        receipt = upload_bundle(state.bundle, upload.target, upload.retain, upload.lock)
+    except Exception as exc:
+        state.shipping_errors.append(
+            f"opsproof: the bundle was NOT uploaded to {upload.target.url} ({describe_error(exc)}); it is intact here"
+        )
+        state.exit_code = outcomes.EXIT_INTERNAL
+        return None
+    write_receipt(state.report_dir, state.bundle.name, receipt)
+    state.shipped.append(describe_receipt(receipt))
+    return receipt
+
+
 def _print_last_line(config: pytest.Config, state: RunState) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
+    for note in map(ACTIVE_REDACTOR.redact, state.shipping_errors):
+        if reporter is not None:
+            reporter.write_line(note, red=True)
+        else:
+            print(note)
     status = outcomes.RUN_STATUS.get(state.exit_code or 0, "failed")
     if state.bundle is not None:
         line = f"opsproof: {status} (exit {state.exit_code}); evidence bundle: {_shown(state.bundle)}"

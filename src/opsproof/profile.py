@@ -24,6 +24,7 @@ from typing import Annotated, Any, ClassVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from opsproof.controls import ControlsOverride
 from opsproof.fields import Defaults, IsoDate, Item, Strict, Threshold
 from opsproof.redaction import Redactor
 from opsproof.targets.attestations import AttestationTarget
@@ -109,6 +110,7 @@ class Profile(Strict):
     prometheus: list[PrometheusTarget] = Field(default_factory=list)
     hosts: list[HostTarget] = Field(default_factory=list)
     attestations: list[AttestationTarget] = Field(default_factory=list)
+    controls: ControlsOverride = Field(default_factory=dict)
     waivers: list[Waiver] = Field(default_factory=list)
 
     @cached_property
@@ -223,6 +225,10 @@ def load_profile(
             line = lines.get(("drills", index, "backup"), 1)
             message = f"{shown}:{line}: drills[{index}].backup: no backups item named {drill.backup!r} ({known})"
             raise ProfileError(redactor.redact(message))
+        clash = drill.source_clash(profile.postgres)
+        if clash is not None:
+            line = lines.get(("drills", index, "target", "dsn"), lines.get(("drills", index, "target"), 1))
+            raise ProfileError(redactor.redact(f"{shown}:{line}: drills[{index}].target.dsn: {clash}"))
     return LoadedProfile(
         profile=profile,
         path=path.resolve(),

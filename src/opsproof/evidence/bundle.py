@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsproof.evidence.html import render_html
 from opsproof.evidence.junit import render_junit
@@ -13,10 +13,13 @@ from opsproof.evidence.manifest import seal
 from opsproof.evidence.results_json import render_json
 from opsproof.redaction import Redactor
 
+if TYPE_CHECKING:
+    from opsproof.evidence.signing import Signer
+
 RENDERERS = {"results.json": render_json, "junit.xml": render_junit, "report.html": render_html}
 
 
-def write_bundle(results: dict[str, Any], report_dir: Path, redactor: Redactor) -> Path:
+def write_bundle(results: dict[str, Any], report_dir: Path, redactor: Redactor, signer: Signer | None = None) -> Path:
     run = results["run"]
     report_dir.mkdir(parents=True, exist_ok=True)
     stamp = re.sub(r"[-:]|\.\d+", "", run["started_at"])  # 20261124T104500Z
@@ -31,5 +34,5 @@ def write_bundle(results: dict[str, Any], report_dir: Path, redactor: Redactor) 
         fd = os.open(bundle / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
-    seal(bundle, run)
+    seal(bundle, run, signer)
     return bundle

@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from opsproof.controls import control_sort_key, control_title, framework_name, framework_of
+
 # Display order: what needs a human comes first. Matches outcomes.OUTCOMES, kept local so
 # the renderer can draw any results.json (old or foreign) without importing the plugin.
 OUTCOME_ORDER = ("failed", "error", "warned", "waived", "skipped", "passed")
@@ -61,6 +63,7 @@ def render_html(results: dict[str, Any]) -> str:
     by_outcome = _by_outcome(summary, checks)
     parts.append(_totals(by_outcome, summary.get("total", len(checks))))
     parts.append(_severity_table(summary, checks))
+    parts.append(_controls(ordered, anchors))
     parts.append(_waivers(_as_dict(summary.get("waivers")), ordered, anchors))
     parts.append(_checks(ordered, anchors))
     parts.append(
@@ -97,8 +100,9 @@ def _header(run: dict[str, Any], status: str) -> str:
         ("Vars", _kv_table(run.get("vars")) if run.get("vars") else _esc(None)),
         ("Run id", _code(run.get("id"), "hash")),
     ]
+    rows.extend(_change_rows(_as_dict(run.get("change"))))
     # Long values (the command line, the plain vars) get the whole width, not a third of it.
-    wide = {"Command", "Vars"}
+    wide = {"Command", "Vars", "Image", "CI build"}
     meta = "".join(f"<div{_WIDE if k in wide else ''}><dt>{_esc(k)}</dt><dd>{v}</dd></div>" for k, v in rows)
     return (
         f'<header class="run s-{_css_token(status, RUN_STATUSES)}">'
@@ -110,6 +114,30 @@ def _header(run: dict[str, Any], status: str) -> str:
 
 
 _WIDE = ' class="wide"'
+
+
+def _change_rows(change: dict[str, Any]) -> list[tuple[str, str]]:
+    """The change the run validated, each value with where it came from; nothing when none is known."""
+    sources = _as_dict(change.get("sources"))
+
+    def shown(key: str, cls: str = "") -> str:
+        source = sources.get(key)
+        return _code(change.get(key), cls) + (f' <span class="muted">from {_esc(source)}</span>' if source else "")
+
+    rows = [
+        (label, shown(key, cls))
+        for label, key, cls in (
+            ("Change", "ticket", ""),
+            ("Commit", "commit", "hash"),
+            ("Image", "image_digest", "hash"),
+        )
+        if change.get(key)
+    ]
+    ci = _as_dict(change.get("ci"))
+    if ci:
+        what = " · ".join(_esc(ci[k]) for k in ("provider", "ref", "build_id") if ci.get(k))
+        rows.append(("CI build", what + (f" · {_code(ci.get('build_url'))}" if ci.get("build_url") else "")))
+    return rows
 
 
 def _alerts(run: dict[str, Any]) -> str:
@@ -202,6 +230,57 @@ def _severity_table(summary: dict[str, Any], checks: list[dict[str, Any]]) -> st
         '<section><h2>Severity &times; outcome</h2><table class="grid sevtable">'
         f'<thead><tr><th>severity</th>{head}<th class="num">total</th></tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></section>\n"
+    )
+
+
+# --- controls -------------------------------------------------------------------------------
+
+
+def _controls(ordered: list[dict[str, Any]], anchors: list[str]) -> str:
+    """Results rolled up by control: what an auditor asks first ("did CC7.1 operate?")."""
+    counts: dict[str, Counter[str]] = {}
+    open_checks: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for anchor, check in zip(anchors, ordered, strict=True):
+        outcome = _text(check.get("outcome"))
+        for control in dict.fromkeys(_text(c) for c in _as_list(check.get("controls"))):
+            counts.setdefault(control, Counter())[outcome] += 1
+            if outcome in OPEN_OUTCOMES or outcome not in OUTCOME_ORDER:
+                open_checks.setdefault(control, []).append((anchor, check))
+    if not counts:
+        return '<section><h2>Controls</h2><p class="muted">No check named a control.</p></section>\n'
+    head = "".join(f'<th class="num">{_esc(o)}</th>' for o in OUTCOME_ORDER)
+    rows = []
+    framework = None
+    for control in sorted(counts, key=control_sort_key):
+        if framework_of(control) != framework:  # one heading row per framework, named in full
+            framework = framework_of(control)
+            rows.append(
+                f'<tr class="fw"><th colspan="{3 + len(OUTCOME_ORDER)}">{_esc(framework_name(framework))}</th></tr>'
+            )
+        row = counts[control]
+        worst = next((o for o in OUTCOME_ORDER if row.get(o)), "skipped")
+        cells = "".join(
+            f'<td class="num{f" c-{o}" if row.get(o) else " zero"}">{_esc(row.get(o) or "·")}</td>'
+            for o in OUTCOME_ORDER
+        )
+        title = control_title(control)
+        links = "".join(
+            f'<a href="#{a}"><code>{_esc(c.get("check"))}</code></a> ' for a, c in open_checks.get(control, [])[:20]
+        )
+        more = len(open_checks.get(control, [])) - 20
+        links += f'<span class="muted">and {more} more</span>' if more > 0 else ""
+        what = _esc(title) if title else '<span class="muted">(not in the catalogue)</span>'
+        if links:
+            what += f'<div class="cchecks">{links}</div>'
+        rows.append(
+            f'<tr><td><span class="control">{_esc(control)}</span></td><td>{what}</td>'
+            f"<td>{_outcome_badge(worst)}</td>{cells}</tr>"
+        )
+    return (
+        '<section class="controls"><h2>Controls</h2><p class="muted">Each check counts once for every control '
+        "it gives evidence for; a control's status is its worst outcome.</p>"
+        '<table class="grid"><thead><tr><th>control</th><th>what it asks</th><th>status</th>'
+        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></section>\n"
     )
 
 
@@ -559,6 +638,8 @@ background:var(--panel);border:1px solid var(--line);font-family:var(--mono)}
 border-radius:4px;background:var(--waived-bg);color:#2f4a68;border:1px solid #b3c6dc}
 .ticket.expired{background:var(--warned-bg);color:#6c3f00;border-color:#d4a72c}
 .tickets{margin:4px 0 10px}
+.cchecks{margin-top:3px;font-size:12px}.cchecks a{margin-right:6px}
+tr.fw th{background:#f6f8fa;font-size:12px;letter-spacing:.03em;color:var(--fg);border-top:2px solid var(--line)}
 h3.group{text-transform:uppercase;letter-spacing:.06em;font-size:12px;margin:20px 0 6px;color:var(--muted)}
 h3.c-failed{color:var(--failed)}h3.c-error{color:var(--error)}h3.c-warned{color:var(--warned)}
 h3.c-waived{color:var(--waived)}h3.c-passed{color:var(--passed)}

@@ -33,6 +33,10 @@ def render_junit(results: dict[str, Any]) -> str:
     props = ET.SubElement(suite, "properties")
     for key in ("id", "environment", "status", "exit_code", "fail_on"):
         ET.SubElement(props, "property", {"name": f"opsproof.run.{key}", "value": str(run[key])})
+    change = run.get("change") or {}
+    for key in ("ticket", "commit", "image_digest"):  # the change this run validated, for CI dashboards
+        if change.get(key):
+            ET.SubElement(props, "property", {"name": f"opsproof.change.{key}", "value": str(change[key])})
     for check in checks:
         module, _, name = check["id"].partition("::")
         case = ET.SubElement(

@@ -15,10 +15,14 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from opsproof.evidence.signing import Signer
 
 SCHEMA = "opsproof/manifest/v1"
 MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"  # written after manifest.json, over its bytes: not listed in it
 
 
 def sha256_file(path: Path) -> str:
@@ -32,7 +36,7 @@ def sha256_file(path: Path) -> str:
 def bundle_files(bundle: Path) -> list[str]:
     """Every file of a bundle but the manifest, as sorted relative POSIX paths."""
     names = (p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
-    return sorted(name for name in names if name != MANIFEST)
+    return sorted(name for name in names if name not in (MANIFEST, SIGNATURE))
 
 
 def _chain_paths(report_dir: Path, environment: str) -> tuple[Path, Path]:
@@ -42,8 +46,13 @@ def _chain_paths(report_dir: Path, environment: str) -> tuple[Path, Path]:
     return chain / f"{safe}.json", chain / f"{safe}.lock"
 
 
-def seal(bundle: Path, run: dict[str, Any]) -> dict[str, Any]:
-    """Write manifest.json for `bundle` and make it the head of its environment's chain."""
+def manifest_sha256(bundle: Path) -> str:
+    """The hash the next bundle's `previous` records: sha256 of manifest.json's bytes."""
+    return sha256_file(bundle / MANIFEST)
+
+
+def seal(bundle: Path, run: dict[str, Any], signer: Signer | None = None) -> dict[str, Any]:
+    """Write manifest.json (and manifest.sig) for `bundle` and make it the head of its environment's chain."""
     head_file, lock_file = _chain_paths(bundle.parent, run["environment"])
     files = {
         name: {"sha256": sha256_file(bundle / name), "bytes": (bundle / name).stat().st_size}
@@ -52,16 +61,25 @@ def seal(bundle: Path, run: dict[str, Any]) -> dict[str, Any]:
     with open(lock_file, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         previous = json.loads(head_file.read_text()) if head_file.exists() else None
-        manifest = {
+        sealed_run: dict[str, Any] = {
+            key: run[key] for key in ("id", "environment", "started_at", "finished_at", "status", "exit_code")
+        } | {"profile_sha256": run["profile"]["sha256"], "suite": run["suite"]}
+        change = {k: v for k, v in (run.get("change") or {}).items() if k in ("ticket", "commit", "image_digest") and v}
+        if change:  # the change a post-deploy run validated, readable from the chain alone
+            sealed_run["change"] = change
+        manifest: dict[str, Any] = {
             "schema": SCHEMA,
             "bundle": bundle.name,
-            "run": {key: run[key] for key in ("id", "environment", "started_at", "finished_at", "status", "exit_code")}
-            | {"profile_sha256": run["profile"]["sha256"], "suite": run["suite"]},
+            "run": sealed_run,
             "files": files,
             "previous": previous,
         }
+        if signer is not None:
+            manifest["signing"] = {"algorithm": "ed25519", "key_id": signer.key_id, "signature_file": SIGNATURE}
         text = json.dumps(manifest, indent=2) + "\n"
         (bundle / MANIFEST).write_text(text)
+        if signer is not None:
+            (bundle / SIGNATURE).write_text(json.dumps(signer.sign(text.encode()), indent=2) + "\n")
         head = {"bundle": bundle.name, "manifest_sha256": hashlib.sha256(text.encode()).hexdigest()}
         tmp = head_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(head) + "\n")

@@ -45,6 +45,8 @@ def build_results(config: pytest.Config, state: RunState) -> dict[str, Any]:
         "exit_code": exit_code,
         "fail_on": state.fail_on,
         "vars": dict(sorted(loaded.plain_vars.items())),
+        # The change this run validated (ticket, commit, image digest, CI build) and where each came from.
+        "change": state.change or None,
     }
     if state.signalled:
         run["interrupted_by"] = state.signalled

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from opsproof import outcomes
+from opsproof.compliance.change import describe_change
 
 if TYPE_CHECKING:
     from opsproof.plugin import RunState
@@ -15,7 +16,10 @@ def write_summary(reporter: Any, state: RunState) -> None:
     if not records and not state.unmatched_waivers:
         return
     reporter.write_sep("=", "opsproof summary", bold=True)
-    reporter.write_line(f"environment {state.loaded.profile.environment}, fail-on {state.fail_on}")
+    change = describe_change(state.change)
+    reporter.write_line(
+        f"environment {state.loaded.profile.environment}, fail-on {state.fail_on}" + (f"; {change}" if change else "")
+    )
     order = {o: i for i, o in enumerate(outcomes.OUTCOMES)}
     notable = sorted(
         (r for r in records if r["outcome"] != "passed"),
@@ -39,5 +43,7 @@ def write_summary(reporter: Any, state: RunState) -> None:
         reporter.write_line(
             f"waiver {waiver['ticket']} ({waiver['check']!r}) matched no check in this run", yellow=True
         )
+    for line in state.shipped:  # the history, the upload
+        reporter.write_line(line)
     counts = {o: sum(1 for r in records if r["outcome"] == o) for o in outcomes.OUTCOMES}
     reporter.write_line(", ".join(f"{n} {o}" for o, n in counts.items() if n) or "no checks")

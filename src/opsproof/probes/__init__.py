@@ -15,12 +15,15 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from opsproof.profile import Item, Profile
 from opsproof.redaction import ACTIVE
+
+if TYPE_CHECKING:
+    from opsproof.compliance.history import Location
 
 
 class Facts(BaseModel):
@@ -54,10 +57,12 @@ FactsT = TypeVar("FactsT", bound=Facts)
 
 @dataclass(frozen=True)
 class ProbeContext:
-    """Shared by all probes of one run: the profile and a bound on probes in flight."""
+    """Shared by all probes of one run: the profile, a bound on probes in flight, the history store."""
 
     profile: Profile
     limit: asyncio.Semaphore
+    # Where the run's history (and attestation) store is; None when the run has none.
+    history: Location | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,10 @@ class ProbeKind(Generic[TargetT, FactsT]):
     gather: Callable[[Sequence[TargetT], ProbeContext], AsyncIterator[FactsT]]
     # Modules the probe imports lazily; the probe process imports them ahead of the work.
     imports: tuple[str, ...] = ()
+    # The checks judge how long the targets took (HTTP latency, a drill's RTO): this kind's
+    # process keeps its priority, the others yield the CPU to it (nice 10), so that on a
+    # busy machine another kind's parsing is not measured as a slow endpoint.
+    times_targets: bool = False
 
 
 async def each_as_done(probes: Iterable[Awaitable[FactsT]]) -> AsyncIterator[FactsT]:

@@ -170,5 +170,11 @@ async def gather_http(targets: Sequence[HttpTarget], ctx: ProbeContext) -> Async
 
 
 KIND: ProbeKind[HttpTarget, HttpFacts] = ProbeKind(
-    name="http", section="http", cadence="daily", facts=HttpFacts, gather=gather_http, imports=("aiohttp",)
+    name="http",
+    section="http",
+    cadence="daily",
+    facts=HttpFacts,
+    gather=gather_http,
+    imports=("aiohttp",),
+    times_targets=True,  # latency thresholds
 )

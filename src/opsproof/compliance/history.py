@@ -1,0 +1,481 @@
+"""The history store: every run's metadata and records, queried by period reports.
+
+SQLite at `<report-dir>/history.sqlite` by default; PostgreSQL with `--history-dsn
+postgresql://...` (or `$OPSPROOF_HISTORY_DSN`) for teams with many runners. The
+bundles are the evidence and the history is an index of them: each run is recorded
+from its sealed results.json (never from memory), with its bundle's name and
+manifest hash, so `opsproof history rebuild` recreates exactly the same rows from
+the bundles.
+
+Concurrent runs never corrupt it: a run's rows go in one transaction (SQLite: WAL
+and `BEGIN IMMEDIATE`, waiting up to 60 s for another writer; PostgreSQL: one
+transaction, schema created under an advisory lock), and recording the same run
+twice is a no-op. The attestations table (see attestations.py) is append-only: a
+trigger refuses UPDATE and DELETE in both databases.
+
+Tables: `runs` (one row per run), `records` (one per check record), `attestations`
+and `attestation_evidence` (the evidence files, by sha256), `opsproof_meta`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from opsproof.compliance import ComplianceError
+from opsproof.markers import CADENCE_MARKERS
+
+SCHEMA_VERSION = "1"
+SQLITE_NAME = "history.sqlite"
+DSN_VARIABLE = "OPSPROOF_HISTORY_DSN"
+# How long a writer waits for another one (SQLite's busy timeout; PostgreSQL's lock_timeout).
+WAIT_S = 60
+
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS opsproof_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id TEXT PRIMARY KEY,
+        environment TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        markers TEXT,
+        bundle TEXT NOT NULL,
+        manifest_sha256 TEXT NOT NULL,
+        signed_by TEXT,
+        change_ticket TEXT,
+        commit_sha TEXT,
+        image_digest TEXT,
+        upload TEXT,
+        host TEXT,
+        recorded_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS runs_by_time ON runs (environment, started_at)",
+    """CREATE TABLE IF NOT EXISTS records (
+        run_id TEXT NOT NULL REFERENCES runs (run_id),
+        node_id TEXT NOT NULL,
+        check_id TEXT NOT NULL,
+        kind TEXT,
+        target TEXT,
+        cadence TEXT,
+        severity TEXT,
+        outcome TEXT NOT NULL,
+        message TEXT,
+        controls TEXT NOT NULL,
+        waiver TEXT,
+        started_at TEXT,
+        PRIMARY KEY (run_id, node_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS records_by_check ON records (check_id)",
+    """CREATE TABLE IF NOT EXISTS attestations (
+        seq {serial},
+        environment TEXT NOT NULL,
+        attestation_id TEXT NOT NULL,
+        title TEXT,
+        cadence TEXT NOT NULL,
+        controls TEXT NOT NULL,
+        attested_by TEXT NOT NULL,
+        attested_at TEXT NOT NULL,
+        note TEXT NOT NULL,
+        evidence_name TEXT,
+        evidence_sha256 TEXT,
+        evidence_bytes BIGINT,
+        host TEXT,
+        os_user TEXT,
+        previous_sha256 TEXT,
+        entry_sha256 TEXT NOT NULL UNIQUE
+    )""",
+    "CREATE INDEX IF NOT EXISTS attestations_by_id ON attestations (environment, attestation_id, attested_at)",
+    "CREATE TABLE IF NOT EXISTS attestation_evidence (sha256 TEXT PRIMARY KEY, content {blob} NOT NULL)",
+)
+_SQLITE_GUARDS = (
+    """CREATE TRIGGER IF NOT EXISTS attestations_no_update BEFORE UPDATE ON attestations
+       BEGIN SELECT RAISE(ABORT, 'attestations are append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS attestations_no_delete BEFORE DELETE ON attestations
+       BEGIN SELECT RAISE(ABORT, 'attestations are append-only'); END""",
+)
+_POSTGRES_GUARDS = (
+    """CREATE OR REPLACE FUNCTION opsproof_append_only() RETURNS trigger LANGUAGE plpgsql AS
+       $$ BEGIN RAISE EXCEPTION 'attestations are append-only'; END $$""",
+    """CREATE OR REPLACE TRIGGER attestations_append_only BEFORE UPDATE OR DELETE ON attestations
+       FOR EACH STATEMENT EXECUTE FUNCTION opsproof_append_only()""",
+)
+# pg_advisory_xact_lock key: "opsproof" as a number; serialises schema creation and appends.
+_LOCK_KEY = 0x6F7073_70726F6F
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a history lives: a SQLite file or a PostgreSQL DSN. `shown` never holds a password."""
+
+    kind: str  # "sqlite" or "postgres"
+    target: str  # the file path, or the DSN
+    shown: str
+
+    @property
+    def password(self) -> str | None:
+        if self.kind != "postgres" or "://" not in self.target:
+            return None
+        password = urlsplit(self.target).password
+        return unquote(password) if password else None
+
+
+def locate(report_dir: Path, dsn: str | None) -> Location:
+    """The history of a report dir: `--history-dsn` (or $OPSPROOF_HISTORY_DSN), else its SQLite file."""
+    if dsn is None or not dsn.strip():
+        path = report_dir / SQLITE_NAME
+        return Location("sqlite", str(path), str(path))
+    dsn = dsn.strip()
+    if dsn.startswith("sqlite:///"):
+        path = Path(dsn.removeprefix("sqlite://"))
+        return Location("sqlite", str(path), str(path))
+    if dsn.startswith(("postgresql://", "postgres://")):
+        return Location("postgres", dsn, without_password(dsn))
+    if re.search(r"(^|\s)(host|dbname|user)=", dsn):  # libpq key=value form
+        return Location("postgres", dsn, re.sub(r"password=\S+", "password=***", dsn))
+    raise ComplianceError(
+        f"--history-dsn {without_password(dsn)!r}: expected postgresql://user@host/db, "
+        "a libpq 'host=... dbname=...' string, or sqlite:///path/history.sqlite"
+    )
+
+
+def without_password(dsn: str) -> str:
+    """A DSN fit to show: the password (if any) replaced by ***."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "(unparsable DSN)"
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+class History:
+    """One open connection to a history store; use as a context manager."""
+
+    def __init__(self, location: Location, *, create: bool = True) -> None:
+        """`create=False`: a reader (the attestation probe) that must not create a missing SQLite file."""
+        self.location = location
+        self._create = create
+        self._conn: Any = None
+
+    # -- connection -------------------------------------------------------------------------
+
+    def __enter__(self) -> History:
+        try:
+            if self.location.kind == "sqlite":
+                self._open_sqlite()
+            else:
+                self._open_postgres()
+        except (sqlite3.Error, OSError) as exc:
+            raise HistoryError(f"history {self.location.shown}: {exc}") from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _open_sqlite(self) -> None:
+        path = Path(self.location.target)
+        if not self._create and not path.exists():
+            # Nothing recorded yet: an empty store, without leaving a file behind.
+            self._conn = sqlite3.connect(":memory:", isolation_level=None)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE takes the write lock up front,
+            # so two writers queue instead of deadlocking on a lock upgrade).
+            self._conn = sqlite3.connect(path, timeout=WAIT_S, isolation_level=None)
+            self._conn.execute(f"PRAGMA busy_timeout = {WAIT_S * 1000}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            if not self._create:
+                return  # a reader of a store someone created: WAL lets it read while a writer writes
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        with self.transaction():
+            for statement in (*_TABLES, *_SQLITE_GUARDS):
+                self._conn.execute(statement.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB"))
+            self._conn.execute(
+                "INSERT OR IGNORE INTO opsproof_meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+            )
+
+    def _open_postgres(self) -> None:
+        import psycopg
+
+        try:
+            # A connect_timeout in the DSN wins; else 10 s, never libpq's default of waiting forever.
+            bound: dict[str, Any] = {} if "connect_timeout" in self.location.target else {"connect_timeout": 10}
+            self._conn = psycopg.connect(self.location.target, autocommit=True, **bound)
+        except psycopg.Error as exc:
+            raise HistoryError(
+                f"history {self.location.shown}: cannot connect: {_pg_message(exc, self.location)}"
+            ) from None
+        with self.transaction():
+            self._conn.execute(f"SET LOCAL lock_timeout = '{WAIT_S}s'")
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            for statement in (*_TABLES, *_POSTGRES_GUARDS):
+                self._conn.execute(statement.format(serial="BIGSERIAL PRIMARY KEY", blob="BYTEA"))
+            self._conn.execute(
+                "INSERT INTO opsproof_meta (key, value) VALUES ('schema', %s) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,)
+            )
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit: everything in it lands, or nothing does. Database errors become HistoryError."""
+        errors = _database_errors(self.location.kind)
+        try:
+            if self.location.kind == "sqlite":
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            else:
+                with self._conn.transaction():
+                    yield
+        except errors as exc:
+            raise HistoryError(f"history {self.location.shown}: {_pg_message(exc, self.location)}") from exc
+
+    def lock_appends(self) -> None:
+        """Inside a transaction: serialise appends to a chain (SQLite's BEGIN IMMEDIATE already does)."""
+        if self.location.kind == "postgres":
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY + 1,))
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement written with `?` placeholders; the rows it returns."""
+        cursor = self._conn.execute(self._sql(sql), tuple(params))
+        return list(cursor.fetchall()) if cursor.description else []
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        if self.location.kind == "sqlite":
+            self._conn.executemany(sql, rows)
+        else:
+            with self._conn.cursor() as cursor:
+                cursor.executemany(self._sql(sql), rows)
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.location.kind == "sqlite" else sql.replace("?", "%s")
+
+    @property
+    def insert_or_ignore(self) -> tuple[str, str]:
+        """(prefix, suffix) making an INSERT a no-op for a row that exists."""
+        return ("INSERT OR IGNORE", "") if self.location.kind == "sqlite" else ("INSERT", " ON CONFLICT DO NOTHING")
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def record_bundle(self, bundle: Path, manifest_sha256: str, upload: dict[str, Any] | None = None) -> bool:
+        """Record one sealed bundle (its results.json) as a run; False when it was already recorded."""
+        results = json.loads((bundle / "results.json").read_text())
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        with self.transaction():
+            return self._insert_run(results, bundle.name, manifest_sha256, manifest, upload)
+
+    def _insert_run(
+        self,
+        results: dict[str, Any],
+        bundle: str,
+        manifest_sha256: str,
+        manifest: dict[str, Any],
+        upload: dict[str, Any] | None,
+    ) -> bool:
+        run = results["run"]
+        if self.execute("SELECT 1 FROM runs WHERE run_id = ?", (run["id"],)):
+            return False
+        change = run.get("change") or {}
+        signing = manifest.get("signing") or {}
+        prefix, suffix = self.insert_or_ignore
+        self.execute(
+            f"{prefix} INTO runs (run_id, environment, started_at, finished_at, status, exit_code, markers, bundle, "
+            "manifest_sha256, signed_by, change_ticket, commit_sha, image_digest, upload, host, recorded_at) "
+            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){suffix}",
+            (
+                run["id"],
+                run["environment"],
+                run["started_at"],
+                run.get("finished_at"),
+                run.get("status") or "unknown",
+                run.get("exit_code"),
+                (run.get("selection") or {}).get("markers"),
+                bundle,
+                manifest_sha256,
+                signing.get("key_id"),
+                change.get("ticket"),
+                change.get("commit"),
+                change.get("image_digest"),
+                json.dumps(upload) if upload else None,
+                run.get("host"),
+                _now(),
+            ),
+        )
+        self.executemany(
+            f"{prefix} INTO records (run_id, node_id, check_id, kind, target, cadence, severity, outcome, message, "
+            f"controls, waiver, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){suffix}",
+            [_record_row(run["id"], check) for check in results.get("checks", [])],
+        )
+        return True
+
+    def set_upload(self, run_id: str, upload: dict[str, Any]) -> None:
+        with self.transaction():
+            self.execute("UPDATE runs SET upload = ? WHERE run_id = ?", (json.dumps(upload), run_id))
+
+    def environments(self) -> list[str]:
+        rows = self.execute("SELECT DISTINCT environment FROM runs UNION SELECT DISTINCT environment FROM attestations")
+        return sorted(str(r[0]) for r in rows)
+
+    def runs(self, environment: str, start: str, end: str) -> list[dict[str, Any]]:
+        """Runs of an environment started in [start, end) (ISO 8601 UTC strings), oldest first."""
+        columns = (
+            "run_id",
+            "started_at",
+            "finished_at",
+            "status",
+            "exit_code",
+            "markers",
+            "bundle",
+            "manifest_sha256",
+            "signed_by",
+            "change_ticket",
+            "commit_sha",
+            "image_digest",
+            "upload",
+            "host",
+        )
+        rows = self.execute(
+            f"SELECT {', '.join(columns)} FROM runs WHERE environment = ? AND started_at >= ? AND started_at < ? "
+            "ORDER BY started_at, run_id",
+            (environment, start, end),
+        )
+        found = [dict(zip(columns, row, strict=True)) for row in rows]
+        for run in found:
+            run["upload"] = json.loads(run["upload"]) if run["upload"] else None
+        return found
+
+    def records(self, environment: str, start: str, end: str) -> list[dict[str, Any]]:
+        """Check records of an environment's runs started in [start, end), in run order."""
+        columns = ("check_id", "kind", "target", "cadence", "severity", "outcome", "message", "controls", "waiver")
+        rows = self.execute(
+            f"SELECT r.run_id, u.started_at, {', '.join('r.' + c for c in columns)} FROM records r "
+            "JOIN runs u ON u.run_id = r.run_id WHERE u.environment = ? AND u.started_at >= ? AND u.started_at < ? "
+            "ORDER BY u.started_at, r.run_id, r.check_id",
+            (environment, start, end),
+        )
+        found = []
+        for row in rows:
+            record = dict(zip(("run_id", "run_started_at", *columns), row, strict=True))
+            record["controls"] = json.loads(record["controls"])
+            record["waiver"] = json.loads(record["waiver"]) if record["waiver"] else None
+            found.append(record)
+        return found
+
+    def count(self, table: str) -> int:
+        assert table in ("runs", "records", "attestations", "attestation_evidence")
+        return int(self.execute(f"SELECT count(*) FROM {table}")[0][0])
+
+    # -- rebuild ----------------------------------------------------------------------------
+
+    def rebuild(self, report_dir: Path) -> RebuildReport:
+        """Replace every run and record with those of the bundles under `report_dir`.
+
+        Bundles that fail verification are left out and named. Attestations are kept (they
+        are primary records, not derived from bundles); any a bundle's attestation record
+        names that the store lacks is restored from that record.
+        """
+        from opsproof.compliance.attestations import restore_from_record
+        from opsproof.evidence.chain import find_environments
+        from opsproof.evidence.manifest import manifest_sha256
+        from opsproof.evidence.verify import verify_bundle
+
+        report = RebuildReport()
+        with self.transaction():
+            self.execute("DELETE FROM records")
+            self.execute("DELETE FROM runs")
+            for bundles in find_environments(report_dir).values():
+                for bundle in bundles:
+                    problems = verify_bundle(bundle)
+                    if problems:
+                        report.skipped.append(f"{bundle.name}: {problems[0]}")
+                        continue
+                    results = json.loads((bundle / "results.json").read_text())
+                    manifest = json.loads((bundle / "manifest.json").read_text())
+                    upload = read_receipt(report_dir, bundle.name)
+                    if self._insert_run(results, bundle.name, manifest_sha256(bundle), manifest, upload):
+                        report.runs += 1
+                        report.records += len(results.get("checks", []))
+                    for check in results.get("checks", []):
+                        if check.get("kind") == "attestations" and restore_from_record(self, check):
+                            report.attestations_restored += 1
+        return report
+
+
+@dataclass
+class RebuildReport:
+    runs: int = 0
+    records: int = 0
+    attestations_restored: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+class HistoryError(Exception):
+    """The history store could not be opened or written; the message says which and why."""
+
+
+def read_receipt(report_dir: Path, bundle: str) -> dict[str, Any] | None:
+    """The upload receipt of a bundle (`<report-dir>/.uploads/<bundle>.json`), if it was uploaded."""
+    path = report_dir / ".uploads" / f"{bundle}.json"
+    try:
+        found: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return found
+
+
+def _record_row(run_id: str, check: dict[str, Any]) -> tuple[Any, ...]:
+    markers = check.get("markers") or []
+    cadence = next((m for m in markers if m in CADENCE_MARKERS), None)
+    return (
+        run_id,
+        check.get("id") or check["check"],
+        check["check"],
+        check.get("kind"),
+        check.get("target"),
+        cadence,
+        check.get("severity"),
+        check["outcome"],
+        check.get("message"),
+        json.dumps(check.get("controls") or []),
+        json.dumps(check["waiver"]) if check.get("waiver") else None,
+        check.get("started_at"),
+    )
+
+
+def _database_errors(kind: str) -> tuple[type[Exception], ...]:
+    if kind == "sqlite":
+        return (sqlite3.Error,)
+    import psycopg  # imported only for PostgreSQL stores: SQLite runs never pay for it
+
+    return (sqlite3.Error, psycopg.Error)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _pg_message(exc: Exception, location: Location) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if location.password:
+        text = text.replace(location.password, "***")
+    return text

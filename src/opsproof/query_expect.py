@@ -1,0 +1,82 @@
+"""Does a custom query's result meet its `expect`? Shared by the postgres checks and the drills' `sql`.
+
+The value compared is the first column of the first row (`QueryResult.value`, JSON-friendly,
+and `value_text`, how PostgreSQL spells it); `rows`, `min_rows` and `max_rows` compare the
+row count. Every operator given must hold; the first that does not is the failure message::
+
+    assert_expected(spec.expect, result)   # AssertionError("value is '41', expected 42")
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from opsproof.probes.postgres import QueryResult
+from opsproof.targets.postgres import QueryExpect
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def equal(result: QueryResult, expected: Any) -> bool:
+    """Numbers as numbers, booleans as booleans, anything else as PostgreSQL's text of the value."""
+    if expected is None or result.value is None:
+        return expected is None and result.value is None
+    if isinstance(expected, bool) or isinstance(result.value, bool):
+        return isinstance(expected, bool) and isinstance(result.value, bool) and expected == result.value
+    if _is_number(expected) and _is_number(result.value):
+        return float(expected) == float(result.value)
+    return _as_text(expected) == result.value_text
+
+
+def number(result: QueryResult) -> float:
+    if _is_number(result.value):
+        return float(result.value)
+    try:
+        return float(result.value_text or "")
+    except ValueError:
+        raise AssertionError(f"value {result.value_text!r} ({result.value_type}) is not a number") from None
+
+
+def shown(result: QueryResult) -> str:
+    """The value as a message shows it: NULL, or its text quoted."""
+    return "NULL" if result.value is None else repr(result.value_text)
+
+
+def assert_expected(expect: QueryExpect, result: QueryResult) -> None:
+    """Assert every operator of `expect` on the result; the first that does not hold is the message."""
+    given = expect.model_fields_set
+    rows = result.row_count or 0
+    if "rows" in given:
+        assert rows == expect.rows, f"{rows} row(s), expected {expect.rows}"
+    if "min_rows" in given and expect.min_rows is not None:
+        assert rows >= expect.min_rows, f"{rows} row(s), expected at least {expect.min_rows}"
+    if "max_rows" in given and expect.max_rows is not None:
+        assert rows <= expect.max_rows, f"{rows} row(s), expected at most {expect.max_rows}"
+    value_ops = given & {"equals", "one_of", "min", "max", "matches"}
+    if value_ops:
+        assert rows > 0, f"no rows; expected a value ({', '.join(sorted(value_ops))})"
+    if "equals" in given:
+        assert equal(result, expect.equals), f"value is {shown(result)}, expected {expect.equals!r}"
+    if "one_of" in given and expect.one_of is not None:
+        assert any(equal(result, option) for option in expect.one_of), (
+            f"value is {shown(result)}, expected one of {expect.one_of!r}"
+        )
+    if "min" in given and expect.min is not None:
+        assert result.value is not None, f"value is NULL, expected at least {expect.min:g}"
+        assert number(result) >= expect.min, f"value {number(result):g} is below the minimum {expect.min:g}"
+    if "max" in given and expect.max is not None:
+        assert result.value is not None, f"value is NULL, expected at most {expect.max:g}"
+        assert number(result) <= expect.max, f"value {number(result):g} is above the maximum {expect.max:g}"
+    if "matches" in given and expect.matches is not None:
+        assert result.value_text is not None and re.search(expect.matches, result.value_text), (
+            f"value {shown(result)} does not match /{expect.matches}/"
+        )

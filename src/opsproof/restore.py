@@ -1,0 +1,898 @@
+"""Restoring a backup into PostgreSQL: the I/O of a restore drill, synchronous and cancellable.
+
+One pass over the stored object does everything its format allows:
+
+- **plain SQL** (optionally gzip): streamed from the store, hashed, decompressed and fed
+  to `psql -v ON_ERROR_STOP=1` as it arrives, never written to disk. opsproof opens the
+  transaction (`BEGIN`) and sends `COMMIT` only once the whole dump has arrived and ends
+  with pg_dump's completion marker, so a truncated, corrupt or interrupted backup
+  commits nothing, even into a scratch database. Ownership and privilege statements
+  (`ALTER ... OWNER TO`, `GRANT`, `REVOKE`, `ALTER DEFAULT PRIVILEGES`, `SET SESSION
+  AUTHORIZATION`) are left out of the stream, as `pg_restore --no-owner --no-acl` does:
+  the roles of production do not exist in a throwaway cluster.
+- **custom format** (`pg_dump -Fc`, optionally gzipped whole): fetched into a temporary
+  file (pg_restore needs to seek), hashed on the way, then `pg_restore --no-owner
+  --no-acl --exit-on-error`, with `-j N` parallel jobs (or `--single-transaction` when N is 1).
+
+Everything a drill makes lives in one temporary folder (`opsproof-drill-*`): the fetched
+archive, psql's error output, the password file for a scratch database, and the
+throwaway cluster (`opsproof.localpg`). The folder is registered with the reaper
+(`opsproof.reaper`) before anything is put in it, so it is removed even when the
+process running the drill is killed outright.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from opsproof.backup_integrity import GZIP_MAGIC, PGDMP_MAGIC, PLAIN_DUMP_END, CorruptBackup, Gunzip
+from opsproof.backup_store import BackupStore, StoredObject, StoreError
+from opsproof.localpg import LocalPgError, LocalPostgres, PgBinaries, local_postgres
+
+Stage = Literal["choose", "prepare", "fetch", "restore", "verify"]
+
+EPHEMERAL_DATABASE = "drill"
+APPLICATION_NAME = "opsproof-drill"
+# The throwaway cluster is tuned for one bulk load it will never need to recover from:
+# no TCP at all (the socket lives in the drill's private folder), WAL only as much as a
+# crash-unsafe server needs (with `minimal`, COPY into a table created in the same
+# transaction writes no WAL), big maintenance memory for the index builds, no checkpoints
+# or autovacuum in the middle of the load.
+EPHEMERAL_SETTINGS: dict[str, str | int | bool] = {
+    "listen_addresses": "",
+    "wal_level": "minimal",
+    "max_wal_senders": 0,
+    "archive_mode": "off",
+    "shared_buffers": "128MB",
+    "maintenance_work_mem": "256MB",
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "1h",
+    "autovacuum": False,
+}
+# localpg puts the cluster's socket under its folder; a unix socket path holds 107 bytes, so a
+# folder deeper than this gets a second, short one in the system temp dir (also reaped).
+MAX_CLUSTER_BASE_CHARS = 60
+DEFAULT_MAX_JOBS = 4
+PIPE_BYTES = 1 << 20
+READ_AHEAD_CHUNKS = 4  # chunks fetched ahead of the restore: S3 latency overlaps psql's work
+STDERR_SHOWN_CHARS = 1500
+HEAD_BYTES = 512
+PLAIN_HEADER = b"-- PostgreSQL database dump"
+CLUSTER_HEADER = b"-- PostgreSQL database cluster dump"
+REAPER_SCRIPT = Path(__file__).with_name("reaper.py")
+
+
+class DrillError(Exception):
+    """The drill stopped; the message says why in words, `stage` where.
+
+    `misconfigured`: the reason is not the backup's or the target's state but the
+    set-up (no PostgreSQL binaries, access denied, a scratch database that is not empty):
+    an `error` record, not a `failed` one.
+    """
+
+    def __init__(self, message: str, *, stage: Stage, misconfigured: bool = False, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.misconfigured = misconfigured
+        self.timed_out = timed_out
+
+
+class CancelToken:
+    """Stops a drill running in another thread: kills its subprocesses and makes its loops raise."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._processes: set[subprocess.Popen[bytes]] = set()
+        self.reason = ""
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self, reason: str) -> None:
+        with self._lock:
+            if not self._event.is_set():
+                self.reason = reason
+                self._event.set()
+            processes = list(self._processes)
+        for process in processes:
+            kill_group(process)
+
+    def check(self, stage: Stage) -> None:
+        if self._event.is_set():
+            raise DrillError(f"stopped: {self.reason}", stage=stage, timed_out=True)
+
+    @contextlib.contextmanager
+    def tracking(self, process: subprocess.Popen[bytes]) -> Iterator[None]:
+        """Kill `process` (and its group) if the drill is cancelled while it runs; always on the way out."""
+        with self._lock:
+            self._processes.add(process)
+            cancelled = self._event.is_set()
+        if cancelled:
+            kill_group(process)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._processes.discard(process)
+            if process.poll() is None:
+                kill_group(process)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(10)
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a restore tool and whatever it forked (pg_restore's parallel workers share its group)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+# -- phases ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    """One timed step of a drill, in POSIX seconds."""
+
+    name: str
+    started: float
+    finished: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.finished is None else max(0.0, self.finished - self.started)
+
+
+class Phases:
+    """The timeline of a drill: phases in the order they started (streamed ones overlap)."""
+
+    def __init__(self) -> None:
+        self.items: list[Phase] = []
+        self._lock = threading.Lock()
+
+    def add(self, name: str, started: float, finished: float | None = None, **detail: Any) -> Phase:
+        phase = Phase(name, started, finished, dict(detail))
+        with self._lock:
+            self.items.append(phase)
+            self.items.sort(key=lambda p: p.started)
+        return phase
+
+    @contextlib.contextmanager
+    def timing(self, name: str, **detail: Any) -> Iterator[Phase]:
+        """Time a block; the phase is recorded (unfinished: with the time it stopped) however it ends."""
+        phase = self.add(name, time.time(), **detail)
+        try:
+            yield phase
+        finally:
+            phase.finished = time.time()
+
+    def get(self, name: str) -> Phase | None:
+        return next((p for p in self.items if p.name == name), None)
+
+    def wall_seconds(self) -> float | None:
+        """From the first phase's start to the last one's end (streamed phases overlap, so not a sum)."""
+        if not self.items or any(p.finished is None for p in self.items):
+            return None
+        return max(p.finished or 0.0 for p in self.items) - min(p.started for p in self.items)
+
+
+# -- the reaper -----------------------------------------------------------------------------
+
+
+class _Reaper:
+    """This process's watcher (opsproof.reaper), started on first use; one per process, forks included."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._owner_pid = 0
+        self._registered: set[str] = set()
+
+    def _ensure(self) -> subprocess.Popen[bytes]:
+        process = self._process
+        if process is None or self._owner_pid != os.getpid() or process.poll() is not None:
+            if self._owner_pid != os.getpid():
+                self._registered = set()  # a forked child: the parent's folders are the parent's
+            process = subprocess.Popen(
+                [sys.executable, "-I", str(REAPER_SCRIPT)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C for the run must not stop it before it cleans up
+            )
+            self._process, self._owner_pid = process, os.getpid()
+            for path in self._registered:  # a watcher that died is replaced and told everything again
+                self._write(process, f"+ {path}")
+        return process
+
+    @staticmethod
+    def _write(process: subprocess.Popen[bytes], line: str) -> None:
+        assert process.stdin is not None
+        process.stdin.write(line.encode() + b"\n")
+        process.stdin.flush()
+
+    def register(self, path: Path) -> None:
+        with self._lock:
+            self._registered.add(str(path))
+            try:
+                self._write(self._ensure(), f"+ {path}")
+            except OSError:  # it died between the check and the write: the next one is told all
+                self._process = None
+                self._ensure()
+
+    def unregister(self, path: Path) -> None:
+        with self._lock:
+            self._registered.discard(str(path))
+            process = self._process
+            if process is not None and self._owner_pid == os.getpid() and process.poll() is None:
+                with contextlib.suppress(OSError):
+                    self._write(process, f"- {path}")
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None and self._owner_pid == os.getpid() else None
+
+
+REAPER = _Reaper()
+
+
+def make_drill_dir(work_dir: Path | None) -> Path:
+    """A private folder for one drill, registered with the reaper before anything goes in it."""
+    path = Path(tempfile.mkdtemp(prefix="opsproof-drill-", dir=work_dir))
+    REAPER.register(path)
+    return path
+
+
+def remove_drill_dir(path: Path) -> bool:
+    """Remove the folder; True when it is gone. The reaper forgets it either way."""
+    shutil.rmtree(path, ignore_errors=True)
+    gone = not path.exists()
+    if gone:
+        REAPER.unregister(path)
+    return gone
+
+
+# -- targets --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestoreTarget:
+    """Where psql and pg_restore restore to: a libpq connection string WITHOUT its password.
+
+    The password, if any, is in a password file in the drill's folder (PGPASSFILE), never
+    on a command line, which any local user can read in /proc.
+    """
+
+    conninfo: str
+    env: Mapping[str, str]
+    jobs: int
+    shown: str  # how reports name it
+
+
+def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment for libpq tools, without the caller's PG* variables (PGHOST, PGSERVICE...)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    return {**env, "PGAPPNAME": APPLICATION_NAME, **extra}
+
+
+def password_file(drill_dir: Path, password: str) -> Path:
+    """A .pgpass in the drill's folder matching any server: `*:*:*:*:<password>`, mode 0600."""
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    path = drill_dir / "pgpass"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"*:*:*:*:{escaped}\n")
+    return path
+
+
+def default_jobs() -> int:
+    return max(1, min(DEFAULT_MAX_JOBS, os.cpu_count() or 1))
+
+
+class EphemeralCluster:
+    """A throwaway PostgreSQL in the drill's folder, with one empty database to restore into."""
+
+    def __init__(self, drill_dir: Path, jobs: int, binaries: PgBinaries | None = None) -> None:
+        self.drill_dir = drill_dir
+        self.jobs = jobs
+        self.binaries = binaries
+        self.pg: LocalPostgres | None = None
+        self.extra_dir: Path | None = None
+        self._stack = ExitStack()
+
+    def start(self) -> RestoreTarget:
+        base = self.drill_dir
+        if len(str(base)) > MAX_CLUSTER_BASE_CHARS:
+            base = self.extra_dir = make_drill_dir(None)
+        self.pg = self._stack.enter_context(
+            local_postgres(
+                max_connections=self.jobs + 10,
+                settings=EPHEMERAL_SETTINGS,
+                base_dir=base,
+                binaries=self.binaries,
+                start_timeout=60.0,
+            )
+        )
+        self.pg.create_database(EPHEMERAL_DATABASE)
+        return RestoreTarget(
+            conninfo=self.pg.socket_conninfo(dbname=EPHEMERAL_DATABASE),
+            env=clean_env({}),
+            jobs=self.jobs,
+            shown=f"ephemeral PostgreSQL {self.version()} (database {EPHEMERAL_DATABASE})",
+        )
+
+    def version(self) -> str:
+        assert self.pg is not None
+        rows = self.pg.execute("select current_setting('server_version')")
+        return str(rows[0][0])
+
+    def stop(self) -> None:
+        """Stop the server and remove its folder (localpg's own cleanup); never raises."""
+        with contextlib.suppress(Exception):
+            self._stack.close()
+        if self.extra_dir is not None:
+            remove_drill_dir(self.extra_dir)
+
+    @property
+    def stopped(self) -> bool:
+        return self.pg is None or not self.pg.is_running()
+
+
+# -- the backup's bytes ---------------------------------------------------------------------
+
+
+@dataclass
+class Fetch:
+    """What reading the stored object gave: its size and sha256 (complete only if read to the end)."""
+
+    started: float = 0.0
+    finished: float | None = None
+    bytes_read: int = 0
+    complete: bool = False
+    _hash: Any = field(default_factory=hashlib.sha256, repr=False)
+
+    @property
+    def sha256(self) -> str | None:
+        return self._hash.hexdigest() if self.complete else None
+
+
+_END = object()
+
+
+def read_ahead(chunks: Iterator[bytes], token: CancelToken, fetch: Fetch) -> Iterator[bytes]:
+    """The object's chunks, fetched (and hashed) by a thread up to READ_AHEAD_CHUNKS ahead."""
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD_CHUNKS)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        fetch.started = time.time()
+        try:
+            for chunk in chunks:
+                fetch._hash.update(chunk)
+                fetch.bytes_read += len(chunk)
+                if token.cancelled or not put(chunk):
+                    return
+            fetch.complete = True
+            fetch.finished = time.time()
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, which raises it in its own thread
+            put(exc)
+        finally:
+            if fetch.finished is None:
+                fetch.finished = time.time()
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
+    thread = threading.Thread(target=produce, name="opsproof-drill-fetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                item = ahead.get(timeout=0.1)
+            except queue.Empty:
+                token.check("fetch")
+                continue
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(1.0)  # a blocked S3 read ends at its own timeout; the thread is a daemon
+
+
+@dataclass(frozen=True)
+class BackupFormat:
+    kind: Literal["plain", "custom"]
+    gzip: bool
+
+    @property
+    def label(self) -> str:
+        return self.kind + (".gz" if self.gzip else "")
+
+
+_UNSUPPORTED = (
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
+    (b"\x04\x22\x4d\x18", "lz4-compressed"),
+    (b"\xfd7zXZ\x00", "xz-compressed"),
+    (b"BZh", "bzip2-compressed"),
+    (b"PK\x03\x04", "a zip file"),
+)
+
+
+def inner_format(head: bytes, gzipped: bool) -> Literal["plain", "custom"]:
+    """What pg_dump wrote, from the first bytes (after gzip); DrillError for anything else."""
+    inside = " inside gzip" if gzipped else ""
+    if not head:
+        raise DrillError(f"the backup is empty{inside}", stage="fetch")
+    if head.startswith(PGDMP_MAGIC):
+        return "custom"
+    if CLUSTER_HEADER in head[:HEAD_BYTES]:
+        raise DrillError(
+            f"the backup is a pg_dumpall cluster dump{inside}: a drill restores one database's pg_dump "
+            "(plain SQL or custom format)",
+            stage="fetch",
+        )
+    if PLAIN_HEADER in head[:HEAD_BYTES]:
+        return "plain"
+    for magic, what in _UNSUPPORTED:
+        if head.startswith(magic):
+            raise DrillError(
+                f"the backup is {what}{inside}: drills restore plain SQL or custom format, optionally gzip",
+                stage="fetch",
+            )
+    if len(head) > 262 and head[257:262] == b"ustar":
+        raise DrillError(
+            f"the backup is a tar archive{inside}: restore drills take plain SQL or custom format", stage="fetch"
+        )
+    first_line = head.split(b"\n", 1)[0][:60].decode("utf-8", "replace")
+    raise DrillError(
+        f"the backup is not a pg_dump plain or custom-format dump{inside} (it begins {first_line!r})", stage="fetch"
+    )
+
+
+def _peek(blocks: Iterator[bytes], size: int) -> tuple[bytes, Iterator[bytes]]:
+    """The first `size` bytes of a stream of blocks, and the whole stream again."""
+    taken: list[bytes] = []
+    have = 0
+    for block in blocks:
+        taken.append(block)
+        have += len(block)
+        if have >= size:
+            break
+    head = b"".join(taken)
+
+    def again() -> Iterator[bytes]:
+        if head:
+            yield head
+        yield from blocks
+
+    return head[:size], again()
+
+
+def _decompressed(raw: Iterator[bytes], gunzip: Gunzip) -> Iterator[bytes]:
+    for chunk in raw:
+        yield from gunzip.feed(chunk)
+    gunzip.finish()
+
+
+def _corrupt(stream: Iterator[bytes]) -> Iterator[bytes]:
+    """Turn a corrupt gzip stream into the drill's error (stage fetch)."""
+    try:
+        yield from stream
+    except CorruptBackup as exc:
+        raise DrillError(f"the backup is corrupt: {exc}", stage="fetch") from None
+
+
+@dataclass
+class OpenedBackup:
+    """A backup whose first bytes were read (its format is known) and whose rest streams on demand."""
+
+    format: BackupFormat
+    blocks: Iterator[bytes]
+    fetch: Fetch
+    generators: list[Iterator[bytes]] = field(default_factory=list, repr=False)
+
+    def close(self) -> None:
+        """Stop reading: the fetching thread ends and the S3 body is closed. Idempotent."""
+        for generator in (self.blocks, *reversed(self.generators)):
+            close = getattr(generator, "close", None)
+            if close is not None:
+                with contextlib.suppress(ValueError):  # still running in another thread: it ends on its own
+                    close()
+
+
+def open_backup(store: BackupStore, obj: StoredObject, token: CancelToken, fetch: Fetch) -> OpenedBackup:
+    """Start reading the backup: its format from the first bytes, the rest streamed (DrillError when unusable).
+
+    Called before the restore target is prepared, so a file that is no dump costs no cluster.
+    """
+    raw = _store_errors(read_ahead(store.chunks(obj), token, fetch))
+    generators = [raw]
+    try:
+        first, raw = _peek(raw, len(GZIP_MAGIC))
+        gzipped = first.startswith(GZIP_MAGIC)
+        blocks = _corrupt(_decompressed(raw, Gunzip())) if gzipped else raw
+        generators.append(blocks)
+        head, blocks = _peek(blocks, HEAD_BYTES)
+        return OpenedBackup(BackupFormat(inner_format(head, gzipped), gzipped), blocks, fetch, generators)
+    except BaseException:
+        OpenedBackup(BackupFormat("plain", False), raw, fetch, generators).close()
+        raise
+
+
+def _store_errors(stream: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from stream
+    except StoreError as exc:
+        raise DrillError(
+            f"reading the backup failed: {exc}", stage="fetch", misconfigured=exc.denied, timed_out=exc.timed_out
+        ) from None
+    except OSError as exc:
+        raise DrillError(f"reading the backup failed: {exc.strerror or exc}", stage="fetch") from None
+
+
+# -- plain SQL ------------------------------------------------------------------------------
+
+_DROPPED_STARTS = (
+    b"GRANT ",
+    b"REVOKE ",
+    b"ALTER DEFAULT PRIVILEGES ",
+    b"SET SESSION AUTHORIZATION ",
+    b"RESET SESSION AUTHORIZATION",
+)
+
+
+_DOLLAR_TAG = re.compile(rb"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+
+
+def _dollar_tag(line: bytes, at: int) -> bytes | None:
+    """The `$tag$` opening a dollar quote at `at`, or None ($1 parameters, $ inside identifiers)."""
+    before = line[at - 1 : at]
+    if before and (before.isalnum() or before == b"_"):
+        return None
+    found = _DOLLAR_TAG.match(line, at)
+    return found.group(0) if found else None
+
+
+class PlainDumpFilter:
+    """Streams a plain pg_dump through, leaving out ownership and privilege statements.
+
+    Lines outside COPY data are followed with a small lexer (quotes, quoted identifiers,
+    dollar quotes, comments), so a statement is only dropped where one begins: a `GRANT`
+    line inside a function body or a multi-line comment string stays. COPY data, nearly
+    all of a dump's bytes, is passed through by searching for its `\\.` terminator, never
+    line by line.
+    """
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._in_copy = False
+        self._quote: bytes | None = None  # b"'", b'"' or a $tag$ we are inside of
+        self._at_start = True  # the next line begins a statement
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> bytes:
+        buf = self._pending + data if self._pending else data
+        out: list[bytes] = []
+        pos, size = 0, len(buf)
+        while pos < size:
+            if self._in_copy:
+                found = buf.find(b"\n\\.\n", pos)
+                if found == -1:
+                    keep = max(pos, size - 3)  # a terminator may straddle two chunks
+                    out.append(buf[pos:keep])
+                    pos = keep
+                    break
+                out.append(buf[pos : found + 4])
+                pos = found + 4
+                self._in_copy, self._at_start = False, True
+                continue
+            newline = buf.find(b"\n", pos)
+            if newline == -1:
+                break
+            line = buf[pos : newline + 1]
+            if self._keep(line):
+                if self._in_copy:  # the COPY line itself: its newline starts the search for `\.`
+                    out.append(line[:-1])
+                    pos = newline
+                    continue
+                out.append(line)
+            pos = newline + 1
+        self._pending = buf[pos:]
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return rest
+
+    def _keep(self, line: bytes) -> bool:
+        if self._quote is None and self._at_start:
+            text = line.strip()
+            if not text or text.startswith(b"--") or text.startswith(b"\\"):
+                return True  # a blank line, a comment, a psql meta-command: still between statements
+            if self._droppable(text):
+                self.dropped += 1
+                return False
+            if text.startswith(b"COPY ") and text.endswith(b" FROM stdin;"):
+                self._in_copy = True
+                return True
+        self._scan(line)
+        return True
+
+    def _droppable(self, text: bytes) -> bool:
+        ownership = text.startswith(b"ALTER ") and b" OWNER TO " in text
+        if not (ownership or text.startswith(_DROPPED_STARTS)) or not text.endswith(b";"):
+            return False
+        # One whole statement on this line: nothing opened and left open (pg_dump writes them so).
+        saved = self._quote, self._at_start
+        self._scan(text + b"\n")
+        whole = self._quote is None and self._at_start
+        self._quote, self._at_start = saved
+        return whole
+
+    def _scan(self, line: bytes) -> None:
+        """Follow quotes through one line; note whether it ends a statement."""
+        i, size = 0, len(line)
+        code_end = size  # where a trailing -- comment starts
+        while i < size:
+            if self._quote is not None:
+                end = line.find(self._quote, i)
+                if end == -1:
+                    i = size
+                    break
+                i = end + len(self._quote)
+                self._quote = None
+                continue
+            ch = line[i : i + 1]
+            if ch in (b"'", b'"'):
+                self._quote = ch
+                i += 1
+            elif ch == b"$":
+                tag = _dollar_tag(line, i)
+                if tag is not None:
+                    self._quote = tag
+                    i += len(tag)
+                else:
+                    i += 1
+            elif ch == b"-" and line[i : i + 2] == b"--":
+                code_end = i
+                break
+            else:
+                i += 1
+        self._at_start = self._quote is None and line[:code_end].rstrip().endswith(b";")
+
+
+def _error_lines(text: str) -> str:
+    """The lines of a tool's stderr worth showing: its errors first, then the rest, cut short."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if "ERROR:" in line or "FATAL:" in line or "error:" in line]
+    shown = "; ".join(errors or lines)
+    return shown if len(shown) <= STDERR_SHOWN_CHARS else shown[: STDERR_SHOWN_CHARS - 3] + "..."
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+@dataclass
+class RestoreReport:
+    """What the restore did: format, tool, bytes, checksum, statements left out, the tool's output."""
+
+    format: str
+    tool: str
+    command: list[str]
+    fetch: Fetch
+    bytes_restored: int = 0
+    jobs: int | None = None
+    statements_dropped: int = 0
+    tool_output: str = ""
+
+
+def restore_backup(
+    opened: OpenedBackup,
+    target: RestoreTarget,
+    binaries: PgBinaries,
+    drill_dir: Path,
+    token: CancelToken,
+    phases: Phases,
+) -> RestoreReport:
+    """Fetch the rest of the backup and restore it into `target`; DrillError (stage fetch or restore) if not."""
+    backup_format, blocks, fetch = opened.format, opened.blocks, opened.fetch
+    try:
+        if backup_format.kind == "plain":
+            return _restore_plain(backup_format, blocks, target, binaries, drill_dir, token, phases, fetch)
+        return _restore_custom(backup_format, blocks, target, binaries, drill_dir, token, phases, fetch)
+    finally:
+        opened.close()
+        record_fetch(phases, fetch)
+
+
+def _tool(binaries: PgBinaries, name: str) -> Path:
+    try:
+        return binaries.tool(name)
+    except LocalPgError as exc:
+        raise DrillError(str(exc), stage="restore", misconfigured=True) from None
+
+
+def _restore_plain(
+    backup_format: BackupFormat,
+    blocks: Iterator[bytes],
+    target: RestoreTarget,
+    binaries: PgBinaries,
+    drill_dir: Path,
+    token: CancelToken,
+    phases: Phases,
+    fetch: Fetch,
+) -> RestoreReport:
+    psql = _tool(binaries, "psql")
+    # The drill's folder on the command line lets the reaper find this psql by its arguments.
+    command = [
+        str(psql),
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--set",
+        f"opsproof_drill={drill_dir}",
+        "-d",
+        target.conninfo,
+    ]
+    report = RestoreReport(backup_format.label, "psql", command, fetch)
+    errors = drill_dir / "psql.stderr"
+    dump_filter = PlainDumpFilter()
+    tail = b""
+    with phases.timing("restore", tool="psql") as restore, open(errors, "wb") as stderr:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=dict(target.env),
+            start_new_session=True,
+        )
+        with token.tracking(process):
+            stdin = process.stdin
+            assert stdin is not None
+            _widen_pipe(stdin.fileno())
+            try:
+                stdin.write(b"BEGIN;\n")
+                for block in blocks:
+                    report.bytes_restored += len(block)
+                    tail = (tail + block[-HEAD_BYTES:])[-HEAD_BYTES:]
+                    stdin.write(dump_filter.feed(block))
+                    token.check("restore")
+                stdin.write(dump_filter.finish())
+                if PLAIN_DUMP_END not in tail:
+                    # Never COMMIT a dump that did not end the way pg_dump ends one: psql is killed
+                    # with the transaction open, so the server rolls it back.
+                    raise DrillError(
+                        "the dump is incomplete: it does not end with pg_dump's completion marker "
+                        f"({PLAIN_DUMP_END.decode()!r}); truncated?",
+                        stage="fetch",
+                    )
+                stdin.write(b"\nCOMMIT;\n")
+                stdin.close()
+            except BrokenPipeError:
+                pass  # psql stopped reading: its exit status and stderr say why
+            finally:
+                record_fetch(phases, fetch)
+                report.statements_dropped = dump_filter.dropped
+            code = process.wait()
+        restore.finished = time.time()
+    token.check("restore")
+    report.tool_output = _error_lines(_read_text(errors))
+    if code != 0:
+        raise DrillError(f"psql failed (exit {code}): {report.tool_output or 'no message'}", stage="restore")
+    return report
+
+
+def _widen_pipe(fd: int) -> None:
+    """A 1 MiB pipe to psql (Linux; default 64 KiB): a chunk crosses in one wake-up instead of sixteen."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is not None:
+        with contextlib.suppress(OSError):  # above /proc/sys/fs/pipe-max-size for this user: keep the default
+            fcntl.fcntl(fd, set_size, PIPE_BYTES)
+
+
+def record_fetch(phases: Phases, fetch: Fetch) -> None:
+    """The fetch phase, from the reading thread's own timestamps (a streamed fetch has no block of its own)."""
+    if fetch.started and phases.get("fetch") is None:
+        phases.add("fetch", fetch.started, fetch.finished or time.time(), bytes=fetch.bytes_read, streamed=True)
+
+
+def _restore_custom(
+    backup_format: BackupFormat,
+    blocks: Iterator[bytes],
+    target: RestoreTarget,
+    binaries: PgBinaries,
+    drill_dir: Path,
+    token: CancelToken,
+    phases: Phases,
+    fetch: Fetch,
+) -> RestoreReport:
+    pg_restore = _tool(binaries, "pg_restore")
+    archive = drill_dir / "backup.dump"
+    with phases.timing("fetch") as fetching:
+        fetching.started = fetch.started or fetching.started
+        written = _write_file(archive, blocks, token)
+        fetching.detail.update(bytes=fetch.bytes_read, archive_bytes=written)
+    options = ["--single-transaction"] if target.jobs == 1 else ["-j", str(target.jobs)]
+    command = [
+        str(pg_restore),
+        "--no-owner",
+        "--no-acl",
+        "--exit-on-error",
+        *options,
+        "-d",
+        target.conninfo,
+        str(archive),
+    ]
+    report = RestoreReport(backup_format.label, "pg_restore", command, fetch, bytes_restored=written, jobs=target.jobs)
+    errors = drill_dir / "pg_restore.stderr"
+    with phases.timing("restore", tool="pg_restore", jobs=target.jobs), open(errors, "wb") as stderr:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=dict(target.env),
+            start_new_session=True,
+        )
+        with token.tracking(process):
+            code = process.wait()
+    token.check("restore")
+    report.tool_output = _error_lines(_read_text(errors))
+    if code != 0:
+        raise DrillError(f"pg_restore failed (exit {code}): {report.tool_output or 'no message'}", stage="restore")
+    return report
+
+
+def _write_file(path: Path, blocks: Iterable[bytes], token: CancelToken) -> int:
+    written = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    out: IO[bytes]
+    with os.fdopen(fd, "wb") as out:
+        for block in blocks:
+            out.write(block)
+            written += len(block)
+            token.check("fetch")
+    return written
