@@ -52,6 +52,16 @@ def make_test_app(seen: list[tuple[str, str, dict[str, str]]]) -> web.Applicatio
         await asyncio.sleep(int(request.match_info["ms"]) / 1000)
         return web.json_response({"status": "healthy"})
 
+    cold: set[str] = set()
+
+    async def cold_start(request: web.Request) -> web.Response:
+        # Slow the first time each key is asked for, fast after: a cold cache, a JIT warming up.
+        key = request.match_info["key"]
+        if key not in cold:
+            cold.add(key)
+            await asyncio.sleep(0.3)
+        return web.json_response({"status": "healthy"})
+
     async def text(request: web.Request) -> web.Response:
         return web.Response(text="OK: all systems go (build 2026.11)")
 
@@ -70,6 +80,7 @@ def make_test_app(seen: list[tuple[str, str, dict[str, str]]]) -> web.Applicatio
     app.router.add_get("/status/{code}", status)
     app.router.add_get("/state/{state}", state)
     app.router.add_get("/slow/{ms}", slow)
+    app.router.add_get("/cold/{key}", cold_start)
     app.router.add_get("/text", text)
     app.router.add_get("/auth", auth)
     app.router.add_get("/redirect", redirect)
