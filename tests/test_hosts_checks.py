@@ -31,7 +31,7 @@ from cryptography.x509.oid import NameOID
 import opsproof
 from conftest import SECRET, Runner, listening_black_hole
 from opsproof.demo.services import free_port
-from opsproof.probes.hosts import parse_net, parse_ntpq, parse_systemd, parse_timedatectl
+from opsproof.probes.host_output import parse_net, parse_ntpq, parse_systemd, parse_timedatectl
 from opsproof.targets.hosts import compare_versions
 
 PARAMIKO = importlib.util.find_spec("paramiko") is not None

@@ -155,3 +155,13 @@ def default_threshold(**limits: str | int) -> Callable[[], Any]:
     own value, so it can never be of another unit than what the field takes.
     """
     return lambda: dict(limits)
+
+
+def check_order(threshold: Threshold[Any] | None, *, lower_is_worse: bool) -> None:
+    """Refuse an inverted `{warn, fail}` pair at load: it would silently never warn."""
+    if threshold is None or threshold.warn is None or threshold.fail is None:
+        return
+    if lower_is_worse and threshold.warn < threshold.fail:
+        raise ValueError("lower is worse here: warn must be at or above fail (the two are inverted)")
+    if not lower_is_worse and threshold.warn > threshold.fail:
+        raise ValueError("higher is worse here: warn must be at or below fail (the two are inverted)")

@@ -72,7 +72,8 @@ def _ssl_context(
     return cache[key]
 
 
-def _describe_error(exc: BaseException) -> str:
+def describe_http_error(exc: BaseException) -> str:
+    """An aiohttp client error in words (the prometheus probe shares it)."""
     import aiohttp
 
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -155,7 +156,7 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
                 target=target.name,
                 url=url_shown,
                 reached=False,
-                failure=redact(_describe_error(exc)),
+                failure=redact(describe_http_error(exc)),
                 elapsed_s=time.perf_counter() - started,
             )
         limit = _lowest_limit(target)

@@ -32,7 +32,8 @@ from typing import Any
 
 from pydantic import Field
 
-from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done, utc_iso
+from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done, utc_iso
+from opsproof.probes.http import describe_http_error
 from opsproof.redaction import redact
 from opsproof.targets.prometheus import Kpi, PrometheusTarget
 
@@ -90,23 +91,7 @@ def _failure(exc: BaseException) -> dict[str, Any]:
         if exc.error_type:
             found["error_type"] = exc.error_type
         return found
-    return {"ok": False, "outcome": "failed", "error": redact(_describe_error(exc)), "unreached": True}
-
-
-def _describe_error(exc: BaseException) -> str:
-    import aiohttp
-
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate verification failed: {exc.certificate_error}"
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return f"TLS handshake failed: {exc}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return describe_connect_error(exc.os_error, exc.host, f"{exc.host}:{exc.port}")
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection without answering"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"bad HTTP response: {exc.message}"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return {"ok": False, "outcome": "failed", "error": redact(describe_http_error(exc)), "unreached": True}
 
 
 def _excerpt(text: str) -> str:

@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof.fields import Item, Name, Percent, PositiveDuration, Strict, Threshold, default_threshold
+from opsproof.fields import Item, Name, Percent, PositiveDuration, Strict, Threshold, check_order, default_threshold
 from opsproof.targets.tls import Expiry
 
 # Backends whose commands a POSIX shell runs (the probe sends one sh script).
@@ -452,15 +452,6 @@ def _float(value: Any) -> Any:
 LoadLimit = Annotated[LoadPerCpu, BeforeValidator(_float)]
 
 
-def _ordered(threshold: Threshold[Any] | None, *, lower_is_worse: bool) -> None:
-    if threshold is None or threshold.warn is None or threshold.fail is None:
-        return
-    if lower_is_worse and threshold.warn < threshold.fail:
-        raise ValueError("lower is worse here: warn must be at or above fail (e.g. {warn: 20%, fail: 10%})")
-    if not lower_is_worse and threshold.warn > threshold.fail:
-        raise ValueError("higher is worse here: warn must be at or below fail (e.g. {warn: 80%, fail: 90%})")
-
-
 class HostTarget(Item):
     """A host: filesystems, memory, load, services, ports, certificate files, clock, packages."""
 
@@ -537,26 +528,26 @@ class HostTarget(Item):
     @field_validator("filesystems", "inodes")
     @classmethod
     def _higher_is_worse(cls, value: Threshold[float] | None) -> Threshold[float] | None:
-        _ordered(value, lower_is_worse=False)
+        check_order(value, lower_is_worse=False)
         return value
 
     @field_validator("mounts")
     @classmethod
     def _mount_order(cls, value: dict[str, Threshold[float] | None]) -> dict[str, Threshold[float] | None]:
         for threshold in value.values():
-            _ordered(threshold, lower_is_worse=False)
+            check_order(threshold, lower_is_worse=False)
         return value
 
     @field_validator("memory")
     @classmethod
     def _lower_is_worse(cls, value: Threshold[float] | None) -> Threshold[float] | None:
-        _ordered(value, lower_is_worse=True)
+        check_order(value, lower_is_worse=True)
         return value
 
     @field_validator("load")
     @classmethod
     def _load_order(cls, value: Threshold[float] | None) -> Threshold[float] | None:
-        _ordered(value, lower_is_worse=False)
+        check_order(value, lower_is_worse=False)
         return value
 
     @model_validator(mode="after")

@@ -38,7 +38,7 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonSchemaValue
 
-from opsproof.fields import Duration, Item, Name, Percent, Strict, Threshold, default_threshold
+from opsproof.fields import Duration, Item, Name, Percent, Strict, Threshold, check_order, default_threshold
 from opsproof.targets.tls import Expiry
 
 # -- label selectors ---------------------------------------------------------------------
@@ -267,16 +267,6 @@ def _check_context(paths: list[Path], context: str | None) -> None:
 Count = Annotated[StrictInt, Field(ge=0)]
 
 
-def _ordered(threshold: Threshold[Any] | None, *, lower_is_worse: bool) -> None:
-    # An inverted pair would silently never warn: say so at load.
-    if threshold is None or threshold.warn is None or threshold.fail is None:
-        return
-    if lower_is_worse and threshold.warn < threshold.fail:
-        raise ValueError("lower is worse here: warn must be at or above fail (e.g. {warn: 100%, fail: 50%})")
-    if not lower_is_worse and threshold.warn > threshold.fail:
-        raise ValueError("higher is worse here: warn must be at or below fail (e.g. {warn: 3, fail: 10})")
-
-
 def _on_off(value: Any) -> Any:
     # `nodes: false` turns an aspect off; `nodes: true` keeps its defaults.
     if value is False:
@@ -315,7 +305,7 @@ class PodSettings(Strict):
     @field_validator("restarts")
     @classmethod
     def _restarts_order(cls, value: Threshold[int]) -> Threshold[int]:
-        _ordered(value, lower_is_worse=False)
+        check_order(value, lower_is_worse=False)
         return value
 
 
@@ -332,7 +322,7 @@ class WorkloadSettings(Strict):
     @field_validator("available")
     @classmethod
     def _available_order(cls, value: Threshold[float]) -> Threshold[float]:
-        _ordered(value, lower_is_worse=True)
+        check_order(value, lower_is_worse=True)
         return value
 
 
@@ -368,7 +358,7 @@ class CronJobExpectation(Strict):
     def _age_order(cls, value: Threshold[float]) -> Threshold[float]:
         if value.warn is None and value.fail is None:
             raise ValueError("give warn, fail or both (e.g. {fail: 26h})")
-        _ordered(value, lower_is_worse=False)
+        check_order(value, lower_is_worse=False)
         return value
 
     @property
@@ -416,7 +406,7 @@ class EventSettings(Strict):
     @field_validator("count")
     @classmethod
     def _count_order(cls, value: Threshold[int]) -> Threshold[int]:
-        _ordered(value, lower_is_worse=False)
+        check_order(value, lower_is_worse=False)
         return value
 
 

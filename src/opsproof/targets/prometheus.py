@@ -31,7 +31,16 @@ from pydantic import (
 )
 
 from opsproof import units
-from opsproof.fields import ExistingFile, Item, Name, PositiveDuration, Strict, Threshold, default_threshold
+from opsproof.fields import (
+    ExistingFile,
+    Item,
+    Name,
+    PositiveDuration,
+    Strict,
+    Threshold,
+    check_order,
+    default_threshold,
+)
 from opsproof.targets.hosts import also_accepts  # a schema helper for any kind; hosts defines it first
 
 Unit = Literal["number", "seconds", "percent", "ratio", "bytes"]
@@ -117,8 +126,7 @@ class TargetHealth(Strict):
     @field_validator("down")
     @classmethod
     def _ordered(cls, value: Threshold[int]) -> Threshold[int]:
-        if value.warn is not None and value.fail is not None and value.warn > value.fail:
-            raise ValueError("warn must be at or below fail (e.g. {warn: 0, fail: 2})")
+        check_order(value, lower_is_worse=False)
         return value
 
 

@@ -25,7 +25,17 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof.fields import Duration, ExistingFile, Item, Name, Percent, Strict, Threshold, default_threshold
+from opsproof.fields import (
+    Duration,
+    ExistingFile,
+    Item,
+    Name,
+    Percent,
+    Strict,
+    Threshold,
+    check_order,
+    default_threshold,
+)
 
 EvictionPolicy = Literal[
     "noeviction",
@@ -135,16 +145,6 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-def _ordered(threshold: Threshold[Any] | None, *, lower_is_worse: bool) -> None:
-    # An inverted pair would silently never warn: say so at load.
-    if threshold is None or threshold.warn is None or threshold.fail is None:
-        return
-    if lower_is_worse and threshold.warn < threshold.fail:
-        raise ValueError("lower is worse here: warn must be at or above fail (e.g. {warn: 90%, fail: 80%})")
-    if not lower_is_worse and threshold.warn > threshold.fail:
-        raise ValueError("higher is worse here: warn must be at or below fail (e.g. {warn: 80%, fail: 95%})")
-
-
 class Persistence(Strict):
     """RDB snapshots and the append-only file; a failed last save or write always fails."""
 
@@ -158,7 +158,7 @@ class Persistence(Strict):
     @field_validator("rdb_max_age")
     @classmethod
     def _rdb_order(cls, value: Threshold[float] | None) -> Threshold[float] | None:
-        _ordered(value, lower_is_worse=False)
+        check_order(value, lower_is_worse=False)
         return value
 
 
@@ -179,7 +179,7 @@ class RedisReplication(Strict):
     @field_validator("link_age")
     @classmethod
     def _link_order(cls, value: Threshold[float]) -> Threshold[float]:
-        _ordered(value, lower_is_worse=False)
+        check_order(value, lower_is_worse=False)
         return value
 
 
@@ -227,20 +227,20 @@ class RedisTarget(Item):
     @field_validator("memory", "clients")
     @classmethod
     def _higher_is_worse(cls, value: Threshold[float]) -> Threshold[float]:
-        _ordered(value, lower_is_worse=False)
+        check_order(value, lower_is_worse=False)
         return value
 
     @field_validator("hit_ratio")
     @classmethod
     def _lower_is_worse(cls, value: Threshold[float] | None) -> Threshold[float] | None:
-        _ordered(value, lower_is_worse=True)
+        check_order(value, lower_is_worse=True)
         return value
 
     @field_validator("queues")
     @classmethod
     def _queue_order(cls, value: dict[str, Threshold[int]]) -> dict[str, Threshold[int]]:
         for threshold in value.values():
-            _ordered(threshold, lower_is_worse=False)
+            check_order(threshold, lower_is_worse=False)
         return value
 
     @model_validator(mode="after")
