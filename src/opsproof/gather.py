@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from opsproof.probes import Facts, ProbeContext, kinds
+from opsproof.probes import Facts, ProbeContext, kinds, kinds_in_use
 from opsproof.profile import Profile
 
 if TYPE_CHECKING:
@@ -72,9 +72,7 @@ class Gatherer:
         if not self._in_child or self._children:
             return self
         self._early = {kind: set(names) for kind, names in (early or {}).items() if names}
-        for kind in kinds().values():
-            if not self._profile.targets(kind.section):
-                continue  # no items of this kind: no process
+        for kind in kinds_in_use(self._profile).values():  # no items of a kind: no process
             request_read, request_write = os.pipe()
             result_read, result_write = os.pipe()
             pid = os.fork()
@@ -169,7 +167,7 @@ class Gatherer:
                 event.set()
 
     def _read_children(self) -> None:
-        registry = kinds()
+        registry = kinds_in_use(self._profile)
         by_fd = {child.results: child for child in self._children.values() if child.results is not None}
         pending = {fd: b"" for fd in by_fd}
         try:
@@ -216,7 +214,7 @@ class Gatherer:
         self, wanted: Mapping[str, set[str]], deliver: Callable[[str, Facts], None], ctx: ProbeContext | None = None
     ) -> None:
         ctx = ctx or self._context()
-        registry = kinds()
+        registry = kinds_in_use(self._profile)
 
         async def probe_kind(kind_name: str, names: set[str]) -> None:
             kind = registry[kind_name]
@@ -246,10 +244,14 @@ class _Child:
 def _probe_in_child(gatherer: Gatherer, kind: str, request_read: int, result_write: int) -> NoReturn:
     status = 0
     try:
-        if not kinds()[kind].times_targets:
+        registry = kinds_in_use(gatherer._profile)
+        timed = any(k.times_targets for k in registry.values())
+        if timed and not registry[kind].times_targets:
+            # Yield the CPU to the kinds whose checks judge time; without one in the run,
+            # nicing would only slow the probes the checks are waiting for.
             os.nice(10)
         # Import what the probes need while the parent collects, then wait for the work.
-        for module in kinds()[kind].imports:
+        for module in registry[kind].imports:
             importlib.import_module(module)
         with os.fdopen(result_write, "w", encoding="utf-8") as out:
 

@@ -37,8 +37,16 @@ from opsproof.compliance.change import change_context
 from opsproof.controls import ControlMap
 from opsproof.gather import FactsByKind, Gatherer, probe_all_shared
 from opsproof.markers import ALL_MARKERS, CADENCE_MARKERS
-from opsproof.probes import Facts, ProbeKind, kinds, utc_iso, utc_now
-from opsproof.profile import Item, LoadedProfile, ProfileError, Waiver, load_profile, resolve_profile_path
+from opsproof.probes import Facts, ProbeKind, kind_named, kinds, kinds_in_use, utc_iso, utc_now
+from opsproof.profile import (
+    ITEM_SECTIONS,
+    Item,
+    LoadedProfile,
+    ProfileError,
+    Waiver,
+    load_profile,
+    resolve_profile_path,
+)
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
 
 if TYPE_CHECKING:
@@ -305,7 +313,8 @@ def _control_map(loaded: LoadedProfile) -> ControlMap:
     """The catalogue with the profile's `controls:` applied; a key naming no kind is a usage error."""
     overrides = getattr(loaded.profile, "controls", None) or {}
     controls = ControlMap(overrides)
-    unknown = controls.unknown_kinds(sorted(kinds()))
+    # Only a profile with overrides pays for loading every kind (before the probes fork).
+    unknown = controls.unknown_kinds(sorted(kinds())) if overrides else []
     if unknown:
         raise pytest.UsageError(
             f"profile {loaded.path.name}: controls: unknown kind {unknown[0]!r} (kinds: {', '.join(sorted(kinds()))})"
@@ -332,7 +341,7 @@ def _early_targets(config: pytest.Config, state: RunState) -> dict[str, set[str]
         return {}
     checks = Path.cwd() / "checks"
     early: dict[str, set[str]] = {}
-    for kind in kinds().values():
+    for kind in kinds_in_use(state.loaded.profile).values():
         if not any(checks.glob(f"*/test_{kind.name}.py")):
             continue
         for name, item in state.loaded.profile.targets(kind.section).items():
@@ -385,7 +394,26 @@ def _state(config: pytest.Config) -> RunState | None:
 
 def kind_of_path(path: Path) -> ProbeKind[Any, Any] | None:
     """checks/<area>/test_<kind>.py -> the probe kind `<kind>`."""
-    return kinds().get(path.stem.removeprefix("test_")) if path.stem.startswith("test_") else None
+    if not path.stem.startswith("test_"):
+        return None
+    try:
+        return kind_named(path.stem.removeprefix("test_"))
+    except KeyError:
+        return None
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave out checks/<area>/test_<kind>.py when the profile has no items of that kind.
+
+    Its checks would apply to nothing and be dropped anyway; not importing the module
+    (and its probe's) saves a run of one kind the time every other kind's code costs.
+    """
+    state = _state(config)
+    if state is None or collection_path.suffix != ".py" or collection_path.parent.parent.name != "checks":
+        return None
+    section = collection_path.stem.removeprefix("test_")
+    unused = collection_path.stem.startswith("test_") and section in ITEM_SECTIONS
+    return True if unused and not state.loaded.profile.targets(section) else None
 
 
 @dataclass(frozen=True)
@@ -494,7 +522,7 @@ def opsproof_run(request: pytest.FixtureRequest) -> RunState:
 @pytest.fixture
 def item(target: TargetRef, opsproof_run: RunState) -> Item:
     """The profile model of the target this check is about."""
-    return opsproof_run.loaded.profile.targets(kinds()[target.kind].section)[target.name]
+    return opsproof_run.loaded.profile.targets(kind_named(target.kind).section)[target.name]
 
 
 @pytest.fixture
@@ -659,7 +687,7 @@ def _record(
 
 def _controls(item: pytest.Item, check: Check, state: RunState) -> list[str]:
     aspect = check.check_id.split(".", 1)[-1].split("[", 1)[0]
-    kind = kinds().get(check.kind)
+    kind = kinds_in_use(state.loaded.profile).get(check.kind)
     target = state.loaded.profile.targets(kind.section).get(check.target) if kind and check.target else None
     own = getattr(target, "controls", None)  # an item's own `controls:` (attestations) wins
     change = state.change

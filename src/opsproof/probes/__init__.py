@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from opsproof.profile import Item, Profile
+from opsproof.profile import ITEM_SECTIONS, Item, Profile
 from opsproof.redaction import ACTIVE
 
 if TYPE_CHECKING:
@@ -78,8 +78,8 @@ class ProbeKind(Generic[TargetT, FactsT]):
     # Modules the probe imports lazily; the probe process imports them ahead of the work.
     imports: tuple[str, ...] = ()
     # The checks judge how long the targets took (HTTP latency, a drill's RTO): this kind's
-    # process keeps its priority, the others yield the CPU to it (nice 10), so that on a
-    # busy machine another kind's parsing is not measured as a slow endpoint.
+    # process keeps its priority and, in a run that has one, the other kinds' processes
+    # yield the CPU to it (nice 10), so another kind's parsing is not measured as a slow endpoint.
     times_targets: bool = False
 
 
@@ -122,3 +122,23 @@ def kinds() -> dict[str, ProbeKind[Any, Any]]:
         # One update once all are found: a thread asking meanwhile never sees half the kinds.
         _KINDS.update(found)
     return _KINDS
+
+
+def kind_named(name: str) -> ProbeKind[Any, Any]:
+    """One kind, importing only its own module (`opsproof.probes.<name>`): cheap before the probes fork."""
+    found = _KINDS.get(name)
+    if found is not None:
+        return found
+    try:
+        module = importlib.import_module(f"{__name__}.{name}")
+    except ImportError:
+        module = None
+    kind = getattr(module, "KIND", None)
+    if isinstance(kind, ProbeKind) and kind.name == name:
+        return kind
+    return kinds()[name]  # a kind whose module is named otherwise: look through them all
+
+
+def kinds_in_use(profile: Profile) -> dict[str, ProbeKind[Any, Any]]:
+    """The kinds the profile has items of, by name; every kind is named after its section."""
+    return {section: kind_named(section) for section in ITEM_SECTIONS if profile.targets(section)}
