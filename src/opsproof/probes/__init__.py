@@ -108,6 +108,7 @@ def utc_iso(timestamp: float) -> str:
 
 
 _KINDS: dict[str, ProbeKind[Any, Any]] = {}
+_BY_NAME: dict[str, ProbeKind[Any, Any]] = {}  # kinds looked up one by one (kind_named)
 
 
 def kinds() -> dict[str, ProbeKind[Any, Any]]:
@@ -126,7 +127,7 @@ def kinds() -> dict[str, ProbeKind[Any, Any]]:
 
 def kind_named(name: str) -> ProbeKind[Any, Any]:
     """One kind, importing only its own module (`opsproof.probes.<name>`): cheap before the probes fork."""
-    found = _KINDS.get(name)
+    found = _KINDS.get(name) or _BY_NAME.get(name)
     if found is not None:
         return found
     try:
@@ -135,6 +136,7 @@ def kind_named(name: str) -> ProbeKind[Any, Any]:
         module = None
     kind = getattr(module, "KIND", None)
     if isinstance(kind, ProbeKind) and kind.name == name:
+        _BY_NAME[name] = kind
         return kind
     return kinds()[name]  # a kind whose module is named otherwise: look through them all
 
