@@ -611,6 +611,29 @@ BAD = [
         "environment: prod\nenvironment: staging  # <-\n", "environment", ["duplicate key"], {}, id="dup-top-level-key"
     ),
     pytest.param(HEAD + "    url: http://other/  # <-\n", "http[0].url", ["duplicate key"], {}, id="dup-item-key"),
+    # an inverted threshold would never warn: refused where it is written, for every kind
+    pytest.param(
+        HEAD + "    expect:\n      latency: {warn: 2s, fail: 1s}  # <-\n",
+        "http[0].expect.latency",
+        ["higher is worse here: warn must be at or below fail"],
+        {},
+        id="inverted-latency",
+    ),
+    pytest.param(
+        "environment: prod\npostgres:\n  - name: db\n    dsn: postgresql://ops@db/app\n"
+        "    connections: {warn: 95%, fail: 80%}  # <-\n",
+        "postgres[0].connections",
+        ["higher is worse here: warn must be at or below fail"],
+        {},
+        id="inverted-connections",
+    ),
+    pytest.param(
+        "environment: prod\nbackups:\n  - name: db\n    path: /b\n    max_age: {warn: 2d, fail: 1d}  # <-\n",
+        "backups[0].max_age",
+        ["higher is worse here: warn must be at or below fail"],
+        {},
+        id="inverted-backup-age",
+    ),
     pytest.param(
         HEAD + "    expect:\n      latency:\n        warn: 1s\n        warn: 2s  # <-\n",
         "http[0].expect.latency.warn",

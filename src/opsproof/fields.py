@@ -165,3 +165,12 @@ def check_order(threshold: Threshold[Any] | None, *, lower_is_worse: bool) -> No
         raise ValueError("lower is worse here: warn must be at or above fail (the two are inverted)")
     if not lower_is_worse and threshold.warn > threshold.fail:
         raise ValueError("higher is worse here: warn must be at or below fail (the two are inverted)")
+
+
+def _higher_is_worse(threshold: Any) -> Any:
+    check_order(threshold, lower_is_worse=False)
+    return threshold
+
+
+# `Annotated[Threshold[Duration], Rising]`: a threshold where higher is worse, refused inverted at load.
+Rising = AfterValidator(_higher_is_worse)

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, WithJsonSchema, model_validator
 
-from opsproof.fields import Item, Percent, PositiveDuration, Size, Strict, Threshold
+from opsproof.fields import Item, Percent, PositiveDuration, Rising, Size, Strict, Threshold
 
 VerifyMethod = Literal["gzip", "pg_dump", "sha256"]
 
@@ -53,7 +53,7 @@ _DURATION_OR_THRESHOLD = WithJsonSchema(
         ]
     }
 )
-AgeLimit = Annotated[Threshold[PositiveDuration], BeforeValidator(_fail_only), _DURATION_OR_THRESHOLD]
+AgeLimit = Annotated[Threshold[PositiveDuration], BeforeValidator(_fail_only), Rising, _DURATION_OR_THRESHOLD]
 
 
 class OldestBound(Strict):

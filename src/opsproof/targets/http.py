@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, WithJsonSchema, field_validator
 
-from opsproof.fields import Duration, ExistingFile, Item, Regex, Strict, Threshold
+from opsproof.fields import Duration, ExistingFile, Item, Regex, Rising, Strict, Threshold
 
 
 def _status_list(value: Any) -> Any:
@@ -25,7 +25,7 @@ class HttpExpect(Strict):
     ] = Field(default_factory=lambda: [200], description="an HTTP status or a list of them")
     json_body: Any = Field(None, alias="json", description="subset match of the JSON body")
     body: Regex | None = Field(None, description="a regular expression searched in the body")
-    latency: Threshold[Duration] | None = None
+    latency: Annotated[Threshold[Duration], Rising] | None = None
 
 
 class HttpTarget(Item):

@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof.fields import Duration, Item, Name, Percent, Regex, Strict, Threshold, default_threshold
+from opsproof.fields import Duration, Item, Name, Percent, Regex, Rising, Strict, Threshold, default_threshold
 
 # A literal, a quoted identifier, a comment: the places a keyword is not a keyword.
 _NOT_CODE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$", re.DOTALL)
@@ -113,7 +113,7 @@ class PostgresQuery(Strict):
 class Replication(Strict):
     """Replication lag, seen from a standby (replay delay) or from the primary (pg_stat_replication)."""
 
-    lag: Threshold[Duration] = Field(
+    lag: Annotated[Threshold[Duration], Rising] = Field(
         default_factory=default_threshold(warn="30s", fail="5m"),
         validate_default=True,
         description="replay lag: on a standby its own, on a primary the worst its replicas report",
@@ -124,7 +124,7 @@ class Replication(Strict):
 class WalArchiving(Strict):
     """pg_stat_archiver: failures since the last success, and the age of the last archived segment."""
 
-    max_age: Threshold[Duration] = Field(
+    max_age: Annotated[Threshold[Duration], Rising] = Field(
         default_factory=default_threshold(warn="15m", fail="1h"),
         validate_default=True,
         description="age of the last archived WAL segment (set archive_timeout on quiet servers)",
@@ -139,25 +139,25 @@ class PostgresTarget(Item):
         None,
         description="the password, apart from the DSN so it needs no URL-encoding: `password: ${PG_PASSWORD}`",
     )
-    connections: Threshold[Percent] = Field(
+    connections: Annotated[Threshold[Percent], Rising] = Field(
         default_factory=default_threshold(warn="80%", fail="95%"),
         validate_default=True,
         description="sessions as a share of max_connections",
     )
-    long_running_queries: Threshold[Duration] = Field(
+    long_running_queries: Annotated[Threshold[Duration], Rising] = Field(
         default_factory=default_threshold(warn="1m", fail="5m"),
         validate_default=True,
         description="age of the oldest active query",
     )
-    blocked_locks: Threshold[StrictInt] = Field(
+    blocked_locks: Annotated[Threshold[StrictInt], Rising] = Field(
         default_factory=default_threshold(fail=0), validate_default=True, description="count of waiting lock requests"
     )
-    idle_in_transaction: Threshold[Duration] = Field(
+    idle_in_transaction: Annotated[Threshold[Duration], Rising] = Field(
         default_factory=default_threshold(warn="5m", fail="30m"),
         validate_default=True,
         description="age of the oldest idle-in-transaction session",
     )
-    wraparound: Threshold[Percent] = Field(
+    wraparound: Annotated[Threshold[Percent], Rising] = Field(
         default_factory=default_threshold(warn="50%", fail="75%"),
         validate_default=True,
         description="oldest transaction ID age as a share of the 2^31 wraparound limit",
