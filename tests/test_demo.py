@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO
 
 
@@ -145,3 +147,15 @@ def test_the_monthly_demo_restores_the_backups_and_counts_rows(tmp_path: Path) -
     assert failed == ["drills.table[restore-weekly/audit_events]", "drills.table[restore-weekly/projects]"]
     restore = next(c for c in results["checks"] if c["check"] == "drills.restore[restore-latest]")
     assert restore["observed"]["backup"]["name"].startswith("scorpius_")
+
+
+def test_without_a_prometheus_binary_the_demo_leaves_its_checks_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opsproof.demo import prometheus
+    from opsproof.demo.environment import DemoEnvironment
+
+    monkeypatch.setattr(prometheus, "prometheus_binary", lambda: None)
+    with prometheus.serve_demo_prometheus() as served:
+        assert served is None
+    demo = DemoEnvironment(plain_vars={"DEMO_HTTP": "127.0.0.1:1"}, deselect=["prometheus"])
+    assert demo.pytest_args() == ["--var", "DEMO_HTTP=127.0.0.1:1", "-k", "not test_prometheus"]
+    assert DemoEnvironment().pytest_args() == []
