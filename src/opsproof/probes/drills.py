@@ -50,9 +50,9 @@ from opsproof.probes.postgres import (
     QueryResult,
     SectionError,
     Session,
-    _scrub,
     describe_connect_error,
     dsn_without_password,
+    scrub_postgres_error,
 )
 from opsproof.redaction import redact
 from opsproof.restore import (
@@ -347,7 +347,8 @@ class Drill:
                 timed_out=True,
             ) from None
         except psycopg.Error as exc:
-            message = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, self._pg())
+            said = str(exc).strip()
+            message = scrub_postgres_error(said.splitlines()[0] if said else type(exc).__name__, self._pg())
             raise DrillError(f"the scratch database refused: {message}", stage="prepare", misconfigured=True) from None
         finally:
             await conn.close()
@@ -496,7 +497,7 @@ class Drill:
         except (psycopg.Error, OSError) as exc:
             message, rejected = describe_connect_error(exc)
             if self.item.target is not None:
-                message = _scrub(message, self._pg())
+                message = scrub_postgres_error(message, self._pg())
             raise DrillError(message, stage=self.stage, misconfigured=rejected) from None
 
     async def thread(self, function: Callable[[], T]) -> T:

@@ -168,7 +168,7 @@ def _password_of(dsn: str) -> str | None:
     return str(password) if password else None
 
 
-def _scrub(text: str, target: PostgresTarget) -> str:
+def scrub_postgres_error(text: str, target: PostgresTarget) -> str:
     """A driver message without the item's password, even one written literally (not as ${VAR})."""
     for password in (_password_of(target.dsn), target.password):
         if password:
@@ -437,7 +437,7 @@ class Session:
             return self._record(name, self.lost)
         except psycopg.Error as exc:
             error = describe_query_error(exc, budget)
-            error.message = _scrub(error.message, self.target)
+            error.message = scrub_postgres_error(error.message, self.target)
             if error.session_lost:
                 self.lost = error
             return self._record(name, error)
@@ -654,7 +654,7 @@ async def _probe(target: PostgresTarget, ctx: ProbeContext) -> PostgresFacts:
             return facts
         except (psycopg.Error, OSError) as exc:
             message, rejected = describe_connect_error(exc)
-            facts.failure = _scrub(message, target)
+            facts.failure = scrub_postgres_error(message, target)
             facts.login_rejected = rejected
             facts.timed_out = isinstance(exc, psycopg.errors.ConnectionTimeout)
             facts.elapsed_s = time.perf_counter() - started
