@@ -236,9 +236,11 @@ class _Child:
 
     def send(self, names: list[str]) -> None:
         if self.requests is not None:
-            with os.fdopen(self.requests, "w", encoding="utf-8") as requests:
+            fd, self.requests = self.requests, None
+            # A process that already died closed its end: its missing facts are reported
+            # by the reader (as an `error` for each of its checks), not by a crash here.
+            with contextlib.suppress(BrokenPipeError), os.fdopen(fd, "w", encoding="utf-8") as requests:
                 json.dump(names, requests)
-            self.requests = None
 
 
 def _probe_in_child(gatherer: Gatherer, kind: str, request_read: int, result_write: int) -> NoReturn:
