@@ -21,14 +21,11 @@ must not blame the backup.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from opsproof import Check, CheckError, Part, applies, each
 from opsproof.probes.drills import DrillFacts
-from opsproof.probes.postgres import SectionError
-from opsproof.query_expect import assert_expected, shown
+from opsproof.query_expect import judge_query, raise_for
 from opsproof.targets.drills import DrillTarget
 from opsproof.targets.postgres import PostgresQuery
 from opsproof.units import format_duration, format_size
@@ -46,14 +43,7 @@ def _restored(facts: DrillFacts, what: str) -> None:
 def _verified(facts: DrillFacts, what: str) -> None:
     _restored(facts, what)
     if facts.verify_error is not None:
-        _raise_for(facts.verify_error, f"{what}: the restored database could not be read")
-
-
-def _raise_for(error: SectionError, what: str) -> None:
-    """A timeout or a missing object is the restored data's state (failed); anything else is not (error)."""
-    if error.timed_out or error.session_lost or error.missing_object:
-        raise AssertionError(f"{what}: {error.message}")
-    raise CheckError(f"{what}: {error.message}" + (f" (SQLSTATE {error.sqlstate})" if error.sqlstate else ""))
+        raise_for(facts.verify_error, f"{what}: the restored database could not be read")
 
 
 def _present(facts: DrillFacts) -> str:
@@ -113,7 +103,7 @@ def test_table(item: DrillTarget, part: Part, facts: DrillFacts, check: Check) -
     if error is not None:
         if error.missing_object:
             raise AssertionError(f"table {part.name} does not exist in the restored database ({_present(facts)})")
-        _raise_for(error, f"counting {part.name} failed")
+        raise_for(error, f"counting {part.name} failed")
     count = facts.tables[part.name]
     check.observe(table=part.name, rows=count)
     assert count >= minimum, f"{part.name} has {count:,} row(s) after the restore, expected at least {minimum:,}"
@@ -125,17 +115,7 @@ def test_sql(item: DrillTarget, part: Part, facts: DrillFacts, check: Check) -> 
     spec: PostgresQuery = part.spec
     check.expect(**spec.expect.model_dump(exclude_unset=True))
     _verified(facts, "not run")
-    result = facts.queries.get(part.name)
-    assert result is not None, "the query did not run"
-    observed: dict[str, Any] = {"sql": result.sql, "row_count": result.row_count, "query_ms": result.elapsed_s * 1000}
-    if result.columns:
-        observed.update(columns=result.columns, value=result.value, value_type=result.value_type, sample=result.sample)
-    check.observe(**observed)
-    if result.error is not None:
-        check.observe(error=result.error.message, sqlstate=result.error.sqlstate)
-        _raise_for(result.error, "the query failed")
-    assert_expected(spec.expect, result)
-    check.note(f"value {shown(result)}, {result.row_count} row(s)" if result.columns else "as expected")
+    judge_query(spec, facts.queries.get(part.name), check)
 
 
 @applies(lambda item: item.rto is not None)
@@ -158,7 +138,7 @@ def test_rpo(item: DrillTarget, facts: DrillFacts, check: Check) -> None:
     _verified(facts, "no RPO")
     check.observe(recency=facts.recency)
     if facts.recency_error is not None:
-        _raise_for(facts.recency_error, "no RPO")
+        raise_for(facts.recency_error, "no RPO")
     recency = facts.recency or {}
     assert recency.get("lag_s") is not None, (
         f"no RPO: {recency_spec.table} is empty after the restore, so {recency_spec.column} has no newest value"

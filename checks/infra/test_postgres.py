@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from opsproof import Check, CheckError, Part, applies, each
-from opsproof.probes.postgres import PostgresFacts, SectionError
-from opsproof.query_expect import assert_expected, shown
+from opsproof.probes.postgres import PostgresFacts
+from opsproof.query_expect import judge_query, raise_for
 from opsproof.targets.postgres import PostgresQuery, PostgresTarget
 from opsproof.units import format_duration, format_percent
 
@@ -36,13 +36,7 @@ def _section(facts: PostgresFacts, name: str) -> None:
     for section in ("server", name):
         error = facts.errors.get(section)
         if error is not None:
-            _raise_for(error, f"{section.replace('_', ' ')} facts could not be read")
-
-
-def _raise_for(error: SectionError, what: str) -> None:
-    if error.timed_out or error.session_lost or error.missing_object:
-        raise AssertionError(f"{what}: {error.message}")
-    raise CheckError(f"{what}: {error.message}" + (f" (SQLSTATE {error.sqlstate})" if error.sqlstate else ""))
+            raise_for(error, f"{section.replace('_', ' ')} facts could not be read")
 
 
 def _visible(facts: PostgresFacts, measure: str) -> None:
@@ -235,16 +229,4 @@ def test_query(item: PostgresTarget, part: Part, facts: PostgresFacts, check: Ch
     spec: PostgresQuery = part.spec
     check.expect(**spec.expect.model_dump(exclude_unset=True))
     _section(facts, "server")
-    result = facts.queries.get(part.name)
-    assert result is not None, "the query did not run"
-    observed: dict[str, Any] = {"sql": result.sql, "row_count": result.row_count, "query_ms": result.elapsed_s * 1000}
-    if result.columns:
-        observed.update(columns=result.columns, value=result.value, value_type=result.value_type, sample=result.sample)
-    if result.value_truncated:
-        observed["value_truncated"] = True
-    check.observe(**observed)
-    if result.error is not None:
-        check.observe(error=result.error.message, sqlstate=result.error.sqlstate)
-        _raise_for(result.error, "the query failed")
-    assert_expected(spec.expect, result)
-    check.note(f"value {shown(result)}, {result.row_count} row(s)" if result.columns else "as expected")
+    judge_query(spec, facts.queries.get(part.name), check)

@@ -687,8 +687,7 @@ def _record(
 
 def _controls(item: pytest.Item, check: Check, state: RunState) -> list[str]:
     aspect = check.check_id.split(".", 1)[-1].split("[", 1)[0]
-    kind = kinds_in_use(state.loaded.profile).get(check.kind)
-    target = state.loaded.profile.targets(kind.section).get(check.target) if kind and check.target else None
+    target = state.loaded.profile.targets(kind_named(check.kind).section).get(check.target) if check.target else None
     own = getattr(target, "controls", None)  # an item's own `controls:` (attestations) wins
     change = state.change
     validates_change = "post_deploy" in _markers(item) and any(

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from opsproof.probes.postgres import QueryResult
-from opsproof.targets.postgres import QueryExpect
+from opsproof.check import Check, CheckError
+from opsproof.probes.postgres import QueryResult, SectionError
+from opsproof.targets.postgres import PostgresQuery, QueryExpect
 
 
 def _is_number(value: Any) -> bool:
@@ -80,3 +81,26 @@ def assert_expected(expect: QueryExpect, result: QueryResult) -> None:
         assert result.value_text is not None and re.search(expect.matches, result.value_text), (
             f"value {shown(result)} does not match /{expect.matches}/"
         )
+
+
+def raise_for(error: SectionError, what: str) -> None:
+    """A timeout, a lost session or a missing object is the database's state (failed); anything else is not (error)."""
+    if error.timed_out or error.session_lost or error.missing_object:
+        raise AssertionError(f"{what}: {error.message}")
+    raise CheckError(f"{what}: {error.message}" + (f" (SQLSTATE {error.sqlstate})" if error.sqlstate else ""))
+
+
+def judge_query(spec: PostgresQuery, result: QueryResult | None, check: Check) -> None:
+    """Record what one custom query returned and assert its `expect` (a postgres query, a drill's sql)."""
+    assert result is not None, "the query did not run"
+    observed: dict[str, Any] = {"sql": result.sql, "row_count": result.row_count, "query_ms": result.elapsed_s * 1000}
+    if result.columns:
+        observed.update(columns=result.columns, value=result.value, value_type=result.value_type, sample=result.sample)
+    if result.value_truncated:
+        observed["value_truncated"] = True
+    check.observe(**observed)
+    if result.error is not None:
+        check.observe(error=result.error.message, sqlstate=result.error.sqlstate)
+        raise_for(result.error, "the query failed")
+    assert_expected(spec.expect, result)
+    check.note(f"value {shown(result)}, {result.row_count} row(s)" if result.columns else "as expected")

@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from opsproof.demo.services import free_port, serving
+from opsproof.demo.services import free_port, serving, stop_process
 
 URL_VARIABLE = "DEMO_PROMETHEUS"
 READY_TIMEOUT_S = 30.0  # targets appear after prometheus's first discovery round (~5 s)
@@ -132,12 +132,7 @@ def serve_demo_prometheus(port: int = 19090) -> Iterator[DemoPrometheus | None]:
             _wait_ready(f"http://{address}", process, folder / "prometheus.log")
             yield DemoPrometheus(url=f"http://{address}")
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+            stop_process(process)
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:

@@ -38,7 +38,7 @@ from pydantic import (
 
 from opsproof.fields import Item, Name, PositiveDuration, Strict
 from opsproof.targets.backups import AgeLimit
-from opsproof.targets.postgres import PostgresQuery, PostgresTarget
+from opsproof.targets.postgres import PostgresTarget, Queries
 
 Choose = Literal["newest", "oldest", "random"]
 CHOOSE_VALUES = ("newest", "oldest", "random")
@@ -210,7 +210,7 @@ class DrillTarget(Item):
         description="ephemeral: a throwaway local PostgreSQL opsproof starts and removes; or {dsn: ...}",
     )
     expect: DrillExpect = Field(default_factory=DrillExpect)
-    sql: list[PostgresQuery] = Field(
+    sql: Queries = Field(
         default_factory=list, description="read-only assertions on the restored database (as postgres queries)"
     )
     recency: Recency | None = Field(None, description="{table, column}: where the newest data is (for rpo)")
@@ -230,15 +230,6 @@ class DrillTarget(Item):
     @classmethod
     def _work_dir_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return _work_dir(value, info)
-
-    @field_validator("sql")
-    @classmethod
-    def _unique_queries(cls, queries: list[PostgresQuery]) -> list[PostgresQuery]:
-        names = [q.name for q in queries]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate query name {duplicates[0]!r}")
-        return queries
 
     @model_validator(mode="after")
     def _consistent(self) -> DrillTarget:

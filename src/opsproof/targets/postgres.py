@@ -110,6 +110,18 @@ class PostgresQuery(Strict):
     timeout: Duration | None = Field(None, gt=0, description="statement timeout (default: the item's timeout)")
 
 
+def _unique_queries(queries: list[PostgresQuery]) -> list[PostgresQuery]:
+    names = [q.name for q in queries]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate query name {duplicates[0]!r}")
+    return queries
+
+
+# Named queries: the names are check ids (postgres.query[item/name], drills.sql[item/name]).
+Queries = Annotated[list[PostgresQuery], AfterValidator(_unique_queries)]
+
+
 class Replication(Strict):
     """Replication lag, seen from a standby (replay delay) or from the primary (pg_stat_replication)."""
 
@@ -164,9 +176,7 @@ class PostgresTarget(Item):
     )
     replication: Replication | None = Field(None, description="check replication lag (where configured)")
     wal_archiving: WalArchiving | None = Field(None, description="check WAL archiving (where configured)")
-    queries: list[PostgresQuery] = Field(
-        default_factory=list, description="custom read-only assertions, run in the same session"
-    )
+    queries: Queries = Field(default_factory=list, description="custom read-only assertions, run in the same session")
 
     @field_validator("dsn")
     @classmethod
@@ -185,12 +195,3 @@ class PostgresTarget(Item):
                 "in a URI, or given as `password:` beside the DSN"
             )
         return dsn
-
-    @field_validator("queries")
-    @classmethod
-    def _unique_queries(cls, queries: list[PostgresQuery]) -> list[PostgresQuery]:
-        names = [q.name for q in queries]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate query name {duplicates[0]!r}")
-        return queries
