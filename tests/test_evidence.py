@@ -8,12 +8,14 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from conftest import HttpServer, Runner, http_profile
 from opsproof.cli import main as opsproof
+from opsproof.evidence.junit import render_junit
 
 
 def _profile(runner: Runner, base: str, environment: str = "test") -> None:
@@ -205,3 +207,29 @@ def test_cli_usage_errors_exit_4(capsys: pytest.CaptureFixture[str]) -> None:
         opsproof(["frobnicate"])
     assert raised.value.code == 4
     assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+
+
+def test_junit_carries_any_message_as_valid_xml() -> None:
+    message = 'body said "\x1b[31mdown\x00" & <nothing> else\n\tsee\r ticket'
+    check = {
+        "id": "checks/health/test_http.py::test_health[api]",
+        "check": "http.health[api]",
+        "outcome": "failed",
+        "severity": "high",
+        "target": "api",
+        "message": message,
+        "duration_s": 0.25,
+    }
+    run = {"environment": "t", "started_at": "2026-11-24T10:00:00.000Z", "host": "h", "id": "r1"}
+    run |= {"status": "failed", "exit_code": 1, "fail_on": "high", "change": {"ticket": "CHG-1 <&>"}}
+    outcomes = dict.fromkeys(("passed", "warned", "failed", "error", "skipped", "waived"), 0) | {"failed": 1}
+    suite = ET.fromstring(render_junit({"checks": [check], "run": run, "summary": {"by_outcome": outcomes}}))
+    failure = suite.find("testcase/failure")
+    assert failure is not None
+    shown = message.replace("\x1b", "\ufffd").replace("\x00", "\ufffd")
+    assert failure.get("message") == shown
+    assert failure.text == shown.replace("\r", "\n")  # XML parsers normalise line ends in text
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["opsproof.change.ticket"] == "CHG-1 <&>"
+    assert props["opsproof.outcome"] == "failed"
+    assert suite.get("failures") == "1" and suite.get("tests") == "1"

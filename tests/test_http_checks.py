@@ -200,3 +200,17 @@ def test_checks_only_send_read_only_requests(runner: Runner, http_server: HttpSe
     assert methods <= {"GET", "HEAD"}, methods
     # Probes run once per target per run, not once per check or per worker.
     assert len(http_server.requests) - before == 3
+
+
+def test_targets_are_probed_in_profile_order(runner: Runner, http_server: HttpServer) -> None:
+    # The checks run in profile order and each waits for its own target's facts: probes
+    # started in any other order (as asyncio.as_completed does with bare coroutines)
+    # would keep the first checks waiting for the whole run's probes under a tight limit.
+    names = [f"ordered-{n:02d}" for n in range(30)]
+    before = len(http_server.requests)
+    items = [f"{{name: {name}, url: '{http_server.base}/state/{name}'}}" for name in names]
+    runner.profile(http_profile(*items).replace("{timeout: 2s}", "{timeout: 2s, concurrency: 1}"))
+    run = runner.run("-m", "daily")
+    assert run.ret == 0, run.output
+    paths = [path for _, path, _ in http_server.requests[before:]]
+    assert paths == [f"/state/{name}" for name in names]

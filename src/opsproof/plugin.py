@@ -423,6 +423,10 @@ class TargetRef:
     kind: str
     name: str
     part: Part | None = None
+    # The fixtures read the profile model and the run from here rather than through
+    # `request`, for which pytest builds a new FixtureDef on every use (~0.1 ms a check).
+    model: Item = field(kw_only=True, compare=False, repr=False)
+    run: RunState = field(kw_only=True, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -446,7 +450,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             continue
         parts = parts_of(metafunc.function, target)
         cadence = getattr(pytest.mark, target.cadence or kind.cadence)
-        for ref in [TargetRef(kind.name, name)] if parts is None else [TargetRef(kind.name, name, p) for p in parts]:
+        for part in [None] if parts is None else parts:
+            ref = TargetRef(kind.name, name, part, model=target, run=state)
             refs.append(pytest.param(ref, id=ref.label, marks=[cadence]))
     # Direct parametrization: the fixtures below then need no `request`, which pytest
     # makes a FixtureDef for on every use (measurable over 1,000 checks).
@@ -520,9 +525,9 @@ def opsproof_run(request: pytest.FixtureRequest) -> RunState:
 
 
 @pytest.fixture
-def item(target: TargetRef, opsproof_run: RunState) -> Item:
+def item(target: TargetRef) -> Item:
     """The profile model of the target this check is about."""
-    return opsproof_run.loaded.profile.targets(kind_named(target.kind).section)[target.name]
+    return target.model
 
 
 @pytest.fixture
@@ -534,15 +539,15 @@ def part(target: TargetRef) -> Part:
 
 
 @pytest.fixture
-def check(target: TargetRef, item: Item) -> Check:
+def check(target: TargetRef) -> Check:
     """The record in progress: observed facts, expectations, warnings."""
-    return Check(check_id="", kind=target.kind, target=target.name, severity=item.effective_severity)
+    return Check(check_id="", kind=target.kind, target=target.name, severity=target.model.effective_severity)
 
 
 @pytest.fixture
-def facts(target: TargetRef, check: Check, opsproof_run: RunState) -> Facts:
+def facts(target: TargetRef, check: Check) -> Facts:
     """What the probe saw of this target; every target of the run is probed once, concurrently."""
-    found = _facts_of(opsproof_run, target)
+    found = _facts_of(target.run, target)
     check.observe(**found.observed())
     check.started_at = found.probed_at
     check.duration_s = round(found.elapsed_s, 4)
@@ -584,6 +589,11 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if state is None:
         return
     state.items = session.items
+    if _owns_process(session.config):
+        # What exists now (modules, the profile, the collected checks) lives until the
+        # process ends; frozen, the collector's full passes during the checks and the
+        # bundle no longer traverse it (measured ~0.1 s over 1,000 checks).
+        gc.freeze()
     if state.share_dir is not None or session.config.option.collectonly:
         return
     wanted = _wanted(session.items)

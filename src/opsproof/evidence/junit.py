@@ -4,65 +4,81 @@
   warning in system-out (CI dashboards show it; it never fails the build)
 - waived: a skipped testcase whose message names the waiver's ticket
 - error: <error>, failed: <failure>, as JUnit intends
+
+Written as text rather than through ElementTree: building, indenting and serialising
+a tree of 1,000 testcases took ~80 ms, most of a bundle's time; this takes ~10 ms.
+The layout is ElementTree's `indent()` (two spaces a level).
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+import re
+from collections.abc import Mapping
 from typing import Any
+
+# Characters XML 1.0 cannot carry at all (a body excerpt may hold them): shown as U+FFFD,
+# so a CI system's parser never rejects the whole file over one check's message.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_ATTR = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#09;"}
+)
+
+
+def _xml_chars(value: object) -> str:
+    return _NOT_XML.sub("\ufffd", str(value))
+
+
+def _text(value: object) -> str:
+    return _xml_chars(value).translate(_TEXT)
+
+
+def _attrs(pairs: Mapping[str, object]) -> str:
+    return "".join(f' {key}="{_xml_chars(value).translate(_ATTR)}"' for key, value in pairs.items())
 
 
 def render_junit(results: dict[str, Any]) -> str:
     checks = results["checks"]
     run = results["run"]
     counts = results["summary"]["by_outcome"]
-    suite = ET.Element(
-        "testsuite",
-        {
-            "name": f"opsproof.{run['environment']}",
-            "tests": str(len(checks)),
-            "failures": str(counts["failed"]),
-            "errors": str(counts["error"]),
-            "skipped": str(counts["skipped"] + counts["waived"]),
-            "warnings": str(counts["warned"]),
-            "timestamp": run["started_at"],
-            "hostname": run["host"],
-            "time": f"{sum(c['duration_s'] or 0 for c in checks):.3f}",
-        },
-    )
-    props = ET.SubElement(suite, "properties")
-    for key in ("id", "environment", "status", "exit_code", "fail_on"):
-        ET.SubElement(props, "property", {"name": f"opsproof.run.{key}", "value": str(run[key])})
+    suite = {
+        "name": f"opsproof.{run['environment']}",
+        "tests": len(checks),
+        "failures": counts["failed"],
+        "errors": counts["error"],
+        "skipped": counts["skipped"] + counts["waived"],
+        "warnings": counts["warned"],
+        "timestamp": run["started_at"],
+        "hostname": run["host"],
+        "time": f"{sum(c['duration_s'] or 0 for c in checks):.3f}",
+    }
+    out = ['<?xml version="1.0" encoding="utf-8"?>', f"<testsuite{_attrs(suite)}>", "  <properties>"]
+    props = {f"opsproof.run.{key}": run[key] for key in ("id", "environment", "status", "exit_code", "fail_on")}
     change = run.get("change") or {}
-    for key in ("ticket", "commit", "image_digest"):  # the change this run validated, for CI dashboards
-        if change.get(key):
-            ET.SubElement(props, "property", {"name": f"opsproof.change.{key}", "value": str(change[key])})
+    # The change this run validated, for CI dashboards.
+    props.update({f"opsproof.change.{k}": change[k] for k in ("ticket", "commit", "image_digest") if change.get(k)})
+    out.extend(f"    <property{_attrs({'name': name, 'value': value})} />" for name, value in props.items())
+    out.append("  </properties>")
     for check in checks:
         module, _, name = check["id"].partition("::")
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            {
-                "classname": module.removesuffix(".py").replace("/", "."),
-                "name": name,
-                "time": f"{check['duration_s'] or 0:.3f}",
-            },
-        )
-        case_props = ET.SubElement(case, "properties")
+        case = {"classname": module.removesuffix(".py").replace("/", "."), "name": name}
+        out.append(f'  <testcase{_attrs(case)} time="{check["duration_s"] or 0:.3f}">')
+        out.append("    <properties>")
         for key in ("check", "outcome", "severity", "target"):
-            ET.SubElement(case_props, "property", {"name": f"opsproof.{key}", "value": str(check[key])})
+            out.append(f"      <property{_attrs({'name': f'opsproof.{key}', 'value': check[key]})} />")
+        out.append("    </properties>")
         message = check["message"]
         outcome = check["outcome"]
-        if outcome == "failed":
-            ET.SubElement(case, "failure", {"message": message, "type": check["severity"]}).text = message
-        elif outcome == "error":
-            ET.SubElement(case, "error", {"message": message, "type": check["severity"]}).text = message
+        if outcome in ("failed", "error"):
+            tag = "failure" if outcome == "failed" else "error"
+            out.append(f"    <{tag}{_attrs({'message': message, 'type': check['severity']})}>{_text(message)}</{tag}>")
         elif outcome == "waived":
-            waiver = check["waiver"]
-            ET.SubElement(case, "skipped", {"type": "waived", "message": f"waived by {waiver['ticket']}: {message}"})
+            waived = {"type": "waived", "message": f"waived by {check['waiver']['ticket']}: {message}"}
+            out.append(f"    <skipped{_attrs(waived)} />")
         elif outcome == "skipped":
-            ET.SubElement(case, "skipped", {"message": message})
+            out.append(f"    <skipped{_attrs({'message': message})} />")
         elif outcome == "warned":
-            ET.SubElement(case, "system-out").text = f"WARNED: {message}"
-    ET.indent(suite)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+            out.append(f"    <system-out>{_text(f'WARNED: {message}')}</system-out>")
+        out.append("  </testcase>")
+    out.append("</testsuite>")
+    return "\n".join(out) + "\n"

@@ -84,8 +84,15 @@ class ProbeKind(Generic[TargetT, FactsT]):
 
 
 async def each_as_done(probes: Iterable[Awaitable[FactsT]]) -> AsyncIterator[FactsT]:
-    """Run the probes together; yield each one's facts the moment it is done."""
-    for done in asyncio.as_completed(list(probes)):
+    """Run the probes together; yield each one's facts the moment it is done.
+
+    The tasks are created here, in the profile's order: handed coroutines, `as_completed`
+    would schedule them in the order of a set (by address), and under the run's
+    concurrency limit the last items could be probed first while the checks, which run
+    in profile order, wait for the first ones.
+    """
+    tasks = [asyncio.ensure_future(probe) for probe in probes]
+    for done in asyncio.as_completed(tasks):
         yield await done
 
 

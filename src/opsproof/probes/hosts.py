@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import Field
 
-from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, utc_iso
+from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done, utc_iso
 from opsproof.probes.host_output import (
     clock_facts,
     excerpt,
@@ -717,8 +717,8 @@ async def gather_hosts(targets: Sequence[HostTarget], ctx: ProbeContext) -> Asyn
                 )
 
     try:
-        for done in asyncio.as_completed([one(t) for t in targets]):
-            yield await done
+        async for facts in each_as_done(one(t) for t in targets):
+            yield facts
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
