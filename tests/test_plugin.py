@@ -197,6 +197,38 @@ def test_an_exception_in_a_check_is_an_error_not_a_failure(runner: Runner, http_
     run.result.stdout.fnmatch_lines(["*4 error*"])
 
 
+def test_fixtures_that_use_check_and_facts_share_the_checks_own(runner: Runner, http_server: HttpServer) -> None:
+    # opsproof hands checks their `item`, `check` and `facts` ahead of pytest's fixture pass;
+    # a fixture of the suite's own that asks for them must get the very same objects.
+    runner.profile(http_profile(f"{{name: up, url: '{http_server.base}/health'}}"))
+    runner.pytester.makepyfile(
+        **{
+            "checks/conftest.py": (
+                "import pytest\n"
+                "@pytest.fixture\n"
+                "def annotated(check, facts, item):\n"
+                "    check.observe(seen_by_fixture=facts.status, named=item.name)\n"
+                "    return check\n"
+            ),
+            "checks/health/test_http.py": (
+                "import pytest\n"
+                "pytestmark = [pytest.mark.health]\n"
+                "def test_health(annotated, item, facts, check):\n"
+                "    assert annotated is check\n"
+                "    check.observe(in_check=True)\n"
+                "    assert facts.status == 200\n"
+            ),
+        }
+    )
+    run = runner.run("-m", "daily")
+    record = run.record("http.health[up]")
+    assert record["outcome"] == "passed", record
+    assert record["observed"]["seen_by_fixture"] == 200
+    assert record["observed"]["named"] == "up"
+    assert record["observed"]["in_check"] is True
+    assert record["observed"]["status"] == 200  # the probe's facts, observed once
+
+
 def test_a_broken_checks_module_is_an_internal_error(runner: Runner, http_server: HttpServer) -> None:
     runner.profile(_mixed(http_server.base))
     runner.pytester.makepyfile(**{"checks/health/test_broken.py": "import nonexistent_module\n"})

@@ -60,15 +60,20 @@ class HttpFacts(Facts):
 def _ssl_context(
     target: HttpTarget, cache: dict[tuple[str | None, bool], ssl.SSLContext | bool]
 ) -> ssl.SSLContext | bool:
-    key = (str(target.ca_file) if target.ca_file else None, target.verify_tls)
+    """`True` (aiohttp's verifying context, made once when it is imported), `False`, or one with `ca_file` added.
+
+    A context of our own costs ~25 ms (the system trust store is read again), paid
+    before the first request: only a `ca_file` needs one.
+    """
+    if not target.verify_tls:
+        return False
+    if target.ca_file is None:
+        return True
+    key = (str(target.ca_file), True)
     if key not in cache:
-        if not target.verify_tls:
-            cache[key] = False
-        else:
-            context = ssl.create_default_context()
-            if target.ca_file is not None:
-                context.load_verify_locations(cafile=str(target.ca_file))
-            cache[key] = context
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=str(target.ca_file))
+        cache[key] = context
     return cache[key]
 
 
