@@ -634,6 +634,17 @@ BAD = [
         {},
         id="inverted-backup-age",
     ),
+    # YAML's own structure, refused where it cannot make a profile
+    pytest.param(
+        "environment: prod\nhttp: &all  # <-\n  - *all\n", "http[0]", ["a recursive alias"], {}, id="alias-loop"
+    ),
+    pytest.param(
+        "environment: prod\nhttp:\n  - name: a\n    ? [x, y]  # <-\n    : 1\n",
+        "http[0]",
+        ["a key must be a plain value"],
+        {},
+        id="key-not-a-plain-value",
+    ),
     pytest.param(
         HEAD + "    expect:\n      latency:\n        warn: 1s\n        warn: 2s  # <-\n",
         "http[0].expect.latency.warn",
@@ -897,6 +908,22 @@ def test_invalid_yaml_names_the_line(tmp_path: Path, text: str, line: int) -> No
     path = write(tmp_path, text, name="syntax.yaml")
     message = load_error(path)
     assert message.startswith(f"{path}:{line}: not valid YAML: ")
+
+
+def test_anchors_and_merge_keys_are_yaml_as_usual(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "environment: prod\n"
+        "http:\n"
+        "  - &api {name: api, url: 'https://api/health', timeout: 2s, expect: {status: [200, 204]}}\n"
+        "  - <<: *api\n"
+        "    name: api-eu\n"
+        "    url: https://api.eu/health\n",
+    )
+    items = load_profile(path).profile.targets("http")
+    assert items["api-eu"].timeout == 2.0
+    assert items["api-eu"].expect.status == items["api"].expect.status == [200, 204]
+    assert items["api-eu"].url == "https://api.eu/health"
 
 
 def test_profile_that_is_not_utf8(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import importlib
 import os
 import shutil
 import signal
@@ -632,6 +633,10 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     wanted = _wanted(session.items)
     if wanted and not (session.testsfailed and not session.config.option.continue_on_collection_errors):
         state.gatherer = (state.gatherer or Gatherer(state.loaded.profile, history=state.history)).start(wanted)
+        # The first check waits for the first probe (~0.2 s for HTTP): the modules that
+        # write the bundle load in that wait rather than after the last check.
+        for module in ("opsproof.evidence.bundle", "opsproof.evidence.results", "opsproof.evidence.terminal"):
+            importlib.import_module(module)
 
 
 # -- records ------------------------------------------------------------------------------

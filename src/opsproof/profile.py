@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -182,39 +183,23 @@ def load_profile(
         raise ProfileError(f"{shown}: cannot read profile: {exc.strerror}") from None
     try:
         text = raw.decode("utf-8")
-        loader = _Loader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
     except UnicodeDecodeError:
         raise ProfileError(f"{shown}: profile is not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ProfileError(f"{shown}{where}: not valid YAML: {problem}") from None
-    lines: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        _record_lines(node, (), lines, shown)
-    if not isinstance(data, dict):
-        raise ProfileError(f"{shown}: a profile is a mapping with at least `environment:`")
-
     redactor = Redactor()
     plain_vars: dict[str, str] = {}
-    env = os.environ if environ is None else environ
-    data = _substitute(data, (), lines, shown, redactor, plain_vars, dict(cli_vars or {}), env)
+    values = Substitution(redactor, plain_vars, dict(cli_vars or {}), os.environ if environ is None else environ)
+    document = read_document(text, shown)
+    data = document.data(values)
     try:
         profile = Profile.model_validate(data, context={"profile_dir": str(path.parent)})
     except ValidationError as exc:
         # A bad value may have come from a ${SECRET}: never echo it.
-        raise ProfileError(redactor.redact(_describe(exc, lines, shown))) from None
+        raise ProfileError(redactor.redact(_describe(exc, document.lines, shown))) from None
     for section in ITEM_SECTIONS:
         seen: set[str] = set()
         for index, item in enumerate(getattr(profile, section)):
             if item.name in seen:
-                line = lines.get((section, index, "name"), 1)
+                line = document.lines.get((section, index, "name"), 1)
                 message = f"{shown}:{line}: {section}[{index}].name: duplicate name {item.name!r}"
                 raise ProfileError(redactor.redact(message))
             seen.add(item.name)
@@ -222,11 +207,12 @@ def load_profile(
     for index, drill in enumerate(profile.drills):
         if drill.backup not in backups:
             known = ", ".join(sorted(backups)) or "none are declared"
-            line = lines.get(("drills", index, "backup"), 1)
+            line = document.lines.get(("drills", index, "backup"), 1)
             message = f"{shown}:{line}: drills[{index}].backup: no backups item named {drill.backup!r} ({known})"
             raise ProfileError(redactor.redact(message))
         clash = drill.source_clash(profile.postgres)
         if clash is not None:
+            lines = document.lines
             line = lines.get(("drills", index, "target", "dsn"), lines.get(("drills", index, "target"), 1))
             raise ProfileError(redactor.redact(f"{shown}:{line}: drills[{index}].target.dsn: {clash}"))
     return LoadedProfile(
@@ -238,86 +224,173 @@ def load_profile(
     )
 
 
-def _record_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], shown: str) -> None:
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+@dataclass
+class Substitution:
+    """What `${NAME}` and `${vars.NAME}` resolve to, and where what they resolved to is recorded."""
+
+    redactor: Redactor
+    plain_vars: dict[str, str]
+    cli_vars: Mapping[str, str]
+    env: Mapping[str, str]
+
+    def apply(self, value: str, where: Callable[[], str]) -> str:
+        """`value` with its references replaced; `where()` names the file, line and key for a message."""
+        leftover = _REFERENCE.sub("", value)
+        if "${" in leftover:  # not a valid reference: refused rather than sent as a literal token
+            start = leftover.index("${")
+            end = leftover.find("}", start)
+            bad = leftover[start : end + 1] if end != -1 else leftover[start : start + 40] + " (no closing })"
+            raise ProfileError(
+                f"{where()}: {bad!r} is not a valid reference; "
+                "use ${NAME} (a secret), ${vars.NAME} or ${vars.NAME:-default}; write $${ for a literal ${"
+            )
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            is_plain, name, default = match.group(1), match.group(2), match.group(3)
+            if is_plain:
+                found = self.cli_vars.get(name, self.env.get(name, default))
+                if found is None:
+                    raise ProfileError(
+                        f"{where()}: ${{vars.{name}}} is not set; pass --var {name}=VALUE or set the environment "
+                        f"variable {name}"
+                    )
+                self.plain_vars[name] = found
+                return found
+            if default is not None:
+                raise ProfileError(
+                    f"{where()}: secrets take no default (${{{name}:-...}}); set the environment variable"
+                )
+            secret = self.env.get(name)
+            if secret is None:
+                raise ProfileError(f"{where()}: environment variable {name} is not set (referenced as ${{{name}}})")
+            self.redactor.add(name, secret)
+            return secret
+
+        return _REFERENCE.sub(replace, value)
+
+
+@dataclass
+class Document:
+    """A profile's YAML, parsed once; `data()` builds its values in one walk over the nodes.
+
+    One walk constructs each value, substitutes references and refuses duplicate keys
+    (PyYAML would keep the last silently). The line of each key is worked out only
+    when a message needs one: over 1,000 items the separate passes cost ~50 ms before
+    the first probe could start.
+    """
+
+    loader: Any
+    node: yaml.Node | None
+    shown: str
+
+    def data(self, values: Substitution, only: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The top-level mapping (or `only` these keys of it), substituted; ProfileError otherwise."""
+        if not isinstance(self.node, yaml.MappingNode):
+            raise ProfileError(f"{self.shown}: a profile is a mapping with at least `environment:`")
+        return self._mapping(self.node, (), values, only, set())
+
+    @cached_property
+    def lines(self) -> dict[tuple[Any, ...], int]:
+        """The line of every key and item, by path (`("http", 2, "url")`)."""
+        lines: dict[tuple[Any, ...], int] = {}
+        if self.node is not None:
+            _record_lines(self.node, (), lines)
+        return lines
+
+    def _value(self, node: yaml.Node, path: tuple[Any, ...], values: Substitution, open_: set[int]) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag != _STR:
+                return self._construct(node)
+            text: str = node.value
+            if "$" in text:
+                return values.apply(text, lambda: f"{self.shown}:{node.start_mark.line + 1}: {_dotted(path)}")
+            return text
+        if id(node) in open_:  # an alias inside its own anchor: it would never end
+            raise ProfileError(f"{self.shown}:{node.start_mark.line + 1}: {_dotted(path)}: a recursive alias")
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
+            return self._mapping(node, path, values, None, open_)
+        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+            open_.add(id(node))
+            try:
+                return [self._value(child, (*path, index), values, open_) for index, child in enumerate(node.value)]
+            finally:
+                open_.discard(id(node))
+        return self._construct(node)  # another tag (!!set, !!binary...): PyYAML's reading, or its error
+
+    def _mapping(
+        self,
+        node: yaml.MappingNode,
+        path: tuple[Any, ...],
+        values: Substitution,
+        only: tuple[str, ...] | None,
+        open_: set[int],
+    ) -> dict[str, Any]:
+        merged = 0  # `<<: *defaults` merged as PyYAML does: first, and overridden by the keys written
+        if any(key.tag == _MERGE for key, _ in node.value):
+            written = sum(key.tag != _MERGE for key, _ in node.value)
+            self.loader.flatten_mapping(node)
+            merged = len(node.value) - written
+        open_.add(id(node))
+        try:
+            built: dict[Any, Any] = {}
+            written_keys: set[Any] = set()
+            for position, (key_node, value_node) in enumerate(node.value):
+                if not isinstance(key_node, yaml.ScalarNode):
+                    line = key_node.start_mark.line + 1
+                    raise ProfileError(f"{self.shown}:{line}: {_dotted(path)}: a key must be a plain value")
+                key = key_node.value if key_node.tag == _STR else self._construct(key_node)
+                if position >= merged and key in written_keys:
+                    line = key_node.start_mark.line + 1
+                    raise ProfileError(f"{self.shown}:{line}: {_dotted((*path, key))}: duplicate key")
+                if position >= merged:
+                    written_keys.add(key)
+                if only is None or key in only:  # the others are not read (they may need secrets)
+                    built[key] = self._value(value_node, (*path, key), values, open_)
+            return built
+        finally:
+            open_.discard(id(node))
+
+    def _construct(self, node: yaml.Node) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ProfileError(f"{self.shown}:{node.start_mark.line + 1}: not valid YAML: {problem}") from None
+
+
+def read_document(text: str, shown: str) -> Document:
+    """Parse one profile's YAML (libyaml where built in); ProfileError names the line of a syntax error."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ProfileError(f"{shown}{where}: not valid YAML: {problem}") from None
+    finally:
+        loader.dispose()
+    return Document(loader, node, shown)
+
+
+def _record_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
         for key_node, value_node in node.value:
             key = key_node.value
-            if key in seen:
-                raise ProfileError(f"{shown}:{key_node.start_mark.line + 1}: {_dotted((*path, key))}: duplicate key")
-            seen.add(key)
-            _record_lines(value_node, (*path, key), lines, shown)
+            _record_lines(value_node, (*path, key), lines)
             lines[(*path, key)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, child in enumerate(node.value):
-            _record_lines(child, (*path, index), lines, shown)
-
-
-def _substitute(
-    value: Any,
-    path: tuple[Any, ...],
-    lines: dict[tuple[Any, ...], int],
-    shown: str,
-    redactor: Redactor,
-    plain_vars: dict[str, str],
-    cli_vars: dict[str, str],
-    env: Mapping[str, str],
-) -> Any:
-    if isinstance(value, dict):
-        return {
-            k: _substitute(v, (*path, k), lines, shown, redactor, plain_vars, cli_vars, env) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [
-            _substitute(v, (*path, i), lines, shown, redactor, plain_vars, cli_vars, env) for i, v in enumerate(value)
-        ]
-    if not isinstance(value, str) or "$" not in value:
-        return value
-
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$${":
-            return "${"
-        is_plain, name, default = match.group(1), match.group(2), match.group(3)
-        if is_plain:
-            found = cli_vars.get(name, env.get(name, default))
-            if found is None:
-                raise ProfileError(
-                    f"{shown}:{_line(path, lines)}: {_dotted(path)}: ${{vars.{name}}} is not set; "
-                    f"pass --var {name}=VALUE or set the environment variable {name}"
-                )
-            plain_vars[name] = found
-            return found
-        if default is not None:
-            raise ProfileError(
-                f"{shown}:{_line(path, lines)}: {_dotted(path)}: secrets take no default (${{{name}:-...}}); "
-                "set the environment variable"
-            )
-        secret = env.get(name)
-        if secret is None:
-            raise ProfileError(
-                f"{shown}:{_line(path, lines)}: {_dotted(path)}: environment variable {name} is not set "
-                f"(referenced as ${{{name}}})"
-            )
-        redactor.add(name, secret)
-        return secret
-
-    result = _REFERENCE.sub(replace, _check_references(value, path, lines, shown))
-    return result
-
-
-def _check_references(value: str, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], shown: str) -> str:
-    """Refuse `${...}` that is not a valid reference, rather than sending it as a literal token."""
-    leftover = _REFERENCE.sub("", value)
-    if "${" in leftover:
-        start = leftover.index("${")
-        end = leftover.find("}", start)
-        bad = leftover[start : end + 1] if end != -1 else leftover[start : start + 40] + " (no closing })"
-        raise ProfileError(
-            f"{shown}:{_line(path, lines)}: {_dotted(path)}: {bad!r} is not a valid reference; "
-            "use ${NAME} (a secret), ${vars.NAME} or ${vars.NAME:-default}; write $${ for a literal ${"
-        )
-    return value
+            _record_lines(child, (*path, index), lines)
 
 
 def _line(path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:

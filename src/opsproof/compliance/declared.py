@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field, ValidationError
 
@@ -21,11 +21,10 @@ from opsproof.controls import ControlsOverride
 from opsproof.fields import Strict
 from opsproof.profile import (
     ProfileError,
+    Substitution,
     _describe,
-    _Loader,
-    _record_lines,
-    _substitute,
     load_profile,
+    read_document,
     resolve_profile_path,
 )
 from opsproof.redaction import Redactor
@@ -79,23 +78,13 @@ def load_declared(name_or_path: str | None, cli_vars: Mapping[str, str] | None =
 def _partial(path: Path, shown: str, chosen: str, cli_vars: dict[str, str]) -> Declared:
     """Only the sections the compliance commands use; the others may need secrets this machine lacks."""
     try:
-        loader = _Loader(path.read_text(encoding="utf-8"))
-        try:
-            node = loader.get_single_node()
-            data: Any = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-        lines: dict[tuple[Any, ...], int] = {}
-        if node is not None:
-            _record_lines(node, (), lines, shown)
-        if not isinstance(data, dict):
-            raise ProfileError(f"{shown}: a profile is a mapping with at least `environment:`")
-        subset = {key: data[key] for key in ("environment", "attestations", "controls") if key in data}
-        subset = _substitute(subset, (), lines, shown, Redactor(), {}, cli_vars, os.environ)
+        document = read_document(path.read_text(encoding="utf-8"), shown)
+        values = Substitution(Redactor(), {}, cli_vars, os.environ)
+        subset = document.data(values, only=("environment", "attestations", "controls"))
         try:
             declared = _Declared.model_validate(subset, context={"profile_dir": str(path.parent)})
         except ValidationError as exc:
-            raise ProfileError(_describe(exc, lines, shown)) from None
+            raise ProfileError(_describe(exc, document.lines, shown)) from None
     except ProfileError as exc:
         raise ComplianceError(f"profile {chosen!r}: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
