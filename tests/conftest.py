@@ -75,6 +75,11 @@ def make_test_app(seen: list[tuple[str, str, dict[str, str]]]) -> web.Applicatio
     async def redirect(request: web.Request) -> web.Response:
         raise web.HTTPFound("/login")
 
+    async def cookie(request: web.Request) -> web.Response:
+        response = web.json_response({"status": "healthy"})
+        response.set_cookie("session", "from-the-first-endpoint")
+        return response
+
     app = web.Application(middlewares=[record])
     app.router.add_get("/health", health)
     app.router.add_get("/status/{code}", status)
@@ -84,6 +89,7 @@ def make_test_app(seen: list[tuple[str, str, dict[str, str]]]) -> web.Applicatio
     app.router.add_get("/text", text)
     app.router.add_get("/auth", auth)
     app.router.add_get("/redirect", redirect)
+    app.router.add_get("/cookie", cookie)
     return app
 
 

@@ -214,3 +214,13 @@ def test_targets_are_probed_in_profile_order(runner: Runner, http_server: HttpSe
     assert run.ret == 0, run.output
     paths = [path for _, path, _ in http_server.requests[before:]]
     assert paths == [f"/state/{name}" for name in names]
+
+
+def test_a_cookie_set_by_one_endpoint_is_not_sent_to_another(runner: Runner, http_server: HttpServer) -> None:
+    before = len(http_server.requests)
+    base = http_server.base.replace("127.0.0.1", "localhost")  # a jar keeps no cookies of bare IP addresses
+    items = [f"{{name: sets, url: '{base}/cookie'}}", f"{{name: after, url: '{base}/health'}}"]
+    runner.profile(http_profile(*items).replace("{timeout: 2s}", "{timeout: 2s, concurrency: 1}"))
+    assert runner.run("-m", "daily").ret == 0
+    seen = {path: headers for _, path, headers in http_server.requests[before:]}
+    assert "Cookie" not in seen["/health"], seen["/health"]

@@ -209,6 +209,8 @@ async def gather_http(targets: Sequence[HttpTarget], ctx: ProbeContext) -> Async
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None),
         trust_env=False,
+        # Each probe stands alone: a cookie one endpoint sets is never sent to another.
+        cookie_jar=aiohttp.DummyCookieJar(),
         headers={"User-Agent": "opsproof/0.1 (read-only health check)"},
     ) as session:
         async for facts in each_as_done(_probe_one(session, t, ctx, contexts) for t in targets):
