@@ -22,6 +22,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._replacements: dict[str, str] = {}
+        self._longest_first: list[str] = []  # sorted once per new secret, not once per string redacted
 
     def add(self, name: str, value: str) -> None:
         if not value:
@@ -35,17 +36,22 @@ class Redactor:
         forms.add(json.dumps(value)[1:-1])
         for form in forms:
             self._replacements[form] = placeholder
+        self._sort()
 
     def update(self, other: Redactor) -> None:
         """Take on every secret `other` knows."""
         self._replacements.update(other._replacements)
+        self._sort()
+
+    def _sort(self) -> None:
+        # Longest first, so a secret that contains another is replaced whole.
+        self._longest_first = sorted(self._replacements, key=len, reverse=True)
 
     def __bool__(self) -> bool:
         return bool(self._replacements)
 
     def redact(self, text: str) -> str:
-        # Longest first, so a secret that contains another is replaced whole.
-        for form in sorted(self._replacements, key=len, reverse=True):
+        for form in self._longest_first:
             if form in text:
                 text = text.replace(form, self._replacements[form])
         return text
