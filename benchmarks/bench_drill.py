@@ -39,20 +39,18 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import harness
+from harness import BenchError
+
 from opsproof.localpg import LocalPostgres, local_postgres
 from opsproof.restore import EPHEMERAL_DATABASE, EPHEMERAL_SETTINGS
 
 ROW_BYTES = 120  # about what one row of the table takes in a plain dump's COPY data
-
-
-class BenchError(RuntimeError):
-    """A measured run did not do what it should."""
 
 
 def make_dump(work: Path, size_mb: int) -> tuple[Path, int, str]:
@@ -170,8 +168,7 @@ def _peak_rss_mib() -> float:
 
 
 def bench(size_mb: int, repeat: int, gzipped: bool, keep: bool) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="opsproof-bench-drill-", dir="/tmp"))
-    try:
+    with harness.workdir(keep, prefix="opsproof-bench-drill-") as work:
         print(f"  making a ~{size_mb} MB dump ...", file=sys.stderr)
         dump, rows, version = make_dump(work, size_mb)
         dump_bytes = stored_bytes = dump.stat().st_size
@@ -197,11 +194,6 @@ def bench(size_mb: int, repeat: int, gzipped: bool, keep: bool) -> dict[str, Any
             )
             if any(drill_dir.iterdir()):
                 raise BenchError(f"the drill left files in {drill_dir}: {sorted(drill_dir.iterdir())}")
-    finally:
-        if keep:
-            print(f"kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     floor_s = statistics.median(f["psql_s"] for f in floors)
     restore_s = statistics.median(d["restore_s"] for d in drills)
     return {

@@ -25,7 +25,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -33,11 +32,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import harness
 import yaml
+from harness import REPO, BenchError
 
 from opsproof.localpg import LocalPostgres, local_postgres
 
-REPO = Path(__file__).resolve().parent.parent
 APPLICATION = "opsproof"
 BUILT_IN_CHECKS = 6  # reachable, connections, blocked_locks, long_running_queries, idle_in_transaction, wraparound
 PASSWORD = "bench-Passw0rd"
@@ -51,10 +51,6 @@ QUERIES = [
     ("database", "select current_database()", {"matches": "^app"}),
     ("no-orphans", "select count(*) from projects where owner_id is null", {"equals": 0}),
 ]
-
-
-class BenchError(RuntimeError):
-    """A measured run did not do what it should (bad exit code, missing or wrong results)."""
 
 
 def setup_server(pg: LocalPostgres, items: int) -> None:
@@ -153,37 +149,30 @@ def run_once(pg: LocalPostgres, profile: Path, work: Path, index: int, expected_
 
 
 def _results(log: Path) -> dict[str, Any]:
-    last = log.read_text(errors="replace").strip().splitlines()[-1]
-    marker = "; evidence bundle: "
-    if marker not in last:
-        raise BenchError(f"the run's last line names no evidence bundle: {last!r}")
-    bundle = Path(last.split(marker, 1)[1])
-    bundle = bundle if bundle.is_absolute() else REPO / bundle
-    data: dict[str, Any] = json.loads((bundle / "results.json").read_text())
+    data: dict[str, Any] = json.loads((harness.bundle_of(log) / "results.json").read_text())
     return data
 
 
 def bench(items: int, queries: int, repeat: int) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="opsproof-bench-pg-"))
     settings = {"log_connections": True}
     expected_checks = items * (BUILT_IN_CHECKS + queries)
-    try:
-        with local_postgres(max_connections=items + 20, settings=settings) as pg:
-            setup_server(pg, items)
-            profile = work / "bench.yaml"
-            write_profile(profile, pg, items, queries)
-            runs = []
-            for index in range(repeat):
-                runs.append(run_once(pg, profile, work, index, expected_checks))
-                r = runs[-1]
-                print(
-                    f"  run {index + 1}/{repeat}: wall {r['wall_s']:.2f} s, {r['checks']} checks, "
-                    f"{r['connections']} connections, peak {r['peak_concurrent_sessions']} at once",
-                    file=sys.stderr,
-                )
-            version = pg.binaries.version()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with (
+        harness.workdir(keep=False, prefix="opsproof-bench-pg-") as work,
+        local_postgres(max_connections=items + 20, settings=settings) as pg,
+    ):
+        setup_server(pg, items)
+        profile = work / "bench.yaml"
+        write_profile(profile, pg, items, queries)
+        runs = []
+        for index in range(repeat):
+            runs.append(run_once(pg, profile, work, index, expected_checks))
+            r = runs[-1]
+            print(
+                f"  run {index + 1}/{repeat}: wall {r['wall_s']:.2f} s, {r['checks']} checks, "
+                f"{r['connections']} connections, peak {r['peak_concurrent_sessions']} at once",
+                file=sys.stderr,
+            )
+        version = pg.binaries.version()
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},

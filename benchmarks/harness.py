@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from opsproof.demo.services import stop_process
+
 REPO = Path(__file__).resolve().parent.parent
 RATIO_TARGET = 1.5
 RSS_TARGET_MIB = 300.0
@@ -50,12 +52,7 @@ def child_server(cmd: Sequence[str]) -> Iterator[tuple[str, subprocess.Popen[str
         assert proc.stdout is not None
         yield proc.stdout.readline().strip(), proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def wait_until(ready: Callable[[], bool], failure: str, timeout_s: float = 10.0) -> None:
@@ -101,9 +98,9 @@ def measure(cmd: Sequence[str], cwd: Path, log: Path) -> tuple[Measure, int]:
 
 
 @contextmanager
-def workdir(keep: bool) -> Iterator[Path]:
+def workdir(keep: bool, prefix: str = "opsproof-bench-") -> Iterator[Path]:
     """A temp folder for profiles, logs and reports; removed afterwards unless `keep`."""
-    work = Path(tempfile.mkdtemp(prefix="opsproof-bench-"))
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield work
     finally:
@@ -158,7 +155,7 @@ def run_daily(work: Path, profile: Path, index: int) -> tuple[Measure, dict[str,
     result, code = measure(cmd, REPO, log)
     if code != 0:
         raise BenchError(f"the opsproof run exited {code}; see {log}:\n{_tail(log)}")
-    bundle = _bundle_of(log)
+    bundle = bundle_of(log)
     results = json.loads((bundle / "results.json").read_text())
     bundle_bytes = sum(p.stat().st_size for p in bundle.iterdir() if p.is_file())
     shutil.rmtree(report_dir, ignore_errors=True)
@@ -178,7 +175,7 @@ def all_passed(results: dict[str, Any], expected: int) -> list[dict[str, Any]]:
     return checks
 
 
-def _bundle_of(log: Path) -> Path:
+def bundle_of(log: Path) -> Path:
     """The bundle named by the run's last line, `opsproof: passed (exit 0); evidence bundle: <dir>`."""
     lines = log.read_text(errors="replace").splitlines()
     last = lines[-1] if lines else ""
