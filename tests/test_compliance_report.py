@@ -21,8 +21,10 @@ from opsproof.compliance.attestations import record_attestation
 from opsproof.compliance.history import History, locate
 from opsproof.compliance.period import ReportRequest, build_report, last_complete
 from opsproof.compliance.periods import periods_between
+from opsproof.compliance.report_csv import CSV_FILES, render_csv
 from opsproof.compliance.report_html import render_period_html
-from opsproof.evidence.manifest import manifest_sha256
+from opsproof.evidence.chain import find_environments
+from opsproof.evidence.manifest import manifest_sha256, seal_report
 from opsproof.targets.attestations import AttestationTarget
 
 # A quarter-long history that ended ten days ago: every date below is relative to it, so the
@@ -320,6 +322,7 @@ def test_the_command_writes_html_csv_and_json(
         "bundles.csv",
         "controls.csv",
         "exceptions.csv",
+        "manifest.json",
         "report.html",
         "report.json",
     ]
@@ -335,6 +338,57 @@ def test_the_command_writes_html_csv_and_json(
     assert len(bundles) == len(quarter.bundles)
     attestations = list(csv.DictReader(io.StringIO((out / "attestations.csv").read_text())))
     assert sum(1 for r in attestations if r["status"] == "missing") == data["summary"]["attestations_missing"]
+
+
+def test_a_report_is_sealed_and_verify_proves_it(
+    quarter: Quarter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "q"
+    key = tmp_path / "auditor"
+    assert opsproof(["keygen", str(key)]) == 0
+    args = ["--environment", "prod", "--from", str(FIRST), "--to", str(LAST), "--out", str(out)]
+    code, text = _report(capsys, quarter, *args, "--sign-key", str(key.with_suffix(".pem")))
+    assert code == 0, text
+    assert f"sealed in {out / 'manifest.json'}, signed by key" in text
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["schema"] == "opsproof/report-manifest/v1"
+    assert manifest["report"]["period"]["from"] == str(FIRST)
+    assert set(manifest["files"]) == set(render_csv(quarter.report())) | {"report.html", "report.json"}
+    assert opsproof(["verify", str(out), "--public-key", str(key.with_suffix(".pub"))]) == 0
+    assert "OK" in capsys.readouterr().out
+    # An exception quietly dropped from the auditor's spreadsheet is found.
+    exceptions = (out / "exceptions.csv").read_text().splitlines()
+    (out / "exceptions.csv").write_text("\n".join(exceptions[:-1]) + "\n")
+    assert opsproof(["verify", str(out)]) == 1
+    assert f"TAMPERED {out}: changed: exceptions.csv" in capsys.readouterr().out
+    # Written again into the same folder, it is sealed afresh.
+    code, text = _report(capsys, quarter, *args)
+    assert code == 0, text
+    assert not (out / "manifest.sig").exists()
+    assert opsproof(["verify", str(out)]) == 0
+
+
+def test_a_report_folder_holding_other_files_is_refused(
+    quarter: Quarter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "shared"
+    out.mkdir()
+    (out / "notes.txt").write_text("the auditor's own notes")
+    code, text = _report(capsys, quarter, "--environment", "prod", "--period", "monthly", "--out", str(out))
+    assert code == 4
+    assert "holds files an opsproof report did not write (notes.txt)" in text
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_a_sealed_report_is_in_no_bundle_chain(tmp_path: Path) -> None:
+    (tmp_path / "q3").mkdir()
+    (tmp_path / "q3" / "report.json").write_text("{}")
+    seal_report(tmp_path / "q3", {"environment": "prod"})
+    assert find_environments(tmp_path) == {}
+
+
+def test_the_csv_files_are_the_ones_named(quarter: Quarter) -> None:
+    assert tuple(render_csv(quarter.report())) == CSV_FILES
 
 
 def test_report_html_is_self_contained_balanced_and_escaped(quarter: Quarter) -> None:

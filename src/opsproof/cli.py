@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from opsproof import outcomes
+from opsproof import __version__, outcomes
 from opsproof.compliance import ComplianceError
 
 if TYPE_CHECKING:
@@ -44,7 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify = commands.add_parser(
         "verify", help="check an evidence bundle against its manifest, or every bundle's link in the hash chain"
     )
-    verify.add_argument("bundle", nargs="?", help="a bundle folder, or s3://bucket/prefix/<bundle> of an uploaded one")
+    verify.add_argument(
+        "bundle", nargs="?", help="a bundle or period report folder, or s3://bucket/prefix/<bundle> of an uploaded one"
+    )
     verify.add_argument(
         "--chain",
         metavar="DIR",
@@ -101,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     report.add_argument(
         "--out", type=Path, metavar="DIR", help="where to write (default REPORT_DIR/period-reports/...)"
+    )
+    report.add_argument(
+        "--sign-key", type=Path, metavar="PEM", help="sign the report's manifest.json with this key (opsproof keygen)"
     )
     _store_options(
         report,
@@ -306,6 +311,8 @@ def _report(args: argparse.Namespace) -> int:
     from opsproof.compliance.report_csv import render_csv
     from opsproof.compliance.report_html import render_period_html
     from opsproof.compliance.report_json import render_json
+    from opsproof.evidence.manifest import seal_report
+    from opsproof.evidence.signing import load_signer
 
     now = datetime.now(UTC)
     if args.period is not None:
@@ -324,6 +331,10 @@ def _report(args: argparse.Namespace) -> int:
                 f"--profile {declared.path} is the profile of environment {declared.environment!r}, "
                 f"not {args.environment!r}"
             )
+    signer = load_signer(args.sign_key) if args.sign_key is not None else None
+    suffix = "-" + "-".join(f.lower() for f in args.frameworks) if args.frameworks else ""
+    out = args.out or args.report_dir / "period-reports" / f"{args.environment}-{first}-to-{last}{suffix}"
+    _clear_report_folder(out)
     request = ReportRequest(args.environment, first, last, tuple(args.frameworks), tuple(args.controls), now)
     location = _location(args)
     if location.kind == "sqlite" and not Path(location.target).exists():
@@ -336,12 +347,12 @@ def _report(args: argparse.Namespace) -> int:
     except HistoryError as exc:
         print(f"opsproof report: {exc}", file=sys.stderr)
         return outcomes.EXIT_INTERNAL
-    suffix = "-" + "-".join(f.lower() for f in args.frameworks) if args.frameworks else ""
-    out = args.out or args.report_dir / "period-reports" / f"{args.environment}-{first}-to-{last}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
     files = {"report.html": render_period_html(report), "report.json": render_json(report), **render_csv(report)}
     for name, text in files.items():
         (out / name).write_text(text, encoding="utf-8")
+    about = {key: report[key] for key in ("environment", "period", "frameworks", "generated_at", "history")}
+    seal_report(out, about | {"controls_requested": report["controls_requested"], "version": __version__}, signer)
     summary = report["summary"]
     exceptions = summary["exceptions"]
     rate = "—" if summary["pass_rate"] is None else f"{summary['pass_rate'] * 100:.1f}%"
@@ -352,7 +363,29 @@ def _report(args: argparse.Namespace) -> int:
         f"{exceptions['waived']} waived, {exceptions['resolved']} resolved"
     )
     print(f"  {out / 'report.html'} (and report.json, {', '.join(n for n in files if n.endswith('.csv'))})")
+    signed = f", signed by key {signer.key_id[:16]}" if signer is not None else ""
+    print(f"  sealed in {out / 'manifest.json'}{signed}: `opsproof verify {out}` proves it unchanged")
     return 0
+
+
+def _clear_report_folder(out: Path) -> None:
+    """Make `out` ready for a new report: an earlier report's files go; anyone else's files stop it."""
+    from opsproof.compliance.report_csv import CSV_FILES
+    from opsproof.evidence.manifest import MANIFEST, SIGNATURE
+
+    if not out.exists():
+        return
+    report_files = ("report.html", "report.json", *CSV_FILES, MANIFEST, SIGNATURE)
+    if not out.is_dir():
+        raise ComplianceError(f"--out {str(out)!r} exists and is not a folder")
+    strangers = sorted(p.name for p in out.iterdir() if p.name not in report_files)
+    if strangers:
+        raise ComplianceError(
+            f"--out {str(out)!r} holds files an opsproof report did not write ({', '.join(strangers[:5])}); "
+            "give an empty or new folder"
+        )
+    for name in report_files:
+        (out / name).unlink(missing_ok=True)
 
 
 def _history_verify(args: argparse.Namespace) -> int:

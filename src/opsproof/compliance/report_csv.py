@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 OUTCOME_COLUMNS = ("passed", "warned", "failed", "error", "waived", "skipped")
+CSV_FILES = ("controls.csv", "exceptions.csv", "attestations.csv", "bundles.csv")  # what render_csv returns
 
 
 def render_csv(report: dict[str, Any]) -> dict[str, str]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsproof.evidence.manifest import MANIFEST, manifest_sha256
+from opsproof.evidence.manifest import MANIFEST, REPORT_SCHEMA, manifest_sha256
 from opsproof.evidence.verify import verify_bundle
 
 if TYPE_CHECKING:
@@ -78,20 +78,24 @@ class _Bundle:
 
 
 def find_environments(report_dir: Path) -> dict[str, list[Path]]:
-    """Bundle folders under `report_dir` by the environment their manifest names."""
+    """Bundle folders under `report_dir` by the environment their manifest names (period reports are in no chain)."""
     found: dict[str, list[Path]] = {}
     for path in sorted(report_dir.iterdir()):
         if path.is_dir() and not path.name.startswith(".") and (path / MANIFEST).is_file():
-            environment = _environment_of(path)
-            found.setdefault(environment, []).append(path)
+            try:
+                manifest = json.loads((path / MANIFEST).read_text())
+            except ValueError:
+                manifest = None
+            if isinstance(manifest, dict) and manifest.get("schema") == REPORT_SCHEMA:
+                continue
+            found.setdefault(_environment_of(path, manifest), []).append(path)
     return found
 
 
-def _environment_of(path: Path) -> str:
+def _environment_of(path: Path, manifest: Any) -> str:
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
         return str(manifest["run"]["environment"])
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         # An unreadable manifest still belongs to a chain: the folder name starts with the environment.
         return re.sub(r"-\d{8}T\d{6}Z-[0-9a-f]+$", "", path.name)
 

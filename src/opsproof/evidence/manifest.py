@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from opsproof.evidence.signing import Signer
 
 SCHEMA = "opsproof/manifest/v1"
+# A period report's manifest: the same file list and signature, about a report rather than a
+# run, and in no chain (a report is derived from the bundles, which are chained).
+REPORT_SCHEMA = "opsproof/report-manifest/v1"
+SCHEMAS = (SCHEMA, REPORT_SCHEMA)
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"  # written after manifest.json, over its bytes: not listed in it
 
@@ -54,10 +58,7 @@ def manifest_sha256(bundle: Path) -> str:
 def seal(bundle: Path, run: dict[str, Any], signer: Signer | None = None) -> dict[str, Any]:
     """Write manifest.json (and manifest.sig) for `bundle` and make it the head of its environment's chain."""
     head_file, lock_file = _chain_paths(bundle.parent, run["environment"])
-    files = {
-        name: {"sha256": sha256_file(bundle / name), "bytes": (bundle / name).stat().st_size}
-        for name in bundle_files(bundle)
-    }
+    files = _files(bundle)
     with open(lock_file, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         previous = json.loads(head_file.read_text()) if head_file.exists() else None
@@ -74,14 +75,34 @@ def seal(bundle: Path, run: dict[str, Any], signer: Signer | None = None) -> dic
             "files": files,
             "previous": previous,
         }
-        if signer is not None:
-            manifest["signing"] = {"algorithm": "ed25519", "key_id": signer.key_id, "signature_file": SIGNATURE}
-        text = json.dumps(manifest, indent=2) + "\n"
-        (bundle / MANIFEST).write_text(text)
-        if signer is not None:
-            (bundle / SIGNATURE).write_text(json.dumps(signer.sign(text.encode()), indent=2) + "\n")
+        text = _write(bundle, manifest, signer)
         head = {"bundle": bundle.name, "manifest_sha256": hashlib.sha256(text.encode()).hexdigest()}
         tmp = head_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(head) + "\n")
         os.replace(tmp, head_file)
     return manifest
+
+
+def seal_report(folder: Path, about: dict[str, Any], signer: Signer | None = None) -> dict[str, Any]:
+    """Write manifest.json (and manifest.sig) for a period report's folder: `opsproof verify` proves it."""
+    manifest: dict[str, Any] = {"schema": REPORT_SCHEMA, "report": about, "files": _files(folder)}
+    _write(folder, manifest, signer)
+    return manifest
+
+
+def _files(folder: Path) -> dict[str, dict[str, Any]]:
+    return {
+        name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
+        for name in bundle_files(folder)
+    }
+
+
+def _write(folder: Path, manifest: dict[str, Any], signer: Signer | None) -> str:
+    """manifest.json, and its signature over those exact bytes; the text written."""
+    if signer is not None:
+        manifest["signing"] = {"algorithm": "ed25519", "key_id": signer.key_id, "signature_file": SIGNATURE}
+    text = json.dumps(manifest, indent=2) + "\n"
+    (folder / MANIFEST).write_text(text)
+    if signer is not None:
+        (folder / SIGNATURE).write_text(json.dumps(signer.sign(text.encode()), indent=2) + "\n")
+    return text

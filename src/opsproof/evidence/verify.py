@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsproof.evidence.manifest import MANIFEST, SCHEMA, SIGNATURE, bundle_files, sha256_file
+from opsproof.evidence.manifest import MANIFEST, SCHEMAS, SIGNATURE, bundle_files, sha256_file
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -39,7 +39,7 @@ def verify_bundle(bundle: Path, public_key: Ed25519PublicKey | None = None) -> l
     manifest = read_manifest(bundle)
     try:
         files: dict[str, dict[str, object]] = manifest["files"]
-        if manifest.get("schema") != SCHEMA:
+        if manifest.get("schema") not in SCHEMAS:
             return [f"changed: {MANIFEST} (unknown schema {manifest.get('schema')!r})"]
         listed = sorted(files)
     except (KeyError, TypeError):
