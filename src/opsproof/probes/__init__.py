@@ -92,8 +92,12 @@ async def each_as_done(probes: Iterable[Awaitable[FactsT]]) -> AsyncIterator[Fac
     in profile order, wait for the first ones.
     """
     tasks = [asyncio.ensure_future(probe) for probe in probes]
-    for done in asyncio.as_completed(tasks):
-        yield await done
+    try:
+        for done in asyncio.as_completed(tasks):
+            yield await done
+    finally:  # a consumer that stops early (cancelled, failed) leaves no probe running
+        for task in tasks:
+            task.cancel()
 
 
 def describe_connect_error(error: OSError, host: str, address: str) -> str:
