@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -114,12 +115,44 @@ def test_verify_reads_a_bundle_back_from_s3_and_catches_a_new_version(
     out = capsys.readouterr().out
     assert f"OK {url}: every file matches manifest.json" in out
     assert "read 4 objects, 4 under Object Lock COMPLIANCE until" in out
-    # Object Lock keeps old versions, but anyone with write access may add a new one: verification reads the latest.
-    key = f"ev/{run.bundle.name}/results.json"
-    client.put_object(Bucket=bucket, Key=key, Body=b'{"forged": true}')
+    # Object Lock keeps the uploaded versions, but anyone with write access may put new ones on top:
+    # here a results.json and a manifest.json forged to agree, which a reader of the latest
+    # versions would find consistent.
+    forged_results = b'{"forged": true}'
+    manifest = json.loads((run.bundle / "manifest.json").read_text())
+    manifest["files"]["results.json"]["sha256"] = hashlib.sha256(forged_results).hexdigest()
+    for name, body in (("results.json", forged_results), ("manifest.json", json.dumps(manifest).encode())):
+        client.put_object(Bucket=bucket, Key=f"ev/{run.bundle.name}/{name}", Body=body)
     assert opsproof(["verify", url, "--s3-endpoint", endpoint]) == 1
-    assert f"TAMPERED {url}: changed: results.json" in capsys.readouterr().out
-    assert len(client.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]) == 2
+    out = capsys.readouterr().out
+    for name in ("results.json", "manifest.json"):
+        assert f"TAMPERED {url}/{name}: overwritten after upload: a newer version " in out, out
+    # The evidence read is what was uploaded, and it is intact.
+    assert f"OK {url}: every file matches manifest.json" in out
+    versions = client.list_object_versions(Bucket=bucket, Prefix=f"ev/{run.bundle.name}/results.json")["Versions"]
+    assert len(versions) == 2
+
+
+def test_verify_from_s3_names_a_delete_marker_and_reads_what_it_hides(
+    runner: Runner, http_server: HttpServer, s3: tuple[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint, client = s3
+    bucket = _bucket(client, locked=False)
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    _profile(runner, http_server.base)
+    run = runner.run("-m", "daily", "--upload", f"s3://{bucket}/ev", "--s3-endpoint", endpoint)
+    url = f"s3://{bucket}/ev/{run.bundle.name}"
+    client.delete_object(
+        Bucket=bucket, Key=f"ev/{run.bundle.name}/report.html"
+    )  # a delete marker, in a versioned bucket
+    assert opsproof(["verify", url, "--s3-endpoint", endpoint]) == 1
+    out = capsys.readouterr().out
+    assert f"TAMPERED {url}/report.html: deleted after upload: a delete marker (version " in out, out
+    assert f"OK {url}: every file matches manifest.json" in out  # the hidden version is still the evidence
+    assert opsproof(["verify", "--chain", f"s3://{bucket}/ev", "--s3-endpoint", endpoint]) == 1
+    out = capsys.readouterr().out
+    assert f"TAMPERED s3://{bucket}/ev/{run.bundle.name}/report.html: deleted after upload" in out, out
+    assert "OK chain prod (1 bundle" in out
 
 
 def test_verify_the_chain_of_uploaded_bundles(

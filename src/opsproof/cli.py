@@ -161,13 +161,22 @@ def _verify(args: argparse.Namespace) -> int:
 def _verify_s3(
     url: str, endpoint: str | None, public_key: Ed25519PublicKey | None, *, chain: bool, environment: str | None
 ) -> int:
-    """Download what was uploaded and verify it as a local copy; say which object versions were read."""
+    """Download what was uploaded (each object's first version) and verify it as a local copy.
+
+    Versions and delete markers added after the upload are findings too: they would hide
+    the locked evidence from anyone who reads the latest.
+    """
     from opsproof.compliance.upload import fetch
 
     folder, objects, holder = fetch(url, endpoint, bundle=not chain)
     try:
+        base = url.rstrip("/")
+        added = [(found["path"], problem) for found in objects for problem in found["problems"]]
+        for path, problem in added:
+            print(f"TAMPERED {base}/{path}: {problem}")
         if chain:
-            return _verify_chain(folder, environment, public_key)
+            code = _verify_chain(folder, environment, public_key)
+            return 1 if added else code
         code = _verify_bundle(folder, public_key, shown=url)
         locked = [o for o in objects if o["lock_mode"]]
         print(
@@ -179,8 +188,8 @@ def _verify_s3(
             )
         )
         for found in sorted(objects, key=lambda o: str(o["path"])):
-            print(f"  {found['path']}: version {found['version_id'] or '(unversioned)'}")
-        return code
+            print(f"  {found['path']}: version {found['version_id'] or '(unversioned)'}, as uploaded")
+        return 1 if added else code
     finally:
         holder.cleanup()
 

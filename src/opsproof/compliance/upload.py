@@ -9,8 +9,9 @@ object (version id, lock mode, retain-until date) is the upload receipt: kept in
 exact object versions an auditor can fetch. Credentials come from boto3's usual chain;
 `--s3-endpoint` (or AWS_ENDPOINT_URL_S3) points at an S3-compatible store.
 
-`opsproof verify s3://bucket/prefix/<bundle>` downloads a bundle and verifies it as a
-local one; `opsproof verify --chain s3://bucket/prefix` walks every uploaded bundle.
+`opsproof verify s3://bucket/prefix/<bundle>` downloads a bundle as it was uploaded (each
+object's first version) and verifies it as a local one, naming every version or delete
+marker added since; `opsproof verify --chain s3://bucket/prefix` walks every uploaded bundle.
 """
 
 from __future__ import annotations
@@ -217,31 +218,69 @@ def describe_receipt(receipt: dict[str, Any]) -> str:
 
 
 def download(target: S3Target, into: Path) -> list[dict[str, Any]]:
-    """Every object under the target's prefix into `into` (paths relative to the prefix); what S3 said of each."""
+    """Every object under the target's prefix into `into` (paths relative to the prefix), as first uploaded.
+
+    Object Lock keeps a locked version from being deleted or overwritten, but anyone
+    allowed to write may still put a newer version on top, or a delete marker that hides
+    it, and a reader of the latest version would see the forgery (a results.json and a
+    manifest.json forged together even verify). So each object's versions are listed:
+    its first version is the evidence read and verified, and every version or delete
+    marker added after it is named in the object's `problems`.
+    """
     s3 = client(target)
     found: list[dict[str, Any]] = []
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=target.bucket, Prefix=target.prefix):
-            for item in page.get("Contents", []):
-                relative = item["Key"][len(target.prefix) :]
-                if not relative or relative.endswith("/") or ".." in relative.split("/"):
-                    continue
-                answer = s3.get_object(Bucket=target.bucket, Key=item["Key"])
-                path = into / relative
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(answer["Body"].read())
-                retain = answer.get("ObjectLockRetainUntilDate")
-                found.append(
-                    {
-                        "path": relative,
-                        "version_id": answer.get("VersionId"),
-                        "lock_mode": answer.get("ObjectLockMode"),
-                        "retain_until": _iso(retain) if retain else None,
-                    }
-                )
+        for relative, history in sorted(_versions(s3, target).items()):
+            versions = [v for v in history if not v["delete_marker"]]
+            if not versions:  # only delete markers: nothing left to read
+                continue
+            original = versions[-1]  # S3 lists each key's versions newest first
+            answer = s3.get_object(Bucket=target.bucket, Key=original["key"], VersionId=original["version_id"])
+            path = into / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(answer["Body"].read())
+            retain = answer.get("ObjectLockRetainUntilDate")
+            found.append(
+                {
+                    "path": relative,
+                    "version_id": answer.get("VersionId"),
+                    "lock_mode": answer.get("ObjectLockMode"),
+                    "retain_until": _iso(retain) if retain else None,
+                    "problems": [_added_after(later) for later in history if later is not original],
+                }
+            )
     except Exception as exc:
         raise ComplianceError(f"{target.url}: cannot read it: {describe_error(exc)}") from None
     return found
+
+
+def _versions(s3: Any, target: S3Target) -> dict[str, list[dict[str, Any]]]:
+    """Each object's versions and delete markers, newest first, by path under the prefix."""
+    by_path: dict[str, list[dict[str, Any]]] = {}
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=target.bucket, Prefix=target.prefix):
+        entries = [(v, False) for v in page.get("Versions", [])] + [(m, True) for m in page.get("DeleteMarkers", [])]
+        for entry, is_marker in entries:
+            relative = entry["Key"][len(target.prefix) :]
+            if not relative or relative.endswith("/") or ".." in relative.split("/"):
+                continue
+            by_path.setdefault(relative, []).append(
+                {
+                    "key": entry["Key"],
+                    "version_id": entry.get("VersionId"),
+                    "at": entry.get("LastModified"),
+                    "delete_marker": is_marker,
+                }
+            )
+    for history in by_path.values():
+        history.sort(key=lambda v: v["at"] or datetime.min.replace(tzinfo=UTC), reverse=True)
+    return by_path
+
+
+def _added_after(entry: dict[str, Any]) -> str:
+    when = f" at {_iso(entry['at'])}" if entry["at"] else ""
+    if entry["delete_marker"]:
+        return f"deleted after upload: a delete marker (version {entry['version_id']}{when}) hides the uploaded version"
+    return f"overwritten after upload: a newer version {entry['version_id']}{when} lies on top of the uploaded one"
 
 
 def fetch(url: str, endpoint_url: str | None, *, bundle: bool) -> tuple[Path, list[dict[str, Any]], Any]:
