@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field
@@ -188,6 +189,9 @@ def _bounded_paramiko_exec(self: Any, command: bytes) -> tuple[int, bytes, bytes
 
 def _bounded_paramiko_connect(original: Callable[..., Any]) -> Callable[..., Any]:
     def connect(self: Any, *args: Any, **kwargs: Any) -> Any:
+        trust = getattr(_DEADLINE, "host_keys", None)
+        if trust is not None:
+            trust.apply(self)
         left = remaining()
         if left is not None:
             # testinfra sets only the TCP connect timeout; the banner and the login wait 15 s each by default.
@@ -199,6 +203,48 @@ def _bounded_paramiko_connect(original: Callable[..., Any]) -> Callable[..., Any
         return original(self, *args, **kwargs)
 
     return connect
+
+
+@dataclass(frozen=True)
+class HostKeys:
+    """How a paramiko:// login checks the host's key: as OpenSSH's `ssh` would, not as testinfra does.
+
+    testinfra's paramiko backend reads no known_hosts file and accepts any key it does not
+    know with a warning, so a password in the URL would go to whoever answers at the
+    address. Here the known_hosts files OpenSSH would read (the ssh_config's
+    `UserKnownHostsFile`, else ~/.ssh/known_hosts; and /etc/ssh/ssh_known_hosts) are
+    loaded, and an unknown key is refused, unless the ssh_config says
+    `StrictHostKeyChecking no` (testinfra then accepts any key) or `accept-new`.
+    """
+
+    files: tuple[str, ...]
+    strict: str  # "yes", "no", "accept-new" (OpenSSH's words; "ask" counts as "yes": nobody is there to ask)
+
+    @classmethod
+    def of(cls, address: HostAddress) -> HostKeys:
+        import paramiko
+
+        params = dict(address.params)
+        path = params.get("ssh_config") or os.path.expanduser("~/.ssh/config")
+        options: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            config = paramiko.SSHConfig.from_path(path)
+            options = dict(config.lookup(address.host))
+        files = str(options.get("userknownhostsfile") or "~/.ssh/known_hosts ~/.ssh/known_hosts2").split()
+        files += str(options.get("globalknownhostsfile") or "/etc/ssh/ssh_known_hosts").split()
+        strict = str(options.get("stricthostkeychecking", "yes")).lower()
+        return cls(tuple(os.path.expanduser(f) for f in files), "no" if strict in ("no", "off") else strict)
+
+    def apply(self, client: Any) -> None:
+        import paramiko
+
+        for path in self.files:
+            if os.path.isfile(path):
+                client.load_system_host_keys(path)
+        if self.strict == "no":
+            return  # testinfra set its IgnorePolicy from the same ssh_config
+        policy = paramiko.AutoAddPolicy() if self.strict == "accept-new" else paramiko.RejectPolicy()
+        client.set_missing_host_key_policy(policy)
 
 
 def install_deadlines() -> None:
@@ -435,10 +481,14 @@ class HostProbe:
 
     def run(self) -> dict[str, Any]:
         _DEADLINE.at = time.monotonic() + self.timeout
+        if self.target.address.scheme == "paramiko":
+            with contextlib.suppress(ImportError):  # no paramiko: the backend says so itself
+                _DEADLINE.host_keys = HostKeys.of(self.target.address)
         try:
             return self._run()
         finally:
             _DEADLINE.at = None
+            _DEADLINE.host_keys = None
 
     def _run(self) -> dict[str, Any]:
         try:
@@ -491,11 +541,17 @@ class HostProbe:
         # error): all of them mean the host did not answer in time.
         if isinstance(exc, TimeoutError) or "timed out" in text.lower() or (left is not None and left <= 0):
             return {"reached": False, "timed_out": True, "why": text}
+        key_problem = _host_key_problem(text, exc)
+        if key_problem is not None:
+            return key_problem
         if _is_refusal(text, exc):
             return {"reached": True, "denied": f"login refused: {text}"}
         return {"reached": False, "failure": text}
 
     def _transport_failed(self, status: int | None, text: str) -> dict[str, Any]:
+        key_problem = _host_key_problem(text, None)
+        if key_problem is not None:
+            return key_problem
         text = excerpt(text) or f"exit status {status}"
         scheme = self.target.address.scheme
         if status == NOT_AVAILABLE or _MISSING_PROGRAM.search(text):
@@ -646,13 +702,38 @@ def _exc_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text and not isinstance(exc, RuntimeError) else text or type(exc).__name__
 
 
+_UNKNOWN_HOST_KEY = re.compile(r"host key verification failed|no \S+ host key is known|not found in known_hosts", re.I)
+
+
+def _host_key_problem(text: str, exc: BaseException | None) -> dict[str, Any] | None:
+    """The host's key refused (ssh's words or paramiko's exceptions), said plainly; None for anything else.
+
+    A key that differs from the one known_hosts holds is a finding about the host (it was
+    reinstalled, or someone sits in between): `failed`. A host known_hosts has no key for
+    is a setup left to do: the check could not run (`error`). Either way nothing was run
+    on it, and no password was sent.
+    """
+    if type(exc).__name__ == "BadHostKeyException" or "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
+        return {
+            "reached": False,
+            "failure": "host key verification failed: the host offered another key than the one known_hosts "
+            "holds for it (reinstalled, or someone in between); nothing was run",
+        }
+    if _UNKNOWN_HOST_KEY.search(text):
+        return {
+            "reached": False,
+            "denied": "host key verification failed: known_hosts holds no key for this host; add it "
+            "(ssh-keyscan, then compare the fingerprint) or set StrictHostKeyChecking in the ssh_config",
+        }
+    return None
+
+
 def _is_refusal(text: str, exc: BaseException | None) -> bool:
     name = type(exc).__name__ if exc is not None else ""
     lowered = text.lower()
     return (
-        name in ("AuthenticationException", "BadHostKeyException", "BadAuthenticationType")
+        name in ("AuthenticationException", "BadAuthenticationType")
         or "permission denied" in lowered
-        or "host key verification failed" in lowered
         or "authentication failed" in lowered
     )
 
