@@ -259,7 +259,11 @@ def test_ports_listening_and_not(runner: Runner) -> None:
     nothing = run.record(f"hosts.port[net/tcp:{closed}]")
     assert nothing["outcome"] == "failed"
     assert nothing["message"].startswith(f"nothing listens on tcp {closed} (tcp ports in use: ")
-    assert str(port) in nothing["message"]
+    # The ports in use are named, the 30 nearest the one expected when more listen (a busy machine).
+    in_use = nothing["message"].split("ports in use: ", 1)[1]
+    named = [int(p) for p in re.findall(r"\d+", in_use)]
+    assert named == sorted(named) and 0 < len(named) <= 30
+    assert port in named or in_use.endswith(" ...)"), in_use
     elsewhere = run.record(f"hosts.port[net/tcp:127.0.0.2:{port}]")
     assert elsewhere["outcome"] == "failed"
     assert elsewhere["message"].startswith(

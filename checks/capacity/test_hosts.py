@@ -282,8 +282,10 @@ def test_port(item: HostTarget, part: Part, facts: HostFacts, check: Check) -> N
     found = [s for s in facts.listening if _matches(s, port)]
     check.observe(listeners=found)
     if not found:
-        same = sorted({s["port"] for s in facts.listening if s["protocol"] == port.protocol})
-        shown = ", ".join(map(str, same[:30])) + (" ..." if len(same) > 30 else "")
+        same = {s["port"] for s in facts.listening if s["protocol"] == port.protocol}
+        # The ports nearest the one expected first (a service moved from 5432 to 5433 shows at once).
+        nearest = sorted(sorted(same, key=lambda p: (abs(p - port.port), p))[:30])
+        shown = ", ".join(map(str, nearest)) + (" ..." if len(same) > 30 else "")
         on_port = [s["address"] for s in facts.listening if s["protocol"] == port.protocol and s["port"] == port.port]
         also = f"; port {port.port} listens on {', '.join(on_port)} only" if on_port else ""
         verb = "listens" if port.protocol == "tcp" else "is bound"

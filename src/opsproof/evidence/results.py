@@ -16,7 +16,7 @@ from opsproof.redaction import ACTIVE as REDACTOR
 if TYPE_CHECKING:
     import pytest
 
-    from opsproof.plugin import RunState
+    from opsproof.run_state import RunState
 
 SCHEMA = "opsproof/results/v1"
 

@@ -1,0 +1,177 @@
+"""One check's record: its identity, outcome, message, controls and waiver, from pytest's report.
+
+Built in `pytest_runtest_makereport` (so it travels to the xdist controller with the
+report), redacted before it leaves: the Recorder only collects them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from opsproof.check import Check, CheckError
+from opsproof.markers import ALL_MARKERS
+from opsproof.probes import kind_named, utc_iso
+from opsproof.profile import Waiver
+from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
+from opsproof.run_state import RunState, TargetRef, kind_of_path
+
+IDENTITY = pytest.StashKey[tuple[str, str, str | None, str]]()
+
+MARKERS = pytest.StashKey[list[str]]()
+
+
+def identity(item: pytest.Item, state: RunState) -> tuple[str, str, str | None, str]:
+    """(check id, kind, target name, severity) of a collected check; worked out once per item."""
+    known = item.stash.get(IDENTITY, None)
+    if known is None:
+        known = item.stash[IDENTITY] = _identity(item, state)
+    return known
+
+
+def _identity(item: pytest.Item, state: RunState) -> tuple[str, str, str | None, str]:
+    kind = kind_of_path(item.path)
+    kind_name = kind.name if kind else item.path.stem.removeprefix("test_")
+    aspect = getattr(item, "originalname", item.name).removeprefix("test_")
+    callspec = getattr(item, "callspec", None)
+    ref = callspec.params.get("target") if callspec is not None else None
+    target = ref.name if isinstance(ref, TargetRef) else None
+    severity = "high"
+    if kind is not None and target is not None:
+        severity = state.loaded.profile.targets(kind.section)[target].effective_severity
+    check_id = f"{kind_name}.{aspect}" + (f"[{ref.label}]" if isinstance(ref, TargetRef) else "")
+    return check_id, kind_name, target, severity
+
+
+def markers_of(item: pytest.Item) -> list[str]:
+    """The contract's markers on a check, worked out once per item."""
+    known = item.stash.get(MARKERS, None)
+    if known is None:
+        known = item.stash[MARKERS] = sorted({m.name for m in item.iter_markers() if m.name in ALL_MARKERS})
+    return known
+
+
+def check_of(item: pytest.Item, state: RunState) -> Check:
+    """The check's `check` fixture value, or a bare one when the fixture never ran."""
+    check_id, kind, target, severity = identity(item, state)
+    found = (getattr(item, "funcargs", None) or {}).get("check")
+    if not isinstance(found, Check):
+        found = Check(check_id=check_id, kind=kind, target=target, severity=severity)
+    found.check_id = check_id
+    return found
+
+
+class AllureAnnotator:
+    """With `--alluredir`: each check's severity and observed facts go into its Allure result."""
+
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Any:
+        try:
+            return (yield)
+        finally:
+            from opsproof.evidence.allure import annotate
+
+            annotate(check_of(item, self.state), ACTIVE_REDACTOR)
+
+
+# trylast: innermost of the wrappers, so allure-pytest and junitxml see the final report.
+
+
+def redact_report(report: pytest.TestReport) -> None:
+    if report.longrepr is not None and not isinstance(report.longrepr, tuple):
+        report.longrepr = ACTIVE_REDACTOR.redact(str(report.longrepr))
+    report.sections = [(title, ACTIVE_REDACTOR.redact(text)) for title, text in report.sections]
+
+
+def build_record(
+    item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport, state: RunState
+) -> dict[str, Any]:
+    check = check_of(item, state)
+    outcome, message = _outcome(call, report, check)
+    record: dict[str, Any] = {
+        "id": item.nodeid,
+        "check": check.check_id,
+        "kind": check.kind,
+        "target": check.target,
+        "markers": markers_of(item),
+        "controls": _controls(item, check, state),
+        "severity": check.severity,
+        "outcome": outcome,
+        "message": message,
+        "observed": check.observed,
+        "expected": check.expected,
+        "started_at": check.started_at or utc_iso(call.start),
+        "duration_s": check.duration_s if check.duration_s is not None else round(call.duration, 4),
+        "phase": report.when,
+    }
+    if outcome in ("failed", "error"):
+        _apply_waiver(record, state.loaded.profile.waivers)
+    return ACTIVE_REDACTOR.redact_data(record)  # type: ignore[no-any-return]
+
+
+def _controls(item: pytest.Item, check: Check, state: RunState) -> list[str]:
+    aspect = check.check_id.split(".", 1)[-1].split("[", 1)[0]
+    target = state.loaded.profile.targets(kind_named(check.kind).section).get(check.target) if check.target else None
+    own = getattr(target, "controls", None)  # an item's own `controls:` (attestations) wins
+    change = state.change
+    validates_change = "post_deploy" in markers_of(item) and any(
+        change.get(k) for k in ("ticket", "commit", "image_digest")
+    )
+    return state.controls.controls(
+        check.kind,
+        aspect,
+        check.check_id,
+        item_controls=own if isinstance(own, list) else None,
+        validates_change=validates_change,
+    )
+
+
+def _outcome(call: pytest.CallInfo[None], report: pytest.TestReport, check: Check) -> tuple[str, str]:
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        return "skipped", reason.removeprefix("Skipped: ")
+    if report.passed:
+        if check.warnings:
+            return "warned", "; ".join(check.warnings)
+        return "passed", check.summary or "as expected"
+    exc = call.excinfo.value if call.excinfo is not None else None
+    if report.when == "call" and isinstance(exc, AssertionError):
+        return "failed", _assertion_message(exc)
+    if isinstance(exc, (pytest.UsageError, CheckError)):
+        return "error", str(exc)
+    where = "" if report.when == "call" else f"{report.when} failed: "
+    detail = f"{type(exc).__name__}: {exc}" if exc is not None else report.longreprtext.strip().splitlines()[-1]
+    return "error", f"{where}{detail}"
+
+
+def _assertion_message(exc: AssertionError) -> str:
+    # pytest's rewriting appends "\nassert <explanation>" to the message; the message is the finding.
+    text = str(exc).strip()
+    if not text:
+        return "assertion failed"
+    return text.split("\nassert ", 1)[0].strip() or text.splitlines()[0]
+
+
+def _apply_waiver(record: dict[str, Any], waivers: list[Waiver]) -> None:
+    matching = [w for w in waivers if w.matches(record["check"])]
+    if not matching:
+        return
+    today = datetime.now(UTC).date()
+    active = [w for w in matching if w.expires >= today]
+    if active:
+        record["waiver"] = {**waiver_dict(active[0]), "status": "applied"}
+        record["outcome"] = "waived"
+        return
+    expired = max(matching, key=lambda w: w.expires)
+    record["waiver"] = {**waiver_dict(expired), "status": "expired"}
+    record["message"] += f" (waiver {expired.ticket} expired on {expired.expires}; not applied)"
+
+
+def waiver_dict(waiver: Waiver) -> dict[str, Any]:
+    data = waiver.model_dump(mode="json")
+    return {key: data[key] for key in ("check", "reason", "ticket", "approved_by", "expires")}

@@ -1,0 +1,226 @@
+"""The state of one opsproof run, kept under `config.stash`, and how a run starts.
+
+`start_run` reads everything a run needs before any check: the profile, the change
+context, the controls, the history store, the signing key, the upload target. Any
+mistake there is a usage error (exit 4) before a single target is contacted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from opsproof.compliance import ComplianceError
+from opsproof.compliance.change import change_context
+from opsproof.controls import ControlMap
+from opsproof.probes import ProbeKind, kind_named, kinds, utc_now
+from opsproof.profile import Item, LoadedProfile, ProfileError, load_profile, resolve_profile_path
+from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
+
+if TYPE_CHECKING:
+    from opsproof.check_scope import Part
+    from opsproof.compliance.history import Location
+    from opsproof.compliance.upload import BucketLock, S3Target
+    from opsproof.evidence.signing import Signer
+    from opsproof.gather import FactsByKind, Gatherer
+
+
+@dataclass
+class RunState:
+    """Everything the plugin keeps for one session, under `config.stash`."""
+
+    loaded: LoadedProfile
+    fail_on: str
+    report_dir: Path
+    run_id: str
+    started_at: str
+    is_worker: bool
+    share_dir: Path | None = None
+    facts: FactsByKind | None = None  # xdist workers: everything, read from the shared file
+    gatherer: Gatherer | None = None
+    items: list[pytest.Item] = field(default_factory=list)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    collected_check_ids: set[str] = field(default_factory=set)
+    unmatched_waivers: list[dict[str, Any]] = field(default_factory=list)
+    collect_errors: int = 0
+    signalled: str | None = None
+    bundle: Path | None = None
+    bundle_error: str | None = None
+    exit_code: int | None = None
+    controls: ControlMap = field(default_factory=ControlMap)
+    change: dict[str, Any] = field(default_factory=dict)
+    signer: Signer | None = None
+    history: Location | None = None
+    upload: Upload | None = None
+    # What happened to the bundle after sealing (history, upload), one line each, shown before the last line.
+    shipped: list[str] = field(default_factory=list)
+    shipping_errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Where `--upload` puts the bundle, the retention asked for, and the bucket's lock (checked at start)."""
+
+    target: S3Target
+    retain: tuple[int, str] | None
+    lock: BucketLock
+
+
+STATE = pytest.StashKey[RunState]()
+
+
+def state_of(config: pytest.Config) -> RunState | None:
+    return config.stash.get(STATE, None)
+
+
+def owns_process(config: pytest.Config) -> bool:
+    """True for `pytest ...` run as a command, false for pytest.main() or pytester inside a process."""
+    return tuple(config.invocation_params.args) == tuple(sys.argv[1:])
+
+
+def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunState:
+    cli_vars = {}
+    for pair in config.getoption("var"):
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise pytest.UsageError(f"--var {pair!r}: expected NAME=VALUE")
+        cli_vars[name] = value
+    chosen = config.getoption("profile") or os.environ.get("OPSPROOF_PROFILE") or "demo"
+    path = resolve_profile_path(chosen, Path.cwd())
+    try:
+        shown = str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+        loaded = load_profile(path, cli_vars=cli_vars, display_path=shown)
+    except ProfileError as exc:
+        raise pytest.UsageError(f"profile {chosen!r}: {exc}") from None
+    ACTIVE_REDACTOR.update(loaded.redactor)
+    try:
+        change = change_context(
+            ticket=config.getoption("change"),
+            commit=config.getoption("commit"),
+            image_digest=config.getoption("image_digest"),
+            environ=os.environ,
+        )
+    except ComplianceError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    controls = _control_map(loaded)
+    report_dir = Path(config.getoption("report_dir") or "reports").absolute()
+    if report_dir.exists() and not report_dir.is_dir():
+        raise pytest.UsageError(f"--report-dir {str(report_dir)!r} exists and is not a directory")
+    history = _history_location(config, report_dir)
+    if workerinput is not None and "opsproof_run_id" in workerinput:
+        return RunState(
+            loaded=loaded,
+            fail_on=config.getoption("fail_on"),
+            report_dir=report_dir,
+            run_id=workerinput["opsproof_run_id"],
+            started_at=workerinput["opsproof_started_at"],
+            is_worker=True,
+            share_dir=Path(workerinput["opsproof_share_dir"]),
+            controls=controls,
+            change=change,
+            history=history,
+        )
+    return RunState(
+        loaded=loaded,
+        fail_on=config.getoption("fail_on"),
+        report_dir=report_dir,
+        run_id=uuid.uuid4().hex,
+        started_at=utc_now(),
+        is_worker=False,
+        controls=controls,
+        change=change,
+        signer=_signer(config),
+        history=history,
+        upload=_upload(config),
+    )
+
+
+def _upload(config: pytest.Config) -> Upload | None:
+    """--upload/--retain, checked against the bucket before any check runs: a run must not end unshippable."""
+    url, retain_text = config.getoption("upload"), config.getoption("retain")
+    if url is None:
+        if retain_text is not None:
+            raise pytest.UsageError("--retain goes with --upload s3://bucket/prefix")
+        return None
+    from opsproof.compliance.upload import parse_retain, parse_s3_url, preflight
+
+    try:
+        target = parse_s3_url(url, config.getoption("s3_endpoint"))
+        retain = parse_retain(retain_text) if retain_text is not None else None
+        return Upload(target, retain, preflight(target, retain))
+    except ComplianceError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _history_location(config: pytest.Config, report_dir: Path) -> Location:
+    from opsproof.compliance.history import DSN_VARIABLE, locate
+
+    try:
+        location = locate(report_dir, config.getoption("history_dsn") or os.environ.get(DSN_VARIABLE))
+    except ComplianceError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if location.password:  # the command line is recorded in results.json; the password never is
+        ACTIVE_REDACTOR.add("HISTORY_DSN_PASSWORD", location.password)
+    return location
+
+
+def _signer(config: pytest.Config) -> Signer | None:
+    """The --sign-key, loaded before any check runs: a key that does not parse is a usage error."""
+    path = config.getoption("sign_key")
+    if path is None:
+        return None
+    from opsproof.evidence.signing import load_signer
+
+    try:
+        return load_signer(Path(path))
+    except ComplianceError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _control_map(loaded: LoadedProfile) -> ControlMap:
+    """The catalogue with the profile's `controls:` applied; a key naming no kind is a usage error."""
+    overrides = getattr(loaded.profile, "controls", None) or {}
+    controls = ControlMap(overrides)
+    # Only a profile with overrides pays for loading every kind (before the probes fork).
+    unknown = controls.unknown_kinds(sorted(kinds())) if overrides else []
+    if unknown:
+        raise pytest.UsageError(
+            f"profile {loaded.path.name}: controls: unknown kind {unknown[0]!r} (kinds: {', '.join(sorted(kinds()))})"
+        )
+    return controls
+
+
+def kind_of_path(path: Path) -> ProbeKind[Any, Any] | None:
+    """checks/<area>/test_<kind>.py -> the probe kind `<kind>`."""
+    if not path.stem.startswith("test_"):
+        return None
+    try:
+        return kind_named(path.stem.removeprefix("test_"))
+    except KeyError:
+        return None
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    """The parameter of a check: which profile item of which kind (and which part of it) it is about."""
+
+    kind: str
+    name: str
+    part: Part | None = None
+    # A check's `item` and `facts` come from these (see `_handed`), not from a lookup by name.
+    model: Item = field(kw_only=True, compare=False, repr=False)
+    run: RunState = field(kw_only=True, compare=False, repr=False)
+
+    @property
+    def label(self) -> str:
+        """The item's name, or `item/part`: the test id and the bracket of the check id."""
+        return f"{self.name}/{self.part.name}" if self.part is not None else self.name
+
+    def __repr__(self) -> str:  # shown as the test's parameter (Allure, -v); never a secret
+        return f"{self.kind}[{self.label}]"
