@@ -30,6 +30,7 @@ from opsproof import outcomes
 from opsproof.check import Check
 from opsproof.check_scope import Part, item_applies, parts_of
 from opsproof.gather import Gatherer, probe_all_shared
+from opsproof.heap import collector_paused
 from opsproof.markers import ALL_MARKERS, CADENCE_MARKERS
 from opsproof.probes import Facts, kinds_in_use
 from opsproof.profile import ITEM_SECTIONS, Item
@@ -247,6 +248,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # Direct parametrization: each check's `item`, `check` and `facts` are then handed
     # from its TargetRef (see `_handed`) without a fixture lookup by name.
     metafunc.parametrize("target", refs)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session: pytest.Session) -> Any:
+    """Collect with the cyclic collector paused (see opsproof.heap); the heap is frozen after."""
+    if state_of(session.config) is None or not owns_process(session.config):
+        return (yield)
+    with collector_paused():
+        return (yield)
 
 
 @pytest.hookimpl(tryfirst=True)
