@@ -18,9 +18,8 @@ from opsproof.profile import Waiver
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
 from opsproof.run_state import RunState, TargetRef, kind_of_path
 
-IDENTITY = pytest.StashKey[tuple[str, str, str | None, str]]()
-
-MARKERS = pytest.StashKey[list[str]]()
+IDENTITY = pytest.StashKey[tuple[str, str, str | None, str]]()  # per item: (check id, kind, target, severity)
+MARKERS = pytest.StashKey[list[str]]()  # per item: the contract's markers on it
 
 
 def identity(item: pytest.Item, state: RunState) -> tuple[str, str, str | None, str]:
