@@ -74,6 +74,7 @@ class DrillDumps:
     custom: bytes
     stale_plain: bytes  # events three days older
     binaries_version: str
+    created: bytes = b""  # pg_dump --create: CREATE DATABASE app, \connect app, COMMENT ON DATABASE...
 
     @property
     def plain_gz(self) -> bytes:
@@ -86,6 +87,20 @@ class DrillDumps:
     @property
     def stale_plain_gz(self) -> bytes:
         return gzip.compress(self.stale_plain, mtime=0)
+
+    @property
+    def restricted(self) -> bytes:
+        """The plain dump fenced as pg_dump 17.6 and 16.10 write it (`\\restrict KEY` ... `\\unrestrict KEY`)."""
+        header = b"--\n-- PostgreSQL database dump\n--\n\n"
+        assert self.plain.startswith(header)
+        key = b"Hn8yJd0ZkqfC3PbTZQ0oR1xW5uVvA9"
+        body = self.plain[len(header) :]
+        return header + b"\\restrict " + key + b"\n\n" + body + b"\n\\unrestrict " + key + b"\n\n"
+
+    def with_meta_command(self, command: bytes) -> bytes:
+        """The plain dump with a psql meta-command after its settings, as a tampered backup could hold."""
+        marker = b"SET row_security = off;\n"
+        return self.plain.replace(marker, marker + command + b"\n", 1)
 
     @property
     def slow_plain(self) -> bytes:
@@ -112,11 +127,13 @@ def drill_dumps() -> DrillDumps:
             conn.execute(SOURCE_SQL)
         pg.execute("create database app_stale template app")
         pg.execute("update events set at = at - interval '3 days'", dbname="app_stale")
+        pg.execute("comment on database app is 'the app''s data'")
         return DrillDumps(
             plain=_dump(pg, "app"),
             custom=_dump(pg, "app", "-Fc"),
             stale_plain=_dump(pg, "app_stale"),
             binaries_version=pg.binaries.version(),
+            created=_dump(pg, "app", "--create"),
         )
 
 

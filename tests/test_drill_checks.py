@@ -98,6 +98,33 @@ def test_the_filter_leaves_out_exactly_ownership_and_privilege_statements(drill_
         assert b"".join(pieces) + chunked.finish() == out, size
 
 
+def test_the_filter_leaves_out_what_pg_dump_create_and_restrict_add(drill_dumps: DrillDumps) -> None:
+    created = PlainDumpFilter()
+    out = created.feed(drill_dumps.created) + created.finish()
+    removed = [line for line in drill_dumps.created.splitlines() if line not in out.splitlines()]
+    database_lines = [line for line in removed if b"DATABASE" in line or line.startswith(b"\\")]
+    assert [line.split(b" ")[0] + b" " + line.split(b" ")[1] for line in database_lines] == [
+        b"CREATE DATABASE",
+        b"ALTER DATABASE",
+        b"\\connect app",
+        b"COMMENT ON",
+    ], database_lines
+    fenced, plain = PlainDumpFilter(), PlainDumpFilter()
+    fenced_out = fenced.feed(drill_dumps.restricted) + fenced.finish()
+    plain_out = plain.feed(drill_dumps.plain) + plain.finish()
+    assert b"restrict" not in fenced_out
+    assert fenced_out.replace(b"\n", b"") == plain_out.replace(b"\n", b"")
+    assert fenced.dropped == plain.dropped + 2
+
+
+@pytest.mark.parametrize("command", [b"\\! touch /tmp/opsproof-owned", b"\\o /tmp/opsproof-out", b"\\i /etc/passwd"])
+def test_any_other_meta_command_stops_the_restore(drill_dumps: DrillDumps, command: bytes) -> None:
+    with pytest.raises(DrillError) as raised:
+        PlainDumpFilter().feed(drill_dumps.with_meta_command(command))
+    assert f"the dump holds a psql meta-command ({command.decode()!r})" in str(raised.value)
+    assert raised.value.stage == "restore"
+
+
 @pytest.mark.parametrize(
     ("head", "expected"),
     [
@@ -499,6 +526,55 @@ def test_dsn_targets_are_restored_into_refused_when_not_empty_and_emptied_when_a
     assert found["drills.restore[cut]"][0] == "failed"
     assert "the dump is incomplete" in found["drills.restore[cut]"][1]
     assert scratch_pg.tables(third) == []
+
+
+def test_create_and_restrict_dumps_restore_and_a_tampered_one_runs_nothing(
+    runner: Runner,
+    drill_dumps: DrillDumps,
+    scratch_pg: ScratchServer,
+    work_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SCRATCH_PASSWORD", SECRET)
+    owned = tmp_path / "owned"
+    folder = write_backups(
+        tmp_path / "db",
+        [
+            ("created.sql", drill_dumps.created, 1),  # pg_dump --create
+            ("restricted.sql", drill_dumps.restricted, 1),  # pg_dump 17.6's \restrict fence
+            ("tampered.sql", drill_dumps.with_meta_command(f"\\! touch {owned}".encode()), 1),
+        ],
+    )
+    scratch = scratch_pg.fresh()
+    databases_before = {row[0] for row in scratch_pg.pg.execute("select datname from pg_database")}
+    tables = f"expect: {{tables: {{projects: {PROJECTS}, billing.invoices: {INVOICES}}}}}"
+    dsn = f"target: {{dsn: '{scratch_pg.dsn(scratch)}', password: '${{SCRATCH_PASSWORD}}'}}"
+    runner.profile(
+        drills_profile(
+            [backups_item(name, folder, f"{name}.sql") for name in ("created", "restricted", "tampered")],
+            [
+                f"{{name: created, backup: created, work_dir: '{work_dir}', {tables}}}",
+                f"{{name: created-dsn, backup: created, work_dir: '{work_dir}', {tables}, {dsn}}}",
+                f"{{name: restricted, backup: restricted, work_dir: '{work_dir}', {tables}}}",
+                f"{{name: tampered, backup: tampered, work_dir: '{work_dir}', {tables}}}",
+            ],
+        )
+    )
+    run = runner.run("-m", "monthly")
+    assert_nothing_left(work_dir)
+    found = outcomes(run)
+    for name in ("created", "created-dsn", "restricted"):
+        assert found[f"drills.restore[{name}]"][0] == "passed", found[f"drills.restore[{name}]"]
+        assert found[f"drills.table[{name}/projects]"][0] == "passed"
+    # --create's CREATE DATABASE app and \connect app went nowhere: the data is in the scratch database.
+    assert "public.projects" in scratch_pg.tables(scratch)
+    assert {row[0] for row in scratch_pg.pg.execute("select datname from pg_database")} == databases_before
+    outcome, message = found["drills.restore[tampered]"]
+    assert outcome == "failed"
+    assert "the dump holds a psql meta-command ('\\\\! touch /" in message, message
+    assert message.endswith("that pg_dump never writes; a drill does not run it")
+    assert not owned.exists()
 
 
 def test_a_dsn_target_that_is_a_postgres_item_is_refused_by_the_drill() -> None:

@@ -571,7 +571,18 @@ _DROPPED_STARTS = (
     b"ALTER DEFAULT PRIVILEGES ",
     b"SET SESSION AUTHORIZATION ",
     b"RESET SESSION AUTHORIZATION",
+    # `pg_dump --create`: the database the dump came from, by its name. The drill restores
+    # into its own database; these would create or alter another one (and CREATE DATABASE
+    # cannot run inside the restore's transaction at all).
+    b"CREATE DATABASE ",
+    b"ALTER DATABASE ",
+    b"COMMENT ON DATABASE ",
 )
+# The psql meta-commands pg_dump writes, left out: `\connect` (after --create's CREATE
+# DATABASE: it would move the restore into that other database) and `\restrict` /
+# `\unrestrict` (pg_dump 17.6, 16.10... fence the dump against meta-commands; an older psql
+# stops at them, and the drill's filter enforces the same fence itself, below).
+_DROPPED_META = (b"\\connect ", b"\\c ", b"\\restrict ", b"\\unrestrict ")
 
 
 _DOLLAR_TAG = re.compile(rb"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
@@ -588,6 +599,11 @@ def _dollar_tag(line: bytes, at: int) -> bytes | None:
 
 class PlainDumpFilter:
     """Streams a plain pg_dump through, leaving out ownership and privilege statements.
+
+    Also left out: what `pg_dump --create` adds to name its own database (CREATE, ALTER
+    and COMMENT ON DATABASE, `\\connect`), so such a dump restores into the drill's
+    database like any other, and `\\restrict`/`\\unrestrict`. Any other psql meta-command
+    stops the restore (DrillError): pg_dump never writes one.
 
     Lines outside COPY data are followed with a small lexer (quotes, quoted identifiers,
     dollar quotes, comments), so a statement is only dropped where one begins: a `GRANT`
@@ -640,8 +656,10 @@ class PlainDumpFilter:
     def _keep(self, line: bytes) -> bool:
         if self._quote is None and self._at_start:
             text = line.strip()
-            if not text or text.startswith(b"--") or text.startswith(b"\\"):
-                return True  # a blank line, a comment, a psql meta-command: still between statements
+            if not text or text.startswith(b"--"):
+                return True  # a blank line, a comment: still between statements
+            if text.startswith(b"\\"):
+                return self._meta_command(text)
             if self._droppable(text):
                 self.dropped += 1
                 return False
@@ -650,6 +668,21 @@ class PlainDumpFilter:
                 return True
         self._scan(line)
         return True
+
+    def _meta_command(self, text: bytes) -> bool:
+        """Leave out the meta-commands pg_dump writes; refuse any other, as a psql in restricted mode would.
+
+        A plain dump is fed to psql, which would run `\\! <shell command>` or `\\o <file>` on
+        this machine: a backup that holds one was not written by pg_dump, or was tampered with.
+        """
+        if (text + b" ").startswith(_DROPPED_META):
+            self.dropped += 1
+            return False
+        shown = text[:60].decode("utf-8", "replace")
+        raise DrillError(
+            f"the dump holds a psql meta-command ({shown!r}) that pg_dump never writes; a drill does not run it",
+            stage="restore",
+        )
 
     def _droppable(self, text: bytes) -> bool:
         ownership = text.startswith(b"ALTER ") and b" OWNER TO " in text
