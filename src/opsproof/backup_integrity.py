@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opsproof.localpg import ENV_BINDIR, LocalPgError, find_binaries
+from opsproof.plain_dump import PlainDumpFilter, UnsafeDump
 
 GZIP_MAGIC = b"\x1f\x8b"
 PGDMP_MAGIC = b"PGDMP"
@@ -89,20 +90,33 @@ def gunzip_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 class _PlainDump:
-    """A plain-format dump: pg_dump's header at the start, its completion marker at the end."""
+    """A plain-format dump: pg_dump's header at the start, its completion marker at the end.
+
+    Read through the drills' filter as well: a psql meta-command pg_dump never writes
+    (`\\! <shell command>`) would run on the machine that restores the dump.
+    """
 
     def __init__(self) -> None:
         self.head = b""
         self.tail = b""
+        self.statements = PlainDumpFilter()
+        self.unsafe: str | None = None
 
     def feed(self, block: bytes) -> None:
         if len(self.head) < 4096:
             self.head += block[: 4096 - len(self.head)]
         self.tail = (self.tail + block)[-4096:]
+        if self.unsafe is None:
+            try:
+                self.statements.feed(block)
+            except UnsafeDump as exc:
+                self.unsafe = str(exc)
 
     def verdict(self) -> tuple[bool, str]:
         if b"PostgreSQL database dump" not in self.head:
             return False, "not a pg_dump plain dump: no '-- PostgreSQL database dump' header"
+        if self.unsafe is not None:
+            return False, f"{self.unsafe}: restoring it would run it"
         if PLAIN_DUMP_END not in self.tail:
             return False, "plain dump is incomplete: pg_dump's '-- PostgreSQL database dump complete' line is missing"
         return True, "plain dump ends with pg_dump's completion line"
