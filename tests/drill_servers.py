@@ -97,8 +97,8 @@ class DrillDumps:
         body = self.plain[len(header) :]
         return header + b"\\restrict " + key + b"\n\n" + body + b"\n\\unrestrict " + key + b"\n\n"
 
-    def with_meta_command(self, command: bytes) -> bytes:
-        """The plain dump with a psql meta-command after its settings, as a tampered backup could hold."""
+    def with_line(self, command: bytes) -> bytes:
+        """The plain dump with one line after its settings, as a tampered backup could hold."""
         marker = b"SET row_security = off;\n"
         return self.plain.replace(marker, marker + command + b"\n", 1)
 

@@ -121,8 +121,17 @@ def test_the_filter_leaves_out_what_pg_dump_create_and_restrict_add(drill_dumps:
 @pytest.mark.parametrize("command", [b"\\! touch /tmp/opsproof-owned", b"\\o /tmp/opsproof-out", b"\\i /etc/passwd"])
 def test_any_other_meta_command_stops_the_restore(drill_dumps: DrillDumps, command: bytes) -> None:
     with pytest.raises(UnsafeDump) as raised:
-        PlainDumpFilter().feed(drill_dumps.with_meta_command(command))
+        PlainDumpFilter().feed(drill_dumps.with_line(command))
     assert str(raised.value) == f"the dump holds a psql meta-command ({command.decode()!r}) that pg_dump never writes"
+
+
+@pytest.mark.parametrize(
+    "statement", [b"COPY notes FROM PROGRAM 'touch /tmp/opsproof-owned';", b"copy (select 1) to program 'sh';"]
+)
+def test_a_copy_that_runs_a_program_stops_the_restore(drill_dumps: DrillDumps, statement: bytes) -> None:
+    with pytest.raises(UnsafeDump) as raised:
+        PlainDumpFilter().feed(drill_dumps.with_line(statement))
+    assert str(raised.value).startswith("the dump holds a COPY that runs a program (")
 
 
 @pytest.mark.parametrize(
@@ -543,7 +552,7 @@ def test_create_and_restrict_dumps_restore_and_a_tampered_one_runs_nothing(
         [
             ("created.sql", drill_dumps.created, 1),  # pg_dump --create
             ("restricted.sql", drill_dumps.restricted, 1),  # pg_dump 17.6's \restrict fence
-            ("tampered.sql", drill_dumps.with_meta_command(f"\\! touch {owned}".encode()), 1),
+            ("tampered.sql", drill_dumps.with_line(f"\\! touch {owned}".encode()), 1),
         ],
     )
     scratch = scratch_pg.fresh()

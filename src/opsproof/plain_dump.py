@@ -113,6 +113,11 @@ class PlainDumpFilter:
             if self._droppable(text):
                 self.dropped += 1
                 return False
+            if text.upper().startswith(b"COPY ") and b" PROGRAM " in text.upper():
+                # COPY ... FROM/TO PROGRAM runs a shell command as the server's OS user (the drill
+                # restores as a superuser of its throwaway cluster); pg_dump writes COPY ... FROM stdin only.
+                shown = text[:60].decode("utf-8", "replace")
+                raise UnsafeDump(f"the dump holds a COPY that runs a program ({shown!r}), which pg_dump never writes")
             if text.startswith(b"COPY ") and text.endswith(b" FROM stdin;"):
                 self._in_copy = True
                 return True
