@@ -20,6 +20,7 @@ import pytest
 import trustme
 from aiohttp import web
 
+from opsproof import ProfileError, load_profile
 from opsproof.demo.services import free_port, serving
 
 REPO = Path(__file__).resolve().parents[1]
@@ -243,6 +244,15 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+def profile_error(folder: Path, text: str) -> str:
+    """The ProfileError a profile of `text` gives, loaded as `bad.yaml` (the name its messages show)."""
+    path = folder / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ProfileError) as caught:
+        load_profile(path, display_path="bad.yaml")
+    return str(caught.value)
 
 
 def http_profile(*items: str, environment: str = "test", extra: str = "") -> str:

@@ -51,7 +51,8 @@ class SshServer:
         return recorded.read_text().splitlines() if recorded.exists() else []
 
 
-def _keygen(path: Path) -> str:
+def keygen(path: Path) -> str:
+    """A new Ed25519 key pair at `path` (private) and `path.pub`; the public key's line."""
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
     return path.with_suffix(".pub").read_text().strip()
 
@@ -62,8 +63,8 @@ def ssh_server(folder: Path) -> Iterator[SshServer]:
     assert SSHD is not None
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
-    host_key = _keygen(folder / "host_key")
-    client_key = _keygen(folder / "client_key")
+    host_key = keygen(folder / "host_key")
+    client_key = keygen(folder / "client_key")
     (folder / "authorized_keys").write_text(client_key + "\n")
     port = free_port(0)
     user = getpass.getuser()

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import opsproof
-from conftest import SECRET, Runner, listening_black_hole
+from conftest import SECRET, Runner, listening_black_hole, profile_error
 from opsproof.demo.services import free_port
 from opsproof.probes.host_output import parse_net, parse_ntpq, parse_systemd, parse_timedatectl
 from opsproof.targets.hosts import compare_versions
@@ -709,12 +709,9 @@ def test_versions_compare_as_dpkg_does(older: str, newer: str) -> None:
     ],
 )
 def test_profile_mistakes_are_usage_errors(tmp_path: Path, entry: str, message: str) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text(f"environment: test\nhosts:\n  - {entry}\n")
-    with pytest.raises(opsproof.ProfileError) as caught:
-        opsproof.load_profile(path, display_path="bad.yaml")
-    assert "bad.yaml:3: " in str(caught.value)
-    assert message in str(caught.value)
+    error = profile_error(tmp_path, f"environment: test\nhosts:\n  - {entry}\n")
+    assert "bad.yaml:3: " in error
+    assert message in error
 
 
 def test_bad_profile_exits_4_without_the_secret(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:

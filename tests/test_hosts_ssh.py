@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ssh_servers import SSHD, SshServer, ssh_server
+from ssh_servers import SSHD, SshServer, keygen, ssh_server
 from test_hosts_checks import ALWAYS, QUIET, hosts_profile
 
 from conftest import Runner
@@ -43,11 +42,6 @@ def _variant(server: SshServer, name: str, old: str, new: str) -> Path:
     return path
 
 
-def _keygen(path: Path) -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    return path
-
-
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_a_real_host_over_ssh_passes_and_only_reads(runner: Runner, sshd: SshServer, scheme: str) -> None:
     before = len(sshd.commands())
@@ -73,7 +67,8 @@ def test_a_real_host_over_ssh_passes_and_only_reads(runner: Runner, sshd: SshSer
 def test_a_key_the_server_does_not_accept_is_a_refused_login(
     runner: Runner, sshd: SshServer, scheme: str, tmp_path: Path
 ) -> None:
-    other = _keygen(tmp_path / "other_key")
+    other = tmp_path / "other_key"
+    keygen(other)
     config = _variant(sshd, f"other-key-{scheme}", str(sshd.identity), str(other))
     runner.profile(hosts_profile(f"{{name: web, url: '{sshd.url(scheme, config=config)}'}}", timeout="20s"))
     run = runner.run("-m", "daily")
@@ -88,7 +83,7 @@ def test_a_changed_host_key_fails_and_nothing_runs(
     runner: Runner, sshd: SshServer, scheme: str, tmp_path: Path
 ) -> None:
     # known_hosts holds another key for this address: the host was reinstalled, or someone is in between.
-    impostor = _keygen(tmp_path / "impostor").with_suffix(".pub").read_text().split()[:2]
+    impostor = keygen(tmp_path / "impostor").split()[:2]
     known = tmp_path / "known_hosts"
     known.write_text(f"[127.0.0.1]:{sshd.port} {' '.join(impostor)}\n")
     config = _variant(sshd, f"changed-{scheme}", str(sshd.folder / "known_hosts"), str(known))

@@ -32,7 +32,7 @@ from kubernetes_servers import (
 )
 
 import opsproof
-from conftest import SECRET, Run, Runner
+from conftest import SECRET, Run, Runner, profile_error
 from opsproof.demo.kubernetes import (
     DEMO_NAMESPACE,
     KubeApiEmulator,
@@ -681,11 +681,7 @@ def test_in_cluster_outside_a_cluster_is_an_error(runner: Runner, monkeypatch: p
 def test_bad_profile_values_are_usage_errors(
     extra: str, message: str, kube_cluster: KubeCluster, tmp_path: Path
 ) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text(kube_profile(f"{{name: a, kubeconfig: '{kube_cluster.kubeconfig}', {extra}}}"))
-    with pytest.raises(opsproof.ProfileError) as caught:
-        opsproof.load_profile(path, display_path="bad.yaml")
-    text = str(caught.value)
+    text = profile_error(tmp_path, kube_profile(f"{{name: a, kubeconfig: '{kube_cluster.kubeconfig}', {extra}}}"))
     assert text.startswith("bad.yaml:4: kubernetes[0]")
     assert message.replace("KUBECONFIG", str(kube_cluster.kubeconfig)) in text, text
 
@@ -694,11 +690,7 @@ def test_kubeconfig_problems_are_usage_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kube_cluster: KubeCluster
 ) -> None:
     def error(item: str) -> str:
-        path = tmp_path / "bad.yaml"
-        path.write_text(kube_profile(item))
-        with pytest.raises(opsproof.ProfileError) as caught:
-            opsproof.load_profile(path, display_path="bad.yaml")
-        return str(caught.value)
+        return profile_error(tmp_path, kube_profile(item))
 
     assert error("{name: a, kubeconfig: missing.yaml}") == (
         f"bad.yaml:4: kubernetes[0].kubeconfig: kubeconfig file '{tmp_path / 'missing.yaml'}' does not exist"

@@ -19,7 +19,7 @@ from prometheus_servers import (
 )
 
 import opsproof
-from conftest import SECRET, Runner, listening_black_hole
+from conftest import SECRET, Runner, listening_black_hole, profile_error
 from opsproof.demo.services import free_port
 
 __all__ = ["bearer_gateway", "exporter", "prom", "prom_secured"]  # session fixtures, imported so pytest finds them
@@ -448,12 +448,9 @@ def test_bearer_token_and_secrets_never_shown(
     ],
 )
 def test_profile_mistakes_are_usage_errors(tmp_path: Path, entry: str, message: str) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text(f"environment: test\nprometheus:\n  - {entry}\n")
-    with pytest.raises(opsproof.ProfileError) as caught:
-        opsproof.load_profile(path, display_path="bad.yaml")
-    assert "bad.yaml:3: " in str(caught.value)
-    assert message in str(caught.value)
+    error = profile_error(tmp_path, f"environment: test\nprometheus:\n  - {entry}\n")
+    assert "bad.yaml:3: " in error
+    assert message in error
 
 
 def test_bad_profile_exits_4_without_the_secret(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,7 +31,7 @@ from redis_servers import (
 )
 
 import opsproof
-from conftest import SECRET, Runner
+from conftest import SECRET, Runner, profile_error
 from opsproof.demo.redis import QUEUE_LENGTH, serve_demo_redis
 from opsproof.localredis import LocalRedis, local_redis
 from opsproof.probes.redis import READ_COMMANDS, config_fallback
@@ -582,11 +582,9 @@ def test_checks_send_only_read_commands(runner: Runner, redis_main: LocalRedis, 
     ],
 )
 def test_bad_profile_values_are_usage_errors(item: str, message: str, tmp_path: Path) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text(redis_profile(item))
-    with pytest.raises(opsproof.ProfileError) as caught:
-        opsproof.load_profile(path, display_path="bad.yaml")
-    assert f"bad.yaml:4: {message.replace('PROFILE_DIR', str(tmp_path))}" in str(caught.value)
+    assert f"bad.yaml:4: {message.replace('PROFILE_DIR', str(tmp_path))}" in profile_error(
+        tmp_path, redis_profile(item)
+    )
 
 
 def test_ca_file_needs_rediss(tmp_path: Path) -> None:

@@ -116,8 +116,9 @@ class PlainDumpFilter:
             if text.upper().startswith(b"COPY ") and b" PROGRAM " in text.upper():
                 # COPY ... FROM/TO PROGRAM runs a shell command as the server's OS user (the drill
                 # restores as a superuser of its throwaway cluster); pg_dump writes COPY ... FROM stdin only.
-                shown = text[:60].decode("utf-8", "replace")
-                raise UnsafeDump(f"the dump holds a COPY that runs a program ({shown!r}), which pg_dump never writes")
+                raise UnsafeDump(
+                    f"the dump holds a COPY that runs a program ({_shown(text)!r}), which pg_dump never writes"
+                )
             if text.startswith(b"COPY ") and text.endswith(b" FROM stdin;"):
                 self._in_copy = True
                 return True
@@ -133,8 +134,7 @@ class PlainDumpFilter:
         if (text + b" ").startswith(_DROPPED_META):
             self.dropped += 1
             return False
-        shown = text[:60].decode("utf-8", "replace")
-        raise UnsafeDump(f"the dump holds a psql meta-command ({shown!r}) that pg_dump never writes")
+        raise UnsafeDump(f"the dump holds a psql meta-command ({_shown(text)!r}) that pg_dump never writes")
 
     def _droppable(self, text: bytes) -> bool:
         ownership = text.startswith(b"ALTER ") and b" OWNER TO " in text
@@ -177,3 +177,8 @@ class PlainDumpFilter:
             else:
                 i += 1
         self._at_start = self._quote is None and line[:code_end].rstrip().endswith(b";")
+
+
+def _shown(line: bytes) -> str:
+    """The start of a refused line, for the message (enough to find it in the dump)."""
+    return line[:60].decode("utf-8", "replace")

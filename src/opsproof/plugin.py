@@ -131,7 +131,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = start_run(config, workerinput)
     config.stash[STATE] = state
     if config.getoption("allure_report_dir", None):  # registered only then: one hook less per check
-        config.pluginmanager.register(AllureAnnotator(state), "opsproof-allure")
+        config.pluginmanager.register(AllureAnnotator(), "opsproof-allure")
     config.option.strict_markers = True  # CONTRACT §1: markers are strict, whatever the ini says
     if config.args_source != pytest.Config.ArgsSource.ARGS and (Path.cwd() / "checks").is_dir():
         # No paths given: the checks of the repository root, even when the ini was not found.
@@ -273,7 +273,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 f"{item.nodeid}: a check needs exactly one cadence marker (daily, weekly, monthly); "
                 f"has {cadences or 'none'}"
             )
-        state.collected_check_ids.add(identity(item, state)[0])
+        state.collected_check_ids.add(identity(item)[0])
     state.unmatched_waivers = [
         waiver_dict(w)
         for w in state.loaded.profile.waivers
@@ -419,6 +419,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
 # -- records ------------------------------------------------------------------------------
 
 
+# trylast: innermost of the wrappers, so allure-pytest and junitxml see the final report.
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report: pytest.TestReport = yield

@@ -22,24 +22,22 @@ IDENTITY = pytest.StashKey[tuple[str, str, str | None, str]]()  # per item: (che
 MARKERS = pytest.StashKey[list[str]]()  # per item: the contract's markers on it
 
 
-def identity(item: pytest.Item, state: RunState) -> tuple[str, str, str | None, str]:
+def identity(item: pytest.Item) -> tuple[str, str, str | None, str]:
     """(check id, kind, target name, severity) of a collected check; worked out once per item."""
     known = item.stash.get(IDENTITY, None)
     if known is None:
-        known = item.stash[IDENTITY] = _identity(item, state)
+        known = item.stash[IDENTITY] = _identity(item)
     return known
 
 
-def _identity(item: pytest.Item, state: RunState) -> tuple[str, str, str | None, str]:
+def _identity(item: pytest.Item) -> tuple[str, str, str | None, str]:
     kind = kind_of_path(item.path)
     kind_name = kind.name if kind else item.path.stem.removeprefix("test_")
     aspect = getattr(item, "originalname", item.name).removeprefix("test_")
     callspec = getattr(item, "callspec", None)
     ref = callspec.params.get("target") if callspec is not None else None
     target = ref.name if isinstance(ref, TargetRef) else None
-    severity = "high"
-    if kind is not None and target is not None:
-        severity = state.loaded.profile.targets(kind.section)[target].effective_severity
+    severity = ref.model.effective_severity if isinstance(ref, TargetRef) else "high"
     check_id = f"{kind_name}.{aspect}" + (f"[{ref.label}]" if isinstance(ref, TargetRef) else "")
     return check_id, kind_name, target, severity
 
@@ -52,9 +50,9 @@ def markers_of(item: pytest.Item) -> list[str]:
     return known
 
 
-def check_of(item: pytest.Item, state: RunState) -> Check:
+def check_of(item: pytest.Item) -> Check:
     """The check's `check` fixture value, or a bare one when the fixture never ran."""
-    check_id, kind, target, severity = identity(item, state)
+    check_id, kind, target, severity = identity(item)
     found = (getattr(item, "funcargs", None) or {}).get("check")
     if not isinstance(found, Check):
         found = Check(check_id=check_id, kind=kind, target=target, severity=severity)
@@ -65,9 +63,6 @@ def check_of(item: pytest.Item, state: RunState) -> Check:
 class AllureAnnotator:
     """With `--alluredir`: each check's severity and observed facts go into its Allure result."""
 
-    def __init__(self, state: RunState) -> None:
-        self.state = state
-
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Any:
         try:
@@ -75,10 +70,7 @@ class AllureAnnotator:
         finally:
             from opsproof.evidence.allure import annotate
 
-            annotate(check_of(item, self.state), ACTIVE_REDACTOR)
-
-
-# trylast: innermost of the wrappers, so allure-pytest and junitxml see the final report.
+            annotate(check_of(item), ACTIVE_REDACTOR)
 
 
 def redact_report(report: pytest.TestReport) -> None:
@@ -90,7 +82,7 @@ def redact_report(report: pytest.TestReport) -> None:
 def build_record(
     item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport, state: RunState
 ) -> dict[str, Any]:
-    check = check_of(item, state)
+    check = check_of(item)
     outcome, message = _outcome(call, report, check)
     record: dict[str, Any] = {
         "id": item.nodeid,
