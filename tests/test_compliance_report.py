@@ -414,6 +414,7 @@ def test_report_html_is_self_contained_balanced_and_escaped(quarter: Quarter) ->
         (["--environment", "qa", "--period", "monthly"], "--environment 'qa': no runs"),
         (["--environment", "prod", "--period", "monthly", "--type", "hipaa"], "--framework 'hipaa': unknown framework"),
         (["--environment", "prod", "--period", "monthly", "--control", "SOC2:X9"], "--control 'SOC2:X9': unknown"),
+        (["--environment", "prod", "--period", "monthly", "--sign-key", "/nonexistent/ops.pem"], "--sign-key"),
     ],
 )
 def test_bad_report_input_exits_4(
