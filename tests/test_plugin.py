@@ -68,6 +68,16 @@ def test_bad_fail_on_is_a_usage_error(runner: Runner, http_server: HttpServer) -
     assert not run.report_dir.exists() or run.bundles == []
 
 
+def test_a_mistyped_marker_writes_no_bundle(runner: Runner, http_server: HttpServer) -> None:
+    """`-m dialy` is a usage error: nothing ran, so no sealed bundle joins the chain or the history."""
+    runner.profile(_mixed(http_server.base))
+    run = runner.run("-m", "dialy")
+    assert run.ret == 4
+    assert "dialy" in run.output
+    assert "no evidence bundle was written" in run.output
+    assert not run.report_dir.exists() or (run.bundles == [] and not (run.report_dir / "history.sqlite").exists())
+
+
 def test_markers_are_registered_and_strict(runner: Runner, http_server: HttpServer) -> None:
     runner.profile(_mixed(http_server.base))
     result = runner.pytester.runpytest("--markers")
