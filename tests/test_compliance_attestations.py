@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from compliance_data import stamp
 from history_servers import history_dsn, history_pg
 
 from conftest import SECRET, Runner, listening_black_hole
 from opsproof import ProfileError, load_profile
 from opsproof.cli import main as opsproof
-from opsproof.compliance.attestations import entries, record_attestation
+from opsproof.compliance.attestations import FIELDS, chain_problems, entries, entry_sha256, record_attestation
 from opsproof.compliance.history import History, locate
 
 __all__ = ["history_dsn", "history_pg"]  # fixtures
@@ -274,3 +280,91 @@ def test_the_json_schema_takes_id_or_name() -> None:
     assert schema["properties"]["id"] == schema["properties"]["name"]
     assert "name" not in schema["required"] and {"title", "cadence", "attesters"} <= set(schema["required"])
     assert schema["oneOf"] == [{"required": ["name"]}, {"required": ["id"]}]
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="Debian's faketime is not installed")
+def test_an_attestation_with_the_clock_set_back_is_refused(
+    attesting: Runner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real `opsproof attest` under libfaketime, three days behind the entry already in the chain."""
+    code, out = _attest(capsys, "review-alerts", "--by", "alice", "--note", "done today")
+    assert code == 0, out
+    env = {**os.environ, "OPSPROOF_PROFILE": "test"}
+    back = subprocess.run(
+        [
+            "faketime",
+            "-f",
+            "-3d",
+            sys.executable,
+            "-m",
+            "opsproof.cli",
+            "attest",
+            "contacts",
+            "--by",
+            "mallory",
+            "--note",
+            "done three days ago, honest",
+        ],
+        cwd=attesting.pytester.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert back.returncode == 4, back.stdout + back.stderr
+    assert "before the newest attestation of prod" in back.stderr
+    with _store(attesting) as history:
+        assert [e["attestation_id"] for e in entries(history, "prod")] == ["review-alerts"]
+
+
+def test_a_back_dated_entry_forged_into_the_chain_is_found_and_not_counted(attesting: Runner) -> None:
+    """An entry written straight into the store, hash-chained correctly but claiming an earlier time."""
+    declared = load_profile(attesting.pytester.path / "profiles" / "test.yaml").profile
+    with _store(attesting) as history:
+        first = record_attestation(history, "prod", declared.attestations[1], by="alice", note="contacts updated")
+        forged: dict[str, Any] = {
+            **first,
+            "attestation_id": "review-alerts",
+            "title": declared.attestations[0].title,
+            "cadence": "daily",
+            "controls": list(declared.attestations[0].controls),
+            "attested_at": stamp(datetime.now(UTC) - timedelta(days=3)),
+            "previous_sha256": first["entry_sha256"],
+        }
+        forged["entry_sha256"] = entry_sha256(forged)
+        with history.transaction():
+            history.execute(
+                f"INSERT INTO attestations ({', '.join((*FIELDS, 'entry_sha256'))}) "
+                f"VALUES ({', '.join('?' for _ in (*FIELDS, 'entry_sha256'))})",
+                [json.dumps(forged[k]) if k == "controls" else forged.get(k) for k in (*FIELDS, "entry_sha256")],
+            )
+        problems = chain_problems(history, "prod")
+    assert len(problems) == 1 and "back-dated" in problems[0], problems
+    assert opsproof(["history", "verify", "--report-dir", str(attesting.report_dir)]) == 1
+    three_days_ago = (datetime.now(UTC) - timedelta(days=3)).date()
+    out = attesting.pytester.path / "period"
+    code = opsproof(
+        [
+            "report",
+            "--environment",
+            "prod",
+            "--from",
+            three_days_ago.isoformat(),
+            "--to",
+            datetime.now(UTC).date().isoformat(),
+            "--profile",
+            "test",
+            "--report-dir",
+            str(attesting.report_dir),
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    daily = next(a for a in report["attestations"] if a["id"] == "review-alerts")
+    assert three_days_ago.isoformat() in daily["missing"]
+    assert [r["reason"] for r in daily["rejected"]] == [
+        f"back-dated: it claims {forged['attested_at']}, before the entry it follows ({first['attested_at']})"
+    ]

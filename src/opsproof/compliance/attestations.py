@@ -90,6 +90,15 @@ def record_attestation(
     }
     with history.transaction():
         history.lock_appends()  # the chain's previous entry must not change under us
+        newest = _newest_time(history, environment)
+        if newest is not None and entry["attested_at"] < newest:
+            # The clock was set back (or is wrong): an entry that claims a time before one already
+            # in the chain could make a missed day look attested.
+            raise ComplianceError(
+                f"this machine's clock reads {entry['attested_at']}, before the newest attestation of "
+                f"{environment} ({newest}): an attestation can never claim a time before the newest entry "
+                "in its chain; correct the clock and attest again"
+            )
         entry["previous_sha256"] = _last_hash(history, environment)
         entry["entry_sha256"] = entry_sha256(entry)
         if content is not None:
@@ -151,6 +160,12 @@ def _last_hash(history: History, environment: str) -> str | None:
     return str(rows[0][0]) if rows else None
 
 
+def _newest_time(history: History, environment: str) -> str | None:
+    # attested_at is always UTC, millisecond precision and 'Z': its text order is its time order.
+    rows = history.execute("SELECT max(attested_at) FROM attestations WHERE environment = ?", (environment,))
+    return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
 def _insert(history: History, entry: dict[str, Any]) -> None:
     columns = (*FIELDS, "entry_sha256")
     values = [json.dumps(entry["controls"]) if key == "controls" else entry.get(key) for key in columns]
@@ -194,6 +209,10 @@ def chain_problems(history: History, environment: str) -> list[str]:
                 f"entry {entry['seq']} ({entry['attestation_id']}, {entry['attested_at']}): "
                 f"the entry before it ({previous[:16]}) is missing or was changed"
             )
+    for entry in found:
+        problem = back_dated(history, entry)
+        if problem:
+            problems.append(f"entry {entry['seq']} ({entry['attestation_id']}): {problem}")
     followers: dict[str | None, list[dict[str, Any]]] = {}
     for entry in found:
         followers.setdefault(entry["previous_sha256"], []).append(entry)
@@ -213,6 +232,16 @@ def evidence_problem(history: History, entry: dict[str, Any]) -> str | None:
         return f"its evidence file {entry['evidence_name']} (sha256 {entry['evidence_sha256'][:16]}) is missing"
     if hashlib.sha256(bytes(rows[0][0])).hexdigest() != entry["evidence_sha256"]:
         return f"its evidence file {entry['evidence_name']} was changed"
+    return None
+
+
+def back_dated(history: History, entry: dict[str, Any]) -> str | None:
+    """Why an entry cannot be trusted for its day: it claims a time before the entry it follows, or None."""
+    if not entry.get("previous_sha256"):
+        return None
+    rows = history.execute("SELECT attested_at FROM attestations WHERE entry_sha256 = ?", (entry["previous_sha256"],))
+    if rows and entry["attested_at"] < str(rows[0][0]):
+        return f"back-dated: it claims {entry['attested_at']}, before the entry it follows ({rows[0][0]})"
     return None
 
 
@@ -246,7 +275,7 @@ def _invalid(history: History, item: AttestationTarget, entry: dict[str, Any]) -
         return f"{entry['attested_by']} is not among the profile's attesters"
     if item.evidence_required and not entry.get("evidence_sha256"):
         return "it carries no evidence file, and the profile requires one"
-    return evidence_problem(history, entry)
+    return back_dated(history, entry) or evidence_problem(history, entry)
 
 
 def _shown(entry: dict[str, Any]) -> dict[str, Any]:

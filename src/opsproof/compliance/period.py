@@ -27,8 +27,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from opsproof.compliance import ComplianceError
+from opsproof.compliance.attestations import back_dated, entry_sha256, evidence_problem
 from opsproof.compliance.attestations import entries as attestation_entries
-from opsproof.compliance.attestations import entry_sha256, evidence_problem
 from opsproof.compliance.periods import Period, period_of, periods_between, utc_day
 from opsproof.controls import control_sort_key, control_title, framework_of, resolve_framework
 
@@ -413,7 +413,7 @@ def _entry_problem(history: History, entry: dict[str, Any], item: dict[str, Any]
     attesters = item["attesters"]
     if attesters is not None and "*" not in attesters and entry["attested_by"] not in attesters:
         return f"{entry['attested_by']} is not among the profile's attesters"
-    return evidence_problem(history, entry)
+    return back_dated(history, entry) or evidence_problem(history, entry)
 
 
 # -- the daily chart and the summary --------------------------------------------------------
