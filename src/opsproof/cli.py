@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from opsproof.compliance.history import Location
+    from opsproof.compliance.witness import Witness
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,6 +58,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--public-key", metavar="PATH", type=Path, help="require every manifest to be signed by this Ed25519 key"
     )
     verify.add_argument("--s3-endpoint", metavar="URL", help="for s3:// paths: an S3-compatible endpoint")
+    verify.add_argument(
+        "--history-dsn",
+        metavar="DSN",
+        help="with --chain: a history that witnesses which bundles were sealed (default: the folder's "
+        "history.sqlite, when there is one)",
+    )
+    verify.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="s3://BUCKET/PREFIX",
+        help="with --chain: uploads that witness which bundles were sealed (repeatable)",
+    )
 
     attest = commands.add_parser(
         "attest", help="record that a manual checklist line (a profile `attestations` item) was done"
@@ -146,13 +160,13 @@ def _verify(args: argparse.Namespace) -> int:
 
     if (args.bundle is None) == (args.chain is None):
         raise ComplianceError("give one bundle, or --chain DIR")
-    if args.environment and not args.chain:
-        raise ComplianceError("--environment goes with --chain DIR")
+    if (args.environment or args.witness or args.history_dsn) and not args.chain:
+        raise ComplianceError("--environment, --history-dsn and --witness go with --chain DIR")
     public_key = load_public_key(args.public_key) if args.public_key is not None else None
     if args.chain is not None:
         if args.chain.startswith("s3://"):
             return _verify_s3(args.chain, args.s3_endpoint, public_key, chain=True, environment=args.environment)
-        return _verify_chain(Path(args.chain), args.environment, public_key)
+        return _verify_chain(Path(args.chain), args.environment, public_key, _witnesses(args))
     if args.bundle.startswith("s3://"):
         return _verify_s3(args.bundle, args.s3_endpoint, public_key, chain=False, environment=None)
     return _verify_bundle(Path(args.bundle), public_key)
@@ -175,7 +189,7 @@ def _verify_s3(
         for path, problem in added:
             print(f"TAMPERED {base}/{path}: {problem}")
         if chain:
-            code = _verify_chain(folder, environment, public_key)
+            code = _verify_chain(folder, environment, public_key, [])
             return 1 if added else code
         code = _verify_bundle(folder, public_key, shown=url)
         locked = [o for o in objects if o["lock_mode"]]
@@ -217,32 +231,77 @@ def _verify_bundle(bundle: Path, public_key: Ed25519PublicKey | None, shown: str
     return 0
 
 
-def _verify_chain(report_dir: Path, environment: str | None, public_key: Ed25519PublicKey | None) -> int:
-    from opsproof.evidence.chain import find_environments, verify_chain
+def _witnesses(args: argparse.Namespace) -> list[Witness]:
+    """The witnesses `verify --chain DIR` holds the folder against; ComplianceError when one cannot be read."""
+    from opsproof.compliance.history import HistoryError, locate
+    from opsproof.compliance.upload import describe_error
+    from opsproof.compliance.witness import history_witness, s3_witness
+
+    found = []
+    folder = Path(args.chain)
+    location = locate(folder, args.history_dsn)
+    if args.history_dsn or Path(location.target).is_file():
+        try:
+            found.append(history_witness(location))
+        except HistoryError as exc:
+            raise ComplianceError(f"--history-dsn: {exc}") from None
+    for url in args.witness:
+        try:
+            found.append(s3_witness(url, args.s3_endpoint))
+        except ComplianceError:
+            raise
+        except Exception as exc:
+            raise ComplianceError(f"--witness {url}: cannot list it: {describe_error(exc)}") from None
+    return found
+
+
+def _verify_chain(
+    report_dir: Path, environment: str | None, public_key: Ed25519PublicKey | None, witnesses: list[Witness]
+) -> int:
+    from opsproof.evidence.chain import find_environments, find_unsealed, verify_chain
 
     if not report_dir.is_dir():
         raise ComplianceError(f"--chain {str(report_dir)!r}: not a folder")
     environments = find_environments(report_dir)
+    unsealed = find_unsealed(report_dir)
+    known = set(environments) | set(unsealed) | {e for w in witnesses for e in w.bundles}
     if environment is not None:
-        if environment not in environments:
-            known = ", ".join(sorted(environments)) or "none"
-            raise ComplianceError(f"--environment {environment!r}: no bundles of it in {report_dir} (found: {known})")
-        environments = {environment: environments[environment]}
-    if not environments:
+        if environment not in known:
+            listed = ", ".join(sorted(known)) or "none"
+            raise ComplianceError(f"--environment {environment!r}: no bundles of it in {report_dir} (found: {listed})")
+        known = {environment}
+    if not known:
         raise ComplianceError(f"--chain {str(report_dir)!r}: no evidence bundles in it")
     broken = False
-    for name, bundles in sorted(environments.items()):
+    for name in sorted(known):
+        bundles = environments.get(name, [])
         report = verify_chain(report_dir, bundles, name, public_key)
+        chain = {link.bundle for link in report.links}
+        findings = [
+            f"{p.name}: no manifest.json: a bundle never sealed (a run died writing it, or a full disk), "
+            "or whose manifest was removed"
+            for p in unsealed.get(name, [])
+        ]
+        findings += [problem for witness in witnesses for problem in witness.missing(name, chain)]
         count = f"{len(report.links)} bundle{'s' if len(report.links) != 1 else ''}"
         first = report.first_break
-        if first is None:
+        if first is None and not findings:
             ends = f"{report.links[0].bundle} .. {report.links[-1].bundle}"
             print(f"OK chain {name} ({count}, {ends}): every link and every file verified")
             continue
         broken = True
-        print(f"BROKEN chain {name} ({count}): first broken link at {first[0]}: {first[1]}")
-        for problem in report.problems[1:]:
+        problems = report.problems + findings
+        where = f"first broken link at {first[0]}: {first[1]}" if first is not None else problems[0]
+        print(f"BROKEN chain {name} ({count}): {where}")
+        for problem in problems[1:] if first is None else [*report.problems[1:], *findings]:
             print(f"  also: {problem}")
+    if witnesses:
+        print(f"  witnesses: {'; '.join(w.name for w in witnesses)}")
+    else:
+        print(
+            "  no witness: the newest bundles could have been removed without a trace in this folder; "
+            "give --history-dsn (a history on another host) or --witness s3://... (uploads under Object Lock)"
+        )
     return 1 if broken else 0
 
 
@@ -312,8 +371,9 @@ def _attest(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
+    from opsproof.compliance.audit import audit_history
     from opsproof.compliance.declared import load_declared
     from opsproof.compliance.history import History, HistoryError
     from opsproof.compliance.period import ReportRequest, build_report, last_complete, parse_day
@@ -343,7 +403,6 @@ def _report(args: argparse.Namespace) -> int:
     signer = load_signer(args.sign_key) if args.sign_key is not None else None
     suffix = "-" + "-".join(f.lower() for f in args.frameworks) if args.frameworks else ""
     out = args.out or args.report_dir / "period-reports" / f"{args.environment}-{first}-to-{last}{suffix}"
-    _clear_report_folder(out)
     request = ReportRequest(args.environment, first, last, tuple(args.frameworks), tuple(args.controls), now)
     location = _location(args)
     if location.kind == "sqlite" and not Path(location.target).exists():
@@ -352,10 +411,31 @@ def _report(args: argparse.Namespace) -> int:
         )
     try:
         with History(location) as history:
-            report = build_report(history, request, declared)
+            audit = audit_history(
+                history,
+                args.report_dir,
+                environment=args.environment,
+                start=f"{first}T00:00:00.000Z",
+                end=f"{last + timedelta(days=1)}T00:00:00.000Z",
+            )
+            report = None if audit.problems else build_report(history, request, declared)
     except HistoryError as exc:
         print(f"opsproof report: {exc}", file=sys.stderr)
         return outcomes.EXIT_INTERNAL
+    if audit.problems:
+        # A report is sealed evidence: built from rows its bundles do not support, it would
+        # certify what no run found.
+        for problem in audit.problems:
+            print(f"BROKEN {problem}")
+        print(
+            f"opsproof report: the history {location.shown} disagrees with the bundles in {args.report_dir} "
+            f"({len(audit.problems)} finding(s)); no report was written. `opsproof history verify` lists them; "
+            "`opsproof history rebuild` recreates the history from the bundles",
+            file=sys.stderr,
+        )
+        return 1
+    assert report is not None
+    _clear_report_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"report.html": render_period_html(report), "report.json": render_json(report), **render_csv(report)}
     for name, text in files.items():
@@ -399,8 +479,8 @@ def _clear_report_folder(out: Path) -> None:
 
 def _history_verify(args: argparse.Namespace) -> int:
     from opsproof.compliance.attestations import chain_problems, entries, evidence_problem
+    from opsproof.compliance.audit import audit_history
     from opsproof.compliance.history import History, HistoryError
-    from opsproof.evidence.manifest import MANIFEST, sha256_file
 
     location = _location(args)
     if location.kind == "sqlite" and not Path(location.target).exists():
@@ -418,23 +498,17 @@ def _history_verify(args: argparse.Namespace) -> int:
                     problem = evidence_problem(history, entry)
                     if problem:
                         problems.append(f"attestation {entry['seq']} ({entry['attestation_id']}): {problem}")
-            rows = history.execute("SELECT bundle, manifest_sha256 FROM runs ORDER BY started_at")
+            audit = audit_history(history, args.report_dir)
     except HistoryError as exc:
         print(f"opsproof history verify: {exc}", file=sys.stderr)
         return outcomes.EXIT_INTERNAL
-    here = 0
-    for bundle, digest in rows:
-        manifest = args.report_dir / bundle / MANIFEST
-        if not manifest.is_file():
-            continue  # recorded by another runner, or pruned here: `verify --chain` on its copy covers it
-        here += 1
-        if sha256_file(manifest) != digest:
-            problems.append(f"run {bundle}: its manifest.json no longer has the sha256 the history recorded")
+    problems += audit.problems
     for problem in problems:
         print(f"BROKEN {problem}")
     print(
         f"{'BROKEN' if problems else 'OK'} history {location.shown}: {attested} attestations in "
-        f"{len(environments)} environment(s), {len(rows)} runs ({here} of their bundles in {args.report_dir} checked)"
+        f"{len(environments)} environment(s), {audit.runs} runs ({audit.checked} of their bundles in "
+        f"{args.report_dir} checked, every row held against its bundle)"
     )
     return 1 if problems else 0
 

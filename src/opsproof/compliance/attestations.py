@@ -72,7 +72,6 @@ def record_attestation(
     """
     by, note = by.strip(), note.strip()
     content = check_input(item, by=by, note=note, evidence=evidence)
-    when = (at or datetime.now(UTC)).astimezone(UTC)
     entry: dict[str, Any] = {
         "environment": environment,
         "attestation_id": item.name,
@@ -80,7 +79,7 @@ def record_attestation(
         "cadence": item.cadence,
         "controls": list(item.controls),
         "attested_by": by,
-        "attested_at": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "attested_at": None,  # read under the chain's lock, below
         "note": note,
         "evidence_name": evidence.name if evidence is not None else None,
         "evidence_sha256": hashlib.sha256(content).hexdigest() if content is not None else None,
@@ -90,6 +89,9 @@ def record_attestation(
     }
     with history.transaction():
         history.lock_appends()  # the chain's previous entry must not change under us
+        # The time is read under the lock, so entries of concurrent writers are in time order.
+        when = (at or _store_clock(history)).astimezone(UTC)
+        entry["attested_at"] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         newest = _newest_time(history, environment)
         if newest is not None and entry["attested_at"] < newest:
             # The clock was set back (or is wrong): an entry that claims a time before one already
@@ -158,6 +160,13 @@ def _last_hash(history: History, environment: str) -> str | None:
         "SELECT entry_sha256 FROM attestations WHERE environment = ? ORDER BY seq DESC LIMIT 1", (environment,)
     )
     return str(rows[0][0]) if rows else None
+
+
+def _store_clock(history: History) -> datetime:
+    """Now, by the clock every writer of the chain shares: a PostgreSQL store's server, else this machine."""
+    if history.location.kind == "postgres":
+        return datetime.fromisoformat(str(history.execute("SELECT clock_timestamp()")[0][0]))
+    return datetime.now(UTC)
 
 
 def _newest_time(history: History, environment: str) -> str | None:

@@ -295,36 +295,16 @@ class History:
         run = results["run"]
         if self.execute("SELECT 1 FROM runs WHERE run_id = ?", (run["id"],)):
             return False
-        change = run.get("change") or {}
-        signing = manifest.get("signing") or {}
         prefix, suffix = self.insert_or_ignore
         self.execute(
-            f"{prefix} INTO runs (run_id, environment, started_at, finished_at, status, exit_code, markers, bundle, "
-            "manifest_sha256, signed_by, change_ticket, commit_sha, image_digest, upload, host, recorded_at) "
-            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){suffix}",
-            (
-                run["id"],
-                run["environment"],
-                run["started_at"],
-                run.get("finished_at"),
-                run.get("status") or "unknown",
-                run.get("exit_code"),
-                (run.get("selection") or {}).get("markers"),
-                bundle,
-                manifest_sha256,
-                signing.get("key_id"),
-                change.get("ticket"),
-                change.get("commit"),
-                change.get("image_digest"),
-                json.dumps(upload) if upload else None,
-                run.get("host"),
-                _now(),
-            ),
+            f"{prefix} INTO runs ({', '.join(RUN_COLUMNS)}, upload, recorded_at) "
+            f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)}, ?, ?){suffix}",
+            (*run_row(results, bundle, manifest_sha256, manifest), json.dumps(upload) if upload else None, _now()),
         )
         self.executemany(
-            f"{prefix} INTO records (run_id, node_id, check_id, kind, target, cadence, severity, outcome, message, "
-            f"controls, waiver, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){suffix}",
-            [_record_row(run["id"], check) for check in results.get("checks", [])],
+            f"{prefix} INTO records (run_id, {', '.join(RECORD_COLUMNS)}) "
+            f"VALUES (?, {', '.join('?' for _ in RECORD_COLUMNS)}){suffix}",
+            [(run["id"], *record_row(check)) for check in results.get("checks", [])],
         )
         return True
 
@@ -336,28 +316,18 @@ class History:
         rows = self.execute("SELECT DISTINCT environment FROM runs UNION SELECT DISTINCT environment FROM attestations")
         return sorted(str(r[0]) for r in rows)
 
-    def runs(self, environment: str, start: str, end: str) -> list[dict[str, Any]]:
-        """Runs of an environment started in [start, end) (ISO 8601 UTC strings), oldest first."""
-        columns = (
-            "run_id",
-            "started_at",
-            "finished_at",
-            "status",
-            "exit_code",
-            "markers",
-            "bundle",
-            "manifest_sha256",
-            "signed_by",
-            "change_ticket",
-            "commit_sha",
-            "image_digest",
-            "upload",
-            "host",
-        )
+    def runs(
+        self, environment: str | None = None, start: str | None = None, end: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Runs (of an environment, or all) started in [start, end) (ISO 8601 UTC strings), oldest first."""
+        where, params = ["1 = 1"], []
+        for clause, value in (("environment = ?", environment), ("started_at >= ?", start), ("started_at < ?", end)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        columns = (*RUN_COLUMNS, "upload")
         rows = self.execute(
-            f"SELECT {', '.join(columns)} FROM runs WHERE environment = ? AND started_at >= ? AND started_at < ? "
-            "ORDER BY started_at, run_id",
-            (environment, start, end),
+            f"SELECT {', '.join(columns)} FROM runs WHERE {' AND '.join(where)} ORDER BY started_at, run_id", params
         )
         found = [dict(zip(columns, row, strict=True)) for row in rows]
         for run in found:
@@ -443,11 +413,67 @@ def read_receipt(report_dir: Path, bundle: str) -> dict[str, Any] | None:
     return found
 
 
-def _record_row(run_id: str, check: dict[str, Any]) -> tuple[Any, ...]:
+# The columns of a run's row and of a record's row that come from its sealed bundle (everything
+# but when it was recorded and its upload receipt): `history verify` compares them with the bundle.
+RUN_COLUMNS = (
+    "run_id",
+    "environment",
+    "started_at",
+    "finished_at",
+    "status",
+    "exit_code",
+    "markers",
+    "bundle",
+    "manifest_sha256",
+    "signed_by",
+    "change_ticket",
+    "commit_sha",
+    "image_digest",
+    "host",
+)
+RECORD_COLUMNS = (
+    "node_id",
+    "check_id",
+    "kind",
+    "target",
+    "cadence",
+    "severity",
+    "outcome",
+    "message",
+    "controls",
+    "waiver",
+    "started_at",
+)
+
+
+def run_row(results: dict[str, Any], bundle: str, manifest_sha256: str, manifest: dict[str, Any]) -> tuple[Any, ...]:
+    """A run's row (RUN_COLUMNS) as its sealed results.json and manifest.json make it."""
+    run = results["run"]
+    change = run.get("change") or {}
+    signing = manifest.get("signing") or {}
+    return (
+        run["id"],
+        run["environment"],
+        run["started_at"],
+        run.get("finished_at"),
+        run.get("status") or "unknown",
+        run.get("exit_code"),
+        (run.get("selection") or {}).get("markers"),
+        bundle,
+        manifest_sha256,
+        signing.get("key_id"),
+        change.get("ticket"),
+        change.get("commit"),
+        change.get("image_digest"),
+        run.get("host"),
+    )
+
+
+def record_row(check: dict[str, Any]) -> tuple[Any, ...]:
+    """A check record's row (RECORD_COLUMNS) as its sealed results.json makes it."""
     markers = check.get("markers") or []
     cadence = next((m for m in markers if m in CADENCE_MARKERS), None)
     return (
-        run_id,
         check.get("id") or check["check"],
         check["check"],
         check.get("kind"),
