@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from opsproof import ProfileError, load_profile
 from opsproof.cli import main as opsproof
 from opsproof.compliance.attestations import FIELDS, chain_problems, entries, entry_sha256, record_attestation
 from opsproof.compliance.history import History, locate
+from opsproof.compliance.periods import period_from_label, period_of
 
 __all__ = ["history_dsn", "history_pg"]  # fixtures
 
@@ -368,3 +369,52 @@ def test_a_back_dated_entry_forged_into_the_chain_is_found_and_not_counted(attes
     assert [r["reason"] for r in daily["rejected"]] == [
         f"back-dated: it claims {forged['attested_at']}, before the entry it follows ({first['attested_at']})"
     ]
+
+
+QUARTERLY = """environment: prod
+attestations:
+  - id: dr-drill
+    title: Quarterly DR drill (runbook 003)
+    cadence: quarterly
+    attesters: [alice]
+  - id: access-review
+    title: Yearly access review
+    cadence: yearly
+    attesters: [alice]
+"""
+
+
+def test_quarterly_and_yearly_cadences_have_their_markers_and_periods(
+    runner: Runner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runner.profile(QUARTERLY)
+    quarter = (datetime.now(UTC).month - 1) // 3 + 1
+    year = datetime.now(UTC).year
+    run = runner.run("-m", "quarterly")
+    assert run.ret == 1, run.output
+    (found,) = run.results["checks"]
+    assert found["check"] == "attestations.attested[dr-drill]" and "quarterly" in found["markers"]
+    assert f"for {year}-Q{quarter} (quarterly)" in found["message"]
+    earlier = set(run.bundles)
+    code, out = _attest(capsys, "access-review", "--by", "alice", "--note", "reviewed every account")
+    assert code == 0, out
+    assert f"for {year} (yearly)" in out
+    second = runner.run("-m", "yearly")
+    (bundle,) = set(second.bundles) - earlier
+    (yearly,) = json.loads((bundle / "results.json").read_text())["checks"]
+    assert yearly["check"] == "attestations.attested[access-review]"
+    assert yearly["outcome"] == "passed" and yearly["observed"]["period"]["label"] == str(year)
+
+
+@pytest.mark.parametrize(
+    ("cadence", "day", "label", "start", "end"),
+    [
+        ("quarterly", "2026-02-14", "2026-Q1", "2026-01-01", "2026-04-01"),
+        ("quarterly", "2026-12-31", "2026-Q4", "2026-10-01", "2027-01-01"),
+        ("yearly", "2026-07-04", "2026", "2026-01-01", "2027-01-01"),
+    ],
+)
+def test_quarter_and_year_periods(cadence: str, day: str, label: str, start: str, end: str) -> None:
+    found = period_of(cadence, date.fromisoformat(day))
+    assert (found.label, found.start.isoformat(), found.end.isoformat()) == (label, start, end)
+    assert period_from_label(cadence, label) == found

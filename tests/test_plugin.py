@@ -85,6 +85,8 @@ def test_markers_are_registered_and_strict(runner: Runner, http_server: HttpServ
         "daily",
         "weekly",
         "monthly",
+        "quarterly",
+        "yearly",
         "health",
         "infra",
         "certs",

@@ -27,10 +27,10 @@ from pydantic import (
 from opsproof import units
 
 SEVERITIES = ("critical", "high", "medium", "low")
-CADENCES = ("daily", "weekly", "monthly")
+CADENCES = ("daily", "weekly", "monthly", "quarterly", "yearly")
 
 Severity = Literal["critical", "high", "medium", "low"]
-Cadence = Literal["daily", "weekly", "monthly"]
+Cadence = Literal["daily", "weekly", "monthly", "quarterly", "yearly"]
 
 Duration = Annotated[
     float,

@@ -6,6 +6,8 @@ CADENCE_MARKERS = {
     "daily": "runs every day (cron: pytest -m daily)",
     "weekly": "runs every week",
     "monthly": "runs every month (restore drills)",
+    "quarterly": "runs every quarter (a quarterly DR drill, access reviews)",
+    "yearly": "runs every year",
 }
 AREA_MARKERS = {
     "health": "service health endpoints",

@@ -270,7 +270,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         cadences = [name for name in markers_of(item) if name in CADENCE_MARKERS]
         if len(set(cadences)) != 1:
             raise pytest.UsageError(
-                f"{item.nodeid}: a check needs exactly one cadence marker (daily, weekly, monthly); "
+                f"{item.nodeid}: a check needs exactly one cadence marker (daily, weekly, monthly, quarterly, yearly); "
                 f"has {cadences or 'none'}"
             )
         state.collected_check_ids.add(identity(item)[0])

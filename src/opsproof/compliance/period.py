@@ -314,7 +314,7 @@ def _expected_periods(cadence: str, start: date, through: date, today: date, ran
 
 
 def _timing_exception(cadence: str, period: Period) -> dict[str, Any]:
-    what = {"daily": "day", "weekly": "week", "monthly": "month"}[cadence]
+    what = {"daily": "day", "weekly": "week", "monthly": "month", "quarterly": "quarter", "yearly": "year"}[cadence]
     return {
         "type": "timing",
         "date": period.start.isoformat(),

@@ -53,7 +53,9 @@ class AttestationTarget(Item):
         description="the attestation's id (`id:` or `name:`): `opsproof attest ID` and the check id use it",
     )
     title: Annotated[str, Field(min_length=1, max_length=300)] = Field(description="the runbook line, as people say it")
-    cadence: Cadence = Field(description="daily, weekly or monthly: the period one attestation covers")
+    cadence: Cadence = Field(
+        description="daily, weekly, monthly, quarterly or yearly: the period one attestation covers"
+    )
     controls: list[ControlId] = Field(
         default_factory=list, description="the controls it gives evidence for (default: SOX-ITGC:OPS)"
     )
