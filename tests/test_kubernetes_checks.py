@@ -239,7 +239,7 @@ def test_warnings_and_choices(runner: Runner, kube_cluster: KubeCluster) -> None
                 kube_cluster,
                 "lenient",
                 "namespaces: [broken], nodes: {selector: 'kubernetes.io/hostname in (node-f)'}, "
-                "pods: {restarts: {warn: 20}, oom_killed: warn}, workloads: {available: {warn: 100%, fail: 0%}}, "
+                "pods: {restarts: {warn: 20}, oom_killed: warn}, workloads: {available: {warn: 100%}}, "
                 "certificates: {expires: {warn: 30d, fail: 1d}}, events: {ignore_reasons: [FailedScheduling, Unhealthy, BackOff]}",
             ),
             item(
@@ -261,7 +261,7 @@ def test_warnings_and_choices(runner: Runner, kube_cluster: KubeCluster) -> None
     assert found["kubernetes.restarts[strict]"][1].startswith(
         "restarts 50 is over the fail threshold 10; broken/legacy-1a2b3-old container legacy (50 restarts, last 3d ago: Error)"
     )
-    # Nothing is under 0% available: the stalled rollout alone fails.
+    # No fail limit on the available share: the stalled rollout alone fails.
     assert found["kubernetes.workloads[lenient]"] == (
         "failed",
         'broken/search (Deployment): rollout stalled: ReplicaSet "search-7d4b9" has timed out progressing.',
@@ -667,7 +667,7 @@ def test_in_cluster_outside_a_cluster_is_an_error(runner: Runner, monkeypatch: p
         ),
         ("hpa: {at_max: sometimes}", "kubernetes[0].hpa.at_max: input should be 'warn', 'fail' or 'pass'"),
         ("events: {within: 0s}", "kubernetes[0].events.within: input should be greater than 0"),
-        ("cronjobs: [{name: b, last_success: {}}]", "kubernetes[0].cronjobs[0].last_success: give warn, fail or both"),
+        ("cronjobs: [{name: b, last_success: {}}]", "kubernetes[0].cronjobs[0].last_success: an empty threshold {} judges nothing: give warn, fail or both"),
         ("cronjobs: [{name: b}]", "kubernetes[0].cronjobs[0].last_success: required key is missing"),
         (
             "cronjobs: [{name: b, last_success: {fail: 1d}}, {name: b, last_success: {fail: 2d}}]",

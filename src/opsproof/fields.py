@@ -22,6 +22,7 @@ from pydantic import (
     StrictInt,
     ValidationInfo,
     WithJsonSchema,
+    model_validator,
 )
 
 from opsproof import units
@@ -97,6 +98,13 @@ class Threshold(Strict, Generic[T]):
 
     warn: T | None = None
     fail: T | None = None
+
+    @model_validator(mode="after")
+    def _judges_something(self) -> Threshold[T]:
+        # `{}` would record `passed` while judging nothing: say so at load instead.
+        if self.warn is None and self.fail is None:
+            raise ValueError("an empty threshold {} judges nothing: give warn, fail or both (false turns it off)")
+        return self
 
 
 class Defaults(Strict):

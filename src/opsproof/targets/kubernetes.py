@@ -356,8 +356,6 @@ class CronJobExpectation(Strict):
     @field_validator("last_success")
     @classmethod
     def _age_order(cls, value: Threshold[float]) -> Threshold[float]:
-        if value.warn is None and value.fail is None:
-            raise ValueError("give warn, fail or both (e.g. {fail: 26h})")
         check_order(value, lower_is_worse=False)
         return value
 

@@ -212,8 +212,6 @@ class Kpi(Strict):
     @model_validator(mode="after")
     def _coherent(self) -> Kpi:
         warn, fail = self.threshold.warn, self.threshold.fail
-        if warn is None and fail is None:
-            raise ValueError("threshold needs warn, fail or both: a KPI without a limit judges nothing")
         if warn is not None and fail is not None:
             if self.lower_is_worse and warn < fail:
                 raise ValueError("lower is worse here: warn must be at or above fail (e.g. {warn: 0.9, fail: 0.8})")
