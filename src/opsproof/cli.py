@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from opsproof import __version__, outcomes
+from opsproof import outcomes
 from opsproof.compliance import ComplianceError
+from opsproof.version import __version__
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -130,7 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     keygen = commands.add_parser("keygen", help="make an Ed25519 key pair for signing manifests (--sign-key)")
     keygen.add_argument("path", type=Path, help="writes PATH.pem (private, mode 0600) and PATH.pub (public)")
 
-    commands.add_parser("schema", help="print the JSON Schema of profiles (for editors)")
+    schema = commands.add_parser("schema", help="print the JSON Schema of profiles (for editors)")
+    schema.add_argument(
+        "--results", action="store_true", help="print the JSON Schema of results.json (an evidence bundle's results)"
+    )
 
     args = parser.parse_args(argv)
     try:
@@ -148,9 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"opsproof {args.command}: {exc}", file=sys.stderr)
         return outcomes.EXIT_USAGE
     if args.command == "schema":
+        from opsproof.model.results import results_json_schema
         from opsproof.profile import profile_json_schema
 
-        print(json.dumps(profile_json_schema(), indent=2))
+        print(json.dumps(results_json_schema() if args.results else profile_json_schema(), indent=2))
         return 0
     return _demo(args.port, args.serve, [a for a in args.pytest_args if a != "--"])
 
@@ -515,13 +520,14 @@ def _history_verify(args: argparse.Namespace) -> int:
 
 def _rebuild(args: argparse.Namespace) -> int:
     from opsproof.compliance.history import History, HistoryError
+    from opsproof.compliance.rebuild import rebuild
 
     if not args.report_dir.is_dir():
         raise ComplianceError(f"--report-dir {str(args.report_dir)!r}: not a folder")
     location = _location(args)
     try:
         with History(location) as history:
-            report = history.rebuild(args.report_dir)
+            report = rebuild(history, args.report_dir)
     except HistoryError as exc:
         print(f"opsproof history rebuild: {exc}", file=sys.stderr)
         return outcomes.EXIT_INTERNAL

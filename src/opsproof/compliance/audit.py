@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsproof.compliance.history import RECORD_COLUMNS, RUN_COLUMNS, record_row, run_row
+from opsproof.model.results import Results
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import History
@@ -85,7 +86,7 @@ def audit_history(
 
 
 def _row_problems(history: History, row: dict[str, Any], bundle: Path) -> list[str]:
-    results = json.loads((bundle / "results.json").read_text(encoding="utf-8"))
+    results = Results.model_validate_json((bundle / "results.json").read_text(encoding="utf-8"))
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     expected_run = dict(zip(RUN_COLUMNS, run_row(results, bundle.name, row["manifest_sha256"], manifest), strict=True))
     problems = [
@@ -100,7 +101,7 @@ def _row_problems(history: History, row: dict[str, Any], bundle: Path) -> list[s
         )
     }
     sealed = {
-        values[0]: dict(zip(RECORD_COLUMNS, values, strict=True)) for values in map(record_row, results["checks"])
+        values[0]: dict(zip(RECORD_COLUMNS, values, strict=True)) for values in map(record_row, results.checks)
     }
     for node_id, record in sealed.items():
         kept = stored.get(node_id)

@@ -24,14 +24,16 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from opsproof.compliance import ComplianceError
-from opsproof.markers import CADENCE_MARKERS
+from opsproof.errors import OpsproofError
+from opsproof.model.markers import CADENCE_MARKERS
+from opsproof.model.results import CheckRecord, Results
 
 SCHEMA_VERSION = "1"
 SQLITE_NAME = "history.sqlite"
@@ -279,21 +281,21 @@ class History:
 
     def record_bundle(self, bundle: Path, manifest_sha256: str, upload: dict[str, Any] | None = None) -> bool:
         """Record one sealed bundle (its results.json) as a run; False when it was already recorded."""
-        results = json.loads((bundle / "results.json").read_text())
+        results = Results.model_validate_json((bundle / "results.json").read_text())
         manifest = json.loads((bundle / "manifest.json").read_text())
         with self.transaction():
-            return self._insert_run(results, bundle.name, manifest_sha256, manifest, upload)
+            return self.insert_run(results, bundle.name, manifest_sha256, manifest, upload)
 
-    def _insert_run(
+    def insert_run(
         self,
-        results: dict[str, Any],
+        results: Results,
         bundle: str,
         manifest_sha256: str,
         manifest: dict[str, Any],
         upload: dict[str, Any] | None,
     ) -> bool:
-        run = results["run"]
-        if self.execute("SELECT 1 FROM runs WHERE run_id = ?", (run["id"],)):
+        run = results.run
+        if self.execute("SELECT 1 FROM runs WHERE run_id = ?", (run.id,)):
             return False
         prefix, suffix = self.insert_or_ignore
         self.execute(
@@ -304,7 +306,7 @@ class History:
         self.executemany(
             f"{prefix} INTO records (run_id, {', '.join(RECORD_COLUMNS)}) "
             f"VALUES (?, {', '.join('?' for _ in RECORD_COLUMNS)}){suffix}",
-            [(run["id"], *record_row(check)) for check in results.get("checks", [])],
+            [(run.id, *record_row(check)) for check in results.checks],
         )
         return True
 
@@ -355,51 +357,8 @@ class History:
         assert table in ("runs", "records", "attestations", "attestation_evidence")
         return int(self.execute(f"SELECT count(*) FROM {table}")[0][0])
 
-    # -- rebuild ----------------------------------------------------------------------------
 
-    def rebuild(self, report_dir: Path) -> RebuildReport:
-        """Replace every run and record with those of the bundles under `report_dir`.
-
-        Bundles that fail verification are left out and named. Attestations are kept (they
-        are primary records, not derived from bundles); any a bundle's attestation record
-        names that the store lacks is restored from that record.
-        """
-        from opsproof.compliance.attestations import restore_from_record
-        from opsproof.evidence.chain import find_environments
-        from opsproof.evidence.manifest import manifest_sha256
-        from opsproof.evidence.verify import verify_bundle
-
-        report = RebuildReport()
-        with self.transaction():
-            self.execute("DELETE FROM records")
-            self.execute("DELETE FROM runs")
-            for bundles in find_environments(report_dir).values():
-                for bundle in bundles:
-                    problems = verify_bundle(bundle)
-                    if problems:
-                        report.skipped.append(f"{bundle.name}: {problems[0]}")
-                        continue
-                    results = json.loads((bundle / "results.json").read_text())
-                    manifest = json.loads((bundle / "manifest.json").read_text())
-                    upload = read_receipt(report_dir, bundle.name)
-                    if self._insert_run(results, bundle.name, manifest_sha256(bundle), manifest, upload):
-                        report.runs += 1
-                        report.records += len(results.get("checks", []))
-                    for check in results.get("checks", []):
-                        if check.get("kind") == "attestations" and restore_from_record(self, check):
-                            report.attestations_restored += 1
-        return report
-
-
-@dataclass
-class RebuildReport:
-    runs: int = 0
-    records: int = 0
-    attestations_restored: int = 0
-    skipped: list[str] = field(default_factory=list)
-
-
-class HistoryError(Exception):
+class HistoryError(OpsproofError):
     """The history store could not be opened or written; the message says which and why."""
 
 
@@ -446,45 +405,44 @@ RECORD_COLUMNS = (
 )
 
 
-def run_row(results: dict[str, Any], bundle: str, manifest_sha256: str, manifest: dict[str, Any]) -> tuple[Any, ...]:
+def run_row(results: Results, bundle: str, manifest_sha256: str, manifest: dict[str, Any]) -> tuple[Any, ...]:
     """A run's row (RUN_COLUMNS) as its sealed results.json and manifest.json make it."""
-    run = results["run"]
-    change = run.get("change") or {}
+    run = results.run
+    change = run.change or {}
     signing = manifest.get("signing") or {}
     return (
-        run["id"],
-        run["environment"],
-        run["started_at"],
-        run.get("finished_at"),
-        run.get("status") or "unknown",
-        run.get("exit_code"),
-        (run.get("selection") or {}).get("markers"),
+        run.id,
+        run.environment,
+        run.started_at,
+        run.finished_at,
+        run.status,
+        run.exit_code,
+        run.selection.markers,
         bundle,
         manifest_sha256,
         signing.get("key_id"),
         change.get("ticket"),
         change.get("commit"),
         change.get("image_digest"),
-        run.get("host"),
+        run.host,
     )
 
 
-def record_row(check: dict[str, Any]) -> tuple[Any, ...]:
+def record_row(check: CheckRecord) -> tuple[Any, ...]:
     """A check record's row (RECORD_COLUMNS) as its sealed results.json makes it."""
-    markers = check.get("markers") or []
-    cadence = next((m for m in markers if m in CADENCE_MARKERS), None)
+    cadence = next((m for m in check.markers if m in CADENCE_MARKERS), None)
     return (
-        check.get("id") or check["check"],
-        check["check"],
-        check.get("kind"),
-        check.get("target"),
+        check.id or check.check,
+        check.check,
+        check.kind,
+        check.target,
         cadence,
-        check.get("severity"),
-        check["outcome"],
-        check.get("message"),
-        json.dumps(check.get("controls") or []),
-        json.dumps(check["waiver"]) if check.get("waiver") else None,
-        check.get("started_at"),
+        check.severity,
+        check.outcome,
+        check.message,
+        json.dumps(check.controls),
+        json.dumps(check.waiver.dump()) if check.waiver else None,
+        check.started_at,
     )
 
 

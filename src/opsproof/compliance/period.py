@@ -30,7 +30,7 @@ from opsproof.compliance import ComplianceError
 from opsproof.compliance.attestations import back_dated, entry_sha256, evidence_problem
 from opsproof.compliance.attestations import entries as attestation_entries
 from opsproof.compliance.periods import Period, period_of, periods_between, utc_day
-from opsproof.controls import control_sort_key, control_title, framework_of, resolve_framework
+from opsproof.model.controls import control_sort_key, control_title, framework_of, resolve_framework
 
 if TYPE_CHECKING:
     from opsproof.compliance.declared import Declared
@@ -151,10 +151,11 @@ def _select_controls(
 
     An unknown framework or control is a usage error.
     """
-    from opsproof.controls import CATALOGUE, CONTROLS
+    from opsproof.model.controls import CONTROLS
+    from opsproof.targets import catalogue
 
     known = {c for r in records for c in r["controls"]} | set(CONTROLS)
-    known |= {c for controls in CATALOGUE.values() for c in controls}
+    known |= {c for controls in catalogue().values() for c in controls}
     if declared is not None:
         known |= {c for a in declared.attestations.values() for c in a.controls}
         known |= {c for controls in declared.controls.values() for c in controls}
