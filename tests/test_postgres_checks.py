@@ -25,7 +25,7 @@ from postgres_servers import (
     terminate_when_sleeping,
 )
 
-from conftest import SECRET, Run, Runner, listening_black_hole
+from conftest import SECRET, HttpServer, Run, Runner, listening_black_hole
 from opsproof import ProfileError, load_profile
 from opsproof.testing.servers import free_port
 
@@ -732,3 +732,31 @@ def test_demo_database_is_green_but_for_a_warned_pool(runner: Runner, monkeypatc
         "connections 80.0% is over the warn threshold 75.0%; 16 of 20 in use"
     )
     _assert_never_shown(run, password)
+
+
+def test_post_deploy_gate_holds_the_migration_query_and_fails_on_a_mismatch(
+    runner: Runner, pg_main: PgServer, http_server: HttpServer
+) -> None:
+    """`-m post_deploy` after a deploy: the migration version query joins the gate; the other checks do not."""
+    migration = {
+        "name": "alembic",
+        "sql": "select version_num from alembic_version",
+        "expect": {"equals": "${vars.EXPECTED_ALEMBIC}"},
+        "post_deploy": True,
+    }
+    text = profile(
+        item("db", pg_main, queries=[migration, {"name": "accounts", "sql": "select 1", "expect": {"equals": 1}}])
+    )
+    runner.profile(
+        text
+        + f"http:\n  - {{name: api, url: '{http_server.base}/health'}}\n"
+        + f"  - {{name: batch, url: '{http_server.base}/health', post_deploy: false}}\n"
+    )
+    run = runner.run("-m", "post_deploy", "--var", "EXPECTED_ALEMBIC=def456")
+    assert run.ret == 1, run.output
+    assert sorted(c["check"] for c in run.results["checks"]) == ["http.health[api]", "postgres.query[db/alembic]"]
+    migration_record = run.record("postgres.query[db/alembic]")
+    assert migration_record["outcome"] == "failed" and "post_deploy" in migration_record["markers"]
+    assert f"'{SCHEMA_VERSION}'" in migration_record["message"] and "def456" in migration_record["message"]
+    deployed = runner.run("-m", "post_deploy", "--var", f"EXPECTED_ALEMBIC={SCHEMA_VERSION}")
+    assert deployed.ret == 0, deployed.output

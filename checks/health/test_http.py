@@ -16,7 +16,7 @@ from opsproof.probes.http import HttpFacts
 from opsproof.targets.http import HttpTarget
 from opsproof.units import format_duration
 
-pytestmark = [pytest.mark.health, pytest.mark.post_deploy]
+pytestmark = [pytest.mark.health]
 
 
 def test_health(item: HttpTarget, facts: HttpFacts, check: Check) -> None:

@@ -122,6 +122,10 @@ class Item(Strict):
     severity: Severity | None = Field(None, description="sets the severity explicitly")
     timeout: PositiveDuration | None = Field(None, description="defaults to defaults.timeout (5s)")
     cadence: Cadence | None = Field(None, description="overrides the kind's default cadence")
+    post_deploy: StrictBool | None = Field(
+        None,
+        description="true puts the item's checks in `pytest -m post_deploy` (http items are in it unless false)",
+    )
 
     def __repr__(self) -> str:
         # Short on purpose: tracebacks print fixtures, and a truncated repr of headers or a

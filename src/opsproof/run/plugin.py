@@ -242,9 +242,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             continue
         parts = parts_of(metafunc.function, target)
         cadence = getattr(pytest.mark, target.cadence or kind.cadence)
+        item_post_deploy = kind.declared.post_deploy if target.post_deploy is None else target.post_deploy
         for part in [None] if parts is None else parts:
             ref = TargetRef(kind.name, name, part, model=target, run=state)
-            refs.append(pytest.param(ref, id=ref.label, marks=[cadence]))
+            # A part (a query, a KPI) may join the post-deploy gate on its own, or leave it.
+            part_post_deploy = getattr(part.spec, "post_deploy", None) if part is not None else None
+            gated = item_post_deploy if part_post_deploy is None else part_post_deploy
+            marks = [cadence, pytest.mark.post_deploy] if gated else [cadence]
+            refs.append(pytest.param(ref, id=ref.label, marks=marks))
     # Direct parametrization: each check's `item`, `check` and `facts` are then handed
     # from its TargetRef (see `_handed`) without a fixture lookup by name.
     metafunc.parametrize("target", refs)

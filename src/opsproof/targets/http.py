@@ -66,6 +66,7 @@ KIND = Kind(
     checks="checks/health/test_http.py",
     cadence="daily",
     areas=("health",),
+    post_deploy=True,
     controls={
         # Availability monitoring of service health: SOC 2 monitoring and availability,
         # ISO 27001 monitoring activities, SOX ITGC computer operations.

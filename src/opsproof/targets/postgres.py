@@ -109,6 +109,9 @@ class PostgresQuery(Strict):
     sql: ReadOnlySql = Field(description="one read-only statement: SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN")
     expect: QueryExpect = Field(description="what the first column of the first row (or the row count) must be")
     timeout: Duration | None = Field(None, gt=0, description="statement timeout (default: the item's timeout)")
+    post_deploy: StrictBool | None = Field(
+        None, description="true puts this query's check in `pytest -m post_deploy` (e.g. the migration version)"
+    )
 
 
 def _unique_queries(queries: list[PostgresQuery]) -> list[PostgresQuery]:

@@ -178,6 +178,9 @@ class Kpi(Strict):
         description="{warn, fail} in the query's own unit (numbers; or 500ms, 1%, 2GB with `unit:`)"
     )
     lower_is_worse: StrictBool = Field(False, description="true for measures where less is worse (hit ratio, uptime)")
+    post_deploy: StrictBool | None = Field(
+        None, description="true puts this KPI's check in `pytest -m post_deploy` (an error rate after a deploy)"
+    )
     unit: Unit = Field(
         "number",
         description="how values and thresholds read: number, seconds, percent (0-100), ratio (0-1, shown as %), bytes",
