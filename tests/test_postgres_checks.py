@@ -760,3 +760,26 @@ def test_post_deploy_gate_holds_the_migration_query_and_fails_on_a_mismatch(
     assert f"'{SCHEMA_VERSION}'" in migration_record["message"] and "def456" in migration_record["message"]
     deployed = runner.run("-m", "post_deploy", "--var", f"EXPECTED_ALEMBIC={SCHEMA_VERSION}")
     assert deployed.ret == 0, deployed.output
+
+
+def test_a_weekly_query_of_a_daily_item_has_its_own_cadence_and_severity_and_one_session(
+    runner: Runner, pg_main: PgServer
+) -> None:
+    """Per-part cadence and severity: the weekly query runs only weekly, as `low`, in the run's one session."""
+    weekly = {"name": "size", "sql": "select 1", "expect": {"equals": 2}, "cadence": "weekly", "severity": "low"}
+    daily = {"name": "version", "sql": "select version_num from alembic_version", "expect": {"equals": SCHEMA_VERSION}}
+    runner.profile(profile(item("db", pg_main, queries=[daily, weekly])))
+    day = runner.run("-m", "daily")
+    assert day.ret == 0, day.output
+    checks = {c["check"] for c in day.results["checks"]}
+    assert "postgres.query[db/version]" in checks and "postgres.query[db/size]" not in checks
+    earlier = set(day.bundles)
+    mark = pg_main.log_mark()
+    week = runner.run("-m", "weekly")
+    assert week.ret == 0, week.output  # a failed `low` check does not block at --fail-on high
+    (bundle,) = set(week.bundles) - earlier
+    (record,) = yaml.safe_load((bundle / "results.json").read_text())["checks"]
+    assert (record["check"], record["outcome"], record["severity"]) == ("postgres.query[db/size]", "failed", "low")
+    assert "weekly" in record["markers"] and "daily" not in record["markers"]
+    sessions = {e.pid for e in pg_main.log_since(mark) if e.user == ROLE}
+    assert len(sessions) == 1, sessions

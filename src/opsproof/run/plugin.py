@@ -241,10 +241,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if not item_applies(metafunc.function, target):
             continue
         parts = parts_of(metafunc.function, target)
-        cadence = getattr(pytest.mark, target.cadence or kind.cadence)
         item_post_deploy = kind.declared.post_deploy if target.post_deploy is None else target.post_deploy
         for part in [None] if parts is None else parts:
             ref = TargetRef(kind.name, name, part, model=target, run=state)
+            cadence = getattr(pytest.mark, ref.cadence or kind.cadence)
             # A part (a query, a KPI) may join the post-deploy gate on its own, or leave it.
             part_post_deploy = getattr(part.spec, "post_deploy", None) if part is not None else None
             gated = item_post_deploy if part_post_deploy is None else part_post_deploy
@@ -359,7 +359,7 @@ def _handed(node: pytest.Item, *asked: str) -> dict[str, Any]:
     if "item" in wants and "item" not in funcargs:
         funcargs["item"] = ref.model
     if ("check" in wants or "facts" in wants) and "check" not in funcargs:
-        funcargs["check"] = Check(check_id="", kind=ref.kind, target=ref.name, severity=ref.model.effective_severity)
+        funcargs["check"] = Check(check_id="", kind=ref.kind, target=ref.name, severity=ref.severity)
     if "facts" in wants and "facts" not in funcargs:
         found = _facts_of(ref.run, ref)
         check = funcargs["check"]

@@ -37,7 +37,7 @@ def _identity(item: pytest.Item) -> tuple[str, str, str | None, str]:
     callspec = getattr(item, "callspec", None)
     ref = callspec.params.get("target") if callspec is not None else None
     target = ref.name if isinstance(ref, TargetRef) else None
-    severity = ref.model.effective_severity if isinstance(ref, TargetRef) else "high"
+    severity = ref.severity if isinstance(ref, TargetRef) else "high"
     check_id = f"{kind_name}.{aspect}" + (f"[{ref.label}]" if isinstance(ref, TargetRef) else "")
     return check_id, kind_name, target, severity
 

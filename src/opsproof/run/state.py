@@ -226,5 +226,17 @@ class TargetRef:
         """The item's name, or `item/part`: the test id and the bracket of the check id."""
         return f"{self.name}/{self.part.name}" if self.part is not None else self.name
 
+    @property
+    def severity(self) -> str:
+        """The part's own `severity:` (a query, a KPI), else the item's."""
+        own = getattr(self.part.spec, "severity", None) if self.part is not None else None
+        return str(own) if own is not None else self.model.effective_severity
+
+    @property
+    def cadence(self) -> str | None:
+        """The part's own `cadence:`, else the item's (None: the kind's default)."""
+        own = getattr(self.part.spec, "cadence", None) if self.part is not None else None
+        return str(own) if own is not None else self.model.cadence
+
     def __repr__(self) -> str:  # shown as the test's parameter (Allure, -v); never a secret
         return f"{self.kind}[{self.label}]"

@@ -16,7 +16,19 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof.model.fields import Duration, Item, Name, Percent, Regex, Rising, Strict, Threshold, default_threshold
+from opsproof.model.fields import (
+    Cadence,
+    Duration,
+    Item,
+    Name,
+    Percent,
+    Regex,
+    Rising,
+    Severity,
+    Strict,
+    Threshold,
+    default_threshold,
+)
 from opsproof.model.kind import Kind
 
 # A literal, a quoted identifier, a comment: the places a keyword is not a keyword.
@@ -112,6 +124,8 @@ class PostgresQuery(Strict):
     post_deploy: StrictBool | None = Field(
         None, description="true puts this query's check in `pytest -m post_deploy` (e.g. the migration version)"
     )
+    severity: Severity | None = Field(None, description="this part's own severity (default: the item's)")
+    cadence: Cadence | None = Field(None, description="this part's own cadence (default: the item's)")
 
 
 def _unique_queries(queries: list[PostgresQuery]) -> list[PostgresQuery]:
