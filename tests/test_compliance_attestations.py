@@ -17,7 +17,7 @@ import pytest
 from compliance_data import stamp
 from history_servers import history_dsn, history_pg
 
-from conftest import SECRET, Runner, listening_black_hole
+from conftest import SECRET, HttpServer, Runner, listening_black_hole
 from opsproof import ProfileError, load_profile
 from opsproof.cli import main as opsproof
 from opsproof.compliance.attestations import FIELDS, chain_problems, entries, entry_sha256, record_attestation
@@ -418,3 +418,101 @@ def test_quarter_and_year_periods(cadence: str, day: str, label: str, start: str
     found = period_of(cadence, date.fromisoformat(day))
     assert (found.label, found.start.isoformat(), found.end.isoformat()) == (label, start, end)
     assert period_from_label(cadence, label) == found
+
+
+CHANGE_CHECKLIST = """environment: prod
+http:
+  - {{name: api, url: '{base}/health'}}
+attestations:
+  - id: notify-customers
+    title: Notify customers of the maintenance window
+    cadence: change
+    attesters: [alice]
+  - id: rollback-plan
+    title: Prepare the rollback procedure
+    cadence: change
+    attesters: [alice, bob]
+  - id: review-alerts
+    title: Review overnight alerts
+    cadence: daily
+    attesters: [alice]
+"""
+
+
+def test_a_change_checklist_gates_the_post_deploy_run_of_its_change(
+    runner: Runner, http_server: HttpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SOX change management: every checklist line of CHG-123 attested before its post-deploy run, or it fails."""
+    runner.profile(CHANGE_CHECKLIST.format(base=http_server.base))
+    seen: set[Path] = set()
+
+    def post_deploy(*args: str) -> tuple[int, dict[str, dict[str, Any]]]:
+        run = runner.run("-m", "post_deploy", *args)
+        (bundle,) = set(run.bundles) - seen
+        seen.add(bundle)
+        checks = json.loads((bundle / "results.json").read_text())["checks"]
+        return run.ret, {c["check"]: c for c in checks}
+
+    code, found = post_deploy("--change", "CHG-123")
+    assert code == 1
+    assert set(found) == {
+        "http.health[api]",
+        "attestations.attested[notify-customers]",
+        "attestations.attested[rollback-plan]",
+    }
+    notify = found["attestations.attested[notify-customers]"]
+    assert notify["outcome"] == "failed" and "for change CHG-123 (change)" in notify["message"]
+    assert "change" in notify["markers"] and "post_deploy" in notify["markers"]
+    code, out = _attest(
+        capsys, "notify-customers", "--by", "alice", "--note", "status page updated", "--change", "CHG-123"
+    )
+    assert code == 0, out
+    assert "for change CHG-123 (change)" in out
+    code, found = post_deploy("--change", "CHG-123")
+    assert code == 1
+    assert found["attestations.attested[notify-customers]"]["outcome"] == "passed"
+    assert found["attestations.attested[rollback-plan]"]["outcome"] == "failed"
+    code, out = _attest(
+        capsys, "rollback-plan", "--by", "bob", "--note", "helm rollback rehearsed", "--change", "CHG-123"
+    )
+    assert code == 0, out
+    code, found = post_deploy("--change", "CHG-123")
+    assert code == 0, found
+    # Another change starts with an empty checklist; a run naming no change cannot judge one.
+    code, found = post_deploy("--change", "CHG-124")
+    assert code == 1 and found["attestations.attested[rollback-plan]"]["outcome"] == "failed"
+    code, found = post_deploy()
+    assert code == 1
+    assert "this run names no change" in found["attestations.attested[rollback-plan]"]["message"]
+    # The period report lists the changes with their checklists.
+    today = datetime.now(UTC).date().isoformat()
+    out_dir = runner.pytester.path / "period"
+    report = ["report", "--environment", "prod", "--from", today, "--to", today, "--profile", "test"]
+    assert opsproof([*report, "--report-dir", str(runner.report_dir), "--out", str(out_dir)]) == 0
+    changes = {c["ticket"]: c for c in json.loads((out_dir / "report.json").read_text())["changes"]}
+    assert set(changes) == {"CHG-123", "CHG-124"}
+    attested = {line["id"]: line["attested"] for line in changes["CHG-123"]["checklist"]}
+    assert attested["rollback-plan"]["attested_by"] == "bob"
+    assert [line["attested"] for line in changes["CHG-124"]["checklist"]] == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["notify-customers", "--by", "alice", "--note", "done"],
+            "is a change checklist line: name the change with --change",
+        ),
+        (
+            ["review-alerts", "--by", "alice", "--note", "done", "--change", "CHG-1"],
+            "is attested per daily period, not per change",
+        ),
+        (["notify-customers", "--by", "alice", "--note", "done", "--change", "CHG 1; rm"], "--change 'CHG 1; rm'"),
+    ],
+)
+def test_change_attestation_mistakes_are_usage_errors(
+    runner: Runner, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    runner.profile(CHANGE_CHECKLIST.format(base="http://127.0.0.1:9"))
+    code, out = _attest(capsys, *args)
+    assert code == 4 and message in out, out

@@ -80,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     attest.add_argument("--by", required=True, metavar="NAME", help="who attests (one of the item's attesters)")
     attest.add_argument("--note", required=True, metavar="TEXT", help="what was done, as evidence")
     attest.add_argument("--evidence", type=Path, metavar="FILE", help="a file kept with it (stored by its sha256)")
+    attest.add_argument(
+        "--change", metavar="TICKET", help="for a change checklist line (cadence: change): the change it was done for"
+    )
     _store_options(attest, profile=True)
 
     history = commands.add_parser("history", help="the history store of runs and attestations")
@@ -352,20 +355,30 @@ def _attest(args: argparse.Namespace) -> int:
     declared = load_declared(args.profile, _cli_vars(args.var))
     item = declared.attestation(args.id)
     check_input(item, by=args.by, note=args.note, evidence=args.evidence)  # before touching the store
+    if args.change is not None:
+        from opsproof.compliance.change import change_context
+
+        change_context(ticket=args.change, environ={})  # a malformed ticket is a usage error naming --change
     location = _location(args)
     try:
         with History(location) as history:
             entry = record_attestation(
-                history, declared.environment, item, by=args.by, note=args.note, evidence=args.evidence
+                history,
+                declared.environment,
+                item,
+                by=args.by,
+                note=args.note,
+                evidence=args.evidence,
+                change=args.change,
             )
     except HistoryError as exc:
         print(f"opsproof attest: not recorded: {exc}", file=sys.stderr)
         return outcomes.EXIT_INTERNAL
     at = parse_utc(entry["attested_at"])
-    period = period_of(item.cadence, at.date())
+    label = f"change {args.change}" if item.cadence == "change" else period_of(item.cadence, at.date()).label
     print(
         f"opsproof attest: {item.name} ({item.title}) attested by {entry['attested_by']} "
-        f"at {entry['attested_at']} for {period.label} ({item.cadence}), environment {declared.environment}"
+        f"at {entry['attested_at']} for {label} ({item.cadence}), environment {declared.environment}"
     )
     if entry["evidence_sha256"]:
         print(

@@ -51,7 +51,10 @@ FIELDS = (
 
 
 def entry_sha256(entry: dict[str, Any]) -> str:
-    canonical = json.dumps({key: entry.get(key) for key in FIELDS}, sort_keys=True, separators=(",", ":"))
+    covered = {key: entry.get(key) for key in FIELDS}
+    if entry.get("change"):  # only where set: the hashes of entries made before change checklists stay the same
+        covered["change"] = entry["change"]
+    canonical = json.dumps(covered, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -64,6 +67,7 @@ def record_attestation(
     note: str,
     evidence: Path | None = None,
     at: datetime | None = None,
+    change: str | None = None,
 ) -> dict[str, Any]:
     """Append one attestation; ComplianceError (a usage error) when it could not be valid.
 
@@ -72,6 +76,10 @@ def record_attestation(
     """
     by, note = by.strip(), note.strip()
     content = check_input(item, by=by, note=note, evidence=evidence)
+    if item.cadence == "change" and not change:
+        raise ComplianceError(f"{item.name!r} is a change checklist line: name the change with --change TICKET")
+    if item.cadence != "change" and change:
+        raise ComplianceError(f"--change: {item.name!r} is attested per {item.cadence} period, not per change")
     entry: dict[str, Any] = {
         "environment": environment,
         "attestation_id": item.name,
@@ -86,6 +94,7 @@ def record_attestation(
         "evidence_bytes": len(content) if content is not None else None,
         "host": platform.node(),
         "os_user": _os_user(),
+        "change": change,
     }
     with history.transaction():
         history.lock_appends()  # the chain's previous entry must not change under us
@@ -176,8 +185,9 @@ def _newest_time(history: History, environment: str) -> str | None:
 
 
 def _insert(history: History, entry: dict[str, Any]) -> None:
-    columns = (*FIELDS, "entry_sha256")
-    values = [json.dumps(entry["controls"]) if key == "controls" else entry.get(key) for key in columns]
+    columns = (*FIELDS, "entry_sha256", "change_ticket")
+    values = [json.dumps(entry["controls"]) if key == "controls" else entry.get(key) for key in columns[:-1]]
+    values.append(entry.get("change"))
     history.execute(
         f"INSERT INTO attestations ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})", values
     )
@@ -185,7 +195,9 @@ def _insert(history: History, entry: dict[str, Any]) -> None:
 
 def entries(history: History, environment: str, attestation_id: str | None = None) -> list[dict[str, Any]]:
     """Every stored entry of an environment (of one attestation), in the order they were appended."""
-    columns = ("seq", *FIELDS, "entry_sha256")
+    columns: tuple[str, ...] = ("seq", *FIELDS, "entry_sha256")
+    if history.has_column("attestations", "change_ticket"):
+        columns = (*columns, "change_ticket")
     where, params = "environment = ?", [environment]
     if attestation_id is not None:
         where, params = where + " AND attestation_id = ?", [*params, attestation_id]
@@ -194,6 +206,7 @@ def entries(history: History, environment: str, attestation_id: str | None = Non
     for row in rows:
         entry = dict(zip(columns, row, strict=True))
         entry["controls"] = json.loads(entry["controls"])
+        entry["change"] = entry.pop("change_ticket", None)
         found.append(entry)
     return found
 
@@ -254,20 +267,16 @@ def back_dated(history: History, entry: dict[str, Any]) -> str | None:
     return None
 
 
-def judge(history: History, environment: str, item: AttestationTarget, now: datetime) -> dict[str, Any]:
-    """The state of one attestation for the period `now` is in: the valid entry, or why there is none."""
-    period = period_of(item.cadence, now.astimezone(UTC).date())
+def judge(
+    history: History, environment: str, item: AttestationTarget, now: datetime, change: str | None = None
+) -> dict[str, Any]:
+    """The state of one attestation for the period `now` is in (or the run's change): the valid entry, or why not."""
     found = entries(history, environment, item.name)
+    if item.cadence == "change":
+        return _judge_change(history, item, found, change)
+    period = period_of(item.cadence, now.astimezone(UTC).date())
     in_period = [e for e in found if period.contains(parse_utc(e["attested_at"]).date())]
-    valid, rejected = None, []
-    for entry in reversed(in_period):  # the newest valid one counts
-        reason = _invalid(history, item, entry)
-        if reason is None and valid is None:
-            valid = entry
-        elif reason is not None:
-            rejected.append(
-                {"attested_by": entry["attested_by"], "attested_at": entry["attested_at"], "reason": reason}
-            )
+    valid, rejected = _newest_valid(history, item, in_period)
     before = [e for e in found if parse_utc(e["attested_at"]).date() < period.start]
     return {
         "period": _period_dict(period),
@@ -275,6 +284,36 @@ def judge(history: History, environment: str, item: AttestationTarget, now: date
         "rejected": rejected,
         "last_before": _shown(before[-1]) if before else None,
     }
+
+
+def _judge_change(
+    history: History, item: AttestationTarget, found: list[dict[str, Any]], change: str | None
+) -> dict[str, Any]:
+    """A change checklist line: the valid entry attested for this run's change, before the run."""
+    valid, rejected = _newest_valid(history, item, [e for e in found if change and e.get("change") == change])
+    others = [e for e in found if e.get("change") and e.get("change") != change]
+    return {
+        "period": {"label": f"change {change}" if change else "no change", "change": change or ""},
+        "attestation": _shown(valid) if valid else None,
+        "rejected": rejected,
+        "last_before": _shown(others[-1]) if others else None,
+    }
+
+
+def _newest_valid(
+    history: History, item: AttestationTarget, candidates: list[dict[str, Any]]
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The newest entry that counts, and why each of the others that do not count does not."""
+    valid, rejected = None, []
+    for entry in reversed(candidates):
+        reason = _invalid(history, item, entry)
+        if reason is None and valid is None:
+            valid = entry
+        elif reason is not None:
+            rejected.append(
+                {"attested_by": entry["attested_by"], "attested_at": entry["attested_at"], "reason": reason}
+            )
+    return valid, rejected
 
 
 def _invalid(history: History, item: AttestationTarget, entry: dict[str, Any]) -> str | None:
@@ -288,7 +327,8 @@ def _invalid(history: History, item: AttestationTarget, entry: dict[str, Any]) -
 
 
 def _shown(entry: dict[str, Any]) -> dict[str, Any]:
-    return {key: entry.get(key) for key in (*FIELDS, "entry_sha256")}
+    shown = {key: entry.get(key) for key in (*FIELDS, "entry_sha256")}
+    return shown | {"change": entry["change"]} if entry.get("change") else shown
 
 
 def _period_dict(period: Period) -> dict[str, str]:

@@ -94,7 +94,8 @@ _TABLES = (
         host TEXT,
         os_user TEXT,
         previous_sha256 TEXT,
-        entry_sha256 TEXT NOT NULL UNIQUE
+        entry_sha256 TEXT NOT NULL UNIQUE,
+        change_ticket TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS attestations_by_id ON attestations (environment, attestation_id, attested_at)",
     "CREATE TABLE IF NOT EXISTS attestation_evidence (sha256 TEXT PRIMARY KEY, content {blob} NOT NULL)",
@@ -207,6 +208,8 @@ class History:
         with self.transaction():
             for statement in (*_TABLES, *_SQLITE_GUARDS):
                 self._conn.execute(statement.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB"))
+            if not self.has_column("attestations", "change_ticket"):  # a store made before change checklists
+                self._conn.execute("ALTER TABLE attestations ADD COLUMN change_ticket TEXT")
             self._conn.execute(
                 "INSERT OR IGNORE INTO opsproof_meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
             )
@@ -227,9 +230,22 @@ class History:
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             for statement in (*_TABLES, *_POSTGRES_GUARDS):
                 self._conn.execute(statement.format(serial="BIGSERIAL PRIMARY KEY", blob="BYTEA"))
+            # Only when missing: ALTER TABLE takes an exclusive lock even when it has nothing to do,
+            # and would queue every opening runner behind the appends of the others.
+            if not self.has_column("attestations", "change_ticket"):
+                self._conn.execute("ALTER TABLE attestations ADD COLUMN IF NOT EXISTS change_ticket TEXT")
             self._conn.execute(
                 "INSERT INTO opsproof_meta (key, value) VALUES ('schema', %s) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,)
             )
+
+    def has_column(self, table: str, column: str) -> bool:
+        """Whether a table has a column (a store written by an older opsproof may lack a newer one)."""
+        if self.location.kind == "sqlite":
+            return any(row[1] == column for row in self._conn.execute(f"PRAGMA table_info({table})").fetchall())
+        rows = self.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_name = ? AND column_name = ?", (table, column)
+        )
+        return bool(rows)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -104,7 +104,8 @@ def build_report(history: History, request: ReportRequest, declared: Declared | 
     controls, timing = _controls(request, records, selected, seen_before, through, today)
     exceptions.extend(timing)
     exceptions.sort(key=lambda e: (e["at"], e["check"] or "", e["type"]))
-    attestations = _attestations(history, request, declared, through, today, selected)
+    changes = sorted({run["change_ticket"] for run in runs if run.get("change_ticket")})
+    attestations = _attestations(history, request, declared, through, today, selected, changes)
     days = _days(request, records, runs, today)
     summary = _summary(runs, records, selected, controls, exceptions, attestations)
     return {
@@ -125,6 +126,7 @@ def build_report(history: History, request: ReportRequest, declared: Declared | 
         "controls": controls,
         "exceptions": exceptions,
         "attestations": attestations,
+        "changes": _changes(changes, runs, attestations),
         "days": days,
         "bundles": [_bundle(run) for run in runs],
     }
@@ -260,6 +262,8 @@ def _controls(
         for control in _keep(found["controls"], selected):
             outcomes[control][found["outcome"]] += 1
             checks[control].add(found["check_id"])
+            if cadence == "change":
+                continue  # checked per change, not per calendar period: the report's changes list them
             ran[(control, cadence)].add(period_of(cadence, day).label)
             first_day.setdefault((control, cadence), day)
             if SEVERITY_RANK.get(found["severity"], 0) > SEVERITY_RANK.get(worst.get(control, ""), 0):
@@ -344,7 +348,9 @@ def _attestations(
     through: date,
     today: date,
     selected: set[str] | None,
+    changes: list[str],
 ) -> list[dict[str, Any]]:
+    """Per attestation: the periods of its cadence (or the changes validated in the period) and who attested."""
     stored = attestation_entries(history, request.environment)
     items: dict[str, dict[str, Any]] = {}
     for entry in stored:  # attestations the store knows, as they were declared when attested
@@ -377,7 +383,7 @@ def _attestations(
                 continue
             reason = _entry_problem(history, entry, item)
             shown = {
-                "period": period_of(item["cadence"], day).label,
+                "period": _label(item["cadence"], day, entry),
                 "attested_by": entry["attested_by"],
                 "attested_at": entry["attested_at"],
                 "note": entry["note"],
@@ -389,9 +395,7 @@ def _attestations(
                 valid[shown["period"]].append(shown)
             else:
                 rejected.append({**shown, "reason": reason})
-        expected = [
-            p for p in periods_between(item["cadence"], request.first, through) if p.end <= today or p.label in valid
-        ]
+        expected = _expected(item["cadence"], request.first, through, today, valid, changes)
         covered = [p for p in expected if p.label in valid]
         found.append(
             {
@@ -406,6 +410,46 @@ def _attestations(
             }
         )
     return found
+
+
+def _changes(
+    changes: list[str], runs: list[dict[str, Any]], attestations: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each change validated in the period: its runs, and each line of the change checklist, attested or missing."""
+    lines = [a for a in attestations if a["cadence"] == "change"]
+    return [
+        {
+            "ticket": ticket,
+            "runs": [
+                {"bundle": r["bundle"], "started_at": r["started_at"], "status": r["status"]}
+                for r in runs
+                if r.get("change_ticket") == ticket
+            ],
+            "checklist": [
+                {
+                    "id": line["id"],
+                    "title": line["title"],
+                    "attested": next((e for e in line["entries"] if e["period"] == f"change {ticket}"), None),
+                }
+                for line in lines
+            ],
+        }
+        for ticket in changes
+    ]
+
+
+def _label(cadence: str, day: date, entry: dict[str, Any]) -> str:
+    return f"change {entry.get('change')}" if cadence == "change" else period_of(cadence, day).label
+
+
+def _expected(
+    cadence: str, first: date, through: date, today: date, valid: dict[str, Any], changes: list[str]
+) -> list[Period]:
+    """The periods an attestation was due in; for a change checklist line, the changes validated in the report."""
+    if cadence == "change":
+        tickets = sorted({*changes, *(label.removeprefix("change ") for label in valid)})
+        return [Period("change", first, through, f"change {ticket}") for ticket in tickets]
+    return [p for p in periods_between(cadence, first, through) if p.end <= today or p.label in valid]
 
 
 def _entry_problem(history: History, entry: dict[str, Any], item: dict[str, Any]) -> str | None:

@@ -65,6 +65,8 @@ class ProbeContext:
     limit: asyncio.Semaphore
     # Where the run's history (and attestation) store is; None when the run has none.
     history: Location | None = None
+    # The change the run validates (`--change`): change checklists are judged against it.
+    change: str | None = None
 
 
 @dataclass(frozen=True)

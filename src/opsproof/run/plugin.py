@@ -139,7 +139,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not state.is_worker:
         if not (config.option.collectonly or getattr(config.option, "numprocesses", None)):
             # The probe process starts now, so it is ready when the checks are collected.
-            state.gatherer = Gatherer(state.loaded.profile, history=state.history).prepare(
+            state.gatherer = Gatherer(state.loaded.profile, history=state.history, change=state.change_ticket).prepare(
                 early=_early_targets(config, state)
             )
             config.add_cleanup(state.gatherer.stop)
@@ -391,10 +391,14 @@ def _wanted(items: list[pytest.Item]) -> dict[str, set[str]]:
 def _facts_of(state: RunState, target: TargetRef) -> Facts:
     if state.share_dir is not None:  # an xdist worker: one worker probes for all
         if state.facts is None:
-            state.facts = probe_all_shared(state.loaded.profile, _wanted(state.items), state.share_dir, state.history)
+            state.facts = probe_all_shared(
+                state.loaded.profile, _wanted(state.items), state.share_dir, state.history, state.change_ticket
+            )
         return state.facts[target.kind][target.name]
     if state.gatherer is None:  # pytest_runtestloop did not run (a plugin drove the tests itself)
-        state.gatherer = Gatherer(state.loaded.profile, history=state.history).start(_wanted(state.items))
+        state.gatherer = Gatherer(state.loaded.profile, history=state.history, change=state.change_ticket).start(
+            _wanted(state.items)
+        )
     return state.gatherer.facts(target.kind, target.name)
 
 

@@ -66,6 +66,12 @@ class RunState:
     shipped: list[str] = field(default_factory=list)
     shipping_errors: list[str] = field(default_factory=list)
 
+    @property
+    def change_ticket(self) -> str | None:
+        """The change this run validates (`--change`, or a CI variable), if it names one."""
+        ticket = self.change.get("ticket")
+        return str(ticket) if ticket else None
+
 
 @dataclass(frozen=True)
 class Upload:
