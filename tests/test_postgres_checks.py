@@ -651,7 +651,7 @@ def test_secret_never_appears_in_output_or_bundle(runner: Runner, pg_main: PgSer
         ),
         (
             "dsn: 'postgresql://ops@db/app'\n    queries: [{name: q, sql: select 1, expect: {equal: 1}}]",
-            "postgres[0].queries[0].expect: unknown expect operator 'equal': use equals, one_of, min, max, matches, rows, min_rows, max_rows",
+            "postgres[0].queries[0].expect: unknown expect operator 'equal': use equals, one_of, min, max, matches, rows, min_rows, max_rows, threshold, unit, lower_is_worse",
         ),
         (
             "dsn: 'postgresql://ops@db/app'\n    queries: [{name: q, sql: 'delete from accounts', expect: {rows: 0}}]",
@@ -783,3 +783,52 @@ def test_a_weekly_query_of_a_daily_item_has_its_own_cadence_and_severity_and_one
     assert "weekly" in record["markers"] and "daily" not in record["markers"]
     sessions = {e.pid for e in pg_main.log_since(mark) if e.user == ROLE}
     assert len(sessions) == 1, sessions
+
+
+def test_query_expectations_take_warn_fail_and_units(runner: Runner, pg_main: PgServer, tmp_path: Path) -> None:
+    """`{warn, fail}` and units on a query's value: a database size in bytes, an age in seconds, a ratio."""
+    queries = [
+        {
+            "name": "db-size",
+            "sql": "select pg_database_size(current_database())",
+            "expect": {"threshold": {"warn": "1KB", "fail": "1TB"}, "unit": "bytes"},
+        },
+        {
+            "name": "db-size-max",
+            "sql": "select pg_database_size(current_database())",
+            "expect": {"max": "1KB", "unit": "bytes"},
+        },
+        {"name": "age", "sql": "select 600", "expect": {"threshold": {"warn": "5m", "fail": "10m"}, "unit": "seconds"}},
+        {
+            "name": "hit",
+            "sql": "select 0.5",
+            "expect": {"threshold": {"warn": "90%", "fail": "60%"}, "unit": "ratio", "lower_is_worse": True},
+        },
+    ]
+    runner.profile(profile(item("db", pg_main, queries=queries)))
+    run = runner.run("-m", "daily", "-k", "query")
+    size = run.record("postgres.query[db/db-size]")
+    assert size["outcome"] == "warned" and "is over the warn threshold 1.0KB" in size["message"], size
+    assert size["expected"]["db-size"] == {"warn": "1.0KB", "fail": "1.0TB"}
+    too_big = run.record("postgres.query[db/db-size-max]")
+    assert too_big["outcome"] == "failed" and "is above the maximum 1.0KB" in too_big["message"]
+    age = run.record("postgres.query[db/age]")
+    assert age["outcome"] == "failed" and age["message"].startswith("age 10m is at the fail threshold 10m")
+    hit = run.record("postgres.query[db/hit]")
+    assert hit["outcome"] == "failed" and "hit 50% is under the fail threshold 60%" in hit["message"]
+    for bad, message in [
+        ({"max": "ten", "unit": "bytes"}, "max: "),
+        ({"threshold": {"warn": "5m"}}, "threshold.warn: invalid threshold '5m': a number is expected"),
+        ({"threshold": {"warn": "10m", "fail": "5m"}, "unit": "seconds"}, "warn must be at or below fail"),
+        ({"threshold": {}, "unit": "seconds"}, "an empty threshold {} judges nothing"),
+    ]:
+        text = profile(
+            {
+                "name": "db",
+                "dsn": "postgresql://ops@db/app",
+                "queries": [{"name": "q", "sql": "select 1", "expect": bad}],
+            }
+        )
+        (tmp_path / "bad.yaml").write_text(text)
+        with pytest.raises(ProfileError, match=re.escape(message)):
+            load_profile(tmp_path / "bad.yaml")

@@ -15,7 +15,6 @@ credentials, or a query it cannot parse, is an `error`: the profile must be fixe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
@@ -25,7 +24,7 @@ import pytest
 from opsproof import Check, CheckError, Part, applies, each
 from opsproof.probes.prometheus import PrometheusFacts, parse_time
 from opsproof.targets.prometheus import AlertReview, Kpi, PrometheusTarget
-from opsproof.units import format_duration, format_size
+from opsproof.units import format_duration, show_in
 
 pytestmark = [pytest.mark.monitoring]
 
@@ -218,25 +217,6 @@ def test_targets(item: PrometheusTarget, facts: PrometheusFacts, check: Check) -
 # -- KPIs --------------------------------------------------------------------------------
 
 
-def show_value(unit: str) -> Callable[[float], str]:
-    """How a KPI's values and thresholds read: 0.42 seconds -> 420ms, a ratio 0.012 -> 1.2%."""
-
-    def show(value: float) -> str:
-        if math.isinf(value):
-            return "+Inf" if value > 0 else "-Inf"
-        if unit == "seconds":
-            return f"{value * 1000:.3g}ms" if abs(value) < 1 else format_duration(value)
-        if unit == "percent":
-            return f"{value:.4g}%"
-        if unit == "ratio":
-            return f"{value * 100:.4g}%"
-        if unit == "bytes":
-            return format_size(value) if value >= 0 else f"{value:g}B"
-        return f"{value:.6g}"
-
-    return show
-
-
 def _offenders(series: list[dict[str, Any]], kpi: Kpi, total: int) -> str:
     """'2 of 4 series past the fail threshold, 1 more past warn' (of the worst kept when there were more)."""
     levels = {"fail": 0, "warn": 0}
@@ -261,7 +241,7 @@ def _offenders(series: list[dict[str, Any]], kpi: Kpi, total: int) -> str:
 @each("kpis")
 def test_kpi(item: PrometheusTarget, part: Part, facts: PrometheusFacts, check: Check) -> None:
     kpi: Kpi = part.spec
-    show = show_value(kpi.unit)
+    show = show_in(kpi.unit)
     check.expect(query=kpi.query, empty=kpi.empty)
     if kpi.over is not None:
         check.expect(over=format_duration(kpi.over), step=format_duration(kpi.range_step))

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from opsproof import units
 from opsproof.model.fields import (
     Cadence,
     Duration,
@@ -27,7 +28,9 @@ from opsproof.model.fields import (
     Severity,
     Strict,
     Threshold,
+    check_order,
     default_threshold,
+    limits_in_unit,
 )
 from opsproof.model.kind import Kind
 
@@ -84,12 +87,19 @@ class QueryExpect(Strict):
 
     equals: Scalar = Field(None, description="the value equals this")
     one_of: list[Scalar] | None = Field(None, description="the value is one of these")
-    min: StrictInt | StrictFloat | None = Field(None, description="the value is at least this number")
-    max: StrictInt | StrictFloat | None = Field(None, description="the value is at most this number")
+    min: float | None = Field(None, description="the value is at least this (a number, or in `unit`: 5m, 10GB, 80%)")
+    max: float | None = Field(None, description="the value is at most this (a number, or in `unit`: 5m, 10GB, 80%)")
     matches: Regex | None = Field(None, description="the value, as text, matches this regular expression")
     rows: StrictInt | None = Field(None, ge=0, description="exactly this many rows")
     min_rows: StrictInt | None = Field(None, ge=0, description="at least this many rows")
     max_rows: StrictInt | None = Field(None, ge=0, description="at most this many rows")
+    threshold: Threshold[float] | None = Field(
+        None, description="{warn, fail} on the value, in `unit`: warns before it fails (a limit is reached at it)"
+    )
+    unit: units.Unit = Field(
+        "number", description="what the value measures: number, seconds, percent (0-100), ratio (0-1) or bytes"
+    )
+    lower_is_worse: StrictBool = Field(False, description="with threshold: true when less is worse (a hit ratio)")
 
     @model_validator(mode="before")
     @classmethod
@@ -99,18 +109,21 @@ class QueryExpect(Strict):
             unknown = sorted(str(key) for key in data if key not in cls.model_fields)
             if unknown:
                 raise ValueError(f"unknown expect operator {unknown[0]!r}: use {', '.join(cls.model_fields)}")
+            return limits_in_unit(data, scalars=("min", "max"))
         return data
 
     @model_validator(mode="after")
     def _something_expected(self) -> QueryExpect:
-        if not self.model_fields_set:
+        if not self.model_fields_set - {"unit", "lower_is_worse"}:
             raise ValueError(
-                "expect needs at least one of: equals, one_of, min, max, matches, rows, min_rows, max_rows"
+                "expect needs at least one of: equals, one_of, min, max, threshold, matches, rows, min_rows, max_rows"
             )
+        if self.threshold is not None:
+            check_order(self.threshold, lower_is_worse=self.lower_is_worse)
         for low, high in (("min", "max"), ("min_rows", "max_rows")):
             low_value, high_value = getattr(self, low), getattr(self, high)
             if low_value is not None and high_value is not None and low_value > high_value:
-                raise ValueError(f"{low} {low_value} is above {high} {high_value}: nothing could pass")
+                raise ValueError(f"{low} {low_value:g} is above {high} {high_value:g}: nothing could pass")
         return self
 
 

@@ -42,11 +42,11 @@ from opsproof.model.fields import (
     Threshold,
     check_order,
     default_threshold,
+    limits_in_unit,
 )
 from opsproof.model.kind import Kind
 from opsproof.targets.hosts import also_accepts  # a schema helper for any kind; hosts defines it first
 
-Unit = Literal["number", "seconds", "percent", "ratio", "bytes"]
 # Prometheus refuses a range query of more than 11,000 points per series.
 MAX_POINTS = 11_000
 # The default step of `over:` aims at this many points: 12h -> 1m, 1h -> 15s (the floor).
@@ -133,33 +133,6 @@ class TargetHealth(Strict):
         return value
 
 
-def _limit(value: Any, unit: str) -> float:
-    """A threshold value: a number as is, or a string in the KPI's unit (100ms, 1%, 2GB)."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid threshold {value!r}: expected a number")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError(f"invalid threshold {value!r}: expected a finite number")
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError(f"invalid threshold {value!r}: expected a number")
-    if unit == "seconds":
-        return units.parse_duration(value)
-    if unit == "bytes":
-        return float(units.parse_size(value))
-    if unit in ("percent", "ratio"):
-        if not value.endswith("%"):
-            raise ValueError(f"invalid threshold {value!r}: expected a number or a percentage such as 1%")
-        percent = float(value[:-1]) if re.fullmatch(r"\d+(\.\d+)?%", value) else None
-        if percent is None:
-            raise ValueError(f"invalid threshold {value!r}: expected a number or a percentage such as 1%")
-        return percent if unit == "percent" else percent / 100
-    raise ValueError(
-        f"invalid threshold {value!r}: a number is expected (a value with a unit needs `unit:` seconds, percent, "
-        "ratio or bytes)"
-    )
-
-
 KpiLimit = Annotated[
     StrictFloat,
     WithJsonSchema(
@@ -185,7 +158,7 @@ class Kpi(Strict):
     )
     severity: Severity | None = Field(None, description="this part's own severity (default: the item's)")
     cadence: Cadence | None = Field(None, description="this part's own cadence (default: the item's)")
-    unit: Unit = Field(
+    unit: units.Unit = Field(
         "number",
         description="how values and thresholds read: number, seconds, percent (0-100), ratio (0-1, shown as %), bytes",
     )
@@ -203,19 +176,7 @@ class Kpi(Strict):
     @classmethod
     def _limits_in_unit(cls, data: Any) -> Any:
         # Threshold strings are read in the KPI's unit, which is a sibling key: convert here.
-        if not isinstance(data, dict) or not isinstance(data.get("threshold"), dict):
-            return data
-        unit = data.get("unit", "number")
-        if unit not in ("number", "seconds", "percent", "ratio", "bytes"):
-            return data  # the unit's own error is clearer
-        threshold = dict(data["threshold"])
-        for level in ("warn", "fail"):
-            if threshold.get(level) is not None:
-                try:
-                    threshold[level] = _limit(threshold[level], unit)
-                except ValueError as exc:
-                    raise ValueError(f"threshold.{level}: {exc}") from None
-        return {**data, "threshold": threshold}
+        return limits_in_unit(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _coherent(self) -> Kpi:
