@@ -109,6 +109,8 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
     "kubernetes.certificates": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", _OPS),
     "kubernetes.tls_secrets": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", _OPS),
     "kubernetes.events": ("SOC2:CC7.2", "SOC2:CC7.3", "ISO27001:A.8.16", "ISO27001:A.8.15", _OPS),
+    # Log patterns: security events (auth failures, threats) and job completion read from the logs.
+    "logs": ("SOC2:CC7.2", "SOC2:CC7.3", "ISO27001:A.8.15", "ISO27001:A.8.16", _OPS),
     # Attestations name their own controls; an item that names none is operations evidence.
     "attestations": (_OPS,),
 }

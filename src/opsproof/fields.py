@@ -174,3 +174,16 @@ def _higher_is_worse(threshold: Any) -> Any:
 
 # `Annotated[Threshold[Duration], Rising]`: a threshold where higher is worse, refused inverted at load.
 Rising = AfterValidator(_higher_is_worse)
+
+
+def unique_names(what: str) -> AfterValidator:
+    """A validator refusing two parts of an item with one name (the names are check ids): `unique_names("patterns")`."""
+
+    def check(parts: list[Any]) -> list[Any]:
+        names = [part.name for part in parts]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two {what} are named {name!r}: the names are check ids")
+        return parts
+
+    return AfterValidator(check)

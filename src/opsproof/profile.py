@@ -35,6 +35,7 @@ from opsproof.targets.drills import DrillTarget
 from opsproof.targets.hosts import HostTarget
 from opsproof.targets.http import HttpExpect, HttpTarget
 from opsproof.targets.kubernetes import KubernetesTarget
+from opsproof.targets.logs import LogsTarget
 from opsproof.targets.postgres import PostgresTarget
 from opsproof.targets.prometheus import PrometheusTarget
 from opsproof.targets.redis import RedisTarget
@@ -50,6 +51,7 @@ __all__ = [
     "Item",
     "KubernetesTarget",
     "LoadedProfile",
+    "LogsTarget",
     "PostgresTarget",
     "Profile",
     "ProfileError",
@@ -93,6 +95,7 @@ ITEM_SECTIONS = (
     "prometheus",
     "hosts",
     "attestations",
+    "logs",
 )
 
 
@@ -112,6 +115,7 @@ class Profile(Strict):
     prometheus: list[PrometheusTarget] = Field(default_factory=list)
     hosts: list[HostTarget] = Field(default_factory=list)
     attestations: list[AttestationTarget] = Field(default_factory=list)
+    logs: list[LogsTarget] = Field(default_factory=list)
     controls: ControlsOverride = Field(default_factory=dict)
     waivers: list[Waiver] = Field(default_factory=list)
 

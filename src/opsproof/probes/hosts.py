@@ -29,7 +29,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -266,8 +266,23 @@ def install_deadlines() -> None:
     _INSTALLED.append(True)
 
 
-def _host(target: HostTarget, timeout: float) -> Any:
-    """A testinfra Host for the item (never testinfra's cache: each item gets its own backend)."""
+@contextlib.contextmanager
+def thread_deadline(address: HostAddress, timeout: float) -> Iterator[None]:
+    """Every testinfra command this thread runs inside ends by `timeout` from now (the `logs` kind's too)."""
+    install_deadlines()
+    _DEADLINE.at = time.monotonic() + timeout
+    if address.scheme == "paramiko":
+        with contextlib.suppress(ImportError):  # no paramiko: the backend says so itself
+            _DEADLINE.host_keys = HostKeys.of(address)
+    try:
+        yield
+    finally:
+        _DEADLINE.at = None
+        _DEADLINE.host_keys = None
+
+
+def testinfra_host(address: HostAddress, timeout: float) -> Any:
+    """A testinfra Host for the address (never testinfra's cache: each item gets its own backend)."""
     import testinfra.backend
     import testinfra.host
 
@@ -280,7 +295,6 @@ def _host(target: HostTarget, timeout: float) -> Any:
             self.commands.append(self.backend.quote(command, *args))
             return super().run(command, *args, **kwargs)
 
-    address = target.address
     options: dict[str, Any] = {"timeout": max(1, math.ceil(timeout))}
     if address.scheme in ("ssh", "safe-ssh") and address.password is None:
         # No password: never wait for one. Keys or an agent log in, or the login fails now.
@@ -480,19 +494,12 @@ class HostProbe:
         self.planned: dict[str, str] = {}  # section -> its command
 
     def run(self) -> dict[str, Any]:
-        _DEADLINE.at = time.monotonic() + self.timeout
-        if self.target.address.scheme == "paramiko":
-            with contextlib.suppress(ImportError):  # no paramiko: the backend says so itself
-                _DEADLINE.host_keys = HostKeys.of(self.target.address)
-        try:
+        with thread_deadline(self.target.address, self.timeout):
             return self._run()
-        finally:
-            _DEADLINE.at = None
-            _DEADLINE.host_keys = None
 
     def _run(self) -> dict[str, Any]:
         try:
-            host = _host(self.target, self.timeout)
+            host = testinfra_host(self.target.address, self.timeout)
         except Exception as exc:  # testinfra raises RuntimeError, ImportError... for an unusable backend
             return {
                 "reached": False,

@@ -48,7 +48,7 @@ from pydantic import Field
 
 from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
 from opsproof.redaction import redact
-from opsproof.targets.kubernetes import KubernetesTarget, read_kubeconfig
+from opsproof.targets.kubernetes import ClusterAccess, KubernetesTarget, read_kubeconfig
 
 PER_NAMESPACE_MAX = 5
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -190,7 +190,7 @@ class Connection:
 
 
 async def connect(
-    target: KubernetesTarget,
+    target: ClusterAccess,
     *,
     service_account: Path = SERVICE_ACCOUNT_DIR,
     environ: Mapping[str, str] | None = None,
@@ -263,7 +263,7 @@ def _secrets_of(configuration: Any) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def _config_message(exc: BaseException, target: KubernetesTarget) -> str:
+def _config_message(exc: BaseException, target: ClusterAccess) -> str:
     text = str(exc).strip() or type(exc).__name__
     if target.in_cluster:
         return f"cannot use the in-cluster service account: {text}"
@@ -509,12 +509,12 @@ async def probe_one(
         try:
             gathered = await gather_lists(target, lister, listings_for(target), time.time())
         finally:
-            await _close(connection)
+            await close_connection(connection)
         elapsed = time.perf_counter() - started
     return facts_from(target, gathered, base | {"calls": lister.calls, "elapsed_s": elapsed})
 
 
-async def _close(connection: Connection) -> None:
+async def close_connection(connection: Connection) -> None:
     try:
         async with asyncio.timeout(1):
             await connection.client.close()
