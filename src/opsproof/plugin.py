@@ -36,7 +36,16 @@ from opsproof.probes import Facts, kinds_in_use
 from opsproof.profile import ITEM_SECTIONS, Item
 from opsproof.records import AllureAnnotator, build_record, identity, markers_of, redact_report, waiver_dict
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
-from opsproof.run_state import STATE, RunState, TargetRef, kind_of_path, owns_process, start_run, state_of
+from opsproof.run_state import (
+    STATE,
+    RunState,
+    TargetRef,
+    kind_name_of_path,
+    kind_of_path,
+    owns_process,
+    start_run,
+    state_of,
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -224,9 +233,9 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     state = state_of(config)
     if state is None or collection_path.suffix != ".py" or collection_path.parent.parent.name != "checks":
         return None
-    section = collection_path.stem.removeprefix("test_")
-    unused = collection_path.stem.startswith("test_") and section in ITEM_SECTIONS
-    return True if unused and not state.loaded.profile.targets(section) else None
+    section = kind_name_of_path(collection_path)
+    unused = section is not None and section in ITEM_SECTIONS
+    return True if unused and not state.loaded.profile.targets(str(section)) else None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

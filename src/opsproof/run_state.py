@@ -20,7 +20,7 @@ from opsproof.compliance import ComplianceError
 from opsproof.compliance.change import change_context
 from opsproof.controls import ControlMap
 from opsproof.probes import ProbeKind, kind_named, kinds, utc_now
-from opsproof.profile import Item, LoadedProfile, ProfileError, load_profile, resolve_profile_path
+from opsproof.profile import ITEM_SECTIONS, Item, LoadedProfile, ProfileError, load_profile, resolve_profile_path
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
 
 if TYPE_CHECKING:
@@ -196,12 +196,24 @@ def _control_map(loaded: LoadedProfile) -> ControlMap:
     return controls
 
 
-def kind_of_path(path: Path) -> ProbeKind[Any, Any] | None:
-    """checks/<area>/test_<kind>.py -> the probe kind `<kind>`."""
+def kind_name_of_path(path: Path) -> str | None:
+    """checks/<area>/test_<kind>.py, or test_<kind>_<more>.py (more checks of one kind) -> `<kind>`; imports nothing."""
     if not path.stem.startswith("test_"):
         return None
+    name = path.stem.removeprefix("test_")
+    if name not in ITEM_SECTIONS:
+        # Kinds are named after their sections: the longest section the name starts with.
+        name = max((s for s in ITEM_SECTIONS if name.startswith(f"{s}_")), key=len, default=name)
+    return name
+
+
+def kind_of_path(path: Path) -> ProbeKind[Any, Any] | None:
+    """checks/<area>/test_<kind>.py (or test_<kind>_<more>.py) -> the probe kind `<kind>`."""
+    name = kind_name_of_path(path)
+    if name is None:
+        return None
     try:
-        return kind_named(path.stem.removeprefix("test_"))
+        return kind_named(name)
     except KeyError:
         return None
 

@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
+from opsproof.probes import kubernetes_more as more
 from opsproof.redaction import redact
 from opsproof.targets.kubernetes import ClusterAccess, KubernetesTarget, read_kubeconfig
 
@@ -68,6 +69,7 @@ class Listing:
     namespaced: bool = True
     selectable: bool = False  # the item's label selector applies
     field_selector: str | None = None
+    label_selector: str | None = None  # a selector of its own (a `resources:` entry's)
 
     @property
     def shown(self) -> str:
@@ -98,8 +100,14 @@ LISTINGS: dict[str, Listing] = {
         Listing("certificates", "/apis/cert-manager.io/v1", "certificates", selectable=True),
         Listing("secrets", "/api/v1", "secrets", selectable=True, field_selector="type=kubernetes.io/tls"),
         Listing("events", "/api/v1", "events", field_selector="type=Warning"),
+        Listing("podmetrics", "/apis/metrics.k8s.io/v1beta1", "pods", selectable=True),
+        Listing("nodemetrics", "/apis/metrics.k8s.io/v1beta1", "nodes", namespaced=False),
+        Listing("ingresses", "/apis/networking.k8s.io/v1", "ingresses"),
+        Listing("networkpolicies", "/apis/networking.k8s.io/v1", "networkpolicies"),
     )
 }
+# Reductions of a list another aspect makes anyway: no call of their own (see `Tally.also`).
+DERIVED = {"pod_resources": "pods", "node_allocatable": "nodes", "hpa_specs": "horizontalpodautoscalers"}
 WORKLOAD_KINDS = {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
 
 
@@ -126,7 +134,28 @@ def listings_for(target: KubernetesTarget) -> list[str]:
         keys.append("secrets")
     if target.events is not None:
         keys.append("events")
-    return keys
+    if target.usage is not None:
+        keys += ["podmetrics", "pod_resources"]
+        if target.usage.nodes:
+            keys += ["nodes", "nodemetrics", "node_allocatable"]
+    if target.ingresses:
+        keys += ["ingresses", "services", "endpointslices", "secrets"]
+    if target.network_policies is not None:
+        keys += ["networkpolicies", "namespaces"]
+    if target.hpa_specs:
+        keys += ["horizontalpodautoscalers", "hpa_specs"]
+    keys += [f"resource/{r.name}" for r in target.resources]
+    return list(dict.fromkeys(keys))  # once each, in order
+
+
+def listing_of(target: KubernetesTarget, key: str) -> Listing:
+    """The list call of a key: a fixed one, or a `resources:` entry's (any group and kind)."""
+    if key in LISTINGS:
+        return LISTINGS[key]
+    name = key.removeprefix("resource/")
+    wanted = next(r for r in target.resources if r.name == name)
+    prefix = f"/apis/{wanted.api_version}" if "/" in wanted.api_version else f"/api/{wanted.api_version}"
+    return Listing(key, prefix, wanted.resource_plural, namespaced=wanted.namespaced, label_selector=wanted.selector)
 
 
 class KubernetesFacts(Facts):
@@ -152,6 +181,13 @@ class KubernetesFacts(Facts):
     certificates: list[dict[str, Any]] = Field(default_factory=list)
     tls_secrets: list[dict[str, Any]] = Field(default_factory=list)
     events: dict[str, Any] = Field(default_factory=dict)
+    usage: dict[str, Any] = Field(default_factory=dict, description="container and node shares, worst first")
+    ingresses: list[dict[str, Any]] = Field(default_factory=list, description="each Ingress and its problems")
+    network_policies: dict[str, Any] = Field(default_factory=dict, description="default deny per namespace")
+    hpa_specs: list[dict[str, Any]] = Field(default_factory=list, description="every HPA's min, max, CPU target")
+    resources: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict, description="`resources:` entry -> its objects' condition and field values"
+    )
 
     def observed(self) -> dict[str, Any]:
         # What every kubernetes record carries; each check adds what it judged.
@@ -389,7 +425,11 @@ def _status_failure(status: int, body: bytes, listing: Listing, connection: Conn
             "forbidden", f"cannot list {listing.shown}: {message or 'HTTP 403 Forbidden'}", answered=True
         )
     if status == 404:
-        crd = " (is cert-manager installed?)" if listing.key == "certificates" else ""
+        crd = {
+            "certificates": " (is cert-manager installed?)",
+            "podmetrics": " (is metrics-server installed?)",
+            "nodemetrics": " (is metrics-server installed?)",
+        }.get(listing.key, " (is its CRD installed?)" if listing.key.startswith("resource/") else "")
         return ListFailure("absent", f"the API server does not serve {listing.shown}{crd}", answered=True)
     if status == 410:
         return ListFailure(
@@ -438,7 +478,14 @@ class Gathered:
 async def gather_lists(target: KubernetesTarget, lister: Lister, keys: Sequence[str], now: float) -> Gathered:
     """Every list of the item, concurrently; those unfinished at the deadline are timed out."""
     tallies = {key: tally_for(key, target, now) for key in keys}
-    tasks = {key: asyncio.ensure_future(_list_scoped(target, lister, LISTINGS[key], tallies[key])) for key in keys}
+    for derived, source in DERIVED.items():
+        if derived in tallies:
+            tallies[source].also.append(tallies[derived])
+    listed = [key for key in keys if key not in DERIVED]
+    tasks = {
+        key: asyncio.ensure_future(_list_scoped(target, lister, listing_of(target, key), tallies[key]))
+        for key in listed
+    }
     gathered = Gathered()
     remaining = max(0.0, lister.deadline - time.monotonic())
     _, pending = await asyncio.wait(tasks.values(), timeout=remaining)
@@ -448,7 +495,7 @@ async def gather_lists(target: KubernetesTarget, lister: Lister, keys: Sequence[
         await asyncio.wait(pending)
     for key, task in tasks.items():
         if task in pending:
-            gathered.failures[key] = lister.timed_out(LISTINGS[key])
+            gathered.failures[key] = lister.timed_out(listing_of(target, key))
             continue
         error = task.exception()
         if isinstance(error, ListFailure):
@@ -457,11 +504,14 @@ async def gather_lists(target: KubernetesTarget, lister: Lister, keys: Sequence[
             raise error  # a bug: loud, not a finding
         else:
             gathered.tallies[key] = tallies[key]
+    for derived, source in DERIVED.items():
+        if derived in tallies and source in gathered.tallies:
+            gathered.tallies[derived] = tallies[derived]
     return gathered
 
 
 async def _list_scoped(target: KubernetesTarget, lister: Lister, listing: Listing, into: Tally) -> None:
-    selector = target.selector if listing.selectable else None
+    selector = listing.label_selector or (target.selector if listing.selectable else None)
     if listing.key == "nodes" and target.nodes is not None:
         selector = target.nodes.selector
     namespaces = target.namespaces
@@ -536,7 +586,7 @@ def facts_from(target: KubernetesTarget, gathered: Gathered, base: dict[str, Any
     found: dict[str, Any] = {
         "listed": {key: tally.total for key, tally in tallies.items()},
         "errors": {
-            key: {"kind": f.kind, "message": f.message, "resource": f.resource or LISTINGS[key].shown}
+            key: {"kind": f.kind, "message": f.message, "resource": f.resource or listing_of(target, key).shown}
             for key, f in failures.items()
         },
     }
@@ -561,6 +611,7 @@ def facts_from(target: KubernetesTarget, gathered: Gathered, base: dict[str, Any
             found[name] = tallies[key].kept
     if "events" in tallies and target.events is not None:
         found["events"] = group_events(tallies["events"], target.events.within)
+    found |= more.more_facts(target, tallies)
     return KubernetesFacts(**base, reached=True, **found)
 
 
@@ -584,6 +635,15 @@ KIND: ProbeKind[KubernetesTarget, KubernetesFacts] = ProbeKind(
 
 
 Keep = Callable[[dict[str, Any], float], "dict[str, Any] | None"]
+MORE_KEEPS: dict[str, Keep] = {
+    "pod_resources": more.pod_resources,
+    "podmetrics": more.pod_metrics,
+    "node_allocatable": more.node_allocatable,
+    "nodemetrics": more.node_metrics,
+    "ingresses": more.ingress_entry,
+    "networkpolicies": more.network_policy_entry,
+    "hpa_specs": more.hpa_spec_entry,
+}
 
 
 @dataclass
@@ -600,8 +660,13 @@ class Tally:
     total: int = 0
     by: Counter[str] = field(default_factory=Counter)
     kept: list[dict[str, Any]] = field(default_factory=list)
+    # Other reductions of the same objects (a pod's limits for usage): one list, several tallies.
+    also: list[Tally] = field(default_factory=list)
 
     def add(self, objects: Iterable[dict[str, Any]]) -> None:
+        objects = list(objects)
+        for other in self.also:
+            other.add(objects)
         for obj in objects:
             self.total += 1
             if self.category is not None:
@@ -613,6 +678,11 @@ class Tally:
 
 def tally_for(key: str, target: KubernetesTarget, now: float) -> Tally:
     """How each resource type is reduced."""
+    if key.startswith("resource/"):
+        name = key.removeprefix("resource/")
+        return Tally(more.resource_keeper(next(r for r in target.resources if r.name == name)), now)
+    if key in MORE_KEEPS:
+        return Tally(MORE_KEEPS[key], now)
     if key == "pods":
         return Tally(notable_pod, now, category=lambda obj: str(_dict(obj.get("status")).get("phase") or "Unknown"))
     if key in WORKLOAD_KINDS:

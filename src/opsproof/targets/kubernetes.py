@@ -49,6 +49,12 @@ from opsproof.fields import (
     default_threshold,
     unique_names,
 )
+from opsproof.targets.kubernetes_more import (
+    HpaExpectation,
+    NetworkPolicySettings,
+    ResourceExpectation,
+    UsageSettings,
+)
 from opsproof.targets.tls import Expiry
 
 # -- label selectors ---------------------------------------------------------------------
@@ -519,6 +525,21 @@ class KubernetesTarget(Item, ClusterAccess):
     )
     events: Annotated[EventSettings | None, OnOff, AspectSchema] = Field(
         None, description="Warning events in the recent past; absent: not checked"
+    )
+    usage: Annotated[UsageSettings | None, OnOff, AspectSchema] = Field(
+        None, description="CPU and memory from the metrics API (kubectl top) against limits; absent: not checked"
+    )
+    ingresses: StrictBool = Field(
+        False, description="Ingresses have an address, backend Services with ready endpoints, their TLS Secrets"
+    )
+    network_policies: Annotated[NetworkPolicySettings | None, OnOff, AspectSchema] = Field(
+        None, description="a default-deny ingress NetworkPolicy in each namespace; absent: not checked"
+    )
+    hpa_specs: Annotated[list[HpaExpectation], unique_names("hpa_specs")] = Field(
+        default_factory=list, description="HPA spec values (min/max replicas, CPU target); one check each"
+    )
+    resources: Annotated[list[ResourceExpectation], unique_names("resources")] = Field(
+        default_factory=list, description="objects of any kind judged by a condition or fields; one check each"
     )
 
     @field_validator("namespaces")
