@@ -42,7 +42,7 @@ from opsproof.demo.kubernetes import (
     write_kubeconfig,
 )
 from opsproof.probes import ProbeContext
-from opsproof.probes.kubernetes import LISTINGS, PER_NAMESPACE_MAX, connect, gather_kubernetes
+from opsproof.probes.kubernetes import LISTINGS, OPT_IN_LISTINGS, PER_NAMESPACE_MAX, connect, gather_kubernetes
 from opsproof.targets.kubernetes import LabelSelector
 
 __all__ = ["kube_bare", "kube_black_hole", "kube_closed_port", "kube_cluster"]  # fixtures, for pytest
@@ -359,7 +359,7 @@ def test_lists_once_per_resource_type_read_only(runner: Runner, kube_cluster: Ku
     assert {r.method for r in seen} == {"GET"}
     # All namespaces: one cluster-wide list per resource type (no namespaces list: nothing to verify;
     # usage, ingresses and network policies are not configured here: tests/test_kubernetes_more_checks.py).
-    unasked = ("namespaces", "podmetrics", "nodemetrics", "ingresses", "networkpolicies")
+    unasked = {"namespaces", *OPT_IN_LISTINGS}
     assert sorted(r.path for r in seen) == sorted(LISTINGS[key].path(None) for key in LISTINGS if key not in unasked)
     assert all(r.query["limit"] == "500" for r in seen)
     assert {r.path: r.query.get("fieldSelector") for r in seen if "fieldSelector" in r.query} == {

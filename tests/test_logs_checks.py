@@ -9,6 +9,7 @@ get a run of their own, timed.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ from log_servers import (
 )
 
 from conftest import SECRET, Run, Runner, listening_black_hole, module_runner, profile_error
-from opsproof.probes.logs import LineCounter, mask_credentials
+from opsproof.probes.logs import LineCounter, combined, mask_credentials
 from opsproof.probes.logs_host import command
 from opsproof.targets.logs import HostLogSource, LogsTarget
 
@@ -400,3 +401,29 @@ def test_the_secret_token_never_reaches_a_report(main_run: tuple[Run, dict[str, 
     run, _ = main_run
     assert os.environ.get("K8S_TOKEN") != SECRET  # the run had it; this process does not keep it
     assert SECRET not in run.output
+
+
+def test_patterns_searched_at_once_count_as_one_by_one() -> None:
+    patterns = ["ERROR", "time(out|d out)", "user=u1[0-2]", "^INFO", "fail(ed)?$"]
+    lines = ["ERROR timed out user=u11", "INFO ok", "job failed", "failed job", "nothing", "user=u13 timeout"]
+    target = LogsTarget.model_validate(
+        {
+            "name": "x",
+            "host": {"url": "local://", "path": "/a"},
+            "patterns": [{"name": f"p{i}", "match": m, "min": 1} for i, m in enumerate(patterns)]
+            + [{"name": "case", "match": "error", "ignore_case": True, "min": 1}],
+        }
+    )
+    together = LineCounter.of(target)
+    assert together.any_pattern is not None
+    together.feed(lines)
+    alone = LineCounter.of(target)
+    alone.any_pattern = None
+    alone.feed(lines)
+    assert together.counts == alone.counts == {"p0": 1, "p1": 2, "p2": 1, "p3": 1, "p4": 1, "case": 1}
+
+
+def test_patterns_that_cannot_be_joined_are_searched_one_by_one() -> None:
+    assert combined([re.compile(r"(a)\1"), re.compile("(b)")]) is None  # \1 would name another group
+    assert combined([re.compile("(?i)x"), re.compile("y")]) is None  # a global flag mid-expression
+    assert combined([re.compile("x", re.IGNORECASE), re.compile("y")]).pattern == "(?i:x)|(?:y)"

@@ -106,6 +106,8 @@ LISTINGS: dict[str, Listing] = {
         Listing("networkpolicies", "/apis/networking.k8s.io/v1", "networkpolicies"),
     )
 }
+# Lists of the aspects that are off unless configured (usage, ingresses, network_policies).
+OPT_IN_LISTINGS = frozenset({"podmetrics", "nodemetrics", "ingresses", "networkpolicies"})
 # Reductions of a list another aspect makes anyway: no call of their own (see `Tally.also`).
 DERIVED = {"pod_resources": "pods", "node_allocatable": "nodes", "hpa_specs": "horizontalpodautoscalers"}
 WORKLOAD_KINDS = {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
