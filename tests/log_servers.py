@@ -8,7 +8,7 @@
   `pip download loki`). It answers `GET /loki/api/v1/query_range` as Loki does (streams,
   nanosecond timestamps, `limit`, `direction`, `start`/`end`), for stream selectors of
   `label="value"` terms and `|= "text"` line filters, records every request, and
-  answers 401 without the bearer token and 400 for a query it cannot parse.
+  answers 401 without the bearer token (echoing what it got) and 400 for a query it cannot parse.
 - CloudWatch Logs: moto's server, every request's `X-Amz-Target` recorded.
 """
 
@@ -104,8 +104,10 @@ class LokiFake:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append((request.method, request.path, dict(request.query)))
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
-            return web.Response(status=401, text="no org id or bad token\n")
+        given = request.headers.get("Authorization")
+        if given != f"Bearer {self.token}":
+            # Echo what was sent, as careless proxies do: opsproof must still never show it.
+            return web.Response(status=401, text=f"bad token: {given}\n")
         if request.method != "GET" or request.path != "/loki/api/v1/query_range":
             return web.Response(status=404, text="404 page not found\n")
         query = request.query

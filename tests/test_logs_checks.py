@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +34,7 @@ from log_servers import (
 )
 
 from conftest import SECRET, Run, Runner, listening_black_hole, module_runner, profile_error
-from opsproof.probes.logs import LineCounter, combined, mask_credentials
+from opsproof.probes.log_reading import LineCounter, combined, mask_credentials
 from opsproof.probes.logs_host import command
 from opsproof.targets.logs import HostLogSource, LogsTarget
 
@@ -82,6 +83,8 @@ def main_run(
         f'{{name: loki-prod, loki: {{{loki_source}, query: \'{{app="auth-proxy", env="prod"}}\'}}, patterns: [{AUTH}]}}',
         f'{{name: loki-all, loki: {{{loki_source}, query: \'{{app="auth-proxy"}} |= "authentication"\', max_lines: 7}}, patterns: [{AUTH}]}}',
         f"{{name: loki-denied, loki: {{url: '{loki.url}', query: '{{app=\"auth-proxy\"}}'}}, patterns: [{AUTH}]}}",
+        f"{{name: loki-wrong-token, loki: {{url: '{loki.url}', headers: {{Authorization: 'Bearer ${{K8S_TOKEN}}-old'}}, query: '{{app=\"x\"}}'}}, patterns: [{AUTH}]}}",
+        f"{{name: journal, host: {{url: 'local://', journal: true}}, patterns: [{NEVER}]}}",
         f"{{name: loki-bad-query, loki: {{{loki_source}, query: '{{app=\"auth-proxy\"}} | nonsense'}}, patterns: [{AUTH}]}}",
         f"{{name: cw, cloudwatch: {{log_group: '{group}', endpoint_url: '{cloudwatch.url}', region: us-east-1}}, patterns: [{AUTH}]}}",
         f"{{name: cw-missing, cloudwatch: {{log_group: /aws/none, endpoint_url: '{cloudwatch.url}', region: us-east-1}}, patterns: [{AUTH}]}}",
@@ -204,6 +207,9 @@ def test_loki_refusals_are_errors(main_run: tuple[Run, dict[str, Any]]) -> None:
     run = main_run[0]
     state, message = outcome(run, "logs.count[loki-denied/auth-failures]")
     assert state == "error" and message.startswith("Loki refused the query (HTTP 401)")
+    # The server echoed the token it refused: the record shows the reference, never the value.
+    state, message = outcome(run, "logs.count[loki-wrong-token/auth-failures]")
+    assert state == "error" and message == "Loki refused the query (HTTP 401): bad token: Bearer ${K8S_TOKEN}-old"
     state, message = outcome(run, "logs.count[loki-bad-query/auth-failures]")
     assert state == "error" and "(HTTP 400): parse error" in message
 
@@ -427,3 +433,23 @@ def test_patterns_that_cannot_be_joined_are_searched_one_by_one() -> None:
     assert combined([re.compile(r"(a)\1"), re.compile("(b)")]) is None  # \1 would name another group
     assert combined([re.compile("(?i)x"), re.compile("y")]) is None  # a global flag mid-expression
     assert combined([re.compile("x", re.IGNORECASE), re.compile("y")]).pattern == "(?i:x)|(?:y)"
+
+
+@pytest.mark.skipif(shutil.which("journalctl") is None, reason="no journalctl on this machine (systemd)")
+def test_the_journal_is_read_with_journalctl(main_run: tuple[Run, dict[str, Any]]) -> None:
+    record = main_run[0].record("logs.count[journal/backup-done]")
+    # Whatever this machine's journal holds of the last day, it is no backup of ours: min 1 fails.
+    assert record["outcome"] == "failed", record["message"]
+    assert record["message"].startswith("'backup-done': 0 matching lines in the last 1d"), record["message"]
+    assert record["observed"]["where"] == "journal on local://"
+
+
+def test_the_json_schema_has_the_logs_section_and_the_new_kubernetes_keys() -> None:
+    from opsproof.profile import profile_json_schema
+
+    schema = profile_json_schema()
+    assert "logs" in schema["properties"]
+    logs = schema["$defs"]["LogsTarget"]["properties"]
+    assert {"kubernetes", "loki", "cloudwatch", "host", "within", "limit_bytes", "patterns"} <= set(logs)
+    kube = schema["$defs"]["KubernetesTarget"]["properties"]
+    assert {"usage", "ingresses", "network_policies", "hpa_specs", "resources"} <= set(kube)

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from opsproof.backup_store import StoreError, read_only_client, s3_errors
-from opsproof.probes.logs import LineCounter, ReadDenied, ReadFailed, Reading
+from opsproof.probes.log_reading import LineCounter, ReadDenied, ReadFailed, Reading
 from opsproof.targets.logs import CloudWatchSource, LogsTarget
 
 READ_OPERATIONS = frozenset({"FilterLogEvents"})

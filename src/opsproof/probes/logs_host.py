@@ -19,7 +19,7 @@ from typing import Any
 
 from opsproof.probes.host_output import excerpt
 from opsproof.probes.hosts import CommandTimeout, testinfra_host, thread_deadline
-from opsproof.probes.logs import LineCounter, LineSplitter, ReadDenied, ReadFailed, Reading
+from opsproof.probes.log_reading import LineCounter, LineSplitter, ReadDenied, ReadFailed, Reading
 from opsproof.targets.hosts import parse_host_url
 from opsproof.targets.logs import HostLogSource, LogsTarget
 

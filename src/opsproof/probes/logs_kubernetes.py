@@ -28,7 +28,7 @@ from opsproof.probes.kubernetes import (
     connect,
     describe_client_error,
 )
-from opsproof.probes.logs import ConfigUnusable, LineCounter, LineSplitter, ReadDenied, ReadFailed, Reading
+from opsproof.probes.log_reading import ConfigUnusable, LineCounter, LineSplitter, ReadDenied, ReadFailed, Reading
 from opsproof.targets.logs import KubernetesLogSource, LogsTarget
 
 READS_IN_FLIGHT = 16  # log reads of one item at once: the API server proxies each to a kubelet

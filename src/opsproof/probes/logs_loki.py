@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from opsproof.probes.http import describe_http_error
-from opsproof.probes.logs import ConfigUnusable, LineCounter, ReadDenied, ReadFailed, Reading
+from opsproof.probes.log_reading import ConfigUnusable, LineCounter, ReadDenied, ReadFailed, Reading
 from opsproof.redaction import redact
 from opsproof.targets.logs import LogsTarget, LokiSource
 
