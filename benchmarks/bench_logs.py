@@ -2,7 +2,7 @@
 
 Target (issue 14): the logs are read with one pod list per namespace and one log read per
 pod, not one per pattern; report the API calls and the ratio of the run to the pytest floor.
-The cluster is the API emulator of `opsproof.demo.kubernetes` (HTTPS, bearer token) in a
+The cluster is the API emulator of `opsproof.testing.kubernetes` (HTTPS, bearer token) in a
 process of its own: 50 pods in 5 namespaces, each with a log of `--lines` lines in the last
 hour (a few of them "event-NNN failed" lines every pattern looks for). The profile has one
 `logs` item per namespace (its pods by a label selector) with 100 patterns each: 500 checks.
@@ -38,7 +38,8 @@ LIMIT_BYTES = "1MB"
 
 def serve(pods: int, namespaces: int, lines: int, folder: Path) -> None:
     """Serve 50 pods with logs over HTTPS (see bench_kubernetes.serve_counted)."""
-    from opsproof.demo.kubernetes import KubeApiEmulator, namespace, pod
+    from opsproof.testing.kube_objects import namespace, pod
+    from opsproof.testing.kubernetes import KubeApiEmulator
 
     api = KubeApiEmulator(token=TOKEN)
     per_namespace = math.ceil(pods / namespaces)

@@ -29,8 +29,9 @@ from backup_servers import REGION, moto_server
 from kubernetes_servers import KubeCluster, _cluster
 
 from conftest import SECRET
-from opsproof.demo.kubernetes import KubeApiEmulator, namespace, pod
-from opsproof.demo.services import free_port, serving
+from opsproof.testing.kube_objects import namespace, pod
+from opsproof.testing.kubernetes import KubeApiEmulator
+from opsproof.testing.servers import free_port, serving
 
 HOUR = 3600.0
 DAY = 86400.0

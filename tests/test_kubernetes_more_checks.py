@@ -13,9 +13,11 @@ import pytest
 from kubernetes_servers import KubeCluster, _cluster, kube_bare, kube_profile
 
 from conftest import SECRET, Run, Runner, module_runner, profile_error
-from opsproof.demo.certs import Authority
-from opsproof.demo.kubernetes import KubeApiEmulator, endpoint_slice, hpa, namespace, node, pod, service, tls_secret
-from opsproof.demo.kubernetes_more import (
+from opsproof.probes.kubernetes_more import quantity
+from opsproof.targets.kubernetes_more import plural_of
+from opsproof.testing.certs import Authority
+from opsproof.testing.kube_objects import endpoint_slice, hpa, namespace, node, pod, service, tls_secret
+from opsproof.testing.kube_objects_more import (
     custom_object,
     ingress,
     network_policy,
@@ -24,8 +26,7 @@ from opsproof.demo.kubernetes_more import (
     with_allocatable,
     with_cpu_target,
 )
-from opsproof.probes.kubernetes_more import quantity
-from opsproof.targets.kubernetes_more import plural_of
+from opsproof.testing.kubernetes import KubeApiEmulator
 
 __all__ = ["kube_bare"]  # a fixture, for pytest
 

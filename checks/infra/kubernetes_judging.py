@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opsproof import Check, CheckError
-from opsproof.fields import Threshold
+from opsproof.model.fields import Threshold
 from opsproof.outcomes import evaluate
 from opsproof.probes.kubernetes import KubernetesFacts
 

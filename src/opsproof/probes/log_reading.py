@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from opsproof.errors import OpsproofError
 from opsproof.targets.logs import LogsTarget
 
 EXAMPLE_CHARS = 240
@@ -107,11 +108,11 @@ class LineSplitter:
         return [] if cut or not rest else [rest.decode("utf-8", "replace")]
 
 
-class ReadDenied(Exception):
+class ReadDenied(OpsproofError):
     """The source refused the credentials or the permission: the checks cannot run (an `error`)."""
 
 
-class ReadFailed(Exception):
+class ReadFailed(OpsproofError):
     """The source answered that the thing read is not there or not usable (a `failed` check)."""
 
 
@@ -127,5 +128,5 @@ class Reading:
     calls: int = 0
 
 
-class ConfigUnusable(Exception):
+class ConfigUnusable(OpsproofError):
     """The item's source settings cannot be used (a kubeconfig, a LogQL the server refuses): an `error`."""

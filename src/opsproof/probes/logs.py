@@ -32,7 +32,7 @@ from opsproof.probes.log_reading import (
     ReadFailed,
     Reading,
 )
-from opsproof.probes.logs_cloudwatch import read_cloudwatch
+from opsproof.probes.logs_cloudwatch import client_for, read_cloudwatch
 from opsproof.probes.logs_host import read_host_log
 from opsproof.probes.logs_kubernetes import read_pod_logs
 from opsproof.probes.logs_loki import read_loki
@@ -89,10 +89,12 @@ READERS: dict[str, Callable[[LogsTarget, float, LineCounter, Reading], Awaitable
 }
 
 
-def prepare(source: str) -> None:
-    """Import what the source's reader needs (once per process)."""
-    for module in SOURCE_IMPORTS[source]:
+def prepare(target: LogsTarget, timeout: float) -> None:
+    """Import what the source's reader needs (once per process); make a CloudWatch item's client."""
+    for module in SOURCE_IMPORTS[target.source]:
         importlib.import_module(module)
+    if target.cloudwatch is not None:
+        client_for(target.cloudwatch, timeout)
 
 
 def describe(target: LogsTarget) -> str:
@@ -118,7 +120,7 @@ async def probe_one(target: LogsTarget, ctx: ProbeContext) -> LogsFacts:
     counter = LineCounter.of(target)
     reading = Reading(where=describe(target))
     base: dict[str, Any] = {"target": target.name, "source": target.source, "within_s": target.within}
-    prepare(target.source)
+    prepare(target, timeout)
     async with ctx.limit:
         started = time.perf_counter()
         found: dict[str, Any] = {"reached": True}

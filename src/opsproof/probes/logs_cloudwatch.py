@@ -13,7 +13,7 @@ import asyncio
 import time
 from typing import Any
 
-from opsproof.backup_store import StoreError, read_only_client, s3_errors
+from opsproof.backup.store import StoreError, read_only_client, s3_errors
 from opsproof.probes.log_reading import LineCounter, ReadDenied, ReadFailed, Reading
 from opsproof.targets.logs import CloudWatchSource, LogsTarget
 
@@ -21,11 +21,21 @@ READ_OPERATIONS = frozenset({"FilterLogEvents"})
 PAGE_EVENTS = 10000
 
 
-def _client(settings: CloudWatchSource, timeout: float) -> Any:
-    return read_only_client("logs", settings.endpoint_url, settings.region, timeout, READ_OPERATIONS, "a log group")
+_CLIENTS: dict[tuple[str | None, str | None, float], Any] = {}
 
 
-def _read(target: LogsTarget, deadline: float, counter: LineCounter, reading: Reading) -> None:
+def client_for(settings: CloudWatchSource, timeout: float) -> Any:
+    """The item's client, made once per endpoint, region and timeout (botocore loads its service model
+    then): `probes.logs` makes it before the item's deadline starts."""
+    key = (settings.endpoint_url, settings.region, timeout)
+    if key not in _CLIENTS:
+        _CLIENTS[key] = read_only_client(
+            "logs", settings.endpoint_url, settings.region, timeout, READ_OPERATIONS, "a log group"
+        )
+    return _CLIENTS[key]
+
+
+def _read(target: LogsTarget, timeout: float, deadline: float, counter: LineCounter, reading: Reading) -> None:
     """Every page of the window (blocking: the worker thread's work)."""
     settings = target.cloudwatch
     assert settings is not None
@@ -41,7 +51,7 @@ def _read(target: LogsTarget, deadline: float, counter: LineCounter, reading: Re
     if settings.filter_pattern:
         request["filterPattern"] = settings.filter_pattern
     streams: set[str] = set()
-    client = _client(settings, max(0.5, deadline - time.monotonic()))
+    client = client_for(settings, timeout)
     while True:
         if time.monotonic() >= deadline:
             raise TimeoutError
@@ -72,7 +82,7 @@ async def read_cloudwatch(target: LogsTarget, timeout: float, counter: LineCount
         with s3_errors(where):
             # The item's asyncio deadline ends the wait; the thread ends at its next page or
             # at its socket timeout, which is the same deadline.
-            await asyncio.to_thread(_read, target, deadline, counter, reading)
+            await asyncio.to_thread(_read, target, timeout, deadline, counter, reading)
     except StoreError as error:
         if error.timed_out:
             raise TimeoutError from None

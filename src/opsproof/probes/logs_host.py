@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from opsproof.probes.host_output import excerpt
-from opsproof.probes.hosts import CommandTimeout, testinfra_host, thread_deadline
+from opsproof.probes.hosts_session import CommandTimeout, testinfra_host, thread_deadline
 from opsproof.probes.log_reading import LineCounter, LineSplitter, ReadDenied, ReadFailed, Reading
 from opsproof.targets.hosts import parse_host_url
 from opsproof.targets.logs import HostLogSource, LogsTarget

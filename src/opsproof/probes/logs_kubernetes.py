@@ -17,17 +17,17 @@ import ssl
 import time
 from typing import Any
 
-from opsproof.probes.kubernetes import (
+from opsproof.probes.kubernetes import close_connection
+from opsproof.probes.kubernetes_client import (
     LISTINGS,
     ConfigProblem,
     Connection,
     Lister,
     ListFailure,
-    Tally,
-    close_connection,
     connect,
     describe_client_error,
 )
+from opsproof.probes.kubernetes_reduce import Tally
 from opsproof.probes.log_reading import ConfigUnusable, LineCounter, LineSplitter, ReadDenied, ReadFailed, Reading
 from opsproof.targets.logs import KubernetesLogSource, LogsTarget
 

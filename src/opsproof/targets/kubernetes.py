@@ -38,7 +38,7 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonSchemaValue
 
-from opsproof.fields import (
+from opsproof.model.fields import (
     Duration,
     Item,
     Name,
@@ -547,6 +547,17 @@ class KubernetesTarget(Item, ClusterAccess):
     def _unique_namespaces(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and len(set(value)) != len(value):
             raise ValueError("a namespace is listed twice")
+        return value
+
+    @field_validator("resources")
+    @classmethod
+    def _resource_selectors(cls, value: list[ResourceExpectation]) -> list[ResourceExpectation]:
+        for wanted in value:
+            if wanted.selector is not None:
+                try:
+                    LabelSelector.parse(wanted.selector)
+                except ValueError as exc:
+                    raise ValueError(f"resource {wanted.name!r}: {exc}") from None
         return value
 
     @property

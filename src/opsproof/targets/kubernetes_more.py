@@ -15,7 +15,7 @@ HPA specs and any resource by condition or field values::
              fields: {"status.health.status": Healthy}}
 
 Kept apart from `targets.kubernetes` (which lists these models on `KubernetesTarget`) so each
-file stays small; nothing here imports it.
+file stays small; nothing here imports it (a `resources:` selector is parsed there).
 """
 
 from __future__ import annotations
@@ -25,22 +25,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StrictBool, StrictInt, field_validator, model_validator
 
-from opsproof.fields import Name, Percent, Rising, Strict, Threshold, default_threshold
+from opsproof.model.fields import Name, Percent, Rising, Strict, Threshold, default_threshold
 
 ShareThreshold = Annotated[Threshold[Percent], Rising]
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
-
-
-def _selector(text: str | None) -> str | None:
-    # Parsed at load, with the API server's grammar (imported here: that module lists these models).
-    from opsproof.targets.kubernetes import LabelSelector
-
-    if text is not None:
-        LabelSelector.parse(text)
-    return text
-
-
-Selector = Annotated[str | None, AfterValidator(_selector)]
 
 
 class UsageSettings(Strict):
@@ -132,7 +120,8 @@ class ResourceExpectation(Strict):
         None, description="the resource's plural in its URL; default the kind's lower-case plural"
     )
     namespaced: StrictBool = Field(True, description="false for cluster-scoped kinds (ClusterIssuer)")
-    selector: Selector = Field(None, description="only objects with these labels")
+    # Parsed by KubernetesTarget (targets.kubernetes holds the grammar and imports this module).
+    selector: Annotated[str, Field(min_length=1)] | None = Field(None, description="only objects with these labels")
     condition: Annotated[str, Field(min_length=1)] | None = Field(
         None, description="a status condition type that must be True on every object: Ready"
     )

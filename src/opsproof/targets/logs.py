@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StrictBool, StrictInt, field_validator, model_validator
 
-from opsproof.fields import (
+from opsproof.model.fields import (
     Duration,
     ExistingFile,
     Item,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from opsproof.demo.kubernetes import ago
+from opsproof.testing.kube_objects import ago
 
 
 def _meta(namespace: str | None, name: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:

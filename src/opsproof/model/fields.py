@@ -187,3 +187,9 @@ def unique_names(what: str) -> AfterValidator:
         return parts
 
     return AfterValidator(check)
+
+
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """`*` any run, `?` one character; brackets are literal because check ids contain them."""
+    parts = (".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.compile("".join(parts))
