@@ -62,6 +62,7 @@ def stage_logs(api: KubeApiEmulator) -> None:
     api.add_log(LOG_NS, "trainer-0", "trainer-sidecar-1", [(100.0, "INFO sidecar up")])
     # A pod whose container has not started: it has no log to read, and is no error.
     api.add(pod(LOG_NS, "api-7d4b9-new", labels={"app": "api"}, phase="Pending", ready=False))
+    api.add(pod(LOG_NS, "batch-new-0", labels={"app": "batch"}, phase="Pending", ready=False))
     # 5 KB of chatter: more than a 1 KB cap.
     api.add(pod(LOG_NS, "chatty-0", labels={"app": "chatty"}))
     api.add_log(LOG_NS, "chatty-0", "chatty", [(60.0 - i / 100, f"DEBUG tick {i:04d} {'x' * 40}") for i in range(100)])

@@ -72,6 +72,7 @@ def main_run(
         k8s(log_cluster, "trainer", f"namespace: {LOG_NS}, selector: app=trainer", TRAINING, AUTH),
         k8s(log_cluster, "trainer-main", f"namespace: {LOG_NS}, selector: app=trainer, container: trainer", TRAINING),
         k8s(log_cluster, "nobody", f"namespace: {LOG_NS}, selector: app=nobody", AUTH),
+        k8s(log_cluster, "not-started", f"namespace: {LOG_NS}, selector: app=batch", AUTH),
         k8s(log_cluster, "locked", f"namespace: {LOCKED_NS}", AUTH),
         k8s(
             log_cluster,
@@ -158,6 +159,14 @@ def test_no_matching_pod_fails(main_run: tuple[Run, dict[str, Any]]) -> None:
     state, message = outcome(main_run[0], "logs.count[nobody/auth-failures]")
     assert state == "failed"
     assert message == f"no pod matches app=nobody in namespace {LOG_NS}: nothing to count 'auth-failures' in"
+
+
+def test_pods_whose_containers_never_started_fail(main_run: tuple[Run, dict[str, Any]]) -> None:
+    state, message = outcome(main_run[0], "logs.count[not-started/auth-failures]")
+    assert state == "failed"
+    assert message == (
+        f"no container of the 1 matching pods in namespace {LOG_NS} has started: nothing to count 'auth-failures' in"
+    )
 
 
 def test_forbidden_pod_logs_are_an_error(main_run: tuple[Run, dict[str, Any]]) -> None:

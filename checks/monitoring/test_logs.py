@@ -52,13 +52,14 @@ def test_count(item: LogsTarget, part: Part, facts: LogsFacts, check: Check) -> 
     if pattern.min is not None:
         assert count >= pattern.min, (
             f"{pattern.name!r}: {count} matching lines in the last {_window(item)}, expected at least {pattern.min}"
+            + lower_bound
         )
     check.threshold(
         f"lines matching {pattern.name!r}", count, pattern.threshold, show=_count, detail=_first(facts, pattern)
     )
     for stream, why in list(facts.stream_errors.items())[:3]:
         check.warn(f"{stream} could not be read: {why}")
-    if facts.cut:
+    if facts.cut and pattern.threshold is not None:  # a `min` met in what was read is met
         cut = ", ".join(facts.cut[:3]) + (f" and {len(facts.cut) - 3} more" if len(facts.cut) > 3 else "")
         check.warn(
             f"{cut} held more than limit_bytes {format_size(item.limit_bytes)} in the window: {count} is a lower bound"

@@ -70,6 +70,11 @@ async def read_pod_logs(target: LogsTarget, timeout: float, counter: LineCounter
             selected = f"matches {settings.selector}" if settings.selector else "runs"
             reading.empty_reason = f"no pod {selected} in namespace {settings.namespace}"
             return
+        if not streams and not reading.stream_errors:
+            reading.empty_reason = (
+                f"no container of the {len(pods.kept)} matching pods in namespace {settings.namespace} has started"
+            )
+            return
         limit = asyncio.Semaphore(READS_IN_FLIGHT)
 
         async def one(pod: str, container: str) -> None:
