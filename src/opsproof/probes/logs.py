@@ -164,10 +164,8 @@ async def gather_logs(targets: Sequence[LogsTarget], ctx: ProbeContext) -> Async
         yield facts
 
 
-KIND: ProbeKind[LogsTarget, LogsFacts] = ProbeKind(
+PROBE: ProbeKind[LogsTarget, LogsFacts] = ProbeKind(
     name="logs",
-    section="logs",
-    cadence="daily",
     facts=LogsFacts,
     gather=gather_logs,
     # Imported in the probe process while pytest collects (pod logs are the common source);

@@ -36,16 +36,7 @@ from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
 from opsproof.run.gather import Gatherer, probe_all_shared
 from opsproof.run.records import AllureAnnotator, build_record, identity, markers_of, redact_report, waiver_dict
 from opsproof.run.scoping import Part, item_applies, parts_of
-from opsproof.run.state import (
-    STATE,
-    RunState,
-    TargetRef,
-    kind_name_of_path,
-    kind_of_path,
-    owns_process,
-    start_run,
-    state_of,
-)
+from opsproof.run.state import STATE, RunState, TargetRef, kind_of_path, owns_process, start_run, state_of
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -233,9 +224,9 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     state = state_of(config)
     if state is None or collection_path.suffix != ".py" or collection_path.parent.parent.name != "checks":
         return None
-    section = kind_name_of_path(collection_path)
-    unused = section is not None and section in ITEM_SECTIONS
-    return True if unused and not state.loaded.profile.targets(str(section)) else None
+    section = collection_path.stem.removeprefix("test_")
+    unused = collection_path.stem.startswith("test_") and section in ITEM_SECTIONS
+    return True if unused and not state.loaded.profile.targets(section) else None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

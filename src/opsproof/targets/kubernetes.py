@@ -49,6 +49,7 @@ from opsproof.model.fields import (
     default_threshold,
     unique_names,
 )
+from opsproof.model.kind import Kind
 from opsproof.targets.kubernetes_more import (
     HpaExpectation,
     NetworkPolicySettings,
@@ -567,3 +568,25 @@ class KubernetesTarget(Item, ClusterAccess):
 
 def _path(base: object) -> Path | None:
     return Path(str(base)) if base is not None else None
+
+
+KIND = Kind(
+    name="kubernetes",
+    target=KubernetesTarget,
+    probe="opsproof.probes.kubernetes",
+    checks="checks/infra/test_kubernetes.py",
+    cadence="daily",
+    areas=("infra",),
+    controls={
+        # Clusters, alerting and hosts: monitoring for anomalies and capacity.
+        "kubernetes": ("SOC2:CC7.1", "SOC2:CC7.2", "SOC2:A1.1", "ISO27001:A.8.16", "ISO27001:A.8.6", "SOX-ITGC:OPS"),
+        "kubernetes.cronjob": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.13", "SOX-ITGC:OPS"),
+        "kubernetes.certificates": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", "SOX-ITGC:OPS"),
+        "kubernetes.tls_secrets": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", "SOX-ITGC:OPS"),
+        "kubernetes.events": ("SOC2:CC7.2", "SOC2:CC7.3", "ISO27001:A.8.16", "ISO27001:A.8.15", "SOX-ITGC:OPS"),
+        # A default deny between workloads: access to them is restricted (CC6.1), and checked daily.
+        "kubernetes.network_policies": ("SOC2:CC6.1", "SOC2:CC7.1", "SOX-ITGC:OPS"),
+        # `kubectl top` against limits: capacity (A1.1, ISO A.8.6).
+        "kubernetes.usage": ("SOC2:A1.1", "SOC2:CC7.1", "ISO27001:A.8.6", "ISO27001:A.8.16", "SOX-ITGC:OPS"),
+    },
+)

@@ -36,6 +36,7 @@ from opsproof.model.fields import (
     Threshold,
     unique_names,
 )
+from opsproof.model.kind import Kind
 from opsproof.targets.hosts import parse_host_url
 from opsproof.targets.kubernetes import ClusterAccess, NamespaceName, SelectorText
 
@@ -187,3 +188,17 @@ class LogsTarget(Item):
     @property
     def source_settings(self) -> Any:
         return getattr(self, self.source)
+
+
+KIND = Kind(
+    name="logs",
+    target=LogsTarget,
+    probe="opsproof.probes.logs",
+    checks="checks/monitoring/test_logs.py",
+    cadence="daily",
+    areas=("monitoring",),
+    controls={
+        # Log patterns: security events (auth failures, threats) and job completion read from the logs.
+        "logs": ("SOC2:CC7.2", "SOC2:CC7.3", "ISO27001:A.8.15", "ISO27001:A.8.16", "SOX-ITGC:OPS"),
+    },
+)
