@@ -15,7 +15,7 @@ from log_servers import AUTH_FAILED, LEAKED, logs_profile, write_log
 from ssh_servers import SSHD, SshServer, ssh_server
 from test_hosts_ssh import WRITES
 
-from conftest import Runner
+from conftest import Runner, listening_black_hole
 
 pytestmark = [
     pytest.mark.skipif(SSHD is None, reason="no sshd on this machine (Debian: openssh-server)"),
@@ -55,3 +55,19 @@ def test_a_file_over_ssh_is_read_once_and_only_read(
     reads = [command for command in sent if "tail -c" in command]
     assert len(reads) == 2, sent
     assert not [command for command in sent if WRITES.search(command)], sent
+
+
+@pytest.mark.parametrize("scheme", ["ssh", "paramiko"])
+def test_a_silent_host_costs_its_timeout(runner: Runner, scheme: str) -> None:
+    with listening_black_hole() as port:
+        runner.profile(
+            logs_profile(
+                f"{{name: hole, host: {{url: '{scheme}://ops@127.0.0.1:{port}', path: /var/log/auth.log}}, patterns: [{AUTH}]}}",
+                timeout="1s",
+            )
+        )
+        run = runner.run("-m", "daily")
+    record = run.record("logs.count[hole/auth-failures]")
+    assert record["outcome"] == "failed" and record["message"].startswith("timed out after "), record["message"]
+    # The host's deadline (the command's process group killed, paramiko's socket timeouts), not a retry.
+    assert 1.0 <= record["observed"]["elapsed_s"] < 1.6, record["observed"]["elapsed_s"]
