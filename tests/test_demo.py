@@ -68,6 +68,8 @@ def test_demo_runs_the_daily_checks_and_shows_a_non_blocking_failure(tmp_path: P
         "kubernetes.cronjob[scorpius-cluster/security-scan]": ("failed", "medium"),
         "kubernetes.certificates[scorpius-cluster]": ("warned", "medium"),
         "kubernetes.events[scorpius-cluster]": ("warned", "medium"),
+        "logs.count[auth-proxy/auth-failures]": ("warned", "medium"),
+        "logs.count[auth-proxy/rate-limited]": ("passed", "medium"),
         "http.health[wallet-guard]": ("passed", "critical"),
         "http.health[auth-proxy]": ("passed", "critical"),
         "http.health[usage-meter]": ("passed", "critical"),

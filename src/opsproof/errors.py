@@ -22,6 +22,9 @@
     ├── ConfigProblem         a kubeconfig that cannot be used (opsproof.probes.kubernetes_client)
     ├── ListFailure           a Kubernetes list request failed (opsproof.probes.kubernetes_client)
     ├── CommandTimeout        a host command outlived its item's deadline (opsproof.probes.hosts_session)
+    ├── ReadDenied            a log source refused the credentials or a permission (opsproof.probes.log_reading)
+    ├── ReadFailed            a log source answered that what was read is not there (opsproof.probes.log_reading)
+    ├── ConfigUnusable        a log source's settings cannot be used (opsproof.probes.log_reading)
     └── ApiError              the Kubernetes emulator's error answer (opsproof.testing.kubernetes)
 
 Exceptions a probe catches never leave it: a probe turns them into facts (`reached`,

@@ -159,6 +159,13 @@ class _Clients:
 
 
 def _new_client(location: S3Location, timeout: float) -> Any:
+    return read_only_client("s3", location.endpoint_url, location.region, timeout, S3_READ_OPERATIONS, "a backup store")
+
+
+def read_only_client(
+    service: str, endpoint_url: str | None, region: str | None, timeout: float, reads: frozenset[str], what: str
+) -> Any:
+    """A boto3 client that refuses, before sending, every operation but `reads`; one attempt per call."""
     import boto3
     from botocore.config import Config
 
@@ -170,16 +177,14 @@ def _new_client(location: S3Location, timeout: float) -> Any:
         retries={"total_max_attempts": 1, "mode": "standard"},
         user_agent_extra="opsproof",
     )
-    client = boto3.session.Session().client(
-        "s3", endpoint_url=location.endpoint_url, region_name=location.region, config=config
-    )
-    client.meta.events.register("before-call.s3", _refuse_writes)
+    client = boto3.session.Session().client(service, endpoint_url=endpoint_url, region_name=region, config=config)
+
+    def refuse_writes(model: Any, **_: Any) -> None:
+        if model.name not in reads:
+            raise PermissionError(f"opsproof never writes to {what}: {model.name} refused")
+
+    client.meta.events.register(f"before-call.{client.meta.service_model.service_id.hyphenize()}", refuse_writes)
     return client
-
-
-def _refuse_writes(model: Any, **_: Any) -> None:
-    if model.name not in S3_READ_OPERATIONS:
-        raise PermissionError(f"opsproof never writes to a backup store: {model.name} refused")
 
 
 CLIENTS = _Clients()
@@ -288,9 +293,25 @@ def _code(exc: Any) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+# AWS's error codes for credentials or permissions refused (S3's, and the JSON APIs' such as CloudWatch Logs).
+DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "403",
+        "AllAccessDisabled",
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+    }
+)
+
+
 @contextlib.contextmanager
 def s3_errors(where: str) -> Iterator[None]:
-    """Turn botocore's exceptions into a StoreError that says why in words."""
+    """Turn botocore's exceptions into a StoreError that says why in words (S3's, and CloudWatch Logs')."""
     from botocore import exceptions as bx
 
     try:
@@ -301,7 +322,7 @@ def s3_errors(where: str) -> Iterator[None]:
         message = exc.response.get("Error", {}).get("Message") or code
         if code == "NoSuchBucket":
             raise StoreError(f"{where}: the bucket does not exist") from None
-        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "AllAccessDisabled"):
+        if code in DENIED_CODES:
             raise StoreError(f"{where}: access denied ({code}: {message})", denied=True) from None
         if code in ("PreconditionFailed", "412"):
             raise StoreError(f"{where}: the object changed while it was read") from None

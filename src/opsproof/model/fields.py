@@ -212,6 +212,19 @@ def _higher_is_worse(threshold: Any) -> Any:
 Rising = AfterValidator(_higher_is_worse)
 
 
+def unique_names(what: str) -> AfterValidator:
+    """A validator refusing two parts of an item with one name (the names are check ids): `unique_names("patterns")`."""
+
+    def check(parts: list[Any]) -> list[Any]:
+        names = [part.name for part in parts]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two {what} are named {name!r}: the names are check ids")
+        return parts
+
+    return AfterValidator(check)
+
+
 def glob_to_regex(pattern: str) -> re.Pattern[str]:
     """`*` any run, `?` one character; brackets are literal because check ids contain them."""
     parts = (".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)

@@ -41,12 +41,11 @@ from opsproof.probes.host_output import (
     parse_systemd,
 )
 from opsproof.probes.hosts_session import (
-    DEADLINE,
     CommandTimeout,
-    HostKeys,
     install_deadlines,
     remaining,
     testinfra_host,
+    thread_deadline,
 )
 from opsproof.redaction import redact
 from opsproof.targets.hosts import HostAddress, HostTarget
@@ -305,19 +304,12 @@ class HostProbe:
         self.planned: dict[str, str] = {}  # section -> its command
 
     def run(self) -> dict[str, Any]:
-        DEADLINE.at = time.monotonic() + self.timeout
-        if self.target.address.scheme == "paramiko":
-            with contextlib.suppress(ImportError):  # no paramiko: the backend says so itself
-                DEADLINE.host_keys = HostKeys.of(self.target.address)
-        try:
+        with thread_deadline(self.target.address, self.timeout):
             return self._run()
-        finally:
-            DEADLINE.at = None
-            DEADLINE.host_keys = None
 
     def _run(self) -> dict[str, Any]:
         try:
-            host = testinfra_host(self.target, self.timeout)
+            host = testinfra_host(self.target.address, self.timeout)
         except Exception as exc:  # testinfra raises RuntimeError, ImportError... for an unusable backend
             return {
                 "reached": False,
