@@ -1,0 +1,252 @@
+"""The profile keys of a kind as a Markdown table, read from its pydantic model.
+
+The docs site's key tables are made from this at build time (docs/hooks/reference.py),
+so a key added to a model, or a default changed, shows in the docs without anyone
+editing them::
+
+    >>> print(keys_table("http").splitlines()[2])
+    | `name` | string | **required** | letters, digits and _ . : - ; used in check ids |
+
+Nested models are flattened into dotted keys (`expect.latency`); a threshold is one key
+whose type says what its `warn` and `fail` take.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, WithJsonSchema
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from opsproof import units
+from opsproof.fields import Defaults, Item, Threshold
+from opsproof.profile import Profile, Waiver
+
+# Sections that are not kinds but whose keys the docs list the same way.
+_OTHER_SECTIONS: dict[str, type[BaseModel]] = {"defaults": Defaults, "waivers": Waiver}
+
+_UNITS = (
+    (units.DURATION_PATTERN, "duration", units.format_duration),
+    (units.SIZE_PATTERN, "size", units.format_size),
+    (units.PERCENT_PATTERN, "percentage", lambda value: f"{value:g}%"),
+)
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    """One profile key: its dotted name, its type in words, its default and what it does."""
+
+    key: str
+    type: str
+    default: str
+    description: str
+
+
+def kind_models() -> dict[str, type[Item]]:
+    """Every kind's item model, by profile section, as the `Profile` model declares them."""
+    found: dict[str, type[Item]] = {}
+    for section, field in Profile.model_fields.items():
+        args = typing.get_args(field.annotation)
+        if typing.get_origin(field.annotation) is list and args and _is_model(args[0], Item):
+            found[section] = args[0]
+    return found
+
+
+def documented_models() -> dict[str, type[BaseModel]]:
+    """The models `keys_table` knows by name: every kind, `defaults` and `waivers`."""
+    return {**kind_models(), **_OTHER_SECTIONS}
+
+
+def keys_table(section: str) -> str:
+    """A Markdown table of the keys of one profile section (`http`, `defaults`, ...)."""
+    models = documented_models()
+    if section not in models:
+        raise KeyError(f"no profile section {section!r}: known are {', '.join(sorted(models))}")
+    lines = ["| key | type | default | what it does |", "| --- | --- | --- | --- |"]
+    for row in key_rows(models[section]):
+        lines.append(f"| `{row.key}` | {_cell(row.type)} | {_cell(row.default)} | {_cell(row.description)} |")
+    return "\n".join(lines) + "\n"
+
+
+def key_rows(model: type[BaseModel], prefix: str = "") -> Iterator[KeyRow]:
+    """The model's keys in declaration order, nested models flattened after their own key."""
+    for name, field in model.model_fields.items():
+        key = prefix + (field.alias or name)
+        nested, listed = _nested_model(field.annotation), _listed_model(field.annotation)
+        if nested is not None:
+            shown = f"mapping (`{key}.*` below)"
+        elif listed is not None:
+            shown = f"list of {describe_type(field.annotation, field.metadata).removeprefix('list of ')} (`{key}[].*` below)"
+        else:
+            shown = describe_type(field.annotation, field.metadata)
+        yield KeyRow(
+            key=key,
+            type=shown,
+            default=_default(field),
+            description=field.description or _doc_of(nested or listed),
+        )
+        if nested is not None:
+            yield from key_rows(nested, prefix=key + ".")
+        if listed is not None:
+            yield from key_rows(listed, prefix=key + "[].")
+
+
+def describe_type(annotation: Any, metadata: list[Any] | None = None) -> str:
+    """A type in the words of the profile docs: `duration`, `list of string`, `{warn, fail} of percentage`."""
+    unit = _unit(metadata or [])
+    if unit is not None:
+        return unit[0]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return describe_type(args[0], list(args[1:]))
+    if origin in (Union, types.UnionType):
+        shown = [describe_type(arg) for arg in args if arg is not type(None)]
+        return " or ".join(dict.fromkeys(shown))
+    if origin is Literal:
+        return "one of " + ", ".join(f"`{_yaml(value)}`" for value in args)
+    if origin in (list, tuple, set, frozenset):
+        return f"list of {describe_type(args[0])}" if args else "list"
+    if origin is dict:
+        return f"mapping of {describe_type(args[0])} to {describe_type(args[1])}" if args else "mapping"
+    threshold = _threshold_of(annotation)
+    if threshold is not None:
+        return f"`{{warn, fail}}` of {describe_type(threshold)}"
+    if _is_model(annotation, BaseModel):
+        return "mapping"
+    return _SCALARS.get(annotation, getattr(annotation, "__name__", str(annotation)).lower())
+
+
+_SCALARS: dict[Any, str] = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    Path: "path",
+    date: "date (YYYY-MM-DD)",
+    Any: "any",
+}
+
+
+def _unit(metadata: list[Any]) -> tuple[str, Callable[[float], str] | None] | None:
+    """A unit type (duration, size, percentage, or a mix) from its JSON-schema metadata."""
+    for entry in metadata:
+        if isinstance(entry, WithJsonSchema) and isinstance(entry.json_schema, dict):
+            pattern = str(entry.json_schema.get("pattern", ""))
+            found = [(word, shown) for unit_pattern, word, shown in _UNITS if unit_pattern in pattern]
+            if found:
+                return " or ".join(word for word, _ in found), found[0][1] if len(found) == 1 else None
+    return None
+
+
+def _threshold_of(annotation: Any) -> Any | None:
+    """`X` of `Threshold[X]`, else None."""
+    meta = getattr(annotation, "__pydantic_generic_metadata__", None)
+    if meta and meta.get("origin") is Threshold and meta.get("args"):
+        return meta["args"][0]
+    return None
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The model a key holds, when it is one mapping of keys of its own (not a threshold, not a list)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _nested_model(args[0])
+    if origin in (Union, types.UnionType):
+        models = [arg for arg in args if arg is not type(None)]
+        return _nested_model(models[0]) if len(models) == 1 else None
+    if _is_model(annotation, BaseModel) and _threshold_of(annotation) is None:
+        return typing.cast(type[BaseModel], annotation)
+    return None
+
+
+def _listed_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of each element, when a key holds a list of mappings (`queries`, `kpis`)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _listed_model(args[0])
+    if origin in (Union, types.UnionType):
+        found = [model for model in map(_listed_model, args) if model is not None]
+        return found[0] if len(found) == 1 else None
+    if origin in (list, tuple) and args:
+        element = args[0]
+        if typing.get_origin(element) is Annotated:
+            element = typing.get_args(element)[0]
+        if typing.get_origin(element) in (Union, types.UnionType):
+            models = [arg for arg in typing.get_args(element) if _is_model(arg, BaseModel)]
+            element = models[0] if len(models) == 1 else None
+        if _is_model(element, BaseModel) and _threshold_of(element) is None:
+            return typing.cast(type[BaseModel], element)
+    return None
+
+
+def _default(field: FieldInfo) -> str:
+    if field.is_required():
+        return "**required**"
+    if field.default_factory is not None:
+        value = field.default_factory()  # type: ignore[call-arg]
+    elif field.default is PydanticUndefined:
+        return ""
+    else:
+        value = field.default
+    if value is None:
+        return "none"
+    if isinstance(value, BaseModel):
+        return "" if _nested_model(field.annotation) else f"`{_yaml(value.model_dump(by_alias=True))}`"
+    unit = _unit(field.metadata) or _unit(_annotated_metadata(field.annotation))
+    if unit is not None and unit[1] is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"`{unit[1](value)}`"
+    if value == [] or value == {}:
+        return "none" if value == [] else "`{}`"
+    if value == "":
+        return '`""`'
+    return f"`{_yaml(value)}`"
+
+
+def _annotated_metadata(annotation: Any) -> list[Any]:
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(candidate) is Annotated:
+            return list(typing.get_args(candidate)[1:])
+    return []
+
+
+def _yaml(value: Any) -> str:
+    """A value as a profile would write it: `true`, `200`, `[200, 204]`, `{warn: 80%, fail: 95%}`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, Enum):
+        return _yaml(value.value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {_yaml(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml(item) for item in value) + "]"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    return json.dumps(value, default=str)
+
+
+def _doc_of(model: type[BaseModel] | None) -> str:
+    """The first line of a nested model's docstring: what a key holding it is for."""
+    doc = (model.__doc__ or "").strip() if model is not None else ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def _is_model(candidate: Any, base: type[Any]) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, base)
+
+
+def _cell(text: str) -> str:
+    """Table cells cannot hold a bare `|` or a line break."""
+    return text.replace("|", "\\|").replace("\n", " ")
