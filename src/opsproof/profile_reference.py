@@ -27,7 +27,7 @@ from pydantic import BaseModel, WithJsonSchema
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from opsproof import units
+from opsproof import controls, units
 from opsproof.fields import Defaults, Item, Threshold
 from opsproof.profile import Profile, Waiver
 
@@ -74,6 +74,25 @@ def keys_table(section: str) -> str:
     lines = ["| key | type | default | what it does |", "| --- | --- | --- | --- |"]
     for row in key_rows(models[section]):
         lines.append(f"| `{row.key}` | {_cell(row.type)} | {_cell(row.default)} | {_cell(row.description)} |")
+    return "\n".join(lines) + "\n"
+
+
+def controls_table() -> str:
+    """The controls catalogue as a Markdown table: kind or kind.aspect -> control ids, as records get them."""
+    lines = ["| kind (aspect) | controls |", "| --- | --- |"]
+    for key in sorted(controls.CATALOGUE, key=lambda key: (key.split(".")[0], "." in key, key)):
+        ids = ", ".join(f"`{control}`" for control in controls.CATALOGUE[key])
+        shown = f"{ids}; an item's own `controls:` replace them" if key == "attestations" else ids
+        lines.append(f"| `{key}` | {shown} |")
+    change = ", ".join(f"`{control}`" for control in controls.CHANGE_CONTROLS)
+    lines.append(f"| any `post_deploy` check of a run that names its change | also {change} |")
+    return "\n".join(lines) + "\n"
+
+
+def control_titles_table() -> str:
+    """Every control of the catalogue's frameworks, with what it asks."""
+    lines = ["| control | what it asks |", "| --- | --- |"]
+    lines += [f"| `{control}` | {_cell(title)} |" for control, title in controls.CONTROLS.items()]
     return "\n".join(lines) + "\n"
 
 
