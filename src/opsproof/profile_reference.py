@@ -104,7 +104,8 @@ def key_rows(model: type[BaseModel], prefix: str = "") -> Iterator[KeyRow]:
         if nested is not None:
             shown = f"mapping (`{key}.*` below)"
         elif listed is not None:
-            shown = f"list of {describe_type(field.annotation, field.metadata).removeprefix('list of ')} (`{key}[].*` below)"
+            elements = describe_type(field.annotation, field.metadata).removeprefix("list of ")
+            shown = f"list of {elements} (`{key}[].*` below)"
         else:
             shown = describe_type(field.annotation, field.metadata)
         yield KeyRow(
@@ -218,6 +219,8 @@ def _default(field: FieldInfo) -> str:
         value = field.default
     if value is None:
         return "none"
+    if isinstance(value, Threshold):
+        return f"`{_threshold_text(value)}`"
     if isinstance(value, BaseModel):
         return "" if _nested_model(field.annotation) else f"`{_yaml(value.model_dump(by_alias=True))}`"
     unit = _unit(field.metadata) or _unit(_annotated_metadata(field.annotation))
@@ -228,6 +231,14 @@ def _default(field: FieldInfo) -> str:
     if value == "":
         return '`""`'
     return f"`{_yaml(value)}`"
+
+
+def _threshold_text(threshold: Threshold[Any]) -> str:
+    """A parsed threshold written back in its unit: `{warn: 80%, fail: 95%}`, not `{warn: 80.0, ...}`."""
+    unit = _unit(_annotated_metadata(_threshold_of(type(threshold))))
+    shown = unit[1] if unit is not None and unit[1] is not None else _yaml
+    limits = {"warn": threshold.warn, "fail": threshold.fail}
+    return "{" + ", ".join(f"{key}: {shown(limit)}" for key, limit in limits.items() if limit is not None) + "}"
 
 
 def _annotated_metadata(annotation: Any) -> list[Any]:

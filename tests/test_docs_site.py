@@ -1,0 +1,172 @@
+"""The docs site builds strictly, its reference tables come from the models, and the README stays short."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Annotated, Literal
+
+import pytest
+import yaml
+from pydantic import Field
+
+from opsproof.fields import Duration, Item, Percent, Strict, Threshold
+from opsproof.profile_reference import controls_table, key_rows, keys_table, kind_models
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_COMMAND = "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && opsproof demo"
+TEST_COMMAND = "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && pytest tests"
+
+
+def _mkdocs() -> str:
+    found = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or shutil.which("mkdocs")
+    if found is None:
+        pytest.fail("mkdocs is not installed: pip install -e '.[test]'")
+    return found
+
+
+def _build(config: Path, site: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_mkdocs(), "build", "--strict", "--config-file", str(config), "--site-dir", str(site)],
+        cwd=config.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**_environ(), "NO_MKDOCS_2_WARNING": "1"},
+    )
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def test_the_site_builds_strictly_with_generated_key_tables(tmp_path: Path) -> None:
+    done = _build(REPO / "mkdocs.yml", tmp_path / "site")
+    assert done.returncode == 0, done.stdout + done.stderr
+    http = (tmp_path / "site" / "kinds" / "http" / "index.html").read_text()
+    assert "opsproof:keys" not in http
+    # The table rows come from HttpTarget/HttpExpect: a key, its type and its default.
+    assert re.search(r"<code>expect\.latency</code></td>\s*<td><code>\{warn, fail\}</code> of duration", http)
+    assert re.search(r"<code>method</code></td>\s*<td>string</td>\s*<td><code>GET</code>", http)
+    assert not (tmp_path / "site" / "hooks").exists(), "the hook is not a page of the site"
+
+
+def test_a_page_left_out_of_the_nav_or_a_broken_link_fails_the_build(tmp_path: Path) -> None:
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO / "docs", copy / "docs")
+    shutil.copy(REPO / "mkdocs.yml", copy / "mkdocs.yml")
+    (copy / "docs" / "orphan.md").write_text("# Orphan\n\nIn no nav.\n")
+    (copy / "docs" / "kinds" / "tls.md").write_text(
+        (copy / "docs" / "kinds" / "tls.md").read_text() + "\nSee [nowhere](../nowhere.md) and [x](http.md#no-such-anchor).\n"
+    )
+    done = _build(copy / "mkdocs.yml", tmp_path / "site")
+    assert done.returncode != 0
+    assert "orphan.md" in done.stderr and "not included in the \"nav\"" in done.stderr, done.stderr
+    assert "nowhere.md" in done.stderr, done.stderr
+    assert "#no-such-anchor" in done.stderr, done.stderr
+
+
+def _nav_pages(nav: object) -> list[str]:
+    if isinstance(nav, str):
+        return [nav]
+    if isinstance(nav, list):
+        return [page for entry in nav for page in _nav_pages(entry)]
+    if isinstance(nav, dict):
+        return [page for value in nav.values() for page in _nav_pages(value)]
+    return []
+
+
+def test_every_kind_has_a_page_in_the_nav_with_its_generated_key_table() -> None:
+    config = yaml.safe_load((REPO / "mkdocs.yml").read_text())
+    nav = _nav_pages(config["nav"])
+    for kind in kind_models():
+        page = REPO / "docs" / "kinds" / f"{kind}.md"
+        assert page.is_file(), f"kind {kind!r} has no page docs/kinds/{kind}.md"
+        assert f"kinds/{kind}.md" in nav, f"docs/kinds/{kind}.md is not in mkdocs.yml's nav"
+        assert f"<!-- opsproof:keys {kind} -->" in page.read_text(), (
+            f"docs/kinds/{kind}.md lacks its generated key table: add <!-- opsproof:keys {kind} -->"
+        )
+
+
+def test_key_tables_list_every_field_of_every_kind_model() -> None:
+    for kind, model in kind_models().items():
+        table = keys_table(kind)
+        for name, field in model.model_fields.items():
+            assert f"| `{field.alias or name}` |" in table, (kind, name)
+
+
+class _Window(Strict):
+    """How far back to look."""
+
+    within: Duration = Field(86400.0, description="how far back")
+
+
+class _Part(Strict):
+    name: str
+    share: Annotated[Threshold[Percent], Field(description="a share")] = Field(
+        default_factory=lambda: Threshold[Percent](warn="80%", fail="95%")
+    )
+
+
+class _Made(Item):
+    mode: Literal["fast", "slow"] = "fast"
+    latency: Threshold[Duration] | None = None
+    window: _Window = Field(default_factory=_Window)
+    parts: list[_Part] = Field(default_factory=list, description="one check each")
+
+
+def test_key_rows_say_types_defaults_and_nested_keys_as_a_profile_writes_them() -> None:
+    rows = {row.key: row for row in key_rows(_Made)}
+    assert rows["name"].default == "**required**"
+    assert rows["timeout"].type == "duration"
+    assert rows["mode"].type == "one of `fast`, `slow`" and rows["mode"].default == "`fast`"
+    assert rows["latency"].type == "`{warn, fail}` of duration" and rows["latency"].default == "none"
+    assert rows["window"].type == "mapping (`window.*` below)"
+    assert rows["window"].description == "How far back to look."
+    assert rows["window.within"].default == "`1d`" and rows["window.within"].description == "how far back"
+    assert rows["parts"].type == "list of mapping (`parts[].*` below)"
+    assert rows["parts[].share"].type == "`{warn, fail}` of percentage"
+    assert rows["parts[].share"].default == "`{warn: 80%, fail: 95%}`"
+
+
+def test_the_controls_table_has_every_catalogue_entry() -> None:
+    from opsproof import controls
+
+    table = controls_table()
+    for key, ids in controls.CATALOGUE.items():
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{key}` |"))
+        assert all(f"`{control}`" in row for control in ids), row
+
+
+def _hook() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("opsproof_docs_hook", REPO / "docs" / "hooks" / "reference.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_unknown_marker_fails_the_build_naming_the_page() -> None:
+    page = SimpleNamespace(file=SimpleNamespace(src_path="kinds/x.md"))
+    hook = _hook()
+    assert "| `url` |" in hook.on_page_markdown("<!-- opsproof:keys http -->", page=page)
+    with pytest.raises(ValueError, match=r"kinds/x\.md: .*no profile section 'htp'"):
+        hook.on_page_markdown("<!-- opsproof:keys htp -->", page=page)
+    with pytest.raises(ValueError, match=r"kinds/x\.md: unknown marker"):
+        hook.on_page_markdown("<!-- opsproof:tables -->", page=page)
+
+
+def test_the_readme_is_short_and_keeps_the_two_setup_commands() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.encode()) <= 20 * 1024, f"README.md is {len(readme.encode())} bytes; the reference is in docs/"
+    assert DEMO_COMMAND in readme
+    assert TEST_COMMAND in readme
+    # CI runs the README's test command, exactly.
+    assert (REPO / ".ci" / "run").read_text().rstrip().splitlines()[-1] == TEST_COMMAND
