@@ -99,7 +99,7 @@ def test_key_tables_list_every_field_of_every_kind_model() -> None:
     for kind, model in kind_models().items():
         table = keys_table(kind)
         for name, field in model.model_fields.items():
-            assert f"| `{field.alias or name}` |" in table, (kind, name)
+            assert re.search(rf"^\| `{re.escape(field.alias or name)}`( or `[a-z_]+`)* \|", table, re.M), (kind, name)
 
 
 class _Window(Strict):
@@ -170,3 +170,40 @@ def test_the_readme_is_short_and_keeps_the_two_setup_commands() -> None:
     assert TEST_COMMAND in readme
     # CI runs the README's test command, exactly.
     assert (REPO / ".ci" / "run").read_text().rstrip().splitlines()[-1] == TEST_COMMAND
+
+
+def _unknown_keys(value: object, rows: dict[str, str], prefix: str = "") -> list[str]:
+    """Key paths of an example item that its model does not have (mappings of user data are not walked)."""
+    if not isinstance(value, dict):
+        return []
+    unknown = []
+    for key, inner in value.items():
+        path = f"{prefix}{key}"
+        if path not in rows:
+            unknown.append(path)
+        elif rows[path].startswith("mapping (`"):
+            unknown += _unknown_keys(inner, rows, path + ".")
+        elif rows[path].startswith("list of ") and "[].*` below" in rows[path] and isinstance(inner, list):
+            for element in inner:
+                unknown += _unknown_keys(element, rows, path + "[].")
+    return unknown
+
+
+def test_every_key_in_the_docs_yaml_examples_is_a_key_of_its_model() -> None:
+    models = kind_models()
+    checked = 0
+    for page in sorted((REPO / "docs").rglob("*.md")):
+        for block in re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S):
+            try:
+                data = yaml.safe_load(block)
+            except yaml.YAMLError:
+                continue  # not a profile (a Kubernetes manifest with several documents...)
+            if not isinstance(data, dict):
+                continue
+            for section in set(data) & set(models):
+                rows = {key: row.type for row in key_rows(models[section]) for key in (row.key, *row.also)}
+                for index, item in enumerate(data[section] or []):
+                    checked += 1
+                    unknown = _unknown_keys(item, rows)
+                    assert not unknown, f"{page.relative_to(REPO)}: {section}[{index}] uses unknown keys {unknown}"
+    assert checked >= len(models), f"only {checked} example items found in docs/"

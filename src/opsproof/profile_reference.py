@@ -23,7 +23,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, WithJsonSchema
+from pydantic import AliasChoices, BaseModel, WithJsonSchema
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -49,6 +49,7 @@ class KeyRow:
     type: str
     default: str
     description: str
+    also: tuple[str, ...] = ()  # other names the same key may be written under (`id:` for `name:`)
 
 
 def kind_models() -> dict[str, type[Item]]:
@@ -73,7 +74,8 @@ def keys_table(section: str) -> str:
         raise KeyError(f"no profile section {section!r}: known are {', '.join(sorted(models))}")
     lines = ["| key | type | default | what it does |", "| --- | --- | --- | --- |"]
     for row in key_rows(models[section]):
-        lines.append(f"| `{row.key}` | {_cell(row.type)} | {_cell(row.default)} | {_cell(row.description)} |")
+        key = " or ".join(f"`{name}`" for name in (row.key, *row.also))
+        lines.append(f"| {key} | {_cell(row.type)} | {_cell(row.default)} | {_cell(row.description)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -113,11 +115,18 @@ def key_rows(model: type[BaseModel], prefix: str = "") -> Iterator[KeyRow]:
             type=shown,
             default=_default(field),
             description=field.description or _doc_of(nested or listed),
+            also=tuple(prefix + alias for alias in _other_names(field, field.alias or name)),
         )
         if nested is not None:
             yield from key_rows(nested, prefix=key + ".")
         if listed is not None:
             yield from key_rows(listed, prefix=key + "[].")
+
+
+def _other_names(field: FieldInfo, key: str) -> list[str]:
+    """Names a key is also read under (`validation_alias=AliasChoices("name", "id")`)."""
+    choices = field.validation_alias.choices if isinstance(field.validation_alias, AliasChoices) else []
+    return [choice for choice in choices if isinstance(choice, str) and choice != key]
 
 
 def describe_type(annotation: Any, metadata: list[Any] | None = None) -> str:
