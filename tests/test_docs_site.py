@@ -159,6 +159,9 @@ def test_an_unknown_marker_fails_the_build_naming_the_page() -> None:
     assert "| `url` |" in hook.on_page_markdown("<!-- opsproof:keys http -->", page=page)
     with pytest.raises(ValueError, match=r"kinds/x\.md: .*no profile section 'htp'"):
         hook.on_page_markdown("<!-- opsproof:keys htp -->", page=page)
+    assert "usage: opsproof history rebuild" in hook.on_page_markdown("<!-- opsproof:help history rebuild -->", page=page)
+    with pytest.raises(ValueError, match=r"kinds/x\.md: .*no such command"):
+        hook.on_page_markdown("<!-- opsproof:help histroy -->", page=page)
     with pytest.raises(ValueError, match=r"kinds/x\.md: unknown marker"):
         hook.on_page_markdown("<!-- opsproof:tables -->", page=page)
 

@@ -1,33 +1,62 @@
 """MkDocs hook: generated reference in the pages, so it cannot drift from the code.
 
 - `<!-- opsproof:keys http -->`: the table of a profile section's keys (a kind,
-  `defaults` or `waivers`), read from its pydantic model;
+  `defaults` or `waivers`), read from its pydantic model (opsproof.profile_reference);
 - `<!-- opsproof:controls -->`: the controls catalogue, kind or aspect -> control ids;
-- `<!-- opsproof:control-titles -->`: every control id with what it asks.
+- `<!-- opsproof:control-titles -->`: every control id with what it asks;
+- `<!-- opsproof:help history rebuild -->`: `opsproof history rebuild --help`, as printed.
 
-All come from opsproof.profile_reference. An unknown marker fails the build.
+An unknown marker, or one naming nothing the code has, fails the build.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
 from typing import Any
 
 from opsproof.profile_reference import control_titles_table, controls_table, keys_table
 
-_MARKER = re.compile(r"<!--\s*opsproof:([a-z-]+)(?:\s+([A-Za-z_]+))?\s*-->")
+_MARKER = re.compile(r"<!--\s*opsproof:([a-z-]+)((?:\s+[A-Za-z_][A-Za-z0-9_-]*)*)\s*-->")
+# argparse wraps its help to the terminal's width: a fixed one keeps the pages the same everywhere.
+_HELP_COLUMNS = "100"
+
+
+def command_help(words: list[str]) -> str:
+    """What `opsproof WORDS --help` prints, as a code block."""
+    from opsproof.cli import main
+
+    printed = io.StringIO()
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = _HELP_COLUMNS
+    try:
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()):
+            main([*words, "--help"])
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise KeyError(f"`opsproof {' '.join(words)} --help` failed: no such command") from None
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
+    return "```\n" + printed.getvalue().rstrip() + "\n```\n"
 
 
 def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
     def generated(match: re.Match[str]) -> str:
-        what, argument = match.group(1), match.group(2)
+        what, words = match.group(1), match.group(2).split()
         try:
-            if what == "keys" and argument:
-                return keys_table(argument)
-            if what == "controls" and not argument:
+            if what == "keys" and len(words) == 1:
+                return keys_table(words[0])
+            if what == "controls" and not words:
                 return controls_table()
-            if what == "control-titles" and not argument:
+            if what == "control-titles" and not words:
                 return control_titles_table()
+            if what == "help" and words:
+                return command_help(words)
         except KeyError as exc:
             raise ValueError(f"{page.file.src_path}: {match.group(0)}: {exc.args[0]}") from None
         raise ValueError(f"{page.file.src_path}: unknown marker {match.group(0)}")
