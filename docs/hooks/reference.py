@@ -4,7 +4,8 @@
   `defaults` or `waivers`), read from its pydantic model (opsproof.profile_reference);
 - `<!-- opsproof:controls -->`: the controls catalogue, kind or aspect -> control ids;
 - `<!-- opsproof:control-titles -->`: every control id with what it asks;
-- `<!-- opsproof:help history rebuild -->`: `opsproof history rebuild --help`, as printed.
+- `<!-- opsproof:help history rebuild -->`: `opsproof history rebuild --help`, as printed;
+- `<!-- opsproof:pytest-options -->`: the options the plugin adds to pytest, as `pytest --help` prints them.
 
 An unknown marker, or one naming nothing the code has, fails the build.
 """
@@ -15,6 +16,8 @@ import contextlib
 import io
 import os
 import re
+import subprocess
+import sys
 from typing import Any
 
 from opsproof.profile_reference import control_titles_table, controls_table, keys_table
@@ -45,6 +48,22 @@ def command_help(words: list[str]) -> str:
     return "```\n" + printed.getvalue().rstrip() + "\n```\n"
 
 
+def pytest_options() -> str:
+    """The opsproof groups of `pytest --help`, as a code block."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": _HELP_COLUMNS},
+        check=True,
+    )
+    groups = [group for group in done.stdout.split("\n\n") if group.startswith("opsproof")]
+    if not groups:
+        raise KeyError("pytest --help shows no opsproof options: is the plugin installed?")
+    return "```\n" + "\n\n".join(group.rstrip() for group in groups) + "\n```\n"
+
+
 def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
     def generated(match: re.Match[str]) -> str:
         what, words = match.group(1), match.group(2).split()
@@ -57,6 +76,8 @@ def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
                 return control_titles_table()
             if what == "help" and words:
                 return command_help(words)
+            if what == "pytest-options" and not words:
+                return pytest_options()
         except KeyError as exc:
             raise ValueError(f"{page.file.src_path}: {match.group(0)}: {exc.args[0]}") from None
         raise ValueError(f"{page.file.src_path}: unknown marker {match.group(0)}")
