@@ -32,7 +32,8 @@ from opsproof.fields import Defaults, Item, Threshold
 from opsproof.profile import Profile, Waiver
 
 # Sections that are not kinds but whose keys the docs list the same way.
-_OTHER_SECTIONS: dict[str, type[BaseModel]] = {"defaults": Defaults, "waivers": Waiver}
+# `item` is what every kind's items have in common.
+_OTHER_SECTIONS: dict[str, type[BaseModel]] = {"defaults": Defaults, "waivers": Waiver, "item": Item}
 
 _UNITS = (
     (units.DURATION_PATTERN, "duration", units.format_duration),
@@ -63,7 +64,7 @@ def kind_models() -> dict[str, type[Item]]:
 
 
 def documented_models() -> dict[str, type[BaseModel]]:
-    """The models `keys_table` knows by name: every kind, `defaults` and `waivers`."""
+    """The models `keys_table` knows by name: every kind, `defaults`, `waivers` and `item` (keys every item has)."""
     return {**kind_models(), **_OTHER_SECTIONS}
 
 
