@@ -139,8 +139,10 @@ def describe_type(annotation: Any, metadata: list[Any] | None = None) -> str:
     if origin is Annotated:
         return describe_type(args[0], list(args[1:]))
     if origin in (Union, types.UnionType):
-        shown = [describe_type(arg) for arg in args if arg is not type(None)]
-        return " or ".join(dict.fromkeys(shown))
+        shown = list(dict.fromkeys(describe_type(arg) for arg in args if arg is not type(None)))
+        if "integer" in shown and "number" in shown:
+            shown.remove("integer")  # a number may be whole; "integer or number" says nothing more
+        return " or ".join(shown)
     if origin is Literal:
         return "one of " + ", ".join(f"`{_yaml(value)}`" for value in args)
     if origin in (list, tuple, set, frozenset):
