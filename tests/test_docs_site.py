@@ -210,3 +210,14 @@ def test_every_key_in_the_docs_yaml_examples_is_a_key_of_its_model() -> None:
                     unknown = _unknown_keys(item, rows)
                     assert not unknown, f"{page.relative_to(REPO)}: {section}[{index}] uses unknown keys {unknown}"
     assert checked >= len(models), f"only {checked} example items found in docs/"
+
+
+def test_every_opsproof_command_has_its_generated_help_on_the_cli_page() -> None:
+    usage = _hook().command_help([])
+    commands = re.search(r"\{([a-z,-]+)\}", usage)
+    assert commands is not None, usage
+    page = (REPO / "docs" / "cli.md").read_text()
+    for command in commands.group(1).split(","):
+        assert re.search(rf"<!-- opsproof:help {command}( [a-z-]+)? -->", page), (
+            f"docs/cli.md lacks `opsproof {command}`: add <!-- opsproof:help {command} -->"
+        )
