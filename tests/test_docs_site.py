@@ -15,10 +15,18 @@ import pytest
 import yaml
 from pydantic import Field
 
-from opsproof.fields import Duration, Item, Percent, Strict, Threshold
-from opsproof.profile_reference import controls_table, key_rows, keys_table, kind_models
+from opsproof.model.fields import Duration, Item, Percent, Strict, Threshold
 
 REPO = Path(__file__).resolve().parents[1]
+# The docs' generators live beside the MkDocs hook (docs/hooks/), which imports them as MkDocs does.
+sys.path.insert(0, str(REPO / "docs" / "hooks"))
+key_tables = importlib.import_module("key_tables")
+controls_table, key_rows, keys_table, kind_models = (
+    key_tables.controls_table,
+    key_tables.key_rows,
+    key_tables.keys_table,
+    key_tables.kind_models,
+)
 DEMO_COMMAND = "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && opsproof demo"
 TEST_COMMAND = "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && pytest tests"
 
@@ -137,7 +145,7 @@ def test_key_rows_say_types_defaults_and_nested_keys_as_a_profile_writes_them() 
 
 
 def test_the_controls_table_has_every_catalogue_entry() -> None:
-    from opsproof import controls
+    from opsproof.model import controls
 
     table = controls_table()
     for key, ids in controls.CATALOGUE.items():

@@ -1,7 +1,7 @@
 """MkDocs hook: generated reference in the pages, so it cannot drift from the code.
 
 - `<!-- opsproof:keys http -->`: the table of a profile section's keys (a kind,
-  `defaults` or `waivers`), read from its pydantic model (opsproof.profile_reference);
+  `defaults`, `waivers` or `item`), read from its pydantic model by key_tables.py beside this hook;
 - `<!-- opsproof:controls -->`: the controls catalogue, kind or aspect -> control ids;
 - `<!-- opsproof:control-titles -->`: every control id with what it asks;
 - `<!-- opsproof:help history rebuild -->`: `opsproof history rebuild --help`, as printed;
@@ -20,7 +20,7 @@ import subprocess
 import sys
 from typing import Any
 
-from opsproof.profile_reference import control_titles_table, controls_table, keys_table
+from key_tables import control_titles_table, controls_table, keys_table
 
 _MARKER = re.compile(r"<!--\s*opsproof:([a-z-]+)((?:\s+[A-Za-z_][A-Za-z0-9_-]*)*)\s*-->")
 # argparse wraps its help to the terminal's width: a fixed one keeps the pages the same everywhere.

@@ -1,8 +1,9 @@
 """The profile keys of a kind as a Markdown table, read from its pydantic model.
 
-The docs site's key tables are made from this at build time (docs/hooks/reference.py),
-so a key added to a model, or a default changed, shows in the docs without anyone
-editing them::
+The docs site's key tables are made from this at build time (the hook reference.py beside
+it), so a key added to a model, or a default changed, shows in the docs without anyone
+editing them. It lives with the docs, not in the package: it reads every layer's models
+and nothing in opsproof needs it::
 
     >>> print(keys_table("http").splitlines()[2])
     | `name` | string | **required** | letters, digits and _ . : - ; used in check ids |
@@ -27,8 +28,9 @@ from pydantic import AliasChoices, BaseModel, WithJsonSchema
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from opsproof import controls, units
-from opsproof.fields import Defaults, Item, Threshold
+from opsproof import units
+from opsproof.model import controls
+from opsproof.model.fields import Defaults, Item, Threshold
 from opsproof.profile import Profile, Waiver
 
 # Sections that are not kinds but whose keys the docs list the same way.
