@@ -189,37 +189,43 @@ def _threshold_of(annotation: Any) -> Any | None:
     return None
 
 
+def _bare(annotation: Any) -> Any:
+    """The annotation without `Annotated[...]` and without `| None`; a union of several types stays one."""
+    while True:
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+        if origin is Annotated:
+            annotation = args[0]
+            continue
+        if origin in (Union, types.UnionType):
+            others = [arg for arg in args if arg is not type(None)]
+            if len(others) == 1:
+                annotation = others[0]
+                continue
+        return annotation
+
+
 def _nested_model(annotation: Any) -> type[BaseModel] | None:
     """The model a key holds, when it is one mapping of keys of its own (not a threshold, not a list)."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is Annotated:
-        return _nested_model(args[0])
-    if origin in (Union, types.UnionType):
-        models = [arg for arg in args if arg is not type(None)]
-        return _nested_model(models[0]) if len(models) == 1 else None
-    if _is_model(annotation, BaseModel) and _threshold_of(annotation) is None:
-        return typing.cast(type[BaseModel], annotation)
+    bare = _bare(annotation)
+    if _is_model(bare, BaseModel) and _threshold_of(bare) is None:
+        return typing.cast(type[BaseModel], bare)
     return None
 
 
 def _listed_model(annotation: Any) -> type[BaseModel] | None:
     """The model of each element, when a key holds a list of mappings (`queries`, `kpis`)."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is Annotated:
-        return _listed_model(args[0])
+    bare = _bare(annotation)
+    origin, args = typing.get_origin(bare), typing.get_args(bare)
     if origin in (Union, types.UnionType):
         found = [model for model in map(_listed_model, args) if model is not None]
         return found[0] if len(found) == 1 else None
-    if origin in (list, tuple) and args:
-        element = args[0]
-        if typing.get_origin(element) is Annotated:
-            element = typing.get_args(element)[0]
-        if typing.get_origin(element) in (Union, types.UnionType):
-            models = [arg for arg in typing.get_args(element) if _is_model(arg, BaseModel)]
-            element = models[0] if len(models) == 1 else None
-        if _is_model(element, BaseModel) and _threshold_of(element) is None:
-            return typing.cast(type[BaseModel], element)
-    return None
+    if origin not in (list, tuple) or not args:
+        return None
+    element = _bare(args[0])
+    if typing.get_origin(element) in (Union, types.UnionType):  # `- nginx` or `- {name: ..., process: ...}`
+        models = [arg for arg in typing.get_args(element) if _is_model(arg, BaseModel)]
+        element = models[0] if len(models) == 1 else None
+    return _nested_model(element) if element is not None else None
 
 
 def _default(field: FieldInfo) -> str:
