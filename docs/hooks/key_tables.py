@@ -28,10 +28,10 @@ from pydantic import AliasChoices, BaseModel, WithJsonSchema
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from opsproof import units
+from opsproof import targets, units
 from opsproof.model import controls
 from opsproof.model.fields import Defaults, Item, Threshold
-from opsproof.profile import Profile, Waiver
+from opsproof.profile import Waiver
 
 # Sections that are not kinds but whose keys the docs list the same way.
 # `item` is what every kind's items have in common.
@@ -56,13 +56,8 @@ class KeyRow:
 
 
 def kind_models() -> dict[str, type[Item]]:
-    """Every kind's item model, by profile section, as the `Profile` model declares them."""
-    found: dict[str, type[Item]] = {}
-    for section, field in Profile.model_fields.items():
-        args = typing.get_args(field.annotation)
-        if typing.get_origin(field.annotation) is list and args and _is_model(args[0], Item):
-            found[section] = args[0]
-    return found
+    """Every kind's item model, by profile section, from the registry of kinds (`KIND = Kind(...)`)."""
+    return {name: typing.cast(type[Item], declared.target) for name, declared in targets.kinds().items()}
 
 
 def documented_models() -> dict[str, type[BaseModel]]:
@@ -83,10 +78,11 @@ def keys_table(section: str) -> str:
 
 
 def controls_table() -> str:
-    """The controls catalogue as a Markdown table: kind or kind.aspect -> control ids, as records get them."""
+    """The controls catalogue (each kind's `KIND.controls`) as a table: kind or kind.aspect -> control ids."""
     lines = ["| kind (aspect) | controls |", "| --- | --- |"]
-    for key in sorted(controls.CATALOGUE, key=lambda key: (key.split(".")[0], "." in key, key)):
-        ids = ", ".join(f"`{control}`" for control in controls.CATALOGUE[key])
+    catalogue = targets.catalogue()
+    for key in sorted(catalogue, key=lambda key: (key.split(".")[0], "." in key, key)):
+        ids = ", ".join(f"`{control}`" for control in catalogue[key])
         shown = f"{ids}; an item's own `controls:` replace them" if key == "attestations" else ids
         lines.append(f"| `{key}` | {shown} |")
     change = ", ".join(f"`{control}`" for control in controls.CHANGE_CONTROLS)
