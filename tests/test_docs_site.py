@@ -229,3 +229,10 @@ def test_every_opsproof_command_has_its_generated_help_on_the_cli_page() -> None
         assert re.search(rf"<!-- opsproof:help {command}( [a-z-]+)? -->", page), (
             f"docs/cli.md lacks `opsproof {command}`: add <!-- opsproof:help {command} -->"
         )
+
+
+def test_the_markers_table_has_every_registered_marker() -> None:
+    from opsproof.model.markers import ALL_MARKERS
+
+    table = key_tables.markers_table()
+    assert all(f"| `{marker}` |" in table for marker in ALL_MARKERS), table

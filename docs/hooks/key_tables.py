@@ -29,7 +29,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from opsproof import targets, units
-from opsproof.model import controls
+from opsproof.model import controls, markers
 from opsproof.model.fields import Defaults, Item, Threshold
 from opsproof.profile import Waiver
 
@@ -87,6 +87,18 @@ def controls_table() -> str:
         lines.append(f"| `{key}` | {shown} |")
     change = ", ".join(f"`{control}`" for control in controls.CHANGE_CONTROLS)
     lines.append(f"| any `post_deploy` check of a run that names its change | also {change} |")
+    return "\n".join(lines) + "\n"
+
+
+def markers_table() -> str:
+    """Every marker the plugin registers: cadences, areas and the post-deploy stage, with what each selects."""
+    lines = ["| marker | kind of marker | selects |", "| --- | --- | --- |"]
+    for group, marks in (
+        ("cadence", markers.CADENCE_MARKERS),
+        ("area", markers.AREA_MARKERS),
+        ("stage", markers.STAGE_MARKERS),
+    ):
+        lines += [f"| `{mark}` | {group} | {_cell(meaning)} |" for mark, meaning in marks.items()]
     return "\n".join(lines) + "\n"
 
 
