@@ -70,6 +70,7 @@ def test_a_page_left_out_of_the_nav_or_a_broken_link_fails_the_build(tmp_path: P
     copy = tmp_path / "repo"
     shutil.copytree(REPO / "docs", copy / "docs")
     shutil.copy(REPO / "mkdocs.yml", copy / "mkdocs.yml")
+    (copy / "checks").symlink_to(REPO / "checks")  # the kinds table reads the checks files
     (copy / "docs" / "orphan.md").write_text("# Orphan\n\nIn no nav.\n")
     (copy / "docs" / "kinds" / "tls.md").write_text(
         (copy / "docs" / "kinds" / "tls.md").read_text() + "\nSee [nowhere](../nowhere.md) and [x](http.md#no-such-anchor).\n"
@@ -236,3 +237,15 @@ def test_the_markers_table_has_every_registered_marker() -> None:
 
     table = key_tables.markers_table()
     assert all(f"| `{marker}` |" in table for marker in ALL_MARKERS), table
+
+
+def test_the_kinds_table_reads_check_ids_from_the_checks_files() -> None:
+    table = key_tables.kinds_table()
+    for kind in kind_models():
+        assert f"| [`{kind}`]({kind}.md) |" in table, kind
+    row = next(line for line in table.splitlines() if line.startswith("| [`postgres`]"))
+    assert "`postgres.reachable[<name>]`," in row  # collected for every item
+    assert "`postgres.replication_lag[<name>]`\\*" in row  # @applies: only where configured
+    assert "`postgres.query[<name>/<part>]`" in row  # @each: once per query
+    assert row.endswith("| `daily` | `infra` |")
+    assert "| `health`, `post_deploy` |" in table  # http's pytestmark

@@ -14,6 +14,7 @@ whose type says what its `warn` and `fail` take.
 
 from __future__ import annotations
 
+import ast
 import json
 import types
 import typing
@@ -87,6 +88,47 @@ def controls_table() -> str:
         lines.append(f"| `{key}` | {shown} |")
     change = ", ".join(f"`{control}`" for control in controls.CHANGE_CONTROLS)
     lines.append(f"| any `post_deploy` check of a run that names its change | also {change} |")
+    return "\n".join(lines) + "\n"
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def check_ids(kind: str) -> list[str]:
+    """The check ids of a kind, read from its checks file: `postgres.query[<name>/<part>]`, `*` where configured."""
+    module = ast.parse((REPO / targets.kind(kind).checks).read_text())
+    ids = []
+    for node in module.body:
+        if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test_"):
+            continue
+        decorators = {_decorator_name(decorator) for decorator in node.decorator_list}
+        bracket = "[<name>/<part>]" if "each" in decorators else "[<name>]"
+        ids.append(f"`{kind}.{node.name.removeprefix('test_')}{bracket}`" + ("\\*" if "applies" in decorators else ""))
+    return ids
+
+
+def _decorator_name(decorator: ast.expr) -> str:
+    called = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return called.id if isinstance(called, ast.Name) else called.attr if isinstance(called, ast.Attribute) else ""
+
+
+def _checks_markers(kind: str) -> list[str]:
+    """The markers a checks file's `pytestmark` gives every check of it (`health`, `post_deploy`)."""
+    module = ast.parse((REPO / targets.kind(kind).checks).read_text())
+    for node in module.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
+            # `pytest.mark.health` is Attribute(value=Attribute(attr="mark"), attr="health").
+            marks = [n for n in ast.walk(node.value) if isinstance(n, ast.Attribute)]
+            return [n.attr for n in marks if isinstance(n.value, ast.Attribute) and n.value.attr == "mark"]
+    return []
+
+
+def kinds_table() -> str:
+    """Every registered kind: its page, its check ids, its default cadence and its markers."""
+    lines = ["| kind | checks | cadence | markers |", "| --- | --- | --- | --- |"]
+    for name, declared in targets.kinds().items():
+        markers_of = ", ".join(f"`{marker}`" for marker in _checks_markers(name))
+        lines.append(f"| [`{name}`]({name}.md) | {', '.join(check_ids(name))} | `{declared.cadence}` | {markers_of} |")
     return "\n".join(lines) + "\n"
 
 
