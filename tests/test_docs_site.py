@@ -249,3 +249,13 @@ def test_the_kinds_table_reads_check_ids_from_the_checks_files() -> None:
     assert "`postgres.query[<name>/<part>]`" in row  # @each: once per query
     assert row.endswith("| `daily` | `infra` |")
     assert "| `health`, `post_deploy` |" in table  # http's pytestmark
+
+
+def test_the_results_table_has_every_field_of_a_check_record() -> None:
+    from opsproof.model.results import CheckRecord
+
+    table = key_tables.results_table()
+    for name in CheckRecord.model_fields:
+        assert f"| `checks[].{name}` |" in table, name
+    assert "| `run.interrupted_by` | string | when set |" in table  # left out of the document unless set
+    assert "| `checks[].target` | string or null | always |" in table

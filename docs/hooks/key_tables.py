@@ -32,6 +32,7 @@ from pydantic_core import PydanticUndefined
 from opsproof import targets, units
 from opsproof.model import controls, markers
 from opsproof.model.fields import Defaults, Item, Threshold
+from opsproof.model.results import Results
 from opsproof.profile import Waiver
 
 # Sections that are not kinds but whose keys the docs list the same way.
@@ -54,6 +55,7 @@ class KeyRow:
     default: str
     description: str
     also: tuple[str, ...] = ()  # other names the same key may be written under (`id:` for `name:`)
+    nullable: bool = False  # `X | None`: the key may hold null
 
 
 def kind_models() -> dict[str, type[Item]]:
@@ -75,6 +77,17 @@ def keys_table(section: str) -> str:
     for row in key_rows(models[section]):
         key = " or ".join(f"`{name}`" for name in (row.key, *row.also))
         lines.append(f"| {key} | {_cell(row.type)} | {_cell(row.default)} | {_cell(row.description)} |")
+    return "\n".join(lines) + "\n"
+
+
+def results_table() -> str:
+    """results.json field by field, from its typed model (`opsproof.model.results.Results`)."""
+    lines = ["| field | type | present | what it holds |", "| --- | --- | --- | --- |"]
+    for row in key_rows(Results):
+        # Keys whose default is None are left out of the document unless set (Results.dump).
+        present = "when set" if row.default == "none" else "always"
+        shown = f"{row.type} or null" if row.nullable and present == "always" else row.type
+        lines.append(f"| `{row.key}` | {_cell(shown)} | {present} | {_cell(row.description)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -169,6 +182,7 @@ def key_rows(model: type[BaseModel], prefix: str = "") -> Iterator[KeyRow]:
             default=_default(field),
             description=field.description or _doc_of(nested or listed),
             also=tuple(prefix + alias for alias in _other_names(field, field.alias or name)),
+            nullable=_nullable(field.annotation),
         )
         if nested is not None:
             yield from key_rows(nested, prefix=key + ".")
@@ -237,6 +251,12 @@ def _threshold_of(annotation: Any) -> Any | None:
     if meta and meta.get("origin") is Threshold and meta.get("args"):
         return meta["args"][0]
     return None
+
+
+def _nullable(annotation: Any) -> bool:
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return typing.get_origin(annotation) in (Union, types.UnionType) and type(None) in typing.get_args(annotation)
 
 
 def _bare(annotation: Any) -> Any:

@@ -6,6 +6,7 @@
 - `<!-- opsproof:control-titles -->`: every control id with what it asks;
 - `<!-- opsproof:markers -->`: every marker the plugin registers;
 - `<!-- opsproof:kinds -->`: every registered kind with its check ids, cadence and markers;
+- `<!-- opsproof:results -->`: results.json field by field, from its typed model;
 - `<!-- opsproof:help history rebuild -->`: `opsproof history rebuild --help`, as printed;
 - `<!-- opsproof:pytest-options -->`: the options the plugin adds to pytest, as `pytest --help` prints them.
 
@@ -22,7 +23,14 @@ import subprocess
 import sys
 from typing import Any
 
-from key_tables import control_titles_table, controls_table, keys_table, kinds_table, markers_table
+from key_tables import (
+    control_titles_table,
+    controls_table,
+    keys_table,
+    kinds_table,
+    markers_table,
+    results_table,
+)
 
 _MARKER = re.compile(r"<!--\s*opsproof:([a-z-]+)((?:\s+[A-Za-z_][A-Za-z0-9_-]*)*)\s*-->")
 # argparse wraps its help to the terminal's width: a fixed one keeps the pages the same everywhere.
@@ -80,6 +88,8 @@ def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
                 return markers_table()
             if what == "kinds" and not words:
                 return kinds_table()
+            if what == "results" and not words:
+                return results_table()
             if what == "help" and words:
                 return command_help(words)
             if what == "pytest-options" and not words:
