@@ -49,9 +49,9 @@ class Waiver(Strict):
     """An approved, expiring exception for failing checks."""
 
     check: str = Field(description="glob over check ids; * and ? are wildcards, [ ] are literal")
-    reason: Annotated[str, Field(min_length=1)]
-    ticket: Annotated[str, Field(min_length=1)]
-    approved_by: Annotated[str, Field(min_length=1)]
+    reason: Annotated[str, Field(min_length=1)] = Field(description="why the failure is accepted")
+    ticket: Annotated[str, Field(min_length=1)] = Field(description="the ticket that tracks it (in JUnit and reports)")
+    approved_by: Annotated[str, Field(min_length=1)] = Field(description="who approved the waiver")
     expires: IsoDate = Field(description="the last day the waiver applies (YYYY-MM-DD)")
 
     def matches(self, check_id: str) -> bool:

@@ -29,7 +29,9 @@ VerifyMethod = Literal["gzip", "pg_dump", "sha256"]
 class S3Location(Strict):
     """A bucket and a prefix in S3 or any S3-compatible store; credentials come from boto3's chain."""
 
-    bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = Field(
+        description="the bucket's name"
+    )
     prefix: str = Field("", description="only keys under this prefix (e.g. db/); patterns match after it")
     endpoint_url: Annotated[str, Field(pattern=r"^https?://[^\s/]+")] | None = Field(
         None, description="an S3-compatible endpoint (MinIO, Ceph, R2...); absent: AWS"

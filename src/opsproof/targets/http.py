@@ -19,6 +19,8 @@ _STATUS_SCHEMA = {"type": "integer", "minimum": 100, "maximum": 599}
 
 
 class HttpExpect(Strict):
+    """What the answer must be; every key given must hold."""
+
     status: Annotated[
         Annotated[list[Annotated[StrictInt, Field(ge=100, le=599)]], Field(min_length=1)],
         BeforeValidator(_status_list),
@@ -26,23 +28,29 @@ class HttpExpect(Strict):
     ] = Field(default_factory=lambda: [200], description="an HTTP status or a list of them")
     json_body: Any = Field(None, alias="json", description="subset match of the JSON body")
     body: Regex | None = Field(None, description="a regular expression searched in the body")
-    latency: Annotated[Threshold[Duration], Rising] | None = None
+    latency: Annotated[Threshold[Duration], Rising] | None = Field(
+        None, description="request sent to last body byte; over a limit it is measured again and the faster judged"
+    )
 
 
 class HttpTarget(Item):
     """An HTTP(S) endpoint answering a read-only request."""
 
-    url: str
+    url: str = Field(description="the endpoint: http:// or https://, a host, any path and query")
     method: str = Field(
         "GET",
         description="GET, HEAD or OPTIONS: checks never write, so read-only methods only",
         json_schema_extra={"enum": ["GET", "HEAD", "OPTIONS"]},
     )
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="request headers; put credentials in a ${SECRET}"
+    )
     ca_file: ExistingFile | None = Field(None, description="extra trust anchors (PEM) for HTTPS")
     verify_tls: StrictBool = Field(True, description="verify the server certificate (on by default)")
-    follow_redirects: StrictBool = False
-    expect: HttpExpect = Field(default_factory=HttpExpect)
+    follow_redirects: StrictBool = Field(
+        False, description="follow redirects and judge the final answer; otherwise a redirect is its own status"
+    )
+    expect: HttpExpect = Field(default_factory=HttpExpect, description="what the answer must be (default: HTTP 200)")
 
     @field_validator("url")
     @classmethod

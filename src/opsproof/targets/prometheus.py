@@ -204,7 +204,9 @@ class Kpi(Strict):
 
 
 class BasicAuth(Strict):
-    username: Annotated[str, Field(min_length=1)]
+    """HTTP basic authentication."""
+
+    username: Annotated[str, Field(min_length=1)] = Field(description="the user name")
     password: str = Field(description="use a ${SECRET}")
 
 
