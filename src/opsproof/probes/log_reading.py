@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from opsproof.errors import OpsproofError
+from opsproof.redaction import Redactor
 from opsproof.targets.logs import LogsTarget
 
 EXAMPLE_CHARS = 240
@@ -126,6 +127,8 @@ class Reading:
     stream_errors: dict[str, str] = field(default_factory=dict)
     empty_reason: str | None = None
     calls: int = 0
+    # The run's secrets: what a reader says of a failure (an error, a server's answer) goes through it.
+    redactor: Redactor = field(default_factory=Redactor)
 
 
 class ConfigUnusable(OpsproofError):

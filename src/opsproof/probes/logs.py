@@ -118,7 +118,7 @@ def describe(target: LogsTarget) -> str:
 async def probe_one(target: LogsTarget, ctx: ProbeContext) -> LogsFacts:
     timeout = ctx.profile.timeout_of(target)
     counter = LineCounter.of(target)
-    reading = Reading(where=describe(target))
+    reading = Reading(where=describe(target), redactor=ctx.redactor)
     base: dict[str, Any] = {"target": target.name, "source": target.source, "within_s": target.within}
     prepare(target, timeout)
     async with ctx.limit:

@@ -52,7 +52,7 @@ async def read_pod_logs(target: LogsTarget, timeout: float, counter: LineCounter
     settings = target.kubernetes
     assert settings is not None
     try:
-        connection = await connect(settings)
+        connection = await connect(settings, redactor=reading.redactor)
     except ConfigProblem as problem:
         raise ConfigUnusable(str(problem)) from None
     started = time.perf_counter()

@@ -15,7 +15,7 @@ from typing import Any
 
 from opsproof.probes.http import describe_http_error
 from opsproof.probes.log_reading import ConfigUnusable, LineCounter, ReadDenied, ReadFailed, Reading
-from opsproof.redaction import redact
+from opsproof.redaction import Redactor
 from opsproof.targets.logs import LogsTarget, LokiSource
 
 PAGE_LINES = 5000
@@ -45,7 +45,7 @@ async def read_loki(target: LogsTarget, timeout: float, counter: LineCounter, re
                 "direction": "forward",
             }
             reading.calls += 1
-            page = await _page(session, url, params, headers, settings)
+            page = await _page(session, url, params, headers, settings, reading.redactor)
             entries = _entries(page)
             for stream, _, _ in entries:
                 streams.add(stream)
@@ -79,7 +79,7 @@ def _entries(page: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 async def _page(
-    session: Any, url: str, params: dict[str, str], headers: dict[str, str], settings: LokiSource
+    session: Any, url: str, params: dict[str, str], headers: dict[str, str], settings: LokiSource, redactor: Redactor
 ) -> dict[str, Any]:
     import aiohttp
 
@@ -93,8 +93,9 @@ async def _page(
     except TimeoutError:
         raise  # aiohttp's timeouts are ClientErrors too: the deadline, not a failed request
     except (aiohttp.ClientError, OSError) as exc:
-        raise ReadFailed(f"cannot query {settings.url}: {redact(describe_http_error(exc))}") from None
-    text = redact(body[:300].decode("utf-8", "replace").strip())
+        raise ReadFailed(f"cannot query {settings.url}: {redactor.redact(describe_http_error(exc))}") from None
+    # Redact, then cut: a secret the server echoes must not survive in part at the cut.
+    text = redactor.redact(body[:65536].decode("utf-8", "replace").strip())[:300]
     if status in (401, 403):
         raise ReadDenied(f"Loki refused the query (HTTP {status}): {text or 'no message'}")
     if status == 400:

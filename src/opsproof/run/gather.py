@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from opsproof.probes import Facts, ProbeContext, kinds, kinds_in_use
+from opsproof.probes import Facts, ProbeContext, kinds, kinds_in_use, redacted
 from opsproof.profile import Profile
+from opsproof.redaction import Redactor
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
@@ -49,10 +50,17 @@ class Gatherer:
     """
 
     def __init__(
-        self, profile: Profile, *, in_child: bool = True, history: Location | None = None, change: str | None = None
+        self,
+        profile: Profile,
+        *,
+        in_child: bool = True,
+        history: Location | None = None,
+        redactor: Redactor | None = None,
+        change: str | None = None,
     ) -> None:
         self._profile = profile
         self._history = history
+        self._redactor = redactor if redactor is not None else Redactor()
         self._change = change
         self._wanted: dict[str, set[str]] = {}
         self._facts: dict[tuple[str, str], Facts] = {}
@@ -213,6 +221,7 @@ class Gatherer:
             profile=self._profile,
             limit=asyncio.Semaphore(self._profile.defaults.concurrency),
             history=self._history,
+            redactor=self._redactor,
             change=self._change,
         )
 
@@ -226,7 +235,7 @@ class Gatherer:
             kind = registry[kind_name]
             targets = [t for n, t in self._profile.targets(kind.section).items() if n in names]
             async for facts in kind.gather(targets, ctx):
-                deliver(kind_name, facts)
+                deliver(kind_name, redacted(facts, ctx.redactor))
 
         await asyncio.gather(*(probe_kind(kind, names) for kind, names in wanted.items()))
 
@@ -304,10 +313,14 @@ async def _child_work(gatherer: Gatherer, kind: str, request_read: int, send: Ca
 
 
 def probe_all(
-    profile: Profile, wanted: Mapping[str, set[str]], history: Location | None = None, change: str | None = None
+    profile: Profile,
+    wanted: Mapping[str, set[str]],
+    history: Location | None = None,
+    redactor: Redactor | None = None,
+    change: str | None = None,
 ) -> FactsByKind:
     """Facts for the wanted targets of each kind, probed concurrently; returns when all are done."""
-    return Gatherer(profile, history=history, change=change).start(wanted).all()
+    return Gatherer(profile, history=history, redactor=redactor, change=change).start(wanted).all()
 
 
 def probe_all_shared(
@@ -315,6 +328,7 @@ def probe_all_shared(
     wanted: Mapping[str, set[str]],
     share_dir: Path,
     history: Location | None = None,
+    redactor: Redactor | None = None,
     change: str | None = None,
 ) -> FactsByKind:
     """As `probe_all`, but once across processes that share `share_dir` (xdist workers)."""
@@ -324,7 +338,7 @@ def probe_all_shared(
         fcntl.flock(lock, fcntl.LOCK_EX)
         if facts_file.exists():
             return _read(facts_file)
-        facts = probe_all(profile, wanted, history, change)
+        facts = probe_all(profile, wanted, history, redactor, change)
         tmp = facts_file.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
