@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from opsproof.evidence.html import render_html
 from opsproof.evidence.junit import render_junit
 from opsproof.evidence.manifest import seal
+from opsproof.evidence.results import redact_results
 from opsproof.evidence.results_json import render_json
 from opsproof.redaction import Redactor
 
@@ -26,11 +27,11 @@ def write_bundle(results: dict[str, Any], report_dir: Path, redactor: Redactor, 
     environment = re.sub(r"[^A-Za-z0-9_.-]", "_", run["environment"])
     bundle = report_dir / f"{environment}-{stamp}-{run['id'][:8]}"
     bundle.mkdir()
-    # Redact the data before any format escapes it (an escaped secret would no longer match);
-    # the pass over each rendered file is a second line of defence.
-    results = redactor.redact_data(results)
+    # Redact the free text before any format escapes it; the pass over each rendered file is a
+    # second line of defence, for secrets long enough never to be mistaken for a word or an outcome.
+    results = redact_results(results, redactor)
     for name, render in RENDERERS.items():
-        text = redactor.redact(render(results))
+        text = redactor.redact(render(results), short=False)
         fd = os.open(bundle / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)

@@ -62,7 +62,7 @@ class _Redacted(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def _no_secrets(cls, value: Any) -> Any:
-        return ACTIVE.redact_data(value)
+        return ACTIVE.redact_data(value, short=False)
 
 
 class SectionError(_Redacted):
