@@ -377,8 +377,10 @@ def _status_failure(status: int, body: bytes, listing: Listing, connection: Conn
         if isinstance(data, dict):
             message = str(data.get("message") or "")
     except ValueError:
-        message = body[:200].decode("utf-8", "replace").strip()
+        # Scrubbed whole, then cut: a cut first would leave most of a secret the redactor no longer recognises.
+        message = body.decode("utf-8", "replace").strip()
     message = connection.scrub(message)
+    message = message if len(message) <= 200 else message[:200] + "..."
     if status == 401:
         detail = f": {message}" if message and message != "Unauthorized" else ""
         return ListFailure(

@@ -34,7 +34,7 @@ from pydantic import Field
 
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done, utc_iso
 from opsproof.probes.http import describe_http_error
-from opsproof.redaction import redact
+from opsproof.redaction import ACTIVE, redact
 from opsproof.targets.prometheus import Kpi, PrometheusTarget
 
 # Enough for the alerts and targets of a large server; a runaway answer must not eat the run's memory.
@@ -95,8 +95,8 @@ def _failure(exc: BaseException) -> dict[str, Any]:
 
 
 def _excerpt(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat[:TEXT_CHARS] + ("..." if len(flat) > TEXT_CHARS else "")
+    # Redact, then cut: a cut first would leave most of a secret that the redactor no longer recognises.
+    return ACTIVE.excerpt(" ".join(ACTIVE.redact(text).split()), TEXT_CHARS)
 
 
 class Client:
