@@ -87,7 +87,7 @@ def _char_pattern(char: str) -> str:
     utf8 = char.encode()
     ways = [re.escape(char), "".join(_hex_byte(b) for b in utf8)]
     if char == " ":
-        ways.append(r"\+")
+        ways += [r"\+", "%(?:25)?2[bB]"]  # form-encoded, and that `+` URL-encoded again
     ways.append(f"&#0*{code};")
     ways.append(f"&#[xX]0*{_any_case(f'{code:x}')};")
     if char in _NAMED_ENTITIES:

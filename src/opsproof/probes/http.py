@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import Field
 
 from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
-from opsproof.redaction import redact
+from opsproof.redaction import ACTIVE, redact
 from opsproof.targets.http import HttpTarget
 
 # Enough for any health document; more would let one endpoint blow up a run's memory.
@@ -46,7 +46,7 @@ class HttpFacts(Facts):
         shown.pop("body_text", None)
         shown.pop("json_body", None)
         if self.body_text:
-            shown["body_excerpt"] = self.body_text[:EXCERPT_CHARS]
+            shown["body_excerpt"] = ACTIVE.excerpt(self.body_text, EXCERPT_CHARS)
         if self.json_body is not None:
             # The body's size stands in for the JSON's: no second serialisation per target.
             small = self.body_bytes <= JSON_SHOWN_CHARS
@@ -96,10 +96,14 @@ def describe_http_error(exc: BaseException) -> str:
 
 async def _exchange(session: Any, target: HttpTarget, contexts: dict[Any, Any]) -> tuple[Any, bytes, float]:
     """One request, connect to last body byte: the response, up to MAX_BODY_BYTES + 1 of its body, the latency."""
+    import aiohttp
+
     started = time.perf_counter()
+    credentials = target.credentials
     async with session.request(
         target.method,
-        target.url,
+        target.request_url,
+        auth=aiohttp.BasicAuth(*credentials) if credentials else None,
         headers=target.headers,
         ssl=_ssl_context(target, contexts),
         allow_redirects=target.follow_redirects,

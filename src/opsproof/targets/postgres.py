@@ -186,7 +186,9 @@ class PostgresTarget(Item):
         try:
             params = conninfo.conninfo_to_dict(dsn)
         except Exception as exc:  # psycopg raises ProgrammingError; say why in libpq's words
-            raise ValueError(f"malformed DSN: {str(exc).strip()}") from None
+            # libpq quotes the token it stopped at, which may be part of a ${SECRET}: its words, never the value.
+            words = re.sub(r'"[^"]*"', "(not shown)", str(exc).strip())
+            raise ValueError(f"malformed DSN: {words}") from None
         port = str(params.get("port") or "")
         if port and not all(p.strip().isdigit() for p in port.split(",")):
             # Typically a password with / @ : or # pasted into a URI: never echo the value, it may hold the secret.
