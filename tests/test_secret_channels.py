@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 from history_servers import history_pg
+from kubernetes_servers import kube_profile
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from conftest import HttpServer, Runner, http_profile
+from conftest import HttpServer, Runner, TlsServer, http_profile
 from opsproof import ProfileError, load_profile
+from opsproof.demo.kubernetes import ServedApi, write_kubeconfig
 from opsproof.localpg import LocalPostgres
 from opsproof.redaction import encoded_forms
 
@@ -104,7 +106,11 @@ def test_a_token_is_redacted_before_an_excerpt_is_cut(
     run = runner.run("-m", "daily or weekly")
     assert run.ret == 1, run.output
     assert f"Bearer {token}" in {h.get("Authorization") for h in _sent(http_server, "/echo/401/")}
-    texts = bundle_texts(run.output, run.bundle)
+    _assert_no_piece(token, bundle_texts(run.output, run.bundle))
+
+
+def _assert_no_piece(token: str, texts: dict[str, str]) -> None:
+    """No 6 characters in a row of `token` anywhere: not even most of it survives a cut."""
     for start in range(len(token) - 5):
         piece = token[start : start + 6]
         for where, text in texts.items():
@@ -161,3 +167,21 @@ def test_a_dsn_password_with_percent_and_slash_loads_and_is_never_echoed(tmp_pat
         load_profile(path, environ={"DSN": f"postgresql://ops:{password}@db/app"})
     assert "malformed DSN: invalid percent-encoded token" in str(caught.value)
     assert "p%zz" not in str(caught.value)
+
+
+def test_a_kubernetes_body_is_redacted_before_it_is_cut(
+    runner: Runner, tls_server: TlsServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Item 7: a non-JSON API answer was cut at 200 bytes, then redacted: most of the token survived the cut."""
+    token = "Zq7VxK2mW9pL4sT8nR3yB6cH1dF5g"
+    monkeypatch.setenv("K8S_TOKEN", token)
+    items = []
+    for pad in range(0, 220, 20):  # wherever the echoed header sits, one cut falls inside the token
+        served = ServedApi(f"{tls_server.base}/echo/401/{pad}/k", tls_server.ca_file.read_bytes())
+        config = write_kubeconfig(tmp_path / f"kubeconfig-{pad}", served, token="from-the-kubeconfig", context="main")
+        items.append(f"{{name: k{pad}, kubeconfig: '{config}', token: '${{K8S_TOKEN}}', namespaces: [default]}}")
+    runner.profile(kube_profile(*items))
+    run = runner.run("-m", "daily")
+    assert run.ret == 1, run.output
+    assert "rejected the credentials" in run.output
+    _assert_no_piece(token, bundle_texts(run.output, run.bundle))
