@@ -23,7 +23,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from conftest import REPO, HttpServer, Runner
 from opsproof.cli import main as opsproof
 from opsproof.demo.environment import demo_environment
-from opsproof.localpg import LocalPostgres
+from opsproof.local.postgres import LocalPostgres
 from opsproof.redaction import encoded_forms
 
 __all__ = ["history_pg"]  # fixtures

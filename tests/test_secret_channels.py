@@ -18,9 +18,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conftest import HttpServer, Runner, TlsServer, http_profile
 from opsproof import ProfileError, load_profile
-from opsproof.demo.kubernetes import ServedApi, write_kubeconfig
-from opsproof.localpg import LocalPostgres
+from opsproof.local.postgres import LocalPostgres
 from opsproof.redaction import encoded_forms
+from opsproof.testing.kubernetes import ServedApi, write_kubeconfig
 
 __all__ = ["history_pg"]  # fixtures
 

@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from opsproof.evidence.free_text import redact_results
 from opsproof.evidence.html import render_html
 from opsproof.evidence.junit import render_junit
 from opsproof.evidence.manifest import seal
-from opsproof.evidence.results import redact_results
 from opsproof.evidence.results_json import render_json
 from opsproof.redaction import Redactor
 

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, WithJsonSchema, field_validator
 
-from opsproof.fields import Duration, ExistingFile, Item, Regex, Rising, Strict, Threshold
+from opsproof.model.fields import Duration, ExistingFile, Item, Regex, Rising, Strict, Threshold
 
 
 def _status_list(value: Any) -> Any:

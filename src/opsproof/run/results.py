@@ -9,19 +9,17 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsproof import __version__, outcomes
+from opsproof import outcomes
 from opsproof.probes import utc_now
 from opsproof.redaction import ACTIVE as REDACTOR
+from opsproof.version import __version__
 
 if TYPE_CHECKING:
     import pytest
 
-    from opsproof.redaction import Redactor
-    from opsproof.run_state import RunState
+    from opsproof.run.state import RunState
 
 SCHEMA = "opsproof/results/v1"
-# The run's free text; the rest of `run` (ids, environment, times, status) is structure.
-RUN_FREE_TEXT = ("command", "host", "user", "profile", "selection", "change")
 
 
 def build_results(config: pytest.Config, state: RunState) -> dict[str, Any]:
@@ -56,21 +54,6 @@ def build_results(config: pytest.Config, state: RunState) -> dict[str, Any]:
     if state.collect_errors:
         run["collection_errors"] = state.collect_errors
     return {"schema": SCHEMA, "run": run, "checks": checks, "summary": summarize(checks, state)}
-
-
-def redact_results(results: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
-    """The last pass before any format is written: the free text of the run and of every record, redacted.
-
-    Structure (outcomes, ids, names, the summary's keys) is never rewritten, so a short
-    secret that is also a word (`pass`, `error`) cannot corrupt the evidence.
-    """
-    from opsproof.records import FREE_TEXT
-
-    return {
-        **results,
-        "run": redactor.redact_fields(results["run"], RUN_FREE_TEXT),
-        "checks": [redactor.redact_fields(check, FREE_TEXT) for check in results["checks"]],
-    }
 
 
 def summarize(checks: list[dict[str, Any]], state: RunState) -> dict[str, Any]:

@@ -11,17 +11,13 @@ from typing import Any
 
 import pytest
 
-from opsproof.check import Check, CheckError
-from opsproof.markers import ALL_MARKERS
+from opsproof.evidence.free_text import CHECK_FREE_TEXT
+from opsproof.model.check import Check, CheckError
+from opsproof.model.markers import ALL_MARKERS
 from opsproof.probes import kind_named, utc_iso
 from opsproof.profile import Waiver
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
-from opsproof.run_state import RunState, TargetRef, kind_of_path
-
-# The fields of a record that are free text and redacted; the others (outcome, ids, check, kind, target,
-# severity, markers, controls, waiver) are structure, never rewritten: a secret `pass` must not make `passed`
-# into `${PW}ed`.
-FREE_TEXT = ("message", "observed", "expected")
+from opsproof.run.state import RunState, TargetRef, kind_of_path
 
 IDENTITY = pytest.StashKey[tuple[str, str, str | None, str]]()  # per item: (check id, kind, target, severity)
 MARKERS = pytest.StashKey[list[str]]()  # per item: the contract's markers on it
@@ -107,7 +103,7 @@ def build_record(
     }
     if outcome in ("failed", "error"):
         _apply_waiver(record, state.loaded.profile.waivers)
-    return ACTIVE_REDACTOR.redact_fields(record, FREE_TEXT)
+    return ACTIVE_REDACTOR.redact_fields(record, CHECK_FREE_TEXT)
 
 
 def _controls(item: pytest.Item, check: Check, state: RunState) -> list[str]:
