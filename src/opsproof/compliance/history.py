@@ -33,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 from opsproof.compliance import ComplianceError
 from opsproof.errors import OpsproofError
 from opsproof.model.markers import CADENCE_MARKERS
+from opsproof.redaction import mask
 
 SCHEMA_VERSION = "1"
 SQLITE_NAME = "history.sqlite"
@@ -470,6 +471,4 @@ def _now() -> str:
 
 def _pg_message(exc: Exception, location: Location) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if location.password:
-        text = text.replace(location.password, "***")
-    return text
+    return mask(text, location.password)

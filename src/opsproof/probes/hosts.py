@@ -48,7 +48,7 @@ from opsproof.probes.hosts_session import (
     remaining,
     testinfra_host,
 )
-from opsproof.redaction import redact
+from opsproof.redaction import mask, redact
 from opsproof.targets.hosts import HostAddress, HostTarget
 
 MARK = "@@opsproof"
@@ -567,7 +567,7 @@ def _scrub(value: Any, address: HostAddress) -> Any:
     """Redact ${SECRET}s, and a password written literally in the URL, from any text of the facts."""
     if isinstance(value, str):
         value = redact(value)
-        return value.replace(address.password, "***") if address.password else value
+        return mask(value, address.password)
     if isinstance(value, dict):
         return {k: _scrub(v, address) for k, v in value.items()}
     if isinstance(value, list):

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from opsproof.errors import OpsproofError
 from opsproof.probes import describe_connect_error
-from opsproof.redaction import redact
+from opsproof.redaction import mask, redact
 from opsproof.targets.kubernetes import KubernetesTarget, read_kubeconfig
 
 
@@ -103,7 +103,7 @@ class Connection:
     def scrub(self, text: str) -> str:
         text = redact(text)
         for secret in self.secrets:
-            text = text.replace(secret, "***")
+            text = mask(text, secret)
         return text
 
 

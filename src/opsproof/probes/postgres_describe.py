@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from opsproof.redaction import ACTIVE, redact
+from opsproof.redaction import ACTIVE, mask, redact
 from opsproof.targets.postgres import PostgresTarget
 
 APPLICATION_NAME = "opsproof"
@@ -103,10 +103,10 @@ def _password_of(dsn: str) -> str | None:
 
 def scrub_postgres_error(text: str, target: PostgresTarget) -> str:
     """A driver message without the item's password, even one written literally (not as ${VAR})."""
+    text = redact(text)  # a ${SECRET} shows as its reference; a literal password as ***
     for password in (_password_of(target.dsn), target.password):
-        if password:
-            text = text.replace(password, "***")
-    return redact(text)
+        text = mask(text, password)
+    return text
 
 
 def connect_params(target: PostgresTarget, timeout: float) -> dict[str, Any]:
