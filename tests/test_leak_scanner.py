@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from history_servers import history_pg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from ssh_servers import SSHD, SshServer, ssh_server
 
 from conftest import REPO, HttpServer, Runner
 from opsproof.cli import main as opsproof
@@ -36,13 +37,13 @@ HARD_SECRETS = {
 USERS = (None, "ops", "scraper")  # the Basic-auth users of the items below
 
 
-def _extra_items(echo: str, demo: dict[str, str]) -> str:
+def _extra_items(echo: str, demo: dict[str, str], ssh: SshServer) -> str:
     host = echo.removeprefix("http://")
     pg = conninfo_to_dict(demo["DEMO_PG_DSN"])
     return f"""
   - {{name: echo-bearer, url: '{echo}/echo/401/0/b', headers: {{Authorization: 'Bearer ${{S_4}}'}}}}
   - {{name: echo-query, url: '{echo}/echo/401/0/q?token=${{S_AT}}&other=${{S_UNI}}'}}
-  - {{name: echo-userinfo, url: 'http://ops:${{S_UNI}}@{host}/echo/401/0/u'}}
+  - {{name: echo-userinfo, url: 'http://ops:${{S_UNI}}@{host}/echo/401/0/u', timeout: 10s}}
   - {{name: echo-short-user, url: 'http://ops:${{S_4}}@{host}/echo/401/0/s'}}
   - {{name: moved, url: '{echo}/redirect-with-query?token=${{S_AT}}'}}
 postgres-extra:
@@ -57,15 +58,17 @@ redis-extra:
 prometheus-extra:
   - {{name: prom-basic, url: '{demo.get("DEMO_PROMETHEUS", echo)}', basic_auth: {{username: scraper, password: '${{S_AT}}'}}, alerts: false}}
   - {{name: prom-echo, url: '{echo}/echo/401/0/p', bearer_token: '${{S_UNI}}', alerts: false}}
+hosts-extra:
+  - {{name: ssh-password, url: 'paramiko://{ssh.user}:${{S_AT}}@127.0.0.1:{ssh.port}?ssh_config={ssh.ssh_config}', timeout: 10s}}
 kubernetes-extra:
   - {{name: wrong-token, kubeconfig: '{demo["DEMO_KUBECONFIG"]}', token: '${{S_AT}}', namespaces: [scorpius-platform]}}
 """
 
 
-def _profile(echo: str, demo: dict[str, str]) -> str:
+def _profile(echo: str, demo: dict[str, str], ssh: SshServer) -> str:
     """The demo profile with the extra items appended to their sections."""
     text = (REPO / "profiles" / "demo.yaml").read_text()
-    extra = _extra_items(echo, demo)
+    extra = _extra_items(echo, demo, ssh)
     current = "http"
     by_section: dict[str, list[str]] = {}
     for line in extra.split("\n"):
@@ -100,6 +103,7 @@ def _files(*folders: Path) -> dict[str, str]:
     return found
 
 
+@pytest.mark.skipif(SSHD is None, reason="needs Debian's openssh-server (sshd)")
 def test_no_secret_reaches_any_output_in_any_encoding(
     runner: Runner,
     http_server: HttpServer,
@@ -117,10 +121,10 @@ def test_no_secret_reaches_any_output_in_any_encoding(
         **{**conninfo_to_dict(history_pg.dsn(user=role, dbname=database)), "password": HARD_SECRETS["S_AT"]}
     )
     allure = tmp_path / "allure"
-    with demo_environment(0) as demo:
+    with demo_environment(0, any_ports=True) as demo, ssh_server(tmp_path / "sshd") as ssh:
         for name, value in demo.environ.items():
             monkeypatch.setenv(name, value)
-        profile = _profile(http_server.base, demo.plain_vars)
+        profile = _profile(http_server.base, demo.plain_vars, ssh)
         runner.profile(profile)
         run = runner.run(
             "-m",
@@ -132,16 +136,21 @@ def test_no_secret_reaches_any_output_in_any_encoding(
             "--alluredir",
             str(allure),
             *demo.pytest_args(),
+            subprocess=True,
         )
         # The demo's own `${...}` passwords too (its AWS variables are moto's fixed fakes, not profile secrets).
         secrets = {**HARD_SECRETS, **{k: v for k, v in demo.environ.items() if "${" + k + "}" in profile}}
-    assert run.ret in (1, 3), run.output  # the wrong passwords fail; nothing crashed on the way
+    assert run.ret == 1, run.output  # the wrong passwords fail; nothing crashed on the way
     assert "INTERNALERROR" not in run.output
     kinds = {c["kind"] for c in run.results["checks"]}
     assert kinds >= {"http", "tls", "postgres", "redis", "backups", "drills", "hosts", "kubernetes", "attestations"}
     # The secrets really travelled: the echoing server saw them.
     sent = str(http_server.requests)
     assert "Bearer Kq7#" in sent
+    ssh_record = run.record("hosts.reachable[ssh-password]")
+    assert ssh_record["outcome"] == "passed", ssh_record["message"]  # the URL with the password in it parsed
+    # A non-ASCII password in a URL's userinfo goes out as UTF-8 Basic auth (aiohttp's default, latin-1, crashed).
+    assert "Error" not in run.record("http.health[echo-userinfo]")["message"]
 
     code = opsproof(["history", "rebuild", "--report-dir", str(run.report_dir), "--history-dsn", history_dsn])
     today = datetime.now(UTC).date().isoformat()

@@ -91,6 +91,23 @@ def test_basic_auth_is_never_shown_as_base64(
     assert "${PW}" in run.record("http.health[userinfo]")["observed"]["body_excerpt"]
 
 
+def test_a_non_ascii_basic_auth_password_is_sent_as_utf8_and_never_shown(
+    runner: Runner, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the leak scanner: aiohttp encodes Basic auth as latin-1 and crashed on `密码`."""
+    password = "Zürich-Straße-密码-42"
+    monkeypatch.setenv("PW", password)
+    runner.profile(
+        http_profile(f"{{name: unicode, url: 'http://ops:${{PW}}@{_host_port(http_server)}/echo/401/0/unicode'}}")
+    )
+    run = runner.run("-m", "daily")
+    assert run.ret == 1, run.output
+    assert run.record("http.health[unicode]")["message"] == "HTTP 401 Unauthorized, expected 200"
+    sent = {h.get("Authorization") for h in _sent(http_server, "/echo/401/0/unicode")}
+    assert "Basic " + base64.b64encode(f"ops:{password}".encode()).decode() in sent
+    assert_nowhere(password, bundle_texts(run.output, run.bundle), user="ops")
+
+
 def test_a_token_is_redacted_before_an_excerpt_is_cut(
     runner: Runner, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

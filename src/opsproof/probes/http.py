@@ -103,7 +103,8 @@ async def _exchange(session: Any, target: HttpTarget, contexts: dict[Any, Any]) 
     async with session.request(
         target.method,
         target.request_url,
-        auth=aiohttp.BasicAuth(*credentials) if credentials else None,
+        # UTF-8 (RFC 7617), not aiohttp's latin-1 default: a non-ASCII password must not crash the request.
+        auth=aiohttp.BasicAuth(*credentials, encoding="utf-8") if credentials else None,
         headers=target.headers,
         ssl=_ssl_context(target, contexts),
         allow_redirects=target.follow_redirects,

@@ -113,7 +113,7 @@ class Client:
         if target.bearer_token is not None:
             self.headers["Authorization"] = f"Bearer {target.bearer_token}"
         self.auth = (
-            aiohttp.BasicAuth(target.basic_auth.username, target.basic_auth.password)
+            aiohttp.BasicAuth(target.basic_auth.username, target.basic_auth.password, encoding="utf-8")
             if target.basic_auth is not None
             else None
         )
