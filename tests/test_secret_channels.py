@@ -182,7 +182,9 @@ def test_a_kubernetes_body_is_redacted_before_it_is_cut(
     for pad in range(0, 220, 20):  # wherever the echoed header sits, one cut falls inside the token
         served = ServedApi(f"{tls_server.base}/echo/401/{pad}/k", tls_server.ca_file.read_bytes())
         config = write_kubeconfig(tmp_path / f"kubeconfig-{pad}", served, token="from-the-kubeconfig", context="main")
-        items.append(f"{{name: k{pad}, kubeconfig: '{config}', token: '${{K8S_TOKEN}}', namespaces: [default]}}")
+        items.append(
+            f"{{name: k{pad}, kubeconfig: '{config}', token: '${{K8S_TOKEN}}', namespaces: [default], timeout: 10s}}"
+        )
     runner.profile(kube_profile(*items))
     run = runner.run("-m", "daily")
     assert run.ret == 1, run.output

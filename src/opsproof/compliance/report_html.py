@@ -290,8 +290,7 @@ def _attestations(attestations: list[dict[str, Any]]) -> str:
             f"<li>{esc(e['period'])}: <b>{esc(e['attested_by'])}</b> at {esc(timestamp(e['attested_at']))} "
             f"— {esc(e['note'])}"
             + (
-                f' <span class="muted">[{esc(e["evidence_name"])} sha256 '
-                f"{esc(str(e['evidence_sha256'])[:16])}…]</span>"
+                f' <span class="muted">[{esc(e["evidence_name"])} sha256 {esc(str(e["evidence_sha256"])[:16])}…]</span>'
                 if e["evidence_sha256"]
                 else ""
             )

@@ -6,7 +6,6 @@ service account, and makes the requests; every request is a GET with `limit`/`co
 Pages are handed to a `Tally` (opsproof.probes.kubernetes_reduce) as they arrive.
 """
 
-
 from __future__ import annotations
 
 import json
@@ -342,5 +341,3 @@ def describe_client_error(exc: BaseException, server: str) -> str:
     if isinstance(exc, OSError):
         return describe_connect_error(exc, host, address)
     return f"request to {address} failed: {type(exc).__name__}: {exc}"
-
-

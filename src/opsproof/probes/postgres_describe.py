@@ -4,7 +4,6 @@ Everything that leaves the postgres probe passes through here, so no DSN passwor
 error text or oversized value reaches the evidence as it came.
 """
 
-
 from __future__ import annotations
 
 import datetime as dt

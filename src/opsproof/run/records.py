@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from opsproof.evidence.free_text import CHECK_FREE_TEXT
 from opsproof.model.check import Check, CheckError
 from opsproof.model.markers import ALL_MARKERS
+from opsproof.model.results import CheckRecord, free_text_fields
 from opsproof.probes import kind_named, utc_iso
 from opsproof.profile import Waiver
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
@@ -103,7 +103,7 @@ def build_record(
     }
     if outcome in ("failed", "error"):
         _apply_waiver(record, state.loaded.profile.waivers)
-    return ACTIVE_REDACTOR.redact_fields(record, CHECK_FREE_TEXT)
+    return ACTIVE_REDACTOR.redact_fields(record, free_text_fields(CheckRecord))
 
 
 def _controls(item: pytest.Item, check: Check, state: RunState) -> list[str]:

@@ -610,5 +610,3 @@ def event(
         "lastTimestamp": ago(last_seen),
         "source": {"component": "kubelet", "host": "node-1"},
     }
-
-
