@@ -2,7 +2,8 @@
 
 Every value that came from a `${NAME}` reference in a profile is registered here;
 every writer (terminal reports, results.json, JUnit, HTML, Allure, the history) passes
-its free text through `redact`, which puts the reference back in place of the value::
+its free text through the run's redactor (`RunState.redactor`, handed to the probes as
+`ProbeContext.redactor`), which puts the reference back in place of the value::
 
     >>> r = Redactor(); r.add("WALLET_TOKEN", "s3cr3t-value")
     >>> r.redact("Authorization: Bearer s3cr3t-value")
@@ -253,12 +254,3 @@ def mask(text: str, value: str | None, shown: str = "***") -> str:
     `t` never turns `cannot connect` into `canno*** connec***`.
     """
     return _masking(value, shown).redact(text) if value else text
-
-
-# The process-wide redactor: the plugin fills it when it loads the profile, so that
-# writers far from the profile (probe error messages, allure) can reach it.
-ACTIVE = Redactor()
-
-
-def redact(text: str) -> str:
-    return ACTIVE.redact(text)

@@ -14,9 +14,9 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from opsproof.redaction import ACTIVE, mask, redact
+from opsproof.redaction import Redactor, mask
 from opsproof.targets.postgres import PostgresTarget
 
 APPLICATION_NAME = "opsproof"
@@ -41,10 +41,6 @@ class _Redacted(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_secrets(cls, value: Any) -> Any:
-        return ACTIVE.redact_data(value, short=False)
 
 
 class SectionError(_Redacted):
@@ -100,9 +96,9 @@ def _password_of(dsn: str) -> str | None:
     return str(password) if password else None
 
 
-def scrub_postgres_error(text: str, target: PostgresTarget) -> str:
+def scrub_postgres_error(text: str, target: PostgresTarget, redactor: Redactor) -> str:
     """A driver message without the item's password, even one written literally (not as ${VAR})."""
-    text = redact(text)  # a ${SECRET} shows as its reference; a literal password as ***
+    text = redactor.redact(text)  # a ${SECRET} shows as its reference; a literal password as ***
     for password in (_password_of(target.dsn), target.password):
         text = mask(text, password)
     return text

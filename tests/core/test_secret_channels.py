@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from history_servers import history_pg
-from kubernetes_servers import kube_profile
+from helpers.history_servers import history_pg
+from helpers.kubernetes_servers import kube_profile
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conftest import HttpServer, Runner, TlsServer, http_profile

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from history_servers import history_pg
+from helpers.history_servers import history_pg
+from helpers.ssh_servers import SSHD, SshServer, ssh_server
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from ssh_servers import SSHD, SshServer, ssh_server
 
 from conftest import REPO, HttpServer, Runner
 from opsproof.cli import main as opsproof
