@@ -65,9 +65,7 @@ def test_check_id_globs_win_then_item_controls_win_over_all() -> None:
 
 
 def test_change_controls_are_added_once() -> None:
-    found = ControlMap(CATALOGUE, {"http": ["SOC2:CC8.1"]}).controls(
-        "http", "health", "http.health[a]", validates_change=True
-    )
+    found = ControlMap(CATALOGUE, {"http": ["SOC2:CC8.1"]}).controls("http", "health", "http.health[a]", validates_change=True)
     assert found == ["SOC2:CC8.1", *(c for c in CHANGE_CONTROLS if c != "SOC2:CC8.1")]
 
 

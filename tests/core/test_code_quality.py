@@ -61,17 +61,8 @@ SRC = REPO / "src" / "opsproof"
 # Lowest first. A module may import from its own layer and the layers below it, never above.
 # docs/architecture.md draws the same table; change both together.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (
-        "base",
-        (
-            "opsproof.errors",
-            "opsproof.version",
-            "opsproof.outcomes",
-            "opsproof.units",
-            "opsproof.heap",
-            "opsproof.redaction",
-        ),
-    ),
+    ("base", ("opsproof.errors", "opsproof.version", "opsproof.outcomes", "opsproof.units", "opsproof.heap",
+              "opsproof.redaction")),
     ("model", ("opsproof.model",)),
     ("targets", ("opsproof.targets",)),
     ("profile", ("opsproof.profile",)),
@@ -147,7 +138,7 @@ def test_no_import_cycles() -> None:
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append([*path[path.index(nxt) :], nxt])
+                cycles.append([*path[path.index(nxt):], nxt])
             elif nxt not in state:
                 visit(nxt, [*path, nxt])
         state[node] = 2

@@ -100,5 +100,7 @@ def _area_markers(path: Path) -> set[str]:
     """The area markers a checks file's `pytestmark` names."""
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
-            return {n.attr for n in ast.walk(node.value) if isinstance(n, ast.Attribute) and n.attr in AREA_MARKERS}
+            return {
+                n.attr for n in ast.walk(node.value) if isinstance(n, ast.Attribute) and n.attr in AREA_MARKERS
+            }
     return set()

@@ -1,5 +1,6 @@
 """What every step of a restore drill shares: its error, its cancellation and its timed phases."""
 
+
 from __future__ import annotations
 
 import asyncio
@@ -133,6 +134,7 @@ class Phases:
         if not self.items or any(p.finished is None for p in self.items):
             return None
         return max(p.finished or 0.0 for p in self.items) - min(p.started for p in self.items)
+
 
 
 async def in_thread(function: Callable[[], T], on_cancel: Callable[[], None] | None = None) -> T:

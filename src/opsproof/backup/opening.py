@@ -1,5 +1,6 @@
 """A backup's bytes on their way to the restore: fetched ahead, recognised (gzip, custom, plain), decompressed."""
 
+
 from __future__ import annotations
 
 import contextlib
@@ -19,6 +20,8 @@ READ_AHEAD_CHUNKS = 4  # chunks fetched ahead of the restore: S3 latency overlap
 HEAD_BYTES = 512
 PLAIN_HEADER = b"-- PostgreSQL database dump"
 CLUSTER_HEADER = b"-- PostgreSQL database cluster dump"
+
+
 
 
 @dataclass

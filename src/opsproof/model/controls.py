@@ -149,6 +149,7 @@ def control_title(control: str) -> str | None:
     return CONTROLS.get(control)
 
 
+
 class ControlMap:
     """The catalogue with one profile's `controls:` applied; built once per run, asked once per record."""
 

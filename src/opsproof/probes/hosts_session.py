@@ -8,6 +8,7 @@ channels get the remaining time as their socket timeout. `HostKeys` makes a para
 login check the host key as OpenSSH would.
 """
 
+
 from __future__ import annotations
 
 import contextlib

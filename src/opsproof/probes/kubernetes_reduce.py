@@ -4,6 +4,7 @@ Each list is reduced page by page (`Tally`), so a 5,000-pod list never sits in m
 whole and travels to the checks as a few kilobytes.
 """
 
+
 from __future__ import annotations
 
 import base64

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from opsproof.run.state import RunState
 
 
+
 def build_results(config: pytest.Config, state: RunState) -> Results:
     checks = list(state.records.values())
     exit_code = state.exit_code if state.exit_code is not None else outcomes.EXIT_INTERNAL

@@ -21,7 +21,6 @@ from opsproof.model.kind import Kind
 
 __all__ = ["Kind", "catalogue", "controls_for", "kind", "kinds"]
 
-
 @cache
 def kinds() -> dict[str, Kind]:
     """Every registered kind, by name: the `KIND` of each module of this package."""

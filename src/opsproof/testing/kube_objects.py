@@ -610,3 +610,5 @@ def event(
         "lastTimestamp": ago(last_seen),
         "source": {"component": "kubelet", "host": "node-1"},
     }
+
+

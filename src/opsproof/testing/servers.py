@@ -1,7 +1,7 @@
 """Serving an aiohttp app on loopback, in a thread or as a process, for tests, benchmarks and the demo.
 
-with serving(free_port(0), app, ssl_context=leaf.server_context()) as address:
-    ...  # address is '127.0.0.1:PORT'
+    with serving(free_port(0), app, ssl_context=leaf.server_context()) as address:
+        ...  # address is '127.0.0.1:PORT'
 """
 
 from __future__ import annotations
