@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import trustme
@@ -73,6 +74,18 @@ def make_test_app(seen: list[tuple[str, str, dict[str, str]]]) -> web.Applicatio
         # Echo what was sent, as careless servers do: opsproof must still never print the secret.
         return web.json_response({"status": "denied", "you_sent": given}, status=401)
 
+    async def echo(request: web.Request) -> web.Response:
+        # Reflect the request as careless servers do (headers, path and query as sent, the body), after `pad`
+        # characters, as plain text with the status asked for: opsproof must still never print a secret.
+        lines = [f"{request.method} {request.raw_path}", *(f"{k}: {v}" for k, v in request.headers.items())]
+        body = await request.text()
+        text = "." * int(request.match_info["pad"]) + "\n".join([*lines, "", body])
+        return web.Response(text=text, status=int(request.match_info["code"]))
+
+    async def redirect_to(request: web.Request) -> web.Response:
+        # A Location carrying the request's own query, URL-encoded once more: a login page's `next=`.
+        raise web.HTTPFound("/login?next=" + quote(request.raw_path, safe=""))
+
     async def redirect(request: web.Request) -> web.Response:
         raise web.HTTPFound("/login")
 
@@ -90,6 +103,8 @@ def make_test_app(seen: list[tuple[str, str, dict[str, str]]]) -> web.Applicatio
     app.router.add_get("/text", text)
     app.router.add_get("/auth", auth)
     app.router.add_get("/redirect", redirect)
+    app.router.add_get("/redirect-with-query", redirect_to)
+    app.router.add_route("*", r"/echo/{code:\d+}/{pad:\d+}{tail:.*}", echo)
     app.router.add_get("/cookie", cookie)
     return app
 
@@ -116,7 +131,10 @@ def every_bundle_validates(tmp_path_factory: pytest.TempPathFactory) -> Iterator
             continue  # not a sealed bundle
         if listed != sha256_file(results):
             continue  # changed by a test after sealing
-        problems += [f"{results}: {error.json_path}: {error.message}" for error in validator.iter_errors(json.loads(results.read_text()))]
+        problems += [
+            f"{results}: {error.json_path}: {error.message}"
+            for error in validator.iter_errors(json.loads(results.read_text()))
+        ]
     assert not problems, "results.json not valid against its JSON Schema:\n" + "\n".join(problems[:20])
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from urllib.parse import quote
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -182,6 +183,8 @@ def _build(
     for section in ITEM_SECTIONS:
         seen: set[str] = set()
         for index, item in enumerate(getattr(profile, section)):
+            for user, password in item.basic_auth_pairs():  # a server may echo the header: base64 of user:password
+                redactor.add_basic_auth(user, password)
             if item.name in seen:
                 line = document.lines.get((section, index, "name"), 1)
                 message = f"{shown}:{line}: {section}[{index}].name: duplicate name {item.name!r}"
@@ -225,6 +228,7 @@ class Substitution:
 
     def apply(self, value: str, where: Callable[[], str]) -> str:
         """`value` with its references replaced; `where()` names the file, line and key for a message."""
+        userinfo = _userinfo_span(value)
         leftover = _REFERENCE.sub("", value)
         if "${" in leftover:  # not a valid reference: refused rather than sent as a literal token
             start = leftover.index("${")
@@ -256,9 +260,30 @@ class Substitution:
             if secret is None:
                 raise ProfileError(f"{where()}: environment variable {name} is not set (referenced as ${{{name}}})")
             self.redactor.add(name, secret)
+            if match.start() in userinfo and _breaks_userinfo(secret):
+                # `http://ops:${PW}@host`: a password holding @ / # ? would move the host (a DNS query for part
+                # of it) and a stray % makes the URL malformed (a message quoting it). A secret already
+                # URL-encoded, as the README asks, is used as it is.
+                return quote(secret, safe="")
             return secret
 
         return _REFERENCE.sub(replace, value)
+
+
+def _userinfo_span(template: str) -> range:
+    """Where a URL template's `user:password` part is (an empty range when it is not a URL with one)."""
+    scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", template)
+    if scheme is None:
+        return range(0)
+    start = scheme.end()
+    end = re.search(r"[/?#]|$", template[start:])
+    authority = template[start : start + (end.start() if end else 0)]
+    return range(start, start + max(authority.rfind("@"), 0))
+
+
+def _breaks_userinfo(secret: str) -> bool:
+    """A value a URL cannot carry as it is in its userinfo: @ / # ? \\ or a space, or a % that starts no escape."""
+    return bool(re.search(r"[@/#?\\\s]|%(?![0-9A-Fa-f]{2})", secret))
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -135,6 +136,10 @@ def test_the_monthly_demo_restores_the_backups_and_counts_rows(tmp_path: Path) -
         timeout=180,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    # Issue 13 item 17: moto's server logged each S3 request (ANSI-coloured on a terminal)
+    # over the demo's lines.
+    for line in (done.stdout + done.stderr).splitlines():
+        assert not re.search(r'"(GET|PUT|HEAD|POST) /.* HTTP/1\.1"', line), line
     (bundle,) = [p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")]
     results = json.loads((bundle / "results.json").read_text())
     outcomes = {c["check"]: c["outcome"] for c in results["checks"]}

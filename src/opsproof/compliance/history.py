@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from opsproof.compliance import ComplianceError
 from opsproof.errors import OpsproofError
 from opsproof.model.markers import CADENCE_MARKERS
 from opsproof.model.results import CheckRecord, Results
+from opsproof.redaction import mask
 
 SCHEMA_VERSION = "1"
 SQLITE_NAME = "history.sqlite"
@@ -126,10 +127,41 @@ class Location:
 
     @property
     def password(self) -> str | None:
-        if self.kind != "postgres" or "://" not in self.target:
+        """The DSN's password, in either form (`postgresql://u:pw@h/db` or `host=h password=pw`), as libpq reads it."""
+        if self.kind != "postgres":
             return None
-        password = urlsplit(self.target).password
-        return unquote(password) if password else None
+        return conninfo_parts(self.target).get("password") or None
+
+
+def conninfo_parts(dsn: str) -> dict[str, str]:
+    """A DSN's keywords as libpq parses them; {} when it does not parse."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return {key: str(value) for key, value in conninfo_to_dict(dsn).items()}
+    except ProgrammingError:
+        return {}
+
+
+def _keyword_shown(dsn: str) -> str:
+    """A libpq `key=value` DSN fit to show, rebuilt from its parts with the password as ***.
+
+    Rebuilt rather than edited with a pattern: a quoted password (`password='a b'`) has spaces.
+    """
+    from psycopg.conninfo import make_conninfo
+
+    parts = conninfo_parts(dsn)
+    if not parts:
+        return "(unparsable DSN)"
+    if "password" in parts:
+        parts["password"] = "***"
+
+    def written_at(key: str) -> int:  # libpq gives its own order; show the user's
+        found = re.search(rf"(?:^|\s){key}\s*=", dsn)
+        return found.start() if found else len(dsn)
+
+    return make_conninfo(**{key: parts[key] for key in sorted(parts, key=written_at)})
 
 
 def locate(report_dir: Path, dsn: str | None) -> Location:
@@ -144,7 +176,7 @@ def locate(report_dir: Path, dsn: str | None) -> Location:
     if dsn.startswith(("postgresql://", "postgres://")):
         return Location("postgres", dsn, without_password(dsn))
     if re.search(r"(^|\s)(host|dbname|user)=", dsn):  # libpq key=value form
-        return Location("postgres", dsn, re.sub(r"password=\S+", "password=***", dsn))
+        return Location("postgres", dsn, _keyword_shown(dsn))
     raise ComplianceError(
         f"--history-dsn {without_password(dsn)!r}: expected postgresql://user@host/db, "
         "a libpq 'host=... dbname=...' string, or sqlite:///path/history.sqlite"
@@ -476,6 +508,4 @@ def _now() -> str:
 
 def _pg_message(exc: Exception, location: Location) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if location.password:
-        text = text.replace(location.password, "***")
-    return text
+    return mask(text, location.password)

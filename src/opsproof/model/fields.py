@@ -134,6 +134,10 @@ class Item(Strict):
 
     __str__ = __repr__
 
+    def basic_auth_pairs(self) -> list[tuple[str, str]]:
+        """The (user, password) pairs this item sends as Basic auth: the redactor learns their base64."""
+        return []
+
     @property
     def effective_severity(self) -> Severity:
         if self.severity is not None:

@@ -79,7 +79,6 @@ class ProbeKind(Generic[TargetT, FactsT]):
     # yield the CPU to it (nice 10), so another kind's parsing is not measured as a slow endpoint.
     times_targets: bool = False
 
-
     @property
     def declared(self) -> Kind:
         """The kind's declaration: profile model, checks file, cadence, areas, controls."""
@@ -104,7 +103,8 @@ def redacted(facts: FactsT, redactor: Redactor) -> FactsT:
     """
     if not redactor:
         return facts
-    return type(facts).model_validate(redactor.redact_data(facts.model_dump()))
+    # Short secrets are left to the outputs' free text: in facts one could be a state the checks compare.
+    return type(facts).model_validate(redactor.redact_data(facts.model_dump(), short=False))
 
 
 async def each_as_done(probes: Iterable[Awaitable[FactsT]]) -> AsyncIterator[FactsT]:

@@ -47,7 +47,7 @@ from opsproof.probes.hosts_session import (
     testinfra_host,
     thread_deadline,
 )
-from opsproof.redaction import Redactor
+from opsproof.redaction import Redactor, mask
 from opsproof.targets.hosts import HostAddress, HostTarget
 
 MARK = "@@opsproof"
@@ -559,7 +559,7 @@ def _scrub(value: Any, address: HostAddress, redactor: Redactor) -> Any:
     """Redact ${SECRET}s, and a password written literally in the URL, from any text of the facts."""
     if isinstance(value, str):
         value = redactor.redact(value)
-        return value.replace(address.password, "***") if address.password else value
+        return mask(value, address.password)
     if isinstance(value, dict):
         return {k: _scrub(v, address, redactor) for k, v in value.items()}
     if isinstance(value, list):

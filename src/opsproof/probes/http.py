@@ -95,10 +95,15 @@ def describe_http_error(exc: BaseException) -> str:
 
 async def _exchange(session: Any, target: HttpTarget, contexts: dict[Any, Any]) -> tuple[Any, bytes, float]:
     """One request, connect to last body byte: the response, up to MAX_BODY_BYTES + 1 of its body, the latency."""
+    import aiohttp
+
     started = time.perf_counter()
+    credentials = target.credentials
     async with session.request(
         target.method,
-        target.url,
+        target.request_url,
+        # UTF-8 (RFC 7617), not aiohttp's latin-1 default: a non-ASCII password must not crash the request.
+        auth=aiohttp.BasicAuth(*credentials, encoding="utf-8") if credentials else None,
         headers=target.headers,
         ssl=_ssl_context(target, contexts),
         allow_redirects=target.follow_redirects,

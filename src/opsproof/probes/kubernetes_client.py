@@ -6,7 +6,6 @@ service account, and makes the requests; every request is a GET with `limit`/`co
 Pages are handed to a `Tally` (opsproof.probes.kubernetes_reduce) as they arrive.
 """
 
-
 from __future__ import annotations
 
 import json
@@ -22,7 +21,7 @@ from urllib.parse import urlsplit
 
 from opsproof.errors import OpsproofError
 from opsproof.probes import describe_connect_error
-from opsproof.redaction import Redactor
+from opsproof.redaction import Redactor, mask
 from opsproof.targets.kubernetes import ClusterAccess, read_kubeconfig
 
 
@@ -111,7 +110,7 @@ class Connection:
     def scrub(self, text: str) -> str:
         text = self.redactor.redact(text)
         for secret in self.secrets:
-            text = text.replace(secret, "***")
+            text = mask(text, secret)
         return text
 
 
@@ -311,8 +310,10 @@ def _status_failure(status: int, body: bytes, listing: Listing, connection: Conn
         if isinstance(data, dict):
             message = str(data.get("message") or "")
     except ValueError:
-        message = body[:200].decode("utf-8", "replace").strip()
+        # Scrubbed whole, then cut: a cut first would leave most of a secret the redactor no longer recognises.
+        message = body.decode("utf-8", "replace").strip()
     message = connection.scrub(message)
+    message = message if len(message) <= 200 else message[:200] + "..."
     if status == 401:
         detail = f": {message}" if message and message != "Unauthorized" else ""
         return ListFailure(
@@ -360,5 +361,3 @@ def describe_client_error(exc: BaseException, server: str) -> str:
     if isinstance(exc, OSError):
         return describe_connect_error(exc, host, address)
     return f"request to {address} failed: {type(exc).__name__}: {exc}"
-
-

@@ -95,25 +95,26 @@ def _failure(exc: BaseException, redactor: Redactor) -> dict[str, Any]:
     return {"ok": False, "outcome": "failed", "error": redactor.redact(describe_http_error(exc)), "unreached": True}
 
 
-def _excerpt(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat[:TEXT_CHARS] + ("..." if len(flat) > TEXT_CHARS else "")
+def _excerpt(text: str, redactor: Redactor) -> str:
+    # Redact, then cut: a cut first would leave most of a secret that the redactor no longer recognises.
+    return redactor.excerpt(" ".join(redactor.redact(text).split()), TEXT_CHARS)
 
 
 class Client:
     """GET requests to one item's API, with its credentials, TLS settings and query timeout."""
 
-    def __init__(self, session: Any, target: PrometheusTarget, timeout: float) -> None:
+    def __init__(self, session: Any, target: PrometheusTarget, timeout: float, redactor: Redactor) -> None:
         import aiohttp
 
         self.session = session
+        self.redactor = redactor
         self.target = target
         self.timeout = timeout
         self.headers = {"Accept": "application/json", **target.headers}
         if target.bearer_token is not None:
             self.headers["Authorization"] = f"Bearer {target.bearer_token}"
         self.auth = (
-            aiohttp.BasicAuth(target.basic_auth.username, target.basic_auth.password)
+            aiohttp.BasicAuth(target.basic_auth.username, target.basic_auth.password, encoding="utf-8")
             if target.basic_auth is not None
             else None
         )
@@ -131,15 +132,17 @@ class Client:
             raise ApiError(f"/api/v1/{path} answered more than {MAX_BODY_BYTES // 2**20} MiB", "failed", status)
         text = body.decode("utf-8", errors="replace")
         if status in (401, 403):
-            raise Denied(f"{self._refusal(status)}: HTTP {status} from /api/v1/{path}: {_excerpt(text)}", status)
+            raise Denied(
+                f"{self._refusal(status)}: HTTP {status} from /api/v1/{path}: {_excerpt(text, self.redactor)}", status
+            )
         try:
             document = json.loads(text)
         except ValueError:
             document = None
         if not isinstance(document, dict) or document.get("status") not in ("success", "error"):
-            raise _not_api(path, status, content_type, text)
+            raise _not_api(path, status, content_type, text, self.redactor)
         if document["status"] == "error":
-            raise _api_error(path, status, document)
+            raise _api_error(path, status, document, self.redactor)
         return {"data": document.get("data"), "warnings": [str(w) for w in document.get("warnings") or []]}
 
     def _refusal(self, status: int) -> str:
@@ -149,7 +152,7 @@ class Client:
         return "the server refused the credentials" if sent else "authentication required (no credentials configured)"
 
 
-def _not_api(path: str, status: int, content_type: str, text: str) -> ApiError:
+def _not_api(path: str, status: int, content_type: str, text: str, redactor: Redactor) -> ApiError:
     if status == 404:
         return ApiError(
             f"HTTP 404 for /api/v1/{path}: not a Prometheus API at this URL (is `url` the server's base URL?)",
@@ -157,9 +160,9 @@ def _not_api(path: str, status: int, content_type: str, text: str) -> ApiError:
             status,
         )
     if status >= 500:
-        return ApiError(f"HTTP {status} from /api/v1/{path}: {_excerpt(text)}", "failed", status)
+        return ApiError(f"HTTP {status} from /api/v1/{path}: {_excerpt(text, redactor)}", "failed", status)
     return ApiError(
-        f"HTTP {status} for /api/v1/{path} is not a Prometheus API answer ({content_type}): {_excerpt(text)}",
+        f"HTTP {status} for /api/v1/{path} is not a Prometheus API answer ({content_type}): {_excerpt(text, redactor)}",
         "error",
         status,
     )
@@ -179,9 +182,9 @@ _ERROR_OUTCOMES = {
 }
 
 
-def _api_error(path: str, status: int, document: dict[str, Any]) -> ApiError:
+def _api_error(path: str, status: int, document: dict[str, Any], redactor: Redactor) -> ApiError:
     error_type = str(document.get("errorType") or "unknown")
-    message = _excerpt(str(document.get("error") or "no error message"))
+    message = _excerpt(str(document.get("error") or "no error message"), redactor)
     outcome = _ERROR_OUTCOMES.get(error_type, "failed" if status >= 500 else "error")
     return ApiError(f"{message} ({error_type}, HTTP {status})", outcome, status, error_type)
 
@@ -219,7 +222,7 @@ def alerts_facts(answer: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
                 "name": str(labels.get("alertname", "")),
                 "labels": _labels_without(labels, "alertname"),
                 "since": alert.get("activeAt"),
-                "summary": _excerpt(redactor.redact(str(summary))) if summary else None,
+                "summary": _excerpt(str(summary), redactor) if summary else None,
             }
         )
     for found in by_state.values():
@@ -471,7 +474,9 @@ async def _probe_one(session: Any, target: PrometheusTarget, ctx: ProbeContext) 
     base: dict[str, Any] = {"target": target.name, "url": target.url}
     async with ctx.limit:
         started = time.perf_counter()
-        probe = ItemProbe(Client(session, target, timeout), target, datetime.now(UTC).timestamp(), ctx.redactor)
+        probe = ItemProbe(
+            Client(session, target, timeout, ctx.redactor), target, datetime.now(UTC).timestamp(), ctx.redactor
+        )
         timed_out = False
         try:
             async with asyncio.timeout(timeout):

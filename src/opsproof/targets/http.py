@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, WithJsonSchema, field_validator
 
@@ -58,6 +59,23 @@ class HttpTarget(Item):
         if not re.match(r"^https?://[^/\s]+", url):
             raise ValueError(f"URL {url!r} needs an http:// or https:// scheme and a host")
         return url
+
+    @property
+    def request_url(self) -> str:
+        """The URL without `user:password@`: the credentials travel in the client's auth parameter instead."""
+        parts = urlsplit(self.url)
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        """`user:password@` of the URL, decoded (the profile URL-encodes a password that needs it)."""
+        parts = urlsplit(self.url)
+        if "@" not in parts.netloc:
+            return None
+        return unquote(parts.username or ""), unquote(parts.password or "")
+
+    def basic_auth_pairs(self) -> list[tuple[str, str]]:
+        return [self.credentials] if self.credentials else []
 
     @field_validator("method")
     @classmethod

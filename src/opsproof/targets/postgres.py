@@ -174,6 +174,23 @@ class WalArchiving(Strict):
     )
 
 
+def _libpq_words(message: str) -> str:
+    """libpq's message about a DSN, quoting only its keywords and separators.
+
+    libpq quotes the token it stopped at, which may be part of a ${SECRET} (`invalid
+    percent-encoded token: "p%zz"`): any other quoted text is left out.
+    """
+    from psycopg import pq
+
+    keywords = {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
+
+    def shown(match: re.Match[str]) -> str:
+        quoted = match.group(1)
+        return match.group(0) if quoted in keywords or re.fullmatch(r"[=&?/:@]", quoted) else "(not shown)"
+
+    return re.sub(r'"([^"]*)"', shown, message)
+
+
 class PostgresTarget(Item):
     """A PostgreSQL server: one read-only session per run, shared by all its checks."""
 
@@ -217,7 +234,7 @@ class PostgresTarget(Item):
         try:
             params = conninfo.conninfo_to_dict(dsn)
         except Exception as exc:  # psycopg raises ProgrammingError; say why in libpq's words
-            raise ValueError(f"malformed DSN: {str(exc).strip()}") from None
+            raise ValueError(f"malformed DSN: {_libpq_words(str(exc).strip())}") from None
         port = str(params.get("port") or "")
         if port and not all(p.strip().isdigit() for p in port.split(",")):
             # Typically a password with / @ : or # pasted into a URI: never echo the value, it may hold the secret.

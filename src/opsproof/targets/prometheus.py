@@ -277,6 +277,9 @@ class PrometheusTarget(Item):
             raise ValueError("ca_file is only used with https:// URLs")
         return self
 
+    def basic_auth_pairs(self) -> list[tuple[str, str]]:
+        return [(self.basic_auth.username, self.basic_auth.password)] if self.basic_auth else []
+
     def api(self, path: str) -> str:
         """The URL of an API path: api('query') -> https://prom:9090/api/v1/query."""
         return f"{self.url}/api/v1/{path}"
