@@ -174,3 +174,13 @@ def _higher_is_worse(threshold: Any) -> Any:
 
 # `Annotated[Threshold[Duration], Rising]`: a threshold where higher is worse, refused inverted at load.
 Rising = AfterValidator(_higher_is_worse)
+
+
+def unique_names(entries: list[Any], what: str) -> list[Any]:
+    """The named parts of an item (queries, KPIs, series) as given; ValueError naming the first name given twice."""
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.name in seen:
+            raise ValueError(f"duplicate {what} name {entry.name!r}")
+        seen.add(entry.name)
+    return entries

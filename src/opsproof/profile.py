@@ -35,6 +35,7 @@ from opsproof.targets.drills import DrillTarget
 from opsproof.targets.hosts import HostTarget
 from opsproof.targets.http import HttpExpect, HttpTarget
 from opsproof.targets.kubernetes import KubernetesTarget
+from opsproof.targets.metrics import MetricsTarget
 from opsproof.targets.postgres import PostgresTarget
 from opsproof.targets.prometheus import PrometheusTarget
 from opsproof.targets.redis import RedisTarget
@@ -50,6 +51,7 @@ __all__ = [
     "Item",
     "KubernetesTarget",
     "LoadedProfile",
+    "MetricsTarget",
     "PostgresTarget",
     "Profile",
     "ProfileError",
@@ -91,6 +93,7 @@ ITEM_SECTIONS = (
     "drills",
     "kubernetes",
     "prometheus",
+    "metrics",
     "hosts",
     "attestations",
 )
@@ -110,6 +113,7 @@ class Profile(Strict):
     drills: list[DrillTarget] = Field(default_factory=list)
     kubernetes: list[KubernetesTarget] = Field(default_factory=list)
     prometheus: list[PrometheusTarget] = Field(default_factory=list)
+    metrics: list[MetricsTarget] = Field(default_factory=list)
     hosts: list[HostTarget] = Field(default_factory=list)
     attestations: list[AttestationTarget] = Field(default_factory=list)
     controls: ControlsOverride = Field(default_factory=dict)

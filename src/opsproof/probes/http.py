@@ -11,7 +11,8 @@ import json
 import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from pydantic import Field
 
@@ -57,8 +58,15 @@ class HttpFacts(Facts):
         return shown
 
 
-def _ssl_context(
-    target: HttpTarget, cache: dict[tuple[str | None, bool], ssl.SSLContext | bool]
+class _Verified(Protocol):
+    @property
+    def verify_tls(self) -> bool: ...
+    @property
+    def ca_file(self) -> Path | None: ...
+
+
+def ssl_context_for(
+    target: _Verified, cache: dict[tuple[str | None, bool], ssl.SSLContext | bool]
 ) -> ssl.SSLContext | bool:
     """`True` (aiohttp's verifying context, made once when it is imported), `False`, or one with `ca_file` added.
 
@@ -101,7 +109,7 @@ async def _exchange(session: Any, target: HttpTarget, contexts: dict[Any, Any]) 
         target.method,
         target.url,
         headers=target.headers,
-        ssl=_ssl_context(target, contexts),
+        ssl=ssl_context_for(target, contexts),
         allow_redirects=target.follow_redirects,
     ) as response:
         body = await response.content.read(MAX_BODY_BYTES + 1)
@@ -199,22 +207,27 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
 
 async def gather_http(targets: Sequence[HttpTarget], ctx: ProbeContext) -> AsyncIterator[HttpFacts]:
     """Probe every target through one session; yield each one's facts as it completes."""
+    contexts: dict[Any, Any] = {}
+    async with open_session() as session:
+        async for facts in each_as_done(_probe_one(session, t, ctx, contexts) for t in targets):
+            yield facts
+
+
+def open_session() -> Any:
+    """The aiohttp session every target of a kind shares (an `async with` context; `metrics` uses it too)."""
     import aiohttp
 
-    contexts: dict[Any, Any] = {}
     # limit=0: the run's semaphore is the bound; per-host limits would serialise a fleet
     # behind one load balancer.
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
-    async with aiohttp.ClientSession(
+    return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None),
         trust_env=False,
         # Each probe stands alone: a cookie one endpoint sets is never sent to another.
         cookie_jar=aiohttp.DummyCookieJar(),
         headers={"User-Agent": "opsproof/0.1 (read-only health check)"},
-    ) as session:
-        async for facts in each_as_done(_probe_one(session, t, ctx, contexts) for t in targets):
-            yield facts
+    )
 
 
 KIND: ProbeKind[HttpTarget, HttpFacts] = ProbeKind(
