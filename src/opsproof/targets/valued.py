@@ -106,3 +106,28 @@ def check_limits(warn: float | None, fail: float | None, *, lower_is_worse: bool
             raise ValueError("lower is worse here: warn must be at or above fail (e.g. {warn: 0.9, fail: 0.8})")
         if not lower_is_worse and warn > fail:
             raise ValueError("higher is worse here: warn must be at or below fail (e.g. {warn: 0.1, fail: 0.5})")
+
+
+def measured_in_unit(value: Any, unit: str) -> float | None:
+    """A measured value (a JSON number, or a string such as "85%", "1.2s", "2GB") in `unit`; None if not a number."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        if unit in ("percent", "ratio") and text.endswith("%"):
+            return float(text[:-1]) / (100 if unit == "ratio" else 1)
+        if unit == "seconds":
+            return units.parse_duration(text)
+        if unit == "bytes":
+            return float(units.parse_size(text))
+    except ValueError:
+        return None
+    return None
