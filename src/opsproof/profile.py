@@ -31,6 +31,7 @@ from opsproof.heap import collector_paused
 from opsproof.redaction import Redactor
 from opsproof.targets.attestations import AttestationTarget
 from opsproof.targets.backups import BackupsTarget
+from opsproof.targets.dns import DnsTarget
 from opsproof.targets.drills import DrillTarget
 from opsproof.targets.hosts import HostTarget
 from opsproof.targets.http import HttpExpect, HttpTarget
@@ -44,6 +45,7 @@ from opsproof.targets.tls import TlsTarget
 __all__ = [
     "AttestationTarget",
     "BackupsTarget",
+    "DnsTarget",
     "DrillTarget",
     "HostTarget",
     "HttpExpect",
@@ -94,6 +96,7 @@ ITEM_SECTIONS = (
     "kubernetes",
     "prometheus",
     "metrics",
+    "dns",
     "hosts",
     "attestations",
 )
@@ -114,6 +117,7 @@ class Profile(Strict):
     kubernetes: list[KubernetesTarget] = Field(default_factory=list)
     prometheus: list[PrometheusTarget] = Field(default_factory=list)
     metrics: list[MetricsTarget] = Field(default_factory=list)
+    dns: list[DnsTarget] = Field(default_factory=list)
     hosts: list[HostTarget] = Field(default_factory=list)
     attestations: list[AttestationTarget] = Field(default_factory=list)
     controls: ControlsOverride = Field(default_factory=dict)

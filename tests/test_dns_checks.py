@@ -1,0 +1,182 @@
+"""`dns` checks against a DNS server started here (dnslib, the demo's server with a zone of the tests')."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Runner, profile_error
+from opsproof.demo.dns import DnsServer, serving_dns
+
+SVC = "wallet-guard.scorpius-platform.svc.cluster.local"
+ZONE = {
+    SVC: [("A", "10.100.4.12")],
+    "dual.test": [("A", "10.0.0.1"), ("A", "10.0.0.2"), ("AAAA", "fd00::1")],
+    "alias.test": [("CNAME", SVC)],
+    "_http._tcp.api.test": [("SRV", "0 100 8080 api-0.test."), ("SRV", "0 100 8080 api-1.test.")],
+    "api.test": [("TXT", "v=spf1 -all"), ("A", "10.0.0.3")],
+    "broken.test": "SERVFAIL",
+    "refused.test": "REFUSED",
+    "slow.test": [("delay", "0.3"), ("A", "10.0.0.9")],
+}
+
+
+@pytest.fixture(scope="module")
+def dns_server() -> Iterator[DnsServer]:
+    with serving_dns(ZONE) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def udp_black_hole() -> Iterator[str]:
+    """A UDP port that takes queries and never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def dns_profile(*items: str) -> str:
+    body = "\n".join(f"  - {item}" for item in items)
+    return f"environment: test\ndefaults: {{timeout: 2s}}\ndns:\n{body}\n"
+
+
+def test_answers_as_expected_pass(runner: Runner, dns_server: DnsServer) -> None:
+    at = f"server: '{dns_server.address}'"
+    runner.profile(
+        dns_profile(
+            f"{{name: svc, query: {SVC}, {at}, expect: {{addresses: [10.100.4.12]}}, latency: {{warn: 1s, fail: 2s}}}}",
+            f"{{name: dual, query: dual.test, {at}, expect: {{addresses: [10.0.0.2, 10.0.0.1], only: true}}}}",
+            f"{{name: dual6, query: dual.test, type: AAAA, {at}, expect: {{addresses: ['fd00::1']}}}}",
+            f"{{name: alias, query: alias.test, type: CNAME, {at}, expect: {{targets: ['{SVC}.']}}}}",
+            f"{{name: via-alias, query: alias.test, {at}, expect: {{addresses: [10.100.4.12]}}}}",
+            f"{{name: srv, query: _http._tcp.api.test, type: SRV, {at}, expect: {{targets: [API-0.test, api-1.test]}}}}",
+            f"{{name: txt, query: api.test, type: TXT, {at}, expect: {{text: '^v=spf1'}}}}",
+            f"{{name: over-tcp, query: {SVC}, {at}, tcp: true}}",
+        )
+    )
+    run = runner.run("-m", "daily")
+    assert run.ret == 0, run.output
+    svc = run.record("dns.resolve[svc]")
+    assert svc["outcome"] == "passed"
+    assert svc["observed"]["addresses"] == ["10.100.4.12"]
+    assert svc["observed"]["rcode"] == "NOERROR"
+    assert svc["observed"]["answered_by"] == dns_server.address
+    assert svc["markers"] == ["daily", "infra"]
+    assert svc["message"].startswith(f"{SVC} A: 10.100.4.12 in ")
+    assert run.record("dns.resolve[via-alias]")["observed"]["canonical_name"] == SVC
+    assert run.record("dns.resolve[srv]")["observed"]["records"] == [
+        "0 100 8080 api-0.test.",
+        "0 100 8080 api-1.test.",
+    ]
+
+
+def test_nxdomain_servfail_and_refused_fail_by_name(runner: Runner, dns_server: DnsServer) -> None:
+    at = f"server: '{dns_server.address}'"
+    runner.profile(
+        dns_profile(
+            f"{{name: gone, query: reporting.scorpius-platform.svc.cluster.local, {at}}}",
+            f"{{name: broken, query: broken.test, {at}}}",
+            f"{{name: refused, query: refused.test, {at}}}",
+            f"{{name: empty, query: dual.test, type: TXT, {at}}}",
+        )
+    )
+    run = runner.run("-m", "daily")
+    assert run.ret == 1
+    gone = run.record("dns.resolve[gone]")
+    assert gone["outcome"] == "failed"
+    assert gone["message"] == (
+        f"reporting.scorpius-platform.svc.cluster.local A: NXDOMAIN from {dns_server.address} "
+        "(the name does not exist)"
+    )
+    broken = run.record("dns.resolve[broken]")
+    assert broken["message"] == f"broken.test A: SERVFAIL from {dns_server.address} (the server failed to resolve it)"
+    assert broken["observed"]["rcode"] == "SERVFAIL"
+    assert "REFUSED" in run.record("dns.resolve[refused]")["message"]
+    empty = run.record("dns.resolve[empty]")
+    assert empty["message"] == f"dual.test TXT: no TXT records (NOERROR, empty answer) from {dns_server.address}"
+
+
+def test_wrong_answers_and_slow_answers(runner: Runner, dns_server: DnsServer) -> None:
+    at = f"server: '{dns_server.address}'"
+    runner.profile(
+        dns_profile(
+            f"{{name: moved, query: {SVC}, {at}, expect: {{addresses: [10.100.4.99]}}}}",
+            f"{{name: extra, query: dual.test, {at}, expect: {{addresses: [10.0.0.1], only: true}}}}",
+            f"{{name: slow, query: slow.test, {at}, latency: {{warn: 100ms, fail: 2s}}}}",
+            f"{{name: too-slow, query: slow.test, {at}, latency: {{warn: 50ms, fail: 200ms}}}}",
+        )
+    )
+    run = runner.run("-m", "daily")
+    moved = run.record("dns.resolve[moved]")
+    assert moved["outcome"] == "failed"
+    assert moved["message"] == f"{SVC} A: address 10.100.4.99 not answered (answered: 10.100.4.12)"
+    extra = run.record("dns.resolve[extra]")
+    assert extra["message"] == "dual.test A: address 10.0.0.2 answered, not expected (only: true)"
+    slow = run.record("dns.resolve[slow]")
+    assert slow["outcome"] == "warned" and "is over the warn threshold 100ms" in slow["message"]
+    assert slow["observed"]["latency_ms"] >= 300
+    assert run.record("dns.resolve[too-slow]")["outcome"] == "failed"
+
+
+def test_black_hole_costs_its_timeout_and_no_more(runner: Runner, dns_server: DnsServer, udp_black_hole: str) -> None:
+    runner.profile(
+        dns_profile(
+            f"{{name: hole, query: {SVC}, server: '{udp_black_hole}', timeout: 1s}}",
+            f"{{name: hole-2, query: alias.test, server: '{udp_black_hole}', timeout: 1s}}",
+            f"{{name: svc, query: {SVC}, server: '{dns_server.address}'}}",
+        )
+    )
+    started = time.monotonic()
+    run = runner.run("-m", "daily")
+    elapsed = time.monotonic() - started
+    hole = run.record("dns.resolve[hole]")
+    assert hole["outcome"] == "failed"
+    assert "timed out after" in hole["message"] and hole["observed"]["timed_out"] is True
+    assert 0.9 <= hole["observed"]["elapsed_s"] < 1.5
+    assert run.record("dns.resolve[svc]")["outcome"] == "passed"
+    # Both black holes are waited for together: the run pays one timeout, not two.
+    assert elapsed < 1 + 3, f"two 1s black holes took the run {elapsed:.1f}s"
+
+
+def test_checks_only_ask(runner: Runner, dns_server: DnsServer) -> None:
+    before = len(dns_server.queries)
+    runner.profile(dns_profile(f"{{name: svc, query: {SVC}, server: '{dns_server.address}'}}"))
+    runner.run("-m", "daily")
+    # One standard query per item: no update, no notify, no zone transfer.
+    assert dns_server.queries[before:] == [(SVC, "A", "QUERY")]
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("{name: d, query: 'bad name'}", "dns[0].query: 'bad name' is not a DNS name"),
+        ("{name: d, query: a.test, type: MX}", "dns[0].type: input should be 'A', 'AAAA', 'CNAME', 'SRV' or 'TXT'"),
+        ("{name: d, query: a.test, server: 'dns.example:53'}", "is not IP[:port]"),
+        ("{name: d, query: a.test, server: '10.0.0.1:99999'}", "the port must be from 1 to 65535"),
+        ("{name: d, query: a.test, server: '300.0.0.1'}", "'300.0.0.1' is not an IP address"),
+        ("{name: d, query: a.test, type: CNAME, expect: {addresses: [10.0.0.1]}}", "expect.addresses is for A and AAAA"),
+        ("{name: d, query: a.test, expect: {targets: [b.test]}}", "expect.targets is for CNAME and SRV"),
+        ("{name: d, query: a.test, expect: {text: x}}", "expect.text is for TXT queries"),
+        ("{name: d, query: a.test, type: AAAA, expect: {addresses: [10.0.0.1]}}", "10.0.0.1 is not an address a AAAA"),
+        ("{name: d, query: a.test, expect: {addresses: [10.0.0.300]}}", "dns[0].expect.addresses[0]"),
+        ("{name: d, query: a.test, expect: {only: true}}", "expect.only needs addresses or targets"),
+        ("{name: d, query: a.test, server: '10.0.0.1', search: true}", "search uses the system resolver"),
+        ("{name: d, query: a.test, latency: {warn: 2s, fail: 1s}}", "higher is worse here"),
+        ("{name: d, query: a.test, latency: {warn: 50}}", "dns[0].latency.warn: invalid duration 50"),
+        ("{name: d, query: a.test, expect: {text: '('}}", "invalid regular expression"),
+    ],
+)
+def test_bad_items_are_refused_naming_the_key(tmp_path: Path, item: str, message: str) -> None:
+    error = profile_error(tmp_path, dns_profile(item))
+    assert message in error, error
+
+
+def test_bad_profile_exits_4(runner: Runner) -> None:
+    runner.profile(dns_profile("{name: d, query: a.test, type: MX}"))
+    run = runner.run("-m", "daily")
+    assert run.ret == 4
+    assert "profiles/test.yaml:4: dns[0].type:" in run.output
