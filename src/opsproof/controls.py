@@ -104,6 +104,9 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
     "metrics": ("SOC2:CC7.1", "SOC2:CC7.2", "SOC2:A1.1", "ISO27001:A.8.16", "ISO27001:A.8.6", _OPS),
     # Service discovery answers (names resolve, to the right addresses, in time): availability monitoring.
     "dns": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.16", _OPS),
+    # Object storage: capacity (size against quota), retention by lifecycle, and the protections of the data.
+    "buckets": ("SOC2:A1.1", "SOC2:A1.2", "ISO27001:A.8.6", "ISO27001:A.8.13", _OPS),
+    "buckets.usage": ("SOC2:A1.1", "ISO27001:A.8.6", "ISO27001:A.8.16", _OPS),
     "prometheus.alerts": ("SOC2:CC7.2", "SOC2:CC7.3", "ISO27001:A.8.16", _OPS),
     "prometheus.kpi": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.6", "ISO27001:A.8.16", _OPS),
     "hosts.certificate": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", _OPS),

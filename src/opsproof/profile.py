@@ -31,6 +31,7 @@ from opsproof.heap import collector_paused
 from opsproof.redaction import Redactor
 from opsproof.targets.attestations import AttestationTarget
 from opsproof.targets.backups import BackupsTarget
+from opsproof.targets.buckets import BucketsTarget
 from opsproof.targets.dns import DnsTarget
 from opsproof.targets.drills import DrillTarget
 from opsproof.targets.hosts import HostTarget
@@ -45,6 +46,7 @@ from opsproof.targets.tls import TlsTarget
 __all__ = [
     "AttestationTarget",
     "BackupsTarget",
+    "BucketsTarget",
     "DnsTarget",
     "DrillTarget",
     "HostTarget",
@@ -97,6 +99,7 @@ ITEM_SECTIONS = (
     "prometheus",
     "metrics",
     "dns",
+    "buckets",
     "hosts",
     "attestations",
 )
@@ -118,6 +121,7 @@ class Profile(Strict):
     prometheus: list[PrometheusTarget] = Field(default_factory=list)
     metrics: list[MetricsTarget] = Field(default_factory=list)
     dns: list[DnsTarget] = Field(default_factory=list)
+    buckets: list[BucketsTarget] = Field(default_factory=list)
     hosts: list[HostTarget] = Field(default_factory=list)
     attestations: list[AttestationTarget] = Field(default_factory=list)
     controls: ControlsOverride = Field(default_factory=dict)
