@@ -102,6 +102,15 @@ def test_an_absent_path_fails_and_names_it(runner: Runner, http_server: HttpServ
     assert text["outcome"] == "failed" and text["message"].startswith("body is not JSON")
 
 
+def test_a_body_sent_in_many_chunks_is_read_whole(runner: Runner, http_server: HttpServer) -> None:
+    runner.profile(
+        http_profile(_item("big", f"{http_server.base}/big", "{path: $.status, equals: complete}, {path: '$.items[-1].id', equals: 1999}"))
+    )
+    record = runner.run("-m", "daily").record("http.health[big]")
+    assert record["outcome"] == "passed", record["message"]
+    assert record["observed"]["body_bytes"] > 100_000
+
+
 def test_equals_keeps_json_types_apart(runner: Runner, http_server: HttpServer) -> None:
     budget = f"{http_server.base}/slos/error-budget"
     runner.profile(

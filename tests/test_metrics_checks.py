@@ -42,7 +42,7 @@ def test_series_judged_per_series_and_aggregated(runner: Runner, exporter: Expor
     assert run.ret == 1, run.output
     celery = run.record("metrics.series[mempool/celery-depth]")
     assert celery["outcome"] == "warned"
-    assert celery["message"].startswith("celery-depth 1240 is over the warn threshold 100")
+    assert celery["message"] == "celery-depth 1240 is over the warn threshold 100; max of 1 series"
     assert celery["observed"]["value"] == 1240
     assert celery["expected"]["series"] == 'queue_depth{queue="celery"}'
     assert celery["markers"] == ["daily", "monitoring"]

@@ -89,6 +89,8 @@ def test_series(item: MetricsTarget, part: Part, facts: MetricsFacts, check: Che
     if spec.aggregate == "each" and found["series_count"] > 1 and spec.threshold is not None:
         numbers = [s for s in found["series"] if not math.isnan(float(s["value"]))]
         detail = "; ".join(p for p in (f"worst series {what}", offenders(numbers, spec, found["series_count"])) if p)
+    elif spec.aggregate == "each":
+        detail = f"series {what}"
     elif spec.aggregate != "count":
         detail = what
     check.threshold(spec.name, value, spec.threshold, lower_is_worse=spec.lower_is_worse, show=show, detail=detail)

@@ -112,8 +112,21 @@ async def _exchange(session: Any, target: HttpTarget, contexts: dict[Any, Any]) 
         ssl=ssl_context_for(target, contexts),
         allow_redirects=target.follow_redirects,
     ) as response:
-        body = await response.content.read(MAX_BODY_BYTES + 1)
+        body = await read_body(response, MAX_BODY_BYTES + 1)
         return response, body, time.perf_counter() - started
+
+
+async def read_body(response: Any, limit: int) -> bytes:
+    """Up to `limit` bytes of the body, all of them: one `content.read(n)` returns only what has arrived."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await response.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _lowest_limit(target: HttpTarget) -> float | None:

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import Field
 
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
-from opsproof.probes.http import describe_http_error, open_session, ssl_context_for
+from opsproof.probes.http import describe_http_error, open_session, read_body, ssl_context_for
 from opsproof.redaction import redact
 from opsproof.series import badness
 from opsproof.targets.metrics import MetricsTarget, Series
@@ -162,7 +162,7 @@ async def _probe_one(session: Any, target: MetricsTarget, ctx: ProbeContext, con
                     ssl=ssl_context_for(target, contexts),
                     allow_redirects=False,
                 ) as response:
-                    body = await response.content.read(target.max_bytes + 1)
+                    body = await read_body(response, target.max_bytes + 1)
         except TimeoutError:
             elapsed = time.perf_counter() - started
             facts.timed_out = True
