@@ -24,7 +24,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from conftest import SECRET, wait_for
-from opsproof.demo.services import free_port, stop_process
+from opsproof.local.ports import free_port
+from opsproof.testing.servers import stop_process
 
 GARBAGE = b"queue_depth{queue=celery 12\n"  # an unquoted label value: not the text format
 

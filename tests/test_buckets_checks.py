@@ -188,7 +188,7 @@ def test_checks_only_read_and_change_nothing(runner: Runner, s3_server: S3Server
 
 
 def test_the_write_refusing_client_allows_the_lifecycle_read_only(s3_server: S3Server) -> None:
-    from opsproof.backup_store import S3Store
+    from opsproof.backup.store import S3Store
     from opsproof.targets.backups import S3Location
 
     bucket = s3_server.bucket("bu-guard")
@@ -208,7 +208,7 @@ def test_a_black_hole_costs_its_timeout_once(runner: Runner, monkeypatch: pytest
     with listening_black_hole() as port:
         runner.profile(
             buckets_profile(
-                f"{{name: hole, s3: {{bucket: bu-x, endpoint_url: 'http://127.0.0.1:{port}'}}, timeout: 1s, "
+                f"{{name: hole, s3: {{bucket: bu-x, endpoint_url: 'http://127.0.0.1:{port}'}}, timeout: 2s, "
                 "size: {fail: 1GB}, lifecycle: true, versioning: true}"
             )
         )
@@ -218,9 +218,10 @@ def test_a_black_hole_costs_its_timeout_once(runner: Runner, monkeypatch: pytest
     for check in ("usage", "lifecycle", "protection"):
         record = run.record(f"buckets.{check}[hole]")
         assert record["outcome"] == "failed" and "timed out" in record["message"], record["message"]
-    # Listing, lifecycle and protection wait side by side: about one timeout for the three.
-    assert run.record("buckets.usage[hole]")["observed"]["elapsed_s"] < 2.5
-    assert took < 10, took
+    # Listing, lifecycle and protection wait side by side: about one timeout for the three, where one
+    # after the other they would take three (6s); the margin is for a busy machine's client set-up.
+    assert run.record("buckets.usage[hole]")["observed"]["elapsed_s"] < 4.5
+    assert took < 15, took
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import HttpServer, Runner, http_profile, profile_error
-from opsproof.json_path import PathAbsent, format_path, parse_path, value_at
+from opsproof.model.json_path import PathAbsent, format_path, parse_path, value_at
 
 
 def _item(name: str, url: str, values: str) -> str:

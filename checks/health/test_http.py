@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from opsproof import Check
-from opsproof.compare import json_subset_mismatches
-from opsproof.json_path import PathAbsent, parse_path, value_at
+from opsproof.judging.compare import json_subset_mismatches
+from opsproof.judging.series import show_value
+from opsproof.model.json_path import PathAbsent, parse_path, value_at
 from opsproof.outcomes import evaluate
 from opsproof.probes.http import HttpFacts
-from opsproof.series import show_value
 from opsproof.targets.http import HttpTarget, ValueExpect
 from opsproof.targets.valued import measured_in_unit
 from opsproof.units import format_duration

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from opsproof import Check, CheckError, Part, each
+from opsproof.judging.series import labels_text, offenders, show_value
 from opsproof.probes.metrics import MetricsFacts
-from opsproof.series import labels_text, offenders, show_value
 from opsproof.targets.metrics import MetricsTarget, Series
 
 pytestmark = [pytest.mark.monitoring]

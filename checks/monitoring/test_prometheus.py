@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from opsproof import Check, CheckError, Part, applies, each
+from opsproof.judging.series import labels_text, show_value
+from opsproof.judging.series import offenders as series_offenders
 from opsproof.probes.prometheus import PrometheusFacts, parse_time
-from opsproof.series import labels_text, show_value
-from opsproof.series import offenders as series_offenders
 from opsproof.targets.prometheus import AlertReview, Kpi, PrometheusTarget
 from opsproof.units import format_duration
 

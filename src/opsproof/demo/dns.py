@@ -98,7 +98,7 @@ def serving_dns(zone: Zone, port: int = 0) -> Iterator[DnsServer]:
     """Serve `zone` over UDP and TCP on 127.0.0.1 (a free port unless given), from threads."""
     from dnslib.server import DNSServer
 
-    from opsproof.demo.services import free_port
+    from opsproof.local.ports import free_port
 
     port = free_port(port)
     server = DnsServer(f"127.0.0.1:{port}")

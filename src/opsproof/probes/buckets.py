@@ -1,6 +1,6 @@
 """Buckets: per item, one listing (when usage is judged), its lifecycle rules and its protection, concurrently.
 
-Every request goes through the backups kind's S3 client (`opsproof.backup_store`), which
+Every request goes through the backups kind's S3 client (`opsproof.backup.store`), which
 refuses any operation that is not a read before it is sent. The listing stops at
 `max_keys` keys or after `list_timeout` (each request inside `timeout`): what it counted
 then is a part, and the facts say so, so no check judges a part as the whole. boto3 is
@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field
 
-from opsproof.backup_store import S3Store, StoreError
+from opsproof.backup.store import S3Store, StoreError
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
 from opsproof.redaction import redact
 from opsproof.targets.buckets import BucketsTarget

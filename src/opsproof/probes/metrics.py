@@ -26,8 +26,8 @@ from pydantic import Field
 
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
 from opsproof.probes.http import describe_http_error, open_session, read_body, ssl_context_for
+from opsproof.probes.samples import badness, format_sample
 from opsproof.redaction import redact
-from opsproof.series import badness
 from opsproof.targets.metrics import MetricsTarget, Series
 from opsproof.units import format_size
 
@@ -58,15 +58,6 @@ class MetricsFacts(Facts):
         shown = super().observed()
         shown.pop("found", None)  # each check shows its own series
         return shown
-
-
-def format_sample(value: float) -> str:
-    """A sample's value as Prometheus writes it: 1240, 0.25, NaN, +Inf."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
 class _Wanted:

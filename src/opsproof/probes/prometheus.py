@@ -32,10 +32,11 @@ from typing import Any
 
 from pydantic import Field
 
+from opsproof.errors import OpsproofError
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done, utc_iso
 from opsproof.probes.http import describe_http_error
+from opsproof.probes.samples import badness, number
 from opsproof.redaction import redact
-from opsproof.series import badness, number
 from opsproof.targets.prometheus import Kpi, PrometheusTarget
 
 # Enough for the alerts and targets of a large server; a runaway answer must not eat the run's memory.
@@ -69,7 +70,7 @@ class PrometheusFacts(Facts):
         return shown
 
 
-class ApiError(Exception):
+class ApiError(OpsproofError):
     """An answer that is not a usable API result; `outcome` says whose fault it is."""
 
     def __init__(self, message: str, outcome: str, status: int | None = None, error_type: str | None = None) -> None:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import Field, StrictBool, StrictInt, WithJsonSchema, model_validator
 
 from opsproof import units
-from opsproof.fields import Item, PositiveDuration, Rising, Size, Threshold, check_order
+from opsproof.model.fields import Item, PositiveDuration, Rising, Size, Threshold, check_order
 from opsproof.targets.backups import Protection, S3Location
 
 ObjectCount = Annotated[StrictInt, Field(ge=0)]

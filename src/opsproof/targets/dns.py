@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
-from opsproof.fields import Duration, Item, Regex, Rising, Strict, Threshold
+from opsproof.model.fields import Duration, Item, Regex, Rising, Strict, Threshold
 
 RecordType = Literal["A", "AAAA", "CNAME", "SRV", "TXT"]
 _LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"

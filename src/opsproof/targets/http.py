@@ -16,8 +16,8 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof.fields import Duration, ExistingFile, Item, Regex, Rising, Strict, Threshold
-from opsproof.json_path import parse_path
+from opsproof.model.fields import Duration, ExistingFile, Item, Regex, Rising, Strict, Threshold
+from opsproof.model.json_path import parse_path
 from opsproof.targets.valued import Unit, UnitLimit, check_limits, limits_in_unit, unit_of_text
 
 

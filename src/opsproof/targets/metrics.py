@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
-from opsproof.fields import ExistingFile, Item, Name, Regex, Size, Strict, Threshold, unique_names
+from opsproof.model.fields import ExistingFile, Item, Name, Regex, Size, Strict, Threshold, unique_names
 from opsproof.targets.valued import Unit, UnitLimit, check_limits, limits_in_unit
 
 # Enough for a large exporter (kube-state-metrics of a big cluster is tens of MiB); more

@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from opsproof import units
-from opsproof.fields import (
+from opsproof.model.fields import (
     ExistingFile,
     Item,
     Name,

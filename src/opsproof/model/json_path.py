@@ -17,12 +17,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from opsproof.errors import OpsproofError
+
 Path = tuple[str | int, ...]
 
 _SEGMENT = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[(-?\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
 
 
-class PathAbsent(LookupError):
+class PathAbsent(OpsproofError, LookupError):
     """The document has no value at the path; the message names where the walk stopped and what was there."""
 
 

@@ -27,21 +27,6 @@ def labels_text(labels: dict[str, str]) -> str:
     return labels.get("__name__", "") + "{" + inner + "}"
 
 
-def number(value: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def badness(value: str, lower_is_worse: bool) -> float:
-    """A sort key: smaller is worse. NaN sorts last (it is no value at all)."""
-    found = number(value)
-    if math.isnan(found):
-        return math.inf
-    return found if lower_is_worse else -found
-
-
 def show_value(unit: str) -> Callable[[float], str]:
     """How a measure's values and thresholds read: 0.42 seconds -> 420ms, a ratio 0.012 -> 1.2%."""
 

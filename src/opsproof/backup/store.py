@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from opsproof.errors import OpsproofError
+
 if TYPE_CHECKING:
     from opsproof.targets.backups import BackupsTarget, S3Location
 
@@ -44,7 +46,7 @@ LARGEST_KEPT = 10  # the largest objects a usage listing names (runbook 003: "id
 _TOO_MANY = "narrow the prefix, path or pattern, or raise max_listed"
 
 
-class StoreError(Exception):
+class StoreError(OpsproofError):
     """The store could not be read; the message says why in words (no bucket, denied, timed out)."""
 
     def __init__(self, message: str, *, denied: bool = False, timed_out: bool = False) -> None:

@@ -184,3 +184,9 @@ def unique_names(entries: list[Any], what: str) -> list[Any]:
             raise ValueError(f"duplicate {what} name {entry.name!r}")
         seen.add(entry.name)
     return entries
+
+
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """`*` any run, `?` one character; brackets are literal because check ids contain them."""
+    parts = (".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.compile("".join(parts))
