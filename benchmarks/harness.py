@@ -79,7 +79,7 @@ class Measure:
     maxrss_mib: float
 
 
-def measure(cmd: Sequence[str], cwd: Path, log: Path) -> tuple[Measure, int]:
+def measure(cmd: Sequence[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> tuple[Measure, int]:
     """Run `cmd`, output to `log`; wall time, CPU and peak RSS of that one child, and its exit code.
 
     `os.wait4` gives the rusage of this child alone, unlike RUSAGE_CHILDREN, whose ru_maxrss is the
@@ -87,7 +87,7 @@ def measure(cmd: Sequence[str], cwd: Path, log: Path) -> tuple[Measure, int]:
     """
     with open(log, "wb") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(list(cmd), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
@@ -127,8 +127,12 @@ def alternate(
     return floors, runs, extras
 
 
-def run_floor(work: Path, items: int, index: int) -> Measure:
-    """pytest over `items` trivial tests in a folder of its own."""
+def run_floor(work: Path, items: int, index: int, *, bare: bool = False) -> Measure:
+    """pytest over `items` trivial tests in a folder of its own.
+
+    `bare`: with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1, pytest alone, none of the installed plugins
+    (xdist, allure, testinfra, opsproof) loaded: the lowest floor there is.
+    """
     floor_dir = work / "floor"
     if not floor_dir.exists():
         floor_dir.mkdir()
@@ -138,7 +142,8 @@ def run_floor(work: Path, items: int, index: int) -> Measure:
     # -p no:cacheprovider: the repository's addopts disable it for the opsproof run too.
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_floor.py"]
     log = work / f"floor-{index}.log"
-    result, code = measure(cmd, floor_dir, log)
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"} if bare else None
+    result, code = measure(cmd, floor_dir, log, env)
     if code != 0:
         raise BenchError(f"the floor run exited {code}; see {log}:\n{_tail(log)}")
     return result
