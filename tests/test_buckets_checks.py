@@ -187,6 +187,28 @@ def test_checks_only_read_and_change_nothing(runner: Runner, s3_server: S3Server
     assert s3_server.snapshot(bucket) == state
 
 
+def test_an_endpoint_given_as_a_secret_is_never_shown(
+    runner: Runner, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, closed_port: str
+) -> None:
+    bucket = _uploads(s3_server, "bu-secret", [KB])
+    closed = closed_port.rsplit("/", 1)[0]
+    monkeypatch.setenv("S3_ENDPOINT", s3_server.url)
+    monkeypatch.setenv("CLOSED_S3", closed)
+    runner.profile(
+        buckets_profile(
+            f"{{name: hidden, s3: {{bucket: {bucket}, endpoint_url: '${{S3_ENDPOINT}}'}}, size: {{warn: 1B}}}}",
+            "{name: closed, s3: {bucket: bu-gone, endpoint_url: '${CLOSED_S3}'}, versioning: true}",
+        )
+    )
+    run = runner.run("-m", "daily")
+    assert run.record("buckets.usage[hidden]")["outcome"] == "warned"
+    closed_record = run.record("buckets.protection[closed]")
+    assert closed_record["outcome"] == "failed"
+    assert "cannot connect to ${CLOSED_S3}/bu-gone" in closed_record["message"], closed_record["message"]
+    for text in [run.output, *(p.read_text(errors="replace") for p in run.bundle.rglob("*") if p.is_file())]:
+        assert s3_server.url not in text and closed not in text
+
+
 def test_the_write_refusing_client_allows_the_lifecycle_read_only(s3_server: S3Server) -> None:
     from opsproof.backup.store import S3Store
     from opsproof.targets.backups import S3Location

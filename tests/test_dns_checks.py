@@ -142,6 +142,18 @@ def test_black_hole_costs_its_timeout_and_no_more(runner: Runner, dns_server: Dn
     assert elapsed < 1 + 3, f"two 1s black holes took the run {elapsed:.1f}s"
 
 
+def test_a_server_given_as_a_secret_is_never_shown(
+    runner: Runner, dns_server: DnsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DNS_SERVER", dns_server.address)
+    runner.profile(dns_profile("{name: gone, query: nothing.test, server: '${DNS_SERVER}'}"))
+    run = runner.run("-m", "daily")
+    record = run.record("dns.resolve[gone]")
+    assert record["message"] == "nothing.test A: NXDOMAIN from ${DNS_SERVER} (the name does not exist)"
+    for text in [run.output, *(p.read_text(errors="replace") for p in run.bundle.rglob("*") if p.is_file())]:
+        assert dns_server.address not in text
+
+
 def test_checks_only_ask(runner: Runner, dns_server: DnsServer) -> None:
     before = len(dns_server.queries)
     runner.profile(dns_profile(f"{{name: svc, query: {SVC}, server: '{dns_server.address}'}}"))

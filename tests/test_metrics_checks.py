@@ -10,9 +10,9 @@ from urllib.parse import quote
 import pytest
 from metrics_servers import Exporter, exporter, metrics_profile, pushgateway
 
-from conftest import SECRET, Runner, black_hole, profile_error
+from conftest import SECRET, Runner, profile_error
 
-__all__ = ["black_hole", "exporter", "pushgateway"]  # fixtures
+__all__ = ["exporter", "pushgateway"]  # fixtures
 
 
 def _item(name: str, url: str, *series: str, extra: str = "") -> str:

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from opsproof.backup.store import S3Store, StoreError
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
-from opsproof.redaction import redact
+from opsproof.redaction import ACTIVE, redact
 from opsproof.targets.buckets import BucketsTarget
 
 
@@ -56,7 +56,8 @@ def _usage(store: S3Store, item: BucketsTarget) -> dict[str, Any]:
 async def _read(facts: BucketsFacts, aspect: str, call: Callable[[], Any]) -> None:
     """One aspect's call in a thread; its answer, or its error in words, lands on the facts."""
     try:
-        setattr(facts, aspect, await asyncio.to_thread(call))
+        # Set after the facts were made, so their validator did not see it: keys may hold anything.
+        setattr(facts, aspect, ACTIVE.redact_data(await asyncio.to_thread(call)))
         facts.reached = True
     except StoreError as exc:
         facts.errors[aspect] = {"message": redact(str(exc)), "denied": exc.denied, "timed_out": exc.timed_out}

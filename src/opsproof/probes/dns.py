@@ -66,7 +66,7 @@ def _resolver(target: DnsTarget, timeout: float) -> Any:
 def _at(server: Any, port: int) -> str:
     """'10.96.0.10:53', '[fd00::a]:53': where an answer came from (dnspython names a server `Do53:IP@PORT`)."""
     host = str(server).removeprefix("Do53:").split("@", 1)[0]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return redact(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
 
 
 def _record(facts: DnsFacts, answer: Any) -> None:
@@ -80,13 +80,13 @@ def _record(facts: DnsFacts, answer: Any) -> None:
         return
     facts.ttl = rrset.ttl
     for rdata in rrset:
-        facts.records.append(rdata.to_text())
+        facts.records.append(redact(rdata.to_text()))
         if rdata.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
             facts.addresses.append(rdata.address)
         elif rdata.rdtype in (dns.rdatatype.CNAME, dns.rdatatype.SRV):
             facts.targets.append(canonical(rdata.target.to_text()))
         elif rdata.rdtype == dns.rdatatype.TXT:
-            facts.texts.append(b"".join(rdata.strings).decode("utf-8", "replace"))
+            facts.texts.append(redact(b"".join(rdata.strings).decode("utf-8", "replace")))
 
 
 def _refused(facts: DnsFacts, errors: list[Any]) -> None:

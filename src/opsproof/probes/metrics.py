@@ -27,7 +27,7 @@ from pydantic import Field
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
 from opsproof.probes.http import describe_http_error, open_session, read_body, ssl_context_for
 from opsproof.probes.samples import badness, format_sample
-from opsproof.redaction import redact
+from opsproof.redaction import ACTIVE, redact
 from opsproof.targets.metrics import MetricsTarget, Series
 from opsproof.units import format_size
 
@@ -195,7 +195,8 @@ def _read_exposition(target: MetricsTarget, body: bytes, charset: str | None, fa
     except ValueError as exc:
         facts.failure = redact(f"the exposition cannot be parsed: {exc}")
         return
-    facts.found = {series.name: series_facts(series, samples) for series in target.series}
+    # Set after the facts were made, so their validator did not see it: an exporter may expose a secret in a label.
+    facts.found = ACTIVE.redact_data({series.name: series_facts(series, samples) for series in target.series})
 
 
 async def gather_metrics(targets: Sequence[MetricsTarget], ctx: ProbeContext) -> AsyncIterator[MetricsFacts]:
