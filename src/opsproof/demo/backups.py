@@ -66,9 +66,6 @@ def _stage_bucket(client: Any, server_backend: Any, plain_dump: bytes, now: date
     client.create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)
     default = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
     client.put_bucket_encryption(Bucket=BUCKET, ServerSideEncryptionConfiguration={"Rules": [default]})
-    # Runbook 000 keeps 30 days of backups: the bucket expires them after 35 (the `buckets` check reads it).
-    keep = {"ID": "expire-after-35d", "Status": "Enabled", "Filter": {"Prefix": PREFIX}, "Expiration": {"Days": 35}}
-    client.put_bucket_lifecycle_configuration(Bucket=BUCKET, LifecycleConfiguration={"Rules": [keep]})
     body = gzip.compress(plain_dump, mtime=0)
     checksum = hashlib.sha256(body).hexdigest()
     for night in range(NIGHTS):
