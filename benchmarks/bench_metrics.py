@@ -126,14 +126,14 @@ def run_opsproof(work: Path, profile: Path, port: int, checks: int, index: int) 
 # -- the benchmark -------------------------------------------------------------------------
 
 
-def bench(endpoints: int, series: int, repeat: int, concurrency: int, keep: bool) -> dict[str, Any]:
+def bench(endpoints: int, series: int, repeat: int, concurrency: int, keep: bool, bare: bool = True) -> dict[str, Any]:
     checks = endpoints * series
     with harness.workdir(keep) as work, exporters(DELAY_S, endpoints, series) as port:
         profile = work / "bench.yaml"
         write_profile(profile, port, endpoints, series, concurrency)
         floors, runs, extras = harness.alternate(
             repeat,
-            lambda index: harness.run_floor(work, checks, index, bare=True),
+            lambda index: harness.run_floor(work, checks, index, bare=bare),
             lambda index: run_opsproof(work, profile, port, checks, index),
         )
     requests = {extra["http_requests"] for extra in extras}
@@ -146,7 +146,8 @@ def bench(endpoints: int, series: int, repeat: int, concurrency: int, keep: bool
         "concurrency": concurrency,
         "endpoint_delay_s": DELAY_S,
         "http_requests_per_run": endpoints,
-        "floor": "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 pytest -q -p no:cacheprovider",
+        "floor": ("PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 " if bare else "")
+        + "pytest -q -p no:cacheprovider (as many trivial tests as the run has checks)",
     }
     return harness.figures(setup, floors, runs, extras, floor_extra_s=DELAY_S)
 
@@ -156,7 +157,7 @@ def print_table(figures: dict[str, Any]) -> None:
         f"metrics benchmark: {figures['series']} series across {figures['items']} endpoints answering in "
         f"{DELAY_S * 1000:.0f} ms",
         figures,
-        extra_row="bare floor + 0.1 s",
+        extra_row=("bare " if figures["floor"].startswith("PYTEST_DISABLE") else "") + "floor + 0.1 s",
     )
     print(f"HTTP requests per run: {figures['http_requests_per_run']} (one per endpoint)")
 
@@ -164,13 +165,20 @@ def print_table(figures: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = harness.parser(__doc__, 100, "endpoint")
     parser.add_argument("--series", type=int, default=SERIES, help=f"series per endpoint (default {SERIES})")
+    parser.add_argument(
+        "--plugin-floor",
+        action="store_true",
+        help="measure the floor with the installed plugins loaded, as the other benchmarks do (default: bare pytest)",
+    )
     parser.add_argument("--delay", type=float, default=DELAY_S, help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args(argv)
     return harness.main(
         parser,
         argv,
         lambda a: serve(a.delay, a.items, a.series),
-        lambda items, repeat, concurrency, keep: bench(items, args.series, repeat, concurrency, keep),
+        lambda items, repeat, concurrency, keep: bench(
+            items, args.series, repeat, concurrency, keep, bare=not args.plugin_floor
+        ),
         print_table,
     )
 

@@ -230,7 +230,7 @@ def test_a_black_hole_costs_its_timeout_once(runner: Runner, monkeypatch: pytest
     with listening_black_hole() as port:
         runner.profile(
             buckets_profile(
-                f"{{name: hole, s3: {{bucket: bu-x, endpoint_url: 'http://127.0.0.1:{port}'}}, timeout: 2s, "
+                f"{{name: hole, s3: {{bucket: bu-x, endpoint_url: 'http://127.0.0.1:{port}'}}, timeout: 3s, "
                 "size: {fail: 1GB}, lifecycle: true, versioning: true}"
             )
         )
@@ -241,9 +241,9 @@ def test_a_black_hole_costs_its_timeout_once(runner: Runner, monkeypatch: pytest
         record = run.record(f"buckets.{check}[hole]")
         assert record["outcome"] == "failed" and "timed out" in record["message"], record["message"]
     # Listing, lifecycle and protection wait side by side: about one timeout for the three, where one
-    # after the other they would take three (6s); the margin is for a busy machine's client set-up.
-    assert run.record("buckets.usage[hole]")["observed"]["elapsed_s"] < 4.5
-    assert took < 15, took
+    # after the other they would take three (9s); the margin is for a busy machine's client set-up.
+    assert 3 <= run.record("buckets.usage[hole]")["observed"]["elapsed_s"] < 7.5
+    assert took < 20, took
 
 
 @pytest.mark.parametrize(
