@@ -92,10 +92,8 @@ async def gather_buckets(targets: Sequence[BucketsTarget], ctx: ProbeContext) ->
         yield facts
 
 
-KIND: ProbeKind[BucketsTarget, BucketsFacts] = ProbeKind(
+PROBE: ProbeKind[BucketsTarget, BucketsFacts] = ProbeKind(
     name="buckets",
-    section="buckets",
-    cadence="daily",
     facts=BucketsFacts,
     gather=gather_buckets,
     imports=("boto3",),

@@ -149,10 +149,8 @@ async def gather_dns(targets: Sequence[DnsTarget], ctx: ProbeContext) -> AsyncIt
         yield facts
 
 
-KIND: ProbeKind[DnsTarget, DnsFacts] = ProbeKind(
+PROBE: ProbeKind[DnsTarget, DnsFacts] = ProbeKind(
     name="dns",
-    section="dns",
-    cadence="daily",
     facts=DnsFacts,
     gather=gather_dns,
     imports=("dns.asyncresolver", "dns.nameserver", "dns.rdatatype"),

@@ -243,10 +243,8 @@ def open_session() -> Any:
     )
 
 
-KIND: ProbeKind[HttpTarget, HttpFacts] = ProbeKind(
+PROBE: ProbeKind[HttpTarget, HttpFacts] = ProbeKind(
     name="http",
-    section="http",
-    cadence="daily",
     facts=HttpFacts,
     gather=gather_http,
     imports=("aiohttp",),

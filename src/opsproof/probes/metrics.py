@@ -207,10 +207,8 @@ async def gather_metrics(targets: Sequence[MetricsTarget], ctx: ProbeContext) ->
             yield facts
 
 
-KIND: ProbeKind[MetricsTarget, MetricsFacts] = ProbeKind(
+PROBE: ProbeKind[MetricsTarget, MetricsFacts] = ProbeKind(
     name="metrics",
-    section="metrics",
-    cadence="daily",
     facts=MetricsFacts,
     gather=gather_metrics,
     imports=("aiohttp", "prometheus_client.parser"),

@@ -17,6 +17,7 @@ from pydantic import Field, StrictBool, StrictInt, WithJsonSchema, model_validat
 
 from opsproof import units
 from opsproof.model.fields import Item, PositiveDuration, Rising, Size, Threshold, check_order
+from opsproof.model.kind import Kind
 from opsproof.targets.backups import Protection, S3Location
 
 ObjectCount = Annotated[StrictInt, Field(ge=0)]
@@ -105,3 +106,18 @@ class BucketsTarget(Item):
     @property
     def location(self) -> str:
         return f"s3://{self.s3.bucket}/{self.s3.prefix}"
+
+
+KIND = Kind(
+    name="buckets",
+    target=BucketsTarget,
+    probe="opsproof.probes.buckets",
+    checks="checks/capacity/test_buckets.py",
+    cadence="daily",
+    areas=("capacity",),
+    controls={
+        # Object storage: capacity (size against quota), retention by lifecycle, the protections of the data.
+        "buckets": ("SOC2:A1.1", "SOC2:A1.2", "ISO27001:A.8.6", "ISO27001:A.8.13", "SOX-ITGC:OPS"),
+        "buckets.usage": ("SOC2:A1.1", "ISO27001:A.8.6", "ISO27001:A.8.16", "SOX-ITGC:OPS"),
+    },
+)

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictBool, field_validator, model_validator
 
 from opsproof.model.fields import Duration, Item, Regex, Rising, Strict, Threshold
+from opsproof.model.kind import Kind
 
 RecordType = Literal["A", "AAAA", "CNAME", "SRV", "TXT"]
 _LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
@@ -112,3 +113,17 @@ def server_address(server: str) -> tuple[str, int]:
     if not 1 <= port <= 65535:
         raise ValueError(f"server {server!r}: the port must be from 1 to 65535")
     return host, port
+
+
+KIND = Kind(
+    name="dns",
+    target=DnsTarget,
+    probe="opsproof.probes.dns",
+    checks="checks/infra/test_dns.py",
+    cadence="daily",
+    areas=("infra",),
+    controls={
+        # Service discovery answers (names resolve, to the right addresses, in time): availability monitoring.
+        "dns": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.16", "SOX-ITGC:OPS"),
+    },
+)

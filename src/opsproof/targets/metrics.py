@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictBool, field_validator, model_validator
 
 from opsproof.model.fields import ExistingFile, Item, Name, Regex, Size, Strict, Threshold, unique_names
+from opsproof.model.kind import Kind
 from opsproof.targets.valued import Unit, UnitLimit, check_limits, limits_in_unit
 
 # Enough for a large exporter (kube-state-metrics of a big cluster is tens of MiB); more
@@ -163,3 +164,17 @@ class MetricsTarget(Item):
         if self.ca_file is not None and not self.url.startswith("https://"):
             raise ValueError("ca_file is only used with https:// URLs")
         return self
+
+
+KIND = Kind(
+    name="metrics",
+    target=MetricsTarget,
+    probe="opsproof.probes.metrics",
+    checks="checks/monitoring/test_metrics.py",
+    cadence="daily",
+    areas=("monitoring",),
+    controls={
+        # An exporter's own series (queue depth, pool use, error counters): monitoring and capacity.
+        "metrics": ("SOC2:CC7.1", "SOC2:CC7.2", "SOC2:A1.1", "ISO27001:A.8.16", "ISO27001:A.8.6", "SOX-ITGC:OPS"),
+    },
+)
