@@ -216,7 +216,7 @@ def test_secrets_reach_the_exporter_and_never_an_output(
         ("{name: s, metric: a, threshold: {fail: 5s}}", "threshold.fail: invalid threshold '5s': a number is expected"),
         ("{name: s, metric: a, unit: seconds, threshold: {fail: 5 s}}", "threshold.fail: invalid duration '5 s'"),
         ("{name: s, metric: a, aggregate: count, unit: seconds}", "aggregate: count counts series"),
-        ("{name: s, metric: a}, {name: s, metric: b}", "metrics[0].series: duplicate series name 's'"),
+        ("{name: s, metric: a}, {name: s, metric: b}", "metrics[0].series: two series are named 's': the names are check ids"),
         ("{name: s, metric: a, absent: maybe}", "metrics[0].series[0].absent: input should be 'fail' or 'pass'"),
     ],
 )

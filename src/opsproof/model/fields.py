@@ -176,14 +176,17 @@ def _higher_is_worse(threshold: Any) -> Any:
 Rising = AfterValidator(_higher_is_worse)
 
 
-def unique_names(entries: list[Any], what: str) -> list[Any]:
-    """The named parts of an item (queries, KPIs, series) as given; ValueError naming the first name given twice."""
-    seen: set[str] = set()
-    for entry in entries:
-        if entry.name in seen:
-            raise ValueError(f"duplicate {what} name {entry.name!r}")
-        seen.add(entry.name)
-    return entries
+def unique_names(what: str) -> AfterValidator:
+    """A validator refusing two parts of an item with one name (the names are check ids): `unique_names("patterns")`."""
+
+    def check(parts: list[Any]) -> list[Any]:
+        names = [part.name for part in parts]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two {what} are named {name!r}: the names are check ids")
+        return parts
+
+    return AfterValidator(check)
 
 
 def glob_to_regex(pattern: str) -> re.Pattern[str]:

@@ -142,7 +142,9 @@ class MetricsTarget(Item):
     max_bytes: Size = Field(
         DEFAULT_MAX_BYTES, description="refuse an exposition larger than this (default 32MB)"
     )
-    series: Annotated[list[Series], Field(min_length=1)] = Field(description="the series judged, each one check")
+    series: Annotated[list[Series], Field(min_length=1), unique_names("series")] = Field(
+        description="the series judged, each one check"
+    )
 
     @field_validator("url")
     @classmethod
@@ -153,11 +155,6 @@ class MetricsTarget(Item):
             # The URL is shown in every record: credentials go in headers, where they are redacted.
             raise ValueError('URL has user:password@; put credentials in headers (Authorization: "Bearer ${TOKEN}")')
         return url
-
-    @field_validator("series")
-    @classmethod
-    def _unique(cls, series: list[Series]) -> list[Series]:
-        return unique_names(series, "series")
 
     @model_validator(mode="after")
     def _tls(self) -> MetricsTarget:

@@ -38,7 +38,6 @@ from opsproof.model.fields import (
     Threshold,
     check_order,
     default_threshold,
-    unique_names,
 )
 from opsproof.model.kind import Kind
 from opsproof.targets.hosts import also_accepts  # a schema helper for any kind; hosts defines it first
@@ -227,7 +226,12 @@ class PrometheusTarget(Item):
     @field_validator("kpis")
     @classmethod
     def _unique_kpis(cls, kpis: list[Kpi]) -> list[Kpi]:
-        return unique_names(kpis, "KPI")
+        seen: set[str] = set()
+        for kpi in kpis:
+            if kpi.name in seen:
+                raise ValueError(f"duplicate KPI name {kpi.name!r}")
+            seen.add(kpi.name)
+        return kpis
 
     @model_validator(mode="after")
     def _one_authorization(self) -> PrometheusTarget:
