@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import Runner, profile_error
+from conftest import Runner, profile_error, wait_for
 from opsproof.demo.dns import DnsServer, serving_dns
+from opsproof.local.ports import free_port
+from opsproof.testing.servers import stop_process
 
 SVC = "wallet-guard.scorpius-platform.svc.cluster.local"
 ZONE = {
@@ -50,6 +54,45 @@ def _queued(sock: socket.socket) -> int:
         count += 1
 
 
+@pytest.fixture(scope="module")
+def dnsmasq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's dnsmasq on a loopback port, authoritative for cluster.local as CoreDNS is (no upstream)."""
+    binary = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")
+    if binary is None:
+        pytest.skip("dnsmasq is not installed: `apt-get install dnsmasq-base`")
+    port = free_port(0)
+    log = tmp_path_factory.mktemp("dnsmasq") / "queries.log"
+    process = subprocess.Popen(
+        [
+            binary,
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            f"--port={port}",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--user=root",
+            "--group=root",
+            "--pid-file=",
+            "--local=/cluster.local/",
+            f"--host-record={SVC},10.100.4.12",
+            f"--cname=api.scorpius-platform.svc.cluster.local,{SVC}",
+            f"--srv-host=_http._tcp.{SVC},{SVC},8000",
+            f"--txt-record={SVC},v=demo",
+            "--log-queries",
+            f"--log-facility={log}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: log.exists() and "started" in log.read_text(), "dnsmasq to start")
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop_process(process)
+
+
 def dns_profile(*items: str) -> str:
     body = "\n".join(f"  - {item}" for item in items)
     return f"environment: test\ndefaults: {{timeout: 2s}}\ndns:\n{body}\n"
@@ -83,6 +126,26 @@ def test_answers_as_expected_pass(runner: Runner, dns_server: DnsServer) -> None
         "0 100 8080 api-0.test.",
         "0 100 8080 api-1.test.",
     ]
+
+
+def test_against_dnsmasq(runner: Runner, dnsmasq: str) -> None:
+    at = f"server: '{dnsmasq}'"
+    runner.profile(
+        dns_profile(
+            f"{{name: svc, query: {SVC}, {at}, expect: {{addresses: [10.100.4.12], only: true}}}}",
+            f"{{name: via-alias, query: api.scorpius-platform.svc.cluster.local, {at}, expect: {{addresses: [10.100.4.12]}}}}",
+            f"{{name: srv, query: _http._tcp.{SVC}, type: SRV, {at}, expect: {{targets: [{SVC}]}}}}",
+            f"{{name: txt, query: {SVC}, type: TXT, {at}, expect: {{text: '^v=demo$'}}}}",
+            f"{{name: gone, query: reporting.scorpius-platform.svc.cluster.local, {at}}}",
+            f"{{name: outside, query: example.com, {at}}}",
+        )
+    )
+    run = runner.run("-m", "daily")
+    for name in ("svc", "via-alias", "srv", "txt"):
+        assert run.record(f"dns.resolve[{name}]")["outcome"] == "passed", run.record(f"dns.resolve[{name}]")["message"]
+    assert "NXDOMAIN" in run.record("dns.resolve[gone]")["message"]
+    # No upstream to forward to: dnsmasq refuses, and the check says so by name.
+    assert "REFUSED" in run.record("dns.resolve[outside]")["message"]
 
 
 def test_nxdomain_servfail_and_refused_fail_by_name(runner: Runner, dns_server: DnsServer) -> None:
