@@ -65,7 +65,7 @@ def test_series_judged_per_series_and_aggregated(runner: Runner, exporter: Expor
     assert p95["outcome"] == "warned"
     assert "420ms is over the warn threshold 300ms" in p95["message"]
     fallback = run.record("metrics.series[mempool/fallback]")
-    assert fallback["outcome"] == "passed" and fallback["message"].startswith("fallback 0")
+    assert fallback["outcome"] == "passed" and fallback["message"] == "fallback 0: search_fallback"
 
 
 def test_one_scrape_per_endpoint_however_many_series(runner: Runner, exporter: Exporter) -> None:

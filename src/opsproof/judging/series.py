@@ -22,9 +22,10 @@ class _Judged(Protocol):
 
 
 def labels_text(labels: dict[str, str]) -> str:
-    """up{instance="10.0.0.5:9100", job="node"}, as PromQL writes a series."""
+    """up{instance="10.0.0.5:9100", job="node"}, as PromQL writes a series (a bare name without braces)."""
     inner = ", ".join(f'{k}="{v}"' for k, v in labels.items() if k != "__name__")
-    return labels.get("__name__", "") + "{" + inner + "}"
+    name = labels.get("__name__", "")
+    return name if name and not inner else name + "{" + inner + "}"
 
 
 def show_value(unit: str) -> Callable[[float], str]:
