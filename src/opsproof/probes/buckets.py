@@ -19,7 +19,6 @@ from pydantic import Field
 
 from opsproof.backup.store import S3Store, StoreError
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
-from opsproof.redaction import ACTIVE, redact
 from opsproof.targets.buckets import BucketsTarget
 
 
@@ -56,11 +55,10 @@ def _usage(store: S3Store, item: BucketsTarget) -> dict[str, Any]:
 async def _read(facts: BucketsFacts, aspect: str, call: Callable[[], Any]) -> None:
     """One aspect's call in a thread; its answer, or its error in words, lands on the facts."""
     try:
-        # Set after the facts were made, so their validator did not see it: keys may hold anything.
-        setattr(facts, aspect, ACTIVE.redact_data(await asyncio.to_thread(call)))
+        setattr(facts, aspect, await asyncio.to_thread(call))
         facts.reached = True
     except StoreError as exc:
-        facts.errors[aspect] = {"message": redact(str(exc)), "denied": exc.denied, "timed_out": exc.timed_out}
+        facts.errors[aspect] = {"message": str(exc), "denied": exc.denied, "timed_out": exc.timed_out}
     except PermissionError as exc:  # the client's own refusal to write: a bug, said loudly
         facts.errors[aspect] = {"message": str(exc), "denied": False, "timed_out": False}
 

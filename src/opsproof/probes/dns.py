@@ -19,7 +19,6 @@ from typing import Any
 from pydantic import Field
 
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
-from opsproof.redaction import redact
 from opsproof.targets.dns import DnsTarget, canonical, server_address
 
 
@@ -66,7 +65,7 @@ def _resolver(target: DnsTarget, timeout: float) -> Any:
 def _at(server: Any, port: int) -> str:
     """'10.96.0.10:53', '[fd00::a]:53': where an answer came from (dnspython names a server `Do53:IP@PORT`)."""
     host = str(server).removeprefix("Do53:").split("@", 1)[0]
-    return redact(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _record(facts: DnsFacts, answer: Any) -> None:
@@ -80,13 +79,13 @@ def _record(facts: DnsFacts, answer: Any) -> None:
         return
     facts.ttl = rrset.ttl
     for rdata in rrset:
-        facts.records.append(redact(rdata.to_text()))
+        facts.records.append(rdata.to_text())
         if rdata.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
             facts.addresses.append(rdata.address)
         elif rdata.rdtype in (dns.rdatatype.CNAME, dns.rdatatype.SRV):
             facts.targets.append(canonical(rdata.target.to_text()))
         elif rdata.rdtype == dns.rdatatype.TXT:
-            facts.texts.append(redact(b"".join(rdata.strings).decode("utf-8", "replace")))
+            facts.texts.append(b"".join(rdata.strings).decode("utf-8", "replace"))
 
 
 def _refused(facts: DnsFacts, errors: list[Any]) -> None:
@@ -138,7 +137,7 @@ async def _probe_one(target: DnsTarget, ctx: ProbeContext) -> DnsFacts:
         except dns.resolver.NoResolverConfiguration:
             facts.failure = "no system resolver is configured (/etc/resolv.conf has no nameserver): give server:"
         except (dns.exception.DNSException, OSError, ValueError) as exc:
-            facts.failure = redact(f"{type(exc).__name__}: {exc}")
+            facts.failure = ctx.redactor.redact(f"{type(exc).__name__}: {exc}")
         facts.elapsed_s = time.perf_counter() - started
     return facts
 

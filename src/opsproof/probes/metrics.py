@@ -27,7 +27,6 @@ from pydantic import Field
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
 from opsproof.probes.http import describe_http_error, open_session, read_body, ssl_context_for
 from opsproof.probes.samples import badness, format_sample
-from opsproof.redaction import ACTIVE, redact
 from opsproof.targets.metrics import MetricsTarget, Series
 from opsproof.units import format_size
 
@@ -141,7 +140,7 @@ async def _probe_one(session: Any, target: MetricsTarget, ctx: ProbeContext, con
     import aiohttp
 
     timeout = ctx.profile.timeout_of(target)
-    facts = MetricsFacts(target=target.name, reached=False, url=redact(target.url))
+    facts = MetricsFacts(target=target.name, reached=False, url=ctx.redactor.redact(target.url))
     started = time.perf_counter()
     async with ctx.limit:
         try:
@@ -161,7 +160,7 @@ async def _probe_one(session: Any, target: MetricsTarget, ctx: ProbeContext, con
             facts.elapsed_s = elapsed
             return facts
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            facts.failure = redact(describe_http_error(exc))
+            facts.failure = ctx.redactor.redact(describe_http_error(exc))
             facts.elapsed_s = time.perf_counter() - started
             return facts
     facts.reached = True
@@ -193,10 +192,10 @@ def _read_exposition(target: MetricsTarget, body: bytes, charset: str | None, fa
     try:
         samples = _parse(lines, openmetrics="openmetrics" in (facts.content_type or ""))
     except ValueError as exc:
-        facts.failure = redact(f"the exposition cannot be parsed: {exc}")
+        facts.failure = f"the exposition cannot be parsed: {exc}"
         return
-    # Set after the facts were made, so their validator did not see it: an exporter may expose a secret in a label.
-    facts.found = ACTIVE.redact_data({series.name: series_facts(series, samples) for series in target.series})
+    # An exporter may expose a secret in a label: the gatherer redacts the facts as they leave the probe.
+    facts.found = {series.name: series_facts(series, samples) for series in target.series}
 
 
 async def gather_metrics(targets: Sequence[MetricsTarget], ctx: ProbeContext) -> AsyncIterator[MetricsFacts]:

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from backup_servers import S3Server, s3_server
+from helpers.backup_servers import S3Server, s3_server
 
 from conftest import Runner, listening_black_hole, profile_error
 

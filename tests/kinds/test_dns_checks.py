@@ -102,7 +102,7 @@ def test_answers_as_expected_pass(runner: Runner, dns_server: DnsServer) -> None
     at = f"server: '{dns_server.address}'"
     runner.profile(
         dns_profile(
-            f"{{name: svc, query: {SVC}, {at}, expect: {{addresses: [10.100.4.12]}}, latency: {{warn: 1s, fail: 2s}}}}",
+            f"{{name: svc, query: {SVC}, {at}, expect: {{addresses: [10.100.4.12]}}, timeout: 5s, latency: {{warn: 3s, fail: 5s}}}}",
             f"{{name: dual, query: dual.test, {at}, expect: {{addresses: [10.0.0.2, 10.0.0.1], only: true}}}}",
             f"{{name: dual6, query: dual.test, type: AAAA, {at}, expect: {{addresses: ['fd00::1']}}}}",
             f"{{name: alias, query: alias.test, type: CNAME, {at}, expect: {{targets: ['{SVC}.']}}}}",

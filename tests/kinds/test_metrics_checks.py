@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from metrics_servers import Exporter, exporter, metrics_profile, pushgateway
+from helpers.metrics_servers import Exporter, exporter, metrics_profile, pushgateway
 
 from conftest import SECRET, Runner, profile_error
 
