@@ -128,11 +128,13 @@ def alternate(
     return floors, runs, extras
 
 
-def run_floor(work: Path, items: int, index: int) -> Measure:
-    """Bare pytest over `items` trivial tests in a folder of its own.
+def run_floor(work: Path, items: int, index: int, *, bare: bool = True) -> Measure:
+    """Bare pytest over `items` trivial tests in a folder of its own: the floor every ratio is against.
 
-    Bare: with entry-point plugins off, the floor holds none of opsproof's start-up cost (nor
-    xdist's, allure's or testinfra's), so the ratio charges opsproof with all of it.
+    Bare: with entry-point plugins off (PYTEST_DISABLE_PLUGIN_AUTOLOAD=1), the floor holds none of
+    opsproof's start-up cost (nor xdist's, allure's or testinfra's), so the ratio charges opsproof
+    with all of it. `bare=False` (a benchmark's `--plugin-floor`) loads every installed plugin, for
+    comparison with the figures of sessions 1-4 only.
     """
     floor_dir = work / "floor"
     if not floor_dir.exists():
@@ -143,7 +145,8 @@ def run_floor(work: Path, items: int, index: int) -> Measure:
     # -p no:cacheprovider: the repository's addopts disable it for the opsproof run too.
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_floor.py"]
     log = work / f"floor-{index}.log"
-    result, code = measure(cmd, floor_dir, log, env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"} if bare else None
+    result, code = measure(cmd, floor_dir, log, env)
     if code != 0:
         raise BenchError(f"the floor run exited {code}; see {log}:\n{_tail(log)}")
     return result

@@ -94,7 +94,40 @@ def make_test_app(seen: list[tuple[str, str, dict[str, str]]]) -> web.Applicatio
         response.set_cookie("session", "from-the-first-endpoint")
         return response
 
+    async def error_budget(request: web.Request) -> web.Response:
+        # Runbook 004's /slos/error-budget, as an SLO service answers it.
+        return web.json_response(
+            {
+                "slo": "api_availability",
+                "objective": "99.9%",
+                "error_budget": {"remaining_percent": 23.5, "consumed": "76.5%", "burn_rate": 1.8},
+                "window": {"days": 30, "elapsed": "12d"},
+                "slos": [{"name": "api_availability", "status": "at_risk", "latency_p95": "420ms"}],
+                "frozen": False,
+                "owner": None,
+            }
+        )
+
+    async def cluster_health(request: web.Request) -> web.Response:
+        # Runbook 003's OpenSearch _cluster/health.
+        return web.json_response({"cluster_name": "apex", "status": "yellow", "number_of_nodes": 3})
+
+    async def big(request: web.Request) -> web.Response:
+        # A large JSON document, sent in many chunks: a probe reading one chunk would see half of it.
+        items = [{"id": n, "name": f"item-{n:05d}", "padding": "x" * 40} for n in range(2000)]
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        text = json.dumps({"items": items, "status": "complete"}).encode()
+        for start in range(0, len(text), 8192):
+            await response.write(text[start : start + 8192])
+            await asyncio.sleep(0.001)
+        await response.write_eof()
+        return response  # type: ignore[return-value]
+
     app = web.Application(middlewares=[record])
+    app.router.add_get("/big", big)
+    app.router.add_get("/slos/error-budget", error_budget)
+    app.router.add_get("/_cluster/health", cluster_health)
     app.router.add_get("/health", health)
     app.router.add_get("/status/{code}", status)
     app.router.add_get("/state/{state}", state)

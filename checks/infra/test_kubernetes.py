@@ -43,6 +43,7 @@ from kubernetes_judging import named as _named
 from kubernetes_judging import observe_offenders as _observe_offenders
 
 from opsproof import Check, Part, applies, each
+from opsproof.outcomes import reaches
 from opsproof.probes.kubernetes import KubernetesFacts
 from opsproof.probes.kubernetes_reduce import STARTING_REASONS
 from opsproof.targets.kubernetes import CronJobExpectation, KubernetesTarget, LabelSelector
@@ -185,7 +186,7 @@ def test_restarts(item: KubernetesTarget, facts: KubernetesFacts, check: Check) 
 
 
 def _over(value: float, limit: float | None) -> bool:
-    return limit is not None and value > limit
+    return limit is not None and reaches(value, limit)
 
 
 def _first(*limits: float | None) -> float | None:

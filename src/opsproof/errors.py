@@ -9,6 +9,7 @@
     ├── HistoryError          the history store cannot be opened or written (opsproof.compliance.history)
     ├── CheckFailed           the target is not as expected: a `failed` record (also an AssertionError)
     ├── CheckError            the check could not run for a reason that is not the target's: an `error` record
+    ├── PathAbsent            a JSON document has no value at a path (opsproof.model.json_path)
     ├── StoreError            a backup store cannot be read (opsproof.backup.store)
     ├── CorruptBackup         a backup's bytes are not what its format says (opsproof.backup.integrity)
     ├── VerifyError           a backup's verification could not run (opsproof.backup.integrity)

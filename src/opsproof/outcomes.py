@@ -52,6 +52,13 @@ class Verdict:
     message: str
 
 
+def reaches(value: float, limit: float, *, lower_is_worse: bool = False) -> bool:
+    """Whether `value` reaches `limit` (CONTRACT §3): at or beyond it; a zero limit where higher is worse means none."""
+    if lower_is_worse:
+        return value <= limit
+    return value > 0 if limit == 0 else value >= limit
+
+
 def evaluate(
     measure: str,
     value: float,
@@ -74,9 +81,7 @@ def evaluate(
     """
 
     def reached(limit: float) -> bool:
-        if lower_is_worse:
-            return value <= limit
-        return value > 0 if limit == 0 else value >= limit
+        return reaches(value, limit, lower_is_worse=lower_is_worse)
 
     def verdict(level: Level, name: str, limit: float) -> Verdict:
         where = "at" if value == limit else ("under" if lower_is_worse else "over")

@@ -6,10 +6,7 @@
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable
-from typing import Literal
 
 # ASCII digits only, and `fullmatch` below: a trailing newline or an Arabic-Indic digit is no duration.
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", re.ASCII)
@@ -88,53 +85,3 @@ def format_size(size: float) -> str:
 def format_percent(value: float) -> str:
     return f"{value:.1f}%"
 
-
-# The unit of a measured number (a KPI, a query's value): what a threshold string like 500ms,
-# 2GB or 80% is read as, and how values are shown.
-Unit = Literal["number", "seconds", "percent", "ratio", "bytes"]
-UNITS: tuple[str, ...] = ("number", "seconds", "percent", "ratio", "bytes")
-
-
-def limit_in(value: object, unit: str) -> float:
-    """A limit: a number as is, or a string in the measure's unit (100ms in seconds, 1% in percent or ratio, 2GB)."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid threshold {value!r}: expected a number")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError(f"invalid threshold {value!r}: expected a finite number")
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError(f"invalid threshold {value!r}: expected a number")
-    if unit == "seconds":
-        return parse_duration(value)
-    if unit == "bytes":
-        return float(parse_size(value))
-    if unit in ("percent", "ratio"):
-        found = _PERCENT.fullmatch(value)
-        percent = float(found.group(1)) if found else None
-        if percent is None:
-            raise ValueError(f"invalid threshold {value!r}: expected a number or a percentage such as 1%")
-        return percent if unit == "percent" else percent / 100
-    raise ValueError(
-        f"invalid threshold {value!r}: a number is expected (a value with a unit needs `unit:` seconds, percent, "
-        "ratio or bytes)"
-    )
-
-
-def show_in(unit: str) -> Callable[[float], str]:
-    """How values and limits of a unit read: 0.42 seconds -> 420ms, a ratio 0.012 -> 1.2%, 2**30 bytes -> 1.0GB."""
-
-    def show(value: float) -> str:
-        if math.isinf(value):
-            return "+Inf" if value > 0 else "-Inf"
-        if unit == "seconds":
-            return f"{value * 1000:.3g}ms" if abs(value) < 1 else format_duration(value)
-        if unit == "percent":
-            return f"{value:.4g}%"
-        if unit == "ratio":
-            return f"{value * 100:.4g}%"
-        if unit == "bytes":
-            return format_size(value) if value >= 0 else f"{value:g}B"
-        return f"{value:.6g}"
-
-    return show

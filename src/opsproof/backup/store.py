@@ -13,6 +13,7 @@ import contextlib
 import fnmatch
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,12 @@ S3_READ_OPERATIONS = frozenset(
         "GetBucketVersioning",
         "GetBucketEncryption",
         "GetObjectLockConfiguration",
+        "GetBucketLifecycleConfiguration",
     }
 )
+# S3Store has a method named list: its annotations name the builtin through this alias.
+LifecycleRules = list[dict[str, Any]]
+LARGEST_KEPT = 10  # the largest objects a usage listing names (runbook 003: "identify large files")
 
 
 _TOO_MANY = "narrow the prefix, path or pattern, or raise max_listed"
@@ -48,6 +53,20 @@ class StoreError(OpsproofError):
         super().__init__(message)
         self.denied = denied
         self.timed_out = timed_out
+
+
+@dataclass
+class BucketUsage:
+    """What one listing of a bucket (or a prefix) adds up to; `stopped` says why it is a part, not the whole."""
+
+    objects: int = 0
+    bytes: int = 0
+    stopped: str | None = None  # None: every key was listed
+    largest: list[tuple[int, str]] = field(default_factory=list)  # (size, key), largest first
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped is None
 
 
 @dataclass(frozen=True)
@@ -261,6 +280,45 @@ class S3Store:
             meta = {**meta, "x-amz-checksum-sha256": head["ChecksumSHA256"]}
         return meta
 
+    def usage(self, max_keys: int, deadline: float) -> BucketUsage:
+        """Objects and bytes under the prefix, listing until `max_keys` keys or the monotonic `deadline`."""
+        import heapq
+
+        found = BucketUsage()
+        largest: list[tuple[int, str]] = []
+        with s3_errors(self.location):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.s3.bucket, Prefix=self.s3.prefix):
+                for entry in page.get("Contents", ()):
+                    if found.objects >= max_keys:
+                        found.stopped = f"max_keys {max_keys:,} reached"
+                        break
+                    size = int(entry["Size"])
+                    found.objects += 1
+                    found.bytes += size
+                    heapq.heappush(largest, (size, entry["Key"]))
+                    if len(largest) > LARGEST_KEPT:
+                        heapq.heappop(largest)
+                if found.stopped is None and page.get("IsTruncated") and time.monotonic() >= deadline:
+                    found.stopped = "list_timeout reached"
+                if found.stopped is not None:
+                    break
+        found.largest = sorted(largest, reverse=True)
+        return found
+
+    def lifecycle(self) -> LifecycleRules:
+        """The bucket's lifecycle rules as configured ([] when it has none)."""
+        from botocore.exceptions import ClientError
+
+        with s3_errors(f"s3://{self.s3.bucket}"):
+            try:
+                rules = self.client.get_bucket_lifecycle_configuration(Bucket=self.s3.bucket)["Rules"]
+            except ClientError as exc:
+                if _code(exc) == "NoSuchLifecycleConfiguration":
+                    return []
+                raise
+        return [_rule(rule) for rule in rules]
+
     def protection(self) -> dict[str, Any]:
         """What the bucket enforces: versioning status, default encryption, Object Lock."""
         from botocore.exceptions import ClientError
@@ -287,6 +345,21 @@ class S3Store:
                     raise
                 seen["object_lock"] = "Disabled"
         return seen
+
+
+def _rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A lifecycle rule as `mc ilm ls` lists it: id, status, scope, expiry and transitions."""
+    scope = rule.get("Filter", {}).get("Prefix", rule.get("Prefix", ""))
+    shown: dict[str, Any] = {"id": rule.get("ID", ""), "status": rule.get("Status", ""), "prefix": scope}
+    if "Expiration" in rule:
+        shown["expiration"] = {k: str(v) for k, v in rule["Expiration"].items()}
+    if rule.get("Transitions"):
+        shown["transitions"] = [{k: str(v) for k, v in step.items()} for step in rule["Transitions"]]
+    if "NoncurrentVersionExpiration" in rule:
+        shown["noncurrent_expiration"] = {k: str(v) for k, v in rule["NoncurrentVersionExpiration"].items()}
+    if "AbortIncompleteMultipartUpload" in rule:
+        shown["abort_incomplete_multipart"] = {k: str(v) for k, v in rule["AbortIncompleteMultipartUpload"].items()}
+    return shown
 
 
 def _code(exc: Any) -> str:

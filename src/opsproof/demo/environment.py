@@ -40,6 +40,7 @@ def demo_environment(http_port: int, *, any_ports: bool = False) -> Iterator[Dem
     anywhere: dict[str, int] = {"port": 0} if any_ports else {}
     from opsproof.demo.backups import serve_demo_backups
     from opsproof.demo.certs import serve_demo_tls
+    from opsproof.demo.dns import DEMO_ZONE, serving_dns
     from opsproof.demo.kubernetes import serve_demo_kubernetes
     from opsproof.demo.postgres import serve_demo_postgres
     from opsproof.demo.prometheus import serve_demo_prometheus
@@ -51,6 +52,10 @@ def demo_environment(http_port: int, *, any_ports: bool = False) -> Iterator[Dem
         address = stack.enter_context(serving_apart(free_port(http_port)))
         demo.plain_vars["DEMO_HTTP"] = address
         demo.services.append(f"health endpoints of runbook 000 on http://{address} (Reporting is down on purpose)")
+
+        names = stack.enter_context(serving_dns(DEMO_ZONE))
+        demo.plain_vars["DEMO_DNS"] = names.address
+        demo.services.append(f"DNS for the scorpius-platform services on {names.address} (reporting has no name)")
 
         tls = stack.enter_context(serve_demo_tls(any_ports=any_ports))
         demo.plain_vars.update(tls.plain_vars)

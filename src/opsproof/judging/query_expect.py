@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from opsproof import units
+from opsproof.judging.series import show_value
 from opsproof.model.check import Check, CheckError
 from opsproof.probes.postgres_describe import QueryResult, SectionError
 from opsproof.targets.postgres import PostgresQuery, QueryExpect
@@ -72,7 +72,7 @@ def assert_expected(expect: QueryExpect, result: QueryResult) -> None:
         assert any(equal(result, option) for option in expect.one_of), (
             f"value is {shown(result)}, expected one of {expect.one_of!r}"
         )
-    show = units.show_in(expect.unit)
+    show = show_value(expect.unit)
     if "min" in given and expect.min is not None:
         assert result.value is not None, f"value is NULL, expected at least {show(expect.min)}"
         assert number(result) >= expect.min, f"value {show(number(result))} is below the minimum {show(expect.min)}"
@@ -113,6 +113,6 @@ def judge_query(spec: PostgresQuery, result: QueryResult | None, check: Check) -
             number(result),
             expect.threshold,
             lower_is_worse=expect.lower_is_worse,
-            show=units.show_in(expect.unit),
+            show=show_value(expect.unit),
         )
     check.note(f"value {shown(result)}, {result.row_count} row(s)" if result.columns else "as expected")

@@ -173,30 +173,6 @@ def default_threshold(**limits: str | int) -> Callable[[], Any]:
     return lambda: dict(limits)
 
 
-def limits_in_unit(data: dict[Any, Any], *, scalars: tuple[str, ...] = ()) -> dict[Any, Any]:
-    """A model's limits written in its sibling `unit:` (500ms, 10GB, 80%), as numbers: `threshold` and `scalars`.
-
-    For a model-level `mode="before"` validator: the unit is another key of the same mapping.
-    """
-    unit = data.get("unit", "number")
-    if unit not in units.UNITS:
-        return data  # the unit's own error is clearer
-    converted = dict(data)
-    limits = [(key, data, converted, key) for key in scalars]
-    if isinstance(data.get("threshold"), dict):
-        converted["threshold"] = dict(data["threshold"])
-        limits += [
-            (f"threshold.{level}", data["threshold"], converted["threshold"], level) for level in ("warn", "fail")
-        ]
-    for shown, source, target, key in limits:
-        if source.get(key) is not None:
-            try:
-                target[key] = units.limit_in(source[key], unit)
-            except ValueError as exc:
-                raise ValueError(f"{shown}: {exc}") from None
-    return converted
-
-
 def check_order(threshold: Threshold[Any] | None, *, lower_is_worse: bool) -> None:
     """Refuse an inverted `{warn, fail}` pair at load: it would silently never warn."""
     if threshold is None or threshold.warn is None or threshold.fail is None:

@@ -11,10 +11,12 @@ import json
 import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from pydantic import Field
 
+from opsproof.outcomes import reaches
 from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
 from opsproof.targets.http import HttpTarget
 
@@ -56,8 +58,15 @@ class HttpFacts(Facts):
         return shown
 
 
-def _ssl_context(
-    target: HttpTarget, cache: dict[tuple[str | None, bool], ssl.SSLContext | bool]
+class _Verified(Protocol):
+    @property
+    def verify_tls(self) -> bool: ...
+    @property
+    def ca_file(self) -> Path | None: ...
+
+
+def ssl_context_for(
+    target: _Verified, cache: dict[tuple[str | None, bool], ssl.SSLContext | bool]
 ) -> ssl.SSLContext | bool:
     """`True` (aiohttp's verifying context, made once when it is imported), `False`, or one with `ca_file` added.
 
@@ -105,11 +114,24 @@ async def _exchange(session: Any, target: HttpTarget, contexts: dict[Any, Any]) 
         # UTF-8 (RFC 7617), not aiohttp's latin-1 default: a non-ASCII password must not crash the request.
         auth=aiohttp.BasicAuth(*credentials, encoding="utf-8") if credentials else None,
         headers=target.headers,
-        ssl=_ssl_context(target, contexts),
+        ssl=ssl_context_for(target, contexts),
         allow_redirects=target.follow_redirects,
     ) as response:
-        body = await response.content.read(MAX_BODY_BYTES + 1)
+        body = await read_body(response, MAX_BODY_BYTES + 1)
         return response, body, time.perf_counter() - started
+
+
+async def read_body(response: Any, limit: int) -> bytes:
+    """Up to `limit` bytes of the body, all of them: one `content.read(n)` returns only what has arrived."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await response.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _lowest_limit(target: HttpTarget) -> float | None:
@@ -170,7 +192,7 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
             )
         limit = _lowest_limit(target)
         samples = [latency]
-        if limit is not None and latency > limit:
+        if limit is not None and reaches(latency, limit):
             samples = await _confirm(session, target, contexts, latency, timeout)
     truncated = len(body) > MAX_BODY_BYTES
     body = body[:MAX_BODY_BYTES]
@@ -203,22 +225,27 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
 
 async def gather_http(targets: Sequence[HttpTarget], ctx: ProbeContext) -> AsyncIterator[HttpFacts]:
     """Probe every target through one session; yield each one's facts as it completes."""
+    contexts: dict[Any, Any] = {}
+    async with open_session() as session:
+        async for facts in each_as_done(_probe_one(session, t, ctx, contexts) for t in targets):
+            yield facts
+
+
+def open_session() -> Any:
+    """The aiohttp session every target of a kind shares (an `async with` context; `metrics` uses it too)."""
     import aiohttp
 
-    contexts: dict[Any, Any] = {}
     # limit=0: the run's semaphore is the bound; per-host limits would serialise a fleet
     # behind one load balancer.
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
-    async with aiohttp.ClientSession(
+    return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None),
         trust_env=False,
         # Each probe stands alone: a cookie one endpoint sets is never sent to another.
         cookie_jar=aiohttp.DummyCookieJar(),
         headers={"User-Agent": "opsproof/0.1 (read-only health check)"},
-    ) as session:
-        async for facts in each_as_done(_probe_one(session, t, ctx, contexts) for t in targets):
-            yield facts
+    )
 
 
 PROBE: ProbeKind[HttpTarget, HttpFacts] = ProbeKind(

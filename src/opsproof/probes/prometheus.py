@@ -35,6 +35,7 @@ from pydantic import Field
 from opsproof.errors import OpsproofError
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done, utc_iso
 from opsproof.probes.http import describe_http_error
+from opsproof.probes.samples import badness, number
 from opsproof.redaction import Redactor
 from opsproof.targets.prometheus import Kpi, PrometheusTarget
 
@@ -283,27 +284,12 @@ def targets_facts(answer: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
     }
 
 
-def _number(value: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _badness(value: str, lower_is_worse: bool) -> float:
-    """A sort key: smaller is worse. NaN sorts last (it is no value at all)."""
-    number = _number(value)
-    if math.isnan(number):
-        return math.inf
-    return number if lower_is_worse else -number
-
-
 def _worst_point(points: list[list[Any]], lower_is_worse: bool) -> tuple[Any, str] | None:
     best: tuple[Any, str] | None = None
     for stamp, value in points:
-        if math.isnan(_number(value)):
+        if math.isnan(number(value)):
             continue
-        if best is None or _badness(value, lower_is_worse) < _badness(best[1], lower_is_worse):
+        if best is None or badness(value, lower_is_worse) < badness(best[1], lower_is_worse):
             best = (stamp, value)
     return best
 
@@ -341,8 +327,8 @@ def kpi_facts(answer: dict[str, Any], kpi: Kpi) -> dict[str, Any]:
         )
     else:
         raise ApiError(f"the query returns a {kind}, not a number: a KPI needs an instant vector or a scalar", "error")
-    series.sort(key=lambda s: _badness(s["value"], kpi.lower_is_worse))
-    nan_series = sum(1 for s in series if math.isnan(_number(s["value"])))
+    series.sort(key=lambda s: badness(s["value"], kpi.lower_is_worse))
+    nan_series = sum(1 for s in series if math.isnan(number(s["value"])))
     return {
         "ok": True,
         "result_type": kind,

@@ -16,7 +16,6 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof import units
 from opsproof.model.fields import (
     Cadence,
     Duration,
@@ -30,9 +29,9 @@ from opsproof.model.fields import (
     Threshold,
     check_order,
     default_threshold,
-    limits_in_unit,
 )
 from opsproof.model.kind import Kind
+from opsproof.targets.valued import Unit, limits_in_unit
 
 # A literal, a quoted identifier, a comment: the places a keyword is not a keyword.
 _NOT_CODE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$", re.DOTALL)
@@ -96,7 +95,7 @@ class QueryExpect(Strict):
     threshold: Threshold[float] | None = Field(
         None, description="{warn, fail} on the value, in `unit`: warns before it fails (a limit is reached at it)"
     )
-    unit: units.Unit = Field(
+    unit: Unit = Field(
         "number", description="what the value measures: number, seconds, percent (0-100), ratio (0-1) or bytes"
     )
     lower_is_worse: StrictBool = Field(False, description="with threshold: true when less is worse (a hit ratio)")
@@ -109,7 +108,7 @@ class QueryExpect(Strict):
             unknown = sorted(str(key) for key in data if key not in cls.model_fields)
             if unknown:
                 raise ValueError(f"unknown expect operator {unknown[0]!r}: use {', '.join(cls.model_fields)}")
-            return limits_in_unit(data, scalars=("min", "max"))
+            return limits_in_unit(data, ("min", "max", "threshold"))
         return data
 
     @model_validator(mode="after")

@@ -23,29 +23,25 @@ from pydantic import (
     BeforeValidator,
     Field,
     StrictBool,
-    StrictFloat,
     StrictInt,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from opsproof import units
 from opsproof.model.fields import (
-    Cadence,
     ExistingFile,
     Item,
     Name,
     PositiveDuration,
-    Severity,
     Strict,
     Threshold,
     check_order,
     default_threshold,
-    limits_in_unit,
 )
 from opsproof.model.kind import Kind
 from opsproof.targets.hosts import also_accepts  # a schema helper for any kind; hosts defines it first
+from opsproof.targets.valued import Unit, UnitLimit, check_limits, limits_in_unit
 
 # Prometheus refuses a range query of more than 11,000 points per series.
 MAX_POINTS = 11_000
@@ -133,32 +129,16 @@ class TargetHealth(Strict):
         return value
 
 
-KpiLimit = Annotated[
-    StrictFloat,
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "number"}, {"type": "string"}],
-            "description": "a number, or a value in the KPI's unit: 500ms (seconds), 1% (percent, ratio), 2GB (bytes)",
-        }
-    ),
-]
-
-
 class Kpi(Strict):
     """One PromQL query whose value (the worst series) is judged against {warn, fail}."""
 
     name: Name
     query: Annotated[str, Field(min_length=1, description="a PromQL expression; its worst series is judged")]
-    threshold: Threshold[KpiLimit] = Field(
+    threshold: Threshold[UnitLimit] = Field(
         description="{warn, fail} in the query's own unit (numbers; or 500ms, 1%, 2GB with `unit:`)"
     )
     lower_is_worse: StrictBool = Field(False, description="true for measures where less is worse (hit ratio, uptime)")
-    post_deploy: StrictBool | None = Field(
-        None, description="true puts this KPI's check in `pytest -m post_deploy` (an error rate after a deploy)"
-    )
-    severity: Severity | None = Field(None, description="this part's own severity (default: the item's)")
-    cadence: Cadence | None = Field(None, description="this part's own cadence (default: the item's)")
-    unit: units.Unit = Field(
+    unit: Unit = Field(
         "number",
         description="how values and thresholds read: number, seconds, percent (0-100), ratio (0-1, shown as %), bytes",
     )
@@ -176,16 +156,11 @@ class Kpi(Strict):
     @classmethod
     def _limits_in_unit(cls, data: Any) -> Any:
         # Threshold strings are read in the KPI's unit, which is a sibling key: convert here.
-        return limits_in_unit(data) if isinstance(data, dict) else data
+        return limits_in_unit(data, ("threshold",))
 
     @model_validator(mode="after")
     def _coherent(self) -> Kpi:
-        warn, fail = self.threshold.warn, self.threshold.fail
-        if warn is not None and fail is not None:
-            if self.lower_is_worse and warn < fail:
-                raise ValueError("lower is worse here: warn must be at or above fail (e.g. {warn: 0.9, fail: 0.8})")
-            if not self.lower_is_worse and warn > fail:
-                raise ValueError("higher is worse here: warn must be at or below fail (e.g. {warn: 0.1, fail: 0.5})")
+        check_limits(self.threshold.warn, self.threshold.fail, lower_is_worse=self.lower_is_worse, what="a KPI")
         if self.step is not None and self.over is None:
             raise ValueError("step is the resolution of `over`: set over too")
         if self.over is not None and self.over / self.range_step > MAX_POINTS:
@@ -204,9 +179,7 @@ class Kpi(Strict):
 
 
 class BasicAuth(Strict):
-    """HTTP basic authentication."""
-
-    username: Annotated[str, Field(min_length=1)] = Field(description="the user name")
+    username: Annotated[str, Field(min_length=1)]
     password: str = Field(description="use a ${SECRET}")
 
 
@@ -276,9 +249,6 @@ class PrometheusTarget(Item):
         if self.ca_file is not None and not self.url.startswith("https://"):
             raise ValueError("ca_file is only used with https:// URLs")
         return self
-
-    def basic_auth_pairs(self) -> list[tuple[str, str]]:
-        return [(self.basic_auth.username, self.basic_auth.password)] if self.basic_auth else []
 
     def api(self, path: str) -> str:
         """The URL of an API path: api('query') -> https://prom:9090/api/v1/query."""
