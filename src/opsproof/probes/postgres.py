@@ -14,13 +14,10 @@ rest only counted (`MOVE FORWARD ALL`), so a query over a large table never load
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import math
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
-from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -28,13 +25,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
 from opsproof.redaction import ACTIVE, redact
+from opsproof.sql_guard import ROLE_POWERS_SQL, refusal
+from opsproof.sql_values import cut as _cut
+from opsproof.sql_values import json_value, value_text
 from opsproof.targets.postgres import PostgresQuery, PostgresTarget
 
 APPLICATION_NAME = "opsproof"
 OFFENDERS = 5  # worst sessions/locks shown per measure
 QUERY_TEXT_CHARS = 200
 SAMPLE_ROWS = 5  # rows of a custom query kept in the facts
-VALUE_CHARS = 10_000  # longer values are cut (and flagged) before they reach the evidence
 WRAPAROUND_LIMIT = 2**31  # transaction IDs: the server stops assigning them shortly before this
 # Client-side backstop past the server's statement_timeout: the server's own clean
 # "canceling statement due to statement timeout" should arrive first.
@@ -103,6 +102,9 @@ class PostgresFacts(Facts):
     database: str | None = None
     backend_pid: int | None = None
     sees_all_sessions: bool | None = Field(None, description="superuser or pg_read_all_stats (pg_monitor)")
+    role_powers: list[str] = Field(
+        default_factory=list, description="what the session's role could do that a check never needs (a warning)"
+    )
     connect_s: float | None = None
     max_connections: int | None = None
     reserved_connections: int | None = None
@@ -243,53 +245,6 @@ def describe_query_error(exc: Exception, timeout: float) -> SectionError:
 
 
 # -- turning values into JSON-friendly facts ------------------------------------------------
-
-
-def json_value(value: Any) -> Any:
-    """A result value as JSON: numbers stay numbers, intervals become seconds, the rest text."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            return str(value)
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return "\\x" + bytes(value).hex()
-    if isinstance(value, (list, tuple)):
-        return [json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): json_value(v) for k, v in value.items()}
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return str(value)
-
-
-def value_text(value: Any) -> str | None:
-    """How the value reads as text: PostgreSQL's spelling for booleans, ISO for times."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (list, dict, tuple)):
-        import json
-
-        return json.dumps(json_value(value))
-    shown = json_value(value)
-    return shown if isinstance(shown, str) else str(value)
-
-
-def _cut(value: Any) -> tuple[Any, bool]:
-    if isinstance(value, str) and len(value) > VALUE_CHARS:
-        return value[:VALUE_CHARS], True
-    return value, False
 
 
 def query_text(text: str | None) -> str | None:
@@ -472,6 +427,7 @@ class Session:
             f.reserved_connections,
             f.sees_all_sessions,
         ) = row
+        f.role_powers = [power for power, held in await self.rows(ROLE_POWERS_SQL) if held]
 
     async def sessions(self) -> None:
         f = self.facts
@@ -576,7 +532,14 @@ class Session:
         result = QueryResult(sql=query.sql, timeout_s=timeout)
         started = time.perf_counter()
 
+        refused: list[str] = []
+
         async def work() -> None:
+            # The server's own catalogue, asked in this session: what each name resolves to here.
+            reason = await refusal(self.conn, query.sql)
+            if reason is not None:
+                refused.append(reason)
+                return
             if timeout != self.statement_timeout:
                 # Local to the transaction: kept once this savepoint is released, undone with it on an
                 # error; `self.statement_timeout` follows which one happened.
@@ -589,7 +552,7 @@ class Session:
         if error is None and timeout != self.statement_timeout:
             self.statement_timeout = timeout
         result.elapsed_s = round(time.perf_counter() - started, 4)
-        result.error = error
+        result.error = SectionError(message=f"refused before it ran: {refused[0]}") if refused else error
         return result
 
     async def _read(self, sql: str, result: QueryResult) -> None:
