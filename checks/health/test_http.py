@@ -10,11 +10,11 @@ import re
 
 import pytest
 
-from opsproof import Check
+from opsproof import Check, CheckFailed
 from opsproof.compare import json_subset_mismatches
 from opsproof.probes.http import HttpFacts
 from opsproof.targets.http import HttpTarget
-from opsproof.units import format_duration
+from opsproof.units import format_duration, format_size
 
 pytestmark = [pytest.mark.health, pytest.mark.post_deploy]
 
@@ -33,6 +33,12 @@ def test_health(item: HttpTarget, facts: HttpFacts, check: Check) -> None:
         + f", expected {' or '.join(map(str, expect.status))}"
         + (f" (redirect to {facts.location})" if facts.location else "")
     )
+    if facts.body_truncated and (expect.json_body is not None or expect.body is not None):
+        # Never judge a part as the whole: a healthy prefix can hide the error that follows it.
+        raise CheckFailed(
+            f"the body is larger than max_body {format_size(facts.max_body)}: it was not judged "
+            "(raise max_body on the item if the endpoint really answers that much)"
+        )
     if expect.json_body is not None:
         assert facts.json_body is not None, (
             f"body is not JSON ({facts.json_error or 'empty'}); expected {expect.json_body}"

@@ -7,7 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, WithJsonSchema, field_validator
 
-from opsproof.fields import Duration, ExistingFile, Item, Regex, Rising, Strict, Threshold
+from opsproof.fields import Duration, ExistingFile, Item, Regex, Rising, Size, Strict, Threshold
+
+# Whole bodies are read and judged, up to this much; past it the check says so rather than judge a part.
+MAX_BODY_DEFAULT = 10 * 1024 * 1024
 
 
 def _status_list(value: Any) -> Any:
@@ -41,6 +44,11 @@ class HttpTarget(Item):
     ca_file: ExistingFile | None = Field(None, description="extra trust anchors (PEM) for HTTPS")
     verify_tls: StrictBool = Field(True, description="verify the server certificate (on by default)")
     follow_redirects: StrictBool = False
+    max_body: Size = Field(
+        MAX_BODY_DEFAULT,
+        gt=0,
+        description="the largest body read and judged (default 10MB); a larger one fails a body or JSON expectation",
+    )
     expect: HttpExpect = Field(default_factory=HttpExpect)
 
     @field_validator("url")
