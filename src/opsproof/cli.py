@@ -316,7 +316,7 @@ def _report(args: argparse.Namespace) -> int:
 
     from opsproof.compliance.declared import load_declared
     from opsproof.compliance.history import History, HistoryError
-    from opsproof.compliance.period import ReportRequest, build_report, last_complete, parse_day
+    from opsproof.compliance.period import ReportRequest, build_report, check_period, last_complete, parse_day
     from opsproof.compliance.report_csv import render_csv
     from opsproof.compliance.report_html import render_period_html
     from opsproof.compliance.report_json import render_json
@@ -332,6 +332,7 @@ def _report(args: argparse.Namespace) -> int:
         first, last = parse_day(args.first, "--from"), parse_day(args.last, "--to")
     else:
         raise ComplianceError("give --from YYYY-MM-DD and --to YYYY-MM-DD, or --period monthly (or weekly, ...)")
+    check_period(first, last)
     declared = None
     if args.profile is not None:  # only when asked: the report stands on the history alone
         declared = load_declared(args.profile, _cli_vars(args.var))
