@@ -20,7 +20,7 @@ import yaml
 from postgres_servers import PgServer
 
 from conftest import SECRET, Runner, profile_error
-from opsproof.sql_guard import read_only_sql, refusal
+from opsproof.model.sql_guard import read_only_sql, refusal
 
 pg_main = postgres_servers.pg_main
 pg_env = postgres_servers.pg_env

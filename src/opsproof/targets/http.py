@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, WithJsonSchema, field_validator
 
-from opsproof.fields import Duration, ExistingFile, Item, Regex, Rising, Size, Strict, Threshold
+from opsproof.model.fields import Duration, ExistingFile, Item, Regex, Rising, Size, Strict, Threshold
 
 # Whole bodies are read and judged, up to this much; past it the check says so rather than judge a part.
 MAX_BODY_DEFAULT = 10 * 1024 * 1024

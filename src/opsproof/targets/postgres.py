@@ -15,8 +15,8 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof.fields import Duration, Item, Name, Percent, Regex, Rising, Strict, Threshold, default_threshold
-from opsproof.sql_guard import read_only_sql
+from opsproof.model.fields import Duration, Item, Name, Percent, Regex, Rising, Strict, Threshold, default_threshold
+from opsproof.model.sql_guard import read_only_sql
 
 ReadOnlySql = Annotated[str, AfterValidator(read_only_sql)]
 Scalar = StrictStr | StrictInt | StrictFloat | StrictBool | None

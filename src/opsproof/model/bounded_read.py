@@ -12,11 +12,13 @@ import os
 import stat
 from pathlib import Path
 
+from opsproof.errors import OpsproofError
+
 KIB = 1024
 MIB = 1024 * KIB
 
 
-class UnreadableFile(Exception):
+class UnreadableFile(OpsproofError):
     """Why a file cannot be read, in words to follow its name ("not a regular file (a FIFO)")."""
 
 

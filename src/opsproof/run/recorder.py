@@ -16,7 +16,7 @@ import pytest
 
 from opsproof import outcomes
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
-from opsproof.run_state import RunState, owns_process
+from opsproof.run.state import RunState, owns_process
 
 
 class Recorder:
@@ -68,7 +68,7 @@ class Recorder:
         state.exit_code = _exit_code(state, int(exitstatus))
         try:
             from opsproof.evidence.bundle import write_bundle
-            from opsproof.evidence.results import build_results
+            from opsproof.run.results import build_results
 
             results = build_results(self.config, state)
             state.bundle = write_bundle(results, state.report_dir, ACTIVE_REDACTOR, state.signer)
@@ -89,7 +89,7 @@ class Recorder:
                 gc.freeze()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        from opsproof.evidence.terminal import write_summary
+        from opsproof.run.terminal import write_summary
 
         write_summary(terminalreporter, self.state)
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from opsproof.errors import OpsproofError
+
 MAX_DEPTH = 100  # a profile is ~6 levels deep; a JSON expectation may add a few
 MAX_VALUES = 1_000_000  # values once aliases are expanded: a 5,000-item profile has ~150,000
 
@@ -39,7 +41,7 @@ _OPENS = (
 _CLOSES = (yaml.BlockEndToken, yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken)
 
 
-class TooLarge(Exception):
+class TooLarge(OpsproofError):
     """A document past a bound; the message names the line where it was seen."""
 
 
