@@ -96,32 +96,34 @@ def track_connections(client: Any) -> None:
     """Make a boto3 client's pools note their connections (botocore's own classes, one method more)."""
     from botocore import awsrequest
 
-    class Connection(awsrequest.AWSHTTPConnection):  # type: ignore[misc]
+    class Held:
+        """A connection that keeps hold of its socket: http.client drops `sock` when a response takes it over."""
+
+        sock: Any
+
         def connect(self) -> None:
-            super().connect()
-            # http.client drops `sock` when a response takes the connection over: keep our own hold.
+            super().connect()  # type: ignore[misc]
             self.opsproof_sock = self.sock
 
-    class TlsConnection(awsrequest.AWSHTTPSConnection):  # type: ignore[misc]
-        def connect(self) -> None:
-            super().connect()
-            self.opsproof_sock = self.sock
+    class Noting:
+        """A pool that notes which thread takes which connection."""
 
-    class Pool(awsrequest.AWSHTTPConnectionPool):  # type: ignore[misc]
+        def _get_conn(self, timeout: float | None = None) -> Any:
+            connection = super()._get_conn(timeout)  # type: ignore[misc]
+            note_connection(connection)
+            return connection
+
+    class Connection(Held, awsrequest.AWSHTTPConnection):  # type: ignore[misc]
+        pass
+
+    class TlsConnection(Held, awsrequest.AWSHTTPSConnection):  # type: ignore[misc]
+        pass
+
+    class Pool(Noting, awsrequest.AWSHTTPConnectionPool):  # type: ignore[misc]
         ConnectionCls = Connection
 
-        def _get_conn(self, timeout: float | None = None) -> Any:
-            connection = super()._get_conn(timeout)
-            note_connection(connection)
-            return connection
-
-    class TlsPool(awsrequest.AWSHTTPSConnectionPool):  # type: ignore[misc]
+    class TlsPool(Noting, awsrequest.AWSHTTPSConnectionPool):  # type: ignore[misc]
         ConnectionCls = TlsConnection
-
-        def _get_conn(self, timeout: float | None = None) -> Any:
-            connection = super()._get_conn(timeout)
-            note_connection(connection)
-            return connection
 
     session = client._endpoint.http_session  # botocore's URLLib3Session: no public hook for its pools
     classes = {"http": Pool, "https": TlsPool}
