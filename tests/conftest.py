@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -235,6 +236,12 @@ def module_runner(root: Path) -> Runner:
 def runner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Runner:
     monkeypatch.delenv("OPSPROOF_PROFILE", raising=False)
     return Runner(pytester)
+
+
+def default_sigint() -> None:
+    """preexec_fn for a child the test will send SIGINT: `nohup pytest tests &` starts the suite with
+    SIGINT ignored, children inherit that, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:

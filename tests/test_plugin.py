@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HttpServer, Runner, http_profile
+from conftest import HttpServer, Runner, default_sigint, http_profile
 
 
 def _mixed(base: str) -> str:
@@ -288,6 +288,7 @@ def test_an_interrupted_run_leaves_a_bundle_that_says_interrupted(
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=default_sigint,
     )
     _wait_for(marker)
     time.sleep(0.5)
