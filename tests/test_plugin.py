@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HttpServer, Runner, default_sigint, http_profile
+from conftest import REPO, HttpServer, Runner, default_sigint, http_profile
 
 
 def _mixed(base: str) -> str:
@@ -361,3 +361,27 @@ def test_a_narrowed_run_never_contacts_unselected_targets(runner: Runner, http_s
         assert [path for _, path, _ in http_server.requests[before:]] == ["/state/chosen"], narrowing
         for bundle in run.bundles:
             shutil.rmtree(bundle)
+
+
+# What an install without the test extras has: no trustme, so the repository's tests/conftest.py cannot load.
+_NO_TEST_EXTRAS = "import sys; sys.modules['trustme'] = None; import pytest; sys.exit(pytest.main(sys.argv[1:]))"
+
+
+def _pytest_without_test_extras(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "OPSPROOF_PROFILE"}
+    return subprocess.run(
+        [sys.executable, "-c", _NO_TEST_EXTRAS, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_profile_path_written_apart_is_refused_before_any_conftest_loads(tmp_path: Path) -> None:
+    """`--profile /abs/p.yaml` outside the repository: pytest loses its ini and would import tests/conftest.py."""
+    profile = tmp_path / "p.yaml"
+    profile.write_text("environment: t\n")
+    apart = _pytest_without_test_extras("-m", "daily", "--profile", str(profile), f"--report-dir={tmp_path / 'r'}")
+    assert apart.returncode == 4, apart.stdout + apart.stderr
+    assert f"--profile {profile}: write --profile={profile} (with =)" in apart.stderr
+    assert "trustme" not in apart.stdout + apart.stderr
+    joined = _pytest_without_test_extras("-m", "daily", f"--profile={profile}", f"--report-dir={tmp_path / 'r'}")
+    assert joined.returncode == 5, joined.stdout + joined.stderr  # the profile has no items: no checks selected
+    assert "trustme" not in joined.stdout + joined.stderr

@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import gc
 import importlib
+import itertools
 import signal
 from pathlib import Path
 from types import FrameType
@@ -113,6 +114,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="sign each manifest with this Ed25519 private key (PEM or OpenSSH; opsproof keygen makes one)",
     )
     parser.addini("opsproof", type="bool", default=False, help="run opsproof checks without --profile")
+
+
+# Options whose value names a path. pytest looks for its ini before plugins add their options, so
+# in `--profile /elsewhere/p.yaml` it takes the path for a test path: no pyproject.toml is found
+# above it, `testpaths = checks` is lost, and the repository's own tests/conftest.py is loaded.
+_PATH_OPTIONS = ("--profile", "--report-dir")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """Refuse, before any conftest is imported, a path option written apart when it hid the ini."""
+    if early_config.inipath is not None:
+        return
+    for option, value in itertools.pairwise(args):
+        if option in _PATH_OPTIONS and Path(value).exists():
+            raise pytest.UsageError(
+                f"{option} {value}: write {option}={value} (with =). Written apart, pytest takes the path for "
+                "a test path before opsproof can read it, misses the project's pyproject.toml and collects "
+                "the wrong tests"
+            )
 
 
 def pytest_configure(config: pytest.Config) -> None:
