@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import gc
 import importlib
-import itertools
 import signal
 from pathlib import Path
 from types import FrameType
@@ -116,24 +115,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("opsproof", type="bool", default=False, help="run opsproof checks without --profile")
 
 
-# Options whose value names a path. pytest looks for its ini before plugins add their options, so
-# in `--profile /elsewhere/p.yaml` it takes the path for a test path: no pyproject.toml is found
-# above it, `testpaths = checks` is lost, and the repository's own tests/conftest.py is loaded.
-_PATH_OPTIONS = ("--profile", "--report-dir")
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
-    """Refuse, before any conftest is imported, a path option written apart when it hid the ini."""
-    if early_config.inipath is not None:
-        return
-    for option, value in itertools.pairwise(args):
-        if option in _PATH_OPTIONS and Path(value).exists():
-            raise pytest.UsageError(
-                f"{option} {value}: write {option}={value} (with =). Written apart, pytest takes the path for "
-                "a test path before opsproof can read it, misses the project's pyproject.toml and collects "
-                "the wrong tests"
-            )
+    """Without the ini, look for initial conftests in checks/ only, as collection will (see pytest_configure).
+
+    pytest looks for its ini before plugins add their options, so in `--profile /elsewhere/p.yaml`
+    it takes the path for a test path: it finds no pyproject.toml above it, loses `testpaths =
+    checks`, and would import the conftest.py of every test* folder of the repository (tests/
+    needs the test extras). Written with `=`, or as a name, the value is no path and nothing of this happens.
+    """
+    known = early_config.known_args_namespace
+    checks = early_config.invocation_params.dir / "checks"
+    if early_config.inipath is None and not known.file_or_dir and checks.is_dir():
+        known.file_or_dir = [str(checks)]
 
 
 def pytest_configure(config: pytest.Config) -> None:
