@@ -683,4 +683,5 @@ KIND: ProbeKind[DrillTarget, DrillFacts] = ProbeKind(
     gather=gather_drills,
     imports=("psycopg", "boto3"),
     times_targets=True,  # the RTO
+    cleans_up=True,  # _stop_when_orphaned: a run killed outright still gets its cluster stopped
 )

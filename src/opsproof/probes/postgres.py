@@ -273,6 +273,10 @@ class Session:
             f.sees_all_sessions,
         ) = row
         f.role_powers = [power for power, held in await self.rows(ROLE_POWERS_SQL) if held]
+        if (f.server_version_num or 0) >= 140000:
+            # A run killed outright leaves no one to cancel a long query: the server looks for its
+            # client every second and ends the query itself, instead of at statement_timeout.
+            await self.conn.execute("select set_config('client_connection_check_interval', '1000', true)")
 
     async def sessions(self) -> None:
         f = self.facts
