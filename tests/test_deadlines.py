@@ -95,9 +95,8 @@ def test_a_dripping_s3_costs_the_timeout_not_the_drip(runner: Runner, s3_server:
     assert record["outcome"] == "failed", run.output
     assert record["message"] == "cannot list s3://bk-drip/db/: timed out after 1s (timeout)"
     assert record["observed"]["timed_out"] is True
-    # elapsed_s includes making the S3 client (boto3's import, ~0.5 s on a busy machine) before the 1 s
-    # exchange; the drip alone (~1 KB of XML at 4 bytes a second) would have taken minutes.
-    assert record["observed"]["elapsed_s"] < 3.0, record["observed"]
+    # A margin for a busy machine; the drip alone (~1 KB of XML at 4 bytes a second) would take minutes.
+    assert record["observed"]["elapsed_s"] < 2.0, record["observed"]
     assert took < 20, took
 
 

@@ -158,6 +158,9 @@ async def _probe_one(item: BackupsTarget, ctx: ProbeContext, reading: asyncio.Se
     try:
         async with ctx.limit:
             store = store_for(item, timeout)
+            # Making the client (boto3's import the first time: seconds on a busy machine) is not the
+            # target's time: elapsed_s and the deadline start when the first request can be sent.
+            started = time.monotonic()
             listed = await asyncio.to_thread(_survey, store, item, facts, timeout)
         if item.verify and listed:
             async with reading:

@@ -272,11 +272,15 @@ class Session:
             f.reserved_connections,
             f.sees_all_sessions,
         ) = row
-        f.role_powers = [power for power, held in await self.rows(ROLE_POWERS_SQL) if held]
         if (f.server_version_num or 0) >= 140000:
             # A run killed outright leaves no one to cancel a long query: the server looks for its
             # client every second and ends the query itself, instead of at statement_timeout.
             await self.conn.execute("select set_config('client_connection_check_interval', '1000', true)")
+
+    async def role(self) -> None:
+        # Its own section: on a database of many tables the write-grant scan may be slow, and
+        # a statement timeout here must cost only the warning, not the server's facts.
+        self.facts.role_powers = [power for power, held in await self.rows(ROLE_POWERS_SQL) if held]
 
     async def sessions(self) -> None:
         f = self.facts
@@ -492,6 +496,7 @@ async def _gather_sections(session: Session, target: PostgresTarget) -> None:
     # The first statement opens the transaction (BEGIN READ ONLY); each later section is a savepoint in it.
     if await session.section("server", session.server, savepoint=False) is not None:
         return  # without the server's basics (version, recovery state) the rest cannot be read
+    await session.section("role", session.role)
     await session.section("sessions", session.sessions)
     await session.section("locks", session.locks)
     await session.section("wraparound", session.wraparound)
