@@ -117,7 +117,10 @@ def every_bundle_validates(tmp_path_factory: pytest.TempPathFactory) -> Iterator
             continue  # not a sealed bundle
         if listed != sha256_file(results):
             continue  # changed by a test after sealing
-        problems += [f"{results}: {error.json_path}: {error.message}" for error in validator.iter_errors(json.loads(results.read_text()))]
+        problems += [
+            f"{results}: {error.json_path}: {error.message}"
+            for error in validator.iter_errors(json.loads(results.read_text()))
+        ]
     assert not problems, "results.json not valid against its JSON Schema:\n" + "\n".join(problems[:20])
 
 
@@ -268,6 +271,31 @@ def default_sigint() -> None:
     """preexec_fn for a child the test will send SIGINT: `nohup pytest tests &` starts the suite with
     SIGINT ignored, children inherit that, and Python then installs no KeyboardInterrupt handler."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (by parent links in /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def process_alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a reaped-late child still has a /proc entry)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:

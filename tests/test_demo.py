@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, wait_for
+from conftest import REPO, descendants, process_alive, wait_for
 
 
 def test_demo_runs_the_daily_checks_and_shows_a_non_blocking_failure(tmp_path: Path) -> None:
@@ -164,30 +164,6 @@ def test_without_a_prometheus_binary_the_demo_leaves_its_checks_out(monkeypatch:
     assert DemoEnvironment().pytest_args() == []
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every process below `pid` (by parent links in /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_demo_serve_stopped_by_a_signal_cleans_up_like_ctrl_c(tmp_path: Path, sig: signal.Signals) -> None:
     """`opsproof demo --serve` under `timeout` or systemd gets SIGTERM: no server and no temporary folder stays."""
@@ -211,7 +187,7 @@ def test_demo_serve_stopped_by_a_signal_cleans_up_like_ctrl_c(tmp_path: Path, si
                 break
         else:
             raise AssertionError("the demo never served:\n" + "".join(seen))
-        servers = _descendants(demo.pid)
+        servers = descendants(demo.pid)
         assert servers, "the demo runs its services as processes (PostgreSQL, Redis, the HTTP services...)"
         assert any(scratch.iterdir()), "the demo's services keep their files under TMPDIR"
         demo.send_signal(sig)
@@ -222,7 +198,7 @@ def test_demo_serve_stopped_by_a_signal_cleans_up_like_ctrl_c(tmp_path: Path, si
             demo.communicate()
     assert demo.returncode == 0, "".join(seen) + rest
     assert "opsproof demo: stopped; every service was stopped" in rest
-    wait_for(lambda: not any(_alive(pid) for pid in servers), "every demo service to stop", timeout=10)
+    wait_for(lambda: not any(process_alive(pid) for pid in servers), "every demo service to stop", timeout=10)
     left = sorted(p.name for p in scratch.iterdir())
     shutil.rmtree(scratch, ignore_errors=True)
     assert left == []

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from postgres_servers import PgServer
 
-from conftest import REPO, SECRET, Runner, profile_error, wait_for
+from conftest import REPO, SECRET, Runner, descendants, process_alive, profile_error, wait_for
 from opsproof.model.sql_guard import read_only_sql, refusal
 
 pg_main = postgres_servers.pg_main
@@ -223,24 +223,6 @@ def test_read_only_sql_keeps_what_it_was_given() -> None:
     assert read_only_sql(sql) == sql
 
 
-def _children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                fields = Path("/proc", entry, "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == pid:
-                    found.append(int(entry))
-    return found
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path("/proc", str(pid), "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_a_sigkilled_run_takes_its_probe_and_its_query_with_it(tmp_path: Path, pg_main: PgServer) -> None:
     """SIGKILL to the run while its postgres probe waits in a 30 s query: both end within seconds (issue 13 item 18)."""
     profile = tmp_path / "slow.yaml"
@@ -258,12 +240,12 @@ def test_a_sigkilled_run_takes_its_probe_and_its_query_with_it(tmp_path: Path, p
     sleeping = "select count(*) from pg_stat_activity where application_name = 'opsproof' and wait_event = 'PgSleep'"
     try:
         wait_for(lambda: pg_main.pg.execute(sleeping)[0][0] == 1, "the probe's query to sleep", timeout=60)
-        probes = _children_of(run.pid)
+        probes = descendants(run.pid)
         assert probes, "the run forks a probe process per kind"
         run.kill()
         run.wait(10)
         killed = time.monotonic()
-        wait_for(lambda: not any(_running(pid) for pid in probes), "the probe process to die with the run", 5)
+        wait_for(lambda: not any(process_alive(pid) for pid in probes), "the probe process to die with the run", 5)
         wait_for(lambda: pg_main.pg.execute(sleeping)[0][0] == 0, "the server to end the orphaned query", 5)
         assert time.monotonic() - killed < 5
     finally:
