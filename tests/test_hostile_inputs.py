@@ -178,3 +178,17 @@ def test_report_dates_out_of_range_exit_4(
     assert code == 4, output
     assert message in output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "billion-laughs"])
+def test_a_hostile_kubeconfig_is_refused_naming_it(tmp_path: Path, kind: str) -> None:
+    if kind == "dev-zero":
+        path, expected = Path("/dev/zero"), "is not a regular file"
+    elif kind == "fifo":
+        path, expected = tmp_path / "kube.fifo", "is not a regular file"
+        os.mkfifo(path)
+    else:
+        path, expected = tmp_path / "kube.yaml", ":8: aliases expand to more than 1,000,000 values"
+        path.write_text(LAUGHS)
+    message = profile_error(tmp_path, f"environment: test\nkubernetes:\n  - {{name: k, kubeconfig: '{path}'}}\n")
+    assert f"kubeconfig file '{path}'" in message and expected in message, message

@@ -121,3 +121,16 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.SequenceNode):
         return list(node.value)
     return []
+
+
+def safe_load_bounded(text: str) -> Any:
+    """`yaml.safe_load` of a file someone else wrote (a kubeconfig), within the same bounds; TooLarge past them."""
+    check_nesting(text, yaml.SafeLoader)
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if may_have_aliases(text):
+            check_expansion(node)
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
