@@ -25,7 +25,7 @@ from opsproof.backup.deadline import deadline
 from opsproof.backup.integrity import VerifyError, verify_stream
 from opsproof.backup.store import BackupStore, S3Store, StoredObject, StoreError, store_for
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done, utc_iso
-from opsproof.redaction import redact
+from opsproof.redaction import Redactor
 from opsproof.targets.backups import BackupsTarget
 
 SERIES_SHOWN = 8  # the newest and the seven before it: what the size-drop rule compares
@@ -105,7 +105,9 @@ def _list(store: BackupStore, item: BackupsTarget, facts: BackupsFacts) -> list[
     return listed
 
 
-def _survey(store: BackupStore, item: BackupsTarget, facts: BackupsFacts, timeout: float) -> list[StoredObject]:
+def _survey(
+    store: BackupStore, item: BackupsTarget, facts: BackupsFacts, timeout: float, redactor: Redactor
+) -> list[StoredObject]:
     """The listing, and the bucket's protection when asked for, within the item's one deadline."""
     with deadline(time.monotonic() + timeout) as watch:
         try:
@@ -117,7 +119,7 @@ def _survey(store: BackupStore, item: BackupsTarget, facts: BackupsFacts, timeou
                 except StoreError as exc:
                     if watch.expired:
                         raise
-                    facts.protection_error = redact(str(exc))
+                    facts.protection_error = redactor.redact(str(exc))
         except StoreError:
             if watch.expired:  # the deadline cut the socket: say so, not what the cut looked like
                 raise StoreError(f"timed out after {timeout:g}s (timeout)", timed_out=True) from None
@@ -125,7 +127,9 @@ def _survey(store: BackupStore, item: BackupsTarget, facts: BackupsFacts, timeou
     return listed
 
 
-def _verify(store: BackupStore, item: BackupsTarget, newest: StoredObject, facts: BackupsFacts) -> None:
+def _verify(
+    store: BackupStore, item: BackupsTarget, newest: StoredObject, facts: BackupsFacts, redactor: Redactor
+) -> None:
     limit = item.verify_timeout
     with deadline(time.monotonic() + limit) as watch:
         try:
@@ -136,7 +140,7 @@ def _verify(store: BackupStore, item: BackupsTarget, newest: StoredObject, facts
             verdict = verify_stream(store.chunks(newest), item.verify, expected_sha256=expected, deadline=watch.at)
         except (StoreError, VerifyError, OSError) as exc:
             cut = f"timed out after {limit:g}s (verify_timeout)"
-            facts.integrity_error = cut if watch.expired else redact(str(exc))
+            facts.integrity_error = cut if watch.expired else redactor.redact(str(exc))
             return
     facts.integrity = {
         "name": newest.name,
@@ -161,17 +165,17 @@ async def _probe_one(item: BackupsTarget, ctx: ProbeContext, reading: asyncio.Se
             # Making the client (boto3's import the first time: seconds on a busy machine) is not the
             # target's time: elapsed_s and the deadline start when the first request can be sent.
             started = time.monotonic()
-            listed = await asyncio.to_thread(_survey, store, item, facts, timeout)
+            listed = await asyncio.to_thread(_survey, store, item, facts, timeout, ctx.redactor)
         if item.verify and listed:
             async with reading:
-                await asyncio.to_thread(_verify, store, item, listed[-1], facts)
+                await asyncio.to_thread(_verify, store, item, listed[-1], facts, ctx.redactor)
     except StoreError as exc:
-        facts.failure = redact(str(exc))
+        facts.failure = ctx.redactor.redact(str(exc))
         facts.timed_out = exc.timed_out
         if exc.denied:
             facts.denied = facts.failure
     except PermissionError as exc:  # the client's own refusal to write: a bug, said loudly
-        facts.failure = redact(str(exc))
+        facts.failure = ctx.redactor.redact(str(exc))
     facts.elapsed_s = time.monotonic() - started
     return facts
 

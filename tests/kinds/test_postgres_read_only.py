@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import postgres_servers
 import psycopg
 import pytest
 import yaml
-from postgres_servers import PgServer
+from helpers import postgres_servers
+from helpers.postgres_servers import PgServer
 
 from conftest import REPO, SECRET, Runner, descendants, process_alive, profile_error, wait_for
 from opsproof.model.sql_guard import read_only_sql, refusal

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from prometheus_servers import Exporter, exporter, prom_profile, run_prometheus
+from helpers.prometheus_servers import Exporter, exporter, prom_profile, run_prometheus
 
 from conftest import Runner, http_profile, wait_for
-from opsproof.demo.services import free_port, serving
+from opsproof.testing.servers import free_port, serving
 
 __all__ = ["exporter"]  # the session fixture, imported so pytest finds it
 

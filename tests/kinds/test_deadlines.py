@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from backup_servers import S3Server, s3_server
+from helpers.backup_servers import S3Server, s3_server
 
 from conftest import Runner
 
