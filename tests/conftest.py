@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -312,6 +313,37 @@ def module_runner(root: Path) -> Runner:
 def runner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Runner:
     monkeypatch.delenv("OPSPROOF_PROFILE", raising=False)
     return Runner(pytester)
+
+
+def default_sigint() -> None:
+    """preexec_fn for a child the test will send SIGINT: `nohup pytest tests &` starts the suite with
+    SIGINT ignored, children inherit that, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (by parent links in /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def process_alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a reaped-late child still has a /proc entry)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from opsproof import Check
+from opsproof import Check, CheckFailed
 from opsproof.judging.compare import json_subset_mismatches
 from opsproof.judging.series import show_value
 from opsproof.model.json_path import PathAbsent, parse_path, value_at
@@ -21,7 +21,7 @@ from opsproof.outcomes import evaluate
 from opsproof.probes.http import HttpFacts
 from opsproof.targets.http import HttpTarget, ValueExpect
 from opsproof.targets.valued import measured_in_unit
-from opsproof.units import format_duration
+from opsproof.units import format_duration, format_size
 
 pytestmark = [pytest.mark.health]
 
@@ -40,6 +40,12 @@ def test_health(item: HttpTarget, facts: HttpFacts, check: Check) -> None:
         + f", expected {' or '.join(map(str, expect.status))}"
         + (f" (redirect to {facts.location})" if facts.location else "")
     )
+    if facts.body_truncated and (expect.json_body is not None or expect.body is not None):
+        # Never judge a part as the whole: a healthy prefix can hide the error that follows it.
+        raise CheckFailed(
+            f"the body is larger than max_body {format_size(facts.max_body)}: it was not judged "
+            "(raise max_body on the item if the endpoint really answers that much)"
+        )
     if expect.json_body is not None:
         assert facts.json_body is not None, (
             f"body is not JSON ({facts.json_error or 'empty'}); expected {expect.json_body}"

@@ -9,12 +9,14 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 from opsproof import outcomes
@@ -394,7 +396,7 @@ def _report(args: argparse.Namespace) -> int:
     from opsproof.compliance.audit import audit_history
     from opsproof.compliance.declared import load_declared
     from opsproof.compliance.history import History, HistoryError
-    from opsproof.compliance.period import ReportRequest, build_report, last_complete, parse_day
+    from opsproof.compliance.period import ReportRequest, build_report, check_period, last_complete, parse_day
     from opsproof.compliance.report_csv import render_csv
     from opsproof.compliance.report_html import render_period_html
     from opsproof.compliance.report_json import render_json
@@ -410,6 +412,7 @@ def _report(args: argparse.Namespace) -> int:
         first, last = parse_day(args.first, "--from"), parse_day(args.last, "--to")
     else:
         raise ComplianceError("give --from YYYY-MM-DD and --to YYYY-MM-DD, or --period monthly (or weekly, ...)")
+    check_period(first, last)
     declared = None
     if args.profile is not None:  # only when asked: the report stands on the history alone
         declared = load_declared(args.profile, _cli_vars(args.var))
@@ -573,14 +576,32 @@ def repository_root() -> Path | None:
 
 
 def _demo(port: int, serve: bool, pytest_args: list[str]) -> int:
-    from opsproof.demo.environment import demo_environment
-
     root = repository_root()
     if root is None:
         print(
             "opsproof demo: run it from the opsproof repository root (checks/ and profiles/demo.yaml)", file=sys.stderr
         )
         return outcomes.EXIT_USAGE
+    # SIGTERM (systemd, `timeout`, docker stop) and SIGHUP (a closed terminal) stop the demo as Ctrl-C
+    # does: by unwinding, so every service is stopped and every temporary folder removed on the way out.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return _run_demo(root, port, serve, pytest_args)
+    except KeyboardInterrupt:
+        print("opsproof demo: stopped; every service was stopped", file=sys.stderr)
+        return outcomes.EXIT_OK if serve else outcomes.EXIT_INTERRUPTED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _run_demo(root: Path, port: int, serve: bool, pytest_args: list[str]) -> int:
+    from opsproof.demo.environment import demo_environment
+
     with demo_environment(port) as demo:
         command = [
             sys.executable,
@@ -601,10 +622,7 @@ def _demo(port: int, serve: bool, pytest_args: list[str]) -> int:
                 "opsproof demo: serving until Ctrl-C; in another shell, from this folder, run:\n  "
                 + f"{exports} {shlex.join(command[2:])}".strip()
             )
-            try:
-                threading.Event().wait()
-            except KeyboardInterrupt:
-                return 0
+            threading.Event().wait()  # until Ctrl-C, SIGTERM or SIGHUP (KeyboardInterrupt)
         print("opsproof demo: running " + shlex.join(command[2:]), flush=True)
         started = time.time()
         environ = {**os.environ, **demo.environ}

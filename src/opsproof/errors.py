@@ -7,6 +7,8 @@
     ├── ComplianceError       bad input to a compliance command or option (exit 4)
     ├── BundleError           not an evidence bundle at all (opsproof.evidence.verify, exit 4)
     ├── HistoryError          the history store cannot be opened or written (opsproof.compliance.history)
+    ├── UnreadableFile        a file a user named is not a regular file of bounded size (opsproof.model.bounded_read)
+    ├── TooLarge              a YAML document nests too deep or its aliases expand too far (opsproof.model.yaml_limits)
     ├── CheckFailed           the target is not as expected: a `failed` record (also an AssertionError)
     ├── CheckError            the check could not run for a reason that is not the target's: an `error` record
     ├── PathAbsent            a JSON document has no value at a path (opsproof.model.json_path)

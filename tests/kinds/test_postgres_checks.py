@@ -529,7 +529,7 @@ def _assert_never_shown(run: Run, *secrets: str) -> None:
 
 _ALLOWED = re.compile(
     r"^(BEGIN READ ONLY|ROLLBACK|SAVEPOINT \S+|RELEASE \S+|ROLLBACK TO \S+|FETCH FORWARD \d+ FROM \S+|CLOSE \S+"
-    r"|move forward all in \S+|DECLARE \S+ CURSOR FOR (select|with|values|table)\b.*|select\b.*|show\b.*)$",
+    r"|move forward all in \S+|DECLARE \S+ CURSOR FOR (select|with|values|table)\b.*|(select|with)\b.*|show\b.*)$",
     re.DOTALL | re.IGNORECASE,
 )
 _WRITES = re.compile(
@@ -603,10 +603,9 @@ def test_sessions_are_read_only_and_one_per_item(runner: Runner, pg_main: PgServ
         assert sqls.count("BEGIN READ ONLY") == 1
 
 
-def test_a_write_smuggled_into_a_function_is_refused_by_the_read_only_session(
-    runner: Runner, pg_main: PgServer
-) -> None:
-    # The profile check refuses writing SQL; a function that writes passes it. The session is the second lock.
+def test_a_write_smuggled_into_a_function_is_refused_before_it_runs(runner: Runner, pg_main: PgServer) -> None:
+    # The profile check cannot see inside a function; the server's catalogue says it is VOLATILE, so
+    # the query never runs (and the read-only session would refuse the UPDATE if it did).
     pg_main.pg.execute(
         "create or replace function touch_accounts() returns int language sql as "
         "$$ update accounts set name = name where id = 1 returning id $$",
@@ -619,12 +618,15 @@ def test_a_write_smuggled_into_a_function_is_refused_by_the_read_only_session(
             )
         )
     )
+    mark = pg_main.log_mark()
     run = runner.run("-m", "daily", "-k", "query")
     record = run.record("postgres.query[app/sneaky]")
     assert record["outcome"] == "error"
     assert record["message"] == (
-        "the query failed: refused by the read-only session: cannot execute UPDATE in a read-only transaction (SQLSTATE 25006)"
+        "the query failed: refused before it ran: public.touch_accounts() is VOLATILE (it may change something) "
+        "and not on opsproof's list of read-only functions"
     )
+    assert not [e for e in pg_main.log_since(mark) if "touch_accounts" in (e.statement or "")]
 
 
 def test_secret_never_appears_in_output_or_bundle(runner: Runner, pg_main: PgServer) -> None:

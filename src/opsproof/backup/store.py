@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from opsproof.backup.deadline import track_connections
 from opsproof.errors import OpsproofError
 
 if TYPE_CHECKING:
@@ -133,8 +135,11 @@ class DirectoryStore:
                         raise StoreError(f"more than {limit} files under {self.root}: {_TOO_MANY}")
                     if not matches(name, pattern):
                         continue
-                    stat = path.stat()
-                    found.append(StoredObject(name, str(path), stat.st_size, stat.st_mtime))
+                    found_stat = path.stat()
+                    if not stat.S_ISREG(found_stat.st_mode):
+                        # A FIFO would block the reader forever, a device never end: refused, never opened.
+                        raise StoreError(f"{path} is not a regular file (a FIFO, device or socket): refused")
+                    found.append(StoredObject(name, str(path), found_stat.st_size, found_stat.st_mtime))
         except PermissionError as exc:
             raise StoreError(f"cannot read {exc.filename}: permission denied", denied=True) from None
         except OSError as exc:
@@ -142,20 +147,36 @@ class DirectoryStore:
         return sorted(found, key=lambda o: (o.modified, o.name))
 
     def chunks(self, obj: StoredObject) -> Iterator[bytes]:
-        with open(obj.key, "rb") as handle:
+        with _open_regular(obj.key) as handle:
             while block := handle.read(CHUNK):
                 yield block
 
     def sidecar(self, obj: StoredObject) -> str | None:
         path = Path(obj.key + SIDECAR_SUFFIX)
         try:
-            with open(path, "rb") as handle:
-                return handle.read(4096).decode("utf-8", "replace")
+            with _open_regular(str(path)) as handle:
+                return str(handle.read(4096).decode("utf-8", "replace"))
         except FileNotFoundError:
             return None
 
     def metadata(self, obj: StoredObject) -> dict[str, str]:
         return {}
+
+
+@contextlib.contextmanager
+def _open_regular(path: str) -> Iterator[Any]:
+    """A file opened for reading only if it is a regular file (checked on the open descriptor: no race)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO swapped in must not block the open
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StoreError(f"{path} is not a regular file (a FIFO, device or socket): refused")
+        os.set_blocking(fd, True)
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
+        yield handle
 
 
 def _raise(error: OSError) -> None:
@@ -203,6 +224,7 @@ def read_only_client(
             raise PermissionError(f"opsproof never writes to {what}: {model.name} refused")
 
     client.meta.events.register(f"before-call.{client.meta.service_model.service_id.hyphenize()}", refuse_writes)
+    track_connections(client)  # so that a deadline (opsproof.backup.deadline) can cut a dripping answer
     return client
 
 

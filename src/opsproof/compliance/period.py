@@ -53,13 +53,33 @@ class ReportRequest:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
+# Runs are recorded with today's clock: days outside these years can hold no evidence, and the day
+# after 9999-12-31 cannot even be computed (OverflowError).
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+MAX_PERIOD_DAYS = 3660  # ten years: a report lists every day of its period
+
+
 def parse_day(text: str, option: str) -> date:
     try:
         if len(text) != 10:
             raise ValueError
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise ComplianceError(f"{option} {text!r}: expected a date YYYY-MM-DD") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ComplianceError(f"{option} {text}: expected a date from {FIRST_DAY} to {LAST_DAY}")
+    return day
+
+
+def check_period(first: date, last: date) -> None:
+    """ComplianceError unless `first`..`last` is a period a report can cover (in order, at most ten years)."""
+    if last < first:
+        raise ComplianceError(f"--from {first} is after --to {last}: the dates are out of order")
+    span = (last - first).days + 1
+    if span > MAX_PERIOD_DAYS:
+        raise ComplianceError(
+            f"--from {first} --to {last}: {span:,} days; a report covers at most {MAX_PERIOD_DAYS:,} days (ten years)"
+        )
 
 
 def last_complete(period: str, today: date) -> tuple[date, date]:
@@ -81,8 +101,7 @@ def last_complete(period: str, today: date) -> tuple[date, date]:
 
 def build_report(history: History, request: ReportRequest, declared: Declared | None = None) -> dict[str, Any]:
     """The whole report as JSON-ready data; ComplianceError for an unknown environment, framework or control."""
-    if request.last < request.first:
-        raise ComplianceError(f"--from {request.first} is after --to {request.last}: the dates are out of order")
+    check_period(request.first, request.last)
     known = history.environments()
     if request.environment not in known:
         raise ComplianceError(

@@ -156,7 +156,8 @@ def existing_file(path: Path | None, info: ValidationInfo) -> Path | None:
     if not path.is_absolute() and base is not None:
         path = Path(base) / path
     if not path.is_file():
-        raise ValueError(f"{info.field_name} {str(path)!r} does not exist")
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise ValueError(f"{info.field_name} {str(path)!r} {what}")
     return path
 
 

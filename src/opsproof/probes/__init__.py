@@ -78,6 +78,9 @@ class ProbeKind(Generic[TargetT, FactsT]):
     # process keeps its priority and, in a run that has one, the other kinds' processes
     # yield the CPU to it (nice 10), so another kind's parsing is not measured as a slow endpoint.
     times_targets: bool = False
+    # Its probes leave things behind to clean up (a drill's throwaway cluster): when the run dies, this
+    # kind's process is left to notice and clean up; any other kind's is killed with it (PR_SET_PDEATHSIG).
+    cleans_up: bool = False
 
     @property
     def declared(self) -> Kind:

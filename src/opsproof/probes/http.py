@@ -20,8 +20,7 @@ from opsproof.outcomes import reaches
 from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
 from opsproof.targets.http import HttpTarget
 
-# Enough for any health document; more would let one endpoint blow up a run's memory.
-MAX_BODY_BYTES = 256 * 1024
+CHUNK_BYTES = 64 * 1024
 EXCERPT_CHARS = 300
 JSON_SHOWN_CHARS = 2000
 
@@ -37,8 +36,9 @@ class HttpFacts(Facts):
     content_type: str | None = None
     location: str | None = None
     body_bytes: int = 0
-    body_truncated: bool = False
-    body_text: str = Field("", description="up to 256 KiB of the body, for regex checks")
+    body_truncated: bool = Field(False, description="the body was larger than max_body: only that much was read")
+    max_body: int = Field(0, description="the item's cap on the body read (bytes)")
+    body_text: str = Field("", description="the whole body (up to max_body), for regex checks")
     json_body: Any = None
     json_error: str | None = None
 
@@ -102,8 +102,24 @@ def describe_http_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+async def read_body(response: Any, cap: int) -> bytes:
+    """The whole body, or its first `cap + 1` bytes when it is larger (so the caller knows it is).
+
+    `content.read(n)` returns what has arrived so far, not n bytes: a body sent in two
+    packets would be judged from its first (the prometheus probe shares this).
+    """
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            break
+    return b"".join(chunks)[: cap + 1]
+
+
 async def _exchange(session: Any, target: HttpTarget, contexts: dict[Any, Any]) -> tuple[Any, bytes, float]:
-    """One request, connect to last body byte: the response, up to MAX_BODY_BYTES + 1 of its body, the latency."""
+    """One request, connect to last body byte: the response, its body (up to max_body + 1 bytes), the latency."""
     import aiohttp
 
     started = time.perf_counter()
@@ -117,21 +133,8 @@ async def _exchange(session: Any, target: HttpTarget, contexts: dict[Any, Any]) 
         ssl=ssl_context_for(target, contexts),
         allow_redirects=target.follow_redirects,
     ) as response:
-        body = await read_body(response, MAX_BODY_BYTES + 1)
+        body = await read_body(response, target.max_body)
         return response, body, time.perf_counter() - started
-
-
-async def read_body(response: Any, limit: int) -> bytes:
-    """Up to `limit` bytes of the body, all of them: one `content.read(n)` returns only what has arrived."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await response.content.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def _lowest_limit(target: HttpTarget) -> float | None:
@@ -194,8 +197,8 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
         samples = [latency]
         if limit is not None and reaches(latency, limit):
             samples = await _confirm(session, target, contexts, latency, timeout)
-    truncated = len(body) > MAX_BODY_BYTES
-    body = body[:MAX_BODY_BYTES]
+    truncated = len(body) > target.max_body
+    body = body[: target.max_body]
     text = body.decode(response.charset or "utf-8", errors="replace")
     json_body: Any = None
     json_error: str | None = None
@@ -216,6 +219,7 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
         location=ctx.redactor.redact(response.headers.get("Location", "")) or None,
         body_bytes=len(body),
         body_truncated=truncated,
+        max_body=target.max_body,
         body_text=ctx.redactor.redact(text),
         json_body=json_body,
         json_error=json_error,

@@ -34,7 +34,7 @@ from pydantic import Field
 
 from opsproof.errors import OpsproofError
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done, utc_iso
-from opsproof.probes.http import describe_http_error
+from opsproof.probes.http import describe_http_error, read_body
 from opsproof.probes.samples import badness, number
 from opsproof.redaction import Redactor
 from opsproof.targets.prometheus import Kpi, PrometheusTarget
@@ -126,7 +126,7 @@ class Client:
         async with self.session.get(
             self.target.api(path), params=params, headers=self.headers, auth=self.auth, ssl=self.ssl
         ) as response:
-            body = await response.content.read(MAX_BODY_BYTES + 1)
+            body = await read_body(response, MAX_BODY_BYTES)
             status = response.status
             content_type = response.content_type
         if len(body) > MAX_BODY_BYTES:

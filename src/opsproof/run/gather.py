@@ -83,6 +83,7 @@ class Gatherer:
         if not self._in_child or self._children:
             return self
         self._early = {kind: set(names) for kind, names in (early or {}).items() if names}
+        parent = os.getpid()
         for kind in kinds_in_use(self._profile).values():  # no items of a kind: no process
             request_read, request_write = os.pipe()
             result_read, result_write = os.pipe()
@@ -95,7 +96,7 @@ class Gatherer:
                     for fd in (child.requests, child.results):
                         if fd is not None:
                             os.close(fd)
-                _probe_in_child(self, kind.name, request_read, result_write)
+                _probe_in_child(self, kind.name, request_read, result_write, parent)
             os.close(request_read)
             os.close(result_write)
             self._children[kind.name] = _Child(pid, request_write, result_read)
@@ -258,10 +259,27 @@ class _Child:
                 json.dump(names, requests)
 
 
-def _probe_in_child(gatherer: Gatherer, kind: str, request_read: int, result_write: int) -> NoReturn:
+def _die_with(parent: int) -> None:
+    """This process gets SIGKILL when the run dies, even killed outright (Linux; elsewhere a no-op).
+
+    A probe inside a 30-second query would otherwise outlive a SIGKILLed run by that long.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the line above: nobody will send the signal
+        os._exit(1)
+
+
+def _probe_in_child(gatherer: Gatherer, kind: str, request_read: int, result_write: int, parent: int) -> NoReturn:
     status = 0
     try:
         registry = kinds_in_use(gatherer._profile)
+        if not registry[kind].cleans_up:
+            _die_with(parent)
         timed = any(k.times_targets for k in registry.values())
         if timed and not registry[kind].times_targets:
             # Yield the CPU to the kinds whose checks judge time; without one in the run,

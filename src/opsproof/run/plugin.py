@@ -114,6 +114,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("opsproof", type="bool", default=False, help="run opsproof checks without --profile")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """Without the ini, look for initial conftests in checks/ only, as collection will (see pytest_configure).
+
+    pytest looks for its ini before plugins add their options, so in `--profile /elsewhere/p.yaml`
+    it takes the path for a test path: it finds no pyproject.toml above it, loses `testpaths =
+    checks`, and would import the conftest.py of every test* folder of the repository (tests/
+    needs the test extras). Written with `=`, or as a name, the value is no path and nothing of this happens.
+    """
+    known = early_config.known_args_namespace
+    checks = early_config.invocation_params.dir / "checks"
+    if early_config.inipath is None and not known.file_or_dir and checks.is_dir():
+        known.file_or_dir = [str(checks)]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for name, description in ALL_MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
@@ -424,9 +439,11 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if wanted and not (session.testsfailed and not session.config.option.continue_on_collection_errors):
         state.gatherer = (state.gatherer or _gatherer(state)).start(wanted)
         # The first check waits for the first probe (~0.2 s for HTTP): the modules that
-        # write the bundle load in that wait rather than after the last check.
+        # write the bundle load, and report.html's template compiles, in that wait rather
+        # than after the last check.
         for module in ("opsproof.evidence.bundle", "opsproof.run.results", "opsproof.run.terminal"):
             importlib.import_module(module)
+        importlib.import_module("opsproof.evidence.html").load_template()
 
 
 # -- records ------------------------------------------------------------------------------

@@ -17,10 +17,13 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof.model.fields import Duration, ExistingFile, Item, Regex, Rising, Strict, Threshold
+from opsproof.model.fields import Duration, ExistingFile, Item, Regex, Rising, Size, Strict, Threshold
 from opsproof.model.json_path import parse_path
 from opsproof.model.kind import Kind
 from opsproof.targets.valued import Unit, UnitLimit, check_limits, limits_in_unit, unit_of_text
+
+# Whole bodies are read and judged, up to this much; past it the check says so rather than judge a part.
+MAX_BODY_DEFAULT = 10 * 1024 * 1024
 
 
 def _status_list(value: Any) -> Any:
@@ -143,6 +146,11 @@ class HttpTarget(Item):
     verify_tls: StrictBool = Field(True, description="verify the server certificate (on by default)")
     follow_redirects: StrictBool = Field(
         False, description="follow redirects and judge the final answer; otherwise a redirect is its own status"
+    )
+    max_body: Size = Field(
+        MAX_BODY_DEFAULT,
+        gt=0,
+        description="the largest body read and judged (default 10MB); a larger one fails a body or JSON expectation",
     )
     expect: HttpExpect = Field(default_factory=HttpExpect, description="what the answer must be (default: HTTP 200)")
 

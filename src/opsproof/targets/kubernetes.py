@@ -38,6 +38,7 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonSchemaValue
 
+from opsproof.model.bounded_read import MIB, UnreadableFile, read_regular_file
 from opsproof.model.fields import (
     Duration,
     Item,
@@ -50,6 +51,7 @@ from opsproof.model.fields import (
     unique_names,
 )
 from opsproof.model.kind import Kind
+from opsproof.model.yaml_limits import TooLarge, safe_load_bounded
 from opsproof.targets.kubernetes_more import (
     HpaExpectation,
     NetworkPolicySettings,
@@ -219,7 +221,8 @@ def kubeconfig_paths(value: str, base: Path | None) -> list[Path]:
         if not path.is_absolute() and base is not None:
             path = base / path
         if not path.is_file():
-            raise ValueError(f"kubeconfig file {str(path)!r} does not exist")
+            what = "is not a regular file" if path.exists() else "does not exist"
+            raise ValueError(f"kubeconfig file {str(path)!r} {what}")
         paths.append(path.absolute())  # the probe reads it whatever its working directory
     if not paths:
         raise ValueError("kubeconfig names no file")
@@ -235,6 +238,9 @@ class KubeconfigSummary:
     current_context: str | None
 
 
+KUBECONFIG_LIMIT = 16 * MIB  # a kubeconfig with every cluster of a large estate is well under 1 MiB
+
+
 def read_kubeconfig(paths: list[Path]) -> KubeconfigSummary:
     """Merge the files as kubectl does (the first file to name a context, cluster or current-context wins).
 
@@ -246,9 +252,13 @@ def read_kubeconfig(paths: list[Path]) -> KubeconfigSummary:
     current: str | None = None
     for path in paths:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError) as exc:
+            data = safe_load_bounded(read_regular_file(path, KUBECONFIG_LIMIT).decode("utf-8")) or {}
+        except UnreadableFile as exc:
             raise ValueError(f"kubeconfig file {str(path)!r} cannot be read: {exc}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"kubeconfig file {str(path)!r} is not UTF-8 text") from None
+        except TooLarge as exc:
+            raise ValueError(f"kubeconfig file {str(path)!r}:{exc}") from None
         except yaml.YAMLError:
             raise ValueError(f"kubeconfig file {str(path)!r} is not valid YAML") from None
         if not isinstance(data, dict):

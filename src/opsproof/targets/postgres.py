@@ -31,47 +31,8 @@ from opsproof.model.fields import (
     default_threshold,
 )
 from opsproof.model.kind import Kind
+from opsproof.model.sql_guard import read_only_sql
 from opsproof.targets.valued import Unit, limits_in_unit
-
-# A literal, a quoted identifier, a comment: the places a keyword is not a keyword.
-_NOT_CODE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$", re.DOTALL)
-_READ_ONLY_START = ("select", "with", "show", "values", "table", "explain")
-_WRITING = re.compile(
-    r"\b(insert|update|delete|merge|truncate|drop|create|alter|grant|revoke|copy|vacuum|analyze|"
-    r"cluster|reindex|lock|call|do|refresh|notify|listen|set|reset|prepare|execute|begin|commit|"
-    r"rollback|into|nextval|setval|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|"
-    # Functions with side effects a read-only transaction does not stop: session settings that
-    # outlive the statement, another connection (dblink), server actions, replication slots.
-    r"set_config|dblink\w*|lo_\w+|pg_notify|pg_advisory\w*|pg_switch_wal|pg_create_restore_point|pg_promote|"
-    r"pg_rotate_logfile|pg_stat_reset\w*|pg_\w*replication_slot\w*|pg_logical_\w+|pg_wal_replay_\w+|"
-    r"pg_backup_\w+|pg_start_backup|pg_stop_backup|pg_signal_backend|pg_log_backend_memory_contexts)\b",
-    re.IGNORECASE,
-)
-
-
-def read_only_sql(sql: str) -> str:
-    """Refuse, before anything is sent, SQL that is not one read-only statement.
-
-    The session is read-only as well; this is the first of two locks, and the one
-    that gives the profile's author a message at the line they wrote.
-    """
-    code = _NOT_CODE.sub(" ", sql).strip().rstrip(";").strip()
-    if not code:
-        raise ValueError("empty SQL")
-    if ";" in code:
-        raise ValueError("more than one statement: a query is one read-only statement")
-    first = code.split(None, 1)[0].lower()
-    if first not in _READ_ONLY_START:
-        raise ValueError(f"{first.upper()} is not a read-only statement: use SELECT, WITH, SHOW, VALUES or TABLE")
-    writing = _WRITING.search(code)
-    if writing:
-        raise ValueError(f"{writing.group(1).upper()} is not allowed: checks never write to their targets")
-    if re.search(r"\bfor\s+(update|share|no\s+key\s+update|key\s+share)\b", code, re.IGNORECASE):
-        raise ValueError("SELECT ... FOR UPDATE/SHARE takes row locks: checks never write to their targets")
-    if first == "explain" and re.search(r"\banaly[sz]e\b", code, re.IGNORECASE):
-        raise ValueError("EXPLAIN ANALYZE runs the statement: use EXPLAIN without ANALYZE")
-    return sql
-
 
 ReadOnlySql = Annotated[str, AfterValidator(read_only_sql)]
 Scalar = StrictStr | StrictInt | StrictFloat | StrictBool | None
