@@ -37,6 +37,8 @@ from opsproof.profile import ITEM_SECTIONS, Item
 from opsproof.records import AllureAnnotator, build_record, identity, markers_of, redact_report, waiver_dict
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
 from opsproof.run_state import STATE, RunState, TargetRef, kind_of_path, owns_process, start_run, state_of
+from opsproof.signals import maintenance
+from opsproof.signals.options import add_options as add_signal_options
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -112,6 +114,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="sign each manifest with this Ed25519 private key (PEM or OpenSSH; opsproof keygen makes one)",
     )
+    add_signal_options(parser)
     parser.addini("opsproof", type="bool", default=False, help="run opsproof checks without --profile")
 
 
@@ -279,8 +282,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         for w in state.loaded.profile.waivers
         if not any(w.matches(check_id) for check_id in state.collected_check_ids)
     ]
+    state.unmatched_windows = maintenance.unmatched(state.loaded.profile.maintenance, state.collected_check_ids)
     if state.is_worker:
         config.workeroutput["opsproof_unmatched_waivers"] = state.unmatched_waivers  # type: ignore[attr-defined]
+        config.workeroutput["opsproof_unmatched_windows"] = state.unmatched_windows  # type: ignore[attr-defined]
 
 
 def _is_placeholder(item: pytest.Item) -> bool:
@@ -436,13 +441,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if decisive:
         record = build_record(item, call, report, state)
         report.opsproof = record  # type: ignore[attr-defined]  # travels to the xdist controller
+        waiver, window = record.get("waiver"), record.get("maintenance")
         if record["outcome"] == "waived":
-            waiver = record["waiver"]
-            report.outcome = "skipped"
-            report.longrepr = (
-                str(item.path),
-                (item.location[1] or 0) + 1,
+            _show_as_skipped(
+                item,
+                report,
                 f"waived by {waiver['ticket']} ({waiver['reason']}; approved by {waiver['approved_by']}, "
                 f"until {waiver['expires']}): {record['message']}",
             )
+        elif window:  # shown as skipped (pytest's terminal, --junitxml); the record keeps its outcome
+            ticket = f", {window['ticket']}" if window.get("ticket") else ""
+            _show_as_skipped(
+                item,
+                report,
+                f"{record['outcome']} inside maintenance window {window['name']} ({window['schedule']}{ticket}): "
+                f"{record['message']}",
+            )
     return report
+
+
+def _show_as_skipped(item: pytest.Item, report: pytest.TestReport, reason: str) -> None:
+    report.outcome = "skipped"
+    report.longrepr = (str(item.path), (item.location[1] or 0) + 1, reason)

@@ -29,6 +29,7 @@ from opsproof.controls import ControlsOverride
 from opsproof.fields import Defaults, IsoDate, Item, Strict, Threshold
 from opsproof.heap import collector_paused
 from opsproof.redaction import Redactor
+from opsproof.signals.settings import MaintenanceWindow, Metrics, Notify
 from opsproof.targets.attestations import AttestationTarget
 from opsproof.targets.backups import BackupsTarget
 from opsproof.targets.drills import DrillTarget
@@ -114,6 +115,9 @@ class Profile(Strict):
     attestations: list[AttestationTarget] = Field(default_factory=list)
     controls: ControlsOverride = Field(default_factory=dict)
     waivers: list[Waiver] = Field(default_factory=list)
+    notify: list[Notify] = Field(default_factory=list, description="where state changes are sent")
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list, description="planned windows")
+    metrics: Metrics = Field(default_factory=Metrics)
 
     @cached_property
     def items_by_section(self) -> dict[str, dict[str, Item]]:
@@ -208,10 +212,10 @@ def _build(
     except ValidationError as exc:
         # A bad value may have come from a ${SECRET}: never echo it.
         raise ProfileError(redactor.redact(_describe(exc, document.lines, shown))) from None
-    for section in ITEM_SECTIONS:
-        seen: set[str] = set()
+    for section in (*ITEM_SECTIONS, "maintenance", "notify"):
+        seen: set[str | None] = {None}  # an unnamed notify destination is named by its position
         for index, item in enumerate(getattr(profile, section)):
-            if item.name in seen:
+            if item.name in seen and item.name is not None:
                 line = document.lines.get((section, index, "name"), 1)
                 message = f"{shown}:{line}: {section}[{index}].name: duplicate name {item.name!r}"
                 raise ProfileError(redactor.redact(message))

@@ -17,6 +17,8 @@ import pytest
 from opsproof import outcomes
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
 from opsproof.run_state import RunState, owns_process
+from opsproof.signals.after_run import NOTIFICATIONS_FILE, Outcome, export_metrics, github_summary, notify
+from opsproof.signals.options import notify_mode
 
 
 class Recorder:
@@ -40,6 +42,8 @@ class Recorder:
             return "warned", "W", ("WARNED", {"yellow": True})
         if outcome == "waived":
             return "waived", "w", ("WAIVED", {"yellow": True})
+        if record.get("maintenance"):
+            return "maintenance", "m", ("MAINTENANCE", {"yellow": True})
         if outcome == "error" and report.when == "call":
             return "error", "E", ("ERROR", {"red": True})
         return None
@@ -66,17 +70,31 @@ class Recorder:
         if session.config.option.collectonly:  # nothing was checked: no evidence to seal
             return (yield)
         state.exit_code = _exit_code(state, int(exitstatus))
+        signalled = Outcome()
         try:
-            from opsproof.evidence.bundle import write_bundle
+            from opsproof.evidence.bundle import bundle_path, write_bundle
             from opsproof.evidence.results import build_results
 
             results = build_results(self.config, state)
-            state.bundle = write_bundle(results, state.report_dir, ACTIVE_REDACTOR, state.signer)
+            # Before sealing, so every delivery attempt is sealed in the bundle with the rest.
+            sent = notify(
+                state.loaded.profile.notify,
+                ACTIVE_REDACTOR.redact_data(results),
+                bundle_path(results["run"], state.report_dir),
+                state.history,
+                notify_mode(self.config),
+                ACTIVE_REDACTOR.redact,
+                self._show,
+                signalled,
+            )
+            extra = {NOTIFICATIONS_FILE: sent} if sent is not None else None
+            state.bundle = write_bundle(results, state.report_dir, ACTIVE_REDACTOR, state.signer, extra)
         except Exception as exc:  # the evidence is the product: failing to write it is an internal error
             state.bundle_error = f"{type(exc).__name__}: {exc}"
             state.exit_code = outcomes.EXIT_INTERNAL
         if state.bundle is not None:
             _ship(state)
+            _signal(self.config, state, ACTIVE_REDACTOR.redact_data(results), signalled)
         session.exitstatus = state.exit_code
         try:
             return (yield)
@@ -87,6 +105,13 @@ class Recorder:
                 # frozen, the run's objects are not traversed again (measured ~0.1 s per
                 # 1,000 checks). The process ends right after, so nothing is kept for long.
                 gc.freeze()
+
+    def _show(self, text: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(text)
+        else:
+            print(text)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from opsproof.evidence.terminal import write_summary
@@ -105,8 +130,37 @@ def _exit_code(state: RunState, pytest_status: int) -> int:
         return outcomes.EXIT_USAGE
     if not state.records:
         return outcomes.EXIT_NO_CHECKS
-    blocking = any(outcomes.is_blocking(r["outcome"], r["severity"], state.fail_on) for r in state.records.values())
+    blocking = any(outcomes.record_blocks(r, state.fail_on) for r in state.records.values())
     return outcomes.EXIT_BLOCKING if blocking else outcomes.EXIT_OK
+
+
+def _signal(config: pytest.Config, state: RunState, results: dict[str, Any], signalled: Outcome) -> None:
+    """After the bundle: metrics, the CI summary, the end ping. None of them changes the exit status."""
+    assert state.bundle is not None
+    from opsproof.signals.metrics import run_cadence
+
+    results["run"]["exit_code"] = state.exit_code  # the history or the upload may have made it 3
+    metrics_file = config.getoption("metrics_file")
+    export_metrics(
+        results,
+        run_cadence(config.option.markexpr),
+        Path(metrics_file) if metrics_file else None,
+        config.getoption("pushgateway"),
+        state.loaded.profile.metrics,
+        ACTIVE_REDACTOR.redact,
+        signalled,
+    )
+    github_summary(results, state.bundle, signalled)
+    ping_url = config.getoption("ping")
+    if ping_url is not None:
+        from opsproof.signals.ping import ping
+
+        problem = ping(ping_url, str(state.exit_code))
+        if problem is not None:
+            signalled.problems.append(f"opsproof: the end ping (--ping) failed: {ACTIVE_REDACTOR.redact(problem)}")
+    state.signals_seconds = signalled.seconds
+    state.shipped += signalled.notes
+    state.shipping_errors += signalled.problems
 
 
 def _ship(state: RunState) -> None:
@@ -198,6 +252,9 @@ class XdistHooks:
         unmatched = output.get("opsproof_unmatched_waivers")
         if unmatched is not None:
             self.state.unmatched_waivers = unmatched
+        windows = output.get("opsproof_unmatched_windows")
+        if windows is not None:
+            self.state.unmatched_windows = windows
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self.share_dir is not None:

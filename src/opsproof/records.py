@@ -17,6 +17,7 @@ from opsproof.probes import kind_named, utc_iso
 from opsproof.profile import Waiver
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
 from opsproof.run_state import RunState, TargetRef, kind_of_path
+from opsproof.signals import maintenance
 
 IDENTITY = pytest.StashKey[tuple[str, str, str | None, str]]()  # per item: (check id, kind, target, severity)
 MARKERS = pytest.StashKey[list[str]]()  # per item: the contract's markers on it
@@ -102,6 +103,7 @@ def build_record(
     }
     if outcome in ("failed", "error"):
         _apply_waiver(record, state.loaded.profile.waivers)
+        maintenance.apply(record, state.loaded.profile.maintenance)
     return ACTIVE_REDACTOR.redact_data(record)  # type: ignore[no-any-return]
 
 

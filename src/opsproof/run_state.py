@@ -22,6 +22,7 @@ from opsproof.controls import ControlMap
 from opsproof.probes import ProbeKind, kind_named, kinds, utc_now
 from opsproof.profile import Item, LoadedProfile, ProfileError, load_profile, resolve_profile_path
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
+from opsproof.signals.options import check_options as check_signal_options
 
 if TYPE_CHECKING:
     from opsproof.check_scope import Part
@@ -48,6 +49,7 @@ class RunState:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     collected_check_ids: set[str] = field(default_factory=set)
     unmatched_waivers: list[dict[str, Any]] = field(default_factory=list)
+    unmatched_windows: list[dict[str, Any]] = field(default_factory=list)  # maintenance windows matching no check
     collect_errors: int = 0
     signalled: str | None = None
     bundle: Path | None = None
@@ -61,6 +63,7 @@ class RunState:
     # What happened to the bundle after sealing (history, upload), one line each, shown before the last line.
     shipped: list[str] = field(default_factory=list)
     shipping_errors: list[str] = field(default_factory=list)
+    signals_seconds: float = 0.0  # spent on notifications and metrics at the end of the run
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
     if report_dir.exists() and not report_dir.is_dir():
         raise pytest.UsageError(f"--report-dir {str(report_dir)!r} exists and is not a directory")
     history = _history_location(config, report_dir)
+    check_signal_options(config)
     if workerinput is not None and "opsproof_run_id" in workerinput:
         return RunState(
             loaded=loaded,
@@ -126,7 +130,7 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
             change=change,
             history=history,
         )
-    return RunState(
+    state = RunState(
         loaded=loaded,
         fail_on=config.getoption("fail_on"),
         report_dir=report_dir,
@@ -139,6 +143,14 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
         history=history,
         upload=_upload(config),
     )
+    ping_url = config.getoption("ping")
+    if ping_url is not None:  # last: a run refused for a usage error never says it started
+        from opsproof.signals.ping import ping
+
+        problem = ping(ping_url, "start")
+        if problem is not None:
+            state.shipping_errors.append(f"opsproof: the start ping (--ping) failed: {ACTIVE_REDACTOR.redact(problem)}")
+    return state
 
 
 def _upload(config: pytest.Config) -> Upload | None:

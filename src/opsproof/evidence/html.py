@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from opsproof.controls import control_sort_key, control_title, framework_name, framework_of
+from opsproof.evidence.html_maintenance import maintenance_section, maintenance_tag
 
 # Display order: what needs a human comes first. Matches outcomes.OUTCOMES, kept local so
 # the renderer can draw any results.json (old or foreign) without importing the plugin.
@@ -65,6 +66,7 @@ def render_html(results: dict[str, Any]) -> str:
     parts.append(_severity_table(summary, checks))
     parts.append(_controls(ordered, anchors))
     parts.append(_waivers(_as_dict(summary.get("waivers")), ordered, anchors))
+    parts.append(maintenance_section(summary, ordered, anchors))
     parts.append(_checks(ordered, anchors))
     parts.append(
         f"<footer>Rendered from results.json (schema {_esc(results.get('schema'))}). "
@@ -378,6 +380,7 @@ def _check(check: dict[str, Any], anchor: str) -> str:
         expired = waiver.get("status") == "expired"
         word = "expired waiver" if expired else "waived by"
         tag = f' <span class="ticket{" expired" if expired else ""}">{word} {_esc(waiver.get("ticket"))}</span>'
+    tag += maintenance_tag(check)
     target = check.get("target")
     sub = f'<span class="target">{_esc(target)}</span>' if target not in (None, "") else ""
     is_open = " open" if outcome in OPEN_OUTCOMES or outcome not in OUTCOME_ORDER else ""

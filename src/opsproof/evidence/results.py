@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from opsproof import __version__, outcomes
 from opsproof.probes import utc_now
 from opsproof.redaction import ACTIVE as REDACTOR
+from opsproof.signals import maintenance
 
 if TYPE_CHECKING:
     import pytest
@@ -61,7 +62,7 @@ def summarize(checks: list[dict[str, Any]], state: RunState) -> dict[str, Any]:
     for c in checks:
         row = by_severity.setdefault(c["severity"], {})
         row[c["outcome"]] = row.get(c["outcome"], 0) + 1
-    blocking = [c["check"] for c in checks if outcomes.is_blocking(c["outcome"], c["severity"], state.fail_on)]
+    blocking = [c["check"] for c in checks if outcomes.record_blocks(c, state.fail_on)]
     return {
         "total": len(checks),
         "by_outcome": {o: by_outcome.get(o, 0) for o in outcomes.OUTCOMES},
@@ -76,6 +77,7 @@ def summarize(checks: list[dict[str, Any]], state: RunState) -> dict[str, Any]:
             ),
             "unmatched": state.unmatched_waivers,
         },
+        "maintenance": maintenance.summary(checks, state.unmatched_windows),
     }
 
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 def write_summary(reporter: Any, state: RunState) -> None:
     records = list(state.records.values())
-    if not records and not state.unmatched_waivers:
+    if not records and not state.unmatched_waivers and not state.unmatched_windows:
         return
     reporter.write_sep("=", "opsproof summary", bold=True)
     change = describe_change(state.change)
@@ -26,7 +26,7 @@ def write_summary(reporter: Any, state: RunState) -> None:
         key=lambda r: (order[r["outcome"]], -outcomes.SEVERITY_RANK.get(r["severity"], 0), r["check"]),
     )
     for record in notable:
-        blocking = outcomes.is_blocking(record["outcome"], record["severity"], state.fail_on)
+        blocking = outcomes.record_blocks(record, state.fail_on)
         mark = " BLOCKING" if blocking else ""
         colour = {"red": True} if blocking else {"yellow": True}
         reporter.write_line(
@@ -39,6 +39,15 @@ def write_summary(reporter: Any, state: RunState) -> None:
                 f"{'':17} waived by {waiver['ticket']} ({waiver['reason']}), approved by {waiver['approved_by']}, "
                 f"until {waiver['expires']}"
             )
+        window = record.get("maintenance")
+        if window:
+            ticket = f", ticket {window['ticket']}" if window.get("ticket") else ""
+            reporter.write_line(f"{'':17} inside maintenance window {window['name']} ({window['schedule']}{ticket}): "
+                                "not paged, not blocking")
+    for window in state.unmatched_windows:
+        reporter.write_line(
+            f"maintenance window {window['name']} ({window['checks']!r}) matched no check in this run", yellow=True
+        )
     for waiver in state.unmatched_waivers:
         reporter.write_line(
             f"waiver {waiver['ticket']} ({waiver['check']!r}) matched no check in this run", yellow=True
