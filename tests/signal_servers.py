@@ -46,6 +46,7 @@ class Seen:
 class Receiver:
     base: str = ""
     seen: list[Seen] = field(default_factory=list)
+    closing: bool = False
 
     def at(self, prefix: str) -> list[Seen]:
         return [s for s in self.seen if s.path.startswith(prefix)]
@@ -65,8 +66,9 @@ def _app(receiver: Receiver) -> web.Application:
             body = raw.decode("utf-8", "replace")
         receiver.seen.append(Seen(request.method, request.path, dict(request.headers), body))
         path = request.path
-        if path.startswith("/slow"):
-            await asyncio.sleep(60)
+        if path.startswith("/slow"):  # until the test ends (then the server can stop at once)
+            while not receiver.closing:
+                await asyncio.sleep(0.05)
         if path.startswith("/echo"):
             return web.json_response({"you_sent": {"headers": dict(request.headers), "body": body}}, status=400)
         if path.startswith("/flaky"):
@@ -89,7 +91,10 @@ def receiver() -> Iterator[Receiver]:
     found = Receiver()
     with serving(free_port(0), _app(found)) as address:
         found.base = f"http://{address}"
-        yield found
+        try:
+            yield found
+        finally:
+            found.closing = True
 
 
 @dataclass

@@ -441,8 +441,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if decisive:
         record = build_record(item, call, report, state)
         report.opsproof = record  # type: ignore[attr-defined]  # travels to the xdist controller
-        waiver, window = record.get("waiver"), record.get("maintenance")
+        window = record.get("maintenance")
         if record["outcome"] == "waived":
+            waiver = record["waiver"]
             _show_as_skipped(
                 item,
                 report,
