@@ -147,7 +147,7 @@ def test_a_receiver_that_times_out_changes_nothing_and_is_recorded(
     elapsed = time.monotonic() - started
     assert run.ret == 1, run.output  # what the checks found, as without notifications
     assert elapsed < 15  # the webhook's deadline (2.5 s) bounds the wait, with a margin for a busy machine
-    hook = [d for d in _notifications(run.bundle)["deliveries"] if d["channel"] == "webhook"][0]
+    hook = next(d for d in _notifications(run.bundle)["deliveries"] if d["channel"] == "webhook")
     assert not hook["delivered"]
     assert len(hook["attempts"]) >= 2 and all("timed out" in a["error"] for a in hook["attempts"])
     assert "NOT delivered (timed out" in run.output

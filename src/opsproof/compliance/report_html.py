@@ -20,6 +20,7 @@ from opsproof.evidence.html import _CSS, _code, _esc, _severity_badge, _timestam
 STATUS_COLOURS = {
     "failed": "#cf222e",
     "missed": "#6e7781",
+    "maintenance": "#8250df",
     "waived": "#4f6d8f",
     "warned": "#d4a72c",
     "passed": "#2da44e",
@@ -29,13 +30,14 @@ STATUS_COLOURS = {
 STATUS_WORDS = {
     "failed": "a check failed (not waived)",
     "missed": "no run",
+    "maintenance": "failures only inside maintenance windows",
     "waived": "failures, all waived",
     "warned": "warnings only",
     "passed": "all passed",
     "none": "not expected",
     "future": "not yet",
 }
-EXCEPTION_STATUSES = ("open", "missed", "waived", "resolved")
+EXCEPTION_STATUSES = ("open", "missed", "maintenance", "waived", "resolved")
 
 
 def render_period_html(report: dict[str, Any]) -> str:
@@ -265,6 +267,13 @@ def _resolution(exception: dict[str, Any]) -> str:
             f'waived by <span class="ticket">{_esc(waiver.get("ticket"))}</span>, approved by '
             f"{_esc(waiver.get('approved_by'))}, until {_esc(waiver.get('expires'))}: {_esc(waiver.get('reason'))}"
         )
+    if status == "maintenance":
+        window = exception.get("maintenance") or {}
+        ticket = f", ticket {_esc(window.get('ticket'))}" if window.get("ticket") else ""
+        return (
+            f'inside maintenance window <span class="ticket">{_esc(window.get("name"))}</span> '
+            f"({_esc(window.get('schedule'))}{ticket}): not paged, not blocking"
+        )
     if status == "resolved":
         return f"passed again {_esc(_timestamp(exception['resolved_at']))}<br>{_code(exception['resolved_by'])}"
     if status == "missed":
@@ -366,6 +375,7 @@ svg.chart rect.c-future{stroke:#d0d7de;stroke-width:.5}
 text-transform:uppercase;color:#fff;background:var(--skipped)}
 .xstatus.x-open{background:var(--failed)}.xstatus.x-missed{background:#57606a}
 .xstatus.x-waived{background:var(--waived)}.xstatus.x-resolved{background:var(--passed)}
+.xstatus.x-maintenance{background:#8250df}
 tr.x-open td{background:#fff5f5}
 ul.entries{margin:0;padding-left:16px;font-size:12.5px}
 table.exceptions td{font-size:12.5px}

@@ -109,7 +109,7 @@ class Notify(Strict):
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _EVERY = re.compile(
-    r"(?P<days>daily|[a-z]{3}(?:-[a-z]{3})?(?:,[a-z]{3}(?:-[a-z]{3})?)*)\s+"
+    r"(?P<days>[a-z]+(?:[-,][a-z]+)*)\s+"
     r"(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})"
 )
 EVERY_HELP = (
