@@ -46,7 +46,7 @@ HELP = {
 }
 
 # Observed facts are named by their unit's suffix; the series use Prometheus' base units.
-_UNITS = (("_ms", "_seconds", 0.001), ("_s", "_seconds", 1.0), ("_pct", "_ratio", 0.01))
+_UNITS = (("_ms", "_seconds", 0.001), ("_s", "_seconds", 1.0), ("_pct", "_ratio", 0.01), ("_percent", "_ratio", 0.01))
 
 
 def run_cadence(markexpr: str | None) -> str:
