@@ -21,6 +21,11 @@ from opsproof.signals.settings import MaintenanceWindow
 __all__ = ["receiver"]  # a fixture, imported so pytest finds it
 
 
+@pytest.fixture(autouse=True)
+def routing_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PD_ROUTING_KEY", "pd-key-for-maintenance")
+
+
 def _window(**fields: object) -> MaintenanceWindow:
     return MaintenanceWindow.model_validate({"name": "w", **fields})
 
@@ -82,7 +87,7 @@ def _profile(base: str, receiver: Receiver, windows: str) -> str:
         extra=(
             f"maintenance:\n{windows}"
             "notify:\n"
-            f"  - pagerduty: {{routing_key: k-123, url: '{receiver.base}/pd'}}\n"
+            f"  - pagerduty: {{routing_key: '${{PD_ROUTING_KEY}}', url: '{receiver.base}/pd'}}\n"
             f"  - webhook: {{url: '{receiver.base}/hook'}}\n"
         ),
     )

@@ -247,6 +247,8 @@ def test_github_step_summary(runner: Runner, http_server, receiver: Receiver, tm
         ("[{pagerduty: {routing_key: k, url: 'events.eu.pagerduty.com'}}]", "notify[0].pagerduty.url"),
         ("[{pagerduty: {routing_key: k}, page: true}]", "notify[0].page: unknown key"),
         ("[{pagerduty: {routing_key: k}, timeout: 30s, deadline: 10s}]", "timeout is longer than deadline"),
+        ("[{pagerduty: {routing_key: literal-key}}]", "notify[0].pagerduty.routing_key: a secret; write it as ${NAME}"),
+        ("[{slack: {webhook_url: 'https://hooks.slack.com/services/T/B/x'}}]", "notify[0].slack.webhook_url: a secret"),
         ("[{name: a, slack: {webhook_url: 'https://x'}}, {name: a, slack: {webhook_url: 'https://y'}}]", "duplicate name 'a'"),
     ],
 )
@@ -260,3 +262,15 @@ def test_a_bad_notify_key_exits_4(runner: Runner) -> None:
     assert run.ret == 4
     assert "notify[0].when.severity[0]" in run.output
     assert ROUTING_KEY not in run.output
+
+
+def test_the_profile_schema_has_the_signal_keys() -> None:
+    """`opsproof schema` is generated from the models: editors learn notify:, maintenance: and metrics: from it."""
+    from opsproof.profile import profile_json_schema
+
+    schema = profile_json_schema()
+    assert {"notify", "maintenance", "metrics"} <= set(schema["properties"])
+    definitions = schema["$defs"]
+    assert {"pagerduty", "slack", "webhook", "when", "reminder"} <= set(definitions["Notify"]["properties"])
+    assert {"from", "to", "every", "timezone", "checks", "ticket"} <= set(definitions["MaintenanceWindow"]["properties"])
+    assert definitions["When"]["properties"]["severity"]["items"]["enum"] == ["critical", "high", "medium", "low"]

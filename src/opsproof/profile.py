@@ -220,6 +220,7 @@ def _build(
                 message = f"{shown}:{line}: {section}[{index}].name: duplicate name {item.name!r}"
                 raise ProfileError(redactor.redact(message))
             seen.add(item.name)
+    _secrets_by_reference(profile, redactor, document, shown)
     backups = profile.targets("backups")
     for index, drill in enumerate(profile.drills):
         if drill.backup not in backups:
@@ -239,6 +240,31 @@ def _build(
         redactor=redactor,
         plain_vars=plain_vars,
     )
+
+
+def _secrets_by_reference(profile: Profile, redactor: Redactor, document: Document, shown: str) -> None:
+    """A routing key, a Slack webhook URL, a push password or token must come from `${NAME}`.
+
+    Written literally they would be committed with the profile and shown in every output.
+    """
+    where: list[tuple[tuple[Any, ...], str | None]] = []
+    for index, rule in enumerate(profile.notify):
+        if rule.pagerduty is not None:
+            where.append((("notify", index, "pagerduty", "routing_key"), rule.pagerduty.routing_key))
+        if rule.slack is not None:
+            where.append((("notify", index, "slack", "webhook_url"), rule.slack.webhook_url))
+    gateway = profile.metrics.pushgateway
+    if gateway is not None:
+        where += [
+            (("metrics", "pushgateway", "password"), gateway.password),
+            (("metrics", "pushgateway", "bearer_token"), gateway.bearer_token),
+        ]
+    for path, value in where:
+        if value is not None and not redactor.hides(value):
+            raise ProfileError(
+                f"{shown}:{_line(path, document.lines)}: {_dotted(path)}: a secret; write it as ${{NAME}} "
+                "(an environment variable), never in the profile"
+            )
 
 
 _STR = "tag:yaml.org,2002:str"

@@ -50,6 +50,10 @@ class Redactor:
     def __bool__(self) -> bool:
         return bool(self._replacements)
 
+    def hides(self, text: str) -> bool:
+        """True when `text` holds a registered secret (it came from a `${NAME}` reference)."""
+        return self.redact(text) != text
+
     def redact(self, text: str) -> str:
         for form in self._longest_first:
             if form in text:
