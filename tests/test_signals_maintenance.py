@@ -54,6 +54,12 @@ def test_windows_across_midnight_day_ranges_and_fixed() -> None:
     assert not night.is_open(_at("2026-12-14T00:30Z"))  # Monday morning: Sunday has none
     weekend = _window(every="sat,sun 00:00-24:00")
     assert weekend.is_open(_at("2026-12-13T23:59Z")) and not weekend.is_open(_at("2026-12-14T00:00Z"))
+    # Runbook 000: major updates the first Sunday of each month, 01:00-06:00 Pacific.
+    major = _window(every="sun#1 01:00-06:00", timezone="America/Los_Angeles")
+    assert major.is_open(_at("2026-12-06T10:00Z"))  # Sunday 6 December, 02:00 there
+    assert not major.is_open(_at("2026-12-13T10:00Z"))  # the second Sunday
+    database = _window(every="sun#3 00:00-04:00", timezone="America/Los_Angeles")
+    assert database.is_open(_at("2026-12-20T09:00Z")) and not database.is_open(_at("2026-12-06T09:00Z"))
     fixed = _window(**{"from": "2026-12-20T00:00Z", "to": "2026-12-20T06:00Z"})
     assert fixed.is_open(_at("2026-12-20T05:59Z")) and not fixed.is_open(_at("2026-12-20T06:00Z"))
     assert fixed.describe() == "2026-12-20T00:00Z to 2026-12-20T06:00Z"
@@ -64,6 +70,8 @@ def test_windows_across_midnight_day_ranges_and_fixed() -> None:
     [
         ("{name: a, every: 'tuesday 02:00-04:00'}", "maintenance[0].every: unknown day 'tuesday'"),
         ("{name: a, every: 'tue 2am'}", "invalid every 'tue 2am'"),
+        ("{name: a, every: 'sun#6 01:00-02:00'}", "#N is a single day's occurrence in the month, 1-5"),
+        ("{name: a, every: 'sat#1-sun 01:00-02:00'}", "#N is a single day's occurrence"),
         ("{name: a, every: 'tue 04:00-04:00'}", "the window is empty"),
         ("{name: a, every: 'tue 25:00-26:00'}", "invalid time '25:00'"),
         ("{name: a, every: 'tue 02:00-04:00', timezone: Mars/Olympus}", "maintenance[0].timezone: unknown timezone 'Mars/Olympus'"),

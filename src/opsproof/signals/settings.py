@@ -19,7 +19,7 @@ metrics:
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -109,11 +109,12 @@ class Notify(Strict):
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _EVERY = re.compile(
-    r"(?P<days>[a-z]+(?:[-,][a-z]+)*)\s+"
+    r"(?P<days>[a-z]+(?:#\d)?(?:[-,][a-z]+(?:#\d)?)*)\s+"
     r"(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})"
 )
 EVERY_HELP = (
-    'days and a time range: "tue 02:00-04:00", "mon-fri 22:00-23:30", "sat,sun 00:00-24:00", "daily 03:00-03:15"'
+    'days and a time range: "tue 02:00-04:00", "mon-fri 22:00-23:30", "sat,sun 00:00-24:00", "daily 03:00-03:15", '
+    '"sun#1 01:00-06:00" (the first Sunday of each month)'
 )
 
 
@@ -126,21 +127,34 @@ def _clock(text: str) -> time | None:
     return time(hours, minutes)
 
 
-def _days(text: str) -> frozenset[int]:
+Day = tuple[int, int | None]  # (weekday, its occurrence in the month, 1-5, or None for every week)
+
+
+def _days(text: str) -> frozenset[Day]:
     if text == "daily":
-        return frozenset(range(7))
-    found: set[int] = set()
+        return frozenset((day, None) for day in range(7))
+    found: set[Day] = set()
     for part in text.split(","):
         first, _, last = part.partition("-")
-        for day in (first, last or first):
+        name, _, nth = first.partition("#")
+        if nth and (last or not 1 <= int(nth) <= 5):
+            raise ValueError(f"invalid day {part!r}: #N is a single day's occurrence in the month, 1-5 (sun#1)")
+        for day in (name, last or name):
             if day not in DAYS:
                 raise ValueError(f"unknown day {day!r} (days: {', '.join(DAYS)}, or daily)")
-        start, end = DAYS.index(first), DAYS.index(last or first)
-        found.update(range(start, end + 1) if start <= end else [*range(start, 7), *range(0, end + 1)])
+        start, end = DAYS.index(name), DAYS.index(last or name)
+        span = range(start, end + 1) if start <= end else [*range(start, 7), *range(0, end + 1)]
+        found.update((day, int(nth) if nth else None) for day in span)
     return frozenset(found)
 
 
-def _parse_every(text: str) -> tuple[frozenset[int], time, time | None]:
+def _on(day: date, days: frozenset[Day]) -> bool:
+    """Whether `day` is one of `days` (sun#3: the third Sunday of its month)."""
+    weekday, occurrence = day.weekday(), (day.day - 1) // 7 + 1
+    return (weekday, None) in days or (weekday, occurrence) in days
+
+
+def _parse_every(text: str) -> tuple[frozenset[Day], time, time | None]:
     match = _EVERY.fullmatch(text.strip().lower())
     if match is None:
         raise ValueError(f"invalid every {text!r}: expected {EVERY_HELP}")
@@ -210,7 +224,7 @@ class MaintenanceWindow(Strict):
         # A window crossing midnight (22:00-02:00) began the day before for the early hours.
         for back in (0, 1):
             day = (local - timedelta(days=back)).date()
-            if day.weekday() not in days:
+            if not _on(day, days):
                 continue
             opens = datetime.combine(day, start_at, tzinfo=self.zone)
             closes_day = day if end_at is not None and end_at > start_at else day + timedelta(days=1)
