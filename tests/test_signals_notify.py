@@ -80,7 +80,7 @@ def test_trigger_then_no_repeat_then_resolve(runner: Runner, http_server, receiv
     assert "HTTP 503" in trigger["payload"]["summary"]
     assert trigger["links"][0]["href"].endswith(first.bundle.name)
     slack = receiver.bodies("/slack")
-    assert len(slack) == 1 and "1 new failures" in slack[0]["text"]
+    assert len(slack) == 1 and "1 new failure" in slack[0]["text"]
     assert any("http.health[api]" in b.get("text", {}).get("text", "") for b in slack[0]["blocks"])
     hook = receiver.bodies("/hook")[0]
     assert hook["schema"] == "opsproof/notification/v1"

@@ -71,15 +71,17 @@ class Recorder:
             return (yield)
         state.exit_code = _exit_code(state, int(exitstatus))
         signalled = Outcome()
+        shown: dict[str, Any] | None = None  # results as every signal shows them: redacted, copied once
         try:
             from opsproof.evidence.bundle import bundle_path, write_bundle
             from opsproof.evidence.results import build_results
 
             results = build_results(self.config, state)
+            shown = ACTIVE_REDACTOR.redact_data(results)
             # Before sealing, so every delivery attempt is sealed in the bundle with the rest.
             sent = notify(
                 state.loaded.profile.notify,
-                ACTIVE_REDACTOR.redact_data(results),
+                shown,
                 bundle_path(results["run"], state.report_dir),
                 state.history,
                 notify_mode(self.config),
@@ -92,9 +94,9 @@ class Recorder:
         except Exception as exc:  # the evidence is the product: failing to write it is an internal error
             state.bundle_error = f"{type(exc).__name__}: {exc}"
             state.exit_code = outcomes.EXIT_INTERNAL
-        if state.bundle is not None:
+        if state.bundle is not None and shown is not None:
             _ship(state)
-            _signal(self.config, state, ACTIVE_REDACTOR.redact_data(results), signalled)
+            _signal(self.config, state, shown, signalled)
         session.exitstatus = state.exit_code
         try:
             return (yield)

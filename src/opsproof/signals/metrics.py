@@ -58,7 +58,7 @@ def run_cadence(markexpr: str | None) -> str:
     return "post_deploy" if "post_deploy" in words and not named else "adhoc"
 
 
-def measures(observed: Mapping[str, Any]) -> Iterator[tuple[str, float]]:
+def measures(observed: Mapping[str, Any]) -> Iterator[tuple[str, float | int]]:
     """The numeric top-level facts of a record, in base units: `latency_s` -> `latency_seconds`."""
     count = 0
     for key, value in observed.items():
@@ -71,7 +71,7 @@ def measures(observed: Mapping[str, Any]) -> Iterator[tuple[str, float]]:
                 break
         if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name):
             continue
-        yield name, float(value) * scale
+        yield name, value if scale == 1.0 else float(value) * scale  # an HTTP status stays 503, not 503.0
         count += 1
         if count >= MAX_MEASURES:
             return
@@ -123,7 +123,7 @@ def _family(name: str, lines: Iterable[str]) -> str:
     return f"# HELP {name} {HELP[name]}\n# TYPE {name} gauge\n" + "".join(lines)
 
 
-def _line(name: str, labels: Mapping[str, str], value: float | bool) -> str:
+def _line(name: str, labels: Mapping[str, str], value: float | int | bool) -> str:
     shown = ",".join(f'{key}="{_escape(str(text))}"' for key, text in labels.items())
     # repr(): the shortest text that reads back as the same float (`:g` would round a timestamp to 6 digits).
     number = repr(float(value)) if isinstance(value, float) else str(int(value))

@@ -155,7 +155,9 @@ def slack_message(noted: Sequence[Noted], run: RunFacts) -> dict[str, Any]:
         "Recovered": [n for n in noted if n.change == "recovered"],
         "Still failing": [n for n in noted if n.change in ("still", "reminder")],
     }
-    counts = ", ".join(f"{len(items)} {title.lower()}" for title, items in groups.items() if items)
+    words = {"New failures": ("new failure", "new failures"), "Recovered": ("recovered",) * 2}
+    words["Still failing"] = ("still failing",) * 2
+    counts = ", ".join(f"{len(items)} {words[title][len(items) != 1]}" for title, items in groups.items() if items)
     headline = f"opsproof {run.environment}: {counts}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": headline[:150]}},
@@ -196,7 +198,7 @@ def webhook_body(noted: Sequence[Noted], run: RunFacts) -> dict[str, Any]:
             {"change": n.change, "since": n.since, "record": dict(n.record)} for n in noted if n.change != "still"
         ],
         "still_failing": [
-            {"check": n.record["check"], "since": n.since, "age_s": age(n.since, run.started_at)}
+            {"check": n.record["check"], "since": n.since, "age_s": round(age(n.since, run.started_at) or 0.0, 3)}
             for n in noted
             if n.change in ("still", "reminder")
         ],
