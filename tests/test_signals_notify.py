@@ -37,6 +37,7 @@ def _notify(receiver: Receiver, *, pd: str = "/pd/v2/enqueue", hook: str = "/hoo
     return (
         "notify:\n"
         f"  - pagerduty: {{routing_key: '${{PD_ROUTING_KEY}}', url: '{receiver.base}{pd}'}}\n"
+        "    bundle_url: 'https://evidence.example/{bundle}/report.html'\n"
         "    when: {severity: [critical, high]}\n"
         f"{extra}"
         "  - slack: {webhook_url: '${SLACK_WEBHOOK}'}\n"
@@ -78,7 +79,7 @@ def test_trigger_then_no_repeat_then_resolve(runner: Runner, http_server, receiv
     assert trigger["payload"]["severity"] == "critical"
     assert trigger["payload"]["custom_details"]["bundle"] == str(first.bundle)
     assert "HTTP 503" in trigger["payload"]["summary"]
-    assert trigger["links"][0]["href"].endswith(first.bundle.name)
+    assert trigger["links"][0]["href"] == f"https://evidence.example/{first.bundle.name}/report.html"
     slack = receiver.bodies("/slack")
     assert len(slack) == 1 and "1 new failure" in slack[0]["text"]
     assert any("http.health[api]" in b.get("text", {}).get("text", "") for b in slack[0]["blocks"])
@@ -246,6 +247,7 @@ def test_github_step_summary(runner: Runner, http_server, receiver: Receiver, tm
         ("[{pagerduty: {routing_key: k}, reminder: 24}]", "notify[0].reminder: invalid duration 24"),
         ("[{pagerduty: {routing_key: k, url: 'events.eu.pagerduty.com'}}]", "notify[0].pagerduty.url"),
         ("[{pagerduty: {routing_key: k}, page: true}]", "notify[0].page: unknown key"),
+        ("[{pagerduty: {routing_key: k}, bundle_url: 'https://e.example/x'}]", "notify[0].bundle_url"),
         ("[{pagerduty: {routing_key: k}, timeout: 30s, deadline: 10s}]", "timeout is longer than deadline"),
         ("[{pagerduty: {routing_key: literal-key}}]", "notify[0].pagerduty.routing_key: a secret; write it as ${NAME}"),
         ("[{slack: {webhook_url: 'https://hooks.slack.com/services/T/B/x'}}]", "notify[0].slack.webhook_url: a secret"),

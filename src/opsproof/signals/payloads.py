@@ -73,9 +73,11 @@ def outgoing(rule: Notify, index: int, noted: Sequence[Noted], run: RunFacts) ->
     if rule.pagerduty is not None:
         return [_pagerduty(rule, name, n, run) for n in noted if n.change != "still"]
     if rule.slack is not None:
-        return [Outgoing(name, "slack", "message", rule.slack.webhook_url, slack_message(noted, run), _ids(noted))]
+        message = slack_message(noted, run, bundle_link(rule, run))
+        return [Outgoing(name, "slack", "message", rule.slack.webhook_url, message, _ids(noted))]
     assert rule.webhook is not None
     body = webhook_body(noted, run)
+    body["run"]["bundle_url"] = bundle_link(rule, run)
     return [Outgoing(name, "webhook", "message", rule.webhook.url, body, _ids(noted), dict(rule.webhook.headers))]
 
 
@@ -120,8 +122,15 @@ def _pagerduty(rule: Notify, name: str, noted: Noted, run: RunFacts) -> Outgoing
             },
         }
         body["client"] = "opsproof"
-        body["links"] = [{"href": f"file://{run.host}{run.bundle}", "text": "opsproof evidence bundle"}]
+        body["links"] = [{"href": bundle_link(rule, run), "text": "opsproof evidence bundle"}]
     return Outgoing(name, "pagerduty", body["event_action"], rule.pagerduty.url, body, [record["check"]])
+
+
+def bundle_link(rule: Notify, run: RunFacts) -> str:
+    """The rule's `bundle_url` with the bundle's folder name, else a file:// URL on the runner."""
+    if rule.bundle_url is not None:
+        return rule.bundle_url.replace("{bundle}", run.bundle.rstrip("/").rsplit("/", 1)[-1])
+    return f"file://{run.host}{run.bundle}"
 
 
 def _age(noted: Noted, run: RunFacts) -> str:
@@ -148,7 +157,7 @@ def _listing(title: str, lines: list[str]) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*\n" + "\n".join(shown)}}
 
 
-def slack_message(noted: Sequence[Noted], run: RunFacts) -> dict[str, Any]:
+def slack_message(noted: Sequence[Noted], run: RunFacts, link: str) -> dict[str, Any]:
     """One Block Kit message: new failures, recoveries, still failing (with age), and where the evidence is."""
     groups = {
         "New failures": [n for n in noted if n.change == "new"],
@@ -173,7 +182,7 @@ def slack_message(noted: Sequence[Noted], run: RunFacts) -> dict[str, Any]:
     blocks.append(
         {
             "type": "context",
-            "elements": [{"type": "mrkdwn", "text": f"evidence bundle `{run.bundle}` · run {run.run_id}"}],
+            "elements": [{"type": "mrkdwn", "text": f"<{link}|evidence bundle> `{run.bundle}` · run {run.run_id}"}],
         }
     )
     return {"text": headline, "blocks": blocks}

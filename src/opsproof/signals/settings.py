@@ -86,6 +86,11 @@ class Notify(Strict):
     reminder: Annotated[Duration, Field(gt=0)] | None = Field(
         None, description="re-notify what is still failing this long after the last notice (24h)"
     )
+    bundle_url: Annotated[str, Field(pattern=r"^https?://.*\{bundle\}")] | None = Field(
+        None,
+        description="where people open a bundle, {bundle} standing for its folder's name "
+        "(https://evidence.example/{bundle}/report.html); default: a file:// link on the runner",
+    )
     timeout: PositiveDuration = Field(5.0, description="one delivery attempt's limit")
     deadline: PositiveDuration = Field(20.0, description="all attempts (retries with backoff) end by then")
 
