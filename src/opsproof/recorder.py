@@ -94,9 +94,9 @@ class Recorder:
         except Exception as exc:  # the evidence is the product: failing to write it is an internal error
             state.bundle_error = f"{type(exc).__name__}: {exc}"
             state.exit_code = outcomes.EXIT_INTERNAL
-        if state.bundle is not None and shown is not None:
+        if state.bundle is not None:
             _ship(state)
-            _signal(self.config, state, shown, signalled)
+        _signal(self.config, state, shown, signalled)
         session.exitstatus = state.exit_code
         try:
             return (yield)
@@ -136,23 +136,27 @@ def _exit_code(state: RunState, pytest_status: int) -> int:
     return outcomes.EXIT_BLOCKING if blocking else outcomes.EXIT_OK
 
 
-def _signal(config: pytest.Config, state: RunState, results: dict[str, Any], signalled: Outcome) -> None:
-    """After the bundle: metrics, the CI summary, the end ping. None of them changes the exit status."""
-    assert state.bundle is not None
+def _signal(config: pytest.Config, state: RunState, results: dict[str, Any] | None, signalled: Outcome) -> None:
+    """After the bundle: metrics, the CI summary, the end ping. None of them changes the exit status.
+
+    The ping goes out even when no bundle could be written: its monitor must learn of the exit 3.
+    """
     from opsproof.signals.metrics import run_cadence
 
-    results["run"]["exit_code"] = state.exit_code  # the history or the upload may have made it 3
-    metrics_file = config.getoption("metrics_file")
-    export_metrics(
-        results,
-        run_cadence(config.option.markexpr),
-        Path(metrics_file) if metrics_file else None,
-        config.getoption("pushgateway"),
-        state.loaded.profile.metrics,
-        ACTIVE_REDACTOR.redact,
-        signalled,
-    )
-    github_summary(results, state.bundle, signalled)
+    if results is not None:
+        results["run"]["exit_code"] = state.exit_code  # the history or the upload may have made it 3
+        results["run"]["status"] = outcomes.RUN_STATUS.get(state.exit_code or 0, "failed")
+        metrics_file = config.getoption("metrics_file")
+        export_metrics(
+            results,
+            run_cadence(config.option.markexpr),
+            Path(metrics_file) if metrics_file else None,
+            config.getoption("pushgateway"),
+            state.loaded.profile.metrics,
+            ACTIVE_REDACTOR.redact,
+            signalled,
+        )
+        github_summary(results, state.bundle, signalled)
     ping_url = config.getoption("ping")
     if ping_url is not None:
         from opsproof.signals.ping import ping

@@ -45,7 +45,30 @@ def notify(
     show: Callable[[str], None],
     outcome: Outcome,
 ) -> str | None:
-    """Work out and send (or show) every notification; the text of notifications.json, or None without `notify:`."""
+    """Work out and send (or show) every notification; the text of notifications.json, or None without `notify:`.
+
+    Never raises: whatever goes wrong is a problem line and a note in notifications.json, so
+    the bundle is written and the exit status stays what the checks made it.
+    """
+    try:
+        return _notify(rules, results, bundle, history, mode, redact, show, outcome)
+    except Exception as exc:
+        reason = redact(f"{type(exc).__name__}: {exc}")
+        outcome.problems.append(f"opsproof: notifications failed ({reason}); recorded in {NOTIFICATIONS_FILE}")
+        document = {"schema": NOTIFICATIONS_SCHEMA, "mode": mode, "error": reason, "deliveries": []}
+        return json.dumps(document, indent=2) + "\n"
+
+
+def _notify(
+    rules: list[Notify],
+    results: Mapping[str, Any],
+    bundle: Path,
+    history: Location | None,
+    mode: str,
+    redact: Callable[[str], str],
+    show: Callable[[str], None],
+    outcome: Outcome,
+) -> str | None:
     if not rules:
         return None
     clock = time.monotonic()
@@ -167,7 +190,7 @@ def export_metrics(
 
 
 def github_summary(
-    results: Mapping[str, Any], bundle: Path, outcome: Outcome, environ: Mapping[str, str] = os.environ
+    results: Mapping[str, Any], bundle: Path | None, outcome: Outcome, environ: Mapping[str, str] = os.environ
 ) -> None:
     """Append the run's Markdown summary to $GITHUB_STEP_SUMMARY when GitHub Actions set it."""
     target = environ.get("GITHUB_STEP_SUMMARY")
@@ -176,6 +199,6 @@ def github_summary(
     from opsproof.signals.ci_summary import append_step_summary, step_summary
 
     try:
-        append_step_summary(Path(target), step_summary(results, str(bundle)))
+        append_step_summary(Path(target), step_summary(results, str(bundle) if bundle else None))
     except OSError as exc:
         outcome.problems.append(f"opsproof: the step summary was NOT written to {target}: {exc.strerror or exc}")

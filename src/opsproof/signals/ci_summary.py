@@ -15,7 +15,7 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")[:300]
 
 
-def step_summary(results: Mapping[str, Any], bundle: str) -> str:
+def step_summary(results: Mapping[str, Any], bundle: str | None) -> str:
     """Verdict, blocking checks, warnings (and waived / maintenance), and where the bundle is."""
     run, summary, checks = results["run"], results["summary"], results["checks"]
     fail_on = run.get("fail_on", "high")
@@ -34,7 +34,10 @@ def step_summary(results: Mapping[str, Any], bundle: str) -> str:
     lines += _table("Inside maintenance windows (not blocking)", held, window=True)
     lines += _table("Warnings", [c for c in checks if c["outcome"] == "warned"])
     lines += _table("Waived", [c for c in checks if c["outcome"] == "waived"])
-    lines += [f"Evidence bundle: `{bundle}` (`opsproof verify {bundle}`)", ""]
+    if bundle is not None:
+        lines += [f"Evidence bundle: `{bundle}` (`opsproof verify {bundle}`)", ""]
+    else:
+        lines += ["**No evidence bundle could be written**: see the job's log.", ""]
     return "\n".join(lines) + "\n"
 
 
