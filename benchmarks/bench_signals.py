@@ -37,7 +37,7 @@ from typing import Any
 import harness
 from harness import BenchError, Measure
 
-from opsproof.demo.services import free_port, stop_process
+from opsproof.testing.servers import free_port, stop_process
 
 SIGNALS_RATIO_REPORTED = "reported"  # no target in the issue: the figure is reported
 

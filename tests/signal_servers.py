@@ -26,7 +26,7 @@ import pytest
 from aiohttp import web
 
 from conftest import wait_for
-from opsproof.demo.services import free_port, serving
+from opsproof.testing.servers import free_port, serving
 
 NO_PUSHGATEWAY = (
     "prometheus-pushgateway is not installed: `apt-get install prometheus-pushgateway` (Debian's package; CI installs it)"

@@ -16,7 +16,7 @@ from signal_servers import Receiver, receiver
 
 from conftest import Runner, http_profile, profile_error
 from opsproof.cli import main as opsproof
-from opsproof.signals.settings import MaintenanceWindow
+from opsproof.model.signals import MaintenanceWindow
 
 __all__ = ["receiver"]  # a fixture, imported so pytest finds it
 

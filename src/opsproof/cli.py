@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from opsproof import __version__, outcomes
+from opsproof import outcomes
 from opsproof.compliance import ComplianceError
+from opsproof.version import __version__
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -419,7 +420,7 @@ def _history_verify(args: argparse.Namespace) -> int:
                     problem = evidence_problem(history, entry)
                     if problem:
                         problems.append(f"attestation {entry['seq']} ({entry['attestation_id']}): {problem}")
-            rows = history.execute("SELECT bundle, manifest_sha256 FROM runs ORDER BY started_at")
+            rows = history.recorded_manifests()
     except HistoryError as exc:
         print(f"opsproof history verify: {exc}", file=sys.stderr)
         return outcomes.EXIT_INTERNAL
@@ -442,13 +443,14 @@ def _history_verify(args: argparse.Namespace) -> int:
 
 def _rebuild(args: argparse.Namespace) -> int:
     from opsproof.compliance.history import History, HistoryError
+    from opsproof.compliance.rebuild import rebuild
 
     if not args.report_dir.is_dir():
         raise ComplianceError(f"--report-dir {str(args.report_dir)!r}: not a folder")
     location = _location(args)
     try:
         with History(location) as history:
-            report = history.rebuild(args.report_dir)
+            report = rebuild(history, args.report_dir)
     except HistoryError as exc:
         print(f"opsproof history rebuild: {exc}", file=sys.stderr)
         return outcomes.EXIT_INTERNAL

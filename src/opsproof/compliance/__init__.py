@@ -13,6 +13,6 @@ wrong, and says what was expected.
 
 from __future__ import annotations
 
+from opsproof.errors import ComplianceError
 
-class ComplianceError(Exception):
-    """Bad input to a compliance command or option (exit 4); the message says what was expected."""
+__all__ = ["ComplianceError"]

@@ -7,12 +7,9 @@ Windows whose glob matched no check are listed like waivers that matched nothing
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
-
-def _esc(value: Any) -> str:
-    return escape("—" if value in (None, "") else str(value))
+from opsproof.evidence.page import esc as _esc
 
 
 def maintenance_tag(check: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from opsproof.signals.state import Timeline, changes, load_timeline
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
-    from opsproof.signals.settings import Metrics, Notify
+    from opsproof.model.signals import Metrics, Notify
 
 NOTIFICATIONS_SCHEMA = "opsproof/notifications/v1"
 NOTIFICATIONS_FILE = "notifications.json"

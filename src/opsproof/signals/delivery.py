@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from opsproof import __version__
 from opsproof.signals.payloads import Outgoing
+from opsproof.version import __version__
 
 FIRST_BACKOFF_S = 0.5
 IN_FLIGHT_PER_DESTINATION = 4

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from opsproof import outcomes
-from opsproof.markers import CADENCE_MARKERS
+from opsproof.model.markers import CADENCE_MARKERS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 JOB = "opsproof"

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsproof.signals.settings import Notify
+from opsproof.model.signals import Notify
 from opsproof.signals.state import Noted, age
 from opsproof.units import format_duration
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-from opsproof import __version__
+from opsproof.version import __version__
 
 PING_TIMEOUT_S = 5.0
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import History
-    from opsproof.signals.settings import Notify
+    from opsproof.model.signals import Notify
 
 RUNS_PER_QUERY = 25  # runs fetched at a time while walking back through a failing streak
 Change = Literal["new", "recovered", "still", "reminder"]

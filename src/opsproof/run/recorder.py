@@ -16,7 +16,7 @@ import pytest
 
 from opsproof import outcomes
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
-from opsproof.run_state import RunState, owns_process
+from opsproof.run.state import RunState, owns_process
 from opsproof.signals.after_run import NOTIFICATIONS_FILE, Outcome, export_metrics, github_summary, notify
 from opsproof.signals.options import notify_mode
 
@@ -74,7 +74,7 @@ class Recorder:
         shown: dict[str, Any] | None = None  # results as every signal shows them: redacted, copied once
         try:
             from opsproof.evidence.bundle import bundle_path, write_bundle
-            from opsproof.evidence.results import build_results
+            from opsproof.run.results import build_results
 
             results = build_results(self.config, state)
             shown = ACTIVE_REDACTOR.redact_data(results)
@@ -116,7 +116,7 @@ class Recorder:
             print(text)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        from opsproof.evidence.terminal import write_summary
+        from opsproof.run.terminal import write_summary
 
         write_summary(terminalreporter, self.state)
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from opsproof.profile import glob_to_regex
-from opsproof.signals.settings import MaintenanceWindow
+from opsproof.model.fields import glob_to_regex
+from opsproof.model.signals import MaintenanceWindow
 
 
 def window_dict(window: MaintenanceWindow) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from opsproof.fields import Duration, Name, PositiveDuration, Severity, Strict
+from opsproof.model.fields import Duration, Name, PositiveDuration, Severity, Strict
 
 NOTIFIED_OUTCOMES = ("failed", "error", "warned")
 NotifiedOutcome = Literal["failed", "error", "warned"]
