@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 Outcome = Literal["passed", "warned", "failed", "error", "skipped", "waived"]
 OUTCOMES: tuple[Outcome, ...] = ("failed", "error", "warned", "waived", "skipped", "passed")
@@ -36,16 +36,11 @@ RUN_STATUS = {
 }
 
 
-def is_blocking(outcome: str, severity: str, fail_on: str) -> bool:
-    """A failed/error record at or above `--fail-on` makes the run exit 1."""
-    if outcome not in ("failed", "error") or fail_on == "never":
+def is_blocking(outcome: str, severity: str, fail_on: str, *, held: bool = False) -> bool:
+    """A failed/error record at or above `--fail-on` makes the run exit 1, unless `held` inside a maintenance window."""
+    if held or outcome not in ("failed", "error") or fail_on == "never":
         return False
     return SEVERITY_RANK.get(severity, 4) >= SEVERITY_RANK[fail_on]
-
-
-def record_blocks(record: Mapping[str, Any], fail_on: str) -> bool:
-    """`is_blocking` for a record: a failure inside a maintenance window (`maintenance` set) never blocks."""
-    return not record.get("maintenance") and is_blocking(record["outcome"], record["severity"], fail_on)
 
 
 Level = Literal["ok", "warn", "fail"]

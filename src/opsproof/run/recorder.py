@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from opsproof import outcomes
+from opsproof.model.results import Maintenance, Results
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
 from opsproof.run.state import RunState, owns_process
 from opsproof.signals.after_run import NOTIFICATIONS_FILE, Outcome, export_metrics, github_summary, notify
@@ -71,18 +72,23 @@ class Recorder:
             return (yield)
         state.exit_code = _exit_code(state, int(exitstatus))
         signalled = Outcome()
-        shown: dict[str, Any] | None = None  # results as every signal shows them: redacted, copied once
+        shown: Results | None = None
         try:
             from opsproof.evidence.bundle import bundle_path, write_bundle
             from opsproof.run.results import build_results
 
-            results = build_results(self.config, state)
-            shown = ACTIVE_REDACTOR.redact_data(results)
+            state.results = build_results(self.config, state)
+            # Every signal shows the results redacted; one copy serves them all.
+            shown = (
+                Results.model_validate(ACTIVE_REDACTOR.redact_data(state.results.dump()))
+                if ACTIVE_REDACTOR
+                else state.results
+            )
             # Before sealing, so every delivery attempt is sealed in the bundle with the rest.
             sent = notify(
                 state.loaded.profile.notify,
                 shown,
-                bundle_path(results["run"], state.report_dir),
+                bundle_path(state.results.run, state.report_dir),
                 state.history,
                 notify_mode(self.config),
                 ACTIVE_REDACTOR.redact,
@@ -90,7 +96,7 @@ class Recorder:
                 signalled,
             )
             extra = {NOTIFICATIONS_FILE: sent} if sent is not None else None
-            state.bundle = write_bundle(results, state.report_dir, ACTIVE_REDACTOR, state.signer, extra)
+            state.bundle = write_bundle(state.results, state.report_dir, ACTIVE_REDACTOR, state.signer, extra)
         except Exception as exc:  # the evidence is the product: failing to write it is an internal error
             state.bundle_error = f"{type(exc).__name__}: {exc}"
             state.exit_code = outcomes.EXIT_INTERNAL
@@ -116,9 +122,25 @@ class Recorder:
             print(text)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from opsproof.model.results import CheckRecord, Waiver
         from opsproof.run.terminal import write_summary
 
-        write_summary(terminalreporter, self.state)
+        state = self.state
+        results = state.results
+        # Without a results document (collection only, or it could not be built): the records as they are.
+        records = results.checks if results else [CheckRecord.model_validate(r) for r in state.records.values()]
+        waivers = results.summary.waivers.unmatched if results else None
+        unmatched = waivers if waivers is not None else [Waiver.model_validate(w) for w in state.unmatched_waivers]
+        write_summary(
+            terminalreporter,
+            environment=state.loaded.profile.environment,
+            fail_on=state.fail_on,
+            change=state.change or None,
+            records=records,
+            unmatched=unmatched,
+            shipped=state.shipped,
+            unmatched_windows=_unmatched_windows(state),
+        )
 
 
 def _exit_code(state: RunState, pytest_status: int) -> int:
@@ -132,11 +154,21 @@ def _exit_code(state: RunState, pytest_status: int) -> int:
         return outcomes.EXIT_USAGE
     if not state.records:
         return outcomes.EXIT_NO_CHECKS
-    blocking = any(outcomes.record_blocks(r, state.fail_on) for r in state.records.values())
+    blocking = any(
+        outcomes.is_blocking(r["outcome"], r["severity"], state.fail_on, held=bool(r.get("maintenance")))
+        for r in state.records.values()
+    )
     return outcomes.EXIT_BLOCKING if blocking else outcomes.EXIT_OK
 
 
-def _signal(config: pytest.Config, state: RunState, results: dict[str, Any] | None, signalled: Outcome) -> None:
+def _unmatched_windows(state: RunState) -> list[Maintenance]:
+    totals = state.results.summary.maintenance if state.results is not None else None
+    if totals is not None:
+        return totals.unmatched
+    return [Maintenance.model_validate(w) for w in state.unmatched_windows]
+
+
+def _signal(config: pytest.Config, state: RunState, results: Results | None, signalled: Outcome) -> None:
     """After the bundle: metrics, the CI summary, the end ping. None of them changes the exit status.
 
     The ping goes out even when no bundle could be written: its monitor must learn of the exit 3.
@@ -144,8 +176,12 @@ def _signal(config: pytest.Config, state: RunState, results: dict[str, Any] | No
     from opsproof.signals.metrics import run_cadence
 
     if results is not None:
-        results["run"]["exit_code"] = state.exit_code  # the history or the upload may have made it 3
-        results["run"]["status"] = outcomes.RUN_STATUS.get(state.exit_code or 0, "failed")
+        # The history or the upload may have made the exit status 3 since results.json was written.
+        exit_code = state.exit_code if state.exit_code is not None else outcomes.EXIT_INTERNAL
+        status = outcomes.RUN_STATUS.get(exit_code, "failed")
+        results = results.model_copy(
+            update={"run": results.run.model_copy(update={"exit_code": exit_code, "status": status})}
+        )
         metrics_file = config.getoption("metrics_file")
         export_metrics(
             results,

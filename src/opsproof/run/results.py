@@ -1,4 +1,4 @@
-"""The neutral model of a run: `{"schema": "opsproof/results/v1", "run", "checks", "summary"}`."""
+"""The results document of a run (`opsproof.model.results.Results`), built from the run's state."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from opsproof import outcomes
 from opsproof.judging import maintenance
+from opsproof.model.results import SCHEMA, Results
 from opsproof.probes import utc_now
 from opsproof.redaction import ACTIVE as REDACTOR
 from opsproof.version import __version__
@@ -20,10 +21,9 @@ if TYPE_CHECKING:
 
     from opsproof.run.state import RunState
 
-SCHEMA = "opsproof/results/v1"
 
 
-def build_results(config: pytest.Config, state: RunState) -> dict[str, Any]:
+def build_results(config: pytest.Config, state: RunState) -> Results:
     checks = list(state.records.values())
     exit_code = state.exit_code if state.exit_code is not None else outcomes.EXIT_INTERNAL
     loaded = state.loaded
@@ -54,7 +54,7 @@ def build_results(config: pytest.Config, state: RunState) -> dict[str, Any]:
         run["interrupted_by"] = state.signalled
     if state.collect_errors:
         run["collection_errors"] = state.collect_errors
-    return {"schema": SCHEMA, "run": run, "checks": checks, "summary": summarize(checks, state)}
+    return Results.model_validate({"schema": SCHEMA, "run": run, "checks": checks, "summary": summarize(checks, state)})
 
 
 def summarize(checks: list[dict[str, Any]], state: RunState) -> dict[str, Any]:
@@ -63,7 +63,11 @@ def summarize(checks: list[dict[str, Any]], state: RunState) -> dict[str, Any]:
     for c in checks:
         row = by_severity.setdefault(c["severity"], {})
         row[c["outcome"]] = row.get(c["outcome"], 0) + 1
-    blocking = [c["check"] for c in checks if outcomes.record_blocks(c, state.fail_on)]
+    blocking = [
+        c["check"]
+        for c in checks
+        if outcomes.is_blocking(c["outcome"], c["severity"], state.fail_on, held=bool(c.get("maintenance")))
+    ]
     return {
         "total": len(checks),
         "by_outcome": {o: by_outcome.get(o, 0) for o in outcomes.OUTCOMES},

@@ -20,6 +20,7 @@ from opsproof.signals.state import Timeline, changes, load_timeline
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
+    from opsproof.model.results import Results
     from opsproof.model.signals import Metrics, Notify
 
 NOTIFICATIONS_SCHEMA = "opsproof/notifications/v1"
@@ -37,7 +38,7 @@ class Outcome:
 
 def notify(
     rules: list[Notify],
-    results: Mapping[str, Any],
+    results: Results,
     bundle: Path,
     history: Location | None,
     mode: str,
@@ -51,7 +52,7 @@ def notify(
     the bundle is written and the exit status stays what the checks made it.
     """
     try:
-        return _notify(rules, results, bundle, history, mode, redact, show, outcome)
+        return _notify(rules, results.dump(), bundle, history, mode, redact, show, outcome)
     except Exception as exc:
         reason = redact(f"{type(exc).__name__}: {exc}")
         outcome.problems.append(f"opsproof: notifications failed ({reason}); recorded in {NOTIFICATIONS_FILE}")
@@ -148,7 +149,7 @@ def _say(deliveries: list[dict[str, Any]], outcome: Outcome) -> None:
 
 
 def export_metrics(
-    results: Mapping[str, Any],
+    results: Results,
     cadence: str,
     metrics_file: Path | None,
     pushgateway: str | None,
@@ -177,7 +178,7 @@ def export_metrics(
             auth = {"username": gateway.username, "password": gateway.password, "bearer_token": gateway.bearer_token}
         try:
             metrics.push(
-                url, text, results["run"]["environment"], cadence, timeout=gateway.timeout if gateway else 10.0, **auth
+                url, text, results.run.environment, cadence, timeout=gateway.timeout if gateway else 10.0, **auth
             )
             outcome.notes.append(f"opsproof: metrics pushed to {redact(url)} (cadence {cadence})")
         except Exception as exc:
@@ -190,7 +191,7 @@ def export_metrics(
 
 
 def github_summary(
-    results: Mapping[str, Any], bundle: Path | None, outcome: Outcome, environ: Mapping[str, str] = os.environ
+    results: Results, bundle: Path | None, outcome: Outcome, environ: Mapping[str, str] = os.environ
 ) -> None:
     """Append the run's Markdown summary to $GITHUB_STEP_SUMMARY when GitHub Actions set it."""
     target = environ.get("GITHUB_STEP_SUMMARY")

@@ -29,6 +29,7 @@ from typing import Any
 
 from opsproof import outcomes
 from opsproof.model.markers import CADENCE_MARKERS
+from opsproof.model.results import Results
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 JOB = "opsproof"
@@ -77,11 +78,10 @@ def measures(observed: Mapping[str, Any]) -> Iterator[tuple[str, float | int]]:
             return
 
 
-def render(results: Mapping[str, Any], cadence: str) -> str:
+def render(results: Results, cadence: str) -> str:
     """The exposition text of one run (`promtool check metrics` finds nothing in it)."""
-    run = results["run"]
-    base = {"environment": run["environment"], "cadence": cadence}
-    fail_on = run.get("fail_on", "high")
+    run = results.run
+    base = {"environment": run.environment, "cadence": cadence}
     families: dict[str, list[str]] = {name: [] for name in HELP}
     counts: Counter[tuple[str, str]] = Counter()
     # The labels a check's series share are escaped once per check, not once per series:
@@ -89,25 +89,25 @@ def render(results: Mapping[str, Any], cadence: str) -> str:
     env = _labels(base)
     outcome_lines, blocking_lines = families["opsproof_check_outcome"], families["opsproof_check_blocking"]
     value_lines = families["opsproof_check_value"]
-    for record in results["checks"]:
-        own = {"check": record["check"], "kind": record.get("kind") or "", "target": record.get("target") or ""}
-        severity, outcome = record.get("severity") or "high", record["outcome"]
+    for record in results.checks:
+        severity, outcome = record.severity, record.outcome
         counts[(outcome, severity)] += 1
-        shared = f"{env},{_labels(own)}"
-        rated = f'{shared},severity="{_escape(severity)}"'
+        shared = f"{env},{_labels({'check': record.check, 'kind': record.kind, 'target': record.target or ''})}"
+        rated = f'{shared},severity="{severity}"'
         outcome_lines += [
             f'opsproof_check_outcome{{{rated},outcome="{each}"}} {int(each == outcome)}\n' for each in outcomes.OUTCOMES
         ]
-        blocking_lines.append(f"opsproof_check_blocking{{{rated}}} {int(outcomes.record_blocks(record, fail_on))}\n")
-        window = (record.get("maintenance") or {}).get("name")
-        if window:
-            labels = {**base, "check": record["check"], "window": window}
+        held = record.maintenance is not None
+        blocking = outcomes.is_blocking(outcome, severity, run.fail_on, held=held)
+        blocking_lines.append(f"opsproof_check_blocking{{{rated}}} {int(blocking)}\n")
+        if record.maintenance is not None:
+            labels = {**base, "check": record.check, "window": record.maintenance.name}
             families["opsproof_check_maintenance"].append(_line("opsproof_check_maintenance", labels, 1))
         value_lines += [
             f'opsproof_check_value{{{shared},measure="{measure}"}} {_number(value)}\n'
-            for measure, value in measures(record.get("observed") or {})
+            for measure, value in measures(record.observed)
         ]
-    started, finished = (_unix(run.get(key)) for key in ("started_at", "finished_at"))
+    started, finished = _unix(run.started_at), _unix(run.finished_at)
     if finished is not None:
         families["opsproof_run_last_timestamp_seconds"].append(
             _line("opsproof_run_last_timestamp_seconds", base, finished)
@@ -116,10 +116,10 @@ def render(results: Mapping[str, Any], cadence: str) -> str:
             families["opsproof_run_duration_seconds"].append(
                 _line("opsproof_run_duration_seconds", base, round(finished - started, 3))
             )
-    families["opsproof_run_exit_code"].append(_line("opsproof_run_exit_code", base, run.get("exit_code", 3)))
-    for (outcome, severity), number in sorted(counts.items()):
+    families["opsproof_run_exit_code"].append(_line("opsproof_run_exit_code", base, run.exit_code))
+    for (counted, level), number in sorted(counts.items()):
         families["opsproof_run_checks"].append(
-            _line("opsproof_run_checks", {**base, "outcome": outcome, "severity": severity}, number)
+            _line("opsproof_run_checks", {**base, "outcome": counted, "severity": level}, number)
         )
     return "".join(_family(name, lines) for name, lines in families.items() if lines)
 
