@@ -276,3 +276,10 @@ def test_the_profile_schema_has_the_signal_keys() -> None:
     assert {"pagerduty", "slack", "webhook", "when", "reminder"} <= set(definitions["Notify"]["properties"])
     assert {"from", "to", "every", "timezone", "checks", "ticket"} <= set(definitions["MaintenanceWindow"]["properties"])
     assert definitions["When"]["properties"]["severity"]["items"]["enum"] == ["critical", "high", "medium", "low"]
+
+
+def test_collect_only_sends_no_ping(runner: Runner, http_server, receiver: Receiver) -> None:
+    runner.profile(http_profile(f"{{name: api, url: '{http_server.base}/health'}}"))
+    run = runner.run("-m", "daily", "--collect-only", "--ping", f"{receiver.base}/ping/abc")
+    assert run.ret == 0, run.output
+    assert receiver.seen == []  # a start with no end would read as a run that died

@@ -148,7 +148,8 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
         upload=_upload(config),
     )
     ping_url = config.getoption("ping")
-    if ping_url is not None:  # last: a run refused for a usage error never says it started
+    # Last: a run refused for a usage error never says it started; --collect-only runs nothing.
+    if ping_url is not None and not config.option.collectonly:
         from opsproof.signals.ping import ping
 
         problem = ping(ping_url, "start")
