@@ -178,6 +178,18 @@ def test_a_failure_that_outlasts_its_window_pages_once_the_window_ends(
     assert receiver.bodies("/hook")[0]["changes"][0]["change"] == "new"
 
 
+def test_history_rebuild_keeps_the_windows(runner: Runner, http_server, receiver: Receiver) -> None:
+    """The history is an index of bundles: rebuilt from them, it still knows which failures were in a window."""
+    runner.profile(_profile(http_server.base, receiver, WINDOWS))
+    runner.run("-m", "daily")
+    for suffix in ("", "-wal", "-shm"):
+        (runner.report_dir / f"history.sqlite{suffix}").unlink(missing_ok=True)
+    assert opsproof(["history", "rebuild", "--report-dir", str(runner.report_dir)]) == 0
+    with sqlite3.connect(runner.report_dir / "history.sqlite") as db:
+        rows = db.execute("SELECT check_id, maintenance FROM records WHERE maintenance IS NOT NULL").fetchall()
+    assert [(check, json.loads(window)["name"]) for check, window in rows] == [("http.health[db-api]", "db-major")]
+
+
 def test_an_older_history_gains_the_maintenance_column(runner: Runner, http_server, receiver: Receiver) -> None:
     runner.report_dir.mkdir()
     with sqlite3.connect(runner.report_dir / "history.sqlite") as db:  # the records table as it was before windows
