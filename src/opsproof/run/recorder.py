@@ -16,7 +16,6 @@ import pytest
 
 from opsproof import outcomes
 from opsproof.model.results import Maintenance, Results
-from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
 from opsproof.run.state import RunState, owns_process
 from opsproof.signals.after_run import NOTIFICATIONS_FILE, Outcome, export_metrics, github_summary, notify
 from opsproof.signals.options import notify_mode
@@ -79,11 +78,8 @@ class Recorder:
 
             state.results = build_results(self.config, state)
             # Every signal shows the results redacted; one copy serves them all.
-            shown = (
-                Results.model_validate(ACTIVE_REDACTOR.redact_data(state.results.dump()))
-                if ACTIVE_REDACTOR
-                else state.results
-            )
+            redactor = state.redactor
+            shown = Results.model_validate(redactor.redact_data(state.results.dump())) if redactor else state.results
             # Before sealing, so every delivery attempt is sealed in the bundle with the rest.
             sent = notify(
                 state.loaded.profile.notify,
@@ -91,12 +87,12 @@ class Recorder:
                 bundle_path(state.results.run, state.report_dir),
                 state.history,
                 notify_mode(self.config),
-                ACTIVE_REDACTOR.redact,
+                redactor.redact,
                 self._show,
                 signalled,
             )
             extra = {NOTIFICATIONS_FILE: sent} if sent is not None else None
-            state.bundle = write_bundle(state.results, state.report_dir, ACTIVE_REDACTOR, state.signer, extra)
+            state.bundle = write_bundle(state.results, state.report_dir, redactor, state.signer, extra)
         except Exception as exc:  # the evidence is the product: failing to write it is an internal error
             state.bundle_error = f"{type(exc).__name__}: {exc}"
             state.exit_code = outcomes.EXIT_INTERNAL
@@ -189,7 +185,7 @@ def _signal(config: pytest.Config, state: RunState, results: Results | None, sig
             Path(metrics_file) if metrics_file else None,
             config.getoption("pushgateway"),
             state.loaded.profile.metrics,
-            ACTIVE_REDACTOR.redact,
+            state.redactor.redact,
             signalled,
         )
         github_summary(results, state.bundle, signalled)
@@ -199,7 +195,7 @@ def _signal(config: pytest.Config, state: RunState, results: Results | None, sig
 
         problem = ping(ping_url, str(state.exit_code))
         if problem is not None:
-            signalled.problems.append(f"opsproof: the end ping (--ping) failed: {ACTIVE_REDACTOR.redact(problem)}")
+            signalled.problems.append(f"opsproof: the end ping (--ping) failed: {state.redactor.redact(problem)}")
     state.signals_seconds = signalled.seconds
     state.shipped += signalled.notes
     state.shipping_errors += signalled.problems
@@ -224,7 +220,7 @@ def _ship(state: RunState) -> None:
     except Exception as exc:
         reason = str(exc) if isinstance(exc, HistoryError) else f"{type(exc).__name__}: {exc}"
         state.shipping_errors.append(
-            f"opsproof: the run is NOT in the history ({ACTIVE_REDACTOR.redact(reason)}); "
+            f"opsproof: the run is NOT in the history ({state.redactor.redact(reason)}); "
             "the bundle is intact: `opsproof history rebuild` recovers it"
         )
         state.exit_code = outcomes.EXIT_INTERNAL
@@ -250,7 +246,7 @@ def _upload_bundle(state: RunState) -> dict[str, Any] | None:
 
 def _print_last_line(config: pytest.Config, state: RunState) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    for note in map(ACTIVE_REDACTOR.redact, state.shipping_errors):
+    for note in map(state.redactor.redact, state.shipping_errors):
         if reporter is not None:
             reporter.write_line(note, red=True)
         else:

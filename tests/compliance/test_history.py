@@ -1,0 +1,267 @@
+"""The history store: SQLite under the report dir and a real PostgreSQL; concurrent writers; rebuild."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sqlite3
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.compliance_data import daily_runs, record, results, write
+from helpers.history_servers import append_attestations, history_dsn, history_pg, write_runs
+
+from conftest import SECRET, HttpServer, Runner, http_profile
+from opsproof.cli import main as opsproof
+from opsproof.compliance import ComplianceError
+from opsproof.compliance.attestations import chain_problems, entries
+from opsproof.compliance.history import History, HistoryError, locate, without_password
+from opsproof.evidence.manifest import manifest_sha256
+
+__all__ = ["history_dsn", "history_pg"]  # fixtures
+
+
+def _rows(location_target: str, report_dir: Path) -> tuple[list[Any], list[Any]]:
+    with History(locate(report_dir, location_target)) as history:
+        runs = history.execute("SELECT run_id, environment, bundle, manifest_sha256, status FROM runs ORDER BY run_id")
+        records = history.execute("SELECT run_id, check_id, outcome, controls FROM records ORDER BY run_id, check_id")
+    return runs, records
+
+
+def _profile(runner: Runner, base: str) -> None:
+    runner.profile(
+        http_profile(
+            f"{{name: up, url: '{base}/health'}}",
+            f"{{name: down, url: '{base}/status/503', critical: false}}",
+        )
+    )
+
+
+def test_a_run_is_recorded_in_sqlite_under_the_report_dir(runner: Runner, http_server: HttpServer) -> None:
+    _profile(runner, http_server.base)
+    run = runner.run("-m", "daily")
+    assert run.ret == 0, run.output
+    database = runner.report_dir / "history.sqlite"
+    assert database.is_file()
+    runs, records = _rows("", runner.report_dir)
+    assert runs == [(run.results["run"]["id"], "test", run.bundle.name, manifest_sha256(run.bundle), "passed")]
+    assert [(r[1], r[2]) for r in records] == [("http.health[down]", "failed"), ("http.health[up]", "passed")]
+    assert json.loads(records[0][3]) == run.record("http.health[down]")["controls"]
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_run_is_recorded_in_postgresql(runner: Runner, http_server: HttpServer, history_dsn: str) -> None:
+    _profile(runner, http_server.base)
+    run = runner.run("-m", "daily", "--history-dsn", history_dsn)
+    assert run.ret == 0, run.output
+    assert not (runner.report_dir / "history.sqlite").exists()
+    runs, records = _rows(history_dsn, runner.report_dir)
+    assert [r[2] for r in runs] == [run.bundle.name]
+    assert len(records) == 2
+    # The DSN's password was on the command line: it reaches no output and no file of the bundle.
+    assert SECRET not in run.output
+    for path in run.bundle.iterdir():
+        assert SECRET not in path.read_text(), path.name
+    assert "${HISTORY_DSN_PASSWORD}" in run.results["run"]["command"]
+
+
+def test_the_dsn_may_come_from_the_environment(
+    runner: Runner, http_server: HttpServer, history_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSPROOF_HISTORY_DSN", history_dsn)
+    _profile(runner, http_server.base)
+    run = runner.run("-m", "daily")
+    assert run.ret == 0
+    assert [r[2] for r in _rows(history_dsn, runner.report_dir)[0]] == [run.bundle.name]
+
+
+def test_an_unreachable_history_is_an_internal_error_and_rebuild_recovers(
+    runner: Runner, http_server: HttpServer, history_pg: Any, history_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _profile(runner, http_server.base)
+    wrong = history_pg.dsn(user="historian", dbname=history_dsn.rsplit("/", 1)[1], password="not-the-password")
+    run = runner.run("-m", "daily", "--history-dsn", wrong)
+    assert run.ret == 3
+    assert "the run is NOT in the history" in run.output
+    assert "password authentication failed" in run.output
+    assert "not-the-password" not in run.output
+    assert "`opsproof history rebuild` recovers it" in run.output
+    assert opsproof(["verify", str(run.bundle)]) == 0  # the evidence itself is whole
+    code = opsproof(["history", "rebuild", "--report-dir", str(runner.report_dir), "--history-dsn", history_dsn])
+    assert code == 0
+    assert "1 runs, 2 records" in capsys.readouterr().out
+    assert [r[2] for r in _rows(history_dsn, runner.report_dir)[0]] == [run.bundle.name]
+
+
+@pytest.mark.parametrize(
+    ("dsn", "words"),
+    [
+        ("mysql://db/x", "--history-dsn 'mysql://db/x': expected postgresql://"),
+        ("history.db", "expected postgresql://"),
+    ],
+)
+def test_a_bad_history_dsn_is_a_usage_error(runner: Runner, http_server: HttpServer, dsn: str, words: str) -> None:
+    _profile(runner, http_server.base)
+    run = runner.run("-m", "daily", "--history-dsn", dsn)
+    assert run.ret == 4
+    assert words in run.output
+
+
+def test_shown_dsns_hide_their_password() -> None:
+    assert without_password("postgresql://ops:pw@db:5432/h") == "postgresql://ops:***@db:5432/h"
+    assert locate(Path("r"), "postgresql://ops:pw@db/h").shown == "postgresql://ops:***@db/h"
+    assert locate(Path("r"), "host=db dbname=h password=pw").shown == "host=db dbname=h password=***"
+    with pytest.raises(ComplianceError, match=r"'postgresql://ops:\*\*\*@db/h'|expected"):
+        locate(Path("r"), "ftp://ops:pw@db/h")
+
+
+def test_recording_a_bundle_twice_is_a_no_op(tmp_path: Path) -> None:
+    at = datetime(2026, 7, 1, 6, tzinfo=UTC)
+    bundle = write(tmp_path, results("prod", at, [record("http.health[api]", at=at)]))
+    with History(locate(tmp_path, None)) as history:
+        assert history.record_bundle(bundle, manifest_sha256(bundle)) is True
+        assert history.record_bundle(bundle, manifest_sha256(bundle)) is False
+        assert (history.count("runs"), history.count("records")) == (1, 1)
+
+
+# -- concurrency ----------------------------------------------------------------------------
+
+
+def _in_parallel(function: Any, *argument_lists: tuple[Any, ...]) -> list[Any]:
+    # Spawned, not forked: the test process has server threads a fork would copy mid-flight.
+    with ProcessPoolExecutor(len(argument_lists), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(function, *arguments) for arguments in argument_lists]
+        return [f.result(timeout=120) for f in futures]
+
+
+WORKERS, RUNS_EACH, CHECKS_EACH = 4, 6, 40
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_concurrent_runs_never_corrupt_the_history(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    report_dir = tmp_path / "reports"
+    target = (
+        request.getfixturevalue("history_dsn") if backend == "postgres" else f"sqlite:///{report_dir}/history.sqlite"
+    )
+    start_at = time.time() + 3  # after every spawned worker has imported opsproof
+    written = _in_parallel(
+        write_runs, *[(str(report_dir), target, "prod", RUNS_EACH, w, start_at) for w in range(WORKERS)]
+    )
+    bundles = sorted(name for names in written for name in names)
+    runs, records = _rows(target, report_dir)
+    assert sorted(r[2] for r in runs) == bundles
+    assert len(records) == WORKERS * RUNS_EACH * CHECKS_EACH
+    for _, _, bundle, digest, _ in runs:
+        assert digest == manifest_sha256(report_dir / bundle), bundle
+    if backend == "sqlite":
+        with sqlite3.connect(report_dir / "history.sqlite") as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert opsproof(["verify", "--chain", str(report_dir)]) == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_concurrent_attestations_form_one_chain(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    target = request.getfixturevalue("history_dsn") if backend == "postgres" else f"sqlite:///{tmp_path}/h.sqlite"
+    start_at = time.time() + 3
+    counts = _in_parallel(append_attestations, *[(target, str(tmp_path), 8, w, start_at) for w in range(WORKERS)])
+    assert sum(counts) == WORKERS * 8
+    with History(locate(tmp_path, target)) as history:
+        found = entries(history, "prod")
+        assert len(found) == WORKERS * 8
+        assert chain_problems(history, "prod") == []
+        assert found[0]["previous_sha256"] is None
+
+
+# -- rebuild --------------------------------------------------------------------------------
+
+
+def test_rebuild_recreates_the_same_rows_from_the_bundles(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    reports = tmp_path / "reports"
+    bundles = daily_runs(reports, "prod", date(2026, 7, 1), date(2026, 7, 10))
+    with History(locate(reports, None)) as history:
+        for bundle in bundles:
+            history.record_bundle(bundle, manifest_sha256(bundle))
+    before = _rows("", reports)
+    for suffix in ("", "-wal", "-shm"):
+        (reports / f"history.sqlite{suffix}").unlink(missing_ok=True)
+    assert opsproof(["history", "rebuild", "--report-dir", str(reports)]) == 0
+    assert "10 runs, 10 records" in capsys.readouterr().out
+    assert _rows("", reports) == before
+    # Run twice: still the same rows, nothing doubled.
+    assert opsproof(["history", "rebuild", "--report-dir", str(reports)]) == 0
+    assert _rows("", reports) == before
+
+
+def test_rebuild_leaves_out_and_names_bundles_that_fail_verification(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports = tmp_path / "reports"
+    bundles = daily_runs(reports, "prod", date(2026, 7, 1), date(2026, 7, 3))
+    (bundles[1] / "report.html").write_text("edited")
+    assert opsproof(["history", "rebuild", "--report-dir", str(reports)]) == 1
+    out = capsys.readouterr().out
+    assert "2 runs, 2 records" in out
+    assert f"left out (fails verification): {bundles[1].name}: changed: report.html" in out
+    assert opsproof(["history", "rebuild", "--report-dir", str(tmp_path / "nope")]) == 4
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_attestations_are_append_only(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    target = request.getfixturevalue("history_dsn") if backend == "postgres" else f"sqlite:///{tmp_path}/h.sqlite"
+    append_attestations(target, str(tmp_path), 1, 0)
+    with History(locate(tmp_path, target)) as history:
+        for statement in ("UPDATE attestations SET attested_by = 'mallory'", "DELETE FROM attestations"):
+            with pytest.raises(HistoryError, match="attestations are append-only"), history.transaction():
+                history.execute(statement)
+        assert entries(history, "prod")[0]["attested_by"] == "worker-0"
+
+
+def test_a_forged_row_breaks_the_attestation_chain(tmp_path: Path) -> None:
+    target = f"sqlite:///{tmp_path}/h.sqlite"
+    append_attestations(target, str(tmp_path), 3, 0)
+    # Someone with write access to the file drops the trigger and edits a row.
+    with sqlite3.connect(tmp_path / "h.sqlite") as conn:
+        conn.execute("DROP TRIGGER attestations_no_update")
+        conn.execute("UPDATE attestations SET attested_by = 'mallory' WHERE seq = 2")
+    with History(locate(tmp_path, target)) as history:
+        problems = chain_problems(history, "prod")
+    assert len(problems) == 1 and problems[0].startswith("entry 2 (review-alerts") and "no longer match" in problems[0]
+
+
+def test_postgres_connection_errors_say_so_without_the_password(history_pg: Any, tmp_path: Path) -> None:
+    dsn = history_pg.dsn(user="historian", dbname="postgres", password="wrong-" + SECRET)
+    with pytest.raises(HistoryError) as raised, History(locate(tmp_path, dsn)):
+        pass
+    assert "cannot connect" in str(raised.value)
+    assert SECRET not in str(raised.value)
+
+
+def test_history_verify_proves_attestations_and_recorded_manifests(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports = tmp_path / "reports"
+    bundles = daily_runs(reports, "prod", date(2026, 7, 1), date(2026, 7, 3))
+    with History(locate(reports, None)) as history:
+        for bundle in bundles:
+            history.record_bundle(bundle, manifest_sha256(bundle))
+    append_attestations(f"sqlite:///{reports}/history.sqlite", str(reports), 2, 0)
+    assert opsproof(["history", "verify", "--report-dir", str(reports)]) == 0
+    out = capsys.readouterr().out
+    assert "OK history" in out and "2 attestations in 1 environment(s), 3 runs (3 of their bundles" in out
+    manifest = bundles[1] / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"status": "passed"', '"status": "failed"'))
+    with sqlite3.connect(reports / "history.sqlite") as conn:
+        conn.execute("DROP TRIGGER attestations_no_update")
+        conn.execute("UPDATE attestations SET note = 'edited' WHERE seq = 1")
+    assert opsproof(["history", "verify", "--report-dir", str(reports)]) == 1
+    out = capsys.readouterr().out
+    assert f"BROKEN run {bundles[1].name}: its manifest.json no longer has the sha256 the history recorded" in out
+    assert "BROKEN attestations of prod: entry 1 (review-alerts" in out
