@@ -114,6 +114,7 @@ class Item(Strict):
     severity: Severity | None = Field(None, description="sets the severity explicitly")
     timeout: PositiveDuration | None = Field(None, description="defaults to defaults.timeout (5s)")
     cadence: Cadence | None = Field(None, description="overrides the kind's default cadence")
+    zone: Name | None = Field(None, description="the network zone it is reachable from: `--zone NAME` runs only these")
 
     def __repr__(self) -> str:
         # Short on purpose: tracebacks print fixtures, and a truncated repr of headers or a

@@ -68,10 +68,12 @@ class Recorder:
         state.exit_code = _exit_code(state, int(exitstatus))
         try:
             from opsproof.evidence.bundle import write_bundle
+            from opsproof.evidence.chain_head import head_for
             from opsproof.evidence.results import build_results
 
             results = build_results(self.config, state)
-            state.bundle = write_bundle(results, state.report_dir, ACTIVE_REDACTOR, state.signer)
+            head = head_for(state.report_dir, state.history)
+            state.bundle = write_bundle(results, state.report_dir, ACTIVE_REDACTOR, state.signer, head)
         except Exception as exc:  # the evidence is the product: failing to write it is an internal error
             state.bundle_error = f"{type(exc).__name__}: {exc}"
             state.exit_code = outcomes.EXIT_INTERNAL
@@ -121,6 +123,10 @@ def _ship(state: RunState) -> None:
 
     assert state.bundle is not None and state.history is not None
     receipt = _upload_bundle(state) if state.upload is not None else None
+    if state.shard is not None:
+        # A shard is part of a run, not one: `opsproof seal-run` records the whole run once.
+        state.shipped.append(f"opsproof: {state.shard.label} of run {state.run_id}; seal-run joins the shards")
+        return
     try:
         with History(state.history) as history:
             history.record_bundle(state.bundle, manifest_sha256(state.bundle), upload=receipt)

@@ -12,19 +12,31 @@ from opsproof.evidence.junit import render_junit
 from opsproof.evidence.manifest import seal
 from opsproof.evidence.results_json import render_json
 from opsproof.redaction import Redactor
+from opsproof.sharding import Shard
 
 if TYPE_CHECKING:
+    from opsproof.evidence.chain_head import ChainHead
     from opsproof.evidence.signing import Signer
 
 RENDERERS = {"results.json": render_json, "junit.xml": render_junit, "report.html": render_html}
 
 
-def write_bundle(results: dict[str, Any], report_dir: Path, redactor: Redactor, signer: Signer | None = None) -> Path:
+def write_bundle(
+    results: dict[str, Any],
+    report_dir: Path,
+    redactor: Redactor,
+    signer: Signer | None = None,
+    head: ChainHead | None = None,
+    shards: list[dict[str, Any]] | None = None,
+) -> Path:
+    """A new bundle folder under `report_dir`, every format written, sealed (see `manifest.seal`)."""
     run = results["run"]
     report_dir.mkdir(parents=True, exist_ok=True)
     stamp = re.sub(r"[-:]|\.\d+", "", run["started_at"])  # 20261124T104500Z
     environment = re.sub(r"[^A-Za-z0-9_.-]", "_", run["environment"])
-    bundle = report_dir / f"{environment}-{stamp}-{run['id'][:8]}"
+    shard = run.get("shard")
+    suffix = Shard.from_dict(shard).folder_suffix if shard else ""
+    bundle = report_dir / f"{environment}-{stamp}-{run['id'][:8]}{suffix}"
     bundle.mkdir()
     # Redact the data before any format escapes it (an escaped secret would no longer match);
     # the pass over each rendered file is a second line of defence.
@@ -34,5 +46,5 @@ def write_bundle(results: dict[str, Any], report_dir: Path, redactor: Redactor, 
         fd = os.open(bundle / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
-    seal(bundle, run, signer)
+    seal(bundle, run, signer, head, shards)
     return bundle

@@ -48,6 +48,10 @@ def build_results(config: pytest.Config, state: RunState) -> dict[str, Any]:
         # The change this run validated (ticket, commit, image digest, CI build) and where each came from.
         "change": state.change or None,
     }
+    if state.shard is not None:  # shard I of N of run R: `opsproof seal-run` joins the shards into one run
+        from opsproof.profile import ITEM_SECTIONS
+
+        run["shard"] = state.shard.as_dict(state.run_id, {s: state.targets(s) for s in ITEM_SECTIONS})
     if state.signalled:
         run["interrupted_by"] = state.signalled
     if state.collect_errors:
