@@ -1,4 +1,4 @@
-"""The `opsproof` command: demo, verify, schema, keygen, attest, history, report.
+"""The `opsproof` command: demo, verify, seal-run, schema, keygen, attest, history, report.
 
 Usage errors exit 4, as everywhere in opsproof (argparse's own default is 2).
 """
@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from opsproof import __version__, outcomes
 from opsproof.compliance import ComplianceError
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from opsproof.compliance.history import Location
+    from opsproof.evidence.chain_head import ChainHead
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,7 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify.add_argument(
         "--chain",
         metavar="DIR",
-        help="walk every bundle of each environment under DIR (a report dir, or s3://bucket/prefix of uploads)",
+        action="append",
+        help="walk every bundle of each environment under DIR (a report dir, or s3://bucket/prefix of uploads); "
+        "repeat it for the report dirs of many runners sharing one chain",
+    )
+    verify.add_argument(
+        "--history-dsn",
+        metavar="DSN",
+        help="with --chain: the PostgreSQL history holding the chain heads the runners advanced "
+        "(default: $OPSPROOF_HISTORY_DSN when it is PostgreSQL)",
     )
     verify.add_argument("--environment", metavar="ENV", help="with --chain: only this environment's chain")
     verify.add_argument(
@@ -113,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_help="also expect this profile's attestations (even those never attested) and judge attesters by it",
     )
 
+    _seal_run_parser(commands)
+
     keygen = commands.add_parser("keygen", help="make an Ed25519 key pair for signing manifests (--sign-key)")
     keygen.add_argument("path", type=Path, help="writes PATH.pem (private, mode 0600) and PATH.pub (public)")
 
@@ -130,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _rebuild(args) if args.history_command == "rebuild" else _history_verify(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "seal-run":
+            return _seal_run(args)
     except ComplianceError as exc:
         print(f"opsproof {args.command}: {exc}", file=sys.stderr)
         return outcomes.EXIT_USAGE
@@ -141,6 +154,86 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _demo(args.port, args.serve, [a for a in args.pytest_args if a != "--"])
 
 
+def _seal_run_parser(commands: Any) -> None:
+    seal = commands.add_parser(
+        "seal-run", help="verify every shard bundle of a run and seal them into one run bundle (chain, history)"
+    )
+    seal.add_argument("source", metavar="DIR|s3://BUCKET/PREFIX", help="where the shards wrote or uploaded bundles")
+    seal.add_argument("--run-id", metavar="ID", help="the run to seal (default: $OPSPROOF_RUN_ID, else the one here)")
+    seal.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="how many shards the run has (default: $OPSPROOF_SHARDS, else as the bundles say)",
+    )
+    seal.add_argument(
+        "--wait",
+        default="0s",
+        metavar="DURATION",
+        help="wait up to this long (e.g. 20m) for every shard's bundle before sealing what there is",
+    )
+    seal.add_argument(
+        "--fail-on", default="high", choices=outcomes.FAIL_ON_CHOICES, help="as for pytest, over the whole run"
+    )
+    seal.add_argument("--sign-key", type=Path, metavar="PATH", help="sign the run bundle's manifest with this key")
+    seal.add_argument("--public-key", type=Path, metavar="PATH", help="require each shard bundle signed by this key")
+    seal.add_argument("--upload", metavar="s3://BUCKET/PREFIX", help="also put the run bundle in S3")
+    seal.add_argument("--retain", metavar="7y|400d", help="with --upload: Object Lock retention")
+    seal.add_argument("--s3-endpoint", metavar="URL", help="an S3-compatible endpoint for s3:// paths")
+    _store_options(seal, profile=True, profile_help="the profile the shards ran (the checks a missing shard owed)")
+    seal.set_defaults(report_dir=None)
+
+
+def _seal_run(args: argparse.Namespace) -> int:
+    from opsproof.compliance.history import HistoryError
+    from opsproof.evidence.seal_run import SealRequest, seal_run
+    from opsproof.units import parse_duration
+
+    try:
+        wait_s = parse_duration(args.wait)
+    except ValueError as exc:
+        raise ComplianceError(f"--wait {args.wait!r}: {exc}") from None
+    shards = args.shards
+    if shards is None and os.environ.get("OPSPROOF_SHARDS"):
+        try:
+            shards = int(os.environ["OPSPROOF_SHARDS"])
+        except ValueError:
+            raise ComplianceError(f"$OPSPROOF_SHARDS {os.environ['OPSPROOF_SHARDS']!r} is not a whole number") from None
+    request = SealRequest(
+        source=args.source,
+        run_id=args.run_id,
+        shards=shards,
+        profile=args.profile,
+        cli_vars=_cli_vars(args.var),
+        report_dir=args.report_dir,
+        fail_on=args.fail_on,
+        history_dsn=args.history_dsn,
+        sign_key=args.sign_key,
+        public_key=args.public_key,
+        upload=args.upload,
+        retain=args.retain,
+        s3_endpoint=args.s3_endpoint,
+        wait_s=wait_s,
+    )
+    try:
+        sealed = seal_run(request)
+    except HistoryError as exc:
+        print(f"opsproof seal-run: {exc}", file=sys.stderr)
+        return outcomes.EXIT_INTERNAL
+    for state in sealed.shards:
+        if state.reason is None:
+            print(f"  {state.shard.label}: reported ({state.bundle.path.name if state.bundle else ''})")
+        else:
+            print(f"  {state.shard.label}: DID NOT REPORT: {state.reason}")
+    for line in sealed.lines:
+        print(line)
+    for line in sealed.errors:
+        print(line, file=sys.stderr)
+    status = outcomes.RUN_STATUS.get(sealed.exit_code, "failed")
+    print(f"opsproof: {status} (exit {sealed.exit_code}); run bundle: {sealed.bundle}")
+    return sealed.exit_code
+
+
 def _verify(args: argparse.Namespace) -> int:
     from opsproof.evidence.signing import load_public_key
 
@@ -148,18 +241,32 @@ def _verify(args: argparse.Namespace) -> int:
         raise ComplianceError("give one bundle, or --chain DIR")
     if args.environment and not args.chain:
         raise ComplianceError("--environment goes with --chain DIR")
+    if args.history_dsn and not args.chain:
+        raise ComplianceError("--history-dsn goes with --chain DIR")
     public_key = load_public_key(args.public_key) if args.public_key is not None else None
     if args.chain is not None:
-        if args.chain.startswith("s3://"):
-            return _verify_s3(args.chain, args.s3_endpoint, public_key, chain=True, environment=args.environment)
-        return _verify_chain(Path(args.chain), args.environment, public_key)
+        head = _shared_head(args.history_dsn)
+        remote = [url for url in args.chain if url.startswith("s3://")]
+        if remote and len(args.chain) > 1:
+            raise ComplianceError("--chain s3://...: give one prefix (the runners upload to it)")
+        if remote:
+            return _verify_s3(
+                remote[0], args.s3_endpoint, public_key, chain=True, environment=args.environment, head=head
+            )
+        return _verify_chain([Path(d) for d in args.chain], args.environment, public_key, head)
     if args.bundle.startswith("s3://"):
         return _verify_s3(args.bundle, args.s3_endpoint, public_key, chain=False, environment=None)
     return _verify_bundle(Path(args.bundle), public_key)
 
 
 def _verify_s3(
-    url: str, endpoint: str | None, public_key: Ed25519PublicKey | None, *, chain: bool, environment: str | None
+    url: str,
+    endpoint: str | None,
+    public_key: Ed25519PublicKey | None,
+    *,
+    chain: bool,
+    environment: str | None,
+    head: ChainHead | None = None,
 ) -> int:
     """Download what was uploaded (each object's first version) and verify it as a local copy.
 
@@ -175,7 +282,7 @@ def _verify_s3(
         for path, problem in added:
             print(f"TAMPERED {base}/{path}: {problem}")
         if chain:
-            code = _verify_chain(folder, environment, public_key)
+            code = _verify_chain([folder], environment, public_key, head)
             return 1 if added else code
         code = _verify_bundle(folder, public_key, shown=url)
         locked = [o for o in objects if o["lock_mode"]]
@@ -217,22 +324,41 @@ def _verify_bundle(bundle: Path, public_key: Ed25519PublicKey | None, shown: str
     return 0
 
 
-def _verify_chain(report_dir: Path, environment: str | None, public_key: Ed25519PublicKey | None) -> int:
+def _shared_head(dsn: str | None) -> ChainHead | None:
+    """The PostgreSQL chain head (--history-dsn, else $OPSPROOF_HISTORY_DSN when it is PostgreSQL)."""
+    from opsproof.compliance.history import DSN_VARIABLE, locate
+    from opsproof.evidence.chain_head import PostgresHead
+
+    location = locate(Path("reports"), dsn or os.environ.get(DSN_VARIABLE))
+    return PostgresHead(location) if location.kind == "postgres" else None
+
+
+def _verify_chain(
+    report_dirs: list[Path], environment: str | None, public_key: Ed25519PublicKey | None, head: ChainHead | None
+) -> int:
+    from opsproof.compliance.history import HistoryError
     from opsproof.evidence.chain import find_environments, verify_chain
 
-    if not report_dir.is_dir():
-        raise ComplianceError(f"--chain {str(report_dir)!r}: not a folder")
-    environments = find_environments(report_dir)
+    environments: dict[str, list[Path]] = {}
+    for report_dir in report_dirs:
+        if not report_dir.is_dir():
+            raise ComplianceError(f"--chain {str(report_dir)!r}: not a folder")
+        for name, bundles in find_environments(report_dir).items():
+            environments.setdefault(name, []).extend(bundles)
+    shown = ", ".join(map(str, report_dirs))
     if environment is not None:
         if environment not in environments:
             known = ", ".join(sorted(environments)) or "none"
-            raise ComplianceError(f"--environment {environment!r}: no bundles of it in {report_dir} (found: {known})")
+            raise ComplianceError(f"--environment {environment!r}: no bundles of it in {shown} (found: {known})")
         environments = {environment: environments[environment]}
     if not environments:
-        raise ComplianceError(f"--chain {str(report_dir)!r}: no evidence bundles in it")
+        raise ComplianceError(f"--chain {shown!r}: no evidence bundles in it")
     broken = False
     for name, bundles in sorted(environments.items()):
-        report = verify_chain(report_dir, bundles, name, public_key)
+        try:
+            report = verify_chain(report_dirs[0], bundles, name, public_key, head)
+        except HistoryError as exc:
+            raise ComplianceError(str(exc)) from None
         count = f"{len(report.links)} bundle{'s' if len(report.links) != 1 else ''}"
         first = report.first_break
         if first is None:

@@ -63,17 +63,23 @@ class RunState:
     shipped: list[str] = field(default_factory=list)
     shipping_errors: list[str] = field(default_factory=list)
     shard: Shard | None = None  # --shard/--zone: this runner probes only the items the shard owns
+    # seal-run's collection of what unreported shards would have checked: (kind, item name) pairs.
+    only: frozenset[tuple[str, str]] | None = None
     _owned: dict[str, dict[str, Item]] = field(default_factory=dict, repr=False)
 
     def targets(self, section: str) -> dict[str, Item]:
         """The profile's items of one section that this run probes: all of them, or its shard's."""
         every = self.loaded.profile.targets(section)
-        shard = self.shard
-        if shard is None:
+        shard, only = self.shard, self.only
+        if shard is None and only is None:
             return every
         owned = self._owned.get(section)
         if owned is None:
-            owned = self._owned[section] = {n: i for n, i in every.items() if shard.owns(section, n, i.zone)}
+            owned = self._owned[section] = {
+                name: item
+                for name, item in every.items()
+                if (shard is None or shard.owns(section, name, item.zone)) and (only is None or (section, name) in only)
+            }
         return owned
 
 

@@ -36,9 +36,9 @@ def build_results(config: pytest.Config, state: RunState) -> dict[str, Any]:
             "keywords": config.option.keyword or None,
             "paths": [str(a) for a in config.args],
         },
-        "suite": {"version": __version__, "commit": _git_commit(config.rootpath)},
+        "suite": {"version": __version__, "commit": git_commit(config.rootpath)},
         "host": platform.node(),
-        "user": _user(),
+        "user": current_user(),
         # `pytest` whether it ran as `pytest`, `python -m pytest` or through `opsproof demo`.
         "command": REDACTOR.redact(" ".join(["pytest", *map(str, config.invocation_params.args)])),
         "status": outcomes.RUN_STATUS.get(exit_code, "failed"),
@@ -56,16 +56,21 @@ def build_results(config: pytest.Config, state: RunState) -> dict[str, Any]:
         run["interrupted_by"] = state.signalled
     if state.collect_errors:
         run["collection_errors"] = state.collect_errors
-    return {"schema": SCHEMA, "run": run, "checks": checks, "summary": summarize(checks, state)}
+    return {
+        "schema": SCHEMA,
+        "run": run,
+        "checks": checks,
+        "summary": summarize(checks, state.fail_on, state.unmatched_waivers),
+    }
 
 
-def summarize(checks: list[dict[str, Any]], state: RunState) -> dict[str, Any]:
+def summarize(checks: list[dict[str, Any]], fail_on: str, unmatched_waivers: list[dict[str, Any]]) -> dict[str, Any]:
     by_outcome = Counter(c["outcome"] for c in checks)
     by_severity: dict[str, dict[str, int]] = {}
     for c in checks:
         row = by_severity.setdefault(c["severity"], {})
         row[c["outcome"]] = row.get(c["outcome"], 0) + 1
-    blocking = [c["check"] for c in checks if outcomes.is_blocking(c["outcome"], c["severity"], state.fail_on)]
+    blocking = [c["check"] for c in checks if outcomes.is_blocking(c["outcome"], c["severity"], fail_on)]
     return {
         "total": len(checks),
         "by_outcome": {o: by_outcome.get(o, 0) for o in outcomes.OUTCOMES},
@@ -78,12 +83,12 @@ def summarize(checks: list[dict[str, Any]], state: RunState) -> dict[str, Any]:
             "expired": sorted(
                 {c["waiver"]["ticket"] for c in checks if c.get("waiver", {}).get("status") == "expired"}
             ),
-            "unmatched": state.unmatched_waivers,
+            "unmatched": unmatched_waivers,
         },
     }
 
 
-def _git_commit(root: Path) -> str | None:
+def git_commit(root: Path) -> str | None:
     try:
         done = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
@@ -93,7 +98,7 @@ def _git_commit(root: Path) -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def _user() -> str:
+def current_user() -> str:
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers
