@@ -19,13 +19,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from backup_servers import S3Server, s3_server
 from redis_servers import redis_main
 
 from conftest import SECRET, HttpServer, Runner, TlsServer, http_profile, wait_for
 from opsproof.cli import main as opsproof
 from opsproof.sharding import Shard, ShardError, parse_run_id, parse_shard, shard_of
 
-__all__ = ["redis_main"]  # a session fixture, imported to be found
+__all__ = ["redis_main", "s3_server"]  # session fixtures, imported to be found
 
 N = 3
 
@@ -368,3 +369,39 @@ def test_seal_run_waits_for_a_late_shard(
     out = seal.communicate(timeout=120)[0]
     assert seal.returncode == 0, out
     assert "shard 0 of 2: reported" in out and "shard 1 of 2: reported" in out
+
+
+def test_seal_run_from_s3_with_an_object_overwritten_after_upload(
+    runner: Runner,
+    http_server: HttpServer,
+    s3_server: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Shards upload under Object Lock; seal-run reads them back from S3 (first versions) and ships the run."""
+    bucket = f"evidence-{uuid.uuid4().hex[:10]}"
+    s3_server.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    endpoint = ["--s3-endpoint", s3_server.url]
+    runner.profile(http_profile(*(f"{{name: svc-{i}, url: '{http_server.base}/health'}}" for i in range(6))))
+    for index in range(2):
+        upload = ["--upload", f"s3://{bucket}/shards", "--retain", "1d", *endpoint]
+        assert runner.run("-m", "daily", "--shard", f"{index}/2", "--run-id", "r-s3", *upload).ret == 0
+    shard1 = next(p.name for p in runner.report_dir.iterdir() if p.name.endswith("-shard1of2"))
+    # Anyone allowed to write can put a newer version on top of a locked one: that shard is not evidence.
+    s3_server.client.put_object(Bucket=bucket, Key=f"shards/{shard1}/results.json", Body=b"{}")
+    monkeypatch.chdir(runner.pytester.path)
+    capsys.readouterr()
+    sealed_dir = runner.pytester.path / "sealed"
+    ship = ["--upload", f"s3://{bucket}/runs", "--retain", "1d", *endpoint]
+    code = opsproof(["seal-run", f"s3://{bucket}/shards", "--profile", "test", "--report-dir", str(sealed_dir), *ship])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "shard 1 of 2: DID NOT REPORT" in out and "overwritten after upload" in out
+    assert "shard 0 of 2: reported" in out and f"uploaded to s3://{bucket}/runs/" in out
+    results = json.loads(
+        next(p for p in sealed_dir.iterdir() if p.is_dir() and p.name[0] != ".").joinpath("results.json").read_text()
+    )
+    assert len(results["checks"]) == 6
+    assert {c["outcome"] for c in results["checks"] if shard_of("http", c["target"], 2) == 1} == {"error"}
+    assert opsproof(["verify", "--chain", f"s3://{bucket}/runs", *endpoint]) == 0
+    assert "OK chain test (1 bundle" in capsys.readouterr().out
