@@ -405,3 +405,42 @@ def test_seal_run_from_s3_with_an_object_overwritten_after_upload(
     assert {c["outcome"] for c in results["checks"] if shard_of("http", c["target"], 2) == 1} == {"error"}
     assert opsproof(["verify", "--chain", f"s3://{bucket}/runs", *endpoint]) == 0
     assert "OK chain test (1 bundle" in capsys.readouterr().out
+
+
+def test_zone_runners_seal_into_one_run_and_an_unvisited_zone_is_a_finding(
+    runner: Runner, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = http_server.base
+    runner.profile(
+        http_profile(
+            f"{{name: a1, url: '{base}/health', zone: vpc-a}}",
+            f"{{name: a2, url: '{base}/health', zone: vpc-a}}",
+            f"{{name: b1, url: '{base}/health', zone: vpc-b}}",
+            f"{{name: open, url: '{base}/health'}}",
+        )
+    )
+    assert runner.run("-m", "daily", "--zone", "vpc-a", "--shard", "0/1", "--run-id", "r-zones").ret == 0
+    monkeypatch.chdir(runner.pytester.path)
+    capsys.readouterr()
+    assert opsproof(["seal-run", "reports", "--profile", "test"]) == 1
+    sealed = next(p for p in runner.report_dir.iterdir() if p.is_dir() and "-shard" not in p.name and p.name[0] != ".")
+    records = {c["target"]: c for c in json.loads((sealed / "results.json").read_text())["checks"]}
+    assert {t: r["outcome"] for t, r in records.items()} == {
+        "a1": "passed",
+        "a2": "passed",
+        "b1": "error",
+        "open": "error",
+    }
+    assert records["b1"]["message"].startswith("no shard of zone vpc-b reported")
+    assert records["open"]["message"].startswith("no shard of zone (none) reported")
+
+
+def test_seal_run_refuses_zone_shards_mixed_with_shards_of_every_zone(
+    runner: Runner, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runner.profile(http_profile(f"{{name: a1, url: '{http_server.base}/health', zone: vpc-a}}"))
+    assert runner.run("-m", "daily", "--zone", "vpc-a", "--run-id", "r-mix").ret == 0
+    assert runner.run("-m", "daily", "--shard", "0/1", "--run-id", "r-mix").ret == 0
+    monkeypatch.chdir(runner.pytester.path)
+    assert opsproof(["seal-run", "reports", "--profile", "test"]) == 4
+    assert "the run mixes zone shards (vpc-a) with shards of every zone" in capsys.readouterr().err

@@ -41,7 +41,7 @@ from opsproof.evidence.shard_bundles import (
     verify_shards,
 )
 from opsproof.probes import utc_now
-from opsproof.sharding import ShardError, parse_run_id, shard_of
+from opsproof.sharding import Shard, ShardError, parse_run_id
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
@@ -242,8 +242,10 @@ def _records(states: list[ShardState], loaded: LoadedProfile, request: SealReque
         if state.reason is None:
             continue
         message = f"shard {state.shard.index} did not report ({state.shard.label}: {state.reason})"
-        for kind, item in _items_of(state, loaded):
+        for kind, item in _items_of(state.shard, loaded):
             owed[(kind, item)] = message
+    for kind, item, zone in _uncovered(states, loaded):
+        owed[(kind, item)] = f"no shard of zone {zone or '(none)'} reported (the run's shards are of other zones)"
     if owed:
         selection = _selection(states)
         collected = collect_unreported(loaded, selection, owed, request.cli_vars)
@@ -251,17 +253,30 @@ def _records(states: list[ShardState], loaded: LoadedProfile, request: SealReque
     return checks
 
 
-def _items_of(state: ShardState, loaded: LoadedProfile) -> list[tuple[str, str]]:
+def _items_of(shard: Shard, loaded: LoadedProfile) -> list[tuple[str, str]]:
     """The (kind, item) pairs a shard owns, recomputed from the profile (a missing shard listed none)."""
     from opsproof.profile import ITEM_SECTIONS
 
-    shard = state.shard
     return [
         (section, name)
         for section in ITEM_SECTIONS
         for name, item in loaded.profile.targets(section).items()
-        if (shard.zone is None or item.zone == shard.zone)
-        and (shard.count == 1 or shard_of(section, name, shard.count) == shard.index)
+        if shard.owns(section, name, item.zone)
+    ]
+
+
+def _uncovered(states: list[ShardState], loaded: LoadedProfile) -> list[tuple[str, str, str | None]]:
+    """Items no shard of the run owns: only zone shards leave any (an item of a zone nobody ran)."""
+    from opsproof.profile import ITEM_SECTIONS
+
+    shards = [s.shard for s in states]
+    if any(shard.zone is None for shard in shards):
+        return []  # a partition of every zone: indexes 0..N-1 own every item
+    return [
+        (section, name, item.zone)
+        for section in ITEM_SECTIONS
+        for name, item in loaded.profile.targets(section).items()
+        if not any(shard.owns(section, name, item.zone) for shard in shards)
     ]
 
 

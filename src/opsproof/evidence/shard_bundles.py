@@ -134,6 +134,12 @@ def expected_shards(bundles: list[ShardBundle], count: int | None) -> list[Shard
                 f"{bundle.path.name}: shard {bundle.shard.index} of {shards}, but {where} has {counts[zone]} shards "
                 "(--shards, or other shard bundles of this run): one run has one number of shards"
             )
+    if None in counts and len(counts) > 1:
+        zones = ", ".join(sorted(z for z in counts if z is not None))
+        raise ComplianceError(
+            f"the run mixes zone shards ({zones}) with shards of every zone: give every item a zone and "
+            "run every runner with --zone, or run none with it (an item would be checked twice)"
+        )
     return [Shard(index, n, zone) for zone, n in sorted(counts.items(), key=lambda z: z[0] or "") for index in range(n)]
 
 
