@@ -7,7 +7,7 @@ reach for) measured in the same session, runs alternating.
 Three measured commands per round, each a child process timed with `os.wait4`:
 
 - floor: `gzip -t FILE`
-- verify: opsproof's one-pass verifier alone (`opsproof.backup_integrity.verify_stream` over
+- verify: opsproof's one-pass verifier alone (`opsproof.backup.integrity.verify_stream` over
   a directory store's chunks, methods gzip + sha256), in a fresh interpreter
 - run: `pytest -m daily` with one `backups` item (path store, `verify: [gzip, sha256]`):
   the whole opsproof run, bundle included
@@ -40,8 +40,8 @@ RSS_TARGET_MIB = 100.0
 VERIFY_ALONE = """\
 import sys, time
 from pathlib import Path
-from opsproof.backup_integrity import verify_stream
-from opsproof.backup_store import DirectoryStore
+from opsproof.backup.integrity import verify_stream
+from opsproof.backup.store import DirectoryStore
 store = DirectoryStore(Path(sys.argv[1]))
 [obj] = store.list("*.gz", 10)
 verdict = verify_stream(store.chunks(obj), ["gzip", "sha256"], expected_sha256=sys.argv[2])

@@ -10,8 +10,8 @@ Usage, from anywhere::
 
 What is measured, each repeat alternating floor and drill:
 
-- **floor**: a fresh cluster from `opsproof.localpg` with the drill's own settings
-  (`opsproof.restore.EPHEMERAL_SETTINGS`), one empty database, then
+- **floor**: a fresh cluster from `opsproof.local.postgres` with the drill's own settings
+  (`opsproof.backup.restore.EPHEMERAL_SETTINGS`), one empty database, then
   `psql -X -q -v ON_ERROR_STOP=1 -d <db> -f dump.sql` timed from spawn to exit (cluster start
   not included). With `--gzip`, `gzip -dc dump.sql.gz | psql ...` through a shell pipe.
 - **drill**: a child process (`--drill-once`) runs one drill (`opsproof.probes.drills.drill_one`,
@@ -47,8 +47,8 @@ from typing import Any
 import harness
 from harness import BenchError
 
-from opsproof.localpg import LocalPostgres, local_postgres
-from opsproof.restore import EPHEMERAL_DATABASE, EPHEMERAL_SETTINGS
+from opsproof.backup.restore import EPHEMERAL_DATABASE, EPHEMERAL_SETTINGS
+from opsproof.local.postgres import LocalPostgres, local_postgres
 
 ROW_BYTES = 120  # about what one row of the table takes in a plain dump's COPY data
 

@@ -2,7 +2,7 @@
 
 Target (issue 5): the cluster is checked with a handful of list calls, not one per pod; report
 the number of API calls and the wall time of the kubernetes checks. The cluster is the API
-emulator of `opsproof.demo.kubernetes` (HTTPS, bearer token) in a process of its own, holding
+emulator of `opsproof.testing.kubernetes` (HTTPS, bearer token) in a process of its own, holding
 5,000 healthy pods (100 per namespace) and, per namespace, 10 Deployments, a StatefulSet,
 10 Services with their EndpointSlices, 2 HPAs, 2 PVCs, a backup CronJob, 2 cert-manager
 Certificates, 2 TLS Secrets and 5 old Warning events; 50 nodes, a DaemonSet.
@@ -54,8 +54,8 @@ PAGE_SIZE = 500
 
 def cluster_objects(pods: int, namespaces: int) -> list[dict[str, Any]]:
     """A healthy cluster: `pods` pods spread over `namespaces` namespaces, and what runs them."""
-    from opsproof.demo.certs import Authority
-    from opsproof.demo.kubernetes import (
+    from opsproof.testing.certs import Authority
+    from opsproof.testing.kube_objects import (
         certificate,
         cronjob,
         daemonset,
@@ -101,7 +101,7 @@ def serve(pods: int, namespaces: int, folder: Path) -> None:
     """Serve the cluster over HTTPS; write its kubeconfig; print the URL; answer /_bench/requests with the counts."""
     from aiohttp import web
 
-    from opsproof.demo.kubernetes import KubeApiEmulator, serve_kube_api, write_kubeconfig
+    from opsproof.testing.kubernetes import KubeApiEmulator, serve_kube_api, write_kubeconfig
 
     api = KubeApiEmulator(token=TOKEN)
     api.extend(cluster_objects(pods, namespaces))
@@ -156,7 +156,7 @@ def raw_lists(folder: Path) -> None:
 
     from kubernetes.aio import client, config
 
-    from opsproof.probes.kubernetes import LISTINGS
+    from opsproof.probes.kubernetes_client import LISTINGS
 
     async def main() -> dict[str, Any]:
         configuration = client.Configuration()

@@ -2,7 +2,7 @@
 
 Target (issue): 20 items use 20 server connections in total (one read-only session per item,
 shared by all of its checks), not one per check. The server is a throwaway local cluster
-(opsproof.localpg) with `log_connections=on` and the application name in every log line;
+(opsproof.local.postgres) with `log_connections=on` and the application name in every log line;
 the benchmark counts the sessions application `opsproof` opened, samples pg_stat_activity
 for the most it held at once, and times the run.
 
@@ -36,7 +36,7 @@ import harness
 import yaml
 from harness import REPO, BenchError
 
-from opsproof.localpg import LocalPostgres, local_postgres
+from opsproof.local.postgres import LocalPostgres, local_postgres
 
 APPLICATION = "opsproof"
 BUILT_IN_CHECKS = 6  # reachable, connections, blocked_locks, long_running_queries, idle_in_transaction, wraparound

@@ -38,7 +38,7 @@ def serve(items: int, folder: Path) -> None:
     """N TLS servers on 127.0.0.1, each with its own certificate; write the CA, print the ports, serve forever."""
     import asyncio
 
-    from opsproof.demo.certs import Authority
+    from opsproof.testing.certs import Authority
 
     authority = Authority.create("bench CA")
     authority.write_pem(folder / "ca.pem")

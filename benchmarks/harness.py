@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from opsproof.demo.services import stop_process
+from opsproof.testing.servers import stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 RATIO_TARGET = 1.5

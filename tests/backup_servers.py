@@ -152,8 +152,8 @@ class Dumps:
 
 @pytest.fixture(scope="session")
 def pg_dumps() -> Dumps:
-    """Dumps made by pg_dump from a throwaway PostgreSQL (opsproof.localpg)."""
-    from opsproof.localpg import local_postgres
+    """Dumps made by pg_dump from a throwaway PostgreSQL (opsproof.local.postgres)."""
+    from opsproof.local.postgres import local_postgres
 
     with local_postgres(max_connections=5) as pg:
         pg.execute(

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from opsproof import outcomes
-from opsproof.controls import controls_for
 from opsproof.evidence.bundle import write_bundle
+from opsproof.model.controls import controls_for
 from opsproof.redaction import Redactor
 
 KIND_AREAS = {"http": "health", "postgres": "infra", "backups": "backup", "drills": "dr", "attestations": "compliance"}

@@ -21,7 +21,7 @@ import trustme
 from aiohttp import web
 
 from opsproof import ProfileError, load_profile
-from opsproof.demo.services import free_port, serving
+from opsproof.testing.servers import free_port, serving
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "tok-Sup3r/s3cret+value"  # has characters that URL- and form-encode differently

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from conftest import SECRET, wait_for
-from opsproof.localpg import LocalPostgres, local_postgres
-from opsproof.reaper import processes_under
+from opsproof.backup.reaper import processes_under
+from opsproof.local.postgres import LocalPostgres, local_postgres
 
 PROJECTS = 500
 ACCOUNTS = 50

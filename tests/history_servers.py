@@ -1,6 +1,6 @@
 """A real PostgreSQL for the history store's tests, and workers that write to a store at once.
 
-`history_pg` is one session-scoped cluster (opsproof.localpg) with a login role whose
+`history_pg` is one session-scoped cluster (opsproof.local.postgres) with a login role whose
 password is the tests' SECRET, so tests can prove the DSN's password never shows;
 `history_dsn` gives each test a fresh database on it.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SECRET
-from opsproof.localpg import LocalPostgres, local_postgres
+from opsproof.local.postgres import LocalPostgres, local_postgres
 
 ROLE = "historian"
 

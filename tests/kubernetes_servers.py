@@ -1,6 +1,6 @@
 """Kubernetes API emulators for the kubernetes checks, staged with objects in every state the checks judge.
 
-No real API server can run here, so the tests talk to `opsproof.demo.kubernetes.KubeApiEmulator`
+No real API server can run here, so the tests talk to `opsproof.testing.kubernetes.KubeApiEmulator`
 (an aiohttp app serving the REST list endpoints, label and field selectors, pagination,
 401/403/404, and recording every request), over HTTPS with a CA made for the run, through
 the real `kubernetes` client and real kubeconfig files written in tmp.
@@ -27,10 +27,8 @@ from typing import Any
 import pytest
 
 from conftest import SECRET, listening_black_hole
-from opsproof.demo.certs import Authority
-from opsproof.demo.kubernetes import (
-    KubeApiEmulator,
-    ServedApi,
+from opsproof.testing.certs import Authority
+from opsproof.testing.kube_objects import (
     certificate,
     cronjob,
     daemonset,
@@ -43,13 +41,12 @@ from opsproof.demo.kubernetes import (
     opaque_secret,
     pod,
     pvc,
-    serve_kube_api,
     service,
     statefulset,
     tls_secret,
-    write_kubeconfig,
 )
-from opsproof.demo.services import free_port
+from opsproof.testing.kubernetes import KubeApiEmulator, ServedApi, serve_kube_api, write_kubeconfig
+from opsproof.testing.servers import free_port
 
 HOUR = 3600.0
 DAY = 86400.0

@@ -1,6 +1,6 @@
 """Real PostgreSQL servers for the postgres checks' tests, and the states they stage on them.
 
-Session-scoped clusters (from opsproof.localpg; as root they run as an unprivileged user):
+Session-scoped clusters (from opsproof.local.postgres; as root they run as an unprivileged user):
 
 - `pg_main`: the primary. scram passwords over TCP (role `ops` with pg_monitor, role `weak`
   without), max_connections 20, WAL archived with `cp`, and every statement logged with the
@@ -27,7 +27,7 @@ import psycopg
 import pytest
 
 from conftest import SECRET, wait_for
-from opsproof.localpg import LocalPostgres, local_postgres
+from opsproof.local.postgres import LocalPostgres, local_postgres
 
 ROLE = "ops"
 WEAK_ROLE = "weak"  # no pg_monitor, no grants on the app's tables

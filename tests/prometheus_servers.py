@@ -37,7 +37,7 @@ import trustme
 from aiohttp import ClientSession, web
 
 from conftest import SECRET, wait_for
-from opsproof.demo.services import free_port, serving
+from opsproof.testing.servers import free_port, serving
 
 # The exporter's series at the start of the session (series text -> value).
 BASELINE: dict[str, float] = {

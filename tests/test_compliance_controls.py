@@ -9,7 +9,8 @@ from pydantic import TypeAdapter, ValidationError
 from test_html_report import make_check, make_results
 
 from conftest import HttpServer, Runner, http_profile
-from opsproof.controls import (
+from opsproof.evidence.html import control_sort_key, render_html
+from opsproof.model.controls import (
     CATALOGUE,
     CHANGE_CONTROLS,
     CONTROLS,
@@ -19,7 +20,6 @@ from opsproof.controls import (
     controls_for,
     resolve_framework,
 )
-from opsproof.evidence.html import control_sort_key, render_html
 from opsproof.profile import ITEM_SECTIONS, Profile
 
 WIRED = "controls" in Profile.model_fields

@@ -43,13 +43,14 @@ from drill_servers import (
 
 from conftest import REPO, SECRET, Run, Runner, listening_black_hole, wait_for
 from opsproof import ProfileError, load_profile
-from opsproof.backup_integrity import PLAIN_DUMP_END
-from opsproof.demo.services import free_port
-from opsproof.plain_dump import PlainDumpFilter, UnsafeDump
-from opsproof.reaper import processes_under
-from opsproof.restore import DrillError, inner_format
+from opsproof.backup.drill_steps import DrillError
+from opsproof.backup.integrity import PLAIN_DUMP_END
+from opsproof.backup.opening import inner_format
+from opsproof.backup.plain_dump import PlainDumpFilter, UnsafeDump
+from opsproof.backup.reaper import processes_under
 from opsproof.targets.drills import DrillTarget
 from opsproof.targets.postgres import PostgresTarget
+from opsproof.testing.servers import free_port
 
 __all__ = ["drill_dumps", "s3_server", "scratch_pg", "work_dir"]  # session fixtures, found here by pytest
 

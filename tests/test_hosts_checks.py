@@ -30,9 +30,9 @@ from cryptography.x509.oid import NameOID
 
 import opsproof
 from conftest import SECRET, Runner, listening_black_hole, profile_error
-from opsproof.demo.services import free_port
 from opsproof.probes.host_output import parse_net, parse_ntpq, parse_systemd, parse_timedatectl
 from opsproof.targets.hosts import compare_versions
+from opsproof.testing.servers import free_port
 
 PARAMIKO = importlib.util.find_spec("paramiko") is not None
 ALWAYS = ("reachable", "filesystems", "inodes", "memory", "load")  # the checks every item gets

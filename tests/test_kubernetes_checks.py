@@ -1,6 +1,6 @@
 """Kubernetes checks against an API emulator on loopback: every outcome comes from staged objects.
 
-The emulator (opsproof.demo.kubernetes) is a real HTTPS server answering the Kubernetes REST
+The emulator (opsproof.testing.kubernetes) is a real HTTPS server answering the Kubernetes REST
 list endpoints; the probe talks to it through the official client and kubeconfig files
 written here. See tests/kubernetes_servers.py for the staged cluster.
 """
@@ -33,17 +33,13 @@ from kubernetes_servers import (
 
 import opsproof
 from conftest import SECRET, Run, Runner, profile_error
-from opsproof.demo.kubernetes import (
-    DEMO_NAMESPACE,
-    KubeApiEmulator,
-    pod,
-    serve_demo_kubernetes,
-    serve_kube_api,
-    write_kubeconfig,
-)
+from opsproof.demo.kubernetes import DEMO_NAMESPACE, serve_demo_kubernetes
 from opsproof.probes import ProbeContext
-from opsproof.probes.kubernetes import LISTINGS, PER_NAMESPACE_MAX, connect, gather_kubernetes
+from opsproof.probes.kubernetes import PER_NAMESPACE_MAX, gather_kubernetes
+from opsproof.probes.kubernetes_client import LISTINGS, connect
 from opsproof.targets.kubernetes import LabelSelector
+from opsproof.testing.kube_objects import pod
+from opsproof.testing.kubernetes import KubeApiEmulator, serve_kube_api, write_kubeconfig
 
 __all__ = ["kube_bare", "kube_black_hole", "kube_closed_port", "kube_cluster"]  # fixtures, for pytest
 

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from conftest import SECRET
-from opsproof import localpg
-from opsproof.localpg import ENV_BINDIR, LocalPgError, find_binaries, local_postgres
+from opsproof.local import postgres as localpg
+from opsproof.local.postgres import ENV_BINDIR, LocalPgError, find_binaries, local_postgres
 
 
 def test_binaries_come_from_the_pgserver_wheel_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""opsproof.localredis: throwaway redis-servers for the tests and the demo."""
+"""opsproof.local.redis: throwaway redis-servers for the tests and the demo."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from opsproof.demo.services import free_port
-from opsproof.localredis import LocalRedisError, local_redis, redis_server_binary, render_config
+from opsproof.local.redis import LocalRedisError, local_redis, redis_server_binary, render_config
+from opsproof.testing.servers import free_port
 
 
 def test_starts_with_the_directives_and_cleans_up() -> None:

@@ -27,7 +27,7 @@ from postgres_servers import (
 
 from conftest import SECRET, Run, Runner, listening_black_hole
 from opsproof import ProfileError, load_profile
-from opsproof.demo.services import free_port
+from opsproof.testing.servers import free_port
 
 # The servers' fixtures live in their own module (conftest.py is shared by every kind's tests).
 pg_main = postgres_servers.pg_main

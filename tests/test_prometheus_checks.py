@@ -20,7 +20,7 @@ from prometheus_servers import (
 
 import opsproof
 from conftest import SECRET, Runner, listening_black_hole, profile_error
-from opsproof.demo.services import free_port
+from opsproof.testing.servers import free_port
 
 __all__ = ["bearer_gateway", "exporter", "prom", "prom_secured"]  # session fixtures, imported so pytest finds them
 

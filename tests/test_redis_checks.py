@@ -33,7 +33,7 @@ from redis_servers import (
 import opsproof
 from conftest import SECRET, Runner, profile_error
 from opsproof.demo.redis import QUEUE_LENGTH, serve_demo_redis
-from opsproof.localredis import LocalRedis, local_redis
+from opsproof.local.redis import LocalRedis, local_redis
 from opsproof.probes.redis import READ_COMMANDS, config_fallback
 
 __all__ = [  # session fixtures, imported so pytest finds them here

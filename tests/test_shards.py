@@ -24,7 +24,7 @@ from redis_servers import redis_main
 
 from conftest import SECRET, HttpServer, Runner, TlsServer, http_profile, wait_for
 from opsproof.cli import main as opsproof
-from opsproof.sharding import Shard, ShardError, parse_run_id, parse_shard, shard_of
+from opsproof.model.shards import Shard, ShardError, parse_run_id, parse_shard, shard_of
 
 __all__ = ["redis_main", "s3_server"]  # session fixtures, imported to be found
 

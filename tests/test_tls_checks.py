@@ -21,10 +21,10 @@ from tls_servers import Fleet, Run, run_in_subprocess, tls_black_hole, tls_fleet
 from conftest import SECRET, Runner
 from opsproof import ProfileError, load_profile
 from opsproof.demo.certs import DemoTls, serve_demo_tls
-from opsproof.demo.services import free_port
 from opsproof.probes import ProbeContext
 from opsproof.probes.tls import Certificate, TlsFacts, gather_tls
 from opsproof.profile import Profile
+from opsproof.testing.servers import free_port
 
 __all__ = ["tls_black_hole", "tls_fleet"]  # session fixtures, imported to be found
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import trustme
 
-from opsproof.demo.certs import Authority
+from opsproof.testing.certs import Authority
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime.now(UTC)

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from opsproof import Check, CheckError, Part, applies, each
-from opsproof.fields import Threshold
+from opsproof.model.fields import Threshold
 from opsproof.outcomes import evaluate
 from opsproof.probes.hosts import HostFacts
 from opsproof.targets.hosts import CertificateFile, Constraint, HostTarget, PortSpec, ServiceSpec

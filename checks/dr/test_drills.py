@@ -24,8 +24,8 @@ from __future__ import annotations
 import pytest
 
 from opsproof import Check, CheckError, Part, applies, each
+from opsproof.judging.query_expect import judge_query, raise_for
 from opsproof.probes.drills import DrillFacts
-from opsproof.query_expect import judge_query, raise_for
 from opsproof.targets.drills import DrillTarget
 from opsproof.targets.postgres import PostgresQuery
 from opsproof.units import format_duration, format_size

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from opsproof import Check
-from opsproof.compare import json_subset_mismatches
+from opsproof.judging.compare import json_subset_mismatches
 from opsproof.probes.http import HttpFacts
 from opsproof.targets.http import HttpTarget
 from opsproof.units import format_duration

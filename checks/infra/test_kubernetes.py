@@ -31,9 +31,10 @@ from typing import Any
 import pytest
 
 from opsproof import Check, CheckError, Part, applies, each
-from opsproof.fields import Threshold
+from opsproof.model.fields import Threshold
 from opsproof.outcomes import evaluate
-from opsproof.probes.kubernetes import STARTING_REASONS, KubernetesFacts
+from opsproof.probes.kubernetes import KubernetesFacts
+from opsproof.probes.kubernetes_reduce import STARTING_REASONS
 from opsproof.targets.kubernetes import CronJobExpectation, KubernetesTarget, LabelSelector
 from opsproof.targets.tls import Expiry, show_remaining
 from opsproof.units import format_duration, format_percent

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from opsproof import Check, CheckError, Part, applies, each
+from opsproof.judging.query_expect import judge_query, raise_for
 from opsproof.probes.postgres import PostgresFacts
-from opsproof.query_expect import judge_query, raise_for
 from opsproof.targets.postgres import PostgresQuery, PostgresTarget
 from opsproof.units import format_duration, format_percent
 

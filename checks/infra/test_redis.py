@@ -22,7 +22,7 @@ from __future__ import annotations
 import pytest
 
 from opsproof import Check, CheckError, Part, applies, each
-from opsproof.fields import Threshold
+from opsproof.model.fields import Threshold
 from opsproof.probes import utc_iso
 from opsproof.probes.redis import RedisFacts
 from opsproof.targets.redis import RedisTarget

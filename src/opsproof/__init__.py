@@ -7,11 +7,11 @@ The public API is small on purpose (guarded by tests/test_public_api.py)::
 
 from __future__ import annotations
 
-from opsproof.check import Check, CheckError, CheckFailed
-from opsproof.check_scope import Part, applies, each
-from opsproof.profile import Profile, ProfileError, load_profile
-
-__version__ = "0.1.0"
+from opsproof.errors import CheckError, CheckFailed, ProfileError
+from opsproof.model.check import Check
+from opsproof.profile import Profile, load_profile
+from opsproof.run.scoping import Part, applies, each
+from opsproof.version import __version__
 
 __all__ = [
     "Check",

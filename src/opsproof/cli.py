@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from opsproof import __version__, outcomes
+from opsproof import outcomes
 from opsproof.compliance import ComplianceError
+from opsproof.version import __version__
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -186,7 +187,7 @@ def _seal_run_parser(commands: Any) -> None:
 
 def _seal_run(args: argparse.Namespace) -> int:
     from opsproof.compliance.history import HistoryError
-    from opsproof.evidence.seal_run import SealRequest, seal_run
+    from opsproof.run.seal import SealRequest, seal_run
     from opsproof.units import parse_duration
 
     try:
@@ -327,7 +328,7 @@ def _verify_bundle(bundle: Path, public_key: Ed25519PublicKey | None, shown: str
 def _shared_head(dsn: str | None) -> ChainHead | None:
     """The PostgreSQL chain head (--history-dsn, else $OPSPROOF_HISTORY_DSN when it is PostgreSQL)."""
     from opsproof.compliance.history import DSN_VARIABLE, locate
-    from opsproof.evidence.chain_head import PostgresHead
+    from opsproof.compliance.shared_chain import PostgresHead
 
     location = locate(Path("reports"), dsn or os.environ.get(DSN_VARIABLE))
     return PostgresHead(location) if location.kind == "postgres" else None
@@ -544,7 +545,7 @@ def _history_verify(args: argparse.Namespace) -> int:
                     problem = evidence_problem(history, entry)
                     if problem:
                         problems.append(f"attestation {entry['seq']} ({entry['attestation_id']}): {problem}")
-            rows = history.execute("SELECT bundle, manifest_sha256 FROM runs ORDER BY started_at")
+            rows = history.recorded_manifests()
     except HistoryError as exc:
         print(f"opsproof history verify: {exc}", file=sys.stderr)
         return outcomes.EXIT_INTERNAL
@@ -567,13 +568,14 @@ def _history_verify(args: argparse.Namespace) -> int:
 
 def _rebuild(args: argparse.Namespace) -> int:
     from opsproof.compliance.history import History, HistoryError
+    from opsproof.compliance.rebuild import rebuild
 
     if not args.report_dir.is_dir():
         raise ComplianceError(f"--report-dir {str(args.report_dir)!r}: not a folder")
     location = _location(args)
     try:
         with History(location) as history:
-            report = history.rebuild(args.report_dir)
+            report = rebuild(history, args.report_dir)
     except HistoryError as exc:
         print(f"opsproof history rebuild: {exc}", file=sys.stderr)
         return outcomes.EXIT_INTERNAL

@@ -25,9 +25,10 @@ from typing import Annotated, Any, ClassVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from opsproof.controls import ControlsOverride
-from opsproof.fields import Defaults, IsoDate, Item, Strict, Threshold
+from opsproof.errors import ProfileError
 from opsproof.heap import collector_paused
+from opsproof.model.controls import ControlsOverride
+from opsproof.model.fields import Defaults, IsoDate, Item, Strict, Threshold, glob_to_regex
 from opsproof.redaction import Redactor
 from opsproof.targets.attestations import AttestationTarget
 from opsproof.targets.backups import BackupsTarget
@@ -73,12 +74,6 @@ class Waiver(Strict):
 
     def matches(self, check_id: str) -> bool:
         return glob_to_regex(self.check).fullmatch(check_id) is not None
-
-
-def glob_to_regex(pattern: str) -> re.Pattern[str]:
-    """`*` any run, `?` one character; brackets are literal because check ids contain them."""
-    parts = (".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
-    return re.compile("".join(parts))
 
 
 # Profile sections that hold named items (unique per section: the names are check ids).
@@ -138,10 +133,6 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
         first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
-
-
-class ProfileError(Exception):
-    """A profile that cannot be used; the message names the file, line and key."""
 
 
 class LoadedProfile(BaseModel):

@@ -17,8 +17,8 @@ from typing import Annotated
 from pydantic import Field, ValidationError
 
 from opsproof.compliance import ComplianceError
-from opsproof.controls import ControlsOverride
-from opsproof.fields import Strict
+from opsproof.model.controls import ControlsOverride
+from opsproof.model.fields import Strict
 from opsproof.profile import (
     ProfileError,
     Substitution,

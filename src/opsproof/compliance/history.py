@@ -25,14 +25,15 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from opsproof.compliance import ComplianceError
-from opsproof.markers import CADENCE_MARKERS
+from opsproof.errors import OpsproofError
+from opsproof.model.markers import CADENCE_MARKERS
 
 SCHEMA_VERSION = "1"
 SQLITE_NAME = "history.sqlite"
@@ -291,9 +292,9 @@ class History:
         results = json.loads((bundle / "results.json").read_text())
         manifest = json.loads((bundle / "manifest.json").read_text())
         with self.transaction():
-            return self._insert_run(results, bundle.name, manifest_sha256, manifest, upload)
+            return self.insert_run(results, bundle.name, manifest_sha256, manifest, upload)
 
-    def _insert_run(
+    def insert_run(
         self,
         results: dict[str, Any],
         bundle: str,
@@ -390,55 +391,17 @@ class History:
             found.append(record)
         return found
 
+    def recorded_manifests(self) -> list[tuple[str, str]]:
+        """(bundle, manifest sha256) of every recorded run, oldest first."""
+        rows = self.execute("SELECT bundle, manifest_sha256 FROM runs ORDER BY started_at")
+        return [(str(bundle), str(digest)) for bundle, digest in rows]
+
     def count(self, table: str) -> int:
         assert table in ("runs", "records", "attestations", "attestation_evidence")
         return int(self.execute(f"SELECT count(*) FROM {table}")[0][0])
 
-    # -- rebuild ----------------------------------------------------------------------------
 
-    def rebuild(self, report_dir: Path) -> RebuildReport:
-        """Replace every run and record with those of the bundles under `report_dir`.
-
-        Bundles that fail verification are left out and named. Attestations are kept (they
-        are primary records, not derived from bundles); any a bundle's attestation record
-        names that the store lacks is restored from that record.
-        """
-        from opsproof.compliance.attestations import restore_from_record
-        from opsproof.evidence.chain import find_environments
-        from opsproof.evidence.manifest import manifest_sha256
-        from opsproof.evidence.verify import verify_bundle
-
-        report = RebuildReport()
-        with self.transaction():
-            self.execute("DELETE FROM records")
-            self.execute("DELETE FROM runs")
-            for bundles in find_environments(report_dir).values():
-                for bundle in bundles:
-                    problems = verify_bundle(bundle)
-                    if problems:
-                        report.skipped.append(f"{bundle.name}: {problems[0]}")
-                        continue
-                    results = json.loads((bundle / "results.json").read_text())
-                    manifest = json.loads((bundle / "manifest.json").read_text())
-                    upload = read_receipt(report_dir, bundle.name)
-                    if self._insert_run(results, bundle.name, manifest_sha256(bundle), manifest, upload):
-                        report.runs += 1
-                        report.records += len(results.get("checks", []))
-                    for check in results.get("checks", []):
-                        if check.get("kind") == "attestations" and restore_from_record(self, check):
-                            report.attestations_restored += 1
-        return report
-
-
-@dataclass
-class RebuildReport:
-    runs: int = 0
-    records: int = 0
-    attestations_restored: int = 0
-    skipped: list[str] = field(default_factory=list)
-
-
-class HistoryError(Exception):
+class HistoryError(OpsproofError):
     """The history store could not be opened or written; the message says which and why."""
 
 

@@ -30,7 +30,7 @@ from opsproof.compliance import ComplianceError
 from opsproof.compliance.attestations import entries as attestation_entries
 from opsproof.compliance.attestations import entry_sha256, evidence_problem
 from opsproof.compliance.periods import Period, period_of, periods_between, utc_day
-from opsproof.controls import control_sort_key, control_title, framework_of, resolve_framework
+from opsproof.model.controls import control_sort_key, control_title, framework_of, resolve_framework
 
 if TYPE_CHECKING:
     from opsproof.compliance.declared import Declared
@@ -151,7 +151,7 @@ def _select_controls(
 
     An unknown framework or control is a usage error.
     """
-    from opsproof.controls import CATALOGUE, CONTROLS
+    from opsproof.model.controls import CATALOGUE, CONTROLS
 
     known = {c for r in records for c in r["controls"]} | set(CONTROLS)
     known |= {c for controls in CATALOGUE.values() for c in controls}

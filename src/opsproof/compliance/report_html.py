@@ -14,8 +14,8 @@ from datetime import date, timedelta
 from typing import Any
 
 from opsproof.compliance.periods import period_from_label
-from opsproof.controls import framework_name
-from opsproof.evidence.html import _CSS, _code, _esc, _severity_badge, _timestamp
+from opsproof.evidence.page import CSS, code, esc, severity_badge, timestamp
+from opsproof.model.controls import framework_name
 
 STATUS_COLOURS = {
     "failed": "#cf222e",
@@ -45,9 +45,9 @@ def render_period_html(report: dict[str, Any]) -> str:
         '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n",
-        f"<title>opsproof period report · {_esc(report['environment'])} · {_esc(report['period']['from'])} to "
-        f"{_esc(report['period']['to'])}</title>\n",
-        f"<style>{_CSS}{_PERIOD_CSS}</style>\n</head>\n<body>\n<main>\n",
+        f"<title>opsproof period report · {esc(report['environment'])} · {esc(report['period']['from'])} to "
+        f"{esc(report['period']['to'])}</title>\n",
+        f"<style>{CSS}{_PERIOD_CSS}</style>\n</head>\n<body>\n<main>\n",
         _header(report, verdict),
         _tiles(summary),
         _chart(report),
@@ -75,19 +75,19 @@ def _header(report: dict[str, Any], verdict: tuple[str, str]) -> str:
     period = report["period"]
     through = "" if period["through"] == period["to"] else f" (so far: through {period['through']})"
     rows = [
-        ("Period", f"{_esc(period['from'])} to {_esc(period['to'])}, {period['days']} days{_esc(through)}"),
-        ("Frameworks", _esc(", ".join(report["frameworks"]) or "all")),
-        ("Controls", _esc(", ".join(report["controls_requested"]) or "all")),
-        ("Generated", _esc(_timestamp(report["generated_at"]))),
-        ("History", _code(report["history"])),
-        ("Profile", _code(report["profile"])),
+        ("Period", f"{esc(period['from'])} to {esc(period['to'])}, {period['days']} days{esc(through)}"),
+        ("Frameworks", esc(", ".join(report["frameworks"]) or "all")),
+        ("Controls", esc(", ".join(report["controls_requested"]) or "all")),
+        ("Generated", esc(timestamp(report["generated_at"]))),
+        ("History", code(report["history"])),
+        ("Profile", code(report["profile"])),
     ]
-    meta = "".join(f"<div><dt>{_esc(k)}</dt><dd>{v}</dd></div>" for k, v in rows)
+    meta = "".join(f"<div><dt>{esc(k)}</dt><dd>{v}</dd></div>" for k, v in rows)
     word, css = verdict
     return (
         f'<header class="run {css}"><div class="headline"><div><div class="eyebrow">opsproof period report · '
-        f"environment</div><h1>{_esc(report['environment'])}</h1></div>"
-        f'<div class="status">{_esc(word)}</div></div><dl class="meta">{meta}</dl></header>\n'
+        f"environment</div><h1>{esc(report['environment'])}</h1></div>"
+        f'<div class="status">{esc(word)}</div></div><dl class="meta">{meta}</dl></header>\n'
     )
 
 
@@ -107,7 +107,7 @@ def _tiles(summary: dict[str, Any]) -> str:
         ("attested", _percent(summary["attestation_coverage"]), "o-warned" if summary["attestations_missing"] else ""),
     ]
     cells = "".join(
-        f'<div class="tile {css}"><span class="n">{_esc(value)}</span><span class="l">{_esc(label)}</span></div>'
+        f'<div class="tile {css}"><span class="n">{esc(value)}</span><span class="l">{esc(label)}</span></div>'
         for label, value, css in tiles
     )
     return f'<section><h2>Summary</h2><div class="tiles">{cells}</div></section>\n'
@@ -137,8 +137,8 @@ def _chart(report: dict[str, Any]) -> str:
     parts = [
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
-        f'aria-label="Daily status of {_esc(report["environment"])}, {_esc(days[0]["date"])} to '
-        f'{_esc(days[-1]["date"])}">'
+        f'aria-label="Daily status of {esc(report["environment"])}, {esc(days[0]["date"])} to '
+        f'{esc(days[-1]["date"])}">'
     ]
     for index, day in enumerate(days):  # month labels
         when = date.fromisoformat(day["date"])
@@ -149,18 +149,18 @@ def _chart(report: dict[str, Any]) -> str:
     for row, (name, statuses) in enumerate(rows):
         y = top + row * (row_height + gap)
         css = ' class="overall"' if row == 0 else ""
-        parts.append(f'<text x="0" y="{y + 11}"{css}>{_esc(name)}</text>')
+        parts.append(f'<text x="0" y="{y + 11}"{css}>{esc(name)}</text>')
         for index, status in enumerate(statuses):
             x = label_width + index * cell
             detail = _cell_detail(days[index], name, status, row == 0)
             parts.append(
                 f'<rect x="{x:.1f}" y="{y}" width="{max(cell - 1, 1.5):.1f}" height="{row_height}" '
                 f'fill="{STATUS_COLOURS.get(status, "#ffffff")}" class="c-{status}">'
-                f"<title>{_esc(detail)}</title></rect>"
+                f"<title>{esc(detail)}</title></rect>"
             )
     parts.append("</svg>")
     legend = "".join(
-        f'<span class="key"><span class="swatch" style="background:{colour}"></span>{_esc(STATUS_WORDS[status])}</span>'
+        f'<span class="key"><span class="swatch" style="background:{colour}"></span>{esc(STATUS_WORDS[status])}</span>'
         for status, colour in STATUS_COLOURS.items()
     )
     return (
@@ -202,29 +202,29 @@ def _controls(controls: list[dict[str, Any]]) -> str:
     for control in controls:
         if control["framework"] != framework:  # one heading row per framework, named in full
             framework = control["framework"]
-            rows.append(f'<tr class="fw"><th colspan="7">{_esc(framework_name(framework))}</th></tr>')
+            rows.append(f'<tr class="fw"><th colspan="7">{esc(framework_name(framework))}</th></tr>')
         cadences = control["cadences"]
         expected = "<br>".join(
-            f"{_esc(name)}: <b>{c['ran']}</b> of {c['expected']}"
-            + (f' <span class="muted">(from {_esc(c["from"])})</span>' if c["from"] else "")
+            f"{esc(name)}: <b>{c['ran']}</b> of {c['expected']}"
+            + (f' <span class="muted">(from {esc(c["from"])})</span>' if c["from"] else "")
             for name, c in cadences.items()
         )
         missed = [label for c in cadences.values() for label in c["missed"]]
         missed_text = (
-            f'<span class="bad">{len(missed)} missed: {_esc(", ".join(missed[:8]))}'
+            f'<span class="bad">{len(missed)} missed: {esc(", ".join(missed[:8]))}'
             + (f" and {len(missed) - 8} more" if len(missed) > 8 else "")
             + "</span>"
             if missed
             else '<span class="muted">none</span>'
         )
         outcomes = " ".join(
-            f'<span class="count o-{_esc(o)}">{n} {_esc(o)}</span>' for o, n in control["outcomes"].items() if n
+            f'<span class="count o-{esc(o)}">{n} {esc(o)}</span>' for o, n in control["outcomes"].items() if n
         )
         rows.append(
-            f'<tr><td><span class="control">{_esc(control["control"])}</span></td>'
-            f"<td>{_esc(control['title'] or '(not in the catalogue)')}</td><td>{expected or '—'}</td>"
-            f'<td>{missed_text}</td><td class="num">{_esc(control["checks"])}</td>'
-            f'<td class="num strong">{_esc(_percent(control["pass_rate"]))}</td><td>{outcomes}</td></tr>'
+            f'<tr><td><span class="control">{esc(control["control"])}</span></td>'
+            f"<td>{esc(control['title'] or '(not in the catalogue)')}</td><td>{expected or '—'}</td>"
+            f'<td>{missed_text}</td><td class="num">{esc(control["checks"])}</td>'
+            f'<td class="num strong">{esc(_percent(control["pass_rate"]))}</td><td>{outcomes}</td></tr>'
         )
     return (
         '<section><h2>Controls</h2><table class="grid"><thead><tr><th>control</th><th>what it asks</th>'
@@ -242,16 +242,16 @@ def _exceptions(exceptions: list[dict[str, Any]]) -> str:
     for exception in exceptions:
         status = exception["status"]
         rows.append(
-            f'<tr class="x-{status}"><td>{_esc(exception["date"])}</td>'
-            f'<td><span class="xstatus x-{status}">{_esc(status)}</span></td>'
-            f"<td>{_severity_badge(exception['severity'])}</td>"
-            f"<td>{_code(exception['check']) if exception['check'] else '<i>timing</i>'}<br>"
+            f'<tr class="x-{status}"><td>{esc(exception["date"])}</td>'
+            f'<td><span class="xstatus x-{status}">{esc(status)}</span></td>'
+            f"<td>{severity_badge(exception['severity'])}</td>"
+            f"<td>{code(exception['check']) if exception['check'] else '<i>timing</i>'}<br>"
             f"{_chips(exception['controls'])}</td>"
-            f"<td>{_esc(exception['message'])}</td><td>{_resolution(exception)}</td>"
+            f"<td>{esc(exception['message'])}</td><td>{_resolution(exception)}</td>"
             f"<td>{_bundle_ref(exception)}</td></tr>"
         )
     return (
-        f'<section><h2>Exceptions ({len(exceptions)}: {_esc(summary)})</h2><table class="grid exceptions"><thead><tr>'
+        f'<section><h2>Exceptions ({len(exceptions)}: {esc(summary)})</h2><table class="grid exceptions"><thead><tr>'
         "<th>date</th><th>status</th><th>severity</th><th>check / controls</th><th>message</th>"
         f"<th>resolution</th><th>evidence</th></tr></thead><tbody>{''.join(rows)}</tbody></table></section>\n"
     )
@@ -262,22 +262,22 @@ def _resolution(exception: dict[str, Any]) -> str:
     if status == "waived":
         waiver = exception.get("waiver") or {}
         return (
-            f'waived by <span class="ticket">{_esc(waiver.get("ticket"))}</span>, approved by '
-            f"{_esc(waiver.get('approved_by'))}, until {_esc(waiver.get('expires'))}: {_esc(waiver.get('reason'))}"
+            f'waived by <span class="ticket">{esc(waiver.get("ticket"))}</span>, approved by '
+            f"{esc(waiver.get('approved_by'))}, until {esc(waiver.get('expires'))}: {esc(waiver.get('reason'))}"
         )
     if status == "resolved":
-        return f"passed again {_esc(_timestamp(exception['resolved_at']))}<br>{_code(exception['resolved_by'])}"
+        return f"passed again {esc(timestamp(exception['resolved_at']))}<br>{code(exception['resolved_by'])}"
     if status == "missed":
         return '<span class="muted">the control did not run</span>'
     waiver = exception.get("waiver")
-    expired = f" (waiver {_esc(waiver.get('ticket'))} had expired)" if isinstance(waiver, dict) else ""
+    expired = f" (waiver {esc(waiver.get('ticket'))} had expired)" if isinstance(waiver, dict) else ""
     return f'<span class="bad">open: no later passing run{expired}</span>'
 
 
 def _bundle_ref(item: dict[str, Any]) -> str:
     if not item.get("bundle"):
         return "—"
-    return f"{_code(item['bundle'])}<br>{_code(item['manifest_sha256'], 'hash')}"
+    return f"{code(item['bundle'])}<br>{code(item['manifest_sha256'], 'hash')}"
 
 
 def _attestations(attestations: list[dict[str, Any]]) -> str:
@@ -287,11 +287,11 @@ def _attestations(attestations: list[dict[str, Any]]) -> str:
     for item in attestations:
         missing = item["missing"]
         entries = "".join(
-            f"<li>{_esc(e['period'])}: <b>{_esc(e['attested_by'])}</b> at {_esc(_timestamp(e['attested_at']))} "
-            f"— {_esc(e['note'])}"
+            f"<li>{esc(e['period'])}: <b>{esc(e['attested_by'])}</b> at {esc(timestamp(e['attested_at']))} "
+            f"— {esc(e['note'])}"
             + (
-                f' <span class="muted">[{_esc(e["evidence_name"])} sha256 '
-                f"{_esc(str(e['evidence_sha256'])[:16])}…]</span>"
+                f' <span class="muted">[{esc(e["evidence_name"])} sha256 '
+                f"{esc(str(e['evidence_sha256'])[:16])}…]</span>"
                 if e["evidence_sha256"]
                 else ""
             )
@@ -299,15 +299,15 @@ def _attestations(attestations: list[dict[str, Any]]) -> str:
             for e in item["entries"]
         )
         rejected = "".join(
-            f'<li class="bad">{_esc(r["period"])}: {_esc(r["attested_by"])} — not counted: {_esc(r["reason"])}</li>'
+            f'<li class="bad">{esc(r["period"])}: {esc(r["attested_by"])} — not counted: {esc(r["reason"])}</li>'
             for r in item["rejected"]
         )
         coverage_css = "bad" if missing else "good"
         rows.append(
-            f"<tr><td>{_code(item['id'])}<br>{_esc(item['title'])}</td><td>{_esc(item['cadence'])}</td>"
+            f"<tr><td>{code(item['id'])}<br>{esc(item['title'])}</td><td>{esc(item['cadence'])}</td>"
             f"<td>{_chips(item['controls'])}</td>"
             f'<td class="num {coverage_css}"><b>{item["attested"]}</b> of {item["expected"]} '
-            f"({_esc(_percent(item['coverage']))})</td>"
+            f"({esc(_percent(item['coverage']))})</td>"
             f'<td>{_missing(missing)}</td><td><ul class="entries">{entries}{rejected}</ul></td></tr>'
         )
     return (
@@ -318,14 +318,14 @@ def _attestations(attestations: list[dict[str, Any]]) -> str:
 
 
 def _chips(controls: Sequence[str]) -> str:
-    return " ".join(f'<span class="control">{_esc(c)}</span>' for c in controls)
+    return " ".join(f'<span class="control">{esc(c)}</span>' for c in controls)
 
 
 def _missing(labels: Sequence[str]) -> str:
     if not labels:
         return '<span class="muted">none</span>'
     shown = ", ".join(labels[:10]) + (f" and {len(labels) - 10} more" if len(labels) > 10 else "")
-    return f'<span class="bad">{_esc(shown)}</span>'
+    return f'<span class="bad">{esc(shown)}</span>'
 
 
 def _bundles(bundles: list[dict[str, Any]]) -> str:
@@ -334,13 +334,13 @@ def _bundles(bundles: list[dict[str, Any]]) -> str:
     rows = []
     for bundle in bundles:
         upload = bundle["upload"] or {}
-        where = _esc(upload.get("location")) if upload else '<span class="muted">local only</span>'
-        change = " ".join(f"{_esc(k)} {_code(v)}" for k, v in bundle["change"].items())
+        where = esc(upload.get("location")) if upload else '<span class="muted">local only</span>'
+        change = " ".join(f"{esc(k)} {code(v)}" for k, v in bundle["change"].items())
         rows.append(
-            f"<tr><td>{_esc(_timestamp(bundle['started_at']))}</td><td>{_code(bundle['bundle'])}"
-            f"{f'<br>{change}' if change else ''}</td><td>{_esc(bundle['status'])}</td>"
-            f"<td>{_code(bundle['manifest_sha256'], 'hash')}</td>"
-            f"<td>{_code(str(bundle['signed_by'])[:16], 'hash') if bundle['signed_by'] else '—'}</td>"
+            f"<tr><td>{esc(timestamp(bundle['started_at']))}</td><td>{code(bundle['bundle'])}"
+            f"{f'<br>{change}' if change else ''}</td><td>{esc(bundle['status'])}</td>"
+            f"<td>{code(bundle['manifest_sha256'], 'hash')}</td>"
+            f"<td>{code(str(bundle['signed_by'])[:16], 'hash') if bundle['signed_by'] else '—'}</td>"
             f"<td>{where}</td></tr>"
         )
     return (

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from opsproof.localpg import LocalPostgres
+from opsproof.local.postgres import LocalPostgres
 
 BUCKET = "scorpius-backups"
 PREFIX = "db/"

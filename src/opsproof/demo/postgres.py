@@ -15,7 +15,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from opsproof.localpg import LocalPostgres, local_postgres
+from opsproof.local.postgres import LocalPostgres, local_postgres
 
 SCHEMA_VERSION = "4f2a9c1d7e3b"
 PROJECTS = 50

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from opsproof.localredis import LocalRedis, local_redis
+from opsproof.local.redis import LocalRedis, local_redis
 
 QUEUE = "background_jobs"
 QUEUE_LENGTH = 1240

@@ -8,16 +8,17 @@ warns; Reporting (non-critical) is down with a 503, a non-blocking failure.
 from __future__ import annotations
 
 import asyncio
-import socket
-import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from aiohttp import web
+
+from opsproof.local.ports import free_port
+from opsproof.testing.servers import serving, stop_process
+
+__all__ = ["free_port", "make_app", "serving", "serving_apart", "stop_process"]
 
 HEALTHY = ("wallet-guard", "auth-proxy", "usage-meter", "audit-trail")
 SLOW = {"dashboard": 0.15}
@@ -40,48 +41,6 @@ def make_app() -> web.Application:
     return app
 
 
-def free_port(preferred: int) -> int:
-    """`preferred` when nothing listens there, else any free port."""
-    for port in (preferred, 0):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(probe.getsockname()[1])
-    raise OSError("no free port on 127.0.0.1")
-
-
-@contextmanager
-def serving(port: int, app: web.Application | None = None, ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
-    """Serve `app` (default: the demo services) on 127.0.0.1:port from a background thread.
-
-    Yields 'host:port'. The tests serve their own apps through it too.
-    """
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app if app is not None else make_app(), access_log=None)
-    ready = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context).start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, name="opsproof-demo", daemon=True)
-    thread.start()
-    if not ready.wait(10):
-        raise RuntimeError("the demo services did not start")
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-
-
 @contextmanager
 def serving_apart(port: int) -> Iterator[str]:
     """Serve the demo services from a process of their own; yields 'host:port'.
@@ -101,16 +60,6 @@ def serving_apart(port: int) -> Iterator[str]:
         yield line.removeprefix("serving ")
     finally:
         stop_process(process)
-
-
-def stop_process(process: subprocess.Popen[Any]) -> None:
-    """SIGTERM, then SIGKILL after 10 s: a demo service never outlives the demo."""
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _serve_forever(port: int) -> None:

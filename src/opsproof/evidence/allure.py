@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from opsproof.check import Check
+    from opsproof.model.check import Check
     from opsproof.redaction import Redactor
 
 # The runbooks' P0-P3 onto Allure's five levels.

@@ -11,8 +11,8 @@ from opsproof.evidence.html import render_html
 from opsproof.evidence.junit import render_junit
 from opsproof.evidence.manifest import seal
 from opsproof.evidence.results_json import render_json
+from opsproof.model.shards import Shard
 from opsproof.redaction import Redactor
-from opsproof.sharding import Shard
 
 if TYPE_CHECKING:
     from opsproof.evidence.chain_head import ChainHead

@@ -7,8 +7,8 @@ form one linear chain:
 
 - `FileHead`: `<report-dir>/.chain/<env>.json`, under an exclusive `flock` of
   `.chain/<env>.lock` (one machine, one report dir);
-- `PostgresHead` (`--history-dsn postgresql://...`): the `chain_heads` row of the
-  environment, read and moved inside one transaction holding a transaction-level advisory
+- `PostgresHead` (opsproof.compliance.shared_chain, with `--history-dsn postgresql://...`):
+  the `chain_heads` row of the environment, read and moved inside one transaction holding a transaction-level advisory
   lock keyed by the environment, so runners on many machines (each with its own report
   dir, or shipping to S3) append to one chain. The lock is released by COMMIT or ROLLBACK,
   never left behind by a runner that died.
@@ -16,23 +16,16 @@ form one linear chain:
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from opsproof.compliance.history import Location
+from typing import Any, Protocol
 
 # The previous head (None for an environment's first bundle) -> the new head (bundle, manifest sha256).
 Step = Callable[[dict[str, Any] | None], dict[str, str]]
-# pg_advisory_xact_lock(key1, key2): key1 says "an opsproof chain", key2 is the environment's hash.
-_CHAIN_LOCK = 0x6F707363  # "opsc"
 
 
 class ChainHead(Protocol):
@@ -79,56 +72,3 @@ class FileHead:
         if not isinstance(found, dict):
             raise ValueError("not a JSON object")
         return found
-
-
-class PostgresHead:
-    """The `chain_heads` row of each environment in the history's PostgreSQL."""
-
-    def __init__(self, location: Location) -> None:
-        self.location = location
-        self.shown = f"chain_heads in {location.shown}"
-
-    @contextlib.contextmanager
-    def _locked(self, environment: str) -> Iterator[Any]:
-        from opsproof.compliance.history import WAIT_S, History
-
-        with History(self.location) as history, history.transaction():
-            history.execute(f"SET LOCAL lock_timeout = '{WAIT_S}s'")
-            history.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (_CHAIN_LOCK, environment))
-            yield history
-
-    def advance(self, environment: str, step: Step) -> dict[str, str]:
-        with self._locked(environment) as history:
-            rows = history.execute(
-                "SELECT bundle, manifest_sha256, links FROM chain_heads WHERE environment = ?", (environment,)
-            )
-            previous = {"bundle": rows[0][0], "manifest_sha256": rows[0][1]} if rows else None
-            head = step(previous)
-            history.execute(
-                "INSERT INTO chain_heads (environment, bundle, manifest_sha256, links, advanced_at) "
-                "VALUES (?, ?, ?, 1, ?) ON CONFLICT (environment) DO UPDATE SET bundle = EXCLUDED.bundle, "
-                "manifest_sha256 = EXCLUDED.manifest_sha256, links = chain_heads.links + 1, "
-                "advanced_at = EXCLUDED.advanced_at",
-                (environment, head["bundle"], head["manifest_sha256"], _now()),
-            )
-        return head
-
-    def read(self, environment: str) -> dict[str, Any] | None:
-        from opsproof.compliance.history import History
-
-        with History(self.location) as history:
-            rows = history.execute(
-                "SELECT bundle, manifest_sha256, links FROM chain_heads WHERE environment = ?", (environment,)
-            )
-        return {"bundle": rows[0][0], "manifest_sha256": rows[0][1], "links": int(rows[0][2])} if rows else None
-
-
-def head_for(report_dir: Path, history: Location | None) -> ChainHead:
-    """PostgreSQL when the history is there (many machines, one chain), else the report dir's file."""
-    if history is not None and history.kind == "postgres":
-        return PostgresHead(history)
-    return FileHead(report_dir)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -17,17 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 from opsproof.evidence.chain_head import FileHead
 
+# The file names live with the signature, which reads them; they are the manifest's to name.
+from opsproof.evidence.signing import MANIFEST as MANIFEST
+from opsproof.evidence.signing import SIGNATURE as SIGNATURE
+from opsproof.evidence.signing import Signer
+
 if TYPE_CHECKING:
     from opsproof.evidence.chain_head import ChainHead
-    from opsproof.evidence.signing import Signer
 
 SCHEMA = "opsproof/manifest/v1"
 # A period report's manifest: the same file list and signature, about a report rather than a
 # run, and in no chain (a report is derived from the bundles, which are chained).
 REPORT_SCHEMA = "opsproof/report-manifest/v1"
 SCHEMAS = (SCHEMA, REPORT_SCHEMA)
-MANIFEST = "manifest.json"
-SIGNATURE = "manifest.sig"  # written after manifest.json, over its bytes: not listed in it
 
 
 def sha256_file(path: Path) -> str:

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from opsproof.errors import OpsproofError
 from opsproof.evidence.manifest import MANIFEST, SCHEMAS, SIGNATURE, bundle_files, sha256_file
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
-class BundleError(Exception):
+class BundleError(OpsproofError):
     """Not a bundle at all (no folder, no readable manifest): a usage error."""
 
 

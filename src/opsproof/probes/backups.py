@@ -2,7 +2,7 @@
 
 Per item: one listing (S3 ListObjectsV2 pages, or a directory walk); when `verify`
 is set, one streamed read of the newest backup that every method judges (see
-`opsproof.backup_integrity`), plus its `.sha256` sidecar or metadata; when
+`opsproof.backup.integrity`), plus its `.sha256` sidecar or metadata; when
 `protection` is set, the bucket's versioning, encryption and Object Lock settings.
 boto3 is synchronous, so each item's calls run in a thread; integrity reads are
 CPU-bound (decompression, pg_restore) and run at most one per core at a time.
@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import Field
 
-from opsproof.backup_integrity import VerifyError, verify_stream
-from opsproof.backup_store import BackupStore, S3Store, StoredObject, StoreError, store_for
+from opsproof.backup.integrity import VerifyError, verify_stream
+from opsproof.backup.store import BackupStore, S3Store, StoredObject, StoreError, store_for
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done, utc_iso
 from opsproof.redaction import redact
 from opsproof.targets.backups import BackupsTarget

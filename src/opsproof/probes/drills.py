@@ -4,12 +4,12 @@ A drill runs in five timed phases, each with start and end timestamps in the fac
 
 1. **choose**: list the `backups` item's store and pick the newest, the oldest still
    kept, or a random backup;
-2. **prepare**: start a throwaway PostgreSQL (`ephemeral`, opsproof.localpg), or connect
+2. **prepare**: start a throwaway PostgreSQL (`ephemeral`, opsproof.local.postgres), or connect
    to the scratch database of `target.dsn`, refuse it if it is one of the profile's
    `postgres` items or already holds user tables (unless `allow_overwrite`, which
    empties it first);
 3. **fetch** and 4. **restore**: stream the backup into psql, or fetch a custom-format
-   archive and run pg_restore (opsproof.restore); a plain dump's fetch and restore
+   archive and run pg_restore (opsproof.backup.restore); a plain dump's fetch and restore
    overlap, so the phases do too;
 5. **verify**: in one read-only session, exact `count(*)` of each expected table, the
    newest value of the recency column, and each `sql` assertion (the postgres kind's
@@ -34,7 +34,6 @@ import functools
 import math
 import os
 import random
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -42,39 +41,43 @@ from typing import Any, TypeVar
 
 from pydantic import Field
 
-from opsproof.backup_store import BackupStore, StoredObject, StoreError, store_for
-from opsproof.localpg import LocalPgError, PgBinaries, find_binaries
-from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done, utc_iso
-from opsproof.probes.postgres import (
-    PostgresFacts,
-    QueryResult,
-    SectionError,
-    Session,
-    describe_connect_error,
-    dsn_without_password,
-    scrub_postgres_error,
-)
-from opsproof.redaction import redact
-from opsproof.restore import (
-    BackupFormat,
+from opsproof.backup.drill_steps import (
     CancelToken,
     DrillError,
-    EphemeralCluster,
-    Fetch,
-    OpenedBackup,
     Phase,
     Phases,
+    Stage,
+    in_thread,
+)
+from opsproof.backup.opening import (
+    BackupFormat,
+    Fetch,
+    OpenedBackup,
+    open_backup,
+)
+from opsproof.backup.restore import (
+    EphemeralCluster,
     RestoreReport,
     RestoreTarget,
-    Stage,
     default_jobs,
     make_drill_dir,
-    open_backup,
     password_file,
     record_fetch,
     remove_drill_dir,
     restore_backup,
 )
+from opsproof.backup.store import BackupStore, StoredObject, StoreError, store_for
+from opsproof.local.postgres import LocalPgError, PgBinaries, find_binaries
+from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done, utc_iso
+from opsproof.probes.postgres import PostgresFacts, Session
+from opsproof.probes.postgres_describe import (
+    QueryResult,
+    SectionError,
+    describe_connect_error,
+    dsn_without_password,
+    scrub_postgres_error,
+)
+from opsproof.redaction import redact
 from opsproof.targets.backups import BackupsTarget
 from opsproof.targets.drills import DrillTarget, DsnTarget
 from opsproof.targets.postgres import PostgresTarget
@@ -157,46 +160,6 @@ def _phase_dict(phase: Phase) -> dict[str, Any]:
     else:
         shown["finished_at"] = None
     return {**shown, **phase.detail}
-
-
-# -- running blocking work -------------------------------------------------------------------
-
-
-async def in_thread(function: Callable[[], T], on_cancel: Callable[[], None] | None = None) -> T:
-    """Run `function` in a thread of its own; if we are cancelled, stop it and wait for it to unwind.
-
-    Not the loop's default executor: a restore holds its thread for hours, and other
-    probes of the run must keep theirs.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: Any = None, error: BaseException | None = None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-    def run() -> None:
-        try:
-            outcome: tuple[Any, BaseException | None] = (function(), None)
-        except BaseException as exc:
-            outcome = (None, exc)
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
-            loop.call_soon_threadsafe(settle, *outcome)
-
-    threading.Thread(target=run, name="opsproof-drill", daemon=True).start()
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        if on_cancel is not None:
-            on_cancel()
-        # The thread's cleanup (processes killed, files closed) finishes before we go on.
-        with contextlib.suppress(BaseException):
-            await asyncio.shield(future)
-        raise
 
 
 # -- one drill -------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import Field
 
+from opsproof.errors import OpsproofError
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done, utc_iso
 from opsproof.probes.http import describe_http_error
 from opsproof.redaction import redact
@@ -68,7 +69,7 @@ class PrometheusFacts(Facts):
         return shown
 
 
-class ApiError(Exception):
+class ApiError(OpsproofError):
     """An answer that is not a usable API result; `outcome` says whose fault it is."""
 
     def __init__(self, message: str, outcome: str, status: int | None = None, error_type: str | None = None) -> None:

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from opsproof.errors import OpsproofError
 from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
 from opsproof.redaction import redact
 from opsproof.targets.tls import TLS_VERSIONS, TlsTarget
@@ -270,7 +271,7 @@ def _count(chain: list[Any] | None) -> int | None:
     return len(chain) if chain is not None else None
 
 
-class HandshakeFailed(Exception):
+class HandshakeFailed(OpsproofError):
     """A handshake that did not complete; `during` says whether TCP connected at all."""
 
     def __init__(self, error: BaseException, during: Literal["connect", "handshake"]) -> None:

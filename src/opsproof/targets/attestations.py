@@ -25,8 +25,8 @@ from typing import Annotated, Any
 
 from pydantic import AliasChoices, ConfigDict, Field, StrictBool, field_validator
 
-from opsproof.controls import ControlId
-from opsproof.fields import Cadence, Item, Name
+from opsproof.model.controls import ControlId
+from opsproof.model.fields import Cadence, Item, Name
 
 Attester = Annotated[
     str,

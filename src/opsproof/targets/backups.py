@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, WithJsonSchema, model_validator
 
-from opsproof.fields import Item, Percent, PositiveDuration, Rising, Size, Strict, Threshold
+from opsproof.model.fields import Item, Percent, PositiveDuration, Rising, Size, Strict, Threshold
 
 VerifyMethod = Literal["gzip", "pg_dump", "sha256"]
 

@@ -36,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof.fields import Item, Name, PositiveDuration, Strict
+from opsproof.model.fields import Item, Name, PositiveDuration, Strict
 from opsproof.targets.backups import AgeLimit
 from opsproof.targets.postgres import PostgresTarget, Queries
 

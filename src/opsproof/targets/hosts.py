@@ -33,7 +33,16 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof.fields import Item, Name, Percent, PositiveDuration, Strict, Threshold, check_order, default_threshold
+from opsproof.model.fields import (
+    Item,
+    Name,
+    Percent,
+    PositiveDuration,
+    Strict,
+    Threshold,
+    check_order,
+    default_threshold,
+)
 from opsproof.targets.tls import Expiry
 
 # Backends whose commands a POSIX shell runs (the probe sends one sh script).

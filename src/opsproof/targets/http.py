@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, WithJsonSchema, field_validator
 
-from opsproof.fields import Duration, ExistingFile, Item, Regex, Rising, Strict, Threshold
+from opsproof.model.fields import Duration, ExistingFile, Item, Regex, Rising, Strict, Threshold
 
 
 def _status_list(value: Any) -> Any:

@@ -38,7 +38,7 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonSchemaValue
 
-from opsproof.fields import Duration, Item, Name, Percent, Strict, Threshold, check_order, default_threshold
+from opsproof.model.fields import Duration, Item, Name, Percent, Strict, Threshold, check_order, default_threshold
 from opsproof.targets.tls import Expiry
 
 # -- label selectors ---------------------------------------------------------------------

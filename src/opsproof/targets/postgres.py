@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof.fields import Duration, Item, Name, Percent, Regex, Rising, Strict, Threshold, default_threshold
+from opsproof.model.fields import Duration, Item, Name, Percent, Regex, Rising, Strict, Threshold, default_threshold
 
 # A literal, a quoted identifier, a comment: the places a keyword is not a keyword.
 _NOT_CODE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$", re.DOTALL)

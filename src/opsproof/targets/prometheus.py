@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from opsproof import units
-from opsproof.fields import (
+from opsproof.model.fields import (
     ExistingFile,
     Item,
     Name,

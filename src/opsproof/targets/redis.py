@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof.fields import (
+from opsproof.model.fields import (
     Duration,
     ExistingFile,
     Item,

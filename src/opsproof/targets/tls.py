@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from opsproof import units
-from opsproof.fields import ExistingFile, Item, Strict, default_threshold
+from opsproof.model.fields import ExistingFile, Item, Strict, default_threshold
 
 TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 TlsVersion = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]

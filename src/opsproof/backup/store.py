@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from opsproof.errors import OpsproofError
+
 if TYPE_CHECKING:
     from opsproof.targets.backups import BackupsTarget, S3Location
 
@@ -39,7 +41,7 @@ S3_READ_OPERATIONS = frozenset(
 _TOO_MANY = "narrow the prefix, path or pattern, or raise max_listed"
 
 
-class StoreError(Exception):
+class StoreError(OpsproofError):
     """The store could not be read; the message says why in words (no bucket, denied, timed out)."""
 
     def __init__(self, message: str, *, denied: bool = False, timed_out: bool = False) -> None:

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from opsproof.demo.services import free_port
+from opsproof.errors import OpsproofError
+from opsproof.local.ports import free_port
 
 Directive = str | int | Sequence[str | int]
 
@@ -41,7 +42,7 @@ BASE_DIRECTIVES: dict[str, Directive] = {
 READY_LINE = "Ready to accept connections"
 
 
-class LocalRedisError(RuntimeError):
+class LocalRedisError(OpsproofError, RuntimeError):
     """The server could not be found or did not start; the message carries its log's tail."""
 
 

@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from opsproof import __version__, outcomes
+from opsproof import outcomes
 from opsproof.compliance import ComplianceError
-from opsproof.evidence.shard_bundles import (
+from opsproof.model.shards import Shard, ShardError, parse_run_id
+from opsproof.probes import utc_now
+from opsproof.run.shard_bundles import (
     ShardBundle,
     ShardState,
     discover_run,
@@ -40,13 +42,12 @@ from opsproof.evidence.shard_bundles import (
     match_shards,
     verify_shards,
 )
-from opsproof.probes import utc_now
-from opsproof.sharding import Shard, ShardError, parse_run_id
+from opsproof.version import __version__
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
     from opsproof.profile import LoadedProfile
-    from opsproof.run_state import Upload
+    from opsproof.run.state import Upload
 
 
 @dataclass
@@ -126,7 +127,7 @@ def _keys_and_upload(request: SealRequest) -> tuple[Any, Any, Upload | None]:
             raise ComplianceError("--retain goes with --upload s3://bucket/prefix")
         return signer, public_key, None
     from opsproof.compliance.upload import parse_retain, parse_s3_url, preflight
-    from opsproof.run_state import Upload
+    from opsproof.run.state import Upload
 
     target = parse_s3_url(request.upload, request.s3_endpoint)
     retain = parse_retain(request.retain) if request.retain is not None else None
@@ -318,15 +319,15 @@ class _Unreported:
 
     @pytest.hookimpl(trylast=True)
     def pytest_configure(self, config: pytest.Config) -> None:
-        from opsproof.run_state import state_of
+        from opsproof.run.state import state_of
 
         state = state_of(config)
         if state is not None:
             state.only = self.only
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        from opsproof.records import unreported_record
-        from opsproof.run_state import TargetRef, state_of
+        from opsproof.run.records import unreported_record
+        from opsproof.run.state import TargetRef, state_of
 
         state = state_of(session.config)
         assert state is not None
@@ -339,7 +340,7 @@ class _Unreported:
 def _results(
     run_id: str, loaded: LoadedProfile, states: list[ShardState], checks: list[dict[str, Any]], request: SealRequest
 ) -> dict[str, Any]:
-    from opsproof.evidence.results import SCHEMA, current_user, git_commit, summarize
+    from opsproof.run.results import SCHEMA, current_user, git_commit, summarize
 
     runs = [(s.bundle.results or {}).get("run", {}) for s in states if s.bundle is not None]
     first = runs[0] if runs else {}
@@ -386,9 +387,9 @@ def _write_and_ship(
     signer: Any,
     upload: Upload | None,
 ) -> Sealed:
+    from opsproof.compliance.shared_chain import head_for
     from opsproof.evidence.bundle import write_bundle
-    from opsproof.evidence.chain_head import head_for
-    from opsproof.recorder import ship_bundle
+    from opsproof.run.recorder import ship_bundle
 
     shards = [
         {k: v for k, v in s.as_dict().items() if k in ("index", "count", "zone", "bundle", "manifest_sha256")}

@@ -20,8 +20,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsproof.localpg import ENV_BINDIR, LocalPgError, find_binaries
-from opsproof.plain_dump import PlainDumpFilter, UnsafeDump
+from opsproof.backup.plain_dump import PlainDumpFilter, UnsafeDump
+from opsproof.errors import OpsproofError
+from opsproof.local.postgres import ENV_BINDIR, LocalPgError, find_binaries
 
 GZIP_MAGIC = b"\x1f\x8b"
 PGDMP_MAGIC = b"PGDMP"
@@ -30,7 +31,7 @@ PLAIN_DUMP_END = b"-- PostgreSQL database dump complete"
 _OUT_CHUNK = 1 << 20  # bound on decompressed bytes held at once
 
 
-class CorruptBackup(Exception):
+class CorruptBackup(OpsproofError):
     """The bytes are not what their format says; the message says where and why."""
 
 
@@ -197,7 +198,7 @@ class _Archive:
             out.close()
 
 
-class VerifyError(Exception):
+class VerifyError(OpsproofError):
     """Verification could not run (no pg_restore, a too-old one, time ran out): an `error`, not a verdict."""
 
 

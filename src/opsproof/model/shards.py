@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from opsproof.errors import OpsproofError
+
 INDEX_VARIABLE = "JOB_COMPLETION_INDEX"
 COUNT_VARIABLE = "OPSPROOF_SHARDS"
 RUN_ID_VARIABLE = "OPSPROOF_RUN_ID"
@@ -28,7 +30,7 @@ _ZONE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 MAX_SHARDS = 10_000
 
 
-class ShardError(ValueError):
+class ShardError(OpsproofError, ValueError):
     """A bad --shard, --zone or --run-id (or the variables behind them): a usage error."""
 
 

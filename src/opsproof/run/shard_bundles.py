@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from opsproof.compliance import ComplianceError
 from opsproof.evidence.manifest import MANIFEST, manifest_sha256
 from opsproof.evidence.verify import verify_bundle
-from opsproof.sharding import Shard
+from opsproof.model.shards import Shard
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey

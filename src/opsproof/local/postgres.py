@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from opsproof.errors import OpsproofError
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -54,7 +56,7 @@ LOG_LINE_PREFIX = "%m [%p] app=%a user=%u db=%d "
 _MAX_BASE_CHARS = 107 - len("/opsproof-pg-XXXXXXXX/sock/.s.PGSQL.65535")
 
 
-class LocalPgError(RuntimeError):
+class LocalPgError(OpsproofError, RuntimeError):
     """The local PostgreSQL could not be found, initialised or started; the message says why."""
 
 

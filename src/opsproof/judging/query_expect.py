@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from opsproof.check import Check, CheckError
-from opsproof.probes.postgres import QueryResult, SectionError
+from opsproof.model.check import Check, CheckError
+from opsproof.probes.postgres_describe import QueryResult, SectionError
 from opsproof.targets.postgres import PostgresQuery, QueryExpect
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from opsproof import outcomes
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
-from opsproof.run_state import RunState, Upload, owns_process
+from opsproof.run.state import RunState, Upload, owns_process
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
@@ -70,9 +70,9 @@ class Recorder:
             return (yield)
         state.exit_code = _exit_code(state, int(exitstatus))
         try:
+            from opsproof.compliance.shared_chain import head_for
             from opsproof.evidence.bundle import write_bundle
-            from opsproof.evidence.chain_head import head_for
-            from opsproof.evidence.results import build_results
+            from opsproof.run.results import build_results
 
             results = build_results(self.config, state)
             head = head_for(state.report_dir, state.history)
@@ -94,7 +94,7 @@ class Recorder:
                 gc.freeze()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        from opsproof.evidence.terminal import write_summary
+        from opsproof.run.terminal import write_summary
 
         write_summary(terminalreporter, self.state)
 

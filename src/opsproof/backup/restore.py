@@ -16,8 +16,8 @@ One pass over the stored object does everything its format allows:
 
 Everything a drill makes lives in one temporary folder (`opsproof-drill-*`): the fetched
 archive, psql's error output, the password file for a scratch database, and the
-throwaway cluster (`opsproof.localpg`). The folder is registered with the reaper
-(`opsproof.reaper`) before anything is put in it, so it is removed even when the
+throwaway cluster (`opsproof.local.postgres`). The folder is registered with the reaper
+(`opsproof.backup.reaper`) before anything is put in it, so it is removed even when the
 process running the drill is killed outright.
 """
 
@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
-import queue
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,16 +34,20 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO
 
-from opsproof.backup_integrity import GZIP_MAGIC, PGDMP_MAGIC, PLAIN_DUMP_END, CorruptBackup, Gunzip
-from opsproof.backup_store import BackupStore, StoredObject, StoreError
-from opsproof.localpg import LocalPgError, LocalPostgres, PgBinaries, local_postgres
-from opsproof.plain_dump import PlainDumpFilter, UnsafeDump
-
-Stage = Literal["choose", "prepare", "fetch", "restore", "verify"]
+from opsproof.backup.drill_steps import CancelToken, DrillError, Phases
+from opsproof.backup.integrity import PLAIN_DUMP_END
+from opsproof.backup.opening import (
+    HEAD_BYTES,
+    BackupFormat,
+    Fetch,
+    OpenedBackup,
+)
+from opsproof.backup.plain_dump import PlainDumpFilter, UnsafeDump
+from opsproof.local.postgres import LocalPgError, LocalPostgres, PgBinaries, local_postgres
 
 EPHEMERAL_DATABASE = "drill"
 APPLICATION_NAME = "opsproof-drill"
@@ -71,135 +72,15 @@ EPHEMERAL_SETTINGS: dict[str, str | int | bool] = {
 MAX_CLUSTER_BASE_CHARS = 60
 DEFAULT_MAX_JOBS = 4
 PIPE_BYTES = 1 << 20
-READ_AHEAD_CHUNKS = 4  # chunks fetched ahead of the restore: S3 latency overlaps psql's work
 STDERR_SHOWN_CHARS = 1500
-HEAD_BYTES = 512
-PLAIN_HEADER = b"-- PostgreSQL database dump"
-CLUSTER_HEADER = b"-- PostgreSQL database cluster dump"
 REAPER_SCRIPT = Path(__file__).with_name("reaper.py")
-
-
-class DrillError(Exception):
-    """The drill stopped; the message says why in words, `stage` where.
-
-    `misconfigured`: the reason is not the backup's or the target's state but the
-    set-up (no PostgreSQL binaries, access denied, a scratch database that is not empty):
-    an `error` record, not a `failed` one.
-    """
-
-    def __init__(self, message: str, *, stage: Stage, misconfigured: bool = False, timed_out: bool = False) -> None:
-        super().__init__(message)
-        self.stage = stage
-        self.misconfigured = misconfigured
-        self.timed_out = timed_out
-
-
-class CancelToken:
-    """Stops a drill running in another thread: kills its subprocesses and makes its loops raise."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self._lock = threading.Lock()
-        self._processes: set[subprocess.Popen[bytes]] = set()
-        self.reason = ""
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def cancel(self, reason: str) -> None:
-        with self._lock:
-            if not self._event.is_set():
-                self.reason = reason
-                self._event.set()
-            processes = list(self._processes)
-        for process in processes:
-            kill_group(process)
-
-    def check(self, stage: Stage) -> None:
-        if self._event.is_set():
-            raise DrillError(f"stopped: {self.reason}", stage=stage, timed_out=True)
-
-    @contextlib.contextmanager
-    def tracking(self, process: subprocess.Popen[bytes]) -> Iterator[None]:
-        """Kill `process` (and its group) if the drill is cancelled while it runs; always on the way out."""
-        with self._lock:
-            self._processes.add(process)
-            cancelled = self._event.is_set()
-        if cancelled:
-            kill_group(process)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._processes.discard(process)
-            if process.poll() is None:
-                kill_group(process)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(10)
-
-
-def kill_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL a restore tool and whatever it forked (pg_restore's parallel workers share its group)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-# -- phases ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Phase:
-    """One timed step of a drill, in POSIX seconds."""
-
-    name: str
-    started: float
-    finished: float | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def seconds(self) -> float | None:
-        return None if self.finished is None else max(0.0, self.finished - self.started)
-
-
-class Phases:
-    """The timeline of a drill: phases in the order they started (streamed ones overlap)."""
-
-    def __init__(self) -> None:
-        self.items: list[Phase] = []
-        self._lock = threading.Lock()
-
-    def add(self, name: str, started: float, finished: float | None = None, **detail: Any) -> Phase:
-        phase = Phase(name, started, finished, dict(detail))
-        with self._lock:
-            self.items.append(phase)
-            self.items.sort(key=lambda p: p.started)
-        return phase
-
-    @contextlib.contextmanager
-    def timing(self, name: str, **detail: Any) -> Iterator[Phase]:
-        """Time a block; the phase is recorded (unfinished: with the time it stopped) however it ends."""
-        phase = self.add(name, time.time(), **detail)
-        try:
-            yield phase
-        finally:
-            phase.finished = time.time()
-
-    def get(self, name: str) -> Phase | None:
-        return next((p for p in self.items if p.name == name), None)
-
-    def wall_seconds(self) -> float | None:
-        """From the first phase's start to the last one's end (streamed phases overlap, so not a sum)."""
-        if not self.items or any(p.finished is None for p in self.items):
-            return None
-        return max(p.finished or 0.0 for p in self.items) - min(p.started for p in self.items)
 
 
 # -- the reaper -----------------------------------------------------------------------------
 
 
 class _Reaper:
-    """This process's watcher (opsproof.reaper), started on first use; one per process, forks included."""
+    """This process's watcher (opsproof.backup.reaper), started on first use; one per process, forks included."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -355,212 +236,6 @@ class EphemeralCluster:
     @property
     def stopped(self) -> bool:
         return self.pg is None or not self.pg.is_running()
-
-
-# -- the backup's bytes ---------------------------------------------------------------------
-
-
-@dataclass
-class Fetch:
-    """What reading the stored object gave: its size and sha256 (complete only if read to the end)."""
-
-    started: float = 0.0
-    finished: float | None = None
-    bytes_read: int = 0
-    complete: bool = False
-    _hash: Any = field(default_factory=hashlib.sha256, repr=False)
-
-    @property
-    def sha256(self) -> str | None:
-        return self._hash.hexdigest() if self.complete else None
-
-
-_END = object()
-
-
-def read_ahead(chunks: Iterator[bytes], token: CancelToken, fetch: Fetch) -> Iterator[bytes]:
-    """The object's chunks, fetched (and hashed) by a thread up to READ_AHEAD_CHUNKS ahead."""
-    ahead: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD_CHUNKS)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                ahead.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        fetch.started = time.time()
-        try:
-            for chunk in chunks:
-                fetch._hash.update(chunk)
-                fetch.bytes_read += len(chunk)
-                if token.cancelled or not put(chunk):
-                    return
-            fetch.complete = True
-            fetch.finished = time.time()
-            put(_END)
-        except BaseException as exc:  # handed to the consumer, which raises it in its own thread
-            put(exc)
-        finally:
-            if fetch.finished is None:
-                fetch.finished = time.time()
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()
-
-    thread = threading.Thread(target=produce, name="opsproof-drill-fetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            try:
-                item = ahead.get(timeout=0.1)
-            except queue.Empty:
-                token.check("fetch")
-                continue
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join(1.0)  # a blocked S3 read ends at its own timeout; the thread is a daemon
-
-
-@dataclass(frozen=True)
-class BackupFormat:
-    kind: Literal["plain", "custom"]
-    gzip: bool
-
-    @property
-    def label(self) -> str:
-        return self.kind + (".gz" if self.gzip else "")
-
-
-_UNSUPPORTED = (
-    (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
-    (b"\x04\x22\x4d\x18", "lz4-compressed"),
-    (b"\xfd7zXZ\x00", "xz-compressed"),
-    (b"BZh", "bzip2-compressed"),
-    (b"PK\x03\x04", "a zip file"),
-)
-
-
-def inner_format(head: bytes, gzipped: bool) -> Literal["plain", "custom"]:
-    """What pg_dump wrote, from the first bytes (after gzip); DrillError for anything else."""
-    inside = " inside gzip" if gzipped else ""
-    if not head:
-        raise DrillError(f"the backup is empty{inside}", stage="fetch")
-    if head.startswith(PGDMP_MAGIC):
-        return "custom"
-    if CLUSTER_HEADER in head[:HEAD_BYTES]:
-        raise DrillError(
-            f"the backup is a pg_dumpall cluster dump{inside}: a drill restores one database's pg_dump "
-            "(plain SQL or custom format)",
-            stage="fetch",
-        )
-    if PLAIN_HEADER in head[:HEAD_BYTES]:
-        return "plain"
-    for magic, what in _UNSUPPORTED:
-        if head.startswith(magic):
-            raise DrillError(
-                f"the backup is {what}{inside}: drills restore plain SQL or custom format, optionally gzip",
-                stage="fetch",
-            )
-    if len(head) > 262 and head[257:262] == b"ustar":
-        raise DrillError(
-            f"the backup is a tar archive{inside}: restore drills take plain SQL or custom format", stage="fetch"
-        )
-    first_line = head.split(b"\n", 1)[0][:60].decode("utf-8", "replace")
-    raise DrillError(
-        f"the backup is not a pg_dump plain or custom-format dump{inside} (it begins {first_line!r})", stage="fetch"
-    )
-
-
-def _peek(blocks: Iterator[bytes], size: int) -> tuple[bytes, Iterator[bytes]]:
-    """The first `size` bytes of a stream of blocks, and the whole stream again."""
-    taken: list[bytes] = []
-    have = 0
-    for block in blocks:
-        taken.append(block)
-        have += len(block)
-        if have >= size:
-            break
-    head = b"".join(taken)
-
-    def again() -> Iterator[bytes]:
-        if head:
-            yield head
-        yield from blocks
-
-    return head[:size], again()
-
-
-def _decompressed(raw: Iterator[bytes], gunzip: Gunzip) -> Iterator[bytes]:
-    for chunk in raw:
-        yield from gunzip.feed(chunk)
-    gunzip.finish()
-
-
-def _corrupt(stream: Iterator[bytes]) -> Iterator[bytes]:
-    """Turn a corrupt gzip stream into the drill's error (stage fetch)."""
-    try:
-        yield from stream
-    except CorruptBackup as exc:
-        raise DrillError(f"the backup is corrupt: {exc}", stage="fetch") from None
-
-
-@dataclass
-class OpenedBackup:
-    """A backup whose first bytes were read (its format is known) and whose rest streams on demand."""
-
-    format: BackupFormat
-    blocks: Iterator[bytes]
-    fetch: Fetch
-    generators: list[Iterator[bytes]] = field(default_factory=list, repr=False)
-
-    def close(self) -> None:
-        """Stop reading: the fetching thread ends and the S3 body is closed. Idempotent."""
-        for generator in (self.blocks, *reversed(self.generators)):
-            close = getattr(generator, "close", None)
-            if close is not None:
-                with contextlib.suppress(ValueError):  # still running in another thread: it ends on its own
-                    close()
-
-
-def open_backup(store: BackupStore, obj: StoredObject, token: CancelToken, fetch: Fetch) -> OpenedBackup:
-    """Start reading the backup: its format from the first bytes, the rest streamed (DrillError when unusable).
-
-    Called before the restore target is prepared, so a file that is no dump costs no cluster.
-    """
-    raw = _store_errors(read_ahead(store.chunks(obj), token, fetch))
-    generators = [raw]
-    try:
-        first, raw = _peek(raw, len(GZIP_MAGIC))
-        gzipped = first.startswith(GZIP_MAGIC)
-        blocks = _corrupt(_decompressed(raw, Gunzip())) if gzipped else raw
-        generators.append(blocks)
-        head, blocks = _peek(blocks, HEAD_BYTES)
-        return OpenedBackup(BackupFormat(inner_format(head, gzipped), gzipped), blocks, fetch, generators)
-    except BaseException:
-        OpenedBackup(BackupFormat("plain", False), raw, fetch, generators).close()
-        raise
-
-
-def _store_errors(stream: Iterator[bytes]) -> Iterator[bytes]:
-    try:
-        yield from stream
-    except StoreError as exc:
-        raise DrillError(
-            f"reading the backup failed: {exc}", stage="fetch", misconfigured=exc.denied, timed_out=exc.timed_out
-        ) from None
-    except OSError as exc:
-        raise DrillError(f"reading the backup failed: {exc.strerror or exc}", stage="fetch") from None
 
 
 # -- plain SQL ------------------------------------------------------------------------------

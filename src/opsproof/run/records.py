@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from opsproof.check import Check, CheckError
-from opsproof.markers import ALL_MARKERS
+from opsproof.model.check import Check, CheckError
+from opsproof.model.markers import ALL_MARKERS
 from opsproof.probes import kind_named, utc_iso
 from opsproof.profile import Waiver
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
-from opsproof.run_state import RunState, TargetRef, kind_of_path
+from opsproof.run.state import RunState, TargetRef, kind_of_path
 
 IDENTITY = pytest.StashKey[tuple[str, str, str | None, str]]()  # per item: (check id, kind, target, severity)
 MARKERS = pytest.StashKey[list[str]]()  # per item: the contract's markers on it

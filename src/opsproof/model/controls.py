@@ -28,6 +28,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from opsproof.model.fields import glob_to_regex
+
 FRAMEWORKS: dict[str, str] = {
     "SOX-ITGC": "SOX IT general controls (computer operations, change management)",
     "SOC2": "SOC 2 Trust Services Criteria (2017, points of focus revised 2022)",
@@ -191,8 +193,6 @@ class ControlMap:
     def __init__(self, overrides: Mapping[str, Sequence[str]] | None = None) -> None:
         overrides = overrides or {}
         self._table = {**CATALOGUE, **{k: tuple(v) for k, v in overrides.items() if _KIND_KEY.fullmatch(k)}}
-        from opsproof.profile import glob_to_regex  # late: profile.py imports this module's types
-
         self._globs = [(glob_to_regex(k), tuple(v)) for k, v in overrides.items() if not _KIND_KEY.fullmatch(k)]
         self._by_aspect = lru_cache(maxsize=None)(self._lookup)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 
+from opsproof.errors import OpsproofError
 
-class UnsafeDump(Exception):
+
+class UnsafeDump(OpsproofError):
     """A plain dump holds what pg_dump never writes and psql would run on this machine."""
 
 

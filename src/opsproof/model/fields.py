@@ -175,3 +175,9 @@ def _higher_is_worse(threshold: Any) -> Any:
 
 # `Annotated[Threshold[Duration], Rising]`: a threshold where higher is worse, refused inverted at load.
 Rising = AfterValidator(_higher_is_worse)
+
+
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """`*` any run, `?` one character; brackets are literal because check ids contain them."""
+    parts = (".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.compile("".join(parts))

@@ -8,7 +8,7 @@ from opsproof import outcomes
 from opsproof.compliance.change import describe_change
 
 if TYPE_CHECKING:
-    from opsproof.run_state import RunState
+    from opsproof.run.state import RunState
 
 
 def write_summary(reporter: Any, state: RunState) -> None:

@@ -18,18 +18,18 @@ import pytest
 
 from opsproof.compliance import ComplianceError
 from opsproof.compliance.change import change_context
-from opsproof.controls import ControlMap
+from opsproof.model.controls import ControlMap
+from opsproof.model.shards import Shard, ShardError, parse_run_id, parse_shard
 from opsproof.probes import ProbeKind, kind_named, kinds, utc_now
 from opsproof.profile import Item, LoadedProfile, ProfileError, load_profile, resolve_profile_path
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
-from opsproof.sharding import Shard, ShardError, parse_run_id, parse_shard
 
 if TYPE_CHECKING:
-    from opsproof.check_scope import Part
     from opsproof.compliance.history import Location
     from opsproof.compliance.upload import BucketLock, S3Target
     from opsproof.evidence.signing import Signer
-    from opsproof.gather import FactsByKind, Gatherer
+    from opsproof.run.gather import FactsByKind, Gatherer
+    from opsproof.run.scoping import Part
 
 
 @dataclass

@@ -15,19 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from opsproof.errors import CheckError, CheckFailed
 from opsproof.outcomes import evaluate
 
-
-class CheckFailed(AssertionError):
-    """The target is not as expected (a `failed` record, never an `error`)."""
-
-
-class CheckError(Exception):
-    """The check could not run for a reason that is not the target's state (an `error` record).
-
-    A rejected password or a missing permission: the operator must fix the profile or
-    the grant, and the record must not blame the target.
-    """
+__all__ = ["Check", "CheckError", "CheckFailed"]
 
 
 class _Threshold(Protocol):

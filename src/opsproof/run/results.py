@@ -9,14 +9,15 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsproof import __version__, outcomes
+from opsproof import outcomes
 from opsproof.probes import utc_now
 from opsproof.redaction import ACTIVE as REDACTOR
+from opsproof.version import __version__
 
 if TYPE_CHECKING:
     import pytest
 
-    from opsproof.run_state import RunState
+    from opsproof.run.state import RunState
 
 SCHEMA = "opsproof/results/v1"
 

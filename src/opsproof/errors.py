@@ -1,0 +1,56 @@
+"""Every exception opsproof raises, in one tree with one base: catch `OpsproofError` for all of them.
+
+::
+
+    OpsproofError
+    ├── ProfileError          a profile that cannot be used; names the file, line and key (exit 4)
+    ├── ComplianceError       bad input to a compliance command or option (exit 4)
+    ├── BundleError           not an evidence bundle at all (opsproof.evidence.verify, exit 4)
+    ├── HistoryError          the history store cannot be opened or written (opsproof.compliance.history)
+    ├── ShardError            a bad --shard, --zone or --run-id (opsproof.model.shards; also a ValueError, exit 4)
+    ├── CheckFailed           the target is not as expected: a `failed` record (also an AssertionError)
+    ├── CheckError            the check could not run for a reason that is not the target's: an `error` record
+    ├── StoreError            a backup store cannot be read (opsproof.backup.store)
+    ├── CorruptBackup         a backup's bytes are not what its format says (opsproof.backup.integrity)
+    ├── VerifyError           a backup's verification could not run (opsproof.backup.integrity)
+    ├── UnsafeDump            a plain dump holds what pg_dump never writes (opsproof.backup.plain_dump)
+    ├── DrillError            a restore drill stopped; `stage` says where (opsproof.backup.restore)
+    ├── LocalPgError          a throwaway PostgreSQL did not start (opsproof.local.postgres; also a RuntimeError)
+    ├── LocalRedisError       a throwaway redis-server did not start (opsproof.local.redis; also a RuntimeError)
+    ├── HandshakeFailed       a TLS handshake did not complete (opsproof.probes.tls)
+    ├── ApiError              the Prometheus API answered with an error (opsproof.probes.prometheus)
+    │   └── Denied            ... with 401 or 403
+    ├── ConfigProblem         a kubeconfig that cannot be used (opsproof.probes.kubernetes_client)
+    ├── ListFailure           a Kubernetes list request failed (opsproof.probes.kubernetes_client)
+    ├── CommandTimeout        a host command outlived its item's deadline (opsproof.probes.hosts_session)
+    └── ApiError              the Kubernetes emulator's error answer (opsproof.testing.kubernetes)
+
+Exceptions a probe catches never leave it: a probe turns them into facts (`reached`,
+`failure`). Usage errors (exit 4) are the ones whose message a user reads.
+"""
+
+from __future__ import annotations
+
+
+class OpsproofError(Exception):
+    """The base of every exception opsproof raises."""
+
+
+class ProfileError(OpsproofError):
+    """A profile that cannot be used; the message names the file, line and key."""
+
+
+class ComplianceError(OpsproofError):
+    """Bad input to a compliance command or option (exit 4); the message says what was expected."""
+
+
+class CheckFailed(OpsproofError, AssertionError):
+    """The target is not as expected (a `failed` record, never an `error`)."""
+
+
+class CheckError(OpsproofError):
+    """The check could not run for a reason that is not the target's state (an `error` record).
+
+    A rejected password or a missing permission: the operator must fix the profile or
+    the grant, and the record must not blame the target.
+    """

@@ -1,0 +1,463 @@
+"""The pytest plugin: hooks only. Options, markers, parametrization, fixtures, probing.
+
+What the hooks use lives beside it: `run_state` (the run's state and its start),
+`records` (one check's record from pytest's report), `recorder` (the bundle at the end).
+
+It is active when an opsproof option is given (`--profile`, `--report-dir`, `--var`) or
+the rootdir's ini sets `opsproof = true` (this repository's pyproject does); elsewhere
+it only registers its markers, so other projects that share the virtual environment
+are untouched.
+
+Check modules are `checks/<area>/test_<kind>.py`; every test in them is
+parametrized over the profile's items of `<kind>` (ids from the item names) and
+gets three fixtures: `item` (the profile model), `facts` (what the probe saw,
+gathered once for the whole run) and `check` (observed/expected/warnings).
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import importlib
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from opsproof import outcomes
+from opsproof.heap import collector_paused
+from opsproof.model.check import Check
+from opsproof.model.markers import ALL_MARKERS, CADENCE_MARKERS
+from opsproof.probes import Facts, kinds_in_use
+from opsproof.profile import ITEM_SECTIONS, Item
+from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
+from opsproof.run.gather import Gatherer, probe_all_shared
+from opsproof.run.records import AllureAnnotator, build_record, identity, markers_of, redact_report, waiver_dict
+from opsproof.run.scoping import Part, item_applies, parts_of
+from opsproof.run.state import STATE, RunState, TargetRef, kind_of_path, owns_process, start_run, state_of
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("opsproof", "opsproof operational checks")
+    group.addoption(
+        "--profile",
+        default=None,
+        metavar="NAME|PATH",
+        help="environment profile: profiles/NAME.yaml or a path (default: $OPSPROOF_PROFILE, else demo)",
+    )
+    group.addoption("--report-dir", default=None, metavar="DIR", help="where evidence bundles go (default: reports/)")
+    group.addoption(
+        "--fail-on",
+        default="high",
+        choices=outcomes.FAIL_ON_CHOICES,
+        help="lowest severity of a failed/error check that makes the run exit 1 (default: high)",
+    )
+    group.addoption(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a plain (non-secret) value for ${vars.NAME} in the profile; repeatable",
+    )
+    change = parser.getgroup("opsproof-change", "opsproof change context (recorded in the run metadata)")
+    change.addoption(
+        "--change",
+        default=None,
+        metavar="TICKET",
+        help="the change ticket this run validates (default: $OPSPROOF_CHANGE)",
+    )
+    change.addoption(
+        "--commit",
+        default=None,
+        metavar="SHA",
+        help="the commit deployed (default: $OPSPROOF_COMMIT, else the CI's: GITHUB_SHA, CI_COMMIT_SHA, GIT_COMMIT...)",
+    )
+    change.addoption(
+        "--image-digest",
+        default=None,
+        metavar="DIGEST",
+        help="the image deployed, sha256:... or name@sha256:... (default: $OPSPROOF_IMAGE_DIGEST, $IMAGE_DIGEST)",
+    )
+    evidence = parser.getgroup("opsproof-evidence", "opsproof evidence: signing, history, shipping")
+    evidence.addoption(
+        "--history-dsn",
+        default=None,
+        metavar="DSN",
+        help="record the run in this PostgreSQL (postgresql://...) or sqlite:///PATH history "
+        "(default: $OPSPROOF_HISTORY_DSN, else REPORT_DIR/history.sqlite)",
+    )
+    evidence.addoption(
+        "--upload",
+        default=None,
+        metavar="s3://BUCKET/PREFIX",
+        help="also put the bundle in S3 (boto3's credentials); version ids go into the history",
+    )
+    evidence.addoption(
+        "--retain",
+        default=None,
+        metavar="7y|400d",
+        help="with --upload: Object Lock compliance-mode retention for that long (the bucket must have Object Lock)",
+    )
+    evidence.addoption(
+        "--s3-endpoint",
+        default=None,
+        metavar="URL",
+        help="with --upload: an S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL_S3)",
+    )
+    evidence.addoption(
+        "--sign-key",
+        default=None,
+        metavar="PATH",
+        help="sign each manifest with this Ed25519 private key (PEM or OpenSSH; opsproof keygen makes one)",
+    )
+    scale = parser.getgroup("opsproof-scale", "opsproof shards: one run over many runners (see seal-run)")
+    scale.addoption(
+        "--shard",
+        default=None,
+        metavar="I/N|auto",
+        help="probe only shard I of N (0-based; a stable hash of kind and item name); "
+        "auto: I from $JOB_COMPLETION_INDEX, N from $OPSPROOF_SHARDS",
+    )
+    scale.addoption("--zone", default=None, metavar="NAME", help="probe only the items labelled `zone: NAME`")
+    scale.addoption(
+        "--run-id",
+        default=None,
+        metavar="ID",
+        help="the run's id, shared by its shards (default: $OPSPROOF_RUN_ID, else a new one)",
+    )
+    parser.addini("opsproof", type="bool", default=False, help="run opsproof checks without --profile")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, description in ALL_MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    # Any opsproof option asks for a run: pytest finds its ini before entry-point plugins add
+    # their options, so `--report-dir /elsewhere` can hide the ini (and its `opsproof = true`).
+    asked = config.getini("opsproof") or any(
+        config.getoption(name) not in (None, []) for name in ("profile", "report_dir", "var", "shard", "zone")
+    )
+    if not asked and not (workerinput and "opsproof_run_id" in workerinput):
+        return
+    if config.option.help or config.option.markers:  # information only: no profile needed
+        return
+    state = start_run(config, workerinput)
+    config.stash[STATE] = state
+    if config.getoption("allure_report_dir", None):  # registered only then: one hook less per check
+        config.pluginmanager.register(AllureAnnotator(), "opsproof-allure")
+    config.option.strict_markers = True  # CONTRACT §1: markers are strict, whatever the ini says
+    if config.args_source != pytest.Config.ArgsSource.ARGS and (Path.cwd() / "checks").is_dir():
+        # No paths given: the checks of the repository root, even when the ini was not found.
+        config.args[:] = [str(Path.cwd() / "checks")]
+    if not state.is_worker:
+        if not (config.option.collectonly or getattr(config.option, "numprocesses", None)):
+            # The probe process starts now, so it is ready when the checks are collected.
+            state.gatherer = Gatherer(state.loaded.profile, history=state.history).prepare(
+                early=_early_targets(config, state)
+            )
+            config.add_cleanup(state.gatherer.stop)
+        # Here, not at import: a pytest run without opsproof (the plugin loads for every
+        # pytest in this environment) never imports what writes bundles.
+        from opsproof.run.recorder import Recorder, XdistHooks
+
+        config.pluginmanager.register(Recorder(config, state), "opsproof-recorder")
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(XdistHooks(state), "opsproof-xdist")
+        _trap_sigterm(config, state)
+        _skip_final_collection()
+
+
+def _early_targets(config: pytest.Config, state: RunState) -> dict[str, set[str]]:
+    """The targets a plain `pytest -m <cadence>` run will surely check, known before collection.
+
+    That is the cron job's command, and probing these while pytest collects saves the
+    collection's time off the run. Anything narrower (-k, explicit paths, a marker
+    expression) waits for collection, so nothing unselected is ever contacted.
+    """
+    option = config.option
+    cadence = (option.markexpr or "").strip()
+    narrowed = (
+        option.keyword
+        or getattr(option, "deselect", None)
+        or getattr(option, "lf", False)
+        or config.args_source == pytest.Config.ArgsSource.ARGS
+    )
+    if cadence not in CADENCE_MARKERS or narrowed:
+        return {}
+    checks = Path.cwd() / "checks"
+    early: dict[str, set[str]] = {}
+    for kind in kinds_in_use(state.loaded.profile).values():
+        if not any(checks.glob(f"*/test_{kind.name}.py")):
+            continue
+        for name, item in state.targets(kind.section).items():
+            if (item.cadence or kind.cadence) == cadence:
+                early.setdefault(kind.name, set()).add(name)
+    return early
+
+
+def _trap_sigterm(config: pytest.Config, state: RunState) -> None:
+    """SIGTERM (a cron timeout, a CI cancel) ends the run like Ctrl-C: the bundle says interrupted."""
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            state.signalled = "SIGTERM"
+            raise KeyboardInterrupt("SIGTERM")
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+        config.add_cleanup(lambda: _restore_sigterm(previous))
+    except ValueError:  # not the main thread: leave signals to whoever owns them
+        pass
+
+
+def _skip_final_collection() -> None:
+    """At exit, freeze the heap so the interpreter's last GC pass skips the run's objects.
+
+    Measured: ~0.3 s of a 1,000-check run went to that pass. atexit runs before it, and
+    only when the process really ends (never inside an in-process pytester run).
+    """
+    if not getattr(_skip_final_collection, "registered", False):
+        atexit.register(gc.freeze)
+        _skip_final_collection.registered = True  # type: ignore[attr-defined]
+
+
+def _restore_sigterm(previous: Any) -> None:
+    signal.signal(signal.SIGTERM, previous)
+
+
+# -- collection ---------------------------------------------------------------------------
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave out checks/<area>/test_<kind>.py when the profile has no items of that kind.
+
+    Its checks would apply to nothing and be dropped anyway; not importing the module
+    (and its probe's) saves a run of one kind the time every other kind's code costs.
+    """
+    state = state_of(config)
+    if state is None or collection_path.suffix != ".py" or collection_path.parent.parent.name != "checks":
+        return None
+    section = collection_path.stem.removeprefix("test_")
+    unused = collection_path.stem.startswith("test_") and section in ITEM_SECTIONS
+    return True if unused and not state.targets(section) else None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    state = state_of(metafunc.config)
+    if state is None or "target" not in metafunc.fixturenames:
+        return
+    kind = kind_of_path(Path(metafunc.definition.path))
+    if kind is None:
+        return
+    refs = []
+    for name, target in state.targets(kind.section).items():
+        if not item_applies(metafunc.function, target):
+            continue
+        parts = parts_of(metafunc.function, target)
+        cadence = getattr(pytest.mark, target.cadence or kind.cadence)
+        for part in [None] if parts is None else parts:
+            ref = TargetRef(kind.name, name, part, model=target, run=state)
+            refs.append(pytest.param(ref, id=ref.label, marks=[cadence]))
+    # Direct parametrization: each check's `item`, `check` and `facts` are then handed
+    # from its TargetRef (see `_handed`) without a fixture lookup by name.
+    metafunc.parametrize("target", refs)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session: pytest.Session) -> Any:
+    """Collect with the cyclic collector paused (see opsproof.heap); the heap is frozen after."""
+    if state_of(session.config) is None or not owns_process(session.config):
+        return (yield)
+    with collector_paused():
+        return (yield)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = state_of(config)
+    if state is None:
+        return
+    # A kind with no items in the profile leaves one NOTSET placeholder per check; drop them.
+    items[:] = [i for i in items if not _is_placeholder(i)]
+    for item in items:
+        cadences = [name for name in markers_of(item) if name in CADENCE_MARKERS]
+        if len(set(cadences)) != 1:
+            raise pytest.UsageError(
+                f"{item.nodeid}: a check needs exactly one cadence marker (daily, weekly, monthly); "
+                f"has {cadences or 'none'}"
+            )
+        state.collected_check_ids.add(identity(item)[0])
+    state.unmatched_waivers = [
+        waiver_dict(w)
+        for w in state.loaded.profile.waivers
+        if not any(w.matches(check_id) for check_id in state.collected_check_ids)
+    ]
+    if state.is_worker:
+        config.workeroutput["opsproof_unmatched_waivers"] = state.unmatched_waivers  # type: ignore[attr-defined]
+
+
+def _is_placeholder(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "target" in callspec.params and not isinstance(callspec.params["target"], TargetRef)
+
+
+# -- fixtures -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def target() -> TargetRef:
+    """The profile item a check is about; checks in checks/<area>/test_<kind>.py are parametrized over it."""
+    raise pytest.UsageError("this check is not parametrized: put it in checks/<area>/test_<kind>.py of a known kind")
+
+
+@pytest.fixture(scope="session")
+def opsproof_run(request: pytest.FixtureRequest) -> RunState:
+    """The state of this run (profile, probes)."""
+    return _require_state(request)
+
+
+@pytest.fixture
+def item(target: TargetRef, request: pytest.FixtureRequest) -> Item:
+    """The profile model of the target this check is about."""
+    return _handed(request.node, "item")["item"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def part(target: TargetRef) -> Part:
+    """The part of the item this check is about, for checks marked `@each(...)`."""
+    if target.part is None:
+        raise pytest.UsageError(f"{target!r}: `part` is only for checks marked @each(...)")
+    return target.part
+
+
+@pytest.fixture
+def check(target: TargetRef, request: pytest.FixtureRequest) -> Check:
+    """The record in progress: observed facts, expectations, warnings."""
+    return _handed(request.node, "check")["check"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def facts(target: TargetRef, request: pytest.FixtureRequest) -> Facts:
+    """What the probe saw of this target; every target of the run is probed once, concurrently."""
+    return _handed(request.node, "facts")["facts"]  # type: ignore[no-any-return]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Hand a check its `item`, `check` and `facts` before pytest resolves its fixtures.
+
+    pytest's fixture pass fills only the arguments a check does not have yet, and each
+    fixture it runs costs ~0.05 ms (a request, a cache key, finalizers): over 1,000
+    checks the three made a tenth of a second. The fixtures above stay the definitions
+    (documentation, `getfixturevalue`) and return these same objects.
+    """
+    callspec = getattr(item, "callspec", None)
+    if (
+        state_of(item.config) is not None
+        and callspec is not None
+        and isinstance(callspec.params.get("target"), TargetRef)
+    ):
+        _handed(item)
+
+
+def _handed(node: pytest.Item, *asked: str) -> dict[str, Any]:
+    """A check's `item`, `check` and `facts` (those it uses, or `asked`), once; raises if its probe failed."""
+    funcargs: dict[str, Any] = getattr(node, "funcargs", {})
+    ref = node.callspec.params["target"]  # type: ignore[attr-defined]  # the fixtures require `target`
+    wants = asked or getattr(node, "fixturenames", ())
+    if "item" in wants and "item" not in funcargs:
+        funcargs["item"] = ref.model
+    if ("check" in wants or "facts" in wants) and "check" not in funcargs:
+        funcargs["check"] = Check(check_id="", kind=ref.kind, target=ref.name, severity=ref.model.effective_severity)
+    if "facts" in wants and "facts" not in funcargs:
+        found = _facts_of(ref.run, ref)
+        check = funcargs["check"]
+        check.observe(**found.observed())
+        check.started_at = found.probed_at
+        check.duration_s = round(found.elapsed_s, 4)
+        funcargs["facts"] = found
+    return funcargs
+
+
+def _require_state(request: pytest.FixtureRequest) -> RunState:
+    state = state_of(request.config)
+    if state is None:
+        raise pytest.UsageError("opsproof is not active: pass --profile")
+    return state
+
+
+def _wanted(items: list[pytest.Item]) -> dict[str, set[str]]:
+    """Target names by kind, over the checks that need facts."""
+    wanted: dict[str, set[str]] = {}
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        ref = callspec.params.get("target") if callspec is not None else None
+        if isinstance(ref, TargetRef) and "facts" in getattr(item, "fixturenames", ()):
+            wanted.setdefault(ref.kind, set()).add(ref.name)
+    return wanted
+
+
+def _facts_of(state: RunState, target: TargetRef) -> Facts:
+    if state.share_dir is not None:  # an xdist worker: one worker probes for all
+        if state.facts is None:
+            state.facts = probe_all_shared(state.loaded.profile, _wanted(state.items), state.share_dir, state.history)
+        return state.facts[target.kind][target.name]
+    if state.gatherer is None:  # pytest_runtestloop did not run (a plugin drove the tests itself)
+        state.gatherer = Gatherer(state.loaded.profile, history=state.history).start(_wanted(state.items))
+    return state.gatherer.facts(target.kind, target.name)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Start probing as the test loop starts, so checks assert while later probes run."""
+    state = state_of(session.config)
+    if state is None:
+        return
+    state.items = session.items
+    if owns_process(session.config):
+        # What exists now (modules, the profile, the collected checks) lives until the
+        # process ends; frozen, the collector's full passes during the checks and the
+        # bundle no longer traverse it (measured ~0.1 s over 1,000 checks).
+        gc.freeze()
+    if state.share_dir is not None or session.config.option.collectonly:
+        return
+    wanted = _wanted(session.items)
+    if wanted and not (session.testsfailed and not session.config.option.continue_on_collection_errors):
+        state.gatherer = (state.gatherer or Gatherer(state.loaded.profile, history=state.history)).start(wanted)
+        # The first check waits for the first probe (~0.2 s for HTTP): the modules that
+        # write the bundle load in that wait rather than after the last check.
+        for module in ("opsproof.evidence.bundle", "opsproof.run.results", "opsproof.run.terminal"):
+            importlib.import_module(module)
+
+
+# -- records ------------------------------------------------------------------------------
+
+
+# trylast: innermost of the wrappers, so allure-pytest and junitxml see the final report.
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report: pytest.TestReport = yield
+    state = state_of(item.config)
+    if state is None:
+        return report
+    if ACTIVE_REDACTOR:
+        redact_report(report)
+    decisive = (
+        report.when == "call"
+        or (report.when == "setup" and not report.passed)
+        or (report.when == "teardown" and report.failed)
+    )
+    if decisive:
+        record = build_record(item, call, report, state)
+        report.opsproof = record  # type: ignore[attr-defined]  # travels to the xdist controller
+        if record["outcome"] == "waived":
+            waiver = record["waiver"]
+            report.outcome = "skipped"
+            report.longrepr = (
+                str(item.path),
+                (item.location[1] or 0) + 1,
+                f"waived by {waiver['ticket']} ({waiver['reason']}; approved by {waiver['approved_by']}, "
+                f"until {waiver['expires']}): {record['message']}",
+            )
+    return report

@@ -1,0 +1,58 @@
+"""Serving an aiohttp app on loopback, in a thread or as a process, for tests, benchmarks and the demo.
+
+    with serving(free_port(0), app, ssl_context=leaf.server_context()) as address:
+        ...  # address is '127.0.0.1:PORT'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from aiohttp import web
+
+from opsproof.local.ports import free_port
+
+__all__ = ["free_port", "serving", "stop_process"]
+
+
+@contextmanager
+def serving(port: int, app: web.Application, ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1:port from a background thread; yields 'host:port'."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, access_log=None)
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context).start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="opsproof-serving", daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the server did not start")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL after 10 s: a server started for a demo or a test never outlives it."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
