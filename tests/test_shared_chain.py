@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from history_servers import history_dsn, history_pg
 
-from conftest import REPO, SECRET, HttpServer, http_profile
+from conftest import REPO, SECRET, HttpServer, Runner, http_profile
 from opsproof.cli import main as opsproof
 from opsproof.compliance.history import History, locate
 
@@ -128,3 +128,42 @@ def test_verify_chain_needs_the_head_row_when_the_history_is_postgresql(
     assert "no chain head for prod" in capsys.readouterr().out
     assert opsproof(["verify", "--history-dsn", history_dsn, str(reports)]) == 4
     assert "--history-dsn goes with --chain DIR" in capsys.readouterr().err
+
+
+def test_seal_run_appends_the_run_to_the_postgresql_chain_and_never_shows_the_password(
+    runner: Runner,
+    http_server: HttpServer,
+    history_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Shards on two "machines" (two report dirs), sealed with --history-dsn: one link, one run, the head in PostgreSQL."""
+    runner.profile(http_profile(*(f"{{name: svc-{i}, url: '{http_server.base}/health'}}" for i in range(4))))
+    root = runner.pytester.path
+    for index in range(2):
+        reports = str(root / f"machine-{index}")
+        args = ["-m", "daily", "--shard", f"{index}/2", "--run-id", "r-pg", "--history-dsn", history_dsn]
+        assert runner.pytester.runpytest(*args, "--report-dir", reports, "--profile", "test").ret == 0
+    shards = root / "shards"  # what an S3 prefix would hold: both machines' shard bundles
+    for index in range(2):
+        for bundle in (root / f"machine-{index}").iterdir():
+            if bundle.is_dir() and not bundle.name.startswith("."):
+                shutil.copytree(bundle, shards / bundle.name)
+    monkeypatch.chdir(root)
+    capsys.readouterr()
+    sealed = root / "sealed"
+    code = opsproof(
+        ["seal-run", str(shards), "--profile", "test", "--report-dir", str(sealed), "--history-dsn", history_dsn]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out
+    assert SECRET not in out.out + out.err
+    run_bundle = next(p for p in sealed.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for path in run_bundle.iterdir():
+        assert SECRET not in path.read_text(), path.name  # results.json records the command, DSN included
+    assert "--history-dsn" in json.loads((run_bundle / "results.json").read_text())["run"]["command"]
+    with History(locate(sealed, history_dsn)) as history:
+        assert history.execute("SELECT run_id, bundle FROM runs") == [("r-pg", run_bundle.name)]
+        assert history.execute("SELECT bundle, links FROM chain_heads") == [(run_bundle.name, 1)]
+    assert not (sealed / ".chain").exists()
+    assert opsproof(["verify", "--chain", str(sealed), "--history-dsn", history_dsn]) == 0

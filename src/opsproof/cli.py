@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             return _report(args)
         if args.command == "seal-run":
-            return _seal_run(args)
+            return _seal_run(args, argv)
     except ComplianceError as exc:
         print(f"opsproof {args.command}: {exc}", file=sys.stderr)
         return outcomes.EXIT_USAGE
@@ -185,7 +185,7 @@ def _seal_run_parser(commands: Any) -> None:
     seal.set_defaults(report_dir=None)
 
 
-def _seal_run(args: argparse.Namespace) -> int:
+def _seal_run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     from opsproof.compliance.history import HistoryError
     from opsproof.run.seal import SealRequest, seal_run
     from opsproof.units import parse_duration
@@ -215,6 +215,7 @@ def _seal_run(args: argparse.Namespace) -> int:
         retain=args.retain,
         s3_endpoint=args.s3_endpoint,
         wait_s=wait_s,
+        command=list(argv if argv is not None else sys.argv[1:]),
     )
     try:
         sealed = seal_run(request)

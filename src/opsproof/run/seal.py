@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import shlex
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -69,6 +68,7 @@ class SealRequest:
     s3_endpoint: str | None = None
     wait_s: float = 0.0
     poll_s: float = 5.0
+    command: list[str] = field(default_factory=list)  # as typed, for results.json (secrets redacted)
 
 
 @dataclass
@@ -103,6 +103,8 @@ def seal_run(request: SealRequest) -> Sealed:
         raise ComplianceError(f"--profile {chosen!r}: {exc}") from None
     report_dir = (request.report_dir or (Path("reports") if remote else Path(request.source))).absolute()
     history = locate(report_dir, request.history_dsn or os.environ.get(DSN_VARIABLE))
+    if history.password:  # the command line is recorded in results.json; the password never is
+        loaded.redactor.add("HISTORY_DSN_PASSWORD", history.password)
     signer, public_key, upload = _keys_and_upload(request)
     with _shard_folder(request) as folder:
         bundles = _wait_for_shards(request, folder, run_id, report_dir, history)
@@ -356,7 +358,7 @@ def _results(
         "suite": {"version": __version__, "commit": git_commit(Path.cwd())},
         "host": platform.node(),
         "user": current_user(),
-        "command": loaded.redactor.redact(shlex.join(["opsproof", "seal-run", *sys.argv[2:]])),
+        "command": loaded.redactor.redact(shlex.join(["opsproof", *request.command])),
         "status": outcomes.RUN_STATUS[exit_code],
         "exit_code": exit_code,
         "fail_on": request.fail_on,
