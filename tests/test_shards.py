@@ -444,3 +444,33 @@ def test_seal_run_refuses_zone_shards_mixed_with_shards_of_every_zone(
     monkeypatch.chdir(runner.pytester.path)
     assert opsproof(["seal-run", "reports", "--profile", "test"]) == 4
     assert "the run mixes zone shards (vpc-a) with shards of every zone" in capsys.readouterr().err
+
+
+def test_seal_run_waits_on_s3_listing_until_every_shard_uploaded(
+    runner: Runner, http_server: HttpServer, s3_server: S3Server
+) -> None:
+    """The Job's seal index: started with the shards, it lists the prefix until both manifests are there."""
+    bucket = f"evidence-{uuid.uuid4().hex[:10]}"
+    s3_server.client.create_bucket(Bucket=bucket)
+    runner.profile(http_profile(*(f"{{name: svc-{i}, url: '{http_server.base}/health'}}" for i in range(4))))
+    root = runner.pytester.path
+    env = dict(os.environ, OPSPROOF_SHARDS="2", OPSPROOF_RUN_ID="5f0c2a7e-1b2c-4d3e-8f90-123456789abc")
+    opsproof_bin = str(Path(sys.executable).parent / "opsproof")
+    source = [f"s3://{bucket}/shards", "--s3-endpoint", s3_server.url]
+    seal = subprocess.Popen(
+        [opsproof_bin, "seal-run", *source, "--profile", "test", "--wait", "90s", "--report-dir", "sealed"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    upload = ["--upload", f"s3://{bucket}/shards", "--s3-endpoint", s3_server.url]
+    for index in range(2):
+        time.sleep(1)
+        run_id = env["OPSPROOF_RUN_ID"]
+        assert runner.run("-m", "daily", "--shard", f"{index}/2", "--run-id", run_id, *upload).ret == 0
+        assert seal.poll() is None or index == 1  # it waits for the last shard
+    out = seal.communicate(timeout=120)[0]
+    assert seal.returncode == 0, out
+    assert "shard 0 of 2: reported" in out and "shard 1 of 2: reported" in out

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import platform
+import re
 import shlex
 import tempfile
 import time
@@ -167,6 +168,11 @@ def _wait_for_shards(
 ) -> list[ShardBundle]:
     """The shard bundles there are; with --wait, polled until every expected shard has one or time is up."""
     deadline = time.monotonic() + request.wait_s
+    if request.source.startswith("s3://") and run_id is not None:
+        # Poll S3 by listing the shard folders' manifests (cheap); download the bundles once, at the end.
+        while time.monotonic() < deadline and not _complete(_listed_shards(request, run_id), request.shards):
+            time.sleep(min(request.poll_s, max(0.0, deadline - time.monotonic())))
+        deadline = time.monotonic()
     while True:
         s3_problems = _download_shards(request, folder, run_id) if request.source.startswith("s3://") else {}
         bundles = find_shard_bundles(folder)
@@ -187,6 +193,34 @@ def _wait_for_shards(
             if expected and {b.shard for b in mine} >= set(expected):
                 return bundles
         time.sleep(min(request.poll_s, max(0.0, deadline - time.monotonic())))
+
+
+_FOLDER_SHARD = re.compile(r"-(?:zone-(?P<zone>.+)-)?shard(?P<index>\d+)of(?P<count>\d+)$")
+
+
+def _listed_shards(request: SealRequest, run_id: str) -> set[tuple[str, int, int]]:
+    """(zone, index, count) of the shard folders of `run_id` whose manifest.json is uploaded (it goes last)."""
+    from opsproof.compliance.upload import client, describe_error, parse_s3_url
+
+    target = parse_s3_url(request.source, request.s3_endpoint, option="seal-run")
+    found: set[tuple[str, int, int]] = set()
+    try:
+        pages = client(target).get_paginator("list_objects_v2").paginate(Bucket=target.bucket, Prefix=target.prefix)
+        for page in pages:
+            for entry in page.get("Contents", []):
+                name, _, rest = entry["Key"][len(target.prefix) :].partition("/")
+                shard = _FOLDER_SHARD.search(name)
+                if rest == "manifest.json" and shard is not None and f"-{run_id[:8]}-" in name:
+                    found.add((shard["zone"] or "", int(shard["index"]), int(shard["count"])))
+    except Exception as exc:
+        raise ComplianceError(f"seal-run {request.source}: cannot list it: {describe_error(exc)}") from None
+    return found
+
+
+def _complete(listed: set[tuple[str, int, int]], shards: int | None) -> bool:
+    """Every index of every partition listed (and of `--shards N` for the zone-less one) is there."""
+    counts = {(zone, count) for zone, _, count in listed} | ({("", shards)} if shards is not None else set())
+    return bool(counts) and all((zone, i, n) in listed for zone, n in counts for i in range(n))
 
 
 def _sealed_runs(report_dir: Path) -> set[str]:
