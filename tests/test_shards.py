@@ -165,14 +165,15 @@ def test_a_zone_shard_probes_only_its_zone_and_writes_a_shard_bundle(runner: Run
 def _job_profile(http: HttpServer, tls: TlsServer, redis_address: str) -> tuple[str, str]:
     """A profile mixing http, tls and redis items, and the name of the http item that hangs (30 s)."""
     slow = next(f"slow-{i}" for i in range(100) if shard_of("http", f"slow-{i}", N) == 1)
-    items = [f"{{name: svc-{i}, url: '{http.base}/health?{i}'}}" for i in range(8)]
+    # 20 s timeouts: every shard, the servers and other work share two cores; only the slow item may hang.
+    items = [f"{{name: svc-{i}, url: '{http.base}/health?{i}', timeout: 20s}}" for i in range(8)]
     items.append(f"{{name: {slow}, url: '{http.base}/slow/30000', timeout: 60s}}")
     host, port = tls.base.removeprefix("https://").split(":")
     tls_items = "\n".join(
-        f"  - {{name: edge-{i}, host: {host}, port: {port}, server_name: localhost, ca_file: '{tls.ca_file}'}}"
+        f"  - {{name: edge-{i}, host: {host}, port: {port}, server_name: localhost, ca_file: '{tls.ca_file}', timeout: 20s}}"
         for i in range(3)
     )
-    extra = f"tls:\n{tls_items}\nredis:\n  - {{name: cache, url: 'redis://:${{REDIS_PASSWORD}}@{redis_address}/0'}}\n"
+    extra = f"tls:\n{tls_items}\nredis:\n  - {{name: cache, url: 'redis://:${{REDIS_PASSWORD}}@{redis_address}/0', timeout: 20s}}\n"
     return http_profile(*items, environment="prod", extra=extra), slow
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from opsproof.compliance.history import WAIT_S, History, Location
+from opsproof.compliance.history import WAIT_S, History, HistoryError, Location
 from opsproof.evidence.chain_head import ChainHead, FileHead, Step
 
 # pg_advisory_xact_lock(key1, key2): key1 says "an opsproof chain", key2 is the environment's hash.
@@ -60,11 +60,46 @@ class PostgresHead:
         return {"bundle": rows[0][0], "manifest_sha256": rows[0][1], "links": int(rows[0][2])} if rows else None
 
 
+class SharedOrLocalHead:
+    """The PostgreSQL head, or, when PostgreSQL cannot be reached, the report dir's file head.
+
+    A history outage must never cost the run its evidence: the bundle is then sealed against
+    the local head and `fell_back` says why. That bundle does not follow the shared chain's
+    head, so `verify --chain` shows the break where it happened: visible, never silent.
+    """
+
+    def __init__(self, shared: PostgresHead, local: FileHead) -> None:
+        self.shared, self.local = shared, local
+        self.shown = shared.shown
+        self.fell_back: str | None = None
+
+    def advance(self, environment: str, step: Step) -> dict[str, str]:
+        try:
+            return self.shared.advance(environment, step)
+        except HistoryError as exc:
+            self.fell_back = str(exc)
+            self.shown = self.local.shown
+            return self.local.advance(environment, step)
+
+    def read(self, environment: str) -> dict[str, Any] | None:
+        return self.shared.read(environment)
+
+
 def head_for(report_dir: Path, history: Location | None) -> ChainHead:
     """PostgreSQL when the history is there (many machines, one chain), else the report dir's file."""
     if history is not None and history.kind == "postgres":
-        return PostgresHead(history)
+        return SharedOrLocalHead(PostgresHead(history), FileHead(report_dir))
     return FileHead(report_dir)
+
+
+def fallback_note(head: ChainHead) -> str | None:
+    """What to tell the user when the bundle could not join the shared chain (None when it did)."""
+    if not isinstance(head, SharedOrLocalHead) or head.fell_back is None:
+        return None
+    return (
+        f"opsproof: the bundle is NOT linked to the shared chain head ({head.fell_back}); it was sealed "
+        f"against {head.local.shown}, and `verify --chain` will show the break until the history is back"
+    )
 
 
 def _now() -> str:

@@ -70,13 +70,16 @@ class Recorder:
             return (yield)
         state.exit_code = _exit_code(state, int(exitstatus))
         try:
-            from opsproof.compliance.shared_chain import head_for
+            from opsproof.compliance.shared_chain import fallback_note, head_for
             from opsproof.evidence.bundle import write_bundle
             from opsproof.run.results import build_results
 
             results = build_results(self.config, state)
             head = head_for(state.report_dir, state.history)
             state.bundle = write_bundle(results, state.report_dir, ACTIVE_REDACTOR, state.signer, head)
+            note = fallback_note(head)
+            if note is not None:
+                state.shipping_errors.append(ACTIVE_REDACTOR.redact(note))
         except Exception as exc:  # the evidence is the product: failing to write it is an internal error
             state.bundle_error = f"{type(exc).__name__}: {exc}"
             state.exit_code = outcomes.EXIT_INTERNAL
@@ -124,7 +127,7 @@ def _ship(state: RunState) -> None:
     )
     state.shipped.extend(shipped)
     state.shipping_errors.extend(errors)
-    if errors:
+    if state.shipping_errors:
         state.exit_code = outcomes.EXIT_INTERNAL
 
 

@@ -241,15 +241,13 @@ def _sealed_runs(report_dir: Path) -> set[str]:
 
 def _refuse_sealed_twice(run_id: str, report_dir: Path, history: Location) -> None:
     """A run is one link of its chain: sealing it again would add a second."""
-    from opsproof.compliance.history import History, HistoryError
+    from opsproof.compliance.history import History
 
     if run_id in _sealed_runs(report_dir):
         raise ComplianceError(f"run {run_id} is already sealed in {report_dir}")
-    try:
-        with History(history) as store:
-            rows = store.execute("SELECT bundle FROM runs WHERE run_id = ?", (run_id,))
-    except HistoryError as exc:
-        raise ComplianceError(str(exc)) from None
+    # A history that cannot be read is a HistoryError (exit 3): the shards stay, the seal can be run again.
+    with History(history) as store:
+        rows = store.execute("SELECT bundle FROM runs WHERE run_id = ?", (run_id,))
     if rows:
         raise ComplianceError(f"run {run_id} is already sealed: {rows[0][0]} (history {history.shown})")
 
@@ -423,7 +421,7 @@ def _write_and_ship(
     signer: Any,
     upload: Upload | None,
 ) -> Sealed:
-    from opsproof.compliance.shared_chain import head_for
+    from opsproof.compliance.shared_chain import fallback_note, head_for
     from opsproof.evidence.bundle import write_bundle
     from opsproof.run.recorder import ship_bundle
 
@@ -431,7 +429,11 @@ def _write_and_ship(
         {k: v for k, v in s.as_dict().items() if k in ("index", "count", "zone", "bundle", "manifest_sha256")}
         for s in states
     ]
-    bundle = write_bundle(results, report_dir, loaded.redactor, signer, head_for(report_dir, history), shards)
+    head = head_for(report_dir, history)
+    bundle = write_bundle(results, report_dir, loaded.redactor, signer, head, shards)
     shipped, errors = ship_bundle(bundle, report_dir, history, upload)
+    note = fallback_note(head)
+    if note is not None:
+        errors.insert(0, loaded.redactor.redact(note))
     exit_code = outcomes.EXIT_INTERNAL if errors else int(results["run"]["exit_code"])
     return Sealed(bundle, exit_code, states, shipped, errors)
