@@ -15,8 +15,9 @@ from typing import Any
 
 from opsproof import outcomes
 from opsproof.evidence.bundle import write_bundle
-from opsproof.model.controls import controls_for
+from opsproof.model.results import Results
 from opsproof.redaction import Redactor
+from opsproof.targets import controls_for
 
 KIND_AREAS = {"http": "health", "postgres": "infra", "backups": "backup", "drills": "dr", "attestations": "compliance"}
 
@@ -116,7 +117,7 @@ def results(
 
 def write(report_dir: Path, run_results: dict[str, Any], signer: Any = None) -> Path:
     """Seal one bundle under `report_dir`, chained to the previous bundle of its environment."""
-    return write_bundle(run_results, report_dir, Redactor(), signer)
+    return write_bundle(Results.model_validate(run_results), report_dir, Redactor(), signer)
 
 
 def daily_runs(

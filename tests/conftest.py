@@ -94,6 +94,32 @@ def make_test_app(seen: list[tuple[str, str, dict[str, str]]]) -> web.Applicatio
     return app
 
 
+@pytest.fixture(scope="session", autouse=True)
+def every_bundle_validates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the session: each results.json the tests' runs wrote validates against `opsproof schema --results`.
+
+    Only bundles still as sealed count (their manifest's sha256 of results.json matches):
+    some tests change a bundle on purpose, to show that `opsproof verify` sees it.
+    """
+    yield
+    import jsonschema
+
+    from opsproof.evidence.manifest import sha256_file
+    from opsproof.model.results import results_json_schema
+
+    validator = jsonschema.Draft202012Validator(results_json_schema())
+    problems = []
+    for results in tmp_path_factory.getbasetemp().rglob("results.json"):
+        try:
+            listed = json.loads(results.with_name("manifest.json").read_text())["files"]["results.json"]["sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a sealed bundle
+        if listed != sha256_file(results):
+            continue  # changed by a test after sealing
+        problems += [f"{results}: {error.json_path}: {error.message}" for error in validator.iter_errors(json.loads(results.read_text()))]
+    assert not problems, "results.json not valid against its JSON Schema:\n" + "\n".join(problems[:20])
+
+
 @pytest.fixture(scope="session")
 def http_server() -> Iterator[HttpServer]:
     server = HttpServer(base="")

@@ -11,16 +11,17 @@ from test_html_report import make_check, make_results
 from conftest import HttpServer, Runner, http_profile
 from opsproof.evidence.html import control_sort_key, render_html
 from opsproof.model.controls import (
-    CATALOGUE,
     CHANGE_CONTROLS,
     CONTROLS,
     FRAMEWORKS,
     ControlMap,
     ControlsOverride,
-    controls_for,
     resolve_framework,
 )
 from opsproof.profile import ITEM_SECTIONS, Profile
+from opsproof.targets import catalogue, controls_for
+
+CATALOGUE = catalogue()
 
 WIRED = "controls" in Profile.model_fields
 
@@ -45,7 +46,7 @@ def test_the_new_kinds_map_to_their_frameworks() -> None:
 
 
 def test_profile_keys_replace_catalogue_keys_most_specific_wins() -> None:
-    controls = ControlMap({"postgres": ["INTERNAL:DB-1"], "http.health": ["INTERNAL:WEB-1"]})
+    controls = ControlMap(CATALOGUE, {"postgres": ["INTERNAL:DB-1"], "http.health": ["INTERNAL:WEB-1"]})
     assert controls.controls("postgres", "connections", "postgres.connections[primary]") == ["INTERNAL:DB-1"]
     # The catalogue's more specific entry still wins over the profile's kind entry.
     assert controls.controls("postgres", "wal_archiving", "postgres.wal_archiving[primary]") == list(
@@ -56,7 +57,7 @@ def test_profile_keys_replace_catalogue_keys_most_specific_wins() -> None:
 
 
 def test_check_id_globs_win_then_item_controls_win_over_all() -> None:
-    controls = ControlMap({"http.health[reporting]": ["SOC2:A1.1"], "http": ["INTERNAL:WEB-1"]})
+    controls = ControlMap(CATALOGUE, {"http.health[reporting]": ["SOC2:A1.1"], "http": ["INTERNAL:WEB-1"]})
     assert controls.controls("http", "health", "http.health[reporting]") == ["SOC2:A1.1"]
     assert controls.controls("http", "health", "http.health[api]") == ["INTERNAL:WEB-1"]
     own = controls.controls("http", "health", "http.health[reporting]", item_controls=["SOC2:CC7.4"])
@@ -64,12 +65,12 @@ def test_check_id_globs_win_then_item_controls_win_over_all() -> None:
 
 
 def test_change_controls_are_added_once() -> None:
-    found = ControlMap({"http": ["SOC2:CC8.1"]}).controls("http", "health", "http.health[a]", validates_change=True)
+    found = ControlMap(CATALOGUE, {"http": ["SOC2:CC8.1"]}).controls("http", "health", "http.health[a]", validates_change=True)
     assert found == ["SOC2:CC8.1", *(c for c in CHANGE_CONTROLS if c != "SOC2:CC8.1")]
 
 
 def test_unknown_kinds_in_overrides_are_named() -> None:
-    controls = ControlMap({"postgress": ["SOC2:CC7.1"], "http.health": ["SOC2:CC7.1"], "x*": ["SOC2:CC7.1"]})
+    controls = ControlMap(CATALOGUE, {"postgress": ["SOC2:CC7.1"], "http.health": ["SOC2:CC7.1"], "x*": ["SOC2:CC7.1"]})
     assert controls.unknown_kinds(["http", "postgres"]) == ["postgress"]
 
 

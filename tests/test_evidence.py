@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from conftest import HttpServer, Runner, http_profile
 from opsproof.cli import main as opsproof
 from opsproof.evidence.junit import render_junit
+from opsproof.model.results import CheckRecord, Results, Run, Summary
 
 
 def _profile(runner: Runner, base: str, environment: str = "test") -> None:
@@ -223,7 +225,13 @@ def test_junit_carries_any_message_as_valid_xml() -> None:
     run = {"environment": "t", "started_at": "2026-11-24T10:00:00.000Z", "host": "h", "id": "r1"}
     run |= {"status": "failed", "exit_code": 1, "fail_on": "high", "change": {"ticket": "CHG-1 <&>"}}
     outcomes = dict.fromkeys(("passed", "warned", "failed", "error", "skipped", "waived"), 0) | {"failed": 1}
-    suite = ET.fromstring(render_junit({"checks": [check], "run": run, "summary": {"by_outcome": outcomes}}))
+    # A partial document on purpose (only what junit reads), so built without validation.
+    document = Results.model_construct(
+        run=Run.model_construct(**run),
+        checks=[CheckRecord.model_construct(**check)],
+        summary=Summary.model_construct(by_outcome=outcomes),
+    )
+    suite = ET.fromstring(render_junit(document))
     failure = suite.find("testcase/failure")
     assert failure is not None
     shown = message.replace("\x1b", "\ufffd").replace("\x00", "\ufffd")
@@ -233,3 +241,22 @@ def test_junit_carries_any_message_as_valid_xml() -> None:
     assert props["opsproof.change.ticket"] == "CHG-1 <&>"
     assert props["opsproof.outcome"] == "failed"
     assert suite.get("failures") == "1" and suite.get("tests") == "1"
+
+
+def test_schema_results_prints_the_json_schema_of_results_json(capsys: pytest.CaptureFixture[str]) -> None:
+    import jsonschema
+    from compliance_data import record, results
+
+    from opsproof.model.results import Results as TypedResults
+
+    assert opsproof(["schema", "--results"]) == 0
+    validator = jsonschema.Draft202012Validator(json.loads(capsys.readouterr().out))
+    at = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    document = results("prod", at, [record("http.health[api]", "failed", at=at)])
+    assert not list(validator.iter_errors(document))
+    assert TypedResults.model_validate(document).dump() == document  # the typed model writes it back as it was
+    broken = json.loads(json.dumps(document))
+    del broken["checks"][0]["outcome"]
+    broken["run"]["exit_code"] = "one"
+    found = sorted(error.json_path for error in validator.iter_errors(broken))
+    assert found == ["$.checks[0]", "$.run.exit_code"]

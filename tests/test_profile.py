@@ -19,7 +19,6 @@ import pytest
 
 from opsproof import units
 from opsproof.profile import (
-    HttpTarget,
     LoadedProfile,
     Profile,
     ProfileError,
@@ -29,6 +28,7 @@ from opsproof.profile import (
     load_profile,
     profile_json_schema,
 )
+from opsproof.targets.http import HttpTarget
 
 MARK = "# <-"
 

@@ -128,7 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     keygen = commands.add_parser("keygen", help="make an Ed25519 key pair for signing manifests (--sign-key)")
     keygen.add_argument("path", type=Path, help="writes PATH.pem (private, mode 0600) and PATH.pub (public)")
 
-    commands.add_parser("schema", help="print the JSON Schema of profiles (for editors)")
+    schema = commands.add_parser("schema", help="print the JSON Schema of profiles (for editors)")
+    schema.add_argument(
+        "--results", action="store_true", help="print the JSON Schema of results.json (an evidence bundle's results)"
+    )
 
     args = parser.parse_args(argv)
     try:
@@ -148,9 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"opsproof {args.command}: {exc}", file=sys.stderr)
         return outcomes.EXIT_USAGE
     if args.command == "schema":
+        from opsproof.model.results import results_json_schema
         from opsproof.profile import profile_json_schema
 
-        print(json.dumps(profile_json_schema(), indent=2))
+        print(json.dumps(results_json_schema() if args.results else profile_json_schema(), indent=2))
         return 0
     return _demo(args.port, args.serve, [a for a in args.pytest_args if a != "--"])
 

@@ -20,45 +20,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from opsproof.errors import ProfileError
 from opsproof.heap import collector_paused
 from opsproof.model.controls import ControlsOverride
 from opsproof.model.fields import Defaults, IsoDate, Item, Strict, Threshold, glob_to_regex
 from opsproof.redaction import Redactor
-from opsproof.targets.attestations import AttestationTarget
-from opsproof.targets.backups import BackupsTarget
-from opsproof.targets.drills import DrillTarget
-from opsproof.targets.hosts import HostTarget
-from opsproof.targets.http import HttpExpect, HttpTarget
-from opsproof.targets.kubernetes import KubernetesTarget
-from opsproof.targets.postgres import PostgresTarget
-from opsproof.targets.prometheus import PrometheusTarget
-from opsproof.targets.redis import RedisTarget
-from opsproof.targets.tls import TlsTarget
+from opsproof.targets import kinds
 
 __all__ = [
-    "AttestationTarget",
-    "BackupsTarget",
-    "DrillTarget",
-    "HostTarget",
-    "HttpExpect",
-    "HttpTarget",
+    "ITEM_SECTIONS",
     "Item",
-    "KubernetesTarget",
     "LoadedProfile",
-    "PostgresTarget",
     "Profile",
     "ProfileError",
-    "PrometheusTarget",
-    "RedisTarget",
     "Threshold",
-    "TlsTarget",
     "Waiver",
+    "glob_to_regex",
     "load_profile",
 ]
 
@@ -76,37 +58,17 @@ class Waiver(Strict):
         return glob_to_regex(self.check).fullmatch(check_id) is not None
 
 
-# Profile sections that hold named items (unique per section: the names are check ids).
-ITEM_SECTIONS = (
-    "http",
-    "tls",
-    "postgres",
-    "redis",
-    "backups",
-    "drills",
-    "kubernetes",
-    "prometheus",
-    "hosts",
-    "attestations",
-)
+# Profile sections that hold named items (unique per section: the names are check ids):
+# one per registered kind (opsproof.targets.kinds()), named after it.
+ITEM_SECTIONS = tuple(kinds())
 
 
-class Profile(Strict):
+class ProfileBase(Strict):
     """One environment: its targets by kind, its defaults and its waivers."""
 
     environment: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
     description: str | None = None
     defaults: Defaults = Field(default_factory=Defaults)
-    http: list[HttpTarget] = Field(default_factory=list)
-    tls: list[TlsTarget] = Field(default_factory=list)
-    postgres: list[PostgresTarget] = Field(default_factory=list)
-    redis: list[RedisTarget] = Field(default_factory=list)
-    backups: list[BackupsTarget] = Field(default_factory=list)
-    drills: list[DrillTarget] = Field(default_factory=list)
-    kubernetes: list[KubernetesTarget] = Field(default_factory=list)
-    prometheus: list[PrometheusTarget] = Field(default_factory=list)
-    hosts: list[HostTarget] = Field(default_factory=list)
-    attestations: list[AttestationTarget] = Field(default_factory=list)
     controls: ControlsOverride = Field(default_factory=dict)
     waivers: list[Waiver] = Field(default_factory=list)
 
@@ -120,6 +82,24 @@ class Profile(Strict):
 
     def timeout_of(self, item: Item) -> float:
         return item.timeout if item.timeout is not None else self.defaults.timeout
+
+
+if TYPE_CHECKING:
+
+    class Profile(ProfileBase):
+        """(For type checkers) one list of items per registered kind: `profile.http`, `profile.drills`."""
+
+        def __getattr__(self, section: str) -> list[Any]: ...
+
+else:
+    # The sections come from the registry: adding a kind adds its section, and its JSON Schema.
+    Profile = create_model(
+        "Profile",
+        __base__=ProfileBase,
+        __module__=__name__,
+        __doc__=ProfileBase.__doc__,
+        **{name: (list[k.target], Field(default_factory=list)) for name, k in kinds().items()},
+    )
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]

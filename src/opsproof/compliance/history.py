@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from opsproof.compliance import ComplianceError
 from opsproof.errors import OpsproofError
 from opsproof.model.markers import CADENCE_MARKERS
+from opsproof.model.results import CheckRecord, Results
 
 SCHEMA_VERSION = "1"
 SQLITE_NAME = "history.sqlite"
@@ -289,23 +290,23 @@ class History:
 
     def record_bundle(self, bundle: Path, manifest_sha256: str, upload: dict[str, Any] | None = None) -> bool:
         """Record one sealed bundle (its results.json) as a run; False when it was already recorded."""
-        results = json.loads((bundle / "results.json").read_text())
+        results = Results.model_validate_json((bundle / "results.json").read_text())
         manifest = json.loads((bundle / "manifest.json").read_text())
         with self.transaction():
             return self.insert_run(results, bundle.name, manifest_sha256, manifest, upload)
 
     def insert_run(
         self,
-        results: dict[str, Any],
+        results: Results,
         bundle: str,
         manifest_sha256: str,
         manifest: dict[str, Any],
         upload: dict[str, Any] | None,
     ) -> bool:
-        run = results["run"]
-        if self.execute("SELECT 1 FROM runs WHERE run_id = ?", (run["id"],)):
+        run = results.run
+        if self.execute("SELECT 1 FROM runs WHERE run_id = ?", (run.id,)):
             return False
-        change = run.get("change") or {}
+        change = run.change or {}
         signing = manifest.get("signing") or {}
         prefix, suffix = self.insert_or_ignore
         self.execute(
@@ -313,13 +314,13 @@ class History:
             "manifest_sha256, signed_by, change_ticket, commit_sha, image_digest, upload, host, recorded_at) "
             f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){suffix}",
             (
-                run["id"],
-                run["environment"],
-                run["started_at"],
-                run.get("finished_at"),
-                run.get("status") or "unknown",
-                run.get("exit_code"),
-                (run.get("selection") or {}).get("markers"),
+                run.id,
+                run.environment,
+                run.started_at,
+                run.finished_at,
+                run.status,
+                run.exit_code,
+                run.selection.markers,
                 bundle,
                 manifest_sha256,
                 signing.get("key_id"),
@@ -327,14 +328,14 @@ class History:
                 change.get("commit"),
                 change.get("image_digest"),
                 json.dumps(upload) if upload else None,
-                run.get("host"),
+                run.host,
                 _now(),
             ),
         )
         self.executemany(
             f"{prefix} INTO records (run_id, node_id, check_id, kind, target, cadence, severity, outcome, message, "
             f"controls, waiver, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){suffix}",
-            [_record_row(run["id"], check) for check in results.get("checks", [])],
+            [_record_row(run.id, check) for check in results.checks],
         )
         return True
 
@@ -415,22 +416,21 @@ def read_receipt(report_dir: Path, bundle: str) -> dict[str, Any] | None:
     return found
 
 
-def _record_row(run_id: str, check: dict[str, Any]) -> tuple[Any, ...]:
-    markers = check.get("markers") or []
-    cadence = next((m for m in markers if m in CADENCE_MARKERS), None)
+def _record_row(run_id: str, check: CheckRecord) -> tuple[Any, ...]:
+    cadence = next((m for m in check.markers if m in CADENCE_MARKERS), None)
     return (
         run_id,
-        check.get("id") or check["check"],
-        check["check"],
-        check.get("kind"),
-        check.get("target"),
+        check.id or check.check,
+        check.check,
+        check.kind,
+        check.target,
         cadence,
-        check.get("severity"),
-        check["outcome"],
-        check.get("message"),
-        json.dumps(check.get("controls") or []),
-        json.dumps(check["waiver"]) if check.get("waiver") else None,
-        check.get("started_at"),
+        check.severity,
+        check.outcome,
+        check.message,
+        json.dumps(check.controls),
+        json.dumps(check.waiver.dump()) if check.waiver else None,
+        check.started_at,
     )
 
 

@@ -151,10 +151,11 @@ def _select_controls(
 
     An unknown framework or control is a usage error.
     """
-    from opsproof.model.controls import CATALOGUE, CONTROLS
+    from opsproof.model.controls import CONTROLS
+    from opsproof.targets import catalogue
 
     known = {c for r in records for c in r["controls"]} | set(CONTROLS)
-    known |= {c for controls in CATALOGUE.values() for c in controls}
+    known |= {c for controls in catalogue().values() for c in controls}
     if declared is not None:
         known |= {c for a in declared.attestations.values() for c in a.controls}
         known |= {c for controls in declared.controls.values() for c in controls}

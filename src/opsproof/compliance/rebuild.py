@@ -11,6 +11,7 @@ from opsproof.compliance.history import History, read_receipt
 from opsproof.evidence.chain import find_environments
 from opsproof.evidence.manifest import manifest_sha256
 from opsproof.evidence.verify import verify_bundle
+from opsproof.model.results import Results
 
 
 @dataclass
@@ -38,13 +39,13 @@ def rebuild(history: History, report_dir: Path) -> RebuildReport:
                 if problems:
                     report.skipped.append(f"{bundle.name}: {problems[0]}")
                     continue
-                results = json.loads((bundle / "results.json").read_text())
+                results = Results.model_validate_json((bundle / "results.json").read_text())
                 manifest = json.loads((bundle / "manifest.json").read_text())
                 upload = read_receipt(report_dir, bundle.name)
                 if history.insert_run(results, bundle.name, manifest_sha256(bundle), manifest, upload):
                     report.runs += 1
-                    report.records += len(results.get("checks", []))
-                for check in results.get("checks", []):
-                    if check.get("kind") == "attestations" and restore_from_record(history, check):
+                    report.records += len(results.checks)
+                for check in results.checks:
+                    if check.kind == "attestations" and restore_from_record(history, check.dump()):
                         report.attestations_restored += 1
     return report

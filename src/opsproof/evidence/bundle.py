@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from opsproof.evidence.html import render_html
 from opsproof.evidence.junit import render_junit
 from opsproof.evidence.manifest import seal
 from opsproof.evidence.results_json import render_json
+from opsproof.model.results import Results
 from opsproof.model.shards import Shard
 from opsproof.redaction import Redactor
 
@@ -18,11 +20,15 @@ if TYPE_CHECKING:
     from opsproof.evidence.chain_head import ChainHead
     from opsproof.evidence.signing import Signer
 
-RENDERERS = {"results.json": render_json, "junit.xml": render_junit, "report.html": render_html}
+RENDERERS: dict[str, Callable[[Results], str]] = {
+    "results.json": render_json,
+    "junit.xml": render_junit,
+    "report.html": render_html,
+}
 
 
 def write_bundle(
-    results: dict[str, Any],
+    results: Results,
     report_dir: Path,
     redactor: Redactor,
     signer: Signer | None = None,
@@ -30,21 +36,21 @@ def write_bundle(
     shards: list[dict[str, Any]] | None = None,
 ) -> Path:
     """A new bundle folder under `report_dir`, every format written, sealed (see `manifest.seal`)."""
-    run = results["run"]
+    run = results.run
     report_dir.mkdir(parents=True, exist_ok=True)
-    stamp = re.sub(r"[-:]|\.\d+", "", run["started_at"])  # 20261124T104500Z
-    environment = re.sub(r"[^A-Za-z0-9_.-]", "_", run["environment"])
-    shard = run.get("shard")
-    suffix = Shard.from_dict(shard).folder_suffix if shard else ""
-    bundle = report_dir / f"{environment}-{stamp}-{run['id'][:8]}{suffix}"
+    stamp = re.sub(r"[-:]|\.\d+", "", run.started_at)  # 20261124T104500Z
+    environment = re.sub(r"[^A-Za-z0-9_.-]", "_", run.environment)
+    suffix = Shard.from_dict(run.shard.dump()).folder_suffix if run.shard is not None else ""
+    bundle = report_dir / f"{environment}-{stamp}-{run.id[:8]}{suffix}"
     bundle.mkdir()
     # Redact the data before any format escapes it (an escaped secret would no longer match);
     # the pass over each rendered file is a second line of defence.
-    results = redactor.redact_data(results)
+    if redactor:
+        results = Results.model_validate(redactor.redact_data(results.dump()))
     for name, render in RENDERERS.items():
         text = redactor.redact(render(results))
         fd = os.open(bundle / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
-    seal(bundle, run, signer, head, shards)
+    seal(bundle, run.dump(), signer, head, shards)
     return bundle

@@ -37,14 +37,16 @@ from opsproof.evidence.page import (
     timestamp,
 )
 from opsproof.model.controls import control_sort_key, control_title, framework_name, framework_of
+from opsproof.model.results import Results
 
 RUN_STATUSES = ("passed", "failed", "interrupted", "internal_error", "usage_error", "no_checks")
 # Failures, errors and warnings are open; quieter outcomes collapse so failures dominate.
 OPEN_OUTCOMES = frozenset({"failed", "error", "warned"})
 
 
-def render_html(results: dict[str, Any]) -> str:
-    results = as_dict(results)
+def render_html(document: Results | dict[str, Any]) -> str:
+    """report.html of a results document: typed, or as read from any results.json (old, foreign, damaged)."""
+    results = document.dump() if isinstance(document, Results) else as_dict(document)
     run = as_dict(results.get("run"))
     checks = [_as_check(c) for c in as_list(results.get("checks"))]
     summary = as_dict(results.get("summary"))

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+
+from opsproof.model.results import Results
 
 # Characters XML 1.0 cannot carry at all (a body excerpt may hold them): shown as U+FFFD,
 # so a CI system's parser never rejects the whole file over one check's message.
@@ -37,43 +38,51 @@ def _attrs(pairs: Mapping[str, object]) -> str:
     return "".join(f' {key}="{_xml_chars(value).translate(_ATTR)}"' for key, value in pairs.items())
 
 
-def render_junit(results: dict[str, Any]) -> str:
-    checks = results["checks"]
-    run = results["run"]
-    counts = results["summary"]["by_outcome"]
+def render_junit(results: Results) -> str:
+    checks = results.checks
+    run = results.run
+    counts = results.summary.by_outcome
     suite = {
-        "name": f"opsproof.{run['environment']}",
+        "name": f"opsproof.{run.environment}",
         "tests": len(checks),
         "failures": counts["failed"],
         "errors": counts["error"],
         "skipped": counts["skipped"] + counts["waived"],
         "warnings": counts["warned"],
-        "timestamp": run["started_at"],
-        "hostname": run["host"],
-        "time": f"{sum(c['duration_s'] or 0 for c in checks):.3f}",
+        "timestamp": run.started_at,
+        "hostname": run.host,
+        "time": f"{sum(c.duration_s or 0 for c in checks):.3f}",
     }
     out = ['<?xml version="1.0" encoding="utf-8"?>', f"<testsuite{_attrs(suite)}>", "  <properties>"]
-    props = {f"opsproof.run.{key}": run[key] for key in ("id", "environment", "status", "exit_code", "fail_on")}
-    change = run.get("change") or {}
+    props: dict[str, object] = {
+        "opsproof.run.id": run.id,
+        "opsproof.run.environment": run.environment,
+        "opsproof.run.status": run.status,
+        "opsproof.run.exit_code": run.exit_code,
+        "opsproof.run.fail_on": run.fail_on,
+    }
+    change = run.change or {}
     # The change this run validated, for CI dashboards.
     props.update({f"opsproof.change.{k}": change[k] for k in ("ticket", "commit", "image_digest") if change.get(k)})
     out.extend(f"    <property{_attrs({'name': name, 'value': value})} />" for name, value in props.items())
     out.append("  </properties>")
     for check in checks:
-        module, _, name = check["id"].partition("::")
+        module, _, name = check.id.partition("::")
         case = {"classname": module.removesuffix(".py").replace("/", "."), "name": name}
-        out.append(f'  <testcase{_attrs(case)} time="{check["duration_s"] or 0:.3f}">')
+        out.append(f'  <testcase{_attrs(case)} time="{check.duration_s or 0:.3f}">')
         out.append("    <properties>")
-        for key in ("check", "outcome", "severity", "target"):
-            out.append(f"      <property{_attrs({'name': f'opsproof.{key}', 'value': check[key]})} />")
+        for key, value in (("check", check.check), ("outcome", check.outcome), ("severity", check.severity)):
+            out.append(f"      <property{_attrs({'name': f'opsproof.{key}', 'value': value})} />")
+        out.append(f"      <property{_attrs({'name': 'opsproof.target', 'value': check.target})} />")
         out.append("    </properties>")
-        message = check["message"]
-        outcome = check["outcome"]
+        message = check.message
+        outcome = check.outcome
         if outcome in ("failed", "error"):
             tag = "failure" if outcome == "failed" else "error"
-            out.append(f"    <{tag}{_attrs({'message': message, 'type': check['severity']})}>{_text(message)}</{tag}>")
+            out.append(f"    <{tag}{_attrs({'message': message, 'type': check.severity})}>{_text(message)}</{tag}>")
         elif outcome == "waived":
-            waived = {"type": "waived", "message": f"waived by {check['waiver']['ticket']}: {message}"}
+            ticket = check.waiver.ticket if check.waiver is not None else None
+            waived = {"type": "waived", "message": f"waived by {ticket}: {message}"}
             out.append(f"    <skipped{_attrs(waived)} />")
         elif outcome == "skipped":
             out.append(f"    <skipped{_attrs({'message': message})} />")

@@ -1,4 +1,8 @@
-"""Which compliance controls each kind of check gives evidence for, and what those controls are.
+"""Compliance controls: what they are, and which ones each check gives evidence for.
+
+The catalogue (each kind's controls) is declared by the kinds themselves (`Kind.controls`,
+gathered by `opsproof.targets.catalogue()`); this module knows the frameworks, the control
+titles and how a profile's `controls:` overrides the catalogue.
 
 Every record carries `controls`: ids written `FRAMEWORK:CONTROL` (`SOC2:CC7.1`,
 `ISO27001:A.8.13`, `SOX-ITGC:OPS`), so report.html and the period report can roll
@@ -7,7 +11,7 @@ results up by control. A record's controls are, most specific first:
 1. an item's own `controls:` (attestations declare theirs);
 2. a profile `controls:` key that is a glob over check ids (`"http.health[reporting]": [...]`),
    first match in profile order;
-3. the profile's or this catalogue's `kind.aspect` entry (`postgres.replication_lag`), else its
+3. the profile's or the catalogue's `kind.aspect` entry (`postgres.replication_lag`), else its
    `kind` entry (`postgres`); a profile key replaces the catalogue's key of the same name.
 
 A `post_deploy` check in a run that names the change it validated (`--change`, a commit
@@ -78,43 +82,6 @@ CONTROLS: dict[str, str] = {
     "ISO27001:A.8.32": "Change management",
 }
 
-_OPS = "SOX-ITGC:OPS"
-CATALOGUE: dict[str, tuple[str, ...]] = {
-    # Availability monitoring of service health: SOC 2 monitoring and availability,
-    # ISO 27001 monitoring activities, SOX ITGC computer operations.
-    "http": ("SOC2:CC7.1", "SOC2:CC7.2", "SOC2:A1.1", "ISO27001:A.8.16", _OPS),
-    # Certificates: cryptographic controls kept valid (ISO A.8.24), monitored (CC7.1).
-    "tls": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", _OPS),
-    # Databases and caches: monitoring, capacity (A1.1, ISO A.8.6) and operations.
-    "postgres": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.6", "ISO27001:A.8.16", _OPS),
-    "postgres.query": ("SOC2:CC7.1", _OPS),
-    "postgres.replication_lag": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.14", _OPS),
-    "postgres.wal_archiving": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.13", _OPS),
-    "redis": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.6", "ISO27001:A.8.16", _OPS),
-    "redis.persistence": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.13", _OPS),
-    "redis.replication": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.14", _OPS),
-    # Backups exist, are fresh, whole and retained: the backup process (A1.2), the
-    # recoverability it gives (A1.3), ISO's information backup.
-    "backups": ("SOC2:A1.2", "SOC2:A1.3", "ISO27001:A.8.13", _OPS),
-    # Restore drills test the recovery plan: A1.3, information backup and ICT continuity.
-    "drills": ("SOC2:A1.3", "SOC2:A1.2", "ISO27001:A.8.13", "ISO27001:A.5.30", _OPS),
-    # Clusters, alerting and hosts: monitoring for anomalies and capacity.
-    "kubernetes": ("SOC2:CC7.1", "SOC2:CC7.2", "SOC2:A1.1", "ISO27001:A.8.16", "ISO27001:A.8.6", _OPS),
-    "prometheus": ("SOC2:CC7.1", "SOC2:CC7.2", "ISO27001:A.8.16", "ISO27001:A.8.15", _OPS),
-    "hosts": ("SOC2:CC7.1", "SOC2:CC7.2", "SOC2:A1.1", "ISO27001:A.8.16", "ISO27001:A.8.6", _OPS),
-    "prometheus.alerts": ("SOC2:CC7.2", "SOC2:CC7.3", "ISO27001:A.8.16", _OPS),
-    "prometheus.kpi": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.6", "ISO27001:A.8.16", _OPS),
-    "hosts.certificate": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", _OPS),
-    "hosts.clock": ("SOC2:CC7.1", "ISO27001:A.8.17", "ISO27001:A.8.15", _OPS),
-    "hosts.package": ("SOC2:CC7.1", "SOC2:CC8.1", "ISO27001:A.8.8", "ISO27001:A.8.19", "SOX-ITGC:CM", _OPS),
-    "kubernetes.cronjob": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.13", _OPS),
-    "kubernetes.certificates": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", _OPS),
-    "kubernetes.tls_secrets": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", _OPS),
-    "kubernetes.events": ("SOC2:CC7.2", "SOC2:CC7.3", "ISO27001:A.8.16", "ISO27001:A.8.15", _OPS),
-    # Attestations name their own controls; an item that names none is operations evidence.
-    "attestations": (_OPS,),
-}
-
 # A post-deploy check of a run that names its change is evidence for that change.
 CHANGE_CONTROLS: tuple[str, ...] = ("SOX-ITGC:CM", "SOC2:CC8.1", "ISO27001:A.8.32")
 
@@ -182,17 +149,16 @@ def control_title(control: str) -> str | None:
     return CONTROLS.get(control)
 
 
-def controls_for(kind: str, aspect: str) -> list[str]:
-    """The catalogue's controls of one check, without profile overrides."""
-    return list(CATALOGUE.get(f"{kind}.{aspect}", CATALOGUE.get(kind, ())))
-
 
 class ControlMap:
     """The catalogue with one profile's `controls:` applied; built once per run, asked once per record."""
 
-    def __init__(self, overrides: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(
+        self, catalogue: Mapping[str, Sequence[str]], overrides: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
         overrides = overrides or {}
-        self._table = {**CATALOGUE, **{k: tuple(v) for k, v in overrides.items() if _KIND_KEY.fullmatch(k)}}
+        self._catalogue = {k: tuple(v) for k, v in catalogue.items()}
+        self._table = {**self._catalogue, **{k: tuple(v) for k, v in overrides.items() if _KIND_KEY.fullmatch(k)}}
         self._globs = [(glob_to_regex(k), tuple(v)) for k, v in overrides.items() if not _KIND_KEY.fullmatch(k)]
         self._by_aspect = lru_cache(maxsize=None)(self._lookup)
 
@@ -207,7 +173,7 @@ class ControlMap:
 
     def unknown_kinds(self, known: Sequence[str]) -> list[str]:
         """Keys of the table that name no kind in `known` (a typo in a profile's `controls:`)."""
-        return sorted({k for k in self._table if k.split(".", 1)[0] not in known and k not in CATALOGUE})
+        return sorted({k for k in self._table if k.split(".", 1)[0] not in known and k not in self._catalogue})
 
     def controls(
         self,

@@ -1,8 +1,8 @@
 """Probes: I/O only. Each module here turns profile targets into facts, never asserts.
 
-A probe module declares `KIND = ProbeKind(...)`; the plugin finds it by name
-(`checks/<area>/test_<kind>.py` uses kind `<kind>`), so adding a kind means one
-probe module, one checks file and one profile model.
+A probe module declares `PROBE = ProbeKind(...)`; its kind's declaration
+(`KIND = Kind(...)` in opsproof/targets/<kind>.py) names the module, so the gatherer
+finds every probe through the registry of kinds (`opsproof.targets.kinds()`).
 """
 
 from __future__ import annotations
@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-import pkgutil
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from opsproof.profile import ITEM_SECTIONS, Item, Profile
+from opsproof.profile import Item, Profile
 from opsproof.redaction import ACTIVE
+from opsproof.targets import Kind, kind
+from opsproof.targets import kinds as registered
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
@@ -69,9 +71,7 @@ class ProbeContext:
 class ProbeKind(Generic[TargetT, FactsT]):
     """A kind of check target: where its items live in the profile and how to probe them."""
 
-    name: str  # check ids start with it; its checks live in checks/<area>/test_<name>.py
-    section: str  # the profile key holding its items
-    cadence: str  # the default cadence marker of its checks
+    name: str  # the kind's name (its profile section; check ids start with it)
     facts: type[FactsT]
     # Yields each target's facts as soon as its probe is done, so checks need not wait for all.
     gather: Callable[[Sequence[TargetT], ProbeContext], AsyncIterator[FactsT]]
@@ -81,6 +81,21 @@ class ProbeKind(Generic[TargetT, FactsT]):
     # process keeps its priority and, in a run that has one, the other kinds' processes
     # yield the CPU to it (nice 10), so another kind's parsing is not measured as a slow endpoint.
     times_targets: bool = False
+
+
+    @property
+    def declared(self) -> Kind:
+        """The kind's declaration: profile model, checks file, cadence, areas, controls."""
+        return kind(self.name)
+
+    @property
+    def section(self) -> str:
+        return self.name
+
+    @property
+    def cadence(self) -> str:
+        """The default cadence marker of the kind's checks."""
+        return self.declared.cadence
 
 
 async def each_as_done(probes: Iterable[Awaitable[FactsT]]) -> AsyncIterator[FactsT]:
@@ -118,40 +133,21 @@ def utc_iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-_KINDS: dict[str, ProbeKind[Any, Any]] = {}
-_BY_NAME: dict[str, ProbeKind[Any, Any]] = {}  # kinds looked up one by one (kind_named)
-
-
 def kinds() -> dict[str, ProbeKind[Any, Any]]:
-    """Every probe kind in this package, by name."""
-    if not _KINDS:
-        found: dict[str, ProbeKind[Any, Any]] = {}
-        for module_info in pkgutil.iter_modules(__path__):
-            module = importlib.import_module(f"{__name__}.{module_info.name}")
-            kind = getattr(module, "KIND", None)
-            if isinstance(kind, ProbeKind):
-                found[kind.name] = kind
-        # One update once all are found: a thread asking meanwhile never sees half the kinds.
-        _KINDS.update(found)
-    return _KINDS
+    """Every registered kind's probe, by name (imports every probe module)."""
+    return {name: kind_named(name) for name in registered()}
 
 
+@cache
 def kind_named(name: str) -> ProbeKind[Any, Any]:
-    """One kind, importing only its own module (`opsproof.probes.<name>`): cheap before the probes fork."""
-    found = _KINDS.get(name) or _BY_NAME.get(name)
-    if found is not None:
-        return found
-    try:
-        module = importlib.import_module(f"{__name__}.{name}")
-    except ImportError:
-        module = None
-    kind = getattr(module, "KIND", None)
-    if isinstance(kind, ProbeKind) and kind.name == name:
-        _BY_NAME[name] = kind
-        return kind
-    return kinds()[name]  # a kind whose module is named otherwise: look through them all
+    """One kind's probe, importing only its own module: cheap before the probes fork. KeyError: no such kind."""
+    module = importlib.import_module(kind(name).probe)
+    probe = getattr(module, "PROBE", None)
+    if not isinstance(probe, ProbeKind) or probe.name != name:
+        raise TypeError(f"{module.__name__} declares no PROBE = ProbeKind(name={name!r}, ...)")
+    return probe
 
 
 def kinds_in_use(profile: Profile) -> dict[str, ProbeKind[Any, Any]]:
-    """The kinds the profile has items of, by name; every kind is named after its section."""
-    return {section: kind_named(section) for section in ITEM_SECTIONS if profile.targets(section)}
+    """The kinds the profile has items of, by name."""
+    return {name: kind_named(name) for name in registered() if profile.targets(name)}

@@ -79,10 +79,8 @@ def _failed(target: AttestationTarget, reason: str, timed_out: bool) -> Attestat
     return AttestationFacts(target=target.name, reached=False, failure=reason, timed_out=timed_out)
 
 
-KIND = ProbeKind(
+PROBE = ProbeKind(
     name="attestations",
-    section="attestations",
-    cadence="daily",  # every attestation declares its own cadence; this is never used
     facts=AttestationFacts,
     gather=gather,
     imports=("sqlite3", "opsproof.compliance.attestations", "opsproof.compliance.history"),

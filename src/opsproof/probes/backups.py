@@ -163,10 +163,8 @@ async def gather_backups(targets: Sequence[BackupsTarget], ctx: ProbeContext) ->
         yield facts
 
 
-KIND: ProbeKind[BackupsTarget, BackupsFacts] = ProbeKind(
+PROBE: ProbeKind[BackupsTarget, BackupsFacts] = ProbeKind(
     name="backups",
-    section="backups",
-    cadence="daily",
     facts=BackupsFacts,
     gather=gather_backups,
     # boto3 is imported when an S3 store is first used: a directory-only profile never pays

@@ -659,10 +659,8 @@ async def _stop_when_orphaned(drills: Sequence[asyncio.Task[DrillFacts]]) -> Non
             return
 
 
-KIND: ProbeKind[DrillTarget, DrillFacts] = ProbeKind(
+PROBE: ProbeKind[DrillTarget, DrillFacts] = ProbeKind(
     name="drills",
-    section="drills",
-    cadence="monthly",
     facts=DrillFacts,
     gather=gather_drills,
     imports=("psycopg", "boto3"),

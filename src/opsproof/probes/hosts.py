@@ -629,10 +629,8 @@ async def gather_hosts(targets: Sequence[HostTarget], ctx: ProbeContext) -> Asyn
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-KIND: ProbeKind[HostTarget, HostFacts] = ProbeKind(
+PROBE: ProbeKind[HostTarget, HostFacts] = ProbeKind(
     name="hosts",
-    section="hosts",
-    cadence="daily",
     facts=HostFacts,
     gather=gather_hosts,
     imports=("testinfra.host", "testinfra.backend.local", "cryptography.x509"),

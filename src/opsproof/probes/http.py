@@ -217,10 +217,8 @@ async def gather_http(targets: Sequence[HttpTarget], ctx: ProbeContext) -> Async
             yield facts
 
 
-KIND: ProbeKind[HttpTarget, HttpFacts] = ProbeKind(
+PROBE: ProbeKind[HttpTarget, HttpFacts] = ProbeKind(
     name="http",
-    section="http",
-    cadence="daily",
     facts=HttpFacts,
     gather=gather_http,
     imports=("aiohttp",),

@@ -263,10 +263,8 @@ async def gather_kubernetes(targets: Sequence[KubernetesTarget], ctx: ProbeConte
         yield facts
 
 
-KIND: ProbeKind[KubernetesTarget, KubernetesFacts] = ProbeKind(
+PROBE: ProbeKind[KubernetesTarget, KubernetesFacts] = ProbeKind(
     name="kubernetes",
-    section="kubernetes",
-    cadence="daily",
     facts=KubernetesFacts,
     gather=gather_kubernetes,
     imports=("kubernetes.aio.client", "kubernetes.aio.config", "cryptography.x509"),

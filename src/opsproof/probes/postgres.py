@@ -493,10 +493,8 @@ async def gather_postgres(targets: Sequence[PostgresTarget], ctx: ProbeContext) 
         yield facts
 
 
-KIND: ProbeKind[PostgresTarget, PostgresFacts] = ProbeKind(
+PROBE: ProbeKind[PostgresTarget, PostgresFacts] = ProbeKind(
     name="postgres",
-    section="postgres",
-    cadence="daily",
     facts=PostgresFacts,
     gather=gather_postgres,
     imports=("psycopg",),

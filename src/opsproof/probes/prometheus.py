@@ -527,10 +527,8 @@ def parse_time(text: str | None) -> datetime | None:
         return None
 
 
-KIND: ProbeKind[PrometheusTarget, PrometheusFacts] = ProbeKind(
+PROBE: ProbeKind[PrometheusTarget, PrometheusFacts] = ProbeKind(
     name="prometheus",
-    section="prometheus",
-    cadence="daily",
     facts=PrometheusFacts,
     gather=gather_prometheus,
     imports=("aiohttp",),

@@ -384,10 +384,8 @@ async def gather_redis(targets: Sequence[RedisTarget], ctx: ProbeContext) -> Asy
         yield facts
 
 
-KIND: ProbeKind[RedisTarget, RedisFacts] = ProbeKind(
+PROBE: ProbeKind[RedisTarget, RedisFacts] = ProbeKind(
     name="redis",
-    section="redis",
-    cadence="daily",
     facts=RedisFacts,
     gather=gather_redis,
     imports=("redis.asyncio",),

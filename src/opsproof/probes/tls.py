@@ -514,10 +514,8 @@ async def gather_tls(targets: Sequence[TlsTarget], ctx: ProbeContext) -> AsyncIt
         await asyncio.gather(*prober.closing, return_exceptions=True)
 
 
-KIND: ProbeKind[TlsTarget, TlsFacts] = ProbeKind(
+PROBE: ProbeKind[TlsTarget, TlsFacts] = ProbeKind(
     name="tls",
-    section="tls",
-    cadence="daily",
     facts=TlsFacts,
     gather=gather_tls,
     imports=("cryptography.x509",),

@@ -74,9 +74,9 @@ class Recorder:
             from opsproof.evidence.bundle import write_bundle
             from opsproof.run.results import build_results
 
-            results = build_results(self.config, state)
+            state.results = build_results(self.config, state)
             head = head_for(state.report_dir, state.history)
-            state.bundle = write_bundle(results, state.report_dir, ACTIVE_REDACTOR, state.signer, head)
+            state.bundle = write_bundle(state.results, state.report_dir, ACTIVE_REDACTOR, state.signer, head)
             note = fallback_note(head)
             if note is not None:
                 state.shipping_errors.append(ACTIVE_REDACTOR.redact(note))
@@ -97,9 +97,24 @@ class Recorder:
                 gc.freeze()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from opsproof.model.results import CheckRecord, Waiver
         from opsproof.run.terminal import write_summary
 
-        write_summary(terminalreporter, self.state)
+        state = self.state
+        results = state.results
+        # Without a results document (collection only, or it could not be built): the records as they are.
+        records = results.checks if results else [CheckRecord.model_validate(r) for r in state.records.values()]
+        waivers = results.summary.waivers.unmatched if results else None
+        unmatched = waivers if waivers is not None else [Waiver.model_validate(w) for w in state.unmatched_waivers]
+        write_summary(
+            terminalreporter,
+            environment=state.loaded.profile.environment,
+            fail_on=state.fail_on,
+            change=state.change or None,
+            records=records,
+            unmatched=unmatched,
+            shipped=state.shipped,
+        )
 
 
 def _exit_code(state: RunState, pytest_status: int) -> int:

@@ -1,4 +1,4 @@
-"""The neutral model of a run: `{"schema": "opsproof/results/v1", "run", "checks", "summary"}`."""
+"""The results document of a run (`opsproof.model.results.Results`), built from the run's state."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsproof import outcomes
+from opsproof.model.results import SCHEMA, Results
 from opsproof.probes import utc_now
 from opsproof.redaction import ACTIVE as REDACTOR
 from opsproof.version import __version__
@@ -19,10 +20,8 @@ if TYPE_CHECKING:
 
     from opsproof.run.state import RunState
 
-SCHEMA = "opsproof/results/v1"
 
-
-def build_results(config: pytest.Config, state: RunState) -> dict[str, Any]:
+def build_results(config: pytest.Config, state: RunState) -> Results:
     checks = list(state.records.values())
     exit_code = state.exit_code if state.exit_code is not None else outcomes.EXIT_INTERNAL
     loaded = state.loaded
@@ -57,12 +56,14 @@ def build_results(config: pytest.Config, state: RunState) -> dict[str, Any]:
         run["interrupted_by"] = state.signalled
     if state.collect_errors:
         run["collection_errors"] = state.collect_errors
-    return {
-        "schema": SCHEMA,
-        "run": run,
-        "checks": checks,
-        "summary": summarize(checks, state.fail_on, state.unmatched_waivers),
-    }
+    return Results.model_validate(
+        {
+            "schema": SCHEMA,
+            "run": run,
+            "checks": checks,
+            "summary": summarize(checks, state.fail_on, state.unmatched_waivers),
+        }
+    )
 
 
 def summarize(checks: list[dict[str, Any]], fail_on: str, unmatched_waivers: list[dict[str, Any]]) -> dict[str, Any]:

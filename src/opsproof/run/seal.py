@@ -46,6 +46,7 @@ from opsproof.version import __version__
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
+    from opsproof.model.results import Results
     from opsproof.profile import LoadedProfile
     from opsproof.run.state import Upload
 
@@ -373,8 +374,9 @@ class _Unreported:
 
 def _results(
     run_id: str, loaded: LoadedProfile, states: list[ShardState], checks: list[dict[str, Any]], request: SealRequest
-) -> dict[str, Any]:
-    from opsproof.run.results import SCHEMA, current_user, git_commit, summarize
+) -> Results:
+    from opsproof.model.results import SCHEMA, Results
+    from opsproof.run.results import current_user, git_commit, summarize
 
     runs = [(s.bundle.results or {}).get("run", {}) for s in states if s.bundle is not None]
     first = runs[0] if runs else {}
@@ -399,7 +401,7 @@ def _results(
         "shards": [s.as_dict() for s in states],
     }
     summary = summarize(checks, request.fail_on, _unmatched_waivers(states))
-    return {"schema": SCHEMA, "run": run, "checks": checks, "summary": summary}
+    return Results.model_validate({"schema": SCHEMA, "run": run, "checks": checks, "summary": summary})
 
 
 def _unmatched_waivers(states: list[ShardState]) -> list[dict[str, Any]]:
@@ -413,7 +415,7 @@ def _unmatched_waivers(states: list[ShardState]) -> list[dict[str, Any]]:
 
 
 def _write_and_ship(
-    results: dict[str, Any],
+    results: Results,
     states: list[ShardState],
     report_dir: Path,
     history: Location,
@@ -435,5 +437,5 @@ def _write_and_ship(
     note = fallback_note(head)
     if note is not None:
         errors.insert(0, loaded.redactor.redact(note))
-    exit_code = outcomes.EXIT_INTERNAL if errors else int(results["run"]["exit_code"])
+    exit_code = outcomes.EXIT_INTERNAL if errors else results.run.exit_code
     return Sealed(bundle, exit_code, states, shipped, errors)

@@ -20,14 +20,17 @@ from opsproof.compliance import ComplianceError
 from opsproof.compliance.change import change_context
 from opsproof.model.controls import ControlMap
 from opsproof.model.shards import Shard, ShardError, parse_run_id, parse_shard
-from opsproof.probes import ProbeKind, kind_named, kinds, utc_now
+from opsproof.probes import ProbeKind, kind_named, utc_now
 from opsproof.profile import Item, LoadedProfile, ProfileError, load_profile, resolve_profile_path
 from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
+from opsproof.targets import catalogue
+from opsproof.targets import kinds as registered_kinds
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
     from opsproof.compliance.upload import BucketLock, S3Target
     from opsproof.evidence.signing import Signer
+    from opsproof.model.results import Results
     from opsproof.run.gather import FactsByKind, Gatherer
     from opsproof.run.scoping import Part
 
@@ -50,11 +53,12 @@ class RunState:
     collected_check_ids: set[str] = field(default_factory=set)
     unmatched_waivers: list[dict[str, Any]] = field(default_factory=list)
     collect_errors: int = 0
+    results: Results | None = None  # the results document, once the run has ended
     signalled: str | None = None
     bundle: Path | None = None
     bundle_error: str | None = None
     exit_code: int | None = None
-    controls: ControlMap = field(default_factory=ControlMap)
+    controls: ControlMap = field(default_factory=lambda: ControlMap(catalogue()))
     change: dict[str, Any] = field(default_factory=dict)
     signer: Signer | None = None
     history: Location | None = None
@@ -223,12 +227,12 @@ def _signer(config: pytest.Config) -> Signer | None:
 def _control_map(loaded: LoadedProfile) -> ControlMap:
     """The catalogue with the profile's `controls:` applied; a key naming no kind is a usage error."""
     overrides = getattr(loaded.profile, "controls", None) or {}
-    controls = ControlMap(overrides)
-    # Only a profile with overrides pays for loading every kind (before the probes fork).
-    unknown = controls.unknown_kinds(sorted(kinds())) if overrides else []
+    controls = ControlMap(catalogue(), overrides)
+    known = sorted(registered_kinds())
+    unknown = controls.unknown_kinds(known) if overrides else []
     if unknown:
         raise pytest.UsageError(
-            f"profile {loaded.path.name}: controls: unknown kind {unknown[0]!r} (kinds: {', '.join(sorted(kinds()))})"
+            f"profile {loaded.path.name}: controls: unknown kind {unknown[0]!r} (kinds: {', '.join(known)})"
         )
     return controls
 

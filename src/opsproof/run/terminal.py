@@ -2,48 +2,50 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from opsproof import outcomes
 from opsproof.compliance.change import describe_change
-
-if TYPE_CHECKING:
-    from opsproof.run.state import RunState
+from opsproof.model.results import CheckRecord, Waiver
 
 
-def write_summary(reporter: Any, state: RunState) -> None:
-    records = list(state.records.values())
-    if not records and not state.unmatched_waivers:
+def write_summary(
+    reporter: Any,
+    *,
+    environment: str,
+    fail_on: str,
+    change: dict[str, Any] | None,
+    records: Sequence[CheckRecord],
+    unmatched: Sequence[Waiver],
+    shipped: Sequence[str],
+) -> None:
+    if not records and not unmatched:
         return
     reporter.write_sep("=", "opsproof summary", bold=True)
-    change = describe_change(state.change)
-    reporter.write_line(
-        f"environment {state.loaded.profile.environment}, fail-on {state.fail_on}" + (f"; {change}" if change else "")
-    )
+    changed = describe_change(change)
+    reporter.write_line(f"environment {environment}, fail-on {fail_on}" + (f"; {changed}" if changed else ""))
     order = {o: i for i, o in enumerate(outcomes.OUTCOMES)}
     notable = sorted(
-        (r for r in records if r["outcome"] != "passed"),
-        key=lambda r: (order[r["outcome"]], -outcomes.SEVERITY_RANK.get(r["severity"], 0), r["check"]),
+        (r for r in records if r.outcome != "passed"),
+        key=lambda r: (order[r.outcome], -outcomes.SEVERITY_RANK.get(r.severity, 0), r.check),
     )
     for record in notable:
-        blocking = outcomes.is_blocking(record["outcome"], record["severity"], state.fail_on)
+        blocking = outcomes.is_blocking(record.outcome, record.severity, fail_on)
         mark = " BLOCKING" if blocking else ""
         colour = {"red": True} if blocking else {"yellow": True}
         reporter.write_line(
-            f"{record['outcome'].upper():8} {record['severity']:8} {record['check']}: {record['message']}{mark}",
-            **colour,
+            f"{record.outcome.upper():8} {record.severity:8} {record.check}: {record.message}{mark}", **colour
         )
-        waiver = record.get("waiver")
-        if waiver and waiver["status"] == "applied":
+        waiver = record.waiver
+        if waiver is not None and waiver.status == "applied":
             reporter.write_line(
-                f"{'':17} waived by {waiver['ticket']} ({waiver['reason']}), approved by {waiver['approved_by']}, "
-                f"until {waiver['expires']}"
+                f"{'':17} waived by {waiver.ticket} ({waiver.reason}), approved by {waiver.approved_by}, "
+                f"until {waiver.expires}"
             )
-    for waiver in state.unmatched_waivers:
-        reporter.write_line(
-            f"waiver {waiver['ticket']} ({waiver['check']!r}) matched no check in this run", yellow=True
-        )
-    for line in state.shipped:  # the history, the upload
+    for unused in unmatched:
+        reporter.write_line(f"waiver {unused.ticket} ({unused.check!r}) matched no check in this run", yellow=True)
+    for line in shipped:  # the history, the upload
         reporter.write_line(line)
-    counts = {o: sum(1 for r in records if r["outcome"] == o) for o in outcomes.OUTCOMES}
+    counts = {o: sum(1 for r in records if r.outcome == o) for o in outcomes.OUTCOMES}
     reporter.write_line(", ".join(f"{n} {o}" for o, n in counts.items() if n) or "no checks")

@@ -27,6 +27,7 @@ from pydantic import AliasChoices, ConfigDict, Field, StrictBool, field_validato
 
 from opsproof.model.controls import ControlId
 from opsproof.model.fields import Cadence, Item, Name
+from opsproof.model.kind import Kind
 
 Attester = Annotated[
     str,
@@ -74,3 +75,18 @@ class AttestationTarget(Item):
 
     def may_attest(self, who: str) -> bool:
         return "*" in self.attesters or who in self.attesters
+
+
+KIND = Kind(
+    name="attestations",
+    target=AttestationTarget,
+    probe="opsproof.probes.attestations",
+    checks="checks/compliance/test_attestations.py",
+    # every attestation declares its own cadence; this one is never used
+    cadence="daily",
+    areas=("compliance",),
+    controls={
+        # Attestations name their own controls; an item that names none is operations evidence.
+        "attestations": ("SOX-ITGC:OPS",),
+    },
+)

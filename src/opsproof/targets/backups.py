@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, WithJsonSchema, model_validator
 
 from opsproof.model.fields import Item, Percent, PositiveDuration, Rising, Size, Strict, Threshold
+from opsproof.model.kind import Kind
 
 VerifyMethod = Literal["gzip", "pg_dump", "sha256"]
 
@@ -146,3 +147,18 @@ class BackupsTarget(Item):
         if self.s3 is not None:
             return f"s3://{self.s3.bucket}/{self.s3.prefix}"
         return str(self.path)
+
+
+KIND = Kind(
+    name="backups",
+    target=BackupsTarget,
+    probe="opsproof.probes.backups",
+    checks="checks/backup/test_backups.py",
+    cadence="daily",
+    areas=("backup",),
+    controls={
+        # Backups exist, are fresh, whole and retained: the backup process (A1.2), the
+        # recoverability it gives (A1.3), ISO's information backup.
+        "backups": ("SOC2:A1.2", "SOC2:A1.3", "ISO27001:A.8.13", "SOX-ITGC:OPS"),
+    },
+)

@@ -37,6 +37,7 @@ from pydantic import (
 )
 
 from opsproof.model.fields import Item, Name, PositiveDuration, Strict
+from opsproof.model.kind import Kind
 from opsproof.targets.backups import AgeLimit
 from opsproof.targets.postgres import PostgresTarget, Queries
 
@@ -283,3 +284,17 @@ class DrillTarget(Item):
                     "a drill restores into a scratch database, never into a source"
                 )
         return None
+
+
+KIND = Kind(
+    name="drills",
+    target=DrillTarget,
+    probe="opsproof.probes.drills",
+    checks="checks/dr/test_drills.py",
+    cadence="monthly",
+    areas=("dr",),
+    controls={
+        # Restore drills test the recovery plan: A1.3, information backup and ICT continuity.
+        "drills": ("SOC2:A1.3", "SOC2:A1.2", "ISO27001:A.8.13", "ISO27001:A.5.30", "SOX-ITGC:OPS"),
+    },
+)

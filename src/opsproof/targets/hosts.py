@@ -43,6 +43,7 @@ from opsproof.model.fields import (
     check_order,
     default_threshold,
 )
+from opsproof.model.kind import Kind
 from opsproof.targets.tls import Expiry
 
 # Backends whose commands a POSIX shell runs (the probe sends one sh script).
@@ -578,3 +579,26 @@ class HostTarget(Item):
     def address(self) -> HostAddress:
         """The parsed URL (validated at load)."""
         return parse_host_url(self.url)
+
+
+KIND = Kind(
+    name="hosts",
+    target=HostTarget,
+    probe="opsproof.probes.hosts",
+    checks="checks/capacity/test_hosts.py",
+    cadence="daily",
+    areas=("capacity",),
+    controls={
+        "hosts": ("SOC2:CC7.1", "SOC2:CC7.2", "SOC2:A1.1", "ISO27001:A.8.16", "ISO27001:A.8.6", "SOX-ITGC:OPS"),
+        "hosts.certificate": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", "SOX-ITGC:OPS"),
+        "hosts.clock": ("SOC2:CC7.1", "ISO27001:A.8.17", "ISO27001:A.8.15", "SOX-ITGC:OPS"),
+        "hosts.package": (
+            "SOC2:CC7.1",
+            "SOC2:CC8.1",
+            "ISO27001:A.8.8",
+            "ISO27001:A.8.19",
+            "SOX-ITGC:CM",
+            "SOX-ITGC:OPS",
+        ),
+    },
+)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, WithJsonSchema, field_validator
 
 from opsproof.model.fields import Duration, ExistingFile, Item, Regex, Rising, Strict, Threshold
+from opsproof.model.kind import Kind
 
 
 def _status_list(value: Any) -> Any:
@@ -56,3 +57,18 @@ class HttpTarget(Item):
         if method not in ("GET", "HEAD", "OPTIONS"):
             raise ValueError(f"method {method!r} is not allowed: checks never write, use GET, HEAD or OPTIONS")
         return method
+
+
+KIND = Kind(
+    name="http",
+    target=HttpTarget,
+    probe="opsproof.probes.http",
+    checks="checks/health/test_http.py",
+    cadence="daily",
+    areas=("health",),
+    controls={
+        # Availability monitoring of service health: SOC 2 monitoring and availability,
+        # ISO 27001 monitoring activities, SOX ITGC computer operations.
+        "http": ("SOC2:CC7.1", "SOC2:CC7.2", "SOC2:A1.1", "ISO27001:A.8.16", "SOX-ITGC:OPS"),
+    },
+)

@@ -39,6 +39,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 
 from opsproof.model.fields import Duration, Item, Name, Percent, Strict, Threshold, check_order, default_threshold
+from opsproof.model.kind import Kind
 from opsproof.targets.tls import Expiry
 
 # -- label selectors ---------------------------------------------------------------------
@@ -525,3 +526,21 @@ class KubernetesTarget(Item):
 
 def _path(base: object) -> Path | None:
     return Path(str(base)) if base is not None else None
+
+
+KIND = Kind(
+    name="kubernetes",
+    target=KubernetesTarget,
+    probe="opsproof.probes.kubernetes",
+    checks="checks/infra/test_kubernetes.py",
+    cadence="daily",
+    areas=("infra",),
+    controls={
+        # Clusters, alerting and hosts: monitoring for anomalies and capacity.
+        "kubernetes": ("SOC2:CC7.1", "SOC2:CC7.2", "SOC2:A1.1", "ISO27001:A.8.16", "ISO27001:A.8.6", "SOX-ITGC:OPS"),
+        "kubernetes.cronjob": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.13", "SOX-ITGC:OPS"),
+        "kubernetes.certificates": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", "SOX-ITGC:OPS"),
+        "kubernetes.tls_secrets": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", "SOX-ITGC:OPS"),
+        "kubernetes.events": ("SOC2:CC7.2", "SOC2:CC7.3", "ISO27001:A.8.16", "ISO27001:A.8.15", "SOX-ITGC:OPS"),
+    },
+)

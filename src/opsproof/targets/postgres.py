@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from opsproof.model.fields import Duration, Item, Name, Percent, Regex, Rising, Strict, Threshold, default_threshold
+from opsproof.model.kind import Kind
 
 # A literal, a quoted identifier, a comment: the places a keyword is not a keyword.
 _NOT_CODE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$", re.DOTALL)
@@ -195,3 +196,20 @@ class PostgresTarget(Item):
                 "in a URI, or given as `password:` beside the DSN"
             )
         return dsn
+
+
+KIND = Kind(
+    name="postgres",
+    target=PostgresTarget,
+    probe="opsproof.probes.postgres",
+    checks="checks/infra/test_postgres.py",
+    cadence="daily",
+    areas=("infra",),
+    controls={
+        # Databases and caches: monitoring, capacity (A1.1, ISO A.8.6) and operations.
+        "postgres": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.6", "ISO27001:A.8.16", "SOX-ITGC:OPS"),
+        "postgres.query": ("SOC2:CC7.1", "SOX-ITGC:OPS"),
+        "postgres.replication_lag": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.14", "SOX-ITGC:OPS"),
+        "postgres.wal_archiving": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.13", "SOX-ITGC:OPS"),
+    },
+)

@@ -41,6 +41,7 @@ from opsproof.model.fields import (
     check_order,
     default_threshold,
 )
+from opsproof.model.kind import Kind
 from opsproof.targets.hosts import also_accepts  # a schema helper for any kind; hosts defines it first
 
 Unit = Literal["number", "seconds", "percent", "ratio", "bytes"]
@@ -311,3 +312,18 @@ class PrometheusTarget(Item):
     def api(self, path: str) -> str:
         """The URL of an API path: api('query') -> https://prom:9090/api/v1/query."""
         return f"{self.url}/api/v1/{path}"
+
+
+KIND = Kind(
+    name="prometheus",
+    target=PrometheusTarget,
+    probe="opsproof.probes.prometheus",
+    checks="checks/monitoring/test_prometheus.py",
+    cadence="daily",
+    areas=("monitoring",),
+    controls={
+        "prometheus": ("SOC2:CC7.1", "SOC2:CC7.2", "ISO27001:A.8.16", "ISO27001:A.8.15", "SOX-ITGC:OPS"),
+        "prometheus.alerts": ("SOC2:CC7.2", "SOC2:CC7.3", "ISO27001:A.8.16", "SOX-ITGC:OPS"),
+        "prometheus.kpi": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.6", "ISO27001:A.8.16", "SOX-ITGC:OPS"),
+    },
+)

@@ -36,6 +36,7 @@ from opsproof.model.fields import (
     check_order,
     default_threshold,
 )
+from opsproof.model.kind import Kind
 
 EvictionPolicy = Literal[
     "noeviction",
@@ -253,3 +254,18 @@ class RedisTarget(Item):
     def address(self) -> RedisAddress:
         """The parsed URL (validated at load)."""
         return parse_redis_url(self.url)
+
+
+KIND = Kind(
+    name="redis",
+    target=RedisTarget,
+    probe="opsproof.probes.redis",
+    checks="checks/infra/test_redis.py",
+    cadence="daily",
+    areas=("infra",),
+    controls={
+        "redis": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.6", "ISO27001:A.8.16", "SOX-ITGC:OPS"),
+        "redis.persistence": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.13", "SOX-ITGC:OPS"),
+        "redis.replication": ("SOC2:CC7.1", "SOC2:A1.2", "ISO27001:A.8.14", "SOX-ITGC:OPS"),
+    },
+)

@@ -17,6 +17,7 @@ from pydantic import (
 
 from opsproof import units
 from opsproof.model.fields import ExistingFile, Item, Strict, default_threshold
+from opsproof.model.kind import Kind
 
 TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 TlsVersion = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
@@ -139,3 +140,17 @@ class TlsTarget(Item):
     def address(self) -> str:
         """host:port as a person writes it ([::1]:443 for IPv6)."""
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+KIND = Kind(
+    name="tls",
+    target=TlsTarget,
+    probe="opsproof.probes.tls",
+    checks="checks/certs/test_tls.py",
+    cadence="daily",
+    areas=("certs",),
+    controls={
+        # Certificates: cryptographic controls kept valid (ISO A.8.24), monitored (CC7.1).
+        "tls": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", "SOX-ITGC:OPS"),
+    },
+)

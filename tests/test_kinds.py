@@ -1,0 +1,106 @@
+"""The registry of kinds: a kind registered somewhere is registered everywhere.
+
+A kind is declared once (`KIND = Kind(...)` in opsproof/targets/<kind>.py); these tests
+fail when its probe, checks file, profile section, JSON Schema, controls or docs page is
+missing, and when a probe module or checks file exists for a kind nobody declared.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+from opsproof.model.kind import Kind
+from opsproof.model.markers import AREA_MARKERS
+from opsproof.probes import ProbeKind, kind_named
+from opsproof.profile import ITEM_SECTIONS, Profile, profile_json_schema
+from opsproof.targets import catalogue, kinds
+
+REPO = Path(__file__).resolve().parents[1]
+KINDS = sorted(kinds())
+
+
+def test_the_known_kinds_are_registered() -> None:
+    assert {"http", "tls", "postgres", "redis", "backups", "drills", "kubernetes", "prometheus", "hosts"} <= set(KINDS)
+    assert tuple(ITEM_SECTIONS) == tuple(kinds())
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_a_registered_kind_is_wired_everywhere(name: str) -> None:
+    kind = kinds()[name]
+    assert name in Profile.model_fields, "no profile section"
+    assert name in profile_json_schema()["properties"], "not in the profile's JSON Schema"
+    probe = kind_named(name)
+    assert isinstance(probe, ProbeKind) and probe.name == name
+    assert probe.cadence == kind.cadence
+    checks = REPO / kind.checks
+    assert checks.is_file(), f"no checks file {kind.checks}"
+    assert checks.parent.name in AREA_MARKERS, f"{kind.checks}: checks/<area>/ names no area marker"
+    assert _area_markers(checks) == set(kind.areas), f"{kind.checks}: pytestmark's areas differ from the kind's"
+    assert catalogue()[name], "no controls"
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_a_registered_kind_has_its_docs_page(name: str) -> None:
+    pages = REPO / "docs" / "kinds"
+    if not pages.is_dir():
+        pytest.skip("docs/kinds/ is not written yet")
+    assert (pages / f"{name}.md").is_file(), f"docs/kinds/{name}.md is missing"
+
+
+def test_every_probe_module_belongs_to_a_kind() -> None:
+    probes = REPO / "src" / "opsproof" / "probes"
+    declared = {kind.probe for kind in kinds().values()}
+    for path in sorted(probes.glob("*.py")):
+        module = importlib.import_module(f"opsproof.probes.{path.stem}") if path.stem != "__init__" else None
+        if module is not None and isinstance(getattr(module, "PROBE", None), ProbeKind):
+            assert module.__name__ in declared, f"{path.name} declares a PROBE no KIND names"
+
+
+def test_every_checks_file_belongs_to_a_kind() -> None:
+    declared = {kind.checks for kind in kinds().values()}
+    for path in sorted((REPO / "checks").glob("*/test_*.py")):
+        assert path.relative_to(REPO).as_posix() in declared, f"{path.relative_to(REPO)} is not any kind's checks file"
+
+
+def test_every_controls_key_names_a_kind() -> None:
+    for key in catalogue():
+        assert key.split(".", 1)[0] in kinds(), key
+
+
+@pytest.mark.parametrize(
+    ("keys", "words"),
+    [
+        ({"cadence": "hourly"}, "cadence 'hourly'"),
+        ({"areas": ("web",)}, "area 'web'"),
+        ({"checks": "checks/health/test_web.py"}, "is not checks/<area>/test_demo.py"),
+        ({"controls": {}}, "no 'demo' entry"),
+        ({"controls": {"demo": ("SOC2:CC7.1",), "other.x": ("SOC2:CC7.1",)}}, "'other.x'"),
+    ],
+)
+def test_a_declaration_that_cannot_work_fails_naming_the_kind(keys: dict[str, object], words: str) -> None:
+    declared = {
+        "name": "demo",
+        "target": object,
+        "probe": "opsproof.probes.demo",
+        "checks": "checks/health/test_demo.py",
+        "cadence": "daily",
+        "areas": ("health",),
+        "controls": {"demo": ("SOC2:CC7.1",)},
+    }
+    with pytest.raises(ValueError, match="kind 'demo'") as caught:
+        Kind(**{**declared, **keys})  # type: ignore[arg-type]
+    assert words in str(caught.value)
+
+
+def _area_markers(path: Path) -> set[str]:
+    """The area markers a checks file's `pytestmark` names."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
+            return {
+                n.attr for n in ast.walk(node.value) if isinstance(n, ast.Attribute) and n.attr in AREA_MARKERS
+            }
+    return set()
