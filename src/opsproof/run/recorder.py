@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from opsproof import outcomes
-from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
 from opsproof.run.state import RunState, Upload, owns_process
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
+    from opsproof.redaction import Redactor
 
 
 class Recorder:
@@ -76,10 +76,10 @@ class Recorder:
 
             state.results = build_results(self.config, state)
             head = head_for(state.report_dir, state.history)
-            state.bundle = write_bundle(state.results, state.report_dir, ACTIVE_REDACTOR, state.signer, head)
+            state.bundle = write_bundle(state.results, state.report_dir, state.redactor, state.signer, head)
             note = fallback_note(head)
             if note is not None:
-                state.shipping_errors.append(ACTIVE_REDACTOR.redact(note))
+                state.shipping_errors.append(state.redactor.redact(note))
         except Exception as exc:  # the evidence is the product: failing to write it is an internal error
             state.bundle_error = f"{type(exc).__name__}: {exc}"
             state.exit_code = outcomes.EXIT_INTERNAL
@@ -138,7 +138,11 @@ def _ship(state: RunState) -> None:
         # A shard is part of a run, not one: `opsproof seal-run` records the whole run once.
         state.shipped.append(f"opsproof: {state.shard.label} of run {state.run_id}; seal-run joins the shards")
     shipped, errors = ship_bundle(
-        state.bundle, state.report_dir, None if state.shard is not None else state.history, state.upload
+        state.bundle,
+        state.report_dir,
+        None if state.shard is not None else state.history,
+        state.upload,
+        state.redactor,
     )
     state.shipped.extend(shipped)
     state.shipping_errors.extend(errors)
@@ -147,7 +151,7 @@ def _ship(state: RunState) -> None:
 
 
 def ship_bundle(
-    bundle: Path, report_dir: Path, history: Location | None, upload: Upload | None
+    bundle: Path, report_dir: Path, history: Location | None, upload: Upload | None, redactor: Redactor
 ) -> tuple[list[str], list[str]]:
     """After sealing: upload the bundle (when asked), then record the run in the history (when given).
 
@@ -180,7 +184,7 @@ def ship_bundle(
     except Exception as exc:
         reason = str(exc) if isinstance(exc, HistoryError) else f"{type(exc).__name__}: {exc}"
         errors.append(
-            f"opsproof: the run is NOT in the history ({ACTIVE_REDACTOR.redact(reason)}); "
+            f"opsproof: the run is NOT in the history ({redactor.redact(reason)}); "
             "the bundle is intact: `opsproof history rebuild` recovers it"
         )
     return shipped, errors
@@ -188,7 +192,7 @@ def ship_bundle(
 
 def _print_last_line(config: pytest.Config, state: RunState) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    for note in map(ACTIVE_REDACTOR.redact, state.shipping_errors):
+    for note in map(state.redactor.redact, state.shipping_errors):
         if reporter is not None:
             reporter.write_line(note, red=True)
         else:

@@ -433,7 +433,7 @@ def _write_and_ship(
     ]
     head = head_for(report_dir, history)
     bundle = write_bundle(results, report_dir, loaded.redactor, signer, head, shards)
-    shipped, errors = ship_bundle(bundle, report_dir, history, upload)
+    shipped, errors = ship_bundle(bundle, report_dir, history, upload, loaded.redactor)
     note = fallback_note(head)
     if note is not None:
         errors.insert(0, loaded.redactor.redact(note))

@@ -22,7 +22,7 @@ from opsproof.model.controls import ControlMap
 from opsproof.model.shards import Shard, ShardError, parse_run_id, parse_shard
 from opsproof.probes import ProbeKind, kind_named, utc_now
 from opsproof.profile import Item, LoadedProfile, ProfileError, load_profile, resolve_profile_path
-from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
+from opsproof.redaction import Redactor
 from opsproof.targets import catalogue
 from opsproof.targets import kinds as registered_kinds
 
@@ -54,6 +54,8 @@ class RunState:
     unmatched_waivers: list[dict[str, Any]] = field(default_factory=list)
     collect_errors: int = 0
     results: Results | None = None  # the results document, once the run has ended
+    # Every secret of the run; everything the run writes or shows goes through it.
+    redactor: Redactor = field(default_factory=Redactor)
     signalled: str | None = None
     bundle: Path | None = None
     bundle_error: str | None = None
@@ -122,7 +124,9 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
         loaded = load_profile(path, cli_vars=cli_vars, display_path=shown)
     except ProfileError as exc:
         raise pytest.UsageError(f"profile {chosen!r}: {exc}") from None
-    ACTIVE_REDACTOR.update(loaded.redactor)
+    # The run's secrets: the profile's `${NAME}` values, and the history store's password below.
+    redactor = Redactor()
+    redactor.update(loaded.redactor)
     try:
         change = change_context(
             ticket=config.getoption("change"),
@@ -136,7 +140,7 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
     report_dir = Path(config.getoption("report_dir") or "reports").absolute()
     if report_dir.exists() and not report_dir.is_dir():
         raise pytest.UsageError(f"--report-dir {str(report_dir)!r} exists and is not a directory")
-    history = _history_location(config, report_dir)
+    history = _history_location(config, report_dir, redactor)
     shard, run_id = _shard(config)
     if workerinput is not None and "opsproof_run_id" in workerinput:
         return RunState(
@@ -151,6 +155,7 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
             change=change,
             history=history,
             shard=shard,
+            redactor=redactor,
         )
     return RunState(
         loaded=loaded,
@@ -165,6 +170,7 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
         history=history,
         upload=_upload(config),
         shard=shard,
+        redactor=redactor,
     )
 
 
@@ -199,7 +205,7 @@ def _upload(config: pytest.Config) -> Upload | None:
         raise pytest.UsageError(str(exc)) from None
 
 
-def _history_location(config: pytest.Config, report_dir: Path) -> Location:
+def _history_location(config: pytest.Config, report_dir: Path, redactor: Redactor) -> Location:
     from opsproof.compliance.history import DSN_VARIABLE, locate
 
     try:
@@ -207,7 +213,7 @@ def _history_location(config: pytest.Config, report_dir: Path) -> Location:
     except ComplianceError as exc:
         raise pytest.UsageError(str(exc)) from None
     if location.password:  # the command line is recorded in results.json; the password never is
-        ACTIVE_REDACTOR.add("HISTORY_DSN_PASSWORD", location.password)
+        redactor.add("HISTORY_DSN_PASSWORD", location.password)
     return location
 
 

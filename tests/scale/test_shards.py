@@ -19,8 +19,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from backup_servers import S3Server, s3_server
-from redis_servers import redis_main
+from helpers.backup_servers import S3Server, s3_server
+from helpers.redis_servers import redis_main
 
 from conftest import SECRET, HttpServer, Runner, TlsServer, http_profile, wait_for
 from opsproof.cli import main as opsproof

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from history_servers import history_dsn, history_pg
+from helpers.history_servers import history_dsn, history_pg
 
 from conftest import REPO, SECRET, HttpServer, Runner, http_profile
 from opsproof.cli import main as opsproof
@@ -119,7 +119,7 @@ def test_verify_chain_needs_the_head_row_when_the_history_is_postgresql(
 ) -> None:
     from datetime import UTC, datetime
 
-    from compliance_data import record, results, write
+    from helpers.compliance_data import record, results, write
 
     reports = tmp_path / "reports"
     at = datetime(2026, 7, 1, tzinfo=UTC)
