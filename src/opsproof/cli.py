@@ -9,22 +9,26 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from types import FrameType
+from typing import TYPE_CHECKING, NoReturn
 
 from opsproof import outcomes
 from opsproof.compliance import ComplianceError
+from opsproof.run.seal_command import add_seal_run_parser, seal_run_command
 from opsproof.version import __version__
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from opsproof.compliance.history import Location
+    from opsproof.compliance.witness import Witness
     from opsproof.evidence.chain_head import ChainHead
 
 
@@ -56,17 +60,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="walk every bundle of each environment under DIR (a report dir, or s3://bucket/prefix of uploads); "
         "repeat it for the report dirs of many runners sharing one chain",
     )
-    verify.add_argument(
-        "--history-dsn",
-        metavar="DSN",
-        help="with --chain: the PostgreSQL history holding the chain heads the runners advanced "
-        "(default: $OPSPROOF_HISTORY_DSN when it is PostgreSQL)",
-    )
     verify.add_argument("--environment", metavar="ENV", help="with --chain: only this environment's chain")
     verify.add_argument(
         "--public-key", metavar="PATH", type=Path, help="require every manifest to be signed by this Ed25519 key"
     )
     verify.add_argument("--s3-endpoint", metavar="URL", help="for s3:// paths: an S3-compatible endpoint")
+    verify.add_argument(
+        "--history-dsn",
+        metavar="DSN",
+        help="with --chain: a history that witnesses which bundles were sealed (default: the folder's "
+        "history.sqlite, when there is one); a PostgreSQL one also holds the chain head many runners share",
+    )
+    verify.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="s3://BUCKET/PREFIX",
+        help="with --chain: uploads that witness which bundles were sealed (repeatable)",
+    )
 
     attest = commands.add_parser(
         "attest", help="record that a manual checklist line (a profile `attestations` item) was done"
@@ -75,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     attest.add_argument("--by", required=True, metavar="NAME", help="who attests (one of the item's attesters)")
     attest.add_argument("--note", required=True, metavar="TEXT", help="what was done, as evidence")
     attest.add_argument("--evidence", type=Path, metavar="FILE", help="a file kept with it (stored by its sha256)")
+    attest.add_argument(
+        "--change", metavar="TICKET", help="for a change checklist line (cadence: change): the change it was done for"
+    )
     _store_options(attest, profile=True)
 
     history = commands.add_parser("history", help="the history store of runs and attestations")
@@ -123,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_help="also expect this profile's attestations (even those never attested) and judge attesters by it",
     )
 
-    _seal_run_parser(commands)
+    add_seal_run_parser(commands)
 
     keygen = commands.add_parser("keygen", help="make an Ed25519 key pair for signing manifests (--sign-key)")
     keygen.add_argument("path", type=Path, help="writes PATH.pem (private, mode 0600) and PATH.pub (public)")
@@ -146,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             return _report(args)
         if args.command == "seal-run":
-            return _seal_run(args, argv)
+            return seal_run_command(args, argv)
     except ComplianceError as exc:
         print(f"opsproof {args.command}: {exc}", file=sys.stderr)
         return outcomes.EXIT_USAGE
@@ -159,96 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _demo(args.port, args.serve, [a for a in args.pytest_args if a != "--"])
 
 
-def _seal_run_parser(commands: Any) -> None:
-    seal = commands.add_parser(
-        "seal-run", help="verify every shard bundle of a run and seal them into one run bundle (chain, history)"
-    )
-    seal.add_argument("source", metavar="DIR|s3://BUCKET/PREFIX", help="where the shards wrote or uploaded bundles")
-    seal.add_argument("--run-id", metavar="ID", help="the run to seal (default: $OPSPROOF_RUN_ID, else the one here)")
-    seal.add_argument(
-        "--shards",
-        type=int,
-        metavar="N",
-        help="how many shards the run has (default: $OPSPROOF_SHARDS, else as the bundles say)",
-    )
-    seal.add_argument(
-        "--wait",
-        default="0s",
-        metavar="DURATION",
-        help="wait up to this long (e.g. 20m) for every shard's bundle before sealing what there is",
-    )
-    seal.add_argument(
-        "--fail-on", default="high", choices=outcomes.FAIL_ON_CHOICES, help="as for pytest, over the whole run"
-    )
-    seal.add_argument("--sign-key", type=Path, metavar="PATH", help="sign the run bundle's manifest with this key")
-    seal.add_argument("--public-key", type=Path, metavar="PATH", help="require each shard bundle signed by this key")
-    seal.add_argument("--upload", metavar="s3://BUCKET/PREFIX", help="also put the run bundle in S3")
-    seal.add_argument("--retain", metavar="7y|400d", help="with --upload: Object Lock retention")
-    seal.add_argument("--s3-endpoint", metavar="URL", help="an S3-compatible endpoint for s3:// paths")
-    _store_options(seal, profile=True, profile_help="the profile the shards ran (the checks a missing shard owed)")
-    seal.set_defaults(report_dir=None)
-
-
-def _seal_run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
-    from opsproof.compliance.history import HistoryError
-    from opsproof.run.seal import SealRequest, seal_run
-    from opsproof.units import parse_duration
-
-    try:
-        wait_s = parse_duration(args.wait)
-    except ValueError as exc:
-        raise ComplianceError(f"--wait {args.wait!r}: {exc}") from None
-    shards = args.shards
-    if shards is None and os.environ.get("OPSPROOF_SHARDS"):
-        try:
-            shards = int(os.environ["OPSPROOF_SHARDS"])
-        except ValueError:
-            raise ComplianceError(f"$OPSPROOF_SHARDS {os.environ['OPSPROOF_SHARDS']!r} is not a whole number") from None
-    request = SealRequest(
-        source=args.source,
-        run_id=args.run_id,
-        shards=shards,
-        profile=args.profile,
-        cli_vars=_cli_vars(args.var),
-        report_dir=args.report_dir,
-        fail_on=args.fail_on,
-        history_dsn=args.history_dsn,
-        sign_key=args.sign_key,
-        public_key=args.public_key,
-        upload=args.upload,
-        retain=args.retain,
-        s3_endpoint=args.s3_endpoint,
-        wait_s=wait_s,
-        command=list(argv if argv is not None else sys.argv[1:]),
-    )
-    try:
-        sealed = seal_run(request)
-    except HistoryError as exc:
-        print(f"opsproof seal-run: {exc}", file=sys.stderr)
-        return outcomes.EXIT_INTERNAL
-    for state in sealed.shards:
-        if state.reason is None:
-            print(f"  {state.shard.label}: reported ({state.bundle.path.name if state.bundle else ''})")
-        else:
-            print(f"  {state.shard.label}: DID NOT REPORT: {state.reason}")
-    for line in sealed.lines:
-        print(line)
-    for line in sealed.errors:
-        print(line, file=sys.stderr)
-    status = outcomes.RUN_STATUS.get(sealed.exit_code, "failed")
-    print(f"opsproof: {status} (exit {sealed.exit_code}); run bundle: {sealed.bundle}")
-    return sealed.exit_code
-
-
 def _verify(args: argparse.Namespace) -> int:
     from opsproof.evidence.signing import load_public_key
 
     if (args.bundle is None) == (args.chain is None):
         raise ComplianceError("give one bundle, or --chain DIR")
-    if args.environment and not args.chain:
-        raise ComplianceError("--environment goes with --chain DIR")
-    if args.history_dsn and not args.chain:
-        raise ComplianceError("--history-dsn goes with --chain DIR")
+    if (args.environment or args.witness or args.history_dsn) and not args.chain:
+        raise ComplianceError("--environment, --history-dsn and --witness go with --chain DIR")
     public_key = load_public_key(args.public_key) if args.public_key is not None else None
     if args.chain is not None:
         head = _shared_head(args.history_dsn)
@@ -259,7 +190,7 @@ def _verify(args: argparse.Namespace) -> int:
             return _verify_s3(
                 remote[0], args.s3_endpoint, public_key, chain=True, environment=args.environment, head=head
             )
-        return _verify_chain([Path(d) for d in args.chain], args.environment, public_key, head)
+        return _verify_chain([Path(d) for d in args.chain], args.environment, public_key, _witnesses(args), head)
     if args.bundle.startswith("s3://"):
         return _verify_s3(args.bundle, args.s3_endpoint, public_key, chain=False, environment=None)
     return _verify_bundle(Path(args.bundle), public_key)
@@ -288,7 +219,7 @@ def _verify_s3(
         for path, problem in added:
             print(f"TAMPERED {base}/{path}: {problem}")
         if chain:
-            code = _verify_chain([folder], environment, public_key, head)
+            code = _verify_chain([folder], environment, public_key, [], head)
             return 1 if added else code
         code = _verify_bundle(folder, public_key, shown=url)
         locked = [o for o in objects if o["lock_mode"]]
@@ -330,6 +261,30 @@ def _verify_bundle(bundle: Path, public_key: Ed25519PublicKey | None, shown: str
     return 0
 
 
+def _witnesses(args: argparse.Namespace) -> list[Witness]:
+    """The witnesses `verify --chain DIR` holds the folder against; ComplianceError when one cannot be read."""
+    from opsproof.compliance.history import HistoryError, locate
+    from opsproof.compliance.upload import describe_error
+    from opsproof.compliance.witness import history_witness, s3_witness
+
+    found = []
+    folder = Path(args.chain[0])  # the first report dir's history.sqlite, when no --history-dsn
+    location = locate(folder, args.history_dsn)
+    if args.history_dsn or Path(location.target).is_file():
+        try:
+            found.append(history_witness(location))
+        except HistoryError as exc:
+            raise ComplianceError(f"--history-dsn: {exc}") from None
+    for url in args.witness:
+        try:
+            found.append(s3_witness(url, args.s3_endpoint))
+        except ComplianceError:
+            raise
+        except Exception as exc:
+            raise ComplianceError(f"--witness {url}: cannot list it: {describe_error(exc)}") from None
+    return found
+
+
 def _shared_head(dsn: str | None) -> ChainHead | None:
     """The PostgreSQL chain head (--history-dsn, else $OPSPROOF_HISTORY_DSN when it is PostgreSQL)."""
     from opsproof.compliance.history import DSN_VARIABLE, locate
@@ -340,41 +295,66 @@ def _shared_head(dsn: str | None) -> ChainHead | None:
 
 
 def _verify_chain(
-    report_dirs: list[Path], environment: str | None, public_key: Ed25519PublicKey | None, head: ChainHead | None
+    report_dirs: list[Path],
+    environment: str | None,
+    public_key: Ed25519PublicKey | None,
+    witnesses: list[Witness],
+    head: ChainHead | None = None,
 ) -> int:
     from opsproof.compliance.history import HistoryError
-    from opsproof.evidence.chain import find_environments, verify_chain
+    from opsproof.evidence.chain import find_environments, find_unsealed, verify_chain
 
     environments: dict[str, list[Path]] = {}
+    unsealed: dict[str, list[Path]] = {}
     for report_dir in report_dirs:
         if not report_dir.is_dir():
             raise ComplianceError(f"--chain {str(report_dir)!r}: not a folder")
         for name, bundles in find_environments(report_dir).items():
             environments.setdefault(name, []).extend(bundles)
+        for name, bundles in find_unsealed(report_dir).items():
+            unsealed.setdefault(name, []).extend(bundles)
     shown = ", ".join(map(str, report_dirs))
+    known = set(environments) | set(unsealed) | {e for w in witnesses for e in w.bundles}
     if environment is not None:
-        if environment not in environments:
-            known = ", ".join(sorted(environments)) or "none"
-            raise ComplianceError(f"--environment {environment!r}: no bundles of it in {shown} (found: {known})")
-        environments = {environment: environments[environment]}
-    if not environments:
+        if environment not in known:
+            listed = ", ".join(sorted(known)) or "none"
+            raise ComplianceError(f"--environment {environment!r}: no bundles of it in {shown} (found: {listed})")
+        known = {environment}
+    if not known:
         raise ComplianceError(f"--chain {shown!r}: no evidence bundles in it")
     broken = False
-    for name, bundles in sorted(environments.items()):
+    for name in sorted(known):
+        bundles = environments.get(name, [])
         try:
             report = verify_chain(report_dirs[0], bundles, name, public_key, head)
         except HistoryError as exc:
             raise ComplianceError(str(exc)) from None
+        chain = {link.bundle for link in report.links}
+        findings = [
+            f"{p.name}: no manifest.json: a bundle never sealed (a run died writing it, or a full disk), "
+            "or whose manifest was removed"
+            for p in unsealed.get(name, [])
+        ]
+        findings += [problem for witness in witnesses for problem in witness.missing(name, chain)]
         count = f"{len(report.links)} bundle{'s' if len(report.links) != 1 else ''}"
         first = report.first_break
-        if first is None:
+        if first is None and not findings:
             ends = f"{report.links[0].bundle} .. {report.links[-1].bundle}"
             print(f"OK chain {name} ({count}, {ends}): every link and every file verified")
             continue
         broken = True
-        print(f"BROKEN chain {name} ({count}): first broken link at {first[0]}: {first[1]}")
-        for problem in report.problems[1:]:
+        problems = report.problems + findings
+        where = f"first broken link at {first[0]}: {first[1]}" if first is not None else problems[0]
+        print(f"BROKEN chain {name} ({count}): {where}")
+        for problem in problems[1:] if first is None else [*report.problems[1:], *findings]:
             print(f"  also: {problem}")
+    if witnesses:
+        print(f"  witnesses: {'; '.join(w.name for w in witnesses)}")
+    else:
+        print(
+            "  no witness: the newest bundles could have been removed without a trace in this folder; "
+            "give --history-dsn (a history on another host) or --witness s3://... (uploads under Object Lock)"
+        )
     return 1 if broken else 0
 
 
@@ -420,20 +400,30 @@ def _attest(args: argparse.Namespace) -> int:
     declared = load_declared(args.profile, _cli_vars(args.var))
     item = declared.attestation(args.id)
     check_input(item, by=args.by, note=args.note, evidence=args.evidence)  # before touching the store
+    if args.change is not None:
+        from opsproof.compliance.change import change_context
+
+        change_context(ticket=args.change, environ={})  # a malformed ticket is a usage error naming --change
     location = _location(args)
     try:
         with History(location) as history:
             entry = record_attestation(
-                history, declared.environment, item, by=args.by, note=args.note, evidence=args.evidence
+                history,
+                declared.environment,
+                item,
+                by=args.by,
+                note=args.note,
+                evidence=args.evidence,
+                change=args.change,
             )
     except HistoryError as exc:
         print(f"opsproof attest: not recorded: {exc}", file=sys.stderr)
         return outcomes.EXIT_INTERNAL
     at = parse_utc(entry["attested_at"])
-    period = period_of(item.cadence, at.date())
+    label = f"change {args.change}" if item.cadence == "change" else period_of(item.cadence, at.date()).label
     print(
         f"opsproof attest: {item.name} ({item.title}) attested by {entry['attested_by']} "
-        f"at {entry['attested_at']} for {period.label} ({item.cadence}), environment {declared.environment}"
+        f"at {entry['attested_at']} for {label} ({item.cadence}), environment {declared.environment}"
     )
     if entry["evidence_sha256"]:
         print(
@@ -444,11 +434,12 @@ def _attest(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
+    from opsproof.compliance.audit import audit_history
     from opsproof.compliance.declared import load_declared
     from opsproof.compliance.history import History, HistoryError
-    from opsproof.compliance.period import ReportRequest, build_report, last_complete, parse_day
+    from opsproof.compliance.period import ReportRequest, build_report, check_period, last_complete, parse_day
     from opsproof.compliance.report_csv import render_csv
     from opsproof.compliance.report_html import render_period_html
     from opsproof.compliance.report_json import render_json
@@ -464,6 +455,7 @@ def _report(args: argparse.Namespace) -> int:
         first, last = parse_day(args.first, "--from"), parse_day(args.last, "--to")
     else:
         raise ComplianceError("give --from YYYY-MM-DD and --to YYYY-MM-DD, or --period monthly (or weekly, ...)")
+    check_period(first, last)
     declared = None
     if args.profile is not None:  # only when asked: the report stands on the history alone
         declared = load_declared(args.profile, _cli_vars(args.var))
@@ -475,7 +467,6 @@ def _report(args: argparse.Namespace) -> int:
     signer = load_signer(args.sign_key) if args.sign_key is not None else None
     suffix = "-" + "-".join(f.lower() for f in args.frameworks) if args.frameworks else ""
     out = args.out or args.report_dir / "period-reports" / f"{args.environment}-{first}-to-{last}{suffix}"
-    _clear_report_folder(out)
     request = ReportRequest(args.environment, first, last, tuple(args.frameworks), tuple(args.controls), now)
     location = _location(args)
     if location.kind == "sqlite" and not Path(location.target).exists():
@@ -484,10 +475,31 @@ def _report(args: argparse.Namespace) -> int:
         )
     try:
         with History(location) as history:
-            report = build_report(history, request, declared)
+            audit = audit_history(
+                history,
+                args.report_dir,
+                environment=args.environment,
+                start=f"{first}T00:00:00.000Z",
+                end=f"{last + timedelta(days=1)}T00:00:00.000Z",
+            )
+            report = None if audit.problems else build_report(history, request, declared)
     except HistoryError as exc:
         print(f"opsproof report: {exc}", file=sys.stderr)
         return outcomes.EXIT_INTERNAL
+    if audit.problems:
+        # A report is sealed evidence: built from rows its bundles do not support, it would
+        # certify what no run found.
+        for problem in audit.problems:
+            print(f"BROKEN {problem}")
+        print(
+            f"opsproof report: the history {location.shown} disagrees with the bundles in {args.report_dir} "
+            f"({len(audit.problems)} finding(s)); no report was written. `opsproof history verify` lists them; "
+            "`opsproof history rebuild` recreates the history from the bundles",
+            file=sys.stderr,
+        )
+        return 1
+    assert report is not None
+    _clear_report_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"report.html": render_period_html(report), "report.json": render_json(report), **render_csv(report)}
     for name, text in files.items():
@@ -531,8 +543,8 @@ def _clear_report_folder(out: Path) -> None:
 
 def _history_verify(args: argparse.Namespace) -> int:
     from opsproof.compliance.attestations import chain_problems, entries, evidence_problem
+    from opsproof.compliance.audit import audit_history
     from opsproof.compliance.history import History, HistoryError
-    from opsproof.evidence.manifest import MANIFEST, sha256_file
 
     location = _location(args)
     if location.kind == "sqlite" and not Path(location.target).exists():
@@ -550,23 +562,17 @@ def _history_verify(args: argparse.Namespace) -> int:
                     problem = evidence_problem(history, entry)
                     if problem:
                         problems.append(f"attestation {entry['seq']} ({entry['attestation_id']}): {problem}")
-            rows = history.recorded_manifests()
+            audit = audit_history(history, args.report_dir)
     except HistoryError as exc:
         print(f"opsproof history verify: {exc}", file=sys.stderr)
         return outcomes.EXIT_INTERNAL
-    here = 0
-    for bundle, digest in rows:
-        manifest = args.report_dir / bundle / MANIFEST
-        if not manifest.is_file():
-            continue  # recorded by another runner, or pruned here: `verify --chain` on its copy covers it
-        here += 1
-        if sha256_file(manifest) != digest:
-            problems.append(f"run {bundle}: its manifest.json no longer has the sha256 the history recorded")
+    problems += audit.problems
     for problem in problems:
         print(f"BROKEN {problem}")
     print(
         f"{'BROKEN' if problems else 'OK'} history {location.shown}: {attested} attestations in "
-        f"{len(environments)} environment(s), {len(rows)} runs ({here} of their bundles in {args.report_dir} checked)"
+        f"{len(environments)} environment(s), {audit.runs} runs ({audit.checked} of their bundles in "
+        f"{args.report_dir} checked, every row held against its bundle)"
     )
     return 1 if problems else 0
 
@@ -613,14 +619,32 @@ def repository_root() -> Path | None:
 
 
 def _demo(port: int, serve: bool, pytest_args: list[str]) -> int:
-    from opsproof.demo.environment import demo_environment
-
     root = repository_root()
     if root is None:
         print(
             "opsproof demo: run it from the opsproof repository root (checks/ and profiles/demo.yaml)", file=sys.stderr
         )
         return outcomes.EXIT_USAGE
+    # SIGTERM (systemd, `timeout`, docker stop) and SIGHUP (a closed terminal) stop the demo as Ctrl-C
+    # does: by unwinding, so every service is stopped and every temporary folder removed on the way out.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return _run_demo(root, port, serve, pytest_args)
+    except KeyboardInterrupt:
+        print("opsproof demo: stopped; every service was stopped", file=sys.stderr)
+        return outcomes.EXIT_OK if serve else outcomes.EXIT_INTERRUPTED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _run_demo(root: Path, port: int, serve: bool, pytest_args: list[str]) -> int:
+    from opsproof.demo.environment import demo_environment
+
     with demo_environment(port) as demo:
         command = [
             sys.executable,
@@ -641,10 +665,7 @@ def _demo(port: int, serve: bool, pytest_args: list[str]) -> int:
                 "opsproof demo: serving until Ctrl-C; in another shell, from this folder, run:\n  "
                 + f"{exports} {shlex.join(command[2:])}".strip()
             )
-            try:
-                threading.Event().wait()
-            except KeyboardInterrupt:
-                return 0
+            threading.Event().wait()  # until Ctrl-C, SIGTERM or SIGHUP (KeyboardInterrupt)
         print("opsproof demo: running " + shlex.join(command[2:]), flush=True)
         started = time.time()
         environ = {**os.environ, **demo.environ}

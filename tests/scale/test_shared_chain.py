@@ -127,7 +127,7 @@ def test_verify_chain_needs_the_head_row_when_the_history_is_postgresql(
     assert opsproof(["verify", "--chain", str(reports), "--history-dsn", history_dsn]) == 1
     assert "no chain head for prod" in capsys.readouterr().out
     assert opsproof(["verify", "--history-dsn", history_dsn, str(reports)]) == 4
-    assert "--history-dsn goes with --chain DIR" in capsys.readouterr().err
+    assert "--history-dsn and --witness go with --chain DIR" in capsys.readouterr().err
 
 
 def test_seal_run_appends_the_run_to_the_postgresql_chain_and_never_shows_the_password(

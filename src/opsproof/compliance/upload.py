@@ -231,7 +231,7 @@ def download(target: S3Target, into: Path, wanted: Callable[[str], bool] | None 
     s3 = client(target)
     found: list[dict[str, Any]] = []
     try:
-        for relative, history in sorted(_versions(s3, target).items()):
+        for relative, history in sorted(object_versions(s3, target).items()):
             if wanted is not None and not wanted(relative):
                 continue
             versions = [v for v in history if not v["delete_marker"]]
@@ -257,7 +257,7 @@ def download(target: S3Target, into: Path, wanted: Callable[[str], bool] | None 
     return found
 
 
-def _versions(s3: Any, target: S3Target) -> dict[str, list[dict[str, Any]]]:
+def object_versions(s3: Any, target: S3Target) -> dict[str, list[dict[str, Any]]]:
     """Each object's versions and delete markers, newest first, by path under the prefix."""
     by_path: dict[str, list[dict[str, Any]]] = {}
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=target.bucket, Prefix=target.prefix):

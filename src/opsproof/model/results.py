@@ -14,14 +14,35 @@ their JSON Schema::
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from opsproof.redaction import Redactor
 
 SCHEMA = "opsproof/results/v1"
 
 Outcome = Literal["passed", "warned", "failed", "error", "skipped", "waived"]
 Severity = Literal["critical", "high", "medium", "low"]
+
+
+def free_text(description: str | None = None) -> Any:
+    """A field of free text (a message, observed values, the command): the only kind the redactor rewrites.
+
+    Every other field is structure (outcomes, ids, names, severities, markers, keys) and is
+    never rewritten: a secret `pass` must not turn the outcome `passed` into `${PW}ed`.
+    """
+    return Field(description=description, json_schema_extra={"free_text": True})
+
+
+def free_text_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The names of `model`'s free-text fields."""
+    return tuple(
+        name
+        for name, field in model.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("free_text")
+    )
 
 
 class _Model(BaseModel):
@@ -37,9 +58,9 @@ class Waiver(_Model):
     """The waiver that matched a failing check: `applied` (the check is waived) or `expired`."""
 
     check: str = Field(description="the waiver's glob over check ids")
-    reason: str
-    ticket: str
-    approved_by: str
+    reason: str = Field(description="why the failure is accepted")
+    ticket: str = Field(description="the ticket that tracks it")
+    approved_by: str = Field(description="who approved the waiver")
     expires: str = Field(description="the last day the waiver applies (YYYY-MM-DD)")
     status: Literal["applied", "expired"] | None = Field(None, description="absent for an unmatched waiver")
 
@@ -49,57 +70,65 @@ class CheckRecord(_Model):
 
     id: str = Field(description="the pytest node id")
     check: str = Field(description="the short stable id: kind.aspect[target]")
-    kind: str
+    kind: str = Field(description="the profile section: http, tls, postgres...")
     target: str | None = Field(description="the profile item's name")
-    markers: list[str]
+    markers: list[str] = Field(description="the check's cadence, area and stage markers")
     controls: list[str] = Field(description="FRAMEWORK:CONTROL ids this check gives evidence for")
-    severity: Severity
-    outcome: Outcome
-    message: str
-    observed: dict[str, Any] = Field(description="the measured facts")
-    expected: dict[str, Any]
+    severity: Severity = Field(description="from the item's critical: or severity:")
+    outcome: Outcome = Field(description="passed, warned, failed, error, skipped or waived")
+    message: str = free_text("what was seen, or why it is not as expected")
+    observed: dict[str, Any] = free_text("the measured facts")
+    expected: dict[str, Any] = free_text("the thresholds and expectations it was judged against")
     started_at: str = Field(description="UTC ISO 8601")
-    duration_s: float
+    duration_s: float = Field(description="how long the check took, in seconds")
     phase: Literal["setup", "call", "teardown"] = Field(description="the pytest phase the outcome comes from")
     waiver: Waiver | None = None
 
 
 class ProfileRef(_Model):
-    path: str
-    sha256: str
+    """The profile the run read."""
+
+    path: str = Field(description="the profile file read")
+    sha256: str = Field(description="of the file's bytes")
 
 
 class Selection(_Model):
-    markers: str | None
-    keywords: str | None
-    paths: list[str]
+    """What the run selected."""
+
+    markers: str | None = Field(description="the -m expression")
+    keywords: str | None = Field(description="the -k expression")
+    paths: list[str] = Field(description="test paths given on the command line")
 
 
 class Suite(_Model):
-    version: str
-    commit: str | None
+    """The opsproof that ran."""
+
+    version: str = Field(description="opsproof's version")
+    commit: str | None = Field(description="the git commit of the checkout the run started in, where it is one")
 
 
 class Run(_Model):
     """Who ran what, where, when, and how it ended."""
 
-    id: str
-    environment: str
-    profile: ProfileRef
+    id: str = Field(description="the run's id (the last part of the bundle's name)")
+    environment: str = Field(description="the profile's environment")
+    profile: ProfileRef = free_text("the profile's path and sha256")
     started_at: str = Field(description="UTC ISO 8601")
     finished_at: str = Field(description="UTC ISO 8601")
-    selection: Selection
+    selection: Selection = free_text()
     suite: Suite
-    host: str
-    user: str
-    command: str
-    status: Literal["passed", "failed", "interrupted", "internal_error", "usage_error", "no_checks"]
-    exit_code: int
-    fail_on: str
+    host: str = free_text("the machine that ran it")
+    user: str = free_text("the OS user that ran it")
+    command: str = free_text("the command line, secrets redacted")
+    status: Literal["passed", "failed", "interrupted", "internal_error", "usage_error", "no_checks"] = Field(
+        description="how the run ended"
+    )
+    exit_code: int = Field(description="the exit status")
+    fail_on: str = Field(description="the --fail-on level")
     vars: dict[str, str] = Field(description="the plain `${vars.NAME}` values the profile used")
-    change: dict[str, Any] | None = Field(description="the change this run validated, and where each part came from")
-    interrupted_by: str | None = None
-    collection_errors: int | None = None
+    change: dict[str, Any] | None = free_text("the change this run validated, and where each part came from")
+    interrupted_by: str | None = Field(None, description="the signal that interrupted it")
+    collection_errors: int | None = Field(None, description="collection errors (checks modules that did not import)")
     shard: ShardRef | None = Field(None, description="a shard's bundle: which shard of which run (--shard, --zone)")
     shards: list[ShardReport] | None = Field(None, description="a sealed run (opsproof seal-run): each shard's part")
 
@@ -133,15 +162,19 @@ class ShardReport(_Model):
 
 
 class WaiverTotals(_Model):
+    """The waivers of the run."""
+
     applied: list[str] = Field(description="tickets of the waivers applied")
     expired: list[str] = Field(description="tickets of the expired waivers that matched a failing check")
     unmatched: list[Waiver] = Field(description="waivers that matched no check of the run")
 
 
 class Summary(_Model):
-    total: int
-    by_outcome: dict[str, int]
-    by_severity: dict[str, dict[str, int]]
+    """Totals of the run."""
+
+    total: int = Field(description="checks recorded")
+    by_outcome: dict[str, int] = Field(description="checks per outcome")
+    by_severity: dict[str, dict[str, int]] = Field(description="checks per severity, then per outcome")
     blocking: list[str] = Field(description="check ids of the blocking outcomes")
     waivers: WaiverTotals
 
@@ -149,15 +182,26 @@ class Summary(_Model):
 class Results(_Model):
     """results.json."""
 
-    schema_: Literal["opsproof/results/v1"] = Field("opsproof/results/v1", alias="schema")
+    schema_: Literal["opsproof/results/v1"] = Field(
+        "opsproof/results/v1", alias="schema", description="the document's format and version"
+    )
     run: Run
-    checks: list[CheckRecord]
+    checks: list[CheckRecord] = Field(description="one record per check")
     summary: Summary
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     def dump(self) -> dict[str, Any]:
         return {"schema": self.schema_, **self.model_dump(exclude_unset=True, exclude={"schema_"})}
+
+    def redacted(self, redactor: Redactor) -> Results:
+        """A copy with the free text of the run and of every record redacted; structure untouched."""
+        if not redactor:
+            return self
+        data = self.dump()
+        data["run"] = redactor.redact_fields(data["run"], free_text_fields(Run))
+        data["checks"] = [redactor.redact_fields(check, free_text_fields(CheckRecord)) for check in data["checks"]]
+        return Results.model_validate(data)
 
 
 def results_json_schema() -> dict[str, Any]:

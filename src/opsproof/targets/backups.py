@@ -29,7 +29,9 @@ VerifyMethod = Literal["gzip", "pg_dump", "sha256"]
 class S3Location(Strict):
     """A bucket and a prefix in S3 or any S3-compatible store; credentials come from boto3's chain."""
 
-    bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = Field(
+        description="the bucket's name"
+    )
     prefix: str = Field("", description="only keys under this prefix (e.g. db/); patterns match after it")
     endpoint_url: Annotated[str, Field(pattern=r"^https?://[^\s/]+")] | None = Field(
         None, description="an S3-compatible endpoint (MinIO, Ceph, R2...); absent: AWS"
@@ -99,6 +101,23 @@ class Protection(Strict):
         if not any((self.versioning, self.encryption, self.object_lock)):
             raise ValueError("protection needs at least one of versioning, encryption, object_lock set to true")
         return self
+
+    def unmet(self, seen: dict[str, Any]) -> list[str]:
+        """What the bucket's settings (`S3Store.protection()`) lack of what is asked, in words."""
+        missing = []
+        if self.versioning and seen.get("versioning") != "Enabled":
+            missing.append(f"versioning is {seen.get('versioning')}, expected Enabled")
+        if self.encryption and not seen.get("encryption"):
+            missing.append("no default server-side encryption")
+        if self.object_lock and seen.get("object_lock") != "Enabled":
+            missing.append("Object Lock is not enabled")
+        return missing
+
+    @staticmethod
+    def describe(seen: dict[str, Any]) -> str:
+        """'versioning Enabled; encryption AES256; Object Lock Disabled'."""
+        encryption = ", ".join(seen.get("encryption") or []) or "none"
+        return f"versioning {seen.get('versioning')}; encryption {encryption}; Object Lock {seen.get('object_lock')}"
 
 
 class BackupsTarget(Item):

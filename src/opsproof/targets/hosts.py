@@ -367,8 +367,8 @@ def _port(value: Any) -> Any:
 class PortSpec(Strict):
     """A socket that must be listening (TCP) or bound (UDP) on the host."""
 
-    port: StrictInt = Field(ge=1, le=65535)
-    protocol: Literal["tcp", "udp"] = "tcp"
+    port: StrictInt = Field(ge=1, le=65535, description="the port number, 1-65535")
+    protocol: Literal["tcp", "udp"] = Field("tcp", description="tcp: a socket listens; udp: a socket is bound")
     address: str | None = Field(None, description="a local address; absent: any (a wildcard listener counts too)")
     name: Name | None = Field(None, description="the check id's part; default tcp:443 or tcp:127.0.0.1:5432")
 

@@ -68,8 +68,8 @@ Port = Annotated[
 class Expiry(Strict):
     """`{warn, fail}` on what is left of a certificate: lower is worse. Each limit is a time or a share."""
 
-    warn: Remaining | None = None
-    fail: Remaining | None = None
+    warn: Remaining | None = Field(None, description="warn when no more than this is left")
+    fail: Remaining | None = Field(None, description="fail when no more than this is left")
 
     @model_validator(mode="after")
     def _warn_comes_first(self) -> Expiry:
