@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsproof import outcomes
+from opsproof.judging import maintenance
 from opsproof.model.results import SCHEMA, Results
 from opsproof.probes import utc_now
 from opsproof.version import __version__
@@ -60,18 +61,27 @@ def build_results(config: pytest.Config, state: RunState) -> Results:
             "schema": SCHEMA,
             "run": run,
             "checks": checks,
-            "summary": summarize(checks, state.fail_on, state.unmatched_waivers),
+            "summary": summarize(checks, state.fail_on, state.unmatched_waivers, state.unmatched_windows),
         }
     )
 
 
-def summarize(checks: list[dict[str, Any]], fail_on: str, unmatched_waivers: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(
+    checks: list[dict[str, Any]],
+    fail_on: str,
+    unmatched_waivers: list[dict[str, Any]],
+    unmatched_windows: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     by_outcome = Counter(c["outcome"] for c in checks)
     by_severity: dict[str, dict[str, int]] = {}
     for c in checks:
         row = by_severity.setdefault(c["severity"], {})
         row[c["outcome"]] = row.get(c["outcome"], 0) + 1
-    blocking = [c["check"] for c in checks if outcomes.is_blocking(c["outcome"], c["severity"], fail_on)]
+    blocking = [
+        c["check"]
+        for c in checks
+        if outcomes.is_blocking(c["outcome"], c["severity"], fail_on, held=bool(c.get("maintenance")))
+    ]
     return {
         "total": len(checks),
         "by_outcome": {o: by_outcome.get(o, 0) for o in outcomes.OUTCOMES},
@@ -86,6 +96,7 @@ def summarize(checks: list[dict[str, Any]], fail_on: str, unmatched_waivers: lis
             ),
             "unmatched": unmatched_waivers,
         },
+        "maintenance": maintenance.summary(checks, unmatched_windows or []),
     }
 
 

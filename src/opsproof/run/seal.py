@@ -432,7 +432,7 @@ def _write_and_ship(
         for s in states
     ]
     head = head_for(report_dir, history)
-    bundle = write_bundle(results, report_dir, loaded.redactor, signer, head, shards)
+    bundle = write_bundle(results, report_dir, loaded.redactor, signer, head=head, shards=shards)
     shipped, errors = ship_bundle(bundle, report_dir, history, upload, loaded.redactor)
     note = fallback_note(head)
     if note is not None:
