@@ -84,17 +84,19 @@ def _wait_ready(port: int) -> None:
 # -- the profile and the measured run (measuring itself: harness.py) -----------------------
 
 
-def write_profile(path: Path, port: int, items: int, concurrency: int) -> None:
+def write_profile(
+    path: Path, port: int, items: int, concurrency: int, *, timeout: str = "5s", latency: str = "{warn: 1s, fail: 3s}"
+) -> None:
     lines = [
         "environment: bench",
-        f"defaults: {{timeout: 5s, concurrency: {concurrency}}}",
+        f"defaults: {{timeout: {timeout}, concurrency: {concurrency}}}",
         "http:",
     ]
     for n in range(1, items + 1):
         lines += [
             f"  - name: svc-{n:04d}",
             f"    url: http://127.0.0.1:{port}/svc/{n}",
-            "    expect: {status: 200, json: {status: healthy}, latency: {warn: 1s, fail: 3s}}",
+            f"    expect: {{status: 200, json: {{status: healthy}}, latency: {latency}}}",
         ]
     path.write_text("\n".join(lines) + "\n")
 

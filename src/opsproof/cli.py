@@ -1,4 +1,4 @@
-"""The `opsproof` command: demo, verify, schema, keygen, attest, history, report.
+"""The `opsproof` command: demo, verify, seal-run, schema, keygen, attest, history, report.
 
 Usage errors exit 4, as everywhere in opsproof (argparse's own default is 2).
 """
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from opsproof import outcomes
 from opsproof.compliance import ComplianceError
+from opsproof.run.seal_command import add_seal_run_parser, seal_run_command
 from opsproof.version import __version__
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
     from opsproof.compliance.history import Location
     from opsproof.compliance.witness import Witness
+    from opsproof.evidence.chain_head import ChainHead
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify.add_argument(
         "--chain",
         metavar="DIR",
-        help="walk every bundle of each environment under DIR (a report dir, or s3://bucket/prefix of uploads)",
+        action="append",
+        help="walk every bundle of each environment under DIR (a report dir, or s3://bucket/prefix of uploads); "
+        "repeat it for the report dirs of many runners sharing one chain",
     )
     verify.add_argument("--environment", metavar="ENV", help="with --chain: only this environment's chain")
     verify.add_argument(
@@ -65,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--history-dsn",
         metavar="DSN",
         help="with --chain: a history that witnesses which bundles were sealed (default: the folder's "
-        "history.sqlite, when there is one)",
+        "history.sqlite, when there is one); a PostgreSQL one also holds the chain head many runners share",
     )
     verify.add_argument(
         "--witness",
@@ -133,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_help="also expect this profile's attestations (even those never attested) and judge attesters by it",
     )
 
+    add_seal_run_parser(commands)
+
     keygen = commands.add_parser("keygen", help="make an Ed25519 key pair for signing manifests (--sign-key)")
     keygen.add_argument("path", type=Path, help="writes PATH.pem (private, mode 0600) and PATH.pub (public)")
 
@@ -153,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _rebuild(args) if args.history_command == "rebuild" else _history_verify(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "seal-run":
+            return seal_run_command(args, argv)
     except ComplianceError as exc:
         print(f"opsproof {args.command}: {exc}", file=sys.stderr)
         return outcomes.EXIT_USAGE
@@ -174,16 +182,28 @@ def _verify(args: argparse.Namespace) -> int:
         raise ComplianceError("--environment, --history-dsn and --witness go with --chain DIR")
     public_key = load_public_key(args.public_key) if args.public_key is not None else None
     if args.chain is not None:
-        if args.chain.startswith("s3://"):
-            return _verify_s3(args.chain, args.s3_endpoint, public_key, chain=True, environment=args.environment)
-        return _verify_chain(Path(args.chain), args.environment, public_key, _witnesses(args))
+        head = _shared_head(args.history_dsn)
+        remote = [url for url in args.chain if url.startswith("s3://")]
+        if remote and len(args.chain) > 1:
+            raise ComplianceError("--chain s3://...: give one prefix (the runners upload to it)")
+        if remote:
+            return _verify_s3(
+                remote[0], args.s3_endpoint, public_key, chain=True, environment=args.environment, head=head
+            )
+        return _verify_chain([Path(d) for d in args.chain], args.environment, public_key, _witnesses(args), head)
     if args.bundle.startswith("s3://"):
         return _verify_s3(args.bundle, args.s3_endpoint, public_key, chain=False, environment=None)
     return _verify_bundle(Path(args.bundle), public_key)
 
 
 def _verify_s3(
-    url: str, endpoint: str | None, public_key: Ed25519PublicKey | None, *, chain: bool, environment: str | None
+    url: str,
+    endpoint: str | None,
+    public_key: Ed25519PublicKey | None,
+    *,
+    chain: bool,
+    environment: str | None,
+    head: ChainHead | None = None,
 ) -> int:
     """Download what was uploaded (each object's first version) and verify it as a local copy.
 
@@ -199,7 +219,7 @@ def _verify_s3(
         for path, problem in added:
             print(f"TAMPERED {base}/{path}: {problem}")
         if chain:
-            code = _verify_chain(folder, environment, public_key, [])
+            code = _verify_chain([folder], environment, public_key, [], head)
             return 1 if added else code
         code = _verify_bundle(folder, public_key, shown=url)
         locked = [o for o in objects if o["lock_mode"]]
@@ -248,7 +268,7 @@ def _witnesses(args: argparse.Namespace) -> list[Witness]:
     from opsproof.compliance.witness import history_witness, s3_witness
 
     found = []
-    folder = Path(args.chain)
+    folder = Path(args.chain[0])  # the first report dir's history.sqlite, when no --history-dsn
     location = locate(folder, args.history_dsn)
     if args.history_dsn or Path(location.target).is_file():
         try:
@@ -265,27 +285,50 @@ def _witnesses(args: argparse.Namespace) -> list[Witness]:
     return found
 
 
+def _shared_head(dsn: str | None) -> ChainHead | None:
+    """The PostgreSQL chain head (--history-dsn, else $OPSPROOF_HISTORY_DSN when it is PostgreSQL)."""
+    from opsproof.compliance.history import DSN_VARIABLE, locate
+    from opsproof.compliance.shared_chain import PostgresHead
+
+    location = locate(Path("reports"), dsn or os.environ.get(DSN_VARIABLE))
+    return PostgresHead(location) if location.kind == "postgres" else None
+
+
 def _verify_chain(
-    report_dir: Path, environment: str | None, public_key: Ed25519PublicKey | None, witnesses: list[Witness]
+    report_dirs: list[Path],
+    environment: str | None,
+    public_key: Ed25519PublicKey | None,
+    witnesses: list[Witness],
+    head: ChainHead | None = None,
 ) -> int:
+    from opsproof.compliance.history import HistoryError
     from opsproof.evidence.chain import find_environments, find_unsealed, verify_chain
 
-    if not report_dir.is_dir():
-        raise ComplianceError(f"--chain {str(report_dir)!r}: not a folder")
-    environments = find_environments(report_dir)
-    unsealed = find_unsealed(report_dir)
+    environments: dict[str, list[Path]] = {}
+    unsealed: dict[str, list[Path]] = {}
+    for report_dir in report_dirs:
+        if not report_dir.is_dir():
+            raise ComplianceError(f"--chain {str(report_dir)!r}: not a folder")
+        for name, bundles in find_environments(report_dir).items():
+            environments.setdefault(name, []).extend(bundles)
+        for name, bundles in find_unsealed(report_dir).items():
+            unsealed.setdefault(name, []).extend(bundles)
+    shown = ", ".join(map(str, report_dirs))
     known = set(environments) | set(unsealed) | {e for w in witnesses for e in w.bundles}
     if environment is not None:
         if environment not in known:
             listed = ", ".join(sorted(known)) or "none"
-            raise ComplianceError(f"--environment {environment!r}: no bundles of it in {report_dir} (found: {listed})")
+            raise ComplianceError(f"--environment {environment!r}: no bundles of it in {shown} (found: {listed})")
         known = {environment}
     if not known:
-        raise ComplianceError(f"--chain {str(report_dir)!r}: no evidence bundles in it")
+        raise ComplianceError(f"--chain {shown!r}: no evidence bundles in it")
     broken = False
     for name in sorted(known):
         bundles = environments.get(name, [])
-        report = verify_chain(report_dir, bundles, name, public_key)
+        try:
+            report = verify_chain(report_dirs[0], bundles, name, public_key, head)
+        except HistoryError as exc:
+            raise ComplianceError(str(exc)) from None
         chain = {link.bundle for link in report.links}
         findings = [
             f"{p.name}: no manifest.json: a bundle never sealed (a run died writing it, or a full disk), "

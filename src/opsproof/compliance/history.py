@@ -14,7 +14,8 @@ twice is a no-op. The attestations table (see attestations.py) is append-only: a
 trigger refuses UPDATE and DELETE in both databases.
 
 Tables: `runs` (one row per run), `records` (one per check record), `attestations`
-and `attestation_evidence` (the evidence files, by sha256), `opsproof_meta`.
+and `attestation_evidence` (the evidence files, by sha256), `chain_heads` (in
+PostgreSQL: each environment's newest bundle, shared by every runner), `opsproof_meta`.
 """
 
 from __future__ import annotations
@@ -101,6 +102,14 @@ _TABLES = (
     )""",
     "CREATE INDEX IF NOT EXISTS attestations_by_id ON attestations (environment, attestation_id, attested_at)",
     "CREATE TABLE IF NOT EXISTS attestation_evidence (sha256 TEXT PRIMARY KEY, content {blob} NOT NULL)",
+    # The chain head of each environment when runners on many machines share one chain (evidence/chain_head.py).
+    """CREATE TABLE IF NOT EXISTS chain_heads (
+        environment TEXT PRIMARY KEY,
+        bundle TEXT NOT NULL,
+        manifest_sha256 TEXT NOT NULL,
+        links BIGINT NOT NULL,
+        advanced_at TEXT NOT NULL
+    )""",
 )
 _SQLITE_GUARDS = (
     """CREATE TRIGGER IF NOT EXISTS attestations_no_update BEFORE UPDATE ON attestations

@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -217,8 +218,8 @@ def describe_receipt(receipt: dict[str, Any]) -> str:
 # -- reading back ---------------------------------------------------------------------------
 
 
-def download(target: S3Target, into: Path) -> list[dict[str, Any]]:
-    """Every object under the target's prefix into `into` (paths relative to the prefix), as first uploaded.
+def download(target: S3Target, into: Path, wanted: Callable[[str], bool] | None = None) -> list[dict[str, Any]]:
+    """Every object under the target's prefix (that `wanted` takes, by path under it) into `into`, as first uploaded.
 
     Object Lock keeps a locked version from being deleted or overwritten, but anyone
     allowed to write may still put a newer version on top, or a delete marker that hides
@@ -231,6 +232,8 @@ def download(target: S3Target, into: Path) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     try:
         for relative, history in sorted(object_versions(s3, target).items()):
+            if wanted is not None and not wanted(relative):
+                continue
             versions = [v for v in history if not v["delete_marker"]]
             if not versions:  # only delete markers: nothing left to read
                 continue

@@ -6,16 +6,18 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opsproof.evidence.html import render_html
 from opsproof.evidence.junit import render_junit
 from opsproof.evidence.manifest import seal
 from opsproof.evidence.results_json import render_json
 from opsproof.model.results import Results, Run
+from opsproof.model.shards import Shard
 from opsproof.redaction import Redactor
 
 if TYPE_CHECKING:
+    from opsproof.evidence.chain_head import ChainHead
     from opsproof.evidence.signing import Signer
 
 RENDERERS: dict[str, Callable[[Results], str]] = {
@@ -26,10 +28,11 @@ RENDERERS: dict[str, Callable[[Results], str]] = {
 
 
 def bundle_path(run: Run, report_dir: Path) -> Path:
-    """Where a run's bundle goes: `<report-dir>/<environment>-<started, compact>-<run id[:8]>`."""
+    """Where a run's bundle goes: `<report-dir>/<environment>-<started, compact>-<run id[:8]>[-shard<I>of<N>]`."""
     stamp = re.sub(r"[-:]|\.\d+", "", run.started_at)  # 20261124T104500Z
     environment = re.sub(r"[^A-Za-z0-9_.-]", "_", run.environment)
-    return report_dir / f"{environment}-{stamp}-{run.id[:8]}"
+    suffix = Shard.from_dict(run.shard.dump()).folder_suffix if run.shard is not None else ""
+    return report_dir / f"{environment}-{stamp}-{run.id[:8]}{suffix}"
 
 
 def write_bundle(
@@ -38,8 +41,11 @@ def write_bundle(
     redactor: Redactor,
     signer: Signer | None = None,
     extra_files: Mapping[str, str] | None = None,
+    *,
+    head: ChainHead | None = None,
+    shards: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Every format, plus `extra_files` (notifications.json), redacted, then sealed together."""
+    """Every format, plus `extra_files` (notifications.json), redacted, then sealed together (`manifest.seal`)."""
     run = results.run
     report_dir.mkdir(parents=True, exist_ok=True)
     bundle = bundle_path(run, report_dir)
@@ -53,5 +59,5 @@ def write_bundle(
         fd = os.open(bundle / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
-    seal(bundle, run.dump(), signer)
+    seal(bundle, run.dump(), signer, head, shards)
     return bundle

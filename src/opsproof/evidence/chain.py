@@ -1,7 +1,9 @@
 """`opsproof verify --chain DIR`: every bundle of each environment, linked and unchanged.
 
 Each manifest names the previous bundle of its environment and the sha256 of that
-bundle's manifest.json; `.chain/<environment>.json` names the newest. Walking the
+bundle's manifest.json; the chain head (`.chain/<environment>.json`, or the
+`chain_heads` row in a PostgreSQL history shared by many runners) names the newest.
+Shard bundles are in no chain: the run bundle `opsproof seal-run` makes of them is. Walking the
 links from the first bundle to the head proves that no bundle was changed, removed
 or slipped in since the next one was sealed. The walk reports the *first* broken
 link in sealing order, because everything sealed after it is only as trustworthy as
@@ -19,11 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from opsproof.evidence.chain_head import ChainHead, FileHead
 from opsproof.evidence.manifest import MANIFEST, REPORT_SCHEMA, manifest_sha256
 from opsproof.evidence.verify import verify_bundle
 
-# <environment>-<UTC start, 20261124T104500Z>-<the run id's first 8 hex digits>, as write_bundle names it.
-BUNDLE_NAME = re.compile(r"(?P<environment>.+)-\d{8}T\d{6}Z-[0-9a-f]+")
+# <environment>-<UTC start, 20261124T104500Z>-<the run id's first 8 characters (--run-id may be any)>, as
+# write_bundle names it. A shard bundle's folder (`...-shard0of4`) never matches: shards are in no chain.
+BUNDLE_NAME = re.compile(r"(?P<environment>.+)-\d{8}T\d{6}Z-[0-9A-Za-z_.-]{1,8}")
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -44,6 +48,7 @@ class ChainReport:
     environment: str
     links: list[Link]
     head_problems: list[str] = field(default_factory=list)
+    head_shown: str = ".chain"
 
     @property
     def first_break(self) -> tuple[str, str] | None:
@@ -58,7 +63,7 @@ class ChainReport:
     @property
     def problems(self) -> list[str]:
         found = [f"{link.bundle}: {p}" for link in self.links for p in link.problems]
-        return found + [f".chain/{self.environment}.json: {p}" for p in self.head_problems]
+        return found + [f"chain head ({self.head_shown}): {p}" for p in self.head_problems]
 
 
 @dataclass
@@ -89,8 +94,8 @@ def find_environments(report_dir: Path) -> dict[str, list[Path]]:
                 manifest = json.loads((path / MANIFEST).read_text())
             except ValueError:
                 manifest = None
-            if isinstance(manifest, dict) and manifest.get("schema") == REPORT_SCHEMA:
-                continue
+            if isinstance(manifest, dict) and (manifest.get("schema") == REPORT_SCHEMA or manifest.get("shard")):
+                continue  # a period report, or one shard of a run: only the sealed run is a link
             found.setdefault(_environment_of(path, manifest), []).append(path)
     return found
 
@@ -120,9 +125,16 @@ def _environment_of(path: Path, manifest: Any) -> str:
 
 
 def verify_chain(
-    report_dir: Path, bundles: list[Path], environment: str, public_key: Ed25519PublicKey | None = None
+    report_dir: Path,
+    bundles: list[Path],
+    environment: str,
+    public_key: Ed25519PublicKey | None = None,
+    head: ChainHead | None = None,
 ) -> ChainReport:
-    """Walk one environment's bundles in sealing order; every link and every file is checked."""
+    """Walk one environment's bundles in sealing order; every link and every file is checked.
+
+    `head` is where the chain head lives (default: the file under `report_dir`).
+    """
     loaded = {}
     for path in bundles:
         try:
@@ -138,8 +150,9 @@ def verify_chain(
         link.problems.extend(verify_bundle(bundle.path, public_key))
         links.append(link)
     _mark_forks(loaded, links)
-    report = ChainReport(environment, links)
-    report.head_problems = _head_problems(report_dir, environment, ordered[-1] if ordered else None)
+    head = head or FileHead(report_dir)
+    report = ChainReport(environment, links, head_shown=head.shown)
+    report.head_problems = _head_problems(head, environment, ordered[-1] if ordered else None)
     return report
 
 
@@ -206,15 +219,18 @@ def _mark_forks(loaded: dict[str, _Bundle], links: list[Link]) -> None:
                 position[follower].problems.insert(0, f"names previous bundle {previous}, as {others} also does")
 
 
-def _head_problems(report_dir: Path, environment: str, newest: _Bundle | None) -> list[str]:
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", environment)
-    head_file = report_dir / ".chain" / f"{safe}.json"
-    if not head_file.exists():
-        return []  # a copy of the bundles alone (an S3 download): the newest bundle is the head
+def _head_problems(head: ChainHead, environment: str, newest: _Bundle | None) -> list[str]:
     try:
-        head = json.loads(head_file.read_text())
-        named, digest = head["bundle"], head["manifest_sha256"]
-    except (ValueError, KeyError, TypeError):
+        found = head.read(environment)
+    except ValueError:
+        return ["not a readable chain head"]
+    if found is None:
+        if isinstance(head, FileHead):
+            return []  # a copy of the bundles alone (an S3 download): the newest bundle is the head
+        return [f"no chain head for {environment}, although {newest.path.name if newest else 'no bundle'} was sealed"]
+    try:
+        named, digest = found["bundle"], found["manifest_sha256"]
+    except KeyError:
         return ["not a readable chain head"]
     if newest is None or named != newest.path.name:
         ends = newest.path.name if newest else "nothing"

@@ -1,26 +1,29 @@
 """manifest.json: the sha256 of every file of a bundle, chained to the previous bundle.
 
-Each environment has a chain head under `<report-dir>/.chain/`: the name and
-manifest hash of its newest bundle. Sealing takes an exclusive lock on the head,
-so two runs finishing at once still form one linear chain::
+Each environment has a chain head (evidence/chain_head.py: a file under
+`<report-dir>/.chain/`, or a row in the PostgreSQL history): the name and manifest
+hash of its newest bundle. Sealing holds a lock on the head, so two runs finishing
+at once still form one linear chain::
 
     bundle A  <-previous-  bundle B  <-previous-  bundle C
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
-import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from opsproof.evidence.chain_head import FileHead
 
 # The file names live with the signature, which reads them; they are the manifest's to name.
 from opsproof.evidence.signing import MANIFEST as MANIFEST
 from opsproof.evidence.signing import SIGNATURE as SIGNATURE
 from opsproof.evidence.signing import Signer
+
+if TYPE_CHECKING:
+    from opsproof.evidence.chain_head import ChainHead
 
 SCHEMA = "opsproof/manifest/v1"
 # A period report's manifest: the same file list and signature, about a report rather than a
@@ -43,43 +46,48 @@ def bundle_files(bundle: Path) -> list[str]:
     return sorted(name for name in names if name not in (MANIFEST, SIGNATURE))
 
 
-def _chain_paths(report_dir: Path, environment: str) -> tuple[Path, Path]:
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", environment)
-    chain = report_dir / ".chain"
-    chain.mkdir(parents=True, exist_ok=True)
-    return chain / f"{safe}.json", chain / f"{safe}.lock"
-
-
 def manifest_sha256(bundle: Path) -> str:
     """The hash the next bundle's `previous` records: sha256 of manifest.json's bytes."""
     return sha256_file(bundle / MANIFEST)
 
 
-def seal(bundle: Path, run: dict[str, Any], signer: Signer | None = None) -> dict[str, Any]:
-    """Write manifest.json (and manifest.sig) for `bundle` and make it the head of its environment's chain."""
-    head_file, lock_file = _chain_paths(bundle.parent, run["environment"])
+def seal(
+    bundle: Path,
+    run: dict[str, Any],
+    signer: Signer | None = None,
+    head: ChainHead | None = None,
+    shards: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Write manifest.json (and manifest.sig) for `bundle` and make it the head of its environment's chain.
+
+    The chain head is `head` (default: the file under the bundle's report dir). A shard's
+    bundle (`run["shard"]`) joins no chain: it is sealed alone and `opsproof seal-run`
+    makes the run's one link; that run bundle's manifest names each shard's manifest
+    sha256 (`shards`).
+    """
     files = _files(bundle)
-    with open(lock_file, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        previous = json.loads(head_file.read_text()) if head_file.exists() else None
-        sealed_run: dict[str, Any] = {
-            key: run[key] for key in ("id", "environment", "started_at", "finished_at", "status", "exit_code")
-        } | {"profile_sha256": run["profile"]["sha256"], "suite": run["suite"]}
-        change = {k: v for k, v in (run.get("change") or {}).items() if k in ("ticket", "commit", "image_digest") and v}
-        if change:  # the change a post-deploy run validated, readable from the chain alone
-            sealed_run["change"] = change
-        manifest: dict[str, Any] = {
-            "schema": SCHEMA,
-            "bundle": bundle.name,
-            "run": sealed_run,
-            "files": files,
-            "previous": previous,
-        }
+    sealed_run: dict[str, Any] = {
+        key: run[key] for key in ("id", "environment", "started_at", "finished_at", "status", "exit_code")
+    } | {"profile_sha256": run["profile"]["sha256"], "suite": run["suite"]}
+    change = {k: v for k, v in (run.get("change") or {}).items() if k in ("ticket", "commit", "image_digest") and v}
+    if change:  # the change a post-deploy run validated, readable from the chain alone
+        sealed_run["change"] = change
+    manifest: dict[str, Any] = {"schema": SCHEMA, "bundle": bundle.name, "run": sealed_run, "files": files}
+    if shards is not None:
+        manifest["shards"] = shards
+    shard = run.get("shard")
+    if shard is not None:
+        manifest["shard"] = {key: shard[key] for key in ("run", "index", "count", "zone")}
+        manifest["previous"] = None
+        _write(bundle, manifest, signer)
+        return manifest
+
+    def step(previous: dict[str, Any] | None) -> dict[str, str]:
+        manifest["previous"] = previous
         text = _write(bundle, manifest, signer)
-        head = {"bundle": bundle.name, "manifest_sha256": hashlib.sha256(text.encode()).hexdigest()}
-        tmp = head_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(head) + "\n")
-        os.replace(tmp, head_file)
+        return {"bundle": bundle.name, "manifest_sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+    (head or FileHead(bundle.parent)).advance(run["environment"], step)
     return manifest
 
 

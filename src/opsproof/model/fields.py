@@ -126,6 +126,7 @@ class Item(Strict):
         None,
         description="true puts the item's checks in `pytest -m post_deploy` (http items are in it unless false)",
     )
+    zone: Name | None = Field(None, description="the network zone it is reachable from: `--zone NAME` runs only these")
 
     def __repr__(self) -> str:
         # Short on purpose: tracebacks print fixtures, and a truncated repr of headers or a

@@ -9,7 +9,7 @@ their JSON Schema::
         print(record.check, record.outcome, record.message)
 
 `dump()` gives the document as written: keys in this order, and the optional keys
-(`waiver`, `maintenance`, `interrupted_by`, `collection_errors`) only where they were set.
+(`waiver`, `maintenance`, `interrupted_by`, `collection_errors`, `shard`, `shards`) only where they were set.
 """
 
 from __future__ import annotations
@@ -148,6 +148,36 @@ class Run(_Model):
     change: dict[str, Any] | None = free_text("the change this run validated, and where each part came from")
     interrupted_by: str | None = Field(None, description="the signal that interrupted it")
     collection_errors: int | None = Field(None, description="collection errors (checks modules that did not import)")
+    shard: ShardRef | None = Field(None, description="a shard's bundle: which shard of which run (--shard, --zone)")
+    shards: list[ShardReport] | None = Field(None, description="a sealed run (opsproof seal-run): each shard's part")
+
+
+class ShardRef(_Model):
+    """Shard `index` of `count` (within `zone`, if any) of run `run`, and the items it owned."""
+
+    run: str
+    index: int
+    count: int
+    zone: str | None
+    items: dict[str, list[str]] = Field(description="item names by kind")
+
+
+class ShardReport(_Model):
+    """One shard of a sealed run: its bundle (when one verified) or why it did not report."""
+
+    index: int
+    count: int
+    zone: str | None
+    reported: bool = Field(description="false: its checks are `error` records saying why")
+    bundle: str | None = None
+    manifest_sha256: str | None = None
+    status: str | None = None
+    host: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    checks: int | None = None
+    problem: str | None = None
+    other_bundles: list[dict[str, Any]] | None = Field(None, description="earlier or unverifiable attempts")
 
 
 class WaiverTotals(_Model):

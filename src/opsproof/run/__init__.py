@@ -8,4 +8,6 @@
 - recorder.py  at the end of the run: the results document, the bundle, the history, the upload
 - results.py   the results document (results.json's content) built from the run's state
 - terminal.py  the opsproof section of pytest's terminal summary
+- shard_bundles.py  the shard bundles of a run (--shard), found, verified and matched with the shards expected
+- seal.py      `opsproof seal-run`: a run's shard bundles made into one run bundle, chained and recorded once
 """

@@ -113,6 +113,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="sign each manifest with this Ed25519 private key (PEM or OpenSSH; opsproof keygen makes one)",
     )
+    scale = parser.getgroup("opsproof-scale", "opsproof shards: one run over many runners (see seal-run)")
+    scale.addoption(
+        "--shard",
+        default=None,
+        metavar="I/N|auto",
+        help="probe only shard I of N (0-based; a stable hash of kind and item name); "
+        "auto: I from $JOB_COMPLETION_INDEX, N from $OPSPROOF_SHARDS",
+    )
+    scale.addoption("--zone", default=None, metavar="NAME", help="probe only the items labelled `zone: NAME`")
+    scale.addoption(
+        "--run-id",
+        default=None,
+        metavar="ID",
+        help="the run's id, shared by its shards (default: $OPSPROOF_RUN_ID, else a new one)",
+    )
     add_signal_options(parser)
     parser.addini("opsproof", type="bool", default=False, help="run opsproof checks without --profile")
 
@@ -139,7 +154,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Any opsproof option asks for a run: pytest finds its ini before entry-point plugins add
     # their options, so `--report-dir /elsewhere` can hide the ini (and its `opsproof = true`).
     asked = config.getini("opsproof") or any(
-        config.getoption(name) not in (None, []) for name in ("profile", "report_dir", "var")
+        config.getoption(name) not in (None, []) for name in ("profile", "report_dir", "var", "shard", "zone")
     )
     if not asked and not (workerinput and "opsproof_run_id" in workerinput):
         return
@@ -191,7 +206,7 @@ def _early_targets(config: pytest.Config, state: RunState) -> dict[str, set[str]
     for kind in kinds_in_use(state.loaded.profile).values():
         if not any(checks.glob(f"*/test_{kind.name}.py")):
             continue
-        for name, item in state.loaded.profile.targets(kind.section).items():
+        for name, item in state.targets(kind.section).items():
             if (item.cadence or kind.cadence) == cadence:
                 early.setdefault(kind.name, set()).add(name)
     return early
@@ -241,7 +256,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
         return None
     section = collection_path.stem.removeprefix("test_")
     unused = collection_path.stem.startswith("test_") and section in ITEM_SECTIONS
-    return True if unused and not state.loaded.profile.targets(section) else None
+    return True if unused and not state.targets(section) else None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -252,7 +267,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if kind is None:
         return
     refs = []
-    for name, target in state.loaded.profile.targets(kind.section).items():
+    for name, target in state.targets(kind.section).items():
         if not item_applies(metafunc.function, target):
             continue
         parts = parts_of(metafunc.function, target)

@@ -10,15 +10,19 @@ import gc
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from opsproof import outcomes
 from opsproof.model.results import Maintenance, Results
-from opsproof.run.state import RunState, owns_process
+from opsproof.run.state import RunState, Upload, owns_process
 from opsproof.signals.after_run import NOTIFICATIONS_FILE, Outcome, export_metrics, github_summary, notify
 from opsproof.signals.options import notify_mode
+
+if TYPE_CHECKING:
+    from opsproof.compliance.history import Location
+    from opsproof.redaction import Redactor
 
 
 class Recorder:
@@ -82,6 +86,7 @@ class Recorder:
         signalled = Outcome()
         shown: Results | None = None
         try:
+            from opsproof.compliance.shared_chain import fallback_note, head_for
             from opsproof.evidence.bundle import bundle_path, write_bundle
             from opsproof.run.results import build_results
 
@@ -101,7 +106,11 @@ class Recorder:
                 signalled,
             )
             extra = {NOTIFICATIONS_FILE: sent} if sent is not None else None
-            state.bundle = write_bundle(state.results, state.report_dir, redactor, state.signer, extra)
+            head = head_for(state.report_dir, state.history)
+            state.bundle = write_bundle(state.results, state.report_dir, redactor, state.signer, extra, head=head)
+            note = fallback_note(head)
+            if note is not None:
+                state.shipping_errors.append(redactor.redact(note))
         except Exception as exc:  # the evidence is the product: failing to write it is an internal error
             state.bundle_error = f"{type(exc).__name__}: {exc}"
             state.exit_code = outcomes.EXIT_INTERNAL
@@ -211,46 +220,61 @@ def _signal(config: pytest.Config, state: RunState, results: Results | None, sig
 
 
 def _ship(state: RunState) -> None:
-    """After sealing: upload the bundle (when asked), then record the run in the history store.
+    assert state.bundle is not None and state.history is not None
+    if state.shard is not None:
+        # A shard is part of a run, not one: `opsproof seal-run` records the whole run once.
+        state.shipped.append(f"opsproof: {state.shard.label} of run {state.run_id}; seal-run joins the shards")
+    shipped, errors = ship_bundle(
+        state.bundle,
+        state.report_dir,
+        None if state.shard is not None else state.history,
+        state.upload,
+        state.redactor,
+    )
+    state.shipped.extend(shipped)
+    state.shipping_errors.extend(errors)
+    if state.shipping_errors:
+        state.exit_code = outcomes.EXIT_INTERNAL
 
-    The bundle is the evidence and stays whatever happens here; a failure is an internal
-    error (exit 3) that says how to recover, since the history is rebuilt from bundles
-    (and their upload receipts).
+
+def ship_bundle(
+    bundle: Path, report_dir: Path, history: Location | None, upload: Upload | None, redactor: Redactor
+) -> tuple[list[str], list[str]]:
+    """After sealing: upload the bundle (when asked), then record the run in the history (when given).
+
+    Returns what was done and what failed, one line each. The bundle is the evidence and
+    stays whatever happens here; a failure is an internal error (exit 3) that says how to
+    recover, since the history is rebuilt from bundles (and their upload receipts).
     """
     from opsproof.compliance.history import History, HistoryError
+    from opsproof.compliance.upload import describe_error, describe_receipt, upload_bundle, write_receipt
     from opsproof.evidence.manifest import manifest_sha256
 
-    assert state.bundle is not None and state.history is not None
-    receipt = _upload_bundle(state) if state.upload is not None else None
+    shipped: list[str] = []
+    errors: list[str] = []
+    receipt = None
+    if upload is not None:
+        try:
+            receipt = upload_bundle(bundle, upload.target, upload.retain, upload.lock)
+        except Exception as exc:
+            reason = describe_error(exc)
+            errors.append(f"opsproof: the bundle was NOT uploaded to {upload.target.url} ({reason}); it is intact here")
+        else:
+            write_receipt(report_dir, bundle.name, receipt)
+            shipped.append(describe_receipt(receipt))
+    if history is None:
+        return shipped, errors
     try:
-        with History(state.history) as history:
-            history.record_bundle(state.bundle, manifest_sha256(state.bundle), upload=receipt)
-        state.shipped.append(f"opsproof: recorded in the history {state.history.shown}")
+        with History(history) as store:
+            store.record_bundle(bundle, manifest_sha256(bundle), upload=receipt)
+        shipped.append(f"opsproof: recorded in the history {history.shown}")
     except Exception as exc:
         reason = str(exc) if isinstance(exc, HistoryError) else f"{type(exc).__name__}: {exc}"
-        state.shipping_errors.append(
-            f"opsproof: the run is NOT in the history ({state.redactor.redact(reason)}); "
+        errors.append(
+            f"opsproof: the run is NOT in the history ({redactor.redact(reason)}); "
             "the bundle is intact: `opsproof history rebuild` recovers it"
         )
-        state.exit_code = outcomes.EXIT_INTERNAL
-
-
-def _upload_bundle(state: RunState) -> dict[str, Any] | None:
-    from opsproof.compliance.upload import describe_error, describe_receipt, upload_bundle, write_receipt
-
-    assert state.bundle is not None and state.upload is not None
-    upload = state.upload
-    try:
-        receipt = upload_bundle(state.bundle, upload.target, upload.retain, upload.lock)
-    except Exception as exc:
-        state.shipping_errors.append(
-            f"opsproof: the bundle was NOT uploaded to {upload.target.url} ({describe_error(exc)}); it is intact here"
-        )
-        state.exit_code = outcomes.EXIT_INTERNAL
-        return None
-    write_receipt(state.report_dir, state.bundle.name, receipt)
-    state.shipped.append(describe_receipt(receipt))
-    return receipt
+    return shipped, errors
 
 
 def _print_last_line(config: pytest.Config, state: RunState) -> None:

@@ -111,6 +111,30 @@ def build_record(
     return state.redactor.redact_fields(record, free_text_fields(CheckRecord))
 
 
+def unreported_record(item: pytest.Item, state: RunState, message: str, at: str) -> dict[str, Any]:
+    """The record of a check whose shard never reported it (seal-run): `error`, never silence."""
+    check_id, kind, target, severity = identity(item)
+    check = Check(check_id=check_id, kind=kind, target=target, severity=severity)
+    record: dict[str, Any] = {
+        "id": item.nodeid,
+        "check": check_id,
+        "kind": kind,
+        "target": target,
+        "markers": markers_of(item),
+        "controls": _controls(item, check, state),
+        "severity": severity,
+        "outcome": "error",
+        "message": message,
+        "observed": {},
+        "expected": {},
+        "started_at": at,
+        "duration_s": 0.0,
+        "phase": "setup",
+    }
+    _apply_waiver(record, state.loaded.profile.waivers)
+    return state.redactor.redact_data(record)  # type: ignore[no-any-return]
+
+
 def _controls(item: pytest.Item, check: Check, state: RunState) -> list[str]:
     aspect = check.check_id.split(".", 1)[-1].split("[", 1)[0]
     target = state.loaded.profile.targets(kind_named(check.kind).section).get(check.target) if check.target else None

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from opsproof.run.state import RunState
 
 
-
 def build_results(config: pytest.Config, state: RunState) -> Results:
     checks = list(state.records.values())
     exit_code = state.exit_code if state.exit_code is not None else outcomes.EXIT_INTERNAL
@@ -37,9 +36,9 @@ def build_results(config: pytest.Config, state: RunState) -> Results:
             "keywords": config.option.keyword or None,
             "paths": [str(a) for a in config.args],
         },
-        "suite": {"version": __version__, "commit": _git_commit(config.rootpath)},
+        "suite": {"version": __version__, "commit": git_commit(config.rootpath)},
         "host": platform.node(),
-        "user": _user(),
+        "user": current_user(),
         # `pytest` whether it ran as `pytest`, `python -m pytest` or through `opsproof demo`.
         "command": state.redactor.redact(" ".join(["pytest", *map(str, config.invocation_params.args)])),
         "status": outcomes.RUN_STATUS.get(exit_code, "failed"),
@@ -49,14 +48,30 @@ def build_results(config: pytest.Config, state: RunState) -> Results:
         # The change this run validated (ticket, commit, image digest, CI build) and where each came from.
         "change": state.change or None,
     }
+    if state.shard is not None:  # shard I of N of run R: `opsproof seal-run` joins the shards into one run
+        from opsproof.profile import ITEM_SECTIONS
+
+        run["shard"] = state.shard.as_dict(state.run_id, {s: state.targets(s) for s in ITEM_SECTIONS})
     if state.signalled:
         run["interrupted_by"] = state.signalled
     if state.collect_errors:
         run["collection_errors"] = state.collect_errors
-    return Results.model_validate({"schema": SCHEMA, "run": run, "checks": checks, "summary": summarize(checks, state)})
+    return Results.model_validate(
+        {
+            "schema": SCHEMA,
+            "run": run,
+            "checks": checks,
+            "summary": summarize(checks, state.fail_on, state.unmatched_waivers, state.unmatched_windows),
+        }
+    )
 
 
-def summarize(checks: list[dict[str, Any]], state: RunState) -> dict[str, Any]:
+def summarize(
+    checks: list[dict[str, Any]],
+    fail_on: str,
+    unmatched_waivers: list[dict[str, Any]],
+    unmatched_windows: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     by_outcome = Counter(c["outcome"] for c in checks)
     by_severity: dict[str, dict[str, int]] = {}
     for c in checks:
@@ -65,7 +80,7 @@ def summarize(checks: list[dict[str, Any]], state: RunState) -> dict[str, Any]:
     blocking = [
         c["check"]
         for c in checks
-        if outcomes.is_blocking(c["outcome"], c["severity"], state.fail_on, held=bool(c.get("maintenance")))
+        if outcomes.is_blocking(c["outcome"], c["severity"], fail_on, held=bool(c.get("maintenance")))
     ]
     return {
         "total": len(checks),
@@ -79,13 +94,13 @@ def summarize(checks: list[dict[str, Any]], state: RunState) -> dict[str, Any]:
             "expired": sorted(
                 {c["waiver"]["ticket"] for c in checks if c.get("waiver", {}).get("status") == "expired"}
             ),
-            "unmatched": state.unmatched_waivers,
+            "unmatched": unmatched_waivers,
         },
-        "maintenance": maintenance.summary(checks, state.unmatched_windows),
+        "maintenance": maintenance.summary(checks, unmatched_windows or []),
     }
 
 
-def _git_commit(root: Path) -> str | None:
+def git_commit(root: Path) -> str | None:
     try:
         done = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
@@ -95,7 +110,7 @@ def _git_commit(root: Path) -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def _user() -> str:
+def current_user() -> str:
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers

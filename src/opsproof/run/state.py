@@ -19,6 +19,7 @@ import pytest
 from opsproof.compliance import ComplianceError
 from opsproof.compliance.change import change_context
 from opsproof.model.controls import ControlMap
+from opsproof.model.shards import Shard, ShardError, parse_run_id, parse_shard
 from opsproof.probes import ProbeKind, kind_named, utc_now
 from opsproof.profile import Item, LoadedProfile, ProfileError, load_profile, resolve_profile_path
 from opsproof.redaction import Redactor
@@ -69,6 +70,26 @@ class RunState:
     # What happened to the bundle after sealing (history, upload), one line each, shown before the last line.
     shipped: list[str] = field(default_factory=list)
     shipping_errors: list[str] = field(default_factory=list)
+    shard: Shard | None = None  # --shard/--zone: this runner probes only the items the shard owns
+    # seal-run's collection of what unreported shards would have checked: (kind, item name) pairs.
+    only: frozenset[tuple[str, str]] | None = None
+    _owned: dict[str, dict[str, Item]] = field(default_factory=dict, repr=False)
+
+    def targets(self, section: str) -> dict[str, Item]:
+        """The profile's items of one section that this run probes: all of them, or its shard's."""
+        every = self.loaded.profile.targets(section)
+        shard, only = self.shard, self.only
+        if shard is None and only is None:
+            return every
+        owned = self._owned.get(section)
+        if owned is None:
+            owned = self._owned[section] = {
+                name: item
+                for name, item in every.items()
+                if (shard is None or shard.owns(section, name, item.zone)) and (only is None or (section, name) in only)
+            }
+        return owned
+
     signals_seconds: float = 0.0  # spent on notifications and metrics at the end of the run
 
     @property
@@ -130,6 +151,7 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
     if report_dir.exists() and not report_dir.is_dir():
         raise pytest.UsageError(f"--report-dir {str(report_dir)!r} exists and is not a directory")
     history = _history_location(config, report_dir, redactor)
+    shard, run_id = _shard(config)
     check_signal_options(config)
     if workerinput is not None and "opsproof_run_id" in workerinput:
         return RunState(
@@ -143,13 +165,14 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
             controls=controls,
             change=change,
             history=history,
+            shard=shard,
             redactor=redactor,
         )
     state = RunState(
         loaded=loaded,
         fail_on=config.getoption("fail_on"),
         report_dir=report_dir,
-        run_id=uuid.uuid4().hex,
+        run_id=run_id or uuid.uuid4().hex,
         started_at=utc_now(),
         is_worker=False,
         controls=controls,
@@ -157,6 +180,7 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
         signer=_signer(config),
         history=history,
         upload=_upload(config),
+        shard=shard,
         redactor=redactor,
     )
     ping_url = config.getoption("ping")
@@ -168,6 +192,20 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
         if problem is not None:
             state.shipping_errors.append(f"opsproof: the start ping (--ping) failed: {state.redactor.redact(problem)}")
     return state
+
+
+def _shard(config: pytest.Config) -> tuple[Shard | None, str | None]:
+    """--shard/--zone and --run-id; a shard must name its run, or seal-run could not join it to the others."""
+    try:
+        shard = parse_shard(config.getoption("shard"), config.getoption("zone"), os.environ)
+        run_id = parse_run_id(config.getoption("run_id"), os.environ)
+    except ShardError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if shard is not None and run_id is None:
+        raise pytest.UsageError(
+            f"{shard.label}: a shard needs the id its run's shards share: --run-id ID or $OPSPROOF_RUN_ID"
+        )
+    return shard, run_id
 
 
 def _upload(config: pytest.Config) -> Upload | None:
