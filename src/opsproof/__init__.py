@@ -1,6 +1,6 @@
 """opsproof: operational runbooks as scheduled pytest checks with tamper-evident evidence.
 
-The public API is small on purpose (guarded by tests/test_public_api.py)::
+The public API is small on purpose (guarded by tests/core/test_code_quality.py::test_public_api)::
 
     from opsproof import Check, CheckFailed, CheckError, Part, applies, each, load_profile, ProfileError
 """

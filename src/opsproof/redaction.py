@@ -2,7 +2,8 @@
 
 Every value that came from a `${NAME}` reference in a profile is registered here;
 every writer (terminal reports, results.json, JUnit, HTML, Allure) passes its text
-through `redact`, which puts the reference back in place of the value::
+through the run's redactor (`RunState.redactor`, handed to the probes as
+`ProbeContext.redactor`), which puts the reference back in place of the value::
 
     >>> r = Redactor(); r.add("WALLET_TOKEN", "s3cr3t")
     >>> r.redact("Authorization: Bearer s3cr3t")
@@ -67,12 +68,3 @@ class Redactor:
         if isinstance(data, (list, tuple)):
             return [self.redact_data(v) for v in data]
         return data
-
-
-# The process-wide redactor: the plugin fills it when it loads the profile, so that
-# writers far from the profile (probe error messages, allure) can reach it.
-ACTIVE = Redactor()
-
-
-def redact(text: str) -> str:
-    return ACTIVE.redact(text)

@@ -1,8 +1,15 @@
-"""What report.html and the period report share: escaping, the badges and the stylesheet.
+"""What report.html and the period report share: the stylesheet, escaping and the template environment.
 
-Both pages are self-contained (no external stylesheet, script or font) and escape every
-value that came from a results document: observed facts and messages come from remote
-servers. `esc` is the one way data reaches a page.
+Both pages are rendered with Jinja2 from templates shipped in the package
+(`opsproof/evidence/templates`, `opsproof/compliance/templates`), with autoescaping on:
+every value that came from a results document (observed facts and messages come from
+remote servers) is escaped on its way into the page. Both are self-contained: no
+external stylesheet, script, font or image. The macros both pages use (`code`,
+`chips`, `outcome_badge`, `severity_badge`, `kv_table`) are template globals, the page's
+head is a macro in `templates/macros.html.j2`::
+
+    {% from "macros.html.j2" import head %}
+    <td>{{ severity_badge(check.severity) }}</td><td>{{ code(check.id) }}</td>
 """
 
 from __future__ import annotations
@@ -11,36 +18,98 @@ import html
 import json
 import re
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
+
+import jinja2
+from markupsafe import Markup
 
 # Display order: what needs a human comes first. Matches outcomes.OUTCOMES, kept here so
 # a page can draw any results.json (old or foreign) without importing the run.
 OUTCOME_ORDER = ("failed", "error", "warned", "waived", "skipped", "passed")
 SEVERITY_ORDER = ("critical", "high", "medium", "low")
-MISSING = "—"
+MISSING = "\u2014"
 
 
-def chips(values: Any, cls: str = "chip") -> str:
+@cache
+def environment(package: str = "opsproof.evidence") -> jinja2.Environment:
+    """The template environment of `package`'s templates (and the shared ones), autoescaping on."""
+    loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader(package, "templates")]
+    if package != "opsproof.evidence":
+        loaders.append(jinja2.PackageLoader("opsproof.evidence", "templates"))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    # `t`: any value as escaped text (html.escape, as every page since the first escaped it).
+    env.filters.update(t=text_of, ts=lambda v: text_of(timestamp(v)), dur=lambda v: text_of(duration(v)))
+    env.globals.update(
+        code=code,
+        chips=chips,
+        outcome_badge=outcome_badge,
+        severity_badge=severity_badge,
+        kv_table=kv_table,
+        tok=css_token,
+        css=Markup(CSS),
+        MISSING=MISSING,
+        OUTCOME_ORDER=OUTCOME_ORDER,
+        SEVERITY_ORDER=SEVERITY_ORDER,
+    )
+    return env
+
+
+def text_of(value: Any, missing: str = MISSING) -> Markup:
+    """A value as escaped text for a template (None: `missing`)."""
+    return Markup(esc(value) if missing == MISSING else html.escape(as_text(value, missing), quote=True))
+
+
+# The pieces every check row repeats are functions rather than template macros: a macro
+# call costs ~10x a function call, and report.html of 1,000 checks must render in well
+# under a second. Each escapes every value it is given (`esc`) and returns markup.
+
+
+def code(value: Any, cls: str = "") -> Markup:
+    if value in (None, ""):
+        return Markup(esc(None))
+    return Markup(f'<code class="{cls}">{esc(value)}</code>' if cls else f"<code>{esc(value)}</code>")
+
+
+def chips(values: Any, cls: str = "chip") -> Markup:
     items = as_list(values) if not isinstance(values, str) else [values]
     if not items:
-        return esc(None)
-    return " ".join(f'<span class="{cls}">{esc(v)}</span>' for v in items)
+        return Markup(esc(None))
+    return Markup(" ".join(f'<span class="{cls}">{esc(v)}</span>' for v in items))
 
 
-def code(value: Any, cls: str = "") -> str:
-    if value in (None, ""):
-        return esc(None)
-    return f'<code class="{cls}">{esc(value)}</code>' if cls else f"<code>{esc(value)}</code>"
-
-
-def outcome_badge(outcome: Any) -> str:
+def outcome_badge(outcome: Any) -> Markup:
     name = as_text(outcome, "unknown")
-    return f'<span class="badge o-{css_token(name, OUTCOME_ORDER)}">{esc(name)}</span>'
+    return Markup(f'<span class="badge o-{css_token(name, OUTCOME_ORDER)}">{esc(name)}</span>')
 
 
-def severity_badge(severity: Any) -> str:
+def severity_badge(severity: Any) -> Markup:
     name = as_text(severity, "unknown")
-    return f'<span class="sev v-{css_token(name, SEVERITY_ORDER)}">{esc(name)}</span>'
+    return Markup(f'<span class="sev v-{css_token(name, SEVERITY_ORDER)}">{esc(name)}</span>')
+
+
+def kv_table(value: Any) -> Markup:
+    """A dict as a small key/value table; nested values as compact JSON so nothing is hidden."""
+    if isinstance(value, dict) and value:
+        rows = "".join(f"<tr><th>{esc(k)}</th><td>{_scalar(v)}</td></tr>" for k, v in value.items())
+        return Markup(f'<table class="kv">{rows}</table>')
+    if value in (None, {}, [], ""):
+        return Markup(f'<p class="muted">{MISSING}</p>')
+    return Markup(f"<pre>{esc(value)}</pre>")
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, (dict, list, tuple)):
+        return f'<code class="json">{esc(value)}</code>'
+    if isinstance(value, str):
+        return esc(value) if value else '<span class="muted">""</span>'
+    return f'<span class="scalar">{esc(value)}</span>'
 
 
 def css_token(value: str, known: Iterable[str]) -> str:
@@ -97,6 +166,7 @@ def esc(value: Any) -> str:
     shown = as_text(value)
     # Most values (names, numbers, ids) need no escaping: one scan instead of five replaces.
     return html.escape(shown, quote=True) if _SPECIAL.search(shown) else shown
+
 
 
 

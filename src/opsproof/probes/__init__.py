@@ -12,15 +12,15 @@ import importlib
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from opsproof.profile import Item, Profile
-from opsproof.redaction import ACTIVE
+from opsproof.redaction import Redactor
 from opsproof.targets import Kind, kind
 from opsproof.targets import kinds as registered
 
@@ -40,13 +40,6 @@ class Facts(BaseModel):
     probed_at: str = Field(default_factory=lambda: utc_now())
     elapsed_s: float = 0.0
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_secrets(cls, value: Any) -> Any:
-        # Servers echo what they were sent, drivers echo DSNs: facts never hold a secret,
-        # so no report, traceback or Allure attachment made from them can show one.
-        return ACTIVE.redact_data(value)
-
     def observed(self) -> dict[str, Any]:
         shown = self.model_dump(exclude={"target", "probed_at"}, exclude_none=True)
         shown["elapsed_s"] = round(self.elapsed_s, 4)
@@ -65,6 +58,8 @@ class ProbeContext:
     limit: asyncio.Semaphore
     # Where the run's history (and attestation) store is; None when the run has none.
     history: Location | None = None
+    # The run's secrets: what a probe says in words (an error, a URL) goes through it.
+    redactor: Redactor = field(default_factory=Redactor)
 
 
 @dataclass(frozen=True)
@@ -96,6 +91,18 @@ class ProbeKind(Generic[TargetT, FactsT]):
     def cadence(self) -> str:
         """The default cadence marker of the kind's checks."""
         return self.declared.cadence
+
+
+def redacted(facts: FactsT, redactor: Redactor) -> FactsT:
+    """`facts` with every secret the run knows put back as its reference.
+
+    Servers echo what they were sent, drivers echo DSNs: facts leave the probes through
+    this (the gatherer calls it), so no report, traceback or Allure attachment made from
+    them can show a secret.
+    """
+    if not redactor:
+        return facts
+    return type(facts).model_validate(redactor.redact_data(facts.model_dump()))
 
 
 async def each_as_done(probes: Iterable[Awaitable[FactsT]]) -> AsyncIterator[FactsT]:

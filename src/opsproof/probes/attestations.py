@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import Field
 
 from opsproof.probes import Facts, ProbeContext, ProbeKind
-from opsproof.redaction import redact
 from opsproof.targets.attestations import AttestationTarget
 
 
@@ -49,7 +48,7 @@ async def gather(targets: Sequence[AttestationTarget], ctx: ProbeContext) -> Asy
                 t.name: _failed(t, f"the attestation store did not answer within {timeout:g}s", True) for t in targets
             }
         except Exception as exc:  # a store that cannot be read: every attestation says so
-            reason = redact(f"cannot read the attestation store: {type(exc).__name__}: {exc}")
+            reason = ctx.redactor.redact(f"cannot read the attestation store: {type(exc).__name__}: {exc}")
             judged = {t.name: _failed(t, reason, False) for t in targets}
     elapsed = time.monotonic() - started
     for target in targets:

@@ -24,7 +24,7 @@ from pydantic import Field
 from opsproof.backup.integrity import VerifyError, verify_stream
 from opsproof.backup.store import BackupStore, S3Store, StoredObject, StoreError, store_for
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done, utc_iso
-from opsproof.redaction import redact
+from opsproof.redaction import Redactor
 from opsproof.targets.backups import BackupsTarget
 
 SERIES_SHOWN = 8  # the newest and the seven before it: what the size-drop rule compares
@@ -104,7 +104,9 @@ def _list(store: BackupStore, item: BackupsTarget, facts: BackupsFacts) -> list[
     return listed
 
 
-def _verify(store: BackupStore, item: BackupsTarget, newest: StoredObject, facts: BackupsFacts) -> None:
+def _verify(
+    store: BackupStore, item: BackupsTarget, newest: StoredObject, facts: BackupsFacts, redactor: Redactor
+) -> None:
     try:
         expected = source = None
         if "sha256" in item.verify:
@@ -113,7 +115,7 @@ def _verify(store: BackupStore, item: BackupsTarget, newest: StoredObject, facts
         deadline = time.monotonic() + item.verify_timeout
         verdict = verify_stream(store.chunks(newest), item.verify, expected_sha256=expected, deadline=deadline)
     except (StoreError, VerifyError, OSError) as exc:
-        facts.integrity_error = redact(str(exc))
+        facts.integrity_error = redactor.redact(str(exc))
         return
     facts.integrity = {
         "name": newest.name,
@@ -141,17 +143,17 @@ async def _probe_one(item: BackupsTarget, ctx: ProbeContext, reading: asyncio.Se
                 try:
                     facts.protection = await asyncio.to_thread(store.protection)
                 except StoreError as exc:
-                    facts.protection_error = redact(str(exc))
+                    facts.protection_error = ctx.redactor.redact(str(exc))
         if item.verify and listed:
             async with reading:
-                await asyncio.to_thread(_verify, store, item, listed[-1], facts)
+                await asyncio.to_thread(_verify, store, item, listed[-1], facts, ctx.redactor)
     except StoreError as exc:
-        facts.failure = redact(str(exc))
+        facts.failure = ctx.redactor.redact(str(exc))
         facts.timed_out = exc.timed_out
         if exc.denied:
             facts.denied = facts.failure
     except PermissionError as exc:  # the client's own refusal to write: a bug, said loudly
-        facts.failure = redact(str(exc))
+        facts.failure = ctx.redactor.redact(str(exc))
     facts.elapsed_s = time.monotonic() - started
     return facts
 

@@ -77,7 +77,6 @@ from opsproof.probes.postgres_describe import (
     dsn_without_password,
     scrub_postgres_error,
 )
-from opsproof.redaction import redact
 from opsproof.targets.backups import BackupsTarget
 from opsproof.targets.drills import DrillTarget, DsnTarget
 from opsproof.targets.postgres import PostgresTarget
@@ -284,7 +283,7 @@ class Drill:
         clash = self.item.source_clash(self.ctx.profile.postgres)
         if clash is not None:
             raise DrillError(clash, stage="prepare", misconfigured=True)
-        shown = redact(dsn_without_password(wanted.dsn))
+        shown = self.ctx.redactor.redact(dsn_without_password(wanted.dsn))
         self.facts.into.update(kind="dsn", shown=shown, dsn=shown)
         self.dsn_password = wanted.password or _password_of(wanted.dsn)
         conn = await self.connect(wanted.dsn, self.dsn_password, autocommit=True)
@@ -311,7 +310,9 @@ class Drill:
             ) from None
         except psycopg.Error as exc:
             said = str(exc).strip()
-            message = scrub_postgres_error(said.splitlines()[0] if said else type(exc).__name__, self._pg())
+            message = scrub_postgres_error(
+                said.splitlines()[0] if said else type(exc).__name__, self._pg(), self.ctx.redactor
+            )
             raise DrillError(f"the scratch database refused: {message}", stage="prepare", misconfigured=True) from None
         finally:
             await conn.close()
@@ -346,7 +347,7 @@ class Drill:
             return
         pg_target = PostgresTarget(name=self.item.name, dsn=dsn, password=password, queries=self.item.sql)
         pg_facts = PostgresFacts(target=self.item.name, reached=True, dsn=target.shown)
-        session = Session(conn, pg_target, budget, pg_facts)
+        session = Session(conn, pg_target, budget, pg_facts, self.ctx.redactor)
         try:
             await conn.set_read_only(True)
             error = await session.section("tables", lambda: self._present(session), savepoint=False)
@@ -452,15 +453,16 @@ class Drill:
             async with asyncio.timeout(self.timeout):
                 return await psycopg.AsyncConnection.connect(dsn, **params)
         except TimeoutError:
+            shown = self.ctx.redactor.redact(dsn_without_password(dsn))
             raise DrillError(
-                f"timed out after {format_duration(self.timeout)} connecting to {redact(dsn_without_password(dsn))}",
+                f"timed out after {format_duration(self.timeout)} connecting to {shown}",
                 stage=self.stage,
                 timed_out=True,
             ) from None
         except (psycopg.Error, OSError) as exc:
             message, rejected = describe_connect_error(exc)
             if self.item.target is not None:
-                message = scrub_postgres_error(message, self._pg())
+                message = scrub_postgres_error(message, self._pg(), self.ctx.redactor)
             raise DrillError(message, stage=self.stage, misconfigured=rejected) from None
 
     async def thread(self, function: Callable[[], T]) -> T:
@@ -502,7 +504,7 @@ class Drill:
         return f"not dropped: {emptied}it may hold part of the data (a parallel pg_restore is not one transaction)"
 
     def fail(self, exc: DrillError) -> None:
-        self.facts.failure = redact(str(exc))
+        self.facts.failure = self.ctx.redactor.redact(str(exc))
         self.facts.stage = exc.stage
         self.facts.misconfigured = exc.misconfigured
         self.facts.timed_out = exc.timed_out

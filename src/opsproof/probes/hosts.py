@@ -48,7 +48,7 @@ from opsproof.probes.hosts_session import (
     remaining,
     testinfra_host,
 )
-from opsproof.redaction import redact
+from opsproof.redaction import Redactor
 from opsproof.targets.hosts import HostAddress, HostTarget
 
 MARK = "@@opsproof"
@@ -563,19 +563,19 @@ def _is_refusal(text: str, exc: BaseException | None) -> bool:
     )
 
 
-def _scrub(value: Any, address: HostAddress) -> Any:
+def _scrub(value: Any, address: HostAddress, redactor: Redactor) -> Any:
     """Redact ${SECRET}s, and a password written literally in the URL, from any text of the facts."""
     if isinstance(value, str):
-        value = redact(value)
+        value = redactor.redact(value)
         return value.replace(address.password, "***") if address.password else value
     if isinstance(value, dict):
-        return {k: _scrub(v, address) for k, v in value.items()}
+        return {k: _scrub(v, address, redactor) for k, v in value.items()}
     if isinstance(value, list):
-        return [_scrub(v, address) for v in value]
+        return [_scrub(v, address, redactor) for v in value]
     return value
 
 
-def probe_host(target: HostTarget, timeout: float) -> HostFacts:
+def probe_host(target: HostTarget, timeout: float, redactor: Redactor) -> HostFacts:
     """Probe one host (blocking: a worker thread's work); never raises for the host's state."""
     install_deadlines()
     started = time.perf_counter()
@@ -590,7 +590,7 @@ def probe_host(target: HostTarget, timeout: float) -> HostFacts:
     if not found["reached"] and not found.get("failure") and not found.get("denied"):
         found["failure"] = why or "the host gave no answer"
     found["commands"] = probe.commands
-    return HostFacts(**base, elapsed_s=elapsed, **_scrub(found, target.address))
+    return HostFacts(**base, elapsed_s=elapsed, **_scrub(found, target.address, redactor))
 
 
 async def gather_hosts(targets: Sequence[HostTarget], ctx: ProbeContext) -> AsyncIterator[HostFacts]:
@@ -609,7 +609,7 @@ async def gather_hosts(targets: Sequence[HostTarget], ctx: ProbeContext) -> Asyn
                 # The thread bounds its own commands; this is the net under it (a backend stuck
                 # where no deadline reaches, such as ansible's own inventory lookup).
                 async with asyncio.timeout(timeout + 5):
-                    return await loop.run_in_executor(pool, probe_host, target, timeout)
+                    return await loop.run_in_executor(pool, probe_host, target, timeout, ctx.redactor)
             except TimeoutError:
                 elapsed = time.perf_counter() - started
                 return HostFacts(

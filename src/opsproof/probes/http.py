@@ -16,7 +16,6 @@ from typing import Any
 from pydantic import Field
 
 from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
-from opsproof.redaction import redact
 from opsproof.targets.http import HttpTarget
 
 # Enough for any health document; more would let one endpoint blow up a run's memory.
@@ -138,7 +137,7 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
     import aiohttp
 
     timeout = ctx.profile.timeout_of(target)
-    url_shown = redact(target.url)
+    url_shown = ctx.redactor.redact(target.url)
     async with ctx.limit:
         started = time.perf_counter()
         try:
@@ -161,7 +160,7 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
                 target=target.name,
                 url=url_shown,
                 reached=False,
-                failure=redact(describe_http_error(exc)),
+                failure=ctx.redactor.redact(describe_http_error(exc)),
                 elapsed_s=time.perf_counter() - started,
             )
         limit = _lowest_limit(target)
@@ -187,10 +186,10 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
         latency_s=min(samples),
         latency_samples_ms=[round(sample * 1000, 1) for sample in samples] if len(samples) > 1 else None,
         content_type=response.content_type,
-        location=redact(response.headers.get("Location", "")) or None,
+        location=ctx.redactor.redact(response.headers.get("Location", "")) or None,
         body_bytes=len(body),
         body_truncated=truncated,
-        body_text=redact(text),
+        body_text=ctx.redactor.redact(text),
         json_body=json_body,
         json_error=json_error,
         elapsed_s=time.perf_counter() - started,

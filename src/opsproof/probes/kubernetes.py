@@ -188,7 +188,9 @@ async def probe_one(
         deadline = time.monotonic() + timeout
         try:
             async with asyncio.timeout(timeout):
-                connection = await connect(target, service_account=service_account, environ=environ)
+                connection = await connect(
+                    target, service_account=service_account, environ=environ, redactor=ctx.redactor
+                )
         except ConfigProblem as problem:
             return KubernetesFacts(
                 **base, reached=False, config_error=str(problem), elapsed_s=time.perf_counter() - started

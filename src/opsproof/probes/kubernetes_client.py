@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from opsproof.errors import OpsproofError
 from opsproof.probes import describe_connect_error
-from opsproof.redaction import redact
+from opsproof.redaction import Redactor
 from opsproof.targets.kubernetes import KubernetesTarget, read_kubeconfig
 
 
@@ -99,9 +99,10 @@ class Connection:
     server: str
     context: str | None
     secrets: list[str] = field(default_factory=list)
+    redactor: Redactor = field(default_factory=Redactor)
 
     def scrub(self, text: str) -> str:
-        text = redact(text)
+        text = self.redactor.redact(text)
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
@@ -112,8 +113,10 @@ async def connect(
     *,
     service_account: Path = SERVICE_ACCOUNT_DIR,
     environ: Mapping[str, str] | None = None,
+    redactor: Redactor | None = None,
 ) -> Connection:
     """An aio ApiClient configured from the item: kubeconfig and context, or in-cluster; raise ConfigProblem."""
+    redactor = redactor if redactor is not None else Redactor()
     from kubernetes.aio.client import ApiClient, Configuration
     from kubernetes.aio.config import kube_config
     from kubernetes.aio.config.incluster_config import InClusterConfigLoader
@@ -147,7 +150,7 @@ async def connect(
             # The loaders raise ConfigException, but also whatever a malformed file or a failing
             # auth provider makes them hit (KeyError, yaml errors, google-auth's own): any of
             # them means this item's credentials cannot be used, and only this item's checks say so.
-            raise ConfigProblem(_config_message(exc, target)) from None
+            raise ConfigProblem(_config_message(exc, target, redactor)) from None
         if target.token is not None:
             # The profile's token replaces whatever the kubeconfig user had.
             configuration.api_key = {"BearerToken": f"Bearer {target.token}"}
@@ -165,7 +168,13 @@ async def connect(
         kube_config._cleanup_temp_files()  # the loader's own index of its temp files, emptied with them
         temp_dir.cleanup()
     client.user_agent = "opsproof (read-only checks)"
-    return Connection(client=client, server=configuration.host, context=context, secrets=_secrets_of(configuration))
+    return Connection(
+        client=client,
+        server=configuration.host,
+        context=context,
+        secrets=_secrets_of(configuration),
+        redactor=redactor,
+    )
 
 
 def _secrets_of(configuration: Any) -> list[str]:
@@ -181,12 +190,12 @@ def _secrets_of(configuration: Any) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def _config_message(exc: BaseException, target: KubernetesTarget) -> str:
+def _config_message(exc: BaseException, target: KubernetesTarget, redactor: Redactor) -> str:
     text = str(exc).strip() or type(exc).__name__
     if target.in_cluster:
         return f"cannot use the in-cluster service account: {text}"
     where = f" (context {target.context})" if target.context else ""
-    return redact(f"cannot use kubeconfig {target.kubeconfig}{where}: {text}")
+    return redactor.redact(f"cannot use kubeconfig {target.kubeconfig}{where}: {text}")
 
 
 # -- listing ---------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from opsproof.probes.postgres_describe import (
     scrub_postgres_error,
     value_text,
 )
-from opsproof.redaction import redact
+from opsproof.redaction import Redactor
 from opsproof.targets.postgres import PostgresQuery, PostgresTarget
 
 OFFENDERS = 5  # worst sessions/locks shown per measure
@@ -194,9 +194,12 @@ def _session_row(row: Sequence[Any]) -> dict[str, Any]:
 class Session:
     """One item's connection and what it has gathered so far."""
 
-    def __init__(self, conn: Any, target: PostgresTarget, timeout: float, facts: PostgresFacts) -> None:
+    def __init__(
+        self, conn: Any, target: PostgresTarget, timeout: float, facts: PostgresFacts, redactor: Redactor
+    ) -> None:
         self.conn = conn
         self.target = target
+        self.redactor = redactor
         self.timeout = timeout
         self.facts = facts
         self.lost: SectionError | None = None
@@ -233,7 +236,7 @@ class Session:
             return self._record(name, self.lost)
         except psycopg.Error as exc:
             error = describe_query_error(exc, budget)
-            error.message = scrub_postgres_error(error.message, self.target)
+            error.message = scrub_postgres_error(error.message, self.target, self.redactor)
             if error.session_lost:
                 self.lost = error
             return self._record(name, error)
@@ -433,7 +436,7 @@ async def _probe(target: PostgresTarget, ctx: ProbeContext) -> PostgresFacts:
     import psycopg
 
     timeout = ctx.profile.timeout_of(target)
-    facts = PostgresFacts(target=target.name, reached=False, dsn=redact(dsn_without_password(target.dsn)))
+    facts = PostgresFacts(target=target.name, reached=False, dsn=ctx.redactor.redact(dsn_without_password(target.dsn)))
     async with ctx.limit:
         started = time.perf_counter()
         try:
@@ -450,7 +453,7 @@ async def _probe(target: PostgresTarget, ctx: ProbeContext) -> PostgresFacts:
             return facts
         except (psycopg.Error, OSError) as exc:
             message, rejected = describe_connect_error(exc)
-            facts.failure = scrub_postgres_error(message, target)
+            facts.failure = scrub_postgres_error(message, target, ctx.redactor)
             facts.login_rejected = rejected
             facts.timed_out = isinstance(exc, psycopg.errors.ConnectionTimeout)
             facts.elapsed_s = time.perf_counter() - started
@@ -459,7 +462,7 @@ async def _probe(target: PostgresTarget, ctx: ProbeContext) -> PostgresFacts:
         facts.connect_s = round(time.perf_counter() - started, 4)
         try:
             await conn.set_read_only(True)  # BEGIN READ ONLY, on top of default_transaction_read_only
-            session = Session(conn, target, timeout, facts)
+            session = Session(conn, target, timeout, facts, ctx.redactor)
             await _gather_sections(session, target)
             if session.lost is None:
                 async with asyncio.timeout(timeout):

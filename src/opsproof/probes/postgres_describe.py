@@ -15,9 +15,9 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from opsproof.redaction import ACTIVE, redact
+from opsproof.redaction import Redactor
 from opsproof.targets.postgres import PostgresTarget
 
 APPLICATION_NAME = "opsproof"
@@ -42,10 +42,6 @@ class _Redacted(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_secrets(cls, value: Any) -> Any:
-        return ACTIVE.redact_data(value)
 
 
 class SectionError(_Redacted):
@@ -101,12 +97,12 @@ def _password_of(dsn: str) -> str | None:
     return str(password) if password else None
 
 
-def scrub_postgres_error(text: str, target: PostgresTarget) -> str:
+def scrub_postgres_error(text: str, target: PostgresTarget, redactor: Redactor) -> str:
     """A driver message without the item's password, even one written literally (not as ${VAR})."""
     for password in (_password_of(target.dsn), target.password):
         if password:
             text = text.replace(password, "***")
-    return redact(text)
+    return redactor.redact(text)
 
 
 def connect_params(target: PostgresTarget, timeout: float) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from pydantic import Field
 from opsproof.errors import OpsproofError
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done, utc_iso
 from opsproof.probes.http import describe_http_error
-from opsproof.redaction import redact
+from opsproof.redaction import Redactor
 from opsproof.targets.prometheus import Kpi, PrometheusTarget
 
 # Enough for the alerts and targets of a large server; a runaway answer must not eat the run's memory.
@@ -84,15 +84,15 @@ class Denied(ApiError):
         super().__init__(message, "error", status)
 
 
-def _failure(exc: BaseException) -> dict[str, Any]:
+def _failure(exc: BaseException, redactor: Redactor) -> dict[str, Any]:
     if isinstance(exc, ApiError):
-        found: dict[str, Any] = {"ok": False, "outcome": exc.outcome, "error": redact(str(exc))}
+        found: dict[str, Any] = {"ok": False, "outcome": exc.outcome, "error": redactor.redact(str(exc))}
         if exc.status is not None:
             found["status"] = exc.status
         if exc.error_type:
             found["error_type"] = exc.error_type
         return found
-    return {"ok": False, "outcome": "failed", "error": redact(describe_http_error(exc)), "unreached": True}
+    return {"ok": False, "outcome": "failed", "error": redactor.redact(describe_http_error(exc)), "unreached": True}
 
 
 def _excerpt(text: str) -> str:
@@ -204,7 +204,7 @@ def _labels_without(labels: dict[str, Any], *names: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in sorted(labels.items()) if k not in names}
 
 
-def alerts_facts(answer: dict[str, Any]) -> dict[str, Any]:
+def alerts_facts(answer: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
     """Firing alerts (name, labels, since, summary) and how many are pending."""
     alerts = (answer["data"] or {}).get("alerts") or []
     by_state: dict[str, list[dict[str, Any]]] = {"firing": [], "pending": []}
@@ -219,7 +219,7 @@ def alerts_facts(answer: dict[str, Any]) -> dict[str, Any]:
                 "name": str(labels.get("alertname", "")),
                 "labels": _labels_without(labels, "alertname"),
                 "since": alert.get("activeAt"),
-                "summary": _excerpt(redact(str(summary))) if summary else None,
+                "summary": _excerpt(redactor.redact(str(summary))) if summary else None,
             }
         )
     for found in by_state.values():
@@ -247,7 +247,7 @@ def history_facts(answer: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "fired_count": len(fired), "fired": fired[:KEPT_ALERTS], "warnings": answer["warnings"]}
 
 
-def targets_facts(answer: dict[str, Any]) -> dict[str, Any]:
+def targets_facts(answer: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
     """Active targets: per job how many are up, down or unknown; the ones not up, named."""
     active = (answer["data"] or {}).get("activeTargets") or []
     jobs: dict[str, dict[str, int]] = {}
@@ -264,9 +264,9 @@ def targets_facts(answer: dict[str, Any]) -> dict[str, Any]:
                     "job": job,
                     "instance": str(labels.get("instance", "")),
                     "health": health,
-                    "last_error": redact(str(target.get("lastError") or "")) or None,
+                    "last_error": redactor.redact(str(target.get("lastError") or "")) or None,
                     "last_scrape": target.get("lastScrape"),
-                    "scrape_url": redact(str(target.get("scrapeUrl") or "")),
+                    "scrape_url": redactor.redact(str(target.get("scrapeUrl") or "")),
                 }
             )
     not_up.sort(key=lambda t: (t["job"], t["instance"]))
@@ -365,8 +365,9 @@ def _prom_duration(seconds: float) -> str:
 class ItemProbe:
     """The requests of one item, each recording its answer; a deadline may stop the rest."""
 
-    def __init__(self, client: Client, target: PrometheusTarget, now: float) -> None:
+    def __init__(self, client: Client, target: PrometheusTarget, now: float, redactor: Redactor) -> None:
         self.client = client
+        self.redactor = redactor
         self.target = target
         self.now = now
         self.answers: dict[str, dict[str, Any]] = {}
@@ -391,7 +392,7 @@ class ItemProbe:
             try:
                 self.answers[key] = await make()
             except Exception as exc:  # one request's failure is that answer's, in words; never the run's
-                self.answers[key] = _failure(exc)
+                self.answers[key] = _failure(exc, self.redactor)
 
         await asyncio.gather(*(one(key, make) for key, make in self.requests().items()))
 
@@ -400,7 +401,7 @@ class ItemProbe:
         return {"ok": True, "version": str((answer["data"] or {}).get("version") or "") or None}
 
     async def _alerts(self) -> dict[str, Any]:
-        return alerts_facts(await self.client.get("alerts"))
+        return alerts_facts(await self.client.get("alerts"), self.redactor)
 
     async def _history(self) -> dict[str, Any]:
         assert self.target.alerts is not None and self.target.alerts.over is not None
@@ -410,7 +411,7 @@ class ItemProbe:
         return history_facts(answer)
 
     async def _targets(self) -> dict[str, Any]:
-        return targets_facts(await self.client.get("targets", {"state": "active"}))
+        return targets_facts(await self.client.get("targets", {"state": "active"}), self.redactor)
 
     def _instant(self, query: str) -> dict[str, str]:
         return {"query": query, "time": _prom_time(self.now), "timeout": _prom_duration(self.client.timeout)}
@@ -470,7 +471,7 @@ async def _probe_one(session: Any, target: PrometheusTarget, ctx: ProbeContext) 
     base: dict[str, Any] = {"target": target.name, "url": target.url}
     async with ctx.limit:
         started = time.perf_counter()
-        probe = ItemProbe(Client(session, target, timeout), target, datetime.now(UTC).timestamp())
+        probe = ItemProbe(Client(session, target, timeout), target, datetime.now(UTC).timestamp(), ctx.redactor)
         timed_out = False
         try:
             async with asyncio.timeout(timeout):

@@ -26,10 +26,10 @@ from typing import Any
 from pydantic import Field
 
 from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
-from opsproof.redaction import redact
+from opsproof.redaction import Redactor
 from opsproof.targets.redis import RedisAddress, RedisTarget
 
-# Every command the probe may send (tests/test_redis_checks.py holds the server to it).
+# Every command the probe may send (tests/kinds/test_redis_checks.py holds the server to it).
 READ_COMMANDS = frozenset({"auth", "select", "ping", "info", "config|get", "type", "llen", "xlen", "zcard", "scard"})
 LENGTH_COMMANDS = {"list": "LLEN", "stream": "XLEN", "zset": "ZCARD", "set": "SCARD"}
 # INFO has carried these since Redis 6.2 (maxclients) and 4.0 (the memory ones).
@@ -177,9 +177,9 @@ def _os_error(exc: BaseException) -> OSError | None:
     return None
 
 
-def _scrub(text: str, address: RedisAddress) -> str:
+def _scrub(text: str, address: RedisAddress, redactor: Redactor) -> str:
     # ${SECRET}s are redacted by name; a password written literally in the profile too.
-    text = redact(text)
+    text = redactor.redact(text)
     return text.replace(address.password, "***") if address.password else text
 
 
@@ -352,20 +352,21 @@ async def _probe_one(target: RedisTarget, ctx: ProbeContext) -> RedisFacts:
         except (errors.RedisError, OSError, ValueError) as exc:
             described, refused = _describe_error(exc, address)
             elapsed = time.perf_counter() - started
+            said = _scrub(described, address, ctx.redactor)
             if refused:
-                return RedisFacts(**base, reached=True, denied=_scrub(described, address), elapsed_s=elapsed)
-            return RedisFacts(**base, reached=False, failure=_scrub(described, address), elapsed_s=elapsed)
+                return RedisFacts(**base, reached=True, denied=said, elapsed_s=elapsed)
+            return RedisFacts(**base, reached=False, failure=said, elapsed_s=elapsed)
         finally:
             await _close(client)
-    found["queues"] = {key: _scrub_queue(entry, address) for key, entry in found["queues"].items()}
+    found["queues"] = {key: _scrub_queue(entry, address, ctx.redactor) for key, entry in found["queues"].items()}
     if found.get("config_error"):
-        found["config_error"] = _scrub(found["config_error"], address)
+        found["config_error"] = _scrub(found["config_error"], address, ctx.redactor)
     return RedisFacts(**base, reached=True, elapsed_s=time.perf_counter() - started, **found)
 
 
-def _scrub_queue(entry: dict[str, Any], address: RedisAddress) -> dict[str, Any]:
+def _scrub_queue(entry: dict[str, Any], address: RedisAddress, redactor: Redactor) -> dict[str, Any]:
     if "error" in entry:
-        return entry | {"error": _scrub(entry["error"], address)}
+        return entry | {"error": _scrub(entry["error"], address, redactor)}
     return entry
 
 

@@ -35,7 +35,7 @@ from pydantic import Field
 
 from opsproof.errors import OpsproofError
 from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
-from opsproof.redaction import redact
+from opsproof.redaction import Redactor
 from opsproof.targets.tls import TLS_VERSIONS, TlsTarget
 
 # OpenSSL's X509_V_ERR_* codes the checks tell apart (x509_vfy.h).
@@ -330,7 +330,7 @@ class Prober:
 
     async def probe(self, target: TlsTarget) -> TlsFacts:
         timeout = self.ctx.profile.timeout_of(target)
-        found = Findings(target)
+        found = Findings(target, self.ctx.redactor)
         async with self.ctx.limit:
             started = time.perf_counter()
             try:
@@ -355,14 +355,14 @@ class Prober:
             return
         except HandshakeFailed as first:
             if first.during == "connect":
-                found.failure = describe(first, target)
+                found.failure = describe(first, target, self.ctx.redactor)
                 return
             if isinstance(first.error, ssl.SSLCertVerificationError):
                 found.verified = False
-                found.verify_error = describe(first, target)
+                found.verify_error = describe(first, target, self.ctx.redactor)
                 found.verify_code = first.error.verify_code
             else:
-                found.handshake_error = describe(first, target)
+                found.handshake_error = describe(first, target, self.ctx.redactor)
         if target.verify:
             try:
                 await self.handshake(target, self.contexts.lenient(target), found)
@@ -371,14 +371,14 @@ class Prober:
             except HandshakeFailed as second:
                 if not isinstance(second.error, ssl.SSLCertVerificationError):
                     # Lenient settings only loosen verification: permissive ones would fail alike.
-                    found.failure = describe_unreached(second, target)
+                    found.failure = describe_unreached(second, target, self.ctx.redactor)
                     return
                 found.chain_trusted = False
-                found.trust_error = describe(second, target)
+                found.trust_error = describe(second, target, self.ctx.redactor)
         try:
             await self.handshake(target, self.contexts.permissive(), found)
         except HandshakeFailed as last:
-            found.failure = describe_unreached(last, target)
+            found.failure = describe_unreached(last, target, self.ctx.redactor)
 
 
 @dataclass
@@ -386,6 +386,7 @@ class Findings:
     """Facts of one target as its handshakes find them."""
 
     target: TlsTarget
+    redactor: Redactor
     session: Session | None = None
     phase: Literal["connect", "handshake"] = "connect"
     handshakes: int = 0
@@ -402,12 +403,12 @@ class Findings:
         target = self.target
         base: dict[str, Any] = {
             "target": target.name,
-            "address": redact(target.address),
-            "server_name": redact(target.sni),
+            "address": self.redactor.redact(target.address),
+            "server_name": self.redactor.redact(target.sni),
             "elapsed_s": elapsed,
             "timed_out": self.timed_out,
             "handshakes": self.handshakes,
-            "failure": redact(self.failure) if self.failure else None,
+            "failure": self.redactor.redact(self.failure) if self.failure else None,
             "handshake_error": self.handshake_error,
             "verify_error": self.verify_error,
             "verify_code": self.verify_code,
@@ -473,14 +474,14 @@ def chain_problems(ca_certificates: list[bytes], now: datetime) -> list[str]:
 # -- words ---------------------------------------------------------------------------------
 
 
-def describe(failed: HandshakeFailed, target: TlsTarget) -> str:
+def describe(failed: HandshakeFailed, target: TlsTarget, redactor: Redactor) -> str:
     """An error in words an operator acts on; redacted, since host and name may hold a secret."""
-    return redact(_describe(failed.error, failed.during, target))
+    return redactor.redact(_describe(failed.error, failed.during, target))
 
 
-def describe_unreached(failed: HandshakeFailed, target: TlsTarget) -> str:
+def describe_unreached(failed: HandshakeFailed, target: TlsTarget, redactor: Redactor) -> str:
     """Why no handshake completed at all."""
-    text = describe(failed, target)
+    text = describe(failed, target, redactor)
     return text if failed.during == "connect" else f"TLS handshake failed: {text}"
 
 

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from opsproof.probes import Facts, ProbeContext, kinds, kinds_in_use
+from opsproof.probes import Facts, ProbeContext, kinds, kinds_in_use, redacted
 from opsproof.profile import Profile
+from opsproof.redaction import Redactor
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
@@ -48,9 +49,17 @@ class Gatherer:
     each target's facts come back as a JSON line the moment its probe is done.
     """
 
-    def __init__(self, profile: Profile, *, in_child: bool = True, history: Location | None = None) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        in_child: bool = True,
+        history: Location | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
         self._profile = profile
         self._history = history
+        self._redactor = redactor if redactor is not None else Redactor()
         self._wanted: dict[str, set[str]] = {}
         self._facts: dict[tuple[str, str], Facts] = {}
         self._ready: dict[tuple[str, str], threading.Event] = {}
@@ -207,7 +216,10 @@ class Gatherer:
 
     def _context(self) -> ProbeContext:
         return ProbeContext(
-            profile=self._profile, limit=asyncio.Semaphore(self._profile.defaults.concurrency), history=self._history
+            profile=self._profile,
+            limit=asyncio.Semaphore(self._profile.defaults.concurrency),
+            history=self._history,
+            redactor=self._redactor,
         )
 
     async def _probe_all(
@@ -220,7 +232,7 @@ class Gatherer:
             kind = registry[kind_name]
             targets = [t for n, t in self._profile.targets(kind.section).items() if n in names]
             async for facts in kind.gather(targets, ctx):
-                deliver(kind_name, facts)
+                deliver(kind_name, redacted(facts, ctx.redactor))
 
         await asyncio.gather(*(probe_kind(kind, names) for kind, names in wanted.items()))
 
@@ -297,13 +309,22 @@ async def _child_work(gatherer: Gatherer, kind: str, request_read: int, send: Ca
     )
 
 
-def probe_all(profile: Profile, wanted: Mapping[str, set[str]], history: Location | None = None) -> FactsByKind:
+def probe_all(
+    profile: Profile,
+    wanted: Mapping[str, set[str]],
+    history: Location | None = None,
+    redactor: Redactor | None = None,
+) -> FactsByKind:
     """Facts for the wanted targets of each kind, probed concurrently; returns when all are done."""
-    return Gatherer(profile, history=history).start(wanted).all()
+    return Gatherer(profile, history=history, redactor=redactor).start(wanted).all()
 
 
 def probe_all_shared(
-    profile: Profile, wanted: Mapping[str, set[str]], share_dir: Path, history: Location | None = None
+    profile: Profile,
+    wanted: Mapping[str, set[str]],
+    share_dir: Path,
+    history: Location | None = None,
+    redactor: Redactor | None = None,
 ) -> FactsByKind:
     """As `probe_all`, but once across processes that share `share_dir` (xdist workers)."""
     share_dir.mkdir(parents=True, exist_ok=True)
@@ -312,7 +333,7 @@ def probe_all_shared(
         fcntl.flock(lock, fcntl.LOCK_EX)
         if facts_file.exists():
             return _read(facts_file)
-        facts = probe_all(profile, wanted, history)
+        facts = probe_all(profile, wanted, history, redactor)
         tmp = facts_file.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:

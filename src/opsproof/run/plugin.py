@@ -32,7 +32,6 @@ from opsproof.model.check import Check
 from opsproof.model.markers import ALL_MARKERS, CADENCE_MARKERS
 from opsproof.probes import Facts, kinds_in_use
 from opsproof.profile import ITEM_SECTIONS, Item
-from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
 from opsproof.run.gather import Gatherer, probe_all_shared
 from opsproof.run.records import AllureAnnotator, build_record, identity, markers_of, redact_report, waiver_dict
 from opsproof.run.scoping import Part, item_applies, parts_of
@@ -131,7 +130,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = start_run(config, workerinput)
     config.stash[STATE] = state
     if config.getoption("allure_report_dir", None):  # registered only then: one hook less per check
-        config.pluginmanager.register(AllureAnnotator(), "opsproof-allure")
+        config.pluginmanager.register(AllureAnnotator(state.redactor), "opsproof-allure")
     config.option.strict_markers = True  # CONTRACT §1: markers are strict, whatever the ini says
     if config.args_source != pytest.Config.ArgsSource.ARGS and (Path.cwd() / "checks").is_dir():
         # No paths given: the checks of the repository root, even when the ini was not found.
@@ -139,7 +138,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not state.is_worker:
         if not (config.option.collectonly or getattr(config.option, "numprocesses", None)):
             # The probe process starts now, so it is ready when the checks are collected.
-            state.gatherer = Gatherer(state.loaded.profile, history=state.history).prepare(
+            state.gatherer = _gatherer(state).prepare(
                 early=_early_targets(config, state)
             )
             config.add_cleanup(state.gatherer.stop)
@@ -365,6 +364,10 @@ def _handed(node: pytest.Item, *asked: str) -> dict[str, Any]:
     return funcargs
 
 
+def _gatherer(state: RunState) -> Gatherer:
+    return Gatherer(state.loaded.profile, history=state.history, redactor=state.redactor)
+
+
 def _require_state(request: pytest.FixtureRequest) -> RunState:
     state = state_of(request.config)
     if state is None:
@@ -386,10 +389,12 @@ def _wanted(items: list[pytest.Item]) -> dict[str, set[str]]:
 def _facts_of(state: RunState, target: TargetRef) -> Facts:
     if state.share_dir is not None:  # an xdist worker: one worker probes for all
         if state.facts is None:
-            state.facts = probe_all_shared(state.loaded.profile, _wanted(state.items), state.share_dir, state.history)
+            state.facts = probe_all_shared(
+                state.loaded.profile, _wanted(state.items), state.share_dir, state.history, state.redactor
+            )
         return state.facts[target.kind][target.name]
     if state.gatherer is None:  # pytest_runtestloop did not run (a plugin drove the tests itself)
-        state.gatherer = Gatherer(state.loaded.profile, history=state.history).start(_wanted(state.items))
+        state.gatherer = _gatherer(state).start(_wanted(state.items))
     return state.gatherer.facts(target.kind, target.name)
 
 
@@ -409,7 +414,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         return
     wanted = _wanted(session.items)
     if wanted and not (session.testsfailed and not session.config.option.continue_on_collection_errors):
-        state.gatherer = (state.gatherer or Gatherer(state.loaded.profile, history=state.history)).start(wanted)
+        state.gatherer = (state.gatherer or _gatherer(state)).start(wanted)
         # The first check waits for the first probe (~0.2 s for HTTP): the modules that
         # write the bundle load in that wait rather than after the last check.
         for module in ("opsproof.evidence.bundle", "opsproof.run.results", "opsproof.run.terminal"):
@@ -426,8 +431,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     state = state_of(item.config)
     if state is None:
         return report
-    if ACTIVE_REDACTOR:
-        redact_report(report)
+    if state.redactor:
+        redact_report(report, state.redactor)
     decisive = (
         report.when == "call"
         or (report.when == "setup" and not report.passed)

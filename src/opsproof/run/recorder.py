@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from opsproof import outcomes
-from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
 from opsproof.run.state import RunState, owns_process
 
 
@@ -71,7 +70,7 @@ class Recorder:
             from opsproof.run.results import build_results
 
             state.results = build_results(self.config, state)
-            state.bundle = write_bundle(state.results, state.report_dir, ACTIVE_REDACTOR, state.signer)
+            state.bundle = write_bundle(state.results, state.report_dir, state.redactor, state.signer)
         except Exception as exc:  # the evidence is the product: failing to write it is an internal error
             state.bundle_error = f"{type(exc).__name__}: {exc}"
             state.exit_code = outcomes.EXIT_INTERNAL
@@ -143,7 +142,7 @@ def _ship(state: RunState) -> None:
     except Exception as exc:
         reason = str(exc) if isinstance(exc, HistoryError) else f"{type(exc).__name__}: {exc}"
         state.shipping_errors.append(
-            f"opsproof: the run is NOT in the history ({ACTIVE_REDACTOR.redact(reason)}); "
+            f"opsproof: the run is NOT in the history ({state.redactor.redact(reason)}); "
             "the bundle is intact: `opsproof history rebuild` recovers it"
         )
         state.exit_code = outcomes.EXIT_INTERNAL
@@ -169,7 +168,7 @@ def _upload_bundle(state: RunState) -> dict[str, Any] | None:
 
 def _print_last_line(config: pytest.Config, state: RunState) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    for note in map(ACTIVE_REDACTOR.redact, state.shipping_errors):
+    for note in map(state.redactor.redact, state.shipping_errors):
         if reporter is not None:
             reporter.write_line(note, red=True)
         else:

@@ -15,7 +15,7 @@ from opsproof.model.check import Check, CheckError
 from opsproof.model.markers import ALL_MARKERS
 from opsproof.probes import kind_named, utc_iso
 from opsproof.profile import Waiver
-from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
+from opsproof.redaction import Redactor
 from opsproof.run.state import RunState, TargetRef, kind_of_path
 
 IDENTITY = pytest.StashKey[tuple[str, str, str | None, str]]()  # per item: (check id, kind, target, severity)
@@ -63,6 +63,9 @@ def check_of(item: pytest.Item) -> Check:
 class AllureAnnotator:
     """With `--alluredir`: each check's severity and observed facts go into its Allure result."""
 
+    def __init__(self, redactor: Redactor) -> None:
+        self.redactor = redactor
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Any:
         try:
@@ -70,13 +73,13 @@ class AllureAnnotator:
         finally:
             from opsproof.evidence.allure import annotate
 
-            annotate(check_of(item), ACTIVE_REDACTOR)
+            annotate(check_of(item), self.redactor)
 
 
-def redact_report(report: pytest.TestReport) -> None:
+def redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
     if report.longrepr is not None and not isinstance(report.longrepr, tuple):
-        report.longrepr = ACTIVE_REDACTOR.redact(str(report.longrepr))
-    report.sections = [(title, ACTIVE_REDACTOR.redact(text)) for title, text in report.sections]
+        report.longrepr = redactor.redact(str(report.longrepr))
+    report.sections = [(title, redactor.redact(text)) for title, text in report.sections]
 
 
 def build_record(
@@ -102,7 +105,7 @@ def build_record(
     }
     if outcome in ("failed", "error"):
         _apply_waiver(record, state.loaded.profile.waivers)
-    return ACTIVE_REDACTOR.redact_data(record)  # type: ignore[no-any-return]
+    return state.redactor.redact_data(record)  # type: ignore[no-any-return]
 
 
 def _controls(item: pytest.Item, check: Check, state: RunState) -> list[str]:

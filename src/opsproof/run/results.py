@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from opsproof import outcomes
 from opsproof.model.results import SCHEMA, Results
 from opsproof.probes import utc_now
-from opsproof.redaction import ACTIVE as REDACTOR
 from opsproof.version import __version__
 
 if TYPE_CHECKING:
@@ -41,7 +40,7 @@ def build_results(config: pytest.Config, state: RunState) -> Results:
         "host": platform.node(),
         "user": _user(),
         # `pytest` whether it ran as `pytest`, `python -m pytest` or through `opsproof demo`.
-        "command": REDACTOR.redact(" ".join(["pytest", *map(str, config.invocation_params.args)])),
+        "command": state.redactor.redact(" ".join(["pytest", *map(str, config.invocation_params.args)])),
         "status": outcomes.RUN_STATUS.get(exit_code, "failed"),
         "exit_code": exit_code,
         "fail_on": state.fail_on,

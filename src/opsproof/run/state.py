@@ -21,7 +21,7 @@ from opsproof.compliance.change import change_context
 from opsproof.model.controls import ControlMap
 from opsproof.probes import ProbeKind, kind_named, utc_now
 from opsproof.profile import Item, LoadedProfile, ProfileError, load_profile, resolve_profile_path
-from opsproof.redaction import ACTIVE as ACTIVE_REDACTOR
+from opsproof.redaction import Redactor
 from opsproof.targets import catalogue
 from opsproof.targets import kinds as registered_kinds
 
@@ -53,6 +53,8 @@ class RunState:
     unmatched_waivers: list[dict[str, Any]] = field(default_factory=list)
     collect_errors: int = 0
     results: Results | None = None  # the results document, once the run has ended
+    # Every secret of the run; everything the run writes or shows goes through it.
+    redactor: Redactor = field(default_factory=Redactor)
     signalled: str | None = None
     bundle: Path | None = None
     bundle_error: str | None = None
@@ -102,7 +104,9 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
         loaded = load_profile(path, cli_vars=cli_vars, display_path=shown)
     except ProfileError as exc:
         raise pytest.UsageError(f"profile {chosen!r}: {exc}") from None
-    ACTIVE_REDACTOR.update(loaded.redactor)
+    # The run's secrets: the profile's `${NAME}` values, and the history store's password below.
+    redactor = Redactor()
+    redactor.update(loaded.redactor)
     try:
         change = change_context(
             ticket=config.getoption("change"),
@@ -116,7 +120,7 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
     report_dir = Path(config.getoption("report_dir") or "reports").absolute()
     if report_dir.exists() and not report_dir.is_dir():
         raise pytest.UsageError(f"--report-dir {str(report_dir)!r} exists and is not a directory")
-    history = _history_location(config, report_dir)
+    history = _history_location(config, report_dir, redactor)
     if workerinput is not None and "opsproof_run_id" in workerinput:
         return RunState(
             loaded=loaded,
@@ -129,6 +133,7 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
             controls=controls,
             change=change,
             history=history,
+            redactor=redactor,
         )
     return RunState(
         loaded=loaded,
@@ -142,6 +147,7 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
         signer=_signer(config),
         history=history,
         upload=_upload(config),
+        redactor=redactor,
     )
 
 
@@ -162,7 +168,7 @@ def _upload(config: pytest.Config) -> Upload | None:
         raise pytest.UsageError(str(exc)) from None
 
 
-def _history_location(config: pytest.Config, report_dir: Path) -> Location:
+def _history_location(config: pytest.Config, report_dir: Path, redactor: Redactor) -> Location:
     from opsproof.compliance.history import DSN_VARIABLE, locate
 
     try:
@@ -170,7 +176,7 @@ def _history_location(config: pytest.Config, report_dir: Path) -> Location:
     except ComplianceError as exc:
         raise pytest.UsageError(str(exc)) from None
     if location.password:  # the command line is recorded in results.json; the password never is
-        ACTIVE_REDACTOR.add("HISTORY_DSN_PASSWORD", location.password)
+        redactor.add("HISTORY_DSN_PASSWORD", location.password)
     return location
 
 

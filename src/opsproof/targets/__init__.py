@@ -8,7 +8,7 @@ catalogue, the probes the gatherer runs, the markers of a kind's checks.
 Adding a kind is one module here (model + `KIND`), one probe module
 (`opsproof/probes/<kind>.py` with `PROBE = ProbeKind(...)`) and one checks file
 (`checks/<area>/test_<kind>.py`), with their tests and a page `docs/kinds/<kind>.md`.
-tests/test_kinds.py fails when a kind is registered somewhere but not everywhere.
+tests/core/test_kinds.py fails when a kind is registered somewhere but not everywhere.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from compliance_data import daily_runs, record, results, write
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from helpers.compliance_data import daily_runs, record, results, write
 
 from conftest import HttpServer, Runner, http_profile
 from opsproof.cli import main as opsproof

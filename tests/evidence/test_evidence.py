@@ -245,7 +245,7 @@ def test_junit_carries_any_message_as_valid_xml() -> None:
 
 def test_schema_results_prints_the_json_schema_of_results_json(capsys: pytest.CaptureFixture[str]) -> None:
     import jsonschema
-    from compliance_data import record, results
+    from helpers.compliance_data import record, results
 
     from opsproof.model.results import Results as TypedResults
 

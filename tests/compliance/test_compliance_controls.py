@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from helpers.pages import make_check, make_results
 from pydantic import TypeAdapter, ValidationError
-from test_html_report import make_check, make_results
 
 from conftest import HttpServer, Runner, http_profile
 from opsproof.evidence.html import control_sort_key, render_html

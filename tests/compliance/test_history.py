@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from compliance_data import daily_runs, record, results, write
-from history_servers import append_attestations, history_dsn, history_pg, write_runs
+from helpers.compliance_data import daily_runs, record, results, write
+from helpers.history_servers import append_attestations, history_dsn, history_pg, write_runs
 
 from conftest import SECRET, HttpServer, Runner, http_profile
 from opsproof.cli import main as opsproof

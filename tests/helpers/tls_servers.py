@@ -28,7 +28,7 @@ import trustme
 
 from opsproof.testing.certs import Authority
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOW = datetime.now(UTC)
 
 

@@ -19,7 +19,7 @@ from opsproof.probes import ProbeKind, kind_named
 from opsproof.profile import ITEM_SECTIONS, Profile, profile_json_schema
 from opsproof.targets import catalogue, kinds
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KINDS = sorted(kinds())
 
 

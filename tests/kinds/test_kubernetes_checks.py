@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes_servers import (
+from helpers.kubernetes_servers import (
     OPAQUE_VALUE,
     UNSCHEDULABLE,
     KubeCluster,

@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from compliance_data import record, results, write
+from helpers.compliance_data import record, results, write
 from test_compliance_report import Quarter, quarter
 
 from conftest import HttpServer, Runner, http_profile

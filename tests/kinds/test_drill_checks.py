@@ -20,8 +20,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from backup_servers import S3Server, s3_server
-from drill_servers import (
+from helpers.backup_servers import S3Server, s3_server
+from helpers.drill_servers import (
     ACCOUNTS,
     EVENTS,
     INVOICES,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tls_servers import Fleet, Run, run_in_subprocess, tls_black_hole, tls_fleet, tls_profile
+from helpers.tls_servers import Fleet, Run, run_in_subprocess, tls_black_hole, tls_fleet, tls_profile
 
 from conftest import SECRET, Runner
 from opsproof import ProfileError, load_profile

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from backup_servers import Dumps, S3Server, pg_dumps, s3_server
+from helpers.backup_servers import Dumps, S3Server, pg_dumps, s3_server
 
 from conftest import SECRET, Runner, listening_black_hole, module_runner
 from opsproof.backup.integrity import CorruptBackup, gunzip_chunks

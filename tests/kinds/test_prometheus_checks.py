@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from prometheus_servers import (
+from helpers.prometheus_servers import (
     Prometheus,
     Scraping,
     bearer_gateway,

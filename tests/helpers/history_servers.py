@@ -46,8 +46,7 @@ def _wait_until(start_at: float) -> None:
 
 def write_runs(report_dir: str, target: str, environment: str, count: int, worker: int, start_at: float) -> list[str]:
     """Seal `count` bundles and record each in the history at `target` (a DSN or sqlite:///path)."""
-    from compliance_data import record, results, write
-
+    from helpers.compliance_data import record, results, write
     from opsproof.compliance.history import History, locate
     from opsproof.evidence.manifest import manifest_sha256
 

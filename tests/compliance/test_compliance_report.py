@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from compliance_data import record, results, write
-from test_html_report import TagBalance
+from helpers.compliance_data import record, results, write
+from helpers.pages import TagBalance
 
 from opsproof.cli import main as opsproof
 from opsproof.compliance import ComplianceError

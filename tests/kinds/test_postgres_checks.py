@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import postgres_servers
 import pytest
 import yaml
-from postgres_servers import (
+from helpers import postgres_servers
+from helpers.postgres_servers import (
     ACCOUNTS,
     ROLE,
     SCHEMA_VERSION,

@@ -13,6 +13,7 @@ import logging
 import re
 from datetime import date
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -290,536 +291,111 @@ def test_models_are_frozen(full: LoadedProfile) -> None:
 
 # --- bad inputs: one table ----------------------------------------------------------------------
 
+
+def bad(case_id: str, text: str, key: str, *fragments: str, environ: dict[str, str] | None = None) -> Any:
+    """One bad profile: its text (`# <-` marks the line the message must name), the key and what the message says."""
+    return pytest.param(text, key, list(fragments), environ or {}, id=case_id)
+
+
 BAD = [
     # unknown keys
-    pytest.param("environment: prod\nbogus: 1  # <-\n", "bogus", ["unknown key"], {}, id="unknown-top-level-key"),
-    pytest.param(
-        "environment: prod\nhtpp:  # <-\n  - name: a\n", "htpp", ["unknown key"], {}, id="unknown-top-level-typo"
-    ),
-    pytest.param(HEAD + "    retries: 3  # <-\n", "http[0].retries", ["unknown key"], {}, id="unknown-item-key"),
-    pytest.param(
-        HEAD + "    expect:\n      latancy: {warn: 1s}  # <-\n",
-        "http[0].expect.latancy",
-        ["unknown key"],
-        {},
-        id="unknown-nested-key",
-    ),
-    pytest.param(
-        HEAD + SECOND + "    expect:\n      latency: {warn: 1s, critical: 2s}  # <-\n",
-        "http[1].expect.latency.critical",
-        ["unknown key"],
-        {},
-        id="unknown-threshold-key",
-    ),
-    pytest.param(
-        "environment: prod\ndefaults:\n  timout: 5s  # <-\n",
-        "defaults.timout",
-        ["unknown key"],
-        {},
-        id="unknown-default",
-    ),
+    bad("unknown-top-level-key", "environment: prod\nbogus: 1  # <-\n", "bogus", "unknown key"),
+    bad("unknown-top-level-typo", "environment: prod\nhtpp:  # <-\n  - name: a\n", "htpp", "unknown key"),
+    bad("unknown-item-key", HEAD + "    retries: 3  # <-\n", "http[0].retries", "unknown key"),
+    bad("unknown-nested-key", HEAD + "    expect:\n      latancy: {warn: 1s}  # <-\n", "http[0].expect.latancy", "unknown key"),
+    bad("unknown-threshold-key", HEAD + SECOND + "    expect:\n      latency: {warn: 1s, critical: 2s}  # <-\n", "http[1].expect.latency.critical", "unknown key"),
+    bad("unknown-default", "environment: prod\ndefaults:\n  timout: 5s  # <-\n", "defaults.timout", "unknown key"),
     # wrong types
-    pytest.param(
-        HEAD + "    timeout: 5  # <-\n",
-        "http[0].timeout",
-        ["invalid duration 5", units.DURATION_HELP],
-        {},
-        id="timeout-bare-number",
-    ),
-    pytest.param(
-        "environment: prod\ndefaults:\n  timeout: 30  # <-\n",
-        "defaults.timeout",
-        ["invalid duration 30"],
-        {},
-        id="default-timeout-bare-number",
-    ),
-    pytest.param(
-        HEAD + "    critical: maybe  # <-\n",
-        "http[0].critical",
-        ["input should be a valid boolean (got 'maybe')"],
-        {},
-        id="critical-maybe",
-    ),
-    pytest.param(
-        HEAD + "    critical: 'maybe'  # <-\n",
-        "http[0].critical",
-        ["input should be a valid boolean (got 'maybe')"],
-        {},
-        id="critical-quoted",
-    ),
-    pytest.param(
-        HEAD + "    verify_tls: sometimes  # <-\n",
-        "http[0].verify_tls",
-        ["input should be a valid boolean (got 'sometimes')"],
-        {},
-        id="verify-tls-word",
-    ),
-    pytest.param(
-        HEAD + "    headers:  # <-\n      - Authorization: x\n",
-        "http[0].headers",
-        ["expected a mapping (got list)"],
-        {},
-        id="headers-list",
-    ),
-    pytest.param(
-        HEAD + "    headers: {X-Retry: 5}  # <-\n",
-        "http[0].headers.X-Retry",
-        ["valid string", "5"],
-        {},
-        id="header-value-number",
-    ),
-    pytest.param("environment: [a, b]  # <-\n", "environment", ["valid string"], {}, id="environment-list"),
-    pytest.param("environment: ''  # <-\n", "environment", ["at least 1 character"], {}, id="environment-empty"),
-    pytest.param(
-        "environment: prod\ndescription: {a: 1}  # <-\n", "description", ["valid string"], {}, id="description-map"
-    ),
-    pytest.param(
-        "environment: prod\nhttp:  # <-\n  name: a\n  url: http://a/\n",
-        "http",
-        ["expected a list (got dict)"],
-        {},
-        id="http-mapping",
-    ),
-    pytest.param(
-        "environment: prod\nhttp:\n  - wallet-guard  # <-\n",
-        "http[0]",
-        ["expected a mapping (got str)"],
-        {},
-        id="item-str",
-    ),
-    pytest.param(
-        HEAD + "    expect: [200]  # <-\n", "http[0].expect", ["expected a mapping (got list)"], {}, id="expect-list"
-    ),
-    pytest.param(
-        HEAD + "    expect:\n      status: ok  # <-\n",
-        "http[0].expect.status",
-        ["expected a list (got str)"],
-        {},
-        id="status-str",
-    ),
-    pytest.param(
-        "environment: prod\nwaivers:  # <-\n  check: x\n",
-        "waivers",
-        ["expected a list (got dict)"],
-        {},
-        id="waivers-mapping",
-    ),
+    bad("timeout-bare-number", HEAD + "    timeout: 5  # <-\n", "http[0].timeout", "invalid duration 5", units.DURATION_HELP),
+    bad("default-timeout-bare-number", "environment: prod\ndefaults:\n  timeout: 30  # <-\n", "defaults.timeout", "invalid duration 30"),
+    bad("critical-maybe", HEAD + "    critical: maybe  # <-\n", "http[0].critical", "input should be a valid boolean (got 'maybe')"),
+    bad("critical-quoted", HEAD + "    critical: 'maybe'  # <-\n", "http[0].critical", "input should be a valid boolean (got 'maybe')"),
+    bad("verify-tls-word", HEAD + "    verify_tls: sometimes  # <-\n", "http[0].verify_tls", "input should be a valid boolean (got 'sometimes')"),
+    bad("headers-list", HEAD + "    headers:  # <-\n      - Authorization: x\n", "http[0].headers", "expected a mapping (got list)"),
+    bad("header-value-number", HEAD + "    headers: {X-Retry: 5}  # <-\n", "http[0].headers.X-Retry", "valid string", "5"),
+    bad("environment-list", "environment: [a, b]  # <-\n", "environment", "valid string"),
+    bad("environment-empty", "environment: ''  # <-\n", "environment", "at least 1 character"),
+    bad("description-map", "environment: prod\ndescription: {a: 1}  # <-\n", "description", "valid string"),
+    bad("http-mapping", "environment: prod\nhttp:  # <-\n  name: a\n  url: http://a/\n", "http", "expected a list (got dict)"),
+    bad("item-str", "environment: prod\nhttp:\n  - wallet-guard  # <-\n", "http[0]", "expected a mapping (got str)"),
+    bad("expect-list", HEAD + "    expect: [200]  # <-\n", "http[0].expect", "expected a mapping (got list)"),
+    bad("status-str", HEAD + "    expect:\n      status: ok  # <-\n", "http[0].expect.status", "expected a list (got str)"),
+    bad("waivers-mapping", "environment: prod\nwaivers:  # <-\n  check: x\n", "waivers", "expected a list (got dict)"),
     # bad values
-    pytest.param(
-        HEAD + SECOND + "    expect:\n      latency:\n        warn: 100 ms  # <-\n        fail: 1s\n",
-        "http[1].expect.latency.warn",
-        ["invalid duration '100 ms'", units.DURATION_HELP],
-        {},
-        id="latency-warn-with-space",
-    ),
-    pytest.param(
-        HEAD + "    expect:\n      latency: {warn: 100ms, fail: fast}  # <-\n",
-        "http[0].expect.latency.fail",
-        ["invalid duration 'fast'"],
-        {},
-        id="latency-fail-word",
-    ),
-    pytest.param(
-        HEAD + "    timeout: 5 sec  # <-\n", "http[0].timeout", ["invalid duration '5 sec'"], {}, id="timeout-5-sec"
-    ),
-    pytest.param(
-        "environment: prod\ndefaults:\n  concurrency: 0  # <-\n",
-        "defaults.concurrency",
-        ["greater than or equal to 1", "(got 0)"],
-        {},
-        id="concurrency-zero",
-    ),
-    pytest.param(
-        HEAD + "    expect:\n      status: 999  # <-\n",
-        "http[0].expect.status[0]",
-        ["599", "(got 999)"],
-        {},
-        id="status-999",
-    ),
-    pytest.param(
-        HEAD + "    expect:\n      status:\n        - 200\n        - 999  # <-\n",
-        "http[0].expect.status[1]",
-        ["599", "(got 999)"],
-        {},
-        id="status-list-999",
-    ),
-    pytest.param(
-        HEAD + "    expect:\n      status: 99  # <-\n",
-        "http[0].expect.status[0]",
-        ["100", "(got 99)"],
-        {},
-        id="status-99",
-    ),
-    pytest.param(
-        HEAD + "    method: POST  # <-\n",
-        "http[0].method",
-        ["method 'POST' is not allowed: checks never write, use GET, HEAD or OPTIONS"],
-        {},
-        id="method-post",
-    ),
-    pytest.param(
-        HEAD + "    method: DELETE  # <-\n",
-        "http[0].method",
-        ["method 'DELETE' is not allowed: checks never write, use GET, HEAD or OPTIONS"],
-        {},
-        id="method-delete",
-    ),
-    pytest.param(
-        HEAD + "    method: get  # <-\n",
-        "http[0].method",
-        ["method 'get' is not allowed: checks never write, use GET, HEAD or OPTIONS"],
-        {},
-        id="method-lowercase",
-    ),
-    pytest.param(
-        "environment: prod\nhttp:\n  - name: wallet-guard\n    url: wallet-guard:8000/health  # <-\n",
-        "http[0].url",
-        ["'wallet-guard:8000/health'", "http://", "https://"],
-        {},
-        id="url-without-scheme",
-    ),
-    pytest.param(
-        "environment: prod\nhttp:\n  - name: a\n    url: ftp://files/x  # <-\n",
-        "http[0].url",
-        ["'ftp://files/x'", "scheme"],
-        {},
-        id="url-ftp",
-    ),
-    pytest.param(
-        "environment: prod\nhttp:\n  - name: a\n    url: 'http://'  # <-\n",
-        "http[0].url",
-        ["'http://'", "host"],
-        {},
-        id="url-without-host",
-    ),
-    pytest.param(
-        HEAD + "    expect:\n      body: '([a'  # <-\n",
-        "http[0].expect.body",
-        ["invalid regular expression", "'([a'"],
-        {},
-        id="body-bad-regex",
-    ),
-    pytest.param(
-        HEAD + "    severity: urgent  # <-\n", "http[0].severity", ["(got 'urgent')", "critical"], {}, id="severity"
-    ),
-    pytest.param(
-        HEAD + "    cadence: hourly  # <-\n", "http[0].cadence", ["(got 'hourly')", "weekly"], {}, id="cadence"
-    ),
-    pytest.param(
-        "environment: prod\nhttp:\n  - name: 'wallet guard'  # <-\n    url: http://a/\n",
-        "http[0].name",
-        ["(got 'wallet guard')", "pattern"],
-        {},
-        id="name-with-space",
-    ),
-    pytest.param(
-        HEAD + "    ca_file: /nonexistent/opsproof-ca.pem  # <-\n",
-        "http[0].ca_file",
-        ["'/nonexistent/opsproof-ca.pem'", "does not exist"],
-        {},
-        id="ca-file-missing",
-    ),
+    bad("latency-warn-with-space", HEAD + SECOND + "    expect:\n      latency:\n        warn: 100 ms  # <-\n        fail: 1s\n", "http[1].expect.latency.warn", "invalid duration '100 ms'", units.DURATION_HELP),
+    bad("latency-fail-word", HEAD + "    expect:\n      latency: {warn: 100ms, fail: fast}  # <-\n", "http[0].expect.latency.fail", "invalid duration 'fast'"),
+    bad("timeout-5-sec", HEAD + "    timeout: 5 sec  # <-\n", "http[0].timeout", "invalid duration '5 sec'"),
+    bad("concurrency-zero", "environment: prod\ndefaults:\n  concurrency: 0  # <-\n", "defaults.concurrency", "greater than or equal to 1", "(got 0)"),
+    bad("status-999", HEAD + "    expect:\n      status: 999  # <-\n", "http[0].expect.status[0]", "599", "(got 999)"),
+    bad("status-list-999", HEAD + "    expect:\n      status:\n        - 200\n        - 999  # <-\n", "http[0].expect.status[1]", "599", "(got 999)"),
+    bad("status-99", HEAD + "    expect:\n      status: 99  # <-\n", "http[0].expect.status[0]", "100", "(got 99)"),
+    bad("method-post", HEAD + "    method: POST  # <-\n", "http[0].method", "method 'POST' is not allowed: checks never write, use GET, HEAD or OPTIONS"),
+    bad("method-delete", HEAD + "    method: DELETE  # <-\n", "http[0].method", "method 'DELETE' is not allowed: checks never write, use GET, HEAD or OPTIONS"),
+    bad("method-lowercase", HEAD + "    method: get  # <-\n", "http[0].method", "method 'get' is not allowed: checks never write, use GET, HEAD or OPTIONS"),
+    bad("url-without-scheme", "environment: prod\nhttp:\n  - name: wallet-guard\n    url: wallet-guard:8000/health  # <-\n", "http[0].url", "'wallet-guard:8000/health'", "http://", "https://"),
+    bad("url-ftp", "environment: prod\nhttp:\n  - name: a\n    url: ftp://files/x  # <-\n", "http[0].url", "'ftp://files/x'", "scheme"),
+    bad("url-without-host", "environment: prod\nhttp:\n  - name: a\n    url: 'http://'  # <-\n", "http[0].url", "'http://'", "host"),
+    bad("body-bad-regex", HEAD + "    expect:\n      body: '([a'  # <-\n", "http[0].expect.body", "invalid regular expression", "'([a'"),
+    bad("severity", HEAD + "    severity: urgent  # <-\n", "http[0].severity", "(got 'urgent')", "critical"),
+    bad("cadence", HEAD + "    cadence: hourly  # <-\n", "http[0].cadence", "(got 'hourly')", "weekly"),
+    bad("name-with-space", "environment: prod\nhttp:\n  - name: 'wallet guard'  # <-\n    url: http://a/\n", "http[0].name", "(got 'wallet guard')", "pattern"),
+    bad("ca-file-missing", HEAD + "    ca_file: /nonexistent/opsproof-ca.pem  # <-\n", "http[0].ca_file", "'/nonexistent/opsproof-ca.pem'", "does not exist"),
     # missing keys: the line is the enclosing mapping's
-    pytest.param("description: staging  # <-\n", "environment", ["required key is missing"], {}, id="no-environment"),
-    pytest.param(
-        "# a profile\n\ndescription: staging  # <-\n",
-        "environment",
-        ["required key is missing"],
-        {},
-        id="no-environment-after-comment",
-    ),
-    pytest.param(
-        "environment: prod\nhttp:\n  - name: a  # <-\n", "http[0].url", ["required key is missing"], {}, id="no-url"
-    ),
-    pytest.param(
-        HEAD + "  - url: http://b/  # <-\n", "http[1].name", ["required key is missing"], {}, id="no-name-second-item"
-    ),
-    pytest.param(
-        "environment: prod\nwaivers:\n  - check: 'http.*'  # <-\n    reason: r\n    approved_by: lead\n"
-        "    expires: 2026-12-31\n",
-        "waivers[0].ticket",
-        ["required key is missing"],
-        {},
-        id="waiver-without-ticket",
-    ),
-    pytest.param(
-        WAIVER.replace("ticket: OPS-123", "ticket: ''  # <-"),
-        "waivers[0].ticket",
-        ["at least 1 character"],
-        {},
-        id="waiver-empty-ticket",
-    ),
-    pytest.param(
-        WAIVER.replace("expires: 2026-12-31", "expires: 31/12/2026  # <-"),
-        "waivers[0].expires",
-        ["valid date", "'31/12/2026'"],
-        {},
-        id="waiver-date-dmy",
-    ),
-    pytest.param(
-        WAIVER.replace("expires: 2026-12-31", "expires: '2026-13-01'  # <-"),
-        "waivers[0].expires",
-        ["valid date", "'2026-13-01'"],
-        {},
-        id="waiver-date-month-13-quoted",
-    ),
-    pytest.param(
-        WAIVER.replace("expires: 2026-12-31", "expires: soon  # <-"),
-        "waivers[0].expires",
-        ["valid date", "'soon'"],
-        {},
-        id="waiver-date-word",
-    ),
-    pytest.param(
-        WAIVER.replace("expires: 2026-12-31", "expires: 2026-12-31T12:00:00  # <-"),
-        "waivers[0].expires",
-        ["invalid date '2026-12-31T12:00:00': expected YYYY-MM-DD"],
-        {},
-        id="waiver-datetime",
-    ),
+    bad("no-environment", "description: staging  # <-\n", "environment", "required key is missing"),
+    bad("no-environment-after-comment", "# a profile\n\ndescription: staging  # <-\n", "environment", "required key is missing"),
+    bad("no-url", "environment: prod\nhttp:\n  - name: a  # <-\n", "http[0].url", "required key is missing"),
+    bad("no-name-second-item", HEAD + "  - url: http://b/  # <-\n", "http[1].name", "required key is missing"),
+    bad("waiver-without-ticket", "environment: prod\nwaivers:\n  - check: 'http.*'  # <-\n    reason: r\n    approved_by: lead\n"         "    expires: 2026-12-31\n", "waivers[0].ticket", "required key is missing"),
+    bad("waiver-empty-ticket", WAIVER.replace("ticket: OPS-123", "ticket: ''  # <-"), "waivers[0].ticket", "at least 1 character"),
+    bad("waiver-date-dmy", WAIVER.replace("expires: 2026-12-31", "expires: 31/12/2026  # <-"), "waivers[0].expires", "valid date", "'31/12/2026'"),
+    bad("waiver-date-month-13-quoted", WAIVER.replace("expires: 2026-12-31", "expires: '2026-13-01'  # <-"), "waivers[0].expires", "valid date", "'2026-13-01'"),
+    bad("waiver-date-word", WAIVER.replace("expires: 2026-12-31", "expires: soon  # <-"), "waivers[0].expires", "valid date", "'soon'"),
+    bad("waiver-datetime", WAIVER.replace("expires: 2026-12-31", "expires: 2026-12-31T12:00:00  # <-"), "waivers[0].expires", "invalid date '2026-12-31T12:00:00': expected YYYY-MM-DD"),
     # ${...} references
-    pytest.param(
-        HEAD + "    headers: {Authorization: 'Bearer ${WALLET_TOKEN}'}  # <-\n",
-        "http[0].headers.Authorization",
-        ["environment variable WALLET_TOKEN is not set", "${WALLET_TOKEN}"],
-        {"OTHER": "x"},
-        id="missing-secret",
-    ),
-    pytest.param(
-        "environment: prod\nhttp:\n  - name: a\n    url: 'http://${vars.HOST}:8000/health'  # <-\n",
-        "http[0].url",
-        ["${vars.HOST} is not set", "--var HOST=VALUE", "environment variable HOST"],
-        {},
-        id="missing-plain-var",
-    ),
-    pytest.param(
-        HEAD + "    headers: {Authorization: 'Bearer ${WALLET_TOKEN:-dev}'}  # <-\n",
-        "http[0].headers.Authorization",
-        ["secrets take no default", "WALLET_TOKEN"],
-        {},
-        id="secret-with-default",
-    ),
-    pytest.param(
-        "environment: prod\ndefaults:\n  timeout: ${vars.TIMEOUT}  # <-\n",
-        "defaults.timeout",
-        ["invalid duration '5'"],
-        {"TIMEOUT": "5"},
-        id="plain-var-substituted-then-validated",
-    ),
+    bad("missing-secret", HEAD + "    headers: {Authorization: 'Bearer ${WALLET_TOKEN}'}  # <-\n", "http[0].headers.Authorization", "environment variable WALLET_TOKEN is not set", "${WALLET_TOKEN}", environ={"OTHER": "x"}),
+    bad("missing-plain-var", "environment: prod\nhttp:\n  - name: a\n    url: 'http://${vars.HOST}:8000/health'  # <-\n", "http[0].url", "${vars.HOST} is not set", "--var HOST=VALUE", "environment variable HOST"),
+    bad("secret-with-default", HEAD + "    headers: {Authorization: 'Bearer ${WALLET_TOKEN:-dev}'}  # <-\n", "http[0].headers.Authorization", "secrets take no default", "WALLET_TOKEN"),
+    bad("plain-var-substituted-then-validated", "environment: prod\ndefaults:\n  timeout: ${vars.TIMEOUT}  # <-\n", "defaults.timeout", "invalid duration '5'", environ={"TIMEOUT": "5"}),
     # duplicate YAML keys
-    pytest.param(
-        "environment: prod\nenvironment: staging  # <-\n", "environment", ["duplicate key"], {}, id="dup-top-level-key"
-    ),
-    pytest.param(HEAD + "    url: http://other/  # <-\n", "http[0].url", ["duplicate key"], {}, id="dup-item-key"),
+    bad("dup-top-level-key", "environment: prod\nenvironment: staging  # <-\n", "environment", "duplicate key"),
+    bad("dup-item-key", HEAD + "    url: http://other/  # <-\n", "http[0].url", "duplicate key"),
     # an inverted threshold would never warn: refused where it is written, for every kind
-    pytest.param(
-        HEAD + "    expect:\n      latency: {warn: 2s, fail: 1s}  # <-\n",
-        "http[0].expect.latency",
-        ["higher is worse here: warn must be at or below fail"],
-        {},
-        id="inverted-latency",
-    ),
-    pytest.param(
-        "environment: prod\npostgres:\n  - name: db\n    dsn: postgresql://ops@db/app\n"
-        "    connections: {warn: 95%, fail: 80%}  # <-\n",
-        "postgres[0].connections",
-        ["higher is worse here: warn must be at or below fail"],
-        {},
-        id="inverted-connections",
-    ),
-    pytest.param(
-        "environment: prod\nbackups:\n  - name: db\n    path: /b\n    max_age: {warn: 2d, fail: 1d}  # <-\n",
-        "backups[0].max_age",
-        ["higher is worse here: warn must be at or below fail"],
-        {},
-        id="inverted-backup-age",
-    ),
+    bad("inverted-latency", HEAD + "    expect:\n      latency: {warn: 2s, fail: 1s}  # <-\n", "http[0].expect.latency", "higher is worse here: warn must be at or below fail"),
+    bad("inverted-connections", "environment: prod\npostgres:\n  - name: db\n    dsn: postgresql://ops@db/app\n"         "    connections: {warn: 95%, fail: 80%}  # <-\n", "postgres[0].connections", "higher is worse here: warn must be at or below fail"),
+    bad("inverted-backup-age", "environment: prod\nbackups:\n  - name: db\n    path: /b\n    max_age: {warn: 2d, fail: 1d}  # <-\n", "backups[0].max_age", "higher is worse here: warn must be at or below fail"),
     # YAML's own structure, refused where it cannot make a profile
-    pytest.param(
-        "environment: prod\nhttp: &all  # <-\n  - *all\n", "http[0]", ["a recursive alias"], {}, id="alias-loop"
-    ),
-    pytest.param(
-        "environment: prod\nhttp:\n  - name: a\n    ? [x, y]  # <-\n    : 1\n",
-        "http[0]",
-        ["a key must be a plain value"],
-        {},
-        id="key-not-a-plain-value",
-    ),
-    pytest.param(
-        HEAD + "    expect:\n      latency:\n        warn: 1s\n        warn: 2s  # <-\n",
-        "http[0].expect.latency.warn",
-        ["duplicate key"],
-        {},
-        id="dup-nested-key",
-    ),
+    bad("alias-loop", "environment: prod\nhttp: &all  # <-\n  - *all\n", "http[0]", "a recursive alias"),
+    bad("key-not-a-plain-value", "environment: prod\nhttp:\n  - name: a\n    ? [x, y]  # <-\n    : 1\n", "http[0]", "a key must be a plain value"),
+    bad("dup-nested-key", HEAD + "    expect:\n      latency:\n        warn: 1s\n        warn: 2s  # <-\n", "http[0].expect.latency.warn", "duplicate key"),
     # cross-references and duplicate names point at their own line
-    pytest.param(
-        "environment: prod\n\nbackups:\n  - name: db  # <-\n    max_age: 26h\n",
-        "backups[0]",
-        ["give exactly one of s3: or path:"],
-        {},
-        id="backups-without-a-store",
-    ),
-    pytest.param(
-        "environment: prod\nbackups:\n  - name: db\n    path: /b\n    max_age: 1d\n"
-        "drills:\n  - name: restore\n    backup: dbb  # <-\n",
-        "drills[0].backup",
-        ["no backups item named 'dbb' (db)"],
-        {},
-        id="drill-of-an-unknown-backup",
-    ),
-    pytest.param(
-        HEAD + SECOND + "  - name: wallet-guard  # <-\n    url: http://other/\n",
-        "http[2].name",
-        ["duplicate name 'wallet-guard'"],
-        {},
-        id="duplicate-item-name-line",
-    ),
+    bad("backups-without-a-store", "environment: prod\n\nbackups:\n  - name: db  # <-\n    max_age: 26h\n", "backups[0]", "give exactly one of s3: or path:"),
+    bad("drill-of-an-unknown-backup", "environment: prod\nbackups:\n  - name: db\n    path: /b\n    max_age: 1d\n"         "drills:\n  - name: restore\n    backup: dbb  # <-\n", "drills[0].backup", "no backups item named 'dbb' (db)"),
+    bad("duplicate-item-name-line", HEAD + SECOND + "  - name: wallet-guard  # <-\n    url: http://other/\n", "http[2].name", "duplicate name 'wallet-guard'"),
     # pydantic's message keeps its case: only the first letter is lowercased
-    pytest.param(
-        "environment: prod\nhttp:\n  - name: 'wallet guard'  # <-\n    url: http://a/\n",
-        "http[0].name",
-        ["string should match pattern '^[A-Za-z0-9][A-Za-z0-9_.:-]*$'"],
-        {},
-        id="name-pattern-keeps-case",
-    ),
+    bad("name-pattern-keeps-case", "environment: prod\nhttp:\n  - name: 'wallet guard'  # <-\n    url: http://a/\n", "http[0].name", "string should match pattern '^[A-Za-z0-9][A-Za-z0-9_.:-]*$'"),
     # wrong types are refused, not coerced
-    pytest.param(
-        "environment: prod\ndefaults:\n  concurrency: '10'  # <-\n",
-        "defaults.concurrency",
-        ["input should be a valid integer (got '10')"],
-        {},
-        id="concurrency-quoted-string",
-    ),
-    pytest.param(
-        "environment: prod\ndefaults:\n  concurrency: 10.0  # <-\n",
-        "defaults.concurrency",
-        ["input should be a valid integer (got 10.0)"],
-        {},
-        id="concurrency-float",
-    ),
-    pytest.param(
-        "environment: prod\ndefaults:\n  concurrency: true  # <-\n",
-        "defaults.concurrency",
-        ["input should be a valid integer (got True)"],
-        {},
-        id="concurrency-bool",
-    ),
-    pytest.param(
-        HEAD + "    verify_tls: 'off'  # <-\n",
-        "http[0].verify_tls",
-        ["input should be a valid boolean (got 'off')"],
-        {},
-        id="verify-tls-quoted-string",
-    ),
-    pytest.param(
-        HEAD + "    verify_tls: 1  # <-\n",
-        "http[0].verify_tls",
-        ["input should be a valid boolean (got 1)"],
-        {},
-        id="verify-tls-int",
-    ),
-    pytest.param(
-        HEAD + "    critical: 'true'  # <-\n",
-        "http[0].critical",
-        ["input should be a valid boolean (got 'true')"],
-        {},
-        id="critical-quoted-true",
-    ),
-    pytest.param(
-        HEAD + "    follow_redirects: 'yes'  # <-\n",
-        "http[0].follow_redirects",
-        ["input should be a valid boolean (got 'yes')"],
-        {},
-        id="follow-redirects-quoted-string",
-    ),
-    pytest.param(
-        HEAD + "    expect:\n      status: '200'  # <-\n",
-        "http[0].expect.status",
-        ["expected a list (got str)"],
-        {},
-        id="status-quoted-string",
-    ),
-    pytest.param(
-        HEAD + "    expect:\n      status: true  # <-\n",
-        "http[0].expect.status",
-        ["expected a list (got bool)"],
-        {},
-        id="status-bool",
-    ),
-    pytest.param(
-        HEAD + "    expect:\n      status:\n        - 200\n        - '204'  # <-\n",
-        "http[0].expect.status[1]",
-        ["input should be a valid integer (got '204')"],
-        {},
-        id="status-list-quoted-entry",
-    ),
-    pytest.param(
-        HEAD + "    expect:\n      status: [200, 200.0]  # <-\n",
-        "http[0].expect.status[1]",
-        ["input should be a valid integer (got 200.0)"],
-        {},
-        id="status-list-float-entry",
-    ),
+    bad("concurrency-quoted-string", "environment: prod\ndefaults:\n  concurrency: '10'  # <-\n", "defaults.concurrency", "input should be a valid integer (got '10')"),
+    bad("concurrency-float", "environment: prod\ndefaults:\n  concurrency: 10.0  # <-\n", "defaults.concurrency", "input should be a valid integer (got 10.0)"),
+    bad("concurrency-bool", "environment: prod\ndefaults:\n  concurrency: true  # <-\n", "defaults.concurrency", "input should be a valid integer (got True)"),
+    bad("verify-tls-quoted-string", HEAD + "    verify_tls: 'off'  # <-\n", "http[0].verify_tls", "input should be a valid boolean (got 'off')"),
+    bad("verify-tls-int", HEAD + "    verify_tls: 1  # <-\n", "http[0].verify_tls", "input should be a valid boolean (got 1)"),
+    bad("critical-quoted-true", HEAD + "    critical: 'true'  # <-\n", "http[0].critical", "input should be a valid boolean (got 'true')"),
+    bad("follow-redirects-quoted-string", HEAD + "    follow_redirects: 'yes'  # <-\n", "http[0].follow_redirects", "input should be a valid boolean (got 'yes')"),
+    bad("status-quoted-string", HEAD + "    expect:\n      status: '200'  # <-\n", "http[0].expect.status", "expected a list (got str)"),
+    bad("status-bool", HEAD + "    expect:\n      status: true  # <-\n", "http[0].expect.status", "expected a list (got bool)"),
+    bad("status-list-quoted-entry", HEAD + "    expect:\n      status:\n        - 200\n        - '204'  # <-\n", "http[0].expect.status[1]", "input should be a valid integer (got '204')"),
+    bad("status-list-float-entry", HEAD + "    expect:\n      status: [200, 200.0]  # <-\n", "http[0].expect.status[1]", "input should be a valid integer (got 200.0)"),
     # an unquoted impossible date is a pydantic error with line and key, like the quoted form
-    pytest.param(
-        WAIVER.replace("expires: 2026-12-31", "expires: 2026-13-01  # <-"),
-        "waivers[0].expires",
-        ["invalid date '2026-13-01': month must be in 1..12"],
-        {},
-        id="waiver-date-month-13-unquoted",
-    ),
-    pytest.param(
-        WAIVER.replace("expires: 2026-12-31", "expires: 2026-02-30  # <-"),
-        "waivers[0].expires",
-        ["invalid date '2026-02-30': day is out of range for month"],
-        {},
-        id="waiver-date-feb-30-unquoted",
-    ),
+    bad("waiver-date-month-13-unquoted", WAIVER.replace("expires: 2026-12-31", "expires: 2026-13-01  # <-"), "waivers[0].expires", "invalid date '2026-13-01': month must be in 1..12"),
+    bad("waiver-date-feb-30-unquoted", WAIVER.replace("expires: 2026-12-31", "expires: 2026-02-30  # <-"), "waivers[0].expires", "invalid date '2026-02-30': day is out of range for month"),
     # malformed references are refused rather than sent as literal text
-    pytest.param(
-        HEAD + "    headers: {Authorization: 'Bearer ${WALLET-TOKEN}'}  # <-\n",
-        "http[0].headers.Authorization",
-        ["'${WALLET-TOKEN}' is not a valid reference", "$${"],
-        {"WALLET": "x", "WALLET_TOKEN": "x"},
-        id="reference-with-dash",
-    ),
-    pytest.param(
-        HEAD + "    headers: {Authorization: 'Bearer ${}'}  # <-\n",
-        "http[0].headers.Authorization",
-        ["'${}' is not a valid reference"],
-        {},
-        id="reference-empty",
-    ),
-    pytest.param(
-        "environment: prod\nhttp:\n  - name: a\n    url: 'http://${vars.HOST-NAME}/'  # <-\n",
-        "http[0].url",
-        ["is not a valid reference"],
-        {"HOST": "x"},
-        id="plain-reference-with-dash",
-    ),
-    pytest.param(
-        "environment: prod\ndescription: 'ok ${vars.A} then ${1X}'  # <-\n",
-        "description",
-        ["'${1X}' is not a valid reference"],
-        {"A": "a"},
-        id="bad-reference-after-a-good-one",
-    ),
+    bad("reference-with-dash", HEAD + "    headers: {Authorization: 'Bearer ${WALLET-TOKEN}'}  # <-\n", "http[0].headers.Authorization", "'${WALLET-TOKEN}' is not a valid reference", "$${", environ={"WALLET": "x", "WALLET_TOKEN": "x"}),
+    bad("reference-empty", HEAD + "    headers: {Authorization: 'Bearer ${}'}  # <-\n", "http[0].headers.Authorization", "'${}' is not a valid reference"),
+    bad("plain-reference-with-dash", "environment: prod\nhttp:\n  - name: a\n    url: 'http://${vars.HOST-NAME}/'  # <-\n", "http[0].url", "is not a valid reference", environ={"HOST": "x"}),
+    bad("bad-reference-after-a-good-one", "environment: prod\ndescription: 'ok ${vars.A} then ${1X}'  # <-\n", "description", "'${1X}' is not a valid reference", environ={"A": "a"}),
     # a timeout must be positive
-    pytest.param(
-        HEAD + "    timeout: 0s  # <-\n",
-        "http[0].timeout",
-        ["greater than 0", "(got '0s')"],
-        {},
-        id="timeout-zero",
-    ),
-    pytest.param(
-        "environment: prod\ndefaults:\n  timeout: 0ms  # <-\n",
-        "defaults.timeout",
-        ["greater than 0", "(got '0ms')"],
-        {},
-        id="default-timeout-zero",
-    ),
+    bad("timeout-zero", HEAD + "    timeout: 0s  # <-\n", "http[0].timeout", "greater than 0", "(got '0s')"),
+    bad("default-timeout-zero", "environment: prod\ndefaults:\n  timeout: 0ms  # <-\n", "defaults.timeout", "greater than 0", "(got '0ms')"),
 ]
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ssh_servers import SSHD, SshServer, keygen, ssh_server
+from helpers.ssh_servers import SSHD, SshServer, keygen, ssh_server
 from test_hosts_checks import ALWAYS, QUIET, hosts_profile
 
 from conftest import Runner

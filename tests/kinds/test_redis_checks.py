@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis_servers import (
+from helpers.redis_servers import (
     MAIN_QUEUES,
     CrowdedRedis,
     TlsRedis,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from history_servers import history_dsn, history_pg
+from helpers.history_servers import history_dsn, history_pg
 
 from conftest import SECRET, Runner, listening_black_hole
 from opsproof import ProfileError, load_profile
