@@ -40,7 +40,7 @@ from opsproof.evidence.page import (
 from opsproof.model.controls import control_sort_key, control_title, framework_name, framework_of
 from opsproof.model.results import Results
 
-__all__ = ["control_sort_key", "render_html"]
+__all__ = ["control_sort_key", "load_template", "render_html"]
 
 RUN_STATUSES = ("passed", "failed", "interrupted", "internal_error", "usage_error", "no_checks")
 # Failures, errors and warnings are open; quieter outcomes collapse so failures dominate.
@@ -84,6 +84,11 @@ def render_html(document: Results | dict[str, Any]) -> str:
         checked=len(ordered),
         OPEN_OUTCOMES=OPEN_OUTCOMES,
     )
+
+
+def load_template() -> None:
+    """Compile report.html's template now (~0.1 s): the plugin calls it while the first probe runs."""
+    environment().get_template("report.html.j2")
 
 
 def _change_rows(change: dict[str, Any]) -> dict[str, Any]:

@@ -416,9 +416,11 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if wanted and not (session.testsfailed and not session.config.option.continue_on_collection_errors):
         state.gatherer = (state.gatherer or _gatherer(state)).start(wanted)
         # The first check waits for the first probe (~0.2 s for HTTP): the modules that
-        # write the bundle load in that wait rather than after the last check.
+        # write the bundle load, and report.html's template compiles, in that wait rather
+        # than after the last check.
         for module in ("opsproof.evidence.bundle", "opsproof.run.results", "opsproof.run.terminal"):
             importlib.import_module(module)
+        importlib.import_module("opsproof.evidence.html").load_template()
 
 
 # -- records ------------------------------------------------------------------------------
