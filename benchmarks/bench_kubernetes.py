@@ -99,12 +99,18 @@ def cluster_objects(pods: int, namespaces: int) -> list[dict[str, Any]]:
 
 def serve(pods: int, namespaces: int, folder: Path) -> None:
     """Serve the cluster over HTTPS; write its kubeconfig; print the URL; answer /_bench/requests with the counts."""
-    from aiohttp import web
-
-    from opsproof.testing.kubernetes import KubeApiEmulator, serve_kube_api, write_kubeconfig
+    from opsproof.testing.kubernetes import KubeApiEmulator
 
     api = KubeApiEmulator(token=TOKEN)
     api.extend(cluster_objects(pods, namespaces))
+    serve_counted(api, folder)
+
+
+def serve_counted(api: Any, folder: Path) -> None:
+    """Serve `api` over HTTPS with /_bench/requests (the counts); write its kubeconfig and CA; print the URL."""
+    from aiohttp import web
+
+    from opsproof.testing.kubernetes import serve_kube_api, write_kubeconfig
 
     async def requests(request: web.Request) -> web.Response:
         seen = list(api.requests)
@@ -126,8 +132,11 @@ def serve(pods: int, namespaces: int, folder: Path) -> None:
 
 
 @contextmanager
-def cluster(pods: int, namespaces: int, folder: Path) -> Iterator[str]:
-    cmd = [sys.executable, __file__, "--serve", "--items", str(pods), "--namespaces", str(namespaces)]
+def cluster(
+    pods: int, namespaces: int, folder: Path, script: str = __file__, extra: Sequence[str] = ()
+) -> Iterator[str]:
+    """The emulator `script --serve` starts in a process of its own; yield its URL."""
+    cmd = [sys.executable, script, "--serve", "--items", str(pods), "--namespaces", str(namespaces), *extra]
     with harness.child_server([*cmd, "--folder", str(folder)]) as (line, proc):
         if not line.startswith("https://"):
             raise BenchError(f"the emulator did not start (said {line!r}, exit {proc.poll()})")
@@ -156,7 +165,7 @@ def raw_lists(folder: Path) -> None:
 
     from kubernetes.aio import client, config
 
-    from opsproof.probes.kubernetes_client import LISTINGS
+    from opsproof.probes.kubernetes_client import LISTINGS, OPT_IN_LISTINGS
 
     async def main() -> dict[str, Any]:
         configuration = client.Configuration()
@@ -186,7 +195,7 @@ def raw_lists(folder: Path) -> None:
             *(
                 one(listing.path(None), listing.field_selector)
                 for key, listing in LISTINGS.items()
-                if key != "namespaces"
+                if key != "namespaces" and key not in OPT_IN_LISTINGS
             )
         )
         wall = time.perf_counter() - started

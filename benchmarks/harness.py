@@ -1,8 +1,9 @@
 """What the benchmarks share: measuring one pytest run, the floor, the opsproof run, the figures.
 
 Each benchmark compares `pytest -m daily --profile ...` with a floor measured in the same
-session: pytest running as many trivial parametrized tests as the opsproof run has checks
-(same interpreter, same installed plugins, its own rootdir), plus whatever time the
+session: bare pytest (`PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 pytest -q -p no:cacheprovider`, so no
+installed plugin, opsproof's own included, is in the floor) running as many trivial
+parametrized tests as the opsproof run has checks, in its own rootdir, plus whatever time the
 endpoints themselves must take. Runs alternate, `--repeat` times; the figures are medians.
 """
 
@@ -79,7 +80,7 @@ class Measure:
     maxrss_mib: float
 
 
-def measure(cmd: Sequence[str], cwd: Path, log: Path) -> tuple[Measure, int]:
+def measure(cmd: Sequence[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> tuple[Measure, int]:
     """Run `cmd`, output to `log`; wall time, CPU and peak RSS of that one child, and its exit code.
 
     `os.wait4` gives the rusage of this child alone, unlike RUSAGE_CHILDREN, whose ru_maxrss is the
@@ -87,7 +88,7 @@ def measure(cmd: Sequence[str], cwd: Path, log: Path) -> tuple[Measure, int]:
     """
     with open(log, "wb") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(list(cmd), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
@@ -127,8 +128,14 @@ def alternate(
     return floors, runs, extras
 
 
-def run_floor(work: Path, items: int, index: int) -> Measure:
-    """pytest over `items` trivial tests in a folder of its own."""
+def run_floor(work: Path, items: int, index: int, *, bare: bool = True) -> Measure:
+    """Bare pytest over `items` trivial tests in a folder of its own: the floor every ratio is against.
+
+    Bare: with entry-point plugins off (PYTEST_DISABLE_PLUGIN_AUTOLOAD=1), the floor holds none of
+    opsproof's start-up cost (nor xdist's, allure's or testinfra's), so the ratio charges opsproof
+    with all of it. `bare=False` (a benchmark's `--plugin-floor`) loads every installed plugin, for
+    comparison with the figures of sessions 1-4 only.
+    """
     floor_dir = work / "floor"
     if not floor_dir.exists():
         floor_dir.mkdir()
@@ -138,7 +145,8 @@ def run_floor(work: Path, items: int, index: int) -> Measure:
     # -p no:cacheprovider: the repository's addopts disable it for the opsproof run too.
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_floor.py"]
     log = work / f"floor-{index}.log"
-    result, code = measure(cmd, floor_dir, log)
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"} if bare else None
+    result, code = measure(cmd, floor_dir, log, env)
     if code != 0:
         raise BenchError(f"the floor run exited {code}; see {log}:\n{_tail(log)}")
     return result

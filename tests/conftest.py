@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import trustme
@@ -73,6 +75,18 @@ def make_test_app(seen: list[tuple[str, str, dict[str, str]]]) -> web.Applicatio
         # Echo what was sent, as careless servers do: opsproof must still never print the secret.
         return web.json_response({"status": "denied", "you_sent": given}, status=401)
 
+    async def echo(request: web.Request) -> web.Response:
+        # Reflect the request as careless servers do (headers, path and query as sent, the body), after `pad`
+        # characters, as plain text with the status asked for: opsproof must still never print a secret.
+        lines = [f"{request.method} {request.raw_path}", *(f"{k}: {v}" for k, v in request.headers.items())]
+        body = await request.text()
+        text = "." * int(request.match_info["pad"]) + "\n".join([*lines, "", body])
+        return web.Response(text=text, status=int(request.match_info["code"]))
+
+    async def redirect_to(request: web.Request) -> web.Response:
+        # A Location carrying the request's own query, URL-encoded once more: a login page's `next=`.
+        raise web.HTTPFound("/login?next=" + quote(request.raw_path, safe=""))
+
     async def redirect(request: web.Request) -> web.Response:
         raise web.HTTPFound("/login")
 
@@ -81,7 +95,40 @@ def make_test_app(seen: list[tuple[str, str, dict[str, str]]]) -> web.Applicatio
         response.set_cookie("session", "from-the-first-endpoint")
         return response
 
+    async def error_budget(request: web.Request) -> web.Response:
+        # Runbook 004's /slos/error-budget, as an SLO service answers it.
+        return web.json_response(
+            {
+                "slo": "api_availability",
+                "objective": "99.9%",
+                "error_budget": {"remaining_percent": 23.5, "consumed": "76.5%", "burn_rate": 1.8},
+                "window": {"days": 30, "elapsed": "12d"},
+                "slos": [{"name": "api_availability", "status": "at_risk", "latency_p95": "420ms"}],
+                "frozen": False,
+                "owner": None,
+            }
+        )
+
+    async def cluster_health(request: web.Request) -> web.Response:
+        # Runbook 003's OpenSearch _cluster/health.
+        return web.json_response({"cluster_name": "apex", "status": "yellow", "number_of_nodes": 3})
+
+    async def big(request: web.Request) -> web.Response:
+        # A large JSON document, sent in many chunks: a probe reading one chunk would see half of it.
+        items = [{"id": n, "name": f"item-{n:05d}", "padding": "x" * 40} for n in range(2000)]
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        text = json.dumps({"items": items, "status": "complete"}).encode()
+        for start in range(0, len(text), 8192):
+            await response.write(text[start : start + 8192])
+            await asyncio.sleep(0.001)
+        await response.write_eof()
+        return response  # type: ignore[return-value]
+
     app = web.Application(middlewares=[record])
+    app.router.add_get("/big", big)
+    app.router.add_get("/slos/error-budget", error_budget)
+    app.router.add_get("/_cluster/health", cluster_health)
     app.router.add_get("/health", health)
     app.router.add_get("/status/{code}", status)
     app.router.add_get("/state/{state}", state)
@@ -90,6 +137,8 @@ def make_test_app(seen: list[tuple[str, str, dict[str, str]]]) -> web.Applicatio
     app.router.add_get("/text", text)
     app.router.add_get("/auth", auth)
     app.router.add_get("/redirect", redirect)
+    app.router.add_get("/redirect-with-query", redirect_to)
+    app.router.add_route("*", r"/echo/{code:\d+}/{pad:\d+}{tail:.*}", echo)
     app.router.add_get("/cookie", cookie)
     return app
 
@@ -116,7 +165,10 @@ def every_bundle_validates(tmp_path_factory: pytest.TempPathFactory) -> Iterator
             continue  # not a sealed bundle
         if listed != sha256_file(results):
             continue  # changed by a test after sealing
-        problems += [f"{results}: {error.json_path}: {error.message}" for error in validator.iter_errors(json.loads(results.read_text()))]
+        problems += [
+            f"{results}: {error.json_path}: {error.message}"
+            for error in validator.iter_errors(json.loads(results.read_text()))
+        ]
     assert not problems, "results.json not valid against its JSON Schema:\n" + "\n".join(problems[:20])
 
 
@@ -261,6 +313,37 @@ def module_runner(root: Path) -> Runner:
 def runner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Runner:
     monkeypatch.delenv("OPSPROOF_PROFILE", raising=False)
     return Runner(pytester)
+
+
+def default_sigint() -> None:
+    """preexec_fn for a child the test will send SIGINT: `nohup pytest tests &` starts the suite with
+    SIGINT ignored, children inherit that, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (by parent links in /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def process_alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a reaped-late child still has a /proc entry)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:

@@ -175,14 +175,6 @@ def test_protection(item: BackupsTarget, facts: BackupsFacts, check: Check) -> N
     seen = facts.protection
     assert seen is not None, "the probe did not read the bucket's settings"
     check.observe(bucket=seen)
-    missing = []
-    if spec.versioning and seen.get("versioning") != "Enabled":
-        missing.append(f"versioning is {seen.get('versioning')}, expected Enabled")
-    if spec.encryption and not seen.get("encryption"):
-        missing.append("no default server-side encryption")
-    if spec.object_lock and seen.get("object_lock") != "Enabled":
-        missing.append("Object Lock is not enabled")
+    missing = spec.unmet(seen)
     assert not missing, f"bucket {item.s3.bucket if item.s3 else ''}: " + "; ".join(missing)
-    parts = [f"versioning {seen.get('versioning')}", f"encryption {', '.join(seen.get('encryption') or []) or 'none'}"]
-    parts.append(f"Object Lock {seen.get('object_lock')}")
-    check.note("; ".join(parts))
+    check.note(spec.describe(seen))

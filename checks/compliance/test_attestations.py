@@ -32,6 +32,11 @@ def test_attested(item: AttestationTarget, facts: AttestationFacts, check: Check
         # The store could not be read: that says nothing about whether anyone attested.
         raise CheckError(facts.failure or "the attestation store could not be read")
     found = facts.attestation
+    if item.cadence == "change" and not facts.period.get("change"):
+        raise AssertionError(
+            f"{item.title!r} is a change checklist line, and this run names no change: "
+            "run the post-deploy checks with --change TICKET (or $OPSPROOF_CHANGE)"
+        )
     if found is None:
         message = f"no valid attestation of {item.title!r} for {period} ({item.cadence})"
         if facts.rejected:

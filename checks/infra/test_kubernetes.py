@@ -16,6 +16,12 @@ covers exactly one:
 - `kubernetes.certificates[<name>]`  cert-manager Certificates Ready and not expiring (003)
 - `kubernetes.tls_secrets[<name>]`  TLS Secrets whose certificate expires soon
 - `kubernetes.events[<name>]`  Warning events of the recent past (000's "review overnight alerts")
+- `kubernetes.usage[<name>]`  containers' CPU and memory as a share of their limits (or requests),
+  nodes' of their allocatable, from the metrics API (000/001/004's `kubectl top`)
+- `kubernetes.ingresses[<name>]`  an address, backend Services with ready endpoints, TLS Secrets (000)
+- `kubernetes.network_policies[<name>]`  a default deny for ingress in each namespace (001)
+- `kubernetes.hpa_spec[<name>/<part>]`  an HPA's min/max replicas and CPU target (002, 003)
+- `kubernetes.resource[<name>/<part>]`  any kind by a status condition or field values (003's KEDA, Argo CD)
 
 A cluster that cannot be reached fails every check with the reason; one that refuses the
 credentials (401), a resource type it forbids (403), or one it does not serve (404: a
@@ -24,89 +30,30 @@ CRD not installed) is an `error`: the check could not run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from fnmatch import fnmatchcase
 from typing import Any
 
 import pytest
+from kubernetes_judging import IN_MESSAGE, IN_OBSERVED
+from kubernetes_judging import answered as _answered
+from kubernetes_judging import count_shown as _count_shown
+from kubernetes_judging import judge as _judge
+from kubernetes_judging import listed as _listed
+from kubernetes_judging import named as _named
+from kubernetes_judging import observe_offenders as _observe_offenders
 
-from opsproof import Check, CheckError, Part, applies, each
-from opsproof.model.fields import Threshold
-from opsproof.outcomes import evaluate
+from opsproof import Check, Part, applies, each
+from opsproof.outcomes import reaches
 from opsproof.probes.kubernetes import KubernetesFacts
 from opsproof.probes.kubernetes_reduce import STARTING_REASONS
 from opsproof.targets.kubernetes import CronJobExpectation, KubernetesTarget, LabelSelector
+from opsproof.targets.kubernetes_more import HpaExpectation, ResourceExpectation
 from opsproof.targets.tls import Expiry, show_remaining
 from opsproof.units import format_duration, format_percent
 
 pytestmark = [pytest.mark.infra]
 
-IN_MESSAGE = 3  # offenders named in a message; the record's observed facts hold up to IN_OBSERVED
-IN_OBSERVED = 20
-
-
-def _count_shown(value: float) -> str:
-    return f"{value:g}"
-
-
 # -- shared --------------------------------------------------------------------------------
-
-
-def _answered(facts: KubernetesFacts, *resources: str, namespaced: bool = True) -> None:
-    """Every check starts here: refusals are errors, an unreachable or failed list a failure."""
-    if facts.config_error:
-        raise CheckError(facts.config_error)
-    if facts.denied:
-        raise CheckError(facts.denied)
-    assert facts.reached, facts.failure
-    for key in resources:
-        error = facts.errors.get(key)
-        if error is None:
-            continue
-        if error["kind"] in ("forbidden", "absent"):
-            raise CheckError(error["message"])
-        where = f"listing {error['resource']}"
-        raise AssertionError(
-            f"{where} {error['message']}" if error["kind"] == "timed_out" else f"{where}: {error['message']}"
-        )
-    if namespaced and facts.missing_namespaces:
-        missing = ", ".join(facts.missing_namespaces)
-        raise AssertionError(f"namespace(s) {missing} do not exist (a typo, or deleted?): nothing there to check")
-
-
-def _named(entry: dict[str, Any]) -> str:
-    return f"{entry['namespace']}/{entry['name']}" if entry.get("namespace") else str(entry["name"])
-
-
-def _listed(lines: list[str]) -> str:
-    """The first few offenders, and how many more."""
-    shown = "; ".join(lines[:IN_MESSAGE])
-    return shown + (f"; and {len(lines) - IN_MESSAGE} more" if len(lines) > IN_MESSAGE else "")
-
-
-def _observe_offenders(check: Check, key: str, lines: list[str]) -> None:
-    check.observe(**{key: lines[:IN_OBSERVED]})
-    if len(lines) > IN_OBSERVED:
-        check.observe(**{f"{key}_more": len(lines) - IN_OBSERVED})
-
-
-def _judge(
-    check: Check,
-    measure: str,
-    value: float,
-    threshold: Threshold[Any],
-    *,
-    lower_is_worse: bool = False,
-    show: Callable[[float], str] = _count_shown,
-    detail: str | None = None,
-) -> str | None:
-    """Check.threshold that returns the failure instead of raising, so one record can say every finding."""
-    check.expect_threshold(measure, threshold, show=show)
-    verdict = evaluate(measure, value, threshold.warn, threshold.fail, lower_is_worse=lower_is_worse, show=show)
-    message = f"{verdict.message}; {detail}" if detail else verdict.message
-    if verdict.level == "warn":
-        check.warn(message)
-    return message if verdict.level == "fail" else None
 
 
 def _ago(seconds: float | None) -> str:
@@ -239,7 +186,7 @@ def test_restarts(item: KubernetesTarget, facts: KubernetesFacts, check: Check) 
 
 
 def _over(value: float, limit: float | None) -> bool:
-    return limit is not None and value > limit
+    return limit is not None and reaches(value, limit)
 
 
 def _first(*limits: float | None) -> float | None:
@@ -560,3 +507,147 @@ def test_events(item: KubernetesTarget, facts: KubernetesFacts, check: Check) ->
     else:
         check.note(f"no Warning events in the last {window}")
     check.threshold("warning_events", events["total"], settings.count, show=_count_shown, detail=_listed(lines) or None)
+
+
+# -- more of what kubectl shows: usage, ingresses, network policies, HPA specs, any resource --
+
+
+@applies(lambda item: item.usage is not None)
+def test_usage(item: KubernetesTarget, facts: KubernetesFacts, check: Check) -> None:
+    settings = item.usage
+    assert settings is not None
+    keys = ["podmetrics", "pod_resources"] + (["nodemetrics", "node_allocatable"] if settings.nodes else [])
+    _answered(facts, *keys)
+    usage = facts.usage
+    failures = []
+    for measure in ("cpu", "memory"):
+        threshold = getattr(settings, measure)
+        worst = usage.get(measure) or []
+        if threshold is None:
+            continue
+        lines = [
+            f"{w['pod']} {w['container']} {measure} {format_percent(w['share'])} of its {settings.of}" for w in worst
+        ]
+        _observe_offenders(check, f"{measure}_worst", lines[:5])
+        if worst:
+            failure = _judge(
+                check,
+                f"{measure} of {settings.of}",
+                worst[0]["share"],
+                threshold,
+                show=format_percent,
+                detail=_listed(lines),
+            )
+            failures += [failure] if failure else []
+        for node in usage.get("nodes", []) if settings.nodes else []:
+            if measure in node:
+                failure = _judge(
+                    check,
+                    f"node {node['name']} {measure} of allocatable",
+                    node[measure],
+                    threshold,
+                    show=format_percent,
+                )
+                failures += [failure] if failure else []
+    without = usage.get(f"without_{settings.of}") or {}
+    check.observe(containers=usage.get("containers", 0), **{f"without_{settings.of}": without})
+    assert usage.get("containers"), "the metrics API has no usage for any running pod of the item"
+    assert not failures, "; ".join(failures)
+    check.note(f"{usage['containers']} containers within their {settings.of}")
+
+
+@applies(lambda item: item.ingresses)
+def test_ingresses(item: KubernetesTarget, facts: KubernetesFacts, check: Check) -> None:
+    _answered(facts, "ingresses", "services", "endpointslices", "secrets")
+    wrong = [f"{_named(i)}: {', '.join(i['problems'])}" for i in facts.ingresses if i["problems"]]
+    check.observe(ingresses=len(facts.ingresses), with_problems=len(wrong))
+    _observe_offenders(check, "problems", wrong)
+    assert not wrong, _listed(wrong)
+    check.note(f"{len(facts.ingresses)} Ingresses with an address and ready backends")
+
+
+@applies(lambda item: item.network_policies is not None and item.network_policies.default_deny)
+def test_network_policies(item: KubernetesTarget, facts: KubernetesFacts, check: Check) -> None:
+    _answered(facts, "networkpolicies", "namespaces")
+    policies = facts.network_policies
+    check.expect(default_deny=True)
+    check.observe(namespaces=policies["namespaces"], denying=policies["denying"], allow_all=policies["allow_all"][:20])
+    assert policies["namespaces"], "no namespace to judge"
+    without = policies["without"]
+    assert not without, (
+        f"no default-deny ingress NetworkPolicy (podSelector {{}}, Ingress, no allow-all rule) in {_listed(without)}"
+    )
+    check.note(f"default deny in {len(policies['namespaces'])} namespaces")
+
+
+def _spec_problems(hpa: dict[str, Any], wanted: HpaExpectation) -> list[str]:
+    problems = []
+    if wanted.min_replicas is not None and hpa["min"] < wanted.min_replicas:
+        problems.append(f"minReplicas {hpa['min']} (expected at least {wanted.min_replicas})")
+    if wanted.max_replicas is not None and (hpa["max"] or 0) < wanted.max_replicas:
+        problems.append(f"maxReplicas {hpa['max']} (expected at least {wanted.max_replicas})")
+    if wanted.cpu_utilization is not None and hpa["cpu_utilization"] != wanted.cpu_utilization:
+        shown = "none" if hpa["cpu_utilization"] is None else format_percent(hpa["cpu_utilization"])
+        problems.append(f"CPU target {shown} (expected {format_percent(wanted.cpu_utilization)})")
+    return problems
+
+
+@each("hpa_specs")
+def test_hpa_spec(item: KubernetesTarget, part: Part, facts: KubernetesFacts, check: Check) -> None:
+    wanted: HpaExpectation = part.spec
+    _answered(facts, "horizontalpodautoscalers")
+    check.expect(
+        match=wanted.pattern,
+        **{k: v for k, v in wanted.model_dump(include={"min_replicas", "max_replicas"}).items() if v is not None},
+    )
+    if wanted.cpu_utilization is not None:
+        check.expect(cpu_utilization=format_percent(wanted.cpu_utilization))
+    matched = [
+        h for h in facts.hpa_specs if fnmatchcase(h["name"], wanted.pattern) or fnmatchcase(_named(h), wanted.pattern)
+    ]
+    check.observe(
+        hpas=[{k: h[k] for k in ("namespace", "name", "min", "max", "cpu_utilization")} for h in matched[:20]]
+    )
+    assert matched, f"no HorizontalPodAutoscaler matches {wanted.pattern!r}"
+    wrong = [f"{_named(h)}: {', '.join(p)}" for h in matched if (p := _spec_problems(h, wanted))]
+    assert not wrong, _listed(wrong)
+    check.note(f"{len(matched)} HPAs as specified")
+
+
+def _same(value: Any, expected: Any) -> bool:
+    # YAML gives `true`, 3 or Healthy; the object may hold "3" where the profile wrote 3.
+    if isinstance(expected, bool) or isinstance(value, bool):
+        return value is expected
+    return value is not None and str(value) == str(expected)
+
+
+def _resource_problems(obj: dict[str, Any], wanted: ResourceExpectation) -> list[str]:
+    problems = []
+    if wanted.condition is not None:
+        condition = obj.get("condition")
+        if condition is None:
+            problems.append(f"no {wanted.condition} condition")
+        elif condition.get("status") != "True":
+            why = condition.get("reason") or condition.get("message") or ""
+            problems.append(f"{wanted.condition} {condition.get('status')}" + (f" ({why})" if why else ""))
+    for path, expected in wanted.fields.items():
+        value = obj["fields"].get(path)
+        if not _same(value, expected):
+            problems.append(f"{path} is {value!r}, expected {expected!r}")
+    return problems
+
+
+@each("resources")
+def test_resource(item: KubernetesTarget, part: Part, facts: KubernetesFacts, check: Check) -> None:
+    wanted: ResourceExpectation = part.spec
+    check.expect(kind=f"{wanted.kind} {wanted.api_version}", condition=wanted.condition, fields=wanted.fields)
+    _answered(facts, f"resource/{wanted.name}", namespaced=wanted.namespaced)
+    found = facts.resources.get(wanted.name, [])
+    wrong = [f"{_named(obj)}: {', '.join(p)}" for obj in found if (p := _resource_problems(obj, wanted))]
+    check.observe(objects=len(found))
+    _observe_offenders(check, "problems", wrong)
+    assert len(found) >= wanted.min_count, (
+        f"{len(found)} {wanted.kind} objects found, expected at least {wanted.min_count}"
+    )
+    assert not wrong, _listed(wrong)
+    check.note(f"{len(found)} {wanted.kind} objects as expected")

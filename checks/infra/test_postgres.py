@@ -63,6 +63,13 @@ def test_reachable(item: PostgresTarget, facts: PostgresFacts, check: Check) -> 
     role = "standby" if facts.in_recovery else "primary"
     check.observe(connect_ms=round((facts.connect_s or 0) * 1000, 1), backend_pid=facts.backend_pid)
     check.note(f"PostgreSQL {facts.server_version} ({role}), connected in {format_duration(facts.connect_s or 0)}")
+    if facts.role_powers:
+        # Read-only sessions and the SQL guard stop writes; a role that cannot write is the lock that needs neither.
+        check.observe(role_powers=facts.role_powers)
+        check.warn(
+            f"role {facts.user!r} can do more than a check needs ({'; '.join(facts.role_powers)}): "
+            "connect as a role with only pg_monitor (or pg_read_all_stats) and SELECT on the queried tables"
+        )
 
 
 def test_connections(item: PostgresTarget, facts: PostgresFacts, check: Check) -> None:

@@ -15,7 +15,6 @@ credentials, or a query it cannot parse, is an `error`: the profile must be fixe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
@@ -23,9 +22,11 @@ from typing import Any
 import pytest
 
 from opsproof import Check, CheckError, Part, applies, each
+from opsproof.judging.series import labels_text, show_value
+from opsproof.judging.series import offenders as series_offenders
 from opsproof.probes.prometheus import PrometheusFacts, parse_time
 from opsproof.targets.prometheus import AlertReview, Kpi, PrometheusTarget
-from opsproof.units import format_duration, format_size
+from opsproof.units import format_duration
 
 pytestmark = [pytest.mark.monitoring]
 
@@ -56,12 +57,6 @@ def _api_warnings(found: dict[str, Any], check: Check) -> None:
     # Thanos and Mimir answer partial data with warnings: the result may be incomplete, say so.
     for warning in found.get("warnings") or []:
         check.warn(f"the server warned: {warning}")
-
-
-def labels_text(labels: dict[str, str]) -> str:
-    """up{instance="10.0.0.5:9100", job="node"}, as PromQL writes a series."""
-    inner = ", ".join(f'{k}="{v}"' for k, v in labels.items() if k != "__name__")
-    return labels.get("__name__", "") + "{" + inner + "}"
 
 
 # -- alerts ------------------------------------------------------------------------------
@@ -218,46 +213,6 @@ def test_targets(item: PrometheusTarget, facts: PrometheusFacts, check: Check) -
 # -- KPIs --------------------------------------------------------------------------------
 
 
-def show_value(unit: str) -> Callable[[float], str]:
-    """How a KPI's values and thresholds read: 0.42 seconds -> 420ms, a ratio 0.012 -> 1.2%."""
-
-    def show(value: float) -> str:
-        if math.isinf(value):
-            return "+Inf" if value > 0 else "-Inf"
-        if unit == "seconds":
-            return f"{value * 1000:.3g}ms" if abs(value) < 1 else format_duration(value)
-        if unit == "percent":
-            return f"{value:.4g}%"
-        if unit == "ratio":
-            return f"{value * 100:.4g}%"
-        if unit == "bytes":
-            return format_size(value) if value >= 0 else f"{value:g}B"
-        return f"{value:.6g}"
-
-    return show
-
-
-def _offenders(series: list[dict[str, Any]], kpi: Kpi, total: int) -> str:
-    """'2 of 4 series past the fail threshold, 1 more past warn' (of the worst kept when there were more)."""
-    levels = {"fail": 0, "warn": 0}
-    for entry in series:
-        value = float(entry["value"])
-        for level in ("fail", "warn"):
-            limit = getattr(kpi.threshold, level)
-            if limit is not None and (value < limit if kpi.lower_is_worse else value > limit):
-                levels[level] += 1
-                break
-    # The probe keeps the worst 100 series: when all of them are past, more may be.
-    at_least = "at least " if total > len(series) and sum(levels.values()) == len(series) else ""
-    parts = []
-    if levels["fail"]:
-        parts.append(f"{at_least}{levels['fail']} of {total} series past the fail threshold")
-    if levels["warn"]:
-        more = " more" if levels["fail"] else f" of {total} series"
-        parts.append(f"{at_least}{levels['warn']}{more} past the warn threshold")
-    return ", ".join(parts)
-
-
 @each("kpis")
 def test_kpi(item: PrometheusTarget, part: Part, facts: PrometheusFacts, check: Check) -> None:
     kpi: Kpi = part.spec
@@ -291,7 +246,7 @@ def test_kpi(item: PrometheusTarget, part: Part, facts: PrometheusFacts, check: 
     worst_word = "worst " if kpi.over is not None or many else ""
     of = f" of {found['series_count']} series" if many else ""
     check.note(f"{kpi.name} {worst_word}{show(value)}{window}{when}{of}: {where}")
-    offenders = _offenders(numbers, kpi, found["series_count"]) if many else ""
+    offenders = series_offenders(numbers, kpi, found["series_count"]) if many else ""
     which = f"{worst_word}series {where}{when}" if worst["labels"] or when else ""
     detail = "; ".join(part for part in (which, offenders) if part) or None
     check.threshold(kpi.name, value, kpi.threshold, lower_is_worse=kpi.lower_is_worse, show=show, detail=detail)

@@ -140,7 +140,9 @@ def kinds_table() -> str:
     """Every registered kind: its page, its check ids, its default cadence and its markers."""
     lines = ["| kind | checks | cadence | markers |", "| --- | --- | --- | --- |"]
     for name, declared in targets.kinds().items():
-        markers_of = ", ".join(f"`{marker}`" for marker in _checks_markers(name))
+        # post_deploy by default is the kind's declaration (an item or a part may change it), not its file's.
+        default = ["post_deploy"] if declared.post_deploy else []
+        markers_of = ", ".join(f"`{marker}`" for marker in [*_checks_markers(name), *default])
         lines.append(f"| [`{name}`]({name}.md) | {', '.join(check_ids(name))} | `{declared.cadence}` | {markers_of} |")
     return "\n".join(lines) + "\n"
 

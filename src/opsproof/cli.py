@@ -9,12 +9,14 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 from opsproof import outcomes
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from opsproof.compliance.history import Location
+    from opsproof.compliance.witness import Witness
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,6 +61,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--public-key", metavar="PATH", type=Path, help="require every manifest to be signed by this Ed25519 key"
     )
     verify.add_argument("--s3-endpoint", metavar="URL", help="for s3:// paths: an S3-compatible endpoint")
+    verify.add_argument(
+        "--history-dsn",
+        metavar="DSN",
+        help="with --chain: a history that witnesses which bundles were sealed (default: the folder's "
+        "history.sqlite, when there is one)",
+    )
+    verify.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="s3://BUCKET/PREFIX",
+        help="with --chain: uploads that witness which bundles were sealed (repeatable)",
+    )
 
     attest = commands.add_parser(
         "attest", help="record that a manual checklist line (a profile `attestations` item) was done"
@@ -66,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     attest.add_argument("--by", required=True, metavar="NAME", help="who attests (one of the item's attesters)")
     attest.add_argument("--note", required=True, metavar="TEXT", help="what was done, as evidence")
     attest.add_argument("--evidence", type=Path, metavar="FILE", help="a file kept with it (stored by its sha256)")
+    attest.add_argument(
+        "--change", metavar="TICKET", help="for a change checklist line (cadence: change): the change it was done for"
+    )
     _store_options(attest, profile=True)
 
     history = commands.add_parser("history", help="the history store of runs and attestations")
@@ -151,13 +170,13 @@ def _verify(args: argparse.Namespace) -> int:
 
     if (args.bundle is None) == (args.chain is None):
         raise ComplianceError("give one bundle, or --chain DIR")
-    if args.environment and not args.chain:
-        raise ComplianceError("--environment goes with --chain DIR")
+    if (args.environment or args.witness or args.history_dsn) and not args.chain:
+        raise ComplianceError("--environment, --history-dsn and --witness go with --chain DIR")
     public_key = load_public_key(args.public_key) if args.public_key is not None else None
     if args.chain is not None:
         if args.chain.startswith("s3://"):
             return _verify_s3(args.chain, args.s3_endpoint, public_key, chain=True, environment=args.environment)
-        return _verify_chain(Path(args.chain), args.environment, public_key)
+        return _verify_chain(Path(args.chain), args.environment, public_key, _witnesses(args))
     if args.bundle.startswith("s3://"):
         return _verify_s3(args.bundle, args.s3_endpoint, public_key, chain=False, environment=None)
     return _verify_bundle(Path(args.bundle), public_key)
@@ -180,7 +199,7 @@ def _verify_s3(
         for path, problem in added:
             print(f"TAMPERED {base}/{path}: {problem}")
         if chain:
-            code = _verify_chain(folder, environment, public_key)
+            code = _verify_chain(folder, environment, public_key, [])
             return 1 if added else code
         code = _verify_bundle(folder, public_key, shown=url)
         locked = [o for o in objects if o["lock_mode"]]
@@ -222,32 +241,77 @@ def _verify_bundle(bundle: Path, public_key: Ed25519PublicKey | None, shown: str
     return 0
 
 
-def _verify_chain(report_dir: Path, environment: str | None, public_key: Ed25519PublicKey | None) -> int:
-    from opsproof.evidence.chain import find_environments, verify_chain
+def _witnesses(args: argparse.Namespace) -> list[Witness]:
+    """The witnesses `verify --chain DIR` holds the folder against; ComplianceError when one cannot be read."""
+    from opsproof.compliance.history import HistoryError, locate
+    from opsproof.compliance.upload import describe_error
+    from opsproof.compliance.witness import history_witness, s3_witness
+
+    found = []
+    folder = Path(args.chain)
+    location = locate(folder, args.history_dsn)
+    if args.history_dsn or Path(location.target).is_file():
+        try:
+            found.append(history_witness(location))
+        except HistoryError as exc:
+            raise ComplianceError(f"--history-dsn: {exc}") from None
+    for url in args.witness:
+        try:
+            found.append(s3_witness(url, args.s3_endpoint))
+        except ComplianceError:
+            raise
+        except Exception as exc:
+            raise ComplianceError(f"--witness {url}: cannot list it: {describe_error(exc)}") from None
+    return found
+
+
+def _verify_chain(
+    report_dir: Path, environment: str | None, public_key: Ed25519PublicKey | None, witnesses: list[Witness]
+) -> int:
+    from opsproof.evidence.chain import find_environments, find_unsealed, verify_chain
 
     if not report_dir.is_dir():
         raise ComplianceError(f"--chain {str(report_dir)!r}: not a folder")
     environments = find_environments(report_dir)
+    unsealed = find_unsealed(report_dir)
+    known = set(environments) | set(unsealed) | {e for w in witnesses for e in w.bundles}
     if environment is not None:
-        if environment not in environments:
-            known = ", ".join(sorted(environments)) or "none"
-            raise ComplianceError(f"--environment {environment!r}: no bundles of it in {report_dir} (found: {known})")
-        environments = {environment: environments[environment]}
-    if not environments:
+        if environment not in known:
+            listed = ", ".join(sorted(known)) or "none"
+            raise ComplianceError(f"--environment {environment!r}: no bundles of it in {report_dir} (found: {listed})")
+        known = {environment}
+    if not known:
         raise ComplianceError(f"--chain {str(report_dir)!r}: no evidence bundles in it")
     broken = False
-    for name, bundles in sorted(environments.items()):
+    for name in sorted(known):
+        bundles = environments.get(name, [])
         report = verify_chain(report_dir, bundles, name, public_key)
+        chain = {link.bundle for link in report.links}
+        findings = [
+            f"{p.name}: no manifest.json: a bundle never sealed (a run died writing it, or a full disk), "
+            "or whose manifest was removed"
+            for p in unsealed.get(name, [])
+        ]
+        findings += [problem for witness in witnesses for problem in witness.missing(name, chain)]
         count = f"{len(report.links)} bundle{'s' if len(report.links) != 1 else ''}"
         first = report.first_break
-        if first is None:
+        if first is None and not findings:
             ends = f"{report.links[0].bundle} .. {report.links[-1].bundle}"
             print(f"OK chain {name} ({count}, {ends}): every link and every file verified")
             continue
         broken = True
-        print(f"BROKEN chain {name} ({count}): first broken link at {first[0]}: {first[1]}")
-        for problem in report.problems[1:]:
+        problems = report.problems + findings
+        where = f"first broken link at {first[0]}: {first[1]}" if first is not None else problems[0]
+        print(f"BROKEN chain {name} ({count}): {where}")
+        for problem in problems[1:] if first is None else [*report.problems[1:], *findings]:
             print(f"  also: {problem}")
+    if witnesses:
+        print(f"  witnesses: {'; '.join(w.name for w in witnesses)}")
+    else:
+        print(
+            "  no witness: the newest bundles could have been removed without a trace in this folder; "
+            "give --history-dsn (a history on another host) or --witness s3://... (uploads under Object Lock)"
+        )
     return 1 if broken else 0
 
 
@@ -293,20 +357,30 @@ def _attest(args: argparse.Namespace) -> int:
     declared = load_declared(args.profile, _cli_vars(args.var))
     item = declared.attestation(args.id)
     check_input(item, by=args.by, note=args.note, evidence=args.evidence)  # before touching the store
+    if args.change is not None:
+        from opsproof.compliance.change import change_context
+
+        change_context(ticket=args.change, environ={})  # a malformed ticket is a usage error naming --change
     location = _location(args)
     try:
         with History(location) as history:
             entry = record_attestation(
-                history, declared.environment, item, by=args.by, note=args.note, evidence=args.evidence
+                history,
+                declared.environment,
+                item,
+                by=args.by,
+                note=args.note,
+                evidence=args.evidence,
+                change=args.change,
             )
     except HistoryError as exc:
         print(f"opsproof attest: not recorded: {exc}", file=sys.stderr)
         return outcomes.EXIT_INTERNAL
     at = parse_utc(entry["attested_at"])
-    period = period_of(item.cadence, at.date())
+    label = f"change {args.change}" if item.cadence == "change" else period_of(item.cadence, at.date()).label
     print(
         f"opsproof attest: {item.name} ({item.title}) attested by {entry['attested_by']} "
-        f"at {entry['attested_at']} for {period.label} ({item.cadence}), environment {declared.environment}"
+        f"at {entry['attested_at']} for {label} ({item.cadence}), environment {declared.environment}"
     )
     if entry["evidence_sha256"]:
         print(
@@ -317,11 +391,12 @@ def _attest(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
+    from opsproof.compliance.audit import audit_history
     from opsproof.compliance.declared import load_declared
     from opsproof.compliance.history import History, HistoryError
-    from opsproof.compliance.period import ReportRequest, build_report, last_complete, parse_day
+    from opsproof.compliance.period import ReportRequest, build_report, check_period, last_complete, parse_day
     from opsproof.compliance.report_csv import render_csv
     from opsproof.compliance.report_html import render_period_html
     from opsproof.compliance.report_json import render_json
@@ -337,6 +412,7 @@ def _report(args: argparse.Namespace) -> int:
         first, last = parse_day(args.first, "--from"), parse_day(args.last, "--to")
     else:
         raise ComplianceError("give --from YYYY-MM-DD and --to YYYY-MM-DD, or --period monthly (or weekly, ...)")
+    check_period(first, last)
     declared = None
     if args.profile is not None:  # only when asked: the report stands on the history alone
         declared = load_declared(args.profile, _cli_vars(args.var))
@@ -348,7 +424,6 @@ def _report(args: argparse.Namespace) -> int:
     signer = load_signer(args.sign_key) if args.sign_key is not None else None
     suffix = "-" + "-".join(f.lower() for f in args.frameworks) if args.frameworks else ""
     out = args.out or args.report_dir / "period-reports" / f"{args.environment}-{first}-to-{last}{suffix}"
-    _clear_report_folder(out)
     request = ReportRequest(args.environment, first, last, tuple(args.frameworks), tuple(args.controls), now)
     location = _location(args)
     if location.kind == "sqlite" and not Path(location.target).exists():
@@ -357,10 +432,31 @@ def _report(args: argparse.Namespace) -> int:
         )
     try:
         with History(location) as history:
-            report = build_report(history, request, declared)
+            audit = audit_history(
+                history,
+                args.report_dir,
+                environment=args.environment,
+                start=f"{first}T00:00:00.000Z",
+                end=f"{last + timedelta(days=1)}T00:00:00.000Z",
+            )
+            report = None if audit.problems else build_report(history, request, declared)
     except HistoryError as exc:
         print(f"opsproof report: {exc}", file=sys.stderr)
         return outcomes.EXIT_INTERNAL
+    if audit.problems:
+        # A report is sealed evidence: built from rows its bundles do not support, it would
+        # certify what no run found.
+        for problem in audit.problems:
+            print(f"BROKEN {problem}")
+        print(
+            f"opsproof report: the history {location.shown} disagrees with the bundles in {args.report_dir} "
+            f"({len(audit.problems)} finding(s)); no report was written. `opsproof history verify` lists them; "
+            "`opsproof history rebuild` recreates the history from the bundles",
+            file=sys.stderr,
+        )
+        return 1
+    assert report is not None
+    _clear_report_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"report.html": render_period_html(report), "report.json": render_json(report), **render_csv(report)}
     for name, text in files.items():
@@ -404,8 +500,8 @@ def _clear_report_folder(out: Path) -> None:
 
 def _history_verify(args: argparse.Namespace) -> int:
     from opsproof.compliance.attestations import chain_problems, entries, evidence_problem
+    from opsproof.compliance.audit import audit_history
     from opsproof.compliance.history import History, HistoryError
-    from opsproof.evidence.manifest import MANIFEST, sha256_file
 
     location = _location(args)
     if location.kind == "sqlite" and not Path(location.target).exists():
@@ -423,23 +519,17 @@ def _history_verify(args: argparse.Namespace) -> int:
                     problem = evidence_problem(history, entry)
                     if problem:
                         problems.append(f"attestation {entry['seq']} ({entry['attestation_id']}): {problem}")
-            rows = history.recorded_manifests()
+            audit = audit_history(history, args.report_dir)
     except HistoryError as exc:
         print(f"opsproof history verify: {exc}", file=sys.stderr)
         return outcomes.EXIT_INTERNAL
-    here = 0
-    for bundle, digest in rows:
-        manifest = args.report_dir / bundle / MANIFEST
-        if not manifest.is_file():
-            continue  # recorded by another runner, or pruned here: `verify --chain` on its copy covers it
-        here += 1
-        if sha256_file(manifest) != digest:
-            problems.append(f"run {bundle}: its manifest.json no longer has the sha256 the history recorded")
+    problems += audit.problems
     for problem in problems:
         print(f"BROKEN {problem}")
     print(
         f"{'BROKEN' if problems else 'OK'} history {location.shown}: {attested} attestations in "
-        f"{len(environments)} environment(s), {len(rows)} runs ({here} of their bundles in {args.report_dir} checked)"
+        f"{len(environments)} environment(s), {audit.runs} runs ({audit.checked} of their bundles in "
+        f"{args.report_dir} checked, every row held against its bundle)"
     )
     return 1 if problems else 0
 
@@ -486,14 +576,32 @@ def repository_root() -> Path | None:
 
 
 def _demo(port: int, serve: bool, pytest_args: list[str]) -> int:
-    from opsproof.demo.environment import demo_environment
-
     root = repository_root()
     if root is None:
         print(
             "opsproof demo: run it from the opsproof repository root (checks/ and profiles/demo.yaml)", file=sys.stderr
         )
         return outcomes.EXIT_USAGE
+    # SIGTERM (systemd, `timeout`, docker stop) and SIGHUP (a closed terminal) stop the demo as Ctrl-C
+    # does: by unwinding, so every service is stopped and every temporary folder removed on the way out.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return _run_demo(root, port, serve, pytest_args)
+    except KeyboardInterrupt:
+        print("opsproof demo: stopped; every service was stopped", file=sys.stderr)
+        return outcomes.EXIT_OK if serve else outcomes.EXIT_INTERRUPTED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _run_demo(root: Path, port: int, serve: bool, pytest_args: list[str]) -> int:
+    from opsproof.demo.environment import demo_environment
+
     with demo_environment(port) as demo:
         command = [
             sys.executable,
@@ -514,10 +622,7 @@ def _demo(port: int, serve: bool, pytest_args: list[str]) -> int:
                 "opsproof demo: serving until Ctrl-C; in another shell, from this folder, run:\n  "
                 + f"{exports} {shlex.join(command[2:])}".strip()
             )
-            try:
-                threading.Event().wait()
-            except KeyboardInterrupt:
-                return 0
+            threading.Event().wait()  # until Ctrl-C, SIGTERM or SIGHUP (KeyboardInterrupt)
         print("opsproof demo: running " + shlex.join(command[2:]), flush=True)
         started = time.time()
         environ = {**os.environ, **demo.environ}

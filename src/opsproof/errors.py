@@ -7,8 +7,11 @@
     ├── ComplianceError       bad input to a compliance command or option (exit 4)
     ├── BundleError           not an evidence bundle at all (opsproof.evidence.verify, exit 4)
     ├── HistoryError          the history store cannot be opened or written (opsproof.compliance.history)
+    ├── UnreadableFile        a file a user named is not a regular file of bounded size (opsproof.model.bounded_read)
+    ├── TooLarge              a YAML document nests too deep or its aliases expand too far (opsproof.model.yaml_limits)
     ├── CheckFailed           the target is not as expected: a `failed` record (also an AssertionError)
     ├── CheckError            the check could not run for a reason that is not the target's: an `error` record
+    ├── PathAbsent            a JSON document has no value at a path (opsproof.model.json_path)
     ├── StoreError            a backup store cannot be read (opsproof.backup.store)
     ├── CorruptBackup         a backup's bytes are not what its format says (opsproof.backup.integrity)
     ├── VerifyError           a backup's verification could not run (opsproof.backup.integrity)
@@ -22,6 +25,9 @@
     ├── ConfigProblem         a kubeconfig that cannot be used (opsproof.probes.kubernetes_client)
     ├── ListFailure           a Kubernetes list request failed (opsproof.probes.kubernetes_client)
     ├── CommandTimeout        a host command outlived its item's deadline (opsproof.probes.hosts_session)
+    ├── ReadDenied            a log source refused the credentials or a permission (opsproof.probes.log_reading)
+    ├── ReadFailed            a log source answered that what was read is not there (opsproof.probes.log_reading)
+    ├── ConfigUnusable        a log source's settings cannot be used (opsproof.probes.log_reading)
     └── ApiError              the Kubernetes emulator's error answer (opsproof.testing.kubernetes)
 
 Exceptions a probe catches never leave it: a probe turns them into facts (`reached`,

@@ -52,6 +52,13 @@ class Verdict:
     message: str
 
 
+def reaches(value: float, limit: float, *, lower_is_worse: bool = False) -> bool:
+    """Whether `value` reaches `limit` (CONTRACT §3): at or beyond it; a zero limit where higher is worse means none."""
+    if lower_is_worse:
+        return value <= limit
+    return value > 0 if limit == 0 else value >= limit
+
+
 def evaluate(
     measure: str,
     value: float,
@@ -63,16 +70,25 @@ def evaluate(
 ) -> Verdict:
     """Compare a measured value with `{warn, fail}`; "higher is worse" unless told otherwise.
 
+    A limit is reached at or beyond it (CONTRACT §3), so `fail: 100%` fails a pool at its limit.
+    A limit of 0 on a "higher is worse" measure means none is allowed: 0 is within it, anything
+    more reaches it (`blocked_locks: {fail: 0}` fails on the first waiting lock, not always).
+
     >>> evaluate("latency", 0.7, 0.1, 0.5, show=lambda v: f"{v}s").message
     'latency 0.7s is over the fail threshold 0.5s'
+    >>> evaluate("connections", 30, None, 30).message
+    'connections 30 is at the fail threshold 30'
     """
-    word = "under" if lower_is_worse else "over"
 
-    def worse(a: float, b: float) -> bool:
-        return a < b if lower_is_worse else a > b
+    def reached(limit: float) -> bool:
+        return reaches(value, limit, lower_is_worse=lower_is_worse)
 
-    if fail is not None and worse(value, fail):
-        return Verdict("fail", f"{measure} {show(value)} is {word} the fail threshold {show(fail)}")
-    if warn is not None and worse(value, warn):
-        return Verdict("warn", f"{measure} {show(value)} is {word} the warn threshold {show(warn)}")
+    def verdict(level: Level, name: str, limit: float) -> Verdict:
+        where = "at" if value == limit else ("under" if lower_is_worse else "over")
+        return Verdict(level, f"{measure} {show(value)} is {where} the {name} threshold {show(limit)}")
+
+    if fail is not None and reached(fail):
+        return verdict("fail", "fail", fail)
+    if warn is not None and reached(warn):
+        return verdict("warn", "warn", warn)
     return Verdict("ok", f"{measure} {show(value)}")

@@ -21,14 +21,17 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from urllib.parse import quote
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from opsproof.errors import ProfileError
 from opsproof.heap import collector_paused
+from opsproof.model.bounded_read import MIB, UnreadableFile, read_regular_file
 from opsproof.model.controls import ControlsOverride
 from opsproof.model.fields import Defaults, IsoDate, Item, Strict, Threshold, glob_to_regex
+from opsproof.model.yaml_limits import MAX_DEPTH, TooLarge, check_expansion, check_nesting, may_have_aliases
 from opsproof.redaction import Redactor
 from opsproof.targets import kinds
 
@@ -66,7 +69,8 @@ ITEM_SECTIONS = tuple(kinds())
 class ProfileBase(Strict):
     """One environment: its targets by kind, its defaults and its waivers."""
 
-    environment: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    # It names bundle folders and chain files: a file name's limit is 255 bytes, and a name is short.
+    environment: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
     description: str | None = None
     defaults: Defaults = Field(default_factory=Defaults)
     controls: ControlsOverride = Field(default_factory=dict)
@@ -82,6 +86,13 @@ class ProfileBase(Strict):
 
     def timeout_of(self, item: Item) -> float:
         return item.timeout if item.timeout is not None else self.defaults.timeout
+
+
+def _no_sexagesimal(tag: str, regexp: re.Pattern[str]) -> tuple[str, re.Pattern[str]]:
+    # YAML 1.1 reads `1:30` as 90 (base 60): a port or a time written so must stay text, and be refused.
+    if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
+        return tag, re.compile("(?=[^:]*$)" + regexp.pattern, regexp.flags)
+    return tag, regexp
 
 
 if TYPE_CHECKING:
@@ -106,11 +117,12 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
     """One pass (libyaml where built in), keeping nodes for line numbers.
 
     Dates stay strings: pydantic parses them and names the key and line of a bad one,
-    where PyYAML would raise a bare ValueError for `expires: 2026-13-01`.
+    where PyYAML would raise a bare ValueError for `expires: 2026-13-01`. Numbers with a
+    colon (YAML 1.1's base 60: `port: 1:30` is 90) stay strings too.
     """
 
     yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        first: [_no_sexagesimal(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
 
@@ -138,6 +150,20 @@ def resolve_profile_path(name_or_path: str, root: Path) -> Path:
     return root / "profiles" / f"{name_or_path}.yaml"
 
 
+# A 5,000-item profile is ~1 MiB; anything far past that is a mistake (or /dev/zero), not a profile.
+PROFILE_LIMIT = 16 * MIB
+
+
+def read_profile_bytes(path: Path, shown: str) -> bytes:
+    """A profile file's bytes: a regular file of at most PROFILE_LIMIT; ProfileError naming it otherwise."""
+    try:
+        return read_regular_file(path, PROFILE_LIMIT)
+    except UnreadableFile as exc:
+        if str(exc) == "no such file":
+            raise ProfileError(f"{shown}: profile not found") from None
+        raise ProfileError(f"{shown}: cannot read profile: {exc}") from None
+
+
 def load_profile(
     path: Path,
     *,
@@ -147,12 +173,7 @@ def load_profile(
 ) -> LoadedProfile:
     """Read, substitute and validate one profile file; raise ProfileError on any mistake."""
     shown = display_path or str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ProfileError(f"{shown}: profile not found") from None
-    except OSError as exc:
-        raise ProfileError(f"{shown}: cannot read profile: {exc.strerror}") from None
+    raw = read_profile_bytes(path, shown)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -182,6 +203,8 @@ def _build(
     for section in ITEM_SECTIONS:
         seen: set[str] = set()
         for index, item in enumerate(getattr(profile, section)):
+            for user, password in item.basic_auth_pairs():  # a server may echo the header: base64 of user:password
+                redactor.add_basic_auth(user, password)
             if item.name in seen:
                 line = document.lines.get((section, index, "name"), 1)
                 message = f"{shown}:{line}: {section}[{index}].name: duplicate name {item.name!r}"
@@ -225,6 +248,7 @@ class Substitution:
 
     def apply(self, value: str, where: Callable[[], str]) -> str:
         """`value` with its references replaced; `where()` names the file, line and key for a message."""
+        userinfo = _userinfo_span(value)
         leftover = _REFERENCE.sub("", value)
         if "${" in leftover:  # not a valid reference: refused rather than sent as a literal token
             start = leftover.index("${")
@@ -256,9 +280,30 @@ class Substitution:
             if secret is None:
                 raise ProfileError(f"{where()}: environment variable {name} is not set (referenced as ${{{name}}})")
             self.redactor.add(name, secret)
+            if match.start() in userinfo and _breaks_userinfo(secret):
+                # `http://ops:${PW}@host`: a password holding @ / # ? would move the host (a DNS query for part
+                # of it) and a stray % makes the URL malformed (a message quoting it). A secret already
+                # URL-encoded, as the README asks, is used as it is.
+                return quote(secret, safe="")
             return secret
 
         return _REFERENCE.sub(replace, value)
+
+
+def _userinfo_span(template: str) -> range:
+    """Where a URL template's `user:password` part is (an empty range when it is not a URL with one)."""
+    scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", template)
+    if scheme is None:
+        return range(0)
+    start = scheme.end()
+    end = re.search(r"[/?#]|$", template[start:])
+    authority = template[start : start + (end.start() if end else 0)]
+    return range(start, start + max(authority.rfind("@"), 0))
+
+
+def _breaks_userinfo(secret: str) -> bool:
+    """A value a URL cannot carry as it is in its userinfo: @ / # ? \\ or a space, or a % that starts no escape."""
+    return bool(re.search(r"[@/#?\\\s]|%(?![0-9A-Fa-f]{2})", secret))
 
 
 @dataclass
@@ -292,11 +337,14 @@ class Document:
     def _value(self, node: yaml.Node, path: tuple[Any, ...], values: Substitution, open_: set[int]) -> Any:
         if isinstance(node, yaml.ScalarNode):
             if node.tag != _STR:
-                return self._construct(node)
+                return self._construct(node, path)
             text: str = node.value
             if "$" in text:
                 return values.apply(text, lambda: f"{self.shown}:{node.start_mark.line + 1}: {_dotted(path)}")
             return text
+        if len(path) > MAX_DEPTH:  # indented blocks, which yaml_limits does not look for: n levels cost n²/2 bytes
+            line = node.start_mark.line + 1
+            raise ProfileError(f"{self.shown}:{line}: {_dotted(path[:3])}...: nested more than {MAX_DEPTH} levels deep")
         if id(node) in open_:  # an alias inside its own anchor: it would never end
             raise ProfileError(f"{self.shown}:{node.start_mark.line + 1}: {_dotted(path)}: a recursive alias")
         if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
@@ -307,7 +355,7 @@ class Document:
                 return [self._value(child, (*path, index), values, open_) for index, child in enumerate(node.value)]
             finally:
                 open_.discard(id(node))
-        return self._construct(node)  # another tag (!!set, !!binary...): PyYAML's reading, or its error
+        return self._construct(node, path)  # another tag (!!set, !!binary...): PyYAML's reading, or its error
 
     def _mapping(
         self,
@@ -320,7 +368,12 @@ class Document:
         merged = 0  # `<<: *defaults` merged as PyYAML does: first, and overridden by the keys written
         if any(key.tag == _MERGE for key, _ in node.value):
             written = sum(key.tag != _MERGE for key, _ in node.value)
-            self.loader.flatten_mapping(node)
+            try:
+                self.loader.flatten_mapping(node)
+            except yaml.YAMLError as exc:  # `<<: 5`: a merge takes a mapping or a list of them
+                line = (getattr(exc, "problem_mark", None) or node.start_mark).line + 1
+                problem = getattr(exc, "problem", None) or str(exc)
+                raise ProfileError(f"{self.shown}:{line}: {_dotted(path)}: not valid YAML: {problem}") from None
             merged = len(node.value) - written
         open_.add(id(node))
         try:
@@ -330,7 +383,7 @@ class Document:
                 if not isinstance(key_node, yaml.ScalarNode):
                     line = key_node.start_mark.line + 1
                     raise ProfileError(f"{self.shown}:{line}: {_dotted(path)}: a key must be a plain value")
-                key = key_node.value if key_node.tag == _STR else self._construct(key_node)
+                key = key_node.value if key_node.tag == _STR else self._construct(key_node, path)
                 if position >= merged and key in written_keys:
                     line = key_node.start_mark.line + 1
                     raise ProfileError(f"{self.shown}:{line}: {_dotted((*path, key))}: duplicate key")
@@ -342,19 +395,28 @@ class Document:
         finally:
             open_.discard(id(node))
 
-    def _construct(self, node: yaml.Node) -> Any:
+    def _construct(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc)
             raise ProfileError(f"{self.shown}:{node.start_mark.line + 1}: not valid YAML: {problem}") from None
+        except (ValueError, TypeError, OverflowError) as exc:  # `!!int xyz`: PyYAML's int() fails bare
+            line = node.start_mark.line + 1
+            problem = f"{node.tag} {node.value!r}: {exc}"
+            raise ProfileError(f"{self.shown}:{line}: {_dotted(path)}: not valid YAML: {problem}") from None
 
 
 def read_document(text: str, shown: str) -> Document:
     """Parse one profile's YAML (libyaml where built in); ProfileError names the line of a syntax error."""
     loader = _Loader(text)
     try:
+        check_nesting(text, _Loader)  # before libyaml composes it: a deep document crashes the composer
         node = loader.get_single_node()
+        if may_have_aliases(text):
+            check_expansion(node)
+    except TooLarge as exc:
+        raise ProfileError(f"{shown}:{exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

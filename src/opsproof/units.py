@@ -84,3 +84,4 @@ def format_size(size: float) -> str:
 
 def format_percent(value: float) -> str:
     return f"{value:.1f}%"
+

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import shutil
 import sqlite3
-from datetime import UTC, datetime, timedelta
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.compliance_data import stamp
 from helpers.history_servers import history_dsn, history_pg
 
-from conftest import SECRET, Runner, listening_black_hole
+from conftest import SECRET, HttpServer, Runner, listening_black_hole
 from opsproof import ProfileError, load_profile
 from opsproof.cli import main as opsproof
-from opsproof.compliance.attestations import entries, record_attestation
+from opsproof.compliance.attestations import FIELDS, chain_problems, entries, entry_sha256, record_attestation
 from opsproof.compliance.history import History, locate
+from opsproof.compliance.periods import period_from_label, period_of
 
 __all__ = ["history_dsn", "history_pg"]  # fixtures
 
@@ -274,3 +281,238 @@ def test_the_json_schema_takes_id_or_name() -> None:
     assert schema["properties"]["id"] == schema["properties"]["name"]
     assert "name" not in schema["required"] and {"title", "cadence", "attesters"} <= set(schema["required"])
     assert schema["oneOf"] == [{"required": ["name"]}, {"required": ["id"]}]
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="Debian's faketime is not installed")
+def test_an_attestation_with_the_clock_set_back_is_refused(
+    attesting: Runner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real `opsproof attest` under libfaketime, three days behind the entry already in the chain."""
+    code, out = _attest(capsys, "review-alerts", "--by", "alice", "--note", "done today")
+    assert code == 0, out
+    env = {**os.environ, "OPSPROOF_PROFILE": "test"}
+    back = subprocess.run(
+        [
+            "faketime",
+            "-f",
+            "-3d",
+            sys.executable,
+            "-m",
+            "opsproof.cli",
+            "attest",
+            "contacts",
+            "--by",
+            "mallory",
+            "--note",
+            "done three days ago, honest",
+        ],
+        cwd=attesting.pytester.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert back.returncode == 4, back.stdout + back.stderr
+    assert "before the newest attestation of prod" in back.stderr
+    with _store(attesting) as history:
+        assert [e["attestation_id"] for e in entries(history, "prod")] == ["review-alerts"]
+
+
+def test_a_back_dated_entry_forged_into_the_chain_is_found_and_not_counted(attesting: Runner) -> None:
+    """An entry written straight into the store, hash-chained correctly but claiming an earlier time."""
+    declared = load_profile(attesting.pytester.path / "profiles" / "test.yaml").profile
+    with _store(attesting) as history:
+        first = record_attestation(history, "prod", declared.attestations[1], by="alice", note="contacts updated")
+        forged: dict[str, Any] = {
+            **first,
+            "attestation_id": "review-alerts",
+            "title": declared.attestations[0].title,
+            "cadence": "daily",
+            "controls": list(declared.attestations[0].controls),
+            "attested_at": stamp(datetime.now(UTC) - timedelta(days=3)),
+            "previous_sha256": first["entry_sha256"],
+        }
+        forged["entry_sha256"] = entry_sha256(forged)
+        with history.transaction():
+            history.execute(
+                f"INSERT INTO attestations ({', '.join((*FIELDS, 'entry_sha256'))}) "
+                f"VALUES ({', '.join('?' for _ in (*FIELDS, 'entry_sha256'))})",
+                [json.dumps(forged[k]) if k == "controls" else forged.get(k) for k in (*FIELDS, "entry_sha256")],
+            )
+        problems = chain_problems(history, "prod")
+    assert len(problems) == 1 and "back-dated" in problems[0], problems
+    assert opsproof(["history", "verify", "--report-dir", str(attesting.report_dir)]) == 1
+    three_days_ago = (datetime.now(UTC) - timedelta(days=3)).date()
+    out = attesting.pytester.path / "period"
+    code = opsproof(
+        [
+            "report",
+            "--environment",
+            "prod",
+            "--from",
+            three_days_ago.isoformat(),
+            "--to",
+            datetime.now(UTC).date().isoformat(),
+            "--profile",
+            "test",
+            "--report-dir",
+            str(attesting.report_dir),
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    daily = next(a for a in report["attestations"] if a["id"] == "review-alerts")
+    assert three_days_ago.isoformat() in daily["missing"]
+    assert [r["reason"] for r in daily["rejected"]] == [
+        f"back-dated: it claims {forged['attested_at']}, before the entry it follows ({first['attested_at']})"
+    ]
+
+
+QUARTERLY = """environment: prod
+attestations:
+  - id: dr-drill
+    title: Quarterly DR drill (runbook 003)
+    cadence: quarterly
+    attesters: [alice]
+  - id: access-review
+    title: Yearly access review
+    cadence: yearly
+    attesters: [alice]
+"""
+
+
+def test_quarterly_and_yearly_cadences_have_their_markers_and_periods(
+    runner: Runner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runner.profile(QUARTERLY)
+    quarter = (datetime.now(UTC).month - 1) // 3 + 1
+    year = datetime.now(UTC).year
+    run = runner.run("-m", "quarterly")
+    assert run.ret == 1, run.output
+    (found,) = run.results["checks"]
+    assert found["check"] == "attestations.attested[dr-drill]" and "quarterly" in found["markers"]
+    assert f"for {year}-Q{quarter} (quarterly)" in found["message"]
+    earlier = set(run.bundles)
+    code, out = _attest(capsys, "access-review", "--by", "alice", "--note", "reviewed every account")
+    assert code == 0, out
+    assert f"for {year} (yearly)" in out
+    second = runner.run("-m", "yearly")
+    (bundle,) = set(second.bundles) - earlier
+    (yearly,) = json.loads((bundle / "results.json").read_text())["checks"]
+    assert yearly["check"] == "attestations.attested[access-review]"
+    assert yearly["outcome"] == "passed" and yearly["observed"]["period"]["label"] == str(year)
+
+
+@pytest.mark.parametrize(
+    ("cadence", "day", "label", "start", "end"),
+    [
+        ("quarterly", "2026-02-14", "2026-Q1", "2026-01-01", "2026-04-01"),
+        ("quarterly", "2026-12-31", "2026-Q4", "2026-10-01", "2027-01-01"),
+        ("yearly", "2026-07-04", "2026", "2026-01-01", "2027-01-01"),
+    ],
+)
+def test_quarter_and_year_periods(cadence: str, day: str, label: str, start: str, end: str) -> None:
+    found = period_of(cadence, date.fromisoformat(day))
+    assert (found.label, found.start.isoformat(), found.end.isoformat()) == (label, start, end)
+    assert period_from_label(cadence, label) == found
+
+
+CHANGE_CHECKLIST = """environment: prod
+http:
+  - {{name: api, url: '{base}/health'}}
+attestations:
+  - id: notify-customers
+    title: Notify customers of the maintenance window
+    cadence: change
+    attesters: [alice]
+  - id: rollback-plan
+    title: Prepare the rollback procedure
+    cadence: change
+    attesters: [alice, bob]
+  - id: review-alerts
+    title: Review overnight alerts
+    cadence: daily
+    attesters: [alice]
+"""
+
+
+def test_a_change_checklist_gates_the_post_deploy_run_of_its_change(
+    runner: Runner, http_server: HttpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SOX change management: every checklist line of CHG-123 attested before its post-deploy run, or it fails."""
+    runner.profile(CHANGE_CHECKLIST.format(base=http_server.base))
+    seen: set[Path] = set()
+
+    def post_deploy(*args: str) -> tuple[int, dict[str, dict[str, Any]]]:
+        run = runner.run("-m", "post_deploy", *args)
+        (bundle,) = set(run.bundles) - seen
+        seen.add(bundle)
+        checks = json.loads((bundle / "results.json").read_text())["checks"]
+        return run.ret, {c["check"]: c for c in checks}
+
+    code, found = post_deploy("--change", "CHG-123")
+    assert code == 1
+    assert set(found) == {
+        "http.health[api]",
+        "attestations.attested[notify-customers]",
+        "attestations.attested[rollback-plan]",
+    }
+    notify = found["attestations.attested[notify-customers]"]
+    assert notify["outcome"] == "failed" and "for change CHG-123 (change)" in notify["message"]
+    assert "change" in notify["markers"] and "post_deploy" in notify["markers"]
+    code, out = _attest(
+        capsys, "notify-customers", "--by", "alice", "--note", "status page updated", "--change", "CHG-123"
+    )
+    assert code == 0, out
+    assert "for change CHG-123 (change)" in out
+    code, found = post_deploy("--change", "CHG-123")
+    assert code == 1
+    assert found["attestations.attested[notify-customers]"]["outcome"] == "passed"
+    assert found["attestations.attested[rollback-plan]"]["outcome"] == "failed"
+    code, out = _attest(
+        capsys, "rollback-plan", "--by", "bob", "--note", "helm rollback rehearsed", "--change", "CHG-123"
+    )
+    assert code == 0, out
+    code, found = post_deploy("--change", "CHG-123")
+    assert code == 0, found
+    # Another change starts with an empty checklist; a run naming no change cannot judge one.
+    code, found = post_deploy("--change", "CHG-124")
+    assert code == 1 and found["attestations.attested[rollback-plan]"]["outcome"] == "failed"
+    code, found = post_deploy()
+    assert code == 1
+    assert "this run names no change" in found["attestations.attested[rollback-plan]"]["message"]
+    # The period report lists the changes with their checklists.
+    today = datetime.now(UTC).date().isoformat()
+    out_dir = runner.pytester.path / "period"
+    report = ["report", "--environment", "prod", "--from", today, "--to", today, "--profile", "test"]
+    assert opsproof([*report, "--report-dir", str(runner.report_dir), "--out", str(out_dir)]) == 0
+    changes = {c["ticket"]: c for c in json.loads((out_dir / "report.json").read_text())["changes"]}
+    assert set(changes) == {"CHG-123", "CHG-124"}
+    attested = {line["id"]: line["attested"] for line in changes["CHG-123"]["checklist"]}
+    assert attested["rollback-plan"]["attested_by"] == "bob"
+    assert [line["attested"] for line in changes["CHG-124"]["checklist"]] == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["notify-customers", "--by", "alice", "--note", "done"],
+            "is a change checklist line: name the change with --change",
+        ),
+        (
+            ["review-alerts", "--by", "alice", "--note", "done", "--change", "CHG-1"],
+            "is attested per daily period, not per change",
+        ),
+        (["notify-customers", "--by", "alice", "--note", "done", "--change", "CHG 1; rm"], "--change 'CHG 1; rm'"),
+    ],
+)
+def test_change_attestation_mistakes_are_usage_errors(
+    runner: Runner, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    runner.profile(CHANGE_CHECKLIST.format(base="http://127.0.0.1:9"))
+    code, out = _attest(capsys, *args)
+    assert code == 4 and message in out, out

@@ -258,3 +258,64 @@ def test_a_public_key_that_does_not_parse_is_a_usage_error(
     bad.write_text("ssh-rsa AAAAnotakey\n")
     code, out = _verify_chain(capsys, str(prod[0]), "--public-key", str(bad))
     assert code == 4 and f"--public-key '{bad}': not a readable public key" in out
+
+
+def _drop_newest_and_repoint_head(reports: Path, bundles: list[Path]) -> None:
+    """What a local attacker does to hide the newest run: delete its bundle, point the head at the one before."""
+    shutil.rmtree(bundles[-1])
+    before = bundles[-2]
+    head = reports / ".chain" / "prod.json"
+    digest = hashlib.sha256((before / "manifest.json").read_bytes()).hexdigest()
+    head.write_text(json.dumps({**json.loads(head.read_text()), "bundle": before.name, "manifest_sha256": digest}))
+
+
+def test_a_deleted_newest_signed_bundle_is_found_by_the_history_witness(
+    runner: Runner, http_server: HttpServer, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real signed runs; the newest bundle removed and the chain head rewritten, as an attacker would."""
+    private, public = keys
+    runner.profile(http_profile(f"{{name: up, url: '{http_server.base}/health'}}", environment="prod"))
+    bundles = []
+    for _ in range(3):
+        run = runner.run("-m", "daily", "--sign-key", str(private))
+        assert run.ret == 0, run.output
+        (new,) = set(run.bundles) - set(bundles)
+        bundles.append(new)
+    reports = runner.report_dir
+    _drop_newest_and_repoint_head(reports, bundles)
+    # The folder alone is a whole, shorter chain: only a witness can tell.
+    code, out = _verify_chain(capsys, "--chain", str(reports), "--history-dsn", "sqlite:///" + str(reports / "x.db"))
+    assert code == 0 and "OK chain prod (2 bundles" in out, out
+    code, out = _verify_chain(capsys, "--chain", str(reports), "--public-key", str(public))
+    assert code == 1, out
+    assert (
+        f"BROKEN chain prod (2 bundles): {bundles[-1].name}: the history {reports / 'history.sqlite'} knows of it"
+        in out
+    )
+    assert f"witnesses: the history {reports / 'history.sqlite'}" in out
+    assert opsproof(["history", "verify", "--report-dir", str(reports)]) == 1
+    out = capsys.readouterr().out
+    assert f"BROKEN run {bundles[-1].name}: recorded in the history, but its bundle is not in {reports}" in out
+
+
+def test_without_a_witness_verify_chain_says_what_it_cannot_see(
+    chain: tuple[Path, list[Path]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports, _ = chain
+    code, out = _verify_chain(capsys, "--chain", str(reports))
+    assert code == 0
+    assert "no witness: the newest bundles could have been removed without a trace in this folder" in out
+
+
+def test_a_half_written_bundle_folder_is_named(
+    chain: tuple[Path, list[Path]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run that died writing its bundle (a full disk) leaves a folder without a manifest: a finding."""
+    reports, _ = chain
+    half = reports / "prod-20260706T060000Z-0123abcd"
+    half.mkdir()
+    (half / "results.json").write_text('{"schema": "opsproof/res')
+    code, out = _verify_chain(capsys, "--chain", str(reports))
+    assert code == 1
+    assert f"BROKEN chain prod (5 bundles): {half.name}: no manifest.json: a bundle never sealed" in out
+    assert "OK chain staging" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -254,3 +255,30 @@ def test_verify_s3_usage_errors(s3: tuple[str, Any], capsys: pytest.CaptureFixtu
     assert "name the bundle" in capsys.readouterr().err
     assert opsproof(["verify", f"s3://{bucket}/nothing-here", "--s3-endpoint", endpoint]) == 4
     assert "no objects under it" in capsys.readouterr().err
+
+
+def test_uploads_witness_a_deleted_newest_bundle(
+    runner: Runner, http_server: HttpServer, s3: tuple[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The newest bundle and its history rows deleted locally: the uploads under Object Lock still know of it."""
+    endpoint, client = s3
+    bucket = _bucket(client, locked=True)
+    _profile(runner, http_server.base)
+    bundles = []
+    for _ in range(2):
+        run = runner.run("-m", "daily", "--upload", f"s3://{bucket}/w", "--retain", "1d", "--s3-endpoint", endpoint)
+        assert run.ret == 0, run.output
+        (new,) = set(run.bundles) - set(bundles)
+        bundles.append(new)
+    reports = runner.report_dir
+    shutil.rmtree(bundles[-1])
+    head = reports / ".chain" / "prod.json"
+    digest = hashlib.sha256((bundles[0] / "manifest.json").read_bytes()).hexdigest()
+    head.write_text(json.dumps({**json.loads(head.read_text()), "bundle": bundles[0].name, "manifest_sha256": digest}))
+    (reports / "history.sqlite").unlink()  # the local witness is gone too
+    capsys.readouterr()
+    assert opsproof(["verify", "--chain", str(reports)]) == 0
+    code = opsproof(["verify", "--chain", str(reports), "--witness", f"s3://{bucket}/w", "--s3-endpoint", endpoint])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert f"{bundles[-1].name}: the uploads under s3://{bucket}/w/ knows of it, but it is not in the folder" in out

@@ -265,3 +265,52 @@ def test_history_verify_proves_attestations_and_recorded_manifests(
     out = capsys.readouterr().out
     assert f"BROKEN run {bundles[1].name}: its manifest.json no longer has the sha256 the history recorded" in out
     assert "BROKEN attestations of prod: entry 1 (review-alerts" in out
+
+
+@pytest.mark.parametrize(
+    ("tamper", "finding"),
+    [
+        (
+            "UPDATE records SET outcome = 'passed' WHERE outcome = 'failed'",
+            "record http.health[down]: the history says outcome = 'passed', its bundle says 'failed'",
+        ),
+        (
+            "DELETE FROM records WHERE check_id = 'http.health[down]'",
+            "record http.health[down] is in its bundle but not in the history",
+        ),
+        ("UPDATE runs SET status = 'passed', exit_code = 0", "the history says status = 'passed', its bundle says"),
+        ("DELETE FROM records; DELETE FROM runs", "sealed, but its run is not in the history"),
+    ],
+    ids=["outcome-edited", "record-deleted", "run-edited", "run-deleted"],
+)
+def test_edited_history_rows_are_findings_and_no_report_is_built_on_them(
+    runner: Runner, http_server: HttpServer, capsys: pytest.CaptureFixture[str], tamper: str, finding: str
+) -> None:
+    """Real runs with a failing check; the history edited in SQLite as someone with write access would."""
+    runner.profile(
+        http_profile(
+            f"{{name: up, url: '{http_server.base}/health'}}",
+            f"{{name: down, url: '{http_server.base}/status/503'}}",
+            environment="prod",
+        )
+    )
+    for _ in range(2):
+        assert runner.run("-m", "daily").ret == 1
+    reports = runner.report_dir
+    today = datetime.now(UTC).date().isoformat()
+    report = ["report", "--environment", "prod", "--from", today, "--to", today, "--report-dir", str(reports)]
+    assert opsproof(["history", "verify", "--report-dir", str(reports)]) == 0
+    assert opsproof([*report, "--out", str(reports / "before")]) == 0
+    assert "exceptions: 2 open" in capsys.readouterr().out
+    with sqlite3.connect(reports / "history.sqlite") as conn:
+        conn.executescript(tamper)
+    assert opsproof(["history", "verify", "--report-dir", str(reports)]) == 1
+    assert finding in capsys.readouterr().out
+    assert opsproof([*report, "--out", str(reports / "after")]) == 1
+    captured = capsys.readouterr()
+    assert finding in captured.out and "no report was written" in captured.err
+    assert not (reports / "after").exists()
+    # The bundles are the evidence: rebuilding the history from them restores the true figures.
+    assert opsproof(["history", "rebuild", "--report-dir", str(reports)]) == 0
+    assert opsproof([*report, "--out", str(reports / "rebuilt")]) == 0
+    assert "exceptions: 2 open" in capsys.readouterr().out

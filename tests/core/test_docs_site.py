@@ -15,9 +15,9 @@ import pytest
 import yaml
 from pydantic import Field
 
+from conftest import REPO
 from opsproof.model.fields import Duration, Item, Percent, Strict, Threshold
 
-REPO = Path(__file__).resolve().parents[2]
 # The docs' generators live beside the MkDocs hook (docs/hooks/), which imports them as MkDocs does.
 sys.path.insert(0, str(REPO / "docs" / "hooks"))
 key_tables = importlib.import_module("key_tables")

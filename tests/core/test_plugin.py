@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HttpServer, Runner, http_profile
+from conftest import REPO, HttpServer, Runner, default_sigint, http_profile
 
 
 def _mixed(base: str) -> str:
@@ -68,6 +68,16 @@ def test_bad_fail_on_is_a_usage_error(runner: Runner, http_server: HttpServer) -
     assert not run.report_dir.exists() or run.bundles == []
 
 
+def test_a_mistyped_marker_writes_no_bundle(runner: Runner, http_server: HttpServer) -> None:
+    """`-m dialy` is a usage error: nothing ran, so no sealed bundle joins the chain or the history."""
+    runner.profile(_mixed(http_server.base))
+    run = runner.run("-m", "dialy")
+    assert run.ret == 4
+    assert "dialy" in run.output
+    assert "no evidence bundle was written" in run.output
+    assert not run.report_dir.exists() or (run.bundles == [] and not (run.report_dir / "history.sqlite").exists())
+
+
 def test_markers_are_registered_and_strict(runner: Runner, http_server: HttpServer) -> None:
     runner.profile(_mixed(http_server.base))
     result = runner.pytester.runpytest("--markers")
@@ -75,6 +85,8 @@ def test_markers_are_registered_and_strict(runner: Runner, http_server: HttpServ
         "daily",
         "weekly",
         "monthly",
+        "quarterly",
+        "yearly",
         "health",
         "infra",
         "certs",
@@ -288,6 +300,7 @@ def test_an_interrupted_run_leaves_a_bundle_that_says_interrupted(
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=default_sigint,
     )
     _wait_for(marker)
     time.sleep(0.5)
@@ -360,3 +373,25 @@ def test_a_narrowed_run_never_contacts_unselected_targets(runner: Runner, http_s
         assert [path for _, path, _ in http_server.requests[before:]] == ["/state/chosen"], narrowing
         for bundle in run.bundles:
             shutil.rmtree(bundle)
+
+
+# What an install without the test extras has: no trustme, so the repository's tests/conftest.py cannot load.
+_NO_TEST_EXTRAS = "import sys; sys.modules['trustme'] = None; import pytest; sys.exit(pytest.main(sys.argv[1:]))"
+
+
+def _pytest_without_test_extras(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "OPSPROOF_PROFILE"}
+    return subprocess.run(
+        [sys.executable, "-c", _NO_TEST_EXTRAS, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_profile_path_written_apart_works_without_the_test_extras(tmp_path: Path) -> None:
+    """`--profile /abs/p.yaml` outside the repository: pytest loses its ini; tests/conftest.py must not load."""
+    profile = tmp_path / "p.yaml"
+    profile.write_text("environment: t\n")
+    for form in (["--profile", str(profile)], [f"--profile={profile}"]):
+        done = _pytest_without_test_extras("-m", "daily", *form, f"--report-dir={tmp_path / 'r'}")
+        output = done.stdout + done.stderr
+        assert done.returncode == 5, output  # the profile has no items: no checks selected
+        assert "trustme" not in output and "conftest" not in output, output

@@ -717,6 +717,19 @@ def test_waiver_star_spans_any_character() -> None:
 # --- JSON schema --------------------------------------------------------------------------------
 
 
+def test_the_schema_describes_metrics_dns_buckets_and_json_values() -> None:
+    defs = profile_json_schema()["$defs"]
+    for model in ("MetricsTarget", "Series", "LabelMatcher", "DnsTarget", "DnsExpect", "BucketsTarget", "ValueExpect"):
+        assert defs[model]["additionalProperties"] is False, model
+    assert defs["Series"]["properties"]["aggregate"]["enum"] == ["each", "max", "min", "sum", "avg", "count"]
+    assert "not" in defs["LabelMatcher"]["properties"]  # the alias users write, not not_
+    assert defs["DnsTarget"]["properties"]["type"]["enum"] == ["A", "AAAA", "CNAME", "SRV", "TXT"]
+    assert "in" in defs["ValueExpect"]["properties"]
+    assert "values" in defs["HttpExpect"]["properties"]
+    size = defs["BucketsTarget"]["properties"]["size"]
+    assert "share of it (80%)" in str(size)
+
+
 def test_profile_json_schema() -> None:
     schema = profile_json_schema()
     round_trip = json.loads(json.dumps(schema))

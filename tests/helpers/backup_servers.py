@@ -8,6 +8,7 @@ recorded (`S3Server.requests`), so tests can prove the checks only read.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
@@ -110,9 +111,9 @@ def _or_none(read: Any) -> Any:
         return None
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    """moto's S3 on a loopback port, with fake credentials in the environment for boto3's chain."""
+@contextlib.contextmanager
+def moto_server() -> Iterator[tuple[str, _RequestLog, ThreadedMotoServer]]:
+    """moto's server (every AWS service it has) on a loopback port, with fake credentials for boto3's chain."""
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -129,13 +130,18 @@ def s3_server() -> Iterator[S3Server]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=url, region_name=REGION)
     try:
-        yield S3Server(url, log, client)
+        yield f"http://{host}:{port}", log, server
     finally:
         werkzeug.removeHandler(log)
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 on a loopback port, with fake credentials in the environment for boto3's chain."""
+    with moto_server() as (url, log, _):
+        yield S3Server(url, log, boto3.client("s3", endpoint_url=url, region_name=REGION))
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from helpers.drill_servers import (
     write_backups,
 )
 
-from conftest import REPO, SECRET, Run, Runner, listening_black_hole, wait_for
+from conftest import REPO, SECRET, Run, Runner, default_sigint, listening_black_hole, wait_for
 from opsproof import ProfileError, load_profile
 from opsproof.backup.drill_steps import DrillError
 from opsproof.backup.integrity import PLAIN_DUMP_END
@@ -700,7 +700,13 @@ def test_an_interrupted_run_leaves_no_server_and_no_file(
         f"--report-dir={tmp_path / 'r'}",
     ]
     run = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=default_sigint,
     )
     try:
         wait_for(lambda: _sleeping_in_restore(work_dir), "psql to sleep inside the restore", timeout=60)

@@ -36,7 +36,7 @@ from conftest import SECRET, Run, Runner, profile_error
 from opsproof.demo.kubernetes import DEMO_NAMESPACE, serve_demo_kubernetes
 from opsproof.probes import ProbeContext
 from opsproof.probes.kubernetes import PER_NAMESPACE_MAX, gather_kubernetes
-from opsproof.probes.kubernetes_client import LISTINGS, connect
+from opsproof.probes.kubernetes_client import LISTINGS, OPT_IN_LISTINGS, connect
 from opsproof.targets.kubernetes import LabelSelector
 from opsproof.testing.kube_objects import pod
 from opsproof.testing.kubernetes import KubeApiEmulator, serve_kube_api, write_kubeconfig
@@ -235,7 +235,7 @@ def test_warnings_and_choices(runner: Runner, kube_cluster: KubeCluster) -> None
                 kube_cluster,
                 "lenient",
                 "namespaces: [broken], nodes: {selector: 'kubernetes.io/hostname in (node-f)'}, "
-                "pods: {restarts: {warn: 20}, oom_killed: warn}, workloads: {available: {warn: 100%, fail: 0%}}, "
+                "pods: {restarts: {warn: 20}, oom_killed: warn}, workloads: {available: {warn: 100%}}, "
                 "certificates: {expires: {warn: 30d, fail: 1d}}, events: {ignore_reasons: [FailedScheduling, Unhealthy, BackOff]}",
             ),
             item(
@@ -257,7 +257,7 @@ def test_warnings_and_choices(runner: Runner, kube_cluster: KubeCluster) -> None
     assert found["kubernetes.restarts[strict]"][1].startswith(
         "restarts 50 is over the fail threshold 10; broken/legacy-1a2b3-old container legacy (50 restarts, last 3d ago: Error)"
     )
-    # Nothing is under 0% available: the stalled rollout alone fails.
+    # No fail limit on the available share: the stalled rollout alone fails.
     assert found["kubernetes.workloads[lenient]"] == (
         "failed",
         'broken/search (Deployment): rollout stalled: ReplicaSet "search-7d4b9" has timed out progressing.',
@@ -353,8 +353,10 @@ def test_lists_once_per_resource_type_read_only(runner: Runner, kube_cluster: Ku
     seen = list(kube_cluster.api.requests)
     assert len(run.results["checks"]) == len(ASPECTS) + 4
     assert {r.method for r in seen} == {"GET"}
-    # All namespaces: one cluster-wide list per resource type (no namespaces list: nothing to verify).
-    assert sorted(r.path for r in seen) == sorted(LISTINGS[key].path(None) for key in LISTINGS if key != "namespaces")
+    # All namespaces: one cluster-wide list per resource type (no namespaces list: nothing to verify;
+    # usage, ingresses and network policies are not configured here: tests/test_kubernetes_more_checks.py).
+    unasked = {"namespaces", *OPT_IN_LISTINGS}
+    assert sorted(r.path for r in seen) == sorted(LISTINGS[key].path(None) for key in LISTINGS if key not in unasked)
     assert all(r.query["limit"] == "500" for r in seen)
     assert {r.path: r.query.get("fieldSelector") for r in seen if "fieldSelector" in r.query} == {
         "/api/v1/secrets": "type=kubernetes.io/tls",
@@ -663,7 +665,7 @@ def test_in_cluster_outside_a_cluster_is_an_error(runner: Runner, monkeypatch: p
         ),
         ("hpa: {at_max: sometimes}", "kubernetes[0].hpa.at_max: input should be 'warn', 'fail' or 'pass'"),
         ("events: {within: 0s}", "kubernetes[0].events.within: input should be greater than 0"),
-        ("cronjobs: [{name: b, last_success: {}}]", "kubernetes[0].cronjobs[0].last_success: give warn, fail or both"),
+        ("cronjobs: [{name: b, last_success: {}}]", "kubernetes[0].cronjobs[0].last_success: an empty threshold {} judges nothing: give warn, fail or both"),
         ("cronjobs: [{name: b}]", "kubernetes[0].cronjobs[0].last_success: required key is missing"),
         (
             "cronjobs: [{name: b, last_success: {fail: 1d}}, {name: b, last_success: {fail: 2d}}]",

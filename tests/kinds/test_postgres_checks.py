@@ -25,7 +25,7 @@ from helpers.postgres_servers import (
     terminate_when_sleeping,
 )
 
-from conftest import SECRET, Run, Runner, listening_black_hole
+from conftest import SECRET, HttpServer, Run, Runner, listening_black_hole
 from opsproof import ProfileError, load_profile
 from opsproof.testing.servers import free_port
 
@@ -529,7 +529,7 @@ def _assert_never_shown(run: Run, *secrets: str) -> None:
 
 _ALLOWED = re.compile(
     r"^(BEGIN READ ONLY|ROLLBACK|SAVEPOINT \S+|RELEASE \S+|ROLLBACK TO \S+|FETCH FORWARD \d+ FROM \S+|CLOSE \S+"
-    r"|move forward all in \S+|DECLARE \S+ CURSOR FOR (select|with|values|table)\b.*|select\b.*|show\b.*)$",
+    r"|move forward all in \S+|DECLARE \S+ CURSOR FOR (select|with|values|table)\b.*|(select|with)\b.*|show\b.*)$",
     re.DOTALL | re.IGNORECASE,
 )
 _WRITES = re.compile(
@@ -603,10 +603,9 @@ def test_sessions_are_read_only_and_one_per_item(runner: Runner, pg_main: PgServ
         assert sqls.count("BEGIN READ ONLY") == 1
 
 
-def test_a_write_smuggled_into_a_function_is_refused_by_the_read_only_session(
-    runner: Runner, pg_main: PgServer
-) -> None:
-    # The profile check refuses writing SQL; a function that writes passes it. The session is the second lock.
+def test_a_write_smuggled_into_a_function_is_refused_before_it_runs(runner: Runner, pg_main: PgServer) -> None:
+    # The profile check cannot see inside a function; the server's catalogue says it is VOLATILE, so
+    # the query never runs (and the read-only session would refuse the UPDATE if it did).
     pg_main.pg.execute(
         "create or replace function touch_accounts() returns int language sql as "
         "$$ update accounts set name = name where id = 1 returning id $$",
@@ -619,12 +618,15 @@ def test_a_write_smuggled_into_a_function_is_refused_by_the_read_only_session(
             )
         )
     )
+    mark = pg_main.log_mark()
     run = runner.run("-m", "daily", "-k", "query")
     record = run.record("postgres.query[app/sneaky]")
     assert record["outcome"] == "error"
     assert record["message"] == (
-        "the query failed: refused by the read-only session: cannot execute UPDATE in a read-only transaction (SQLSTATE 25006)"
+        "the query failed: refused before it ran: public.touch_accounts() is VOLATILE (it may change something) "
+        "and not on opsproof's list of read-only functions"
     )
+    assert not [e for e in pg_main.log_since(mark) if "touch_accounts" in (e.statement or "")]
 
 
 def test_secret_never_appears_in_output_or_bundle(runner: Runner, pg_main: PgServer) -> None:
@@ -651,7 +653,7 @@ def test_secret_never_appears_in_output_or_bundle(runner: Runner, pg_main: PgSer
         ),
         (
             "dsn: 'postgresql://ops@db/app'\n    queries: [{name: q, sql: select 1, expect: {equal: 1}}]",
-            "postgres[0].queries[0].expect: unknown expect operator 'equal': use equals, one_of, min, max, matches, rows, min_rows, max_rows",
+            "postgres[0].queries[0].expect: unknown expect operator 'equal': use equals, one_of, min, max, matches, rows, min_rows, max_rows, threshold, unit, lower_is_worse",
         ),
         (
             "dsn: 'postgresql://ops@db/app'\n    queries: [{name: q, sql: 'delete from accounts', expect: {rows: 0}}]",
@@ -732,3 +734,103 @@ def test_demo_database_is_green_but_for_a_warned_pool(runner: Runner, monkeypatc
         "connections 80.0% is over the warn threshold 75.0%; 16 of 20 in use"
     )
     _assert_never_shown(run, password)
+
+
+def test_post_deploy_gate_holds_the_migration_query_and_fails_on_a_mismatch(
+    runner: Runner, pg_main: PgServer, http_server: HttpServer
+) -> None:
+    """`-m post_deploy` after a deploy: the migration version query joins the gate; the other checks do not."""
+    migration = {
+        "name": "alembic",
+        "sql": "select version_num from alembic_version",
+        "expect": {"equals": "${vars.EXPECTED_ALEMBIC}"},
+        "post_deploy": True,
+    }
+    text = profile(
+        item("db", pg_main, queries=[migration, {"name": "accounts", "sql": "select 1", "expect": {"equals": 1}}])
+    )
+    runner.profile(
+        text
+        + f"http:\n  - {{name: api, url: '{http_server.base}/health'}}\n"
+        + f"  - {{name: batch, url: '{http_server.base}/health', post_deploy: false}}\n"
+    )
+    run = runner.run("-m", "post_deploy", "--var", "EXPECTED_ALEMBIC=def456")
+    assert run.ret == 1, run.output
+    assert sorted(c["check"] for c in run.results["checks"]) == ["http.health[api]", "postgres.query[db/alembic]"]
+    migration_record = run.record("postgres.query[db/alembic]")
+    assert migration_record["outcome"] == "failed" and "post_deploy" in migration_record["markers"]
+    assert f"'{SCHEMA_VERSION}'" in migration_record["message"] and "def456" in migration_record["message"]
+    deployed = runner.run("-m", "post_deploy", "--var", f"EXPECTED_ALEMBIC={SCHEMA_VERSION}")
+    assert deployed.ret == 0, deployed.output
+
+
+def test_a_weekly_query_of_a_daily_item_has_its_own_cadence_and_severity_and_one_session(
+    runner: Runner, pg_main: PgServer
+) -> None:
+    """Per-part cadence and severity: the weekly query runs only weekly, as `low`, in the run's one session."""
+    weekly = {"name": "size", "sql": "select 1", "expect": {"equals": 2}, "cadence": "weekly", "severity": "low"}
+    daily = {"name": "version", "sql": "select version_num from alembic_version", "expect": {"equals": SCHEMA_VERSION}}
+    runner.profile(profile(item("db", pg_main, queries=[daily, weekly])))
+    day = runner.run("-m", "daily")
+    assert day.ret == 0, day.output
+    checks = {c["check"] for c in day.results["checks"]}
+    assert "postgres.query[db/version]" in checks and "postgres.query[db/size]" not in checks
+    earlier = set(day.bundles)
+    mark = pg_main.log_mark()
+    week = runner.run("-m", "weekly")
+    assert week.ret == 0, week.output  # a failed `low` check does not block at --fail-on high
+    (bundle,) = set(week.bundles) - earlier
+    (record,) = yaml.safe_load((bundle / "results.json").read_text())["checks"]
+    assert (record["check"], record["outcome"], record["severity"]) == ("postgres.query[db/size]", "failed", "low")
+    assert "weekly" in record["markers"] and "daily" not in record["markers"]
+    sessions = {e.pid for e in pg_main.log_since(mark) if e.user == ROLE}
+    assert len(sessions) == 1, sessions
+
+
+def test_query_expectations_take_warn_fail_and_units(runner: Runner, pg_main: PgServer, tmp_path: Path) -> None:
+    """`{warn, fail}` and units on a query's value: a database size in bytes, an age in seconds, a ratio."""
+    queries = [
+        {
+            "name": "db-size",
+            "sql": "select pg_database_size(current_database())",
+            "expect": {"threshold": {"warn": "1KB", "fail": "1TB"}, "unit": "bytes"},
+        },
+        {
+            "name": "db-size-max",
+            "sql": "select pg_database_size(current_database())",
+            "expect": {"max": "1KB", "unit": "bytes"},
+        },
+        {"name": "age", "sql": "select 600", "expect": {"threshold": {"warn": "5m", "fail": "10m"}, "unit": "seconds"}},
+        {
+            "name": "hit",
+            "sql": "select 0.5",
+            "expect": {"threshold": {"warn": "90%", "fail": "60%"}, "unit": "ratio", "lower_is_worse": True},
+        },
+    ]
+    runner.profile(profile(item("db", pg_main, queries=queries)))
+    run = runner.run("-m", "daily", "-k", "query")
+    size = run.record("postgres.query[db/db-size]")
+    assert size["outcome"] == "warned" and "is over the warn threshold 1.0KB" in size["message"], size
+    assert size["expected"]["db-size"] == {"warn": "1.0KB", "fail": "1.0TB"}
+    too_big = run.record("postgres.query[db/db-size-max]")
+    assert too_big["outcome"] == "failed" and "is above the maximum 1.0KB" in too_big["message"]
+    age = run.record("postgres.query[db/age]")
+    assert age["outcome"] == "failed" and age["message"].startswith("age 10m is at the fail threshold 10m")
+    hit = run.record("postgres.query[db/hit]")
+    assert hit["outcome"] == "failed" and "hit 50% is under the fail threshold 60%" in hit["message"]
+    for bad, message in [
+        ({"max": "ten", "unit": "bytes"}, "max: "),
+        ({"threshold": {"warn": "5m"}}, "threshold.warn: invalid threshold '5m': a number is expected"),
+        ({"threshold": {"warn": "10m", "fail": "5m"}, "unit": "seconds"}, "warn must be at or below fail"),
+        ({"threshold": {}, "unit": "seconds"}, "an empty threshold {} judges nothing"),
+    ]:
+        text = profile(
+            {
+                "name": "db",
+                "dsn": "postgresql://ops@db/app",
+                "queries": [{"name": "q", "sql": "select 1", "expect": bad}],
+            }
+        )
+        (tmp_path / "bad.yaml").write_text(text)
+        with pytest.raises(ProfileError, match=re.escape(message)):
+            load_profile(tmp_path / "bad.yaml")

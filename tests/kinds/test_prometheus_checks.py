@@ -407,7 +407,7 @@ def test_bearer_token_and_secrets_never_shown(
         ("{name: p, url: 'http://prom:9090', targets: {down: {warn: 3, fail: 1}}}", "warn must be at or below fail"),
         (
             "{name: p, url: 'http://prom:9090', kpis: [{name: k, query: up, threshold: {}}]}",
-            "threshold needs warn, fail or both",
+            "an empty threshold {} judges nothing: give warn, fail or both",
         ),
         (
             "{name: p, url: 'http://prom:9090', kpis: [{name: k, query: up, threshold: {fail: 500ms}}]}",

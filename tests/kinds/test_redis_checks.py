@@ -204,9 +204,13 @@ def test_clients_near_maxclients_and_rejected_connections(runner: Runner, redis_
     assert 17 <= default["observed"]["connected_clients"] <= 19
     assert default["observed"]["maxclients"] == 20
     assert default["observed"]["rejected_connections"] == redis_crowded.rejected
-    assert default["outcome"] == "warned"
-    assert "is over the warn threshold 80.0%" in default["message"] and rejected in default["message"]
-    assert "(a cumulative counter: CONFIG RESETSTAT or a restart zeroes it)" in default["message"]
+    if default["observed"]["connected_clients"] == 19:  # 95%: at the default fail limit, which is reached
+        assert default["outcome"] == "failed"
+        assert "is at the fail threshold 95.0%" in default["message"]
+    else:
+        assert default["outcome"] == "warned"
+        assert "is over the warn threshold 80.0%" in default["message"] and rejected in default["message"]
+        assert "(a cumulative counter: CONFIG RESETSTAT or a restart zeroes it)" in default["message"]
     strict = run.record("redis.clients[strict]")
     assert strict["outcome"] == "failed"
     assert "is over the fail threshold 80.0%" in strict["message"]
@@ -659,7 +663,7 @@ def test_acl_refusals_are_errors_not_failures(runner: Runner) -> None:
             client.execute_command("ACL", "SETUSER", "blind", "on", ">blind-pw", "~*", "+ping", "-info")
         runner.profile(
             redis_profile(
-                f"{{name: ops, url: 'redis://ops:ops-pw@{server.address}/0', queues: {{celery: {{}}, events: {{}}}}}}",
+                f"{{name: ops, url: 'redis://ops:ops-pw@{server.address}/0', queues: {{celery: {{warn: 100}}, events: {{warn: 100}}}}}}",
                 f"{{name: blind, url: 'redis://blind:blind-pw@{server.address}/0'}}",
             )
         )
@@ -691,3 +695,23 @@ async def _fallback(server: LocalRedis) -> dict[str, Any]:
         return await config_fallback(client, {"maxclients": None, "maxmemory": 0, "maxmemory_policy": "noeviction"})
     finally:
         await client.aclose()
+
+
+def test_a_limit_is_reached_at_it_and_an_empty_threshold_is_refused(runner: Runner, tmp_path: Path) -> None:
+    """CONTRACT §3: a queue of 30 with `fail: 30` is at its limit and fails; `{}` judges nothing and is refused."""
+    with local_redis() as server:
+        with server.client() as client:
+            client.rpush("pool", *range(30))
+            client.rpush("spare", *range(29))
+        runner.profile(
+            redis_profile(
+                f"{{name: r, url: 'redis://{server.address}/0', queues: {{pool: {{fail: 30}}, spare: {{warn: 29, fail: 30}}}}}}"
+            )
+        )
+        run = runner.run("-m", "daily")
+    pool = run.record("redis.queue[r/pool]")
+    assert pool["outcome"] == "failed" and "length 30 is at the fail threshold 30" in pool["message"]
+    spare = run.record("redis.queue[r/spare]")
+    assert spare["outcome"] == "warned" and "length 29 is at the warn threshold 29" in spare["message"]
+    message = profile_error(tmp_path, "redis:\n  - {name: r, url: 'redis://127.0.0.1:1/0', queues: {pool: {}}}\n")
+    assert "redis[0].queues.pool: an empty threshold {} judges nothing: give warn, fail or both" in message

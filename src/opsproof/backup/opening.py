@@ -1,6 +1,5 @@
 """A backup's bytes on their way to the restore: fetched ahead, recognised (gzip, custom, plain), decompressed."""
 
-
 from __future__ import annotations
 
 import contextlib
@@ -12,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from opsproof.backup.deadline import deadline
 from opsproof.backup.drill_steps import CancelToken, DrillError
 from opsproof.backup.integrity import GZIP_MAGIC, PGDMP_MAGIC, CorruptBackup, Gunzip
 from opsproof.backup.store import BackupStore, StoredObject, StoreError
@@ -20,8 +20,6 @@ READ_AHEAD_CHUNKS = 4  # chunks fetched ahead of the restore: S3 latency overlap
 HEAD_BYTES = 512
 PLAIN_HEADER = b"-- PostgreSQL database dump"
 CLUSTER_HEADER = b"-- PostgreSQL database cluster dump"
-
-
 
 
 @dataclass
@@ -42,8 +40,13 @@ class Fetch:
 _END = object()
 
 
-def read_ahead(chunks: Iterator[bytes], token: CancelToken, fetch: Fetch) -> Iterator[bytes]:
-    """The object's chunks, fetched (and hashed) by a thread up to READ_AHEAD_CHUNKS ahead."""
+def read_ahead(
+    chunks: Iterator[bytes], token: CancelToken, fetch: Fetch, until: float | None = None
+) -> Iterator[bytes]:
+    """The object's chunks, fetched (and hashed) by a thread up to READ_AHEAD_CHUNKS ahead.
+
+    `until` (monotonic): the thread's S3 sockets are shut then, so a dripping answer ends with the drill.
+    """
     ahead: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD_CHUNKS)
     stop = threading.Event()
 
@@ -57,6 +60,10 @@ def read_ahead(chunks: Iterator[bytes], token: CancelToken, fetch: Fetch) -> Ite
         return False
 
     def produce() -> None:
+        with deadline(until if until is not None else float("inf")):
+            fetch_all()
+
+    def fetch_all() -> None:
         fetch.started = time.time()
         try:
             for chunk in chunks:
@@ -197,12 +204,14 @@ class OpenedBackup:
                     close()
 
 
-def open_backup(store: BackupStore, obj: StoredObject, token: CancelToken, fetch: Fetch) -> OpenedBackup:
+def open_backup(
+    store: BackupStore, obj: StoredObject, token: CancelToken, fetch: Fetch, until: float | None = None
+) -> OpenedBackup:
     """Start reading the backup: its format from the first bytes, the rest streamed (DrillError when unusable).
 
     Called before the restore target is prepared, so a file that is no dump costs no cluster.
     """
-    raw = _store_errors(read_ahead(store.chunks(obj), token, fetch))
+    raw = _store_errors(read_ahead(store.chunks(obj), token, fetch, until))
     generators = [raw]
     try:
         first, raw = _peek(raw, len(GZIP_MAGIC))

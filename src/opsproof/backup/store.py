@@ -12,12 +12,15 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import stat
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from opsproof.backup.deadline import track_connections
 from opsproof.errors import OpsproofError
 
 if TYPE_CHECKING:
@@ -34,8 +37,12 @@ S3_READ_OPERATIONS = frozenset(
         "GetBucketVersioning",
         "GetBucketEncryption",
         "GetObjectLockConfiguration",
+        "GetBucketLifecycleConfiguration",
     }
 )
+# S3Store has a method named list: its annotations name the builtin through this alias.
+LifecycleRules = list[dict[str, Any]]
+LARGEST_KEPT = 10  # the largest objects a usage listing names (runbook 003: "identify large files")
 
 
 _TOO_MANY = "narrow the prefix, path or pattern, or raise max_listed"
@@ -48,6 +55,20 @@ class StoreError(OpsproofError):
         super().__init__(message)
         self.denied = denied
         self.timed_out = timed_out
+
+
+@dataclass
+class BucketUsage:
+    """What one listing of a bucket (or a prefix) adds up to; `stopped` says why it is a part, not the whole."""
+
+    objects: int = 0
+    bytes: int = 0
+    stopped: str | None = None  # None: every key was listed
+    largest: list[tuple[int, str]] = field(default_factory=list)  # (size, key), largest first
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped is None
 
 
 @dataclass(frozen=True)
@@ -114,8 +135,11 @@ class DirectoryStore:
                         raise StoreError(f"more than {limit} files under {self.root}: {_TOO_MANY}")
                     if not matches(name, pattern):
                         continue
-                    stat = path.stat()
-                    found.append(StoredObject(name, str(path), stat.st_size, stat.st_mtime))
+                    found_stat = path.stat()
+                    if not stat.S_ISREG(found_stat.st_mode):
+                        # A FIFO would block the reader forever, a device never end: refused, never opened.
+                        raise StoreError(f"{path} is not a regular file (a FIFO, device or socket): refused")
+                    found.append(StoredObject(name, str(path), found_stat.st_size, found_stat.st_mtime))
         except PermissionError as exc:
             raise StoreError(f"cannot read {exc.filename}: permission denied", denied=True) from None
         except OSError as exc:
@@ -123,20 +147,36 @@ class DirectoryStore:
         return sorted(found, key=lambda o: (o.modified, o.name))
 
     def chunks(self, obj: StoredObject) -> Iterator[bytes]:
-        with open(obj.key, "rb") as handle:
+        with _open_regular(obj.key) as handle:
             while block := handle.read(CHUNK):
                 yield block
 
     def sidecar(self, obj: StoredObject) -> str | None:
         path = Path(obj.key + SIDECAR_SUFFIX)
         try:
-            with open(path, "rb") as handle:
-                return handle.read(4096).decode("utf-8", "replace")
+            with _open_regular(str(path)) as handle:
+                return str(handle.read(4096).decode("utf-8", "replace"))
         except FileNotFoundError:
             return None
 
     def metadata(self, obj: StoredObject) -> dict[str, str]:
         return {}
+
+
+@contextlib.contextmanager
+def _open_regular(path: str) -> Iterator[Any]:
+    """A file opened for reading only if it is a regular file (checked on the open descriptor: no race)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO swapped in must not block the open
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StoreError(f"{path} is not a regular file (a FIFO, device or socket): refused")
+        os.set_blocking(fd, True)
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
+        yield handle
 
 
 def _raise(error: OSError) -> None:
@@ -159,6 +199,13 @@ class _Clients:
 
 
 def _new_client(location: S3Location, timeout: float) -> Any:
+    return read_only_client("s3", location.endpoint_url, location.region, timeout, S3_READ_OPERATIONS, "a backup store")
+
+
+def read_only_client(
+    service: str, endpoint_url: str | None, region: str | None, timeout: float, reads: frozenset[str], what: str
+) -> Any:
+    """A boto3 client that refuses, before sending, every operation but `reads`; one attempt per call."""
     import boto3
     from botocore.config import Config
 
@@ -170,16 +217,15 @@ def _new_client(location: S3Location, timeout: float) -> Any:
         retries={"total_max_attempts": 1, "mode": "standard"},
         user_agent_extra="opsproof",
     )
-    client = boto3.session.Session().client(
-        "s3", endpoint_url=location.endpoint_url, region_name=location.region, config=config
-    )
-    client.meta.events.register("before-call.s3", _refuse_writes)
+    client = boto3.session.Session().client(service, endpoint_url=endpoint_url, region_name=region, config=config)
+
+    def refuse_writes(model: Any, **_: Any) -> None:
+        if model.name not in reads:
+            raise PermissionError(f"opsproof never writes to {what}: {model.name} refused")
+
+    client.meta.events.register(f"before-call.{client.meta.service_model.service_id.hyphenize()}", refuse_writes)
+    track_connections(client)  # so that a deadline (opsproof.backup.deadline) can cut a dripping answer
     return client
-
-
-def _refuse_writes(model: Any, **_: Any) -> None:
-    if model.name not in S3_READ_OPERATIONS:
-        raise PermissionError(f"opsproof never writes to a backup store: {model.name} refused")
 
 
 CLIENTS = _Clients()
@@ -256,6 +302,45 @@ class S3Store:
             meta = {**meta, "x-amz-checksum-sha256": head["ChecksumSHA256"]}
         return meta
 
+    def usage(self, max_keys: int, deadline: float) -> BucketUsage:
+        """Objects and bytes under the prefix, listing until `max_keys` keys or the monotonic `deadline`."""
+        import heapq
+
+        found = BucketUsage()
+        largest: list[tuple[int, str]] = []
+        with s3_errors(self.location):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.s3.bucket, Prefix=self.s3.prefix):
+                for entry in page.get("Contents", ()):
+                    if found.objects >= max_keys:
+                        found.stopped = f"max_keys {max_keys:,} reached"
+                        break
+                    size = int(entry["Size"])
+                    found.objects += 1
+                    found.bytes += size
+                    heapq.heappush(largest, (size, entry["Key"]))
+                    if len(largest) > LARGEST_KEPT:
+                        heapq.heappop(largest)
+                if found.stopped is None and page.get("IsTruncated") and time.monotonic() >= deadline:
+                    found.stopped = "list_timeout reached"
+                if found.stopped is not None:
+                    break
+        found.largest = sorted(largest, reverse=True)
+        return found
+
+    def lifecycle(self) -> LifecycleRules:
+        """The bucket's lifecycle rules as configured ([] when it has none)."""
+        from botocore.exceptions import ClientError
+
+        with s3_errors(f"s3://{self.s3.bucket}"):
+            try:
+                rules = self.client.get_bucket_lifecycle_configuration(Bucket=self.s3.bucket)["Rules"]
+            except ClientError as exc:
+                if _code(exc) == "NoSuchLifecycleConfiguration":
+                    return []
+                raise
+        return [_rule(rule) for rule in rules]
+
     def protection(self) -> dict[str, Any]:
         """What the bucket enforces: versioning status, default encryption, Object Lock."""
         from botocore.exceptions import ClientError
@@ -284,13 +369,44 @@ class S3Store:
         return seen
 
 
+def _rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A lifecycle rule as `mc ilm ls` lists it: id, status, scope, expiry and transitions."""
+    scope = rule.get("Filter", {}).get("Prefix", rule.get("Prefix", ""))
+    shown: dict[str, Any] = {"id": rule.get("ID", ""), "status": rule.get("Status", ""), "prefix": scope}
+    if "Expiration" in rule:
+        shown["expiration"] = {k: str(v) for k, v in rule["Expiration"].items()}
+    if rule.get("Transitions"):
+        shown["transitions"] = [{k: str(v) for k, v in step.items()} for step in rule["Transitions"]]
+    if "NoncurrentVersionExpiration" in rule:
+        shown["noncurrent_expiration"] = {k: str(v) for k, v in rule["NoncurrentVersionExpiration"].items()}
+    if "AbortIncompleteMultipartUpload" in rule:
+        shown["abort_incomplete_multipart"] = {k: str(v) for k, v in rule["AbortIncompleteMultipartUpload"].items()}
+    return shown
+
+
 def _code(exc: Any) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+# AWS's error codes for credentials or permissions refused (S3's, and the JSON APIs' such as CloudWatch Logs).
+DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "403",
+        "AllAccessDisabled",
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+    }
+)
+
+
 @contextlib.contextmanager
 def s3_errors(where: str) -> Iterator[None]:
-    """Turn botocore's exceptions into a StoreError that says why in words."""
+    """Turn botocore's exceptions into a StoreError that says why in words (S3's, and CloudWatch Logs')."""
     from botocore import exceptions as bx
 
     try:
@@ -301,7 +417,7 @@ def s3_errors(where: str) -> Iterator[None]:
         message = exc.response.get("Error", {}).get("Message") or code
         if code == "NoSuchBucket":
             raise StoreError(f"{where}: the bucket does not exist") from None
-        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "AllAccessDisabled"):
+        if code in DENIED_CODES:
             raise StoreError(f"{where}: access denied ({code}: {message})", denied=True) from None
         if code in ("PreconditionFailed", "412"):
             raise StoreError(f"{where}: the object changed while it was read") from None

@@ -51,7 +51,10 @@ FIELDS = (
 
 
 def entry_sha256(entry: dict[str, Any]) -> str:
-    canonical = json.dumps({key: entry.get(key) for key in FIELDS}, sort_keys=True, separators=(",", ":"))
+    covered = {key: entry.get(key) for key in FIELDS}
+    if entry.get("change"):  # only where set: the hashes of entries made before change checklists stay the same
+        covered["change"] = entry["change"]
+    canonical = json.dumps(covered, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -64,6 +67,7 @@ def record_attestation(
     note: str,
     evidence: Path | None = None,
     at: datetime | None = None,
+    change: str | None = None,
 ) -> dict[str, Any]:
     """Append one attestation; ComplianceError (a usage error) when it could not be valid.
 
@@ -72,7 +76,10 @@ def record_attestation(
     """
     by, note = by.strip(), note.strip()
     content = check_input(item, by=by, note=note, evidence=evidence)
-    when = (at or datetime.now(UTC)).astimezone(UTC)
+    if item.cadence == "change" and not change:
+        raise ComplianceError(f"{item.name!r} is a change checklist line: name the change with --change TICKET")
+    if item.cadence != "change" and change:
+        raise ComplianceError(f"--change: {item.name!r} is attested per {item.cadence} period, not per change")
     entry: dict[str, Any] = {
         "environment": environment,
         "attestation_id": item.name,
@@ -80,16 +87,29 @@ def record_attestation(
         "cadence": item.cadence,
         "controls": list(item.controls),
         "attested_by": by,
-        "attested_at": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "attested_at": None,  # read under the chain's lock, below
         "note": note,
         "evidence_name": evidence.name if evidence is not None else None,
         "evidence_sha256": hashlib.sha256(content).hexdigest() if content is not None else None,
         "evidence_bytes": len(content) if content is not None else None,
         "host": platform.node(),
         "os_user": _os_user(),
+        "change": change,
     }
     with history.transaction():
         history.lock_appends()  # the chain's previous entry must not change under us
+        # The time is read under the lock, so entries of concurrent writers are in time order.
+        when = (at or _store_clock(history)).astimezone(UTC)
+        entry["attested_at"] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        newest = _newest_time(history, environment)
+        if newest is not None and entry["attested_at"] < newest:
+            # The clock was set back (or is wrong): an entry that claims a time before one already
+            # in the chain could make a missed day look attested.
+            raise ComplianceError(
+                f"this machine's clock reads {entry['attested_at']}, before the newest attestation of "
+                f"{environment} ({newest}): an attestation can never claim a time before the newest entry "
+                "in its chain; correct the clock and attest again"
+            )
         entry["previous_sha256"] = _last_hash(history, environment)
         entry["entry_sha256"] = entry_sha256(entry)
         if content is not None:
@@ -151,9 +171,23 @@ def _last_hash(history: History, environment: str) -> str | None:
     return str(rows[0][0]) if rows else None
 
 
+def _store_clock(history: History) -> datetime:
+    """Now, by the clock every writer of the chain shares: a PostgreSQL store's server, else this machine."""
+    if history.location.kind == "postgres":
+        return datetime.fromisoformat(str(history.execute("SELECT clock_timestamp()")[0][0]))
+    return datetime.now(UTC)
+
+
+def _newest_time(history: History, environment: str) -> str | None:
+    # attested_at is always UTC, millisecond precision and 'Z': its text order is its time order.
+    rows = history.execute("SELECT max(attested_at) FROM attestations WHERE environment = ?", (environment,))
+    return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
 def _insert(history: History, entry: dict[str, Any]) -> None:
-    columns = (*FIELDS, "entry_sha256")
-    values = [json.dumps(entry["controls"]) if key == "controls" else entry.get(key) for key in columns]
+    columns = (*FIELDS, "entry_sha256", "change_ticket")
+    values = [json.dumps(entry["controls"]) if key == "controls" else entry.get(key) for key in columns[:-1]]
+    values.append(entry.get("change"))
     history.execute(
         f"INSERT INTO attestations ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})", values
     )
@@ -161,7 +195,9 @@ def _insert(history: History, entry: dict[str, Any]) -> None:
 
 def entries(history: History, environment: str, attestation_id: str | None = None) -> list[dict[str, Any]]:
     """Every stored entry of an environment (of one attestation), in the order they were appended."""
-    columns = ("seq", *FIELDS, "entry_sha256")
+    columns: tuple[str, ...] = ("seq", *FIELDS, "entry_sha256")
+    if history.has_column("attestations", "change_ticket"):
+        columns = (*columns, "change_ticket")
     where, params = "environment = ?", [environment]
     if attestation_id is not None:
         where, params = where + " AND attestation_id = ?", [*params, attestation_id]
@@ -170,6 +206,7 @@ def entries(history: History, environment: str, attestation_id: str | None = Non
     for row in rows:
         entry = dict(zip(columns, row, strict=True))
         entry["controls"] = json.loads(entry["controls"])
+        entry["change"] = entry.pop("change_ticket", None)
         found.append(entry)
     return found
 
@@ -194,6 +231,10 @@ def chain_problems(history: History, environment: str) -> list[str]:
                 f"entry {entry['seq']} ({entry['attestation_id']}, {entry['attested_at']}): "
                 f"the entry before it ({previous[:16]}) is missing or was changed"
             )
+    for entry in found:
+        problem = back_dated(history, entry)
+        if problem:
+            problems.append(f"entry {entry['seq']} ({entry['attestation_id']}): {problem}")
     followers: dict[str | None, list[dict[str, Any]]] = {}
     for entry in found:
         followers.setdefault(entry["previous_sha256"], []).append(entry)
@@ -216,20 +257,26 @@ def evidence_problem(history: History, entry: dict[str, Any]) -> str | None:
     return None
 
 
-def judge(history: History, environment: str, item: AttestationTarget, now: datetime) -> dict[str, Any]:
-    """The state of one attestation for the period `now` is in: the valid entry, or why there is none."""
-    period = period_of(item.cadence, now.astimezone(UTC).date())
+def back_dated(history: History, entry: dict[str, Any]) -> str | None:
+    """Why an entry cannot be trusted for its day: it claims a time before the entry it follows, or None."""
+    if not entry.get("previous_sha256"):
+        return None
+    rows = history.execute("SELECT attested_at FROM attestations WHERE entry_sha256 = ?", (entry["previous_sha256"],))
+    if rows and entry["attested_at"] < str(rows[0][0]):
+        return f"back-dated: it claims {entry['attested_at']}, before the entry it follows ({rows[0][0]})"
+    return None
+
+
+def judge(
+    history: History, environment: str, item: AttestationTarget, now: datetime, change: str | None = None
+) -> dict[str, Any]:
+    """The state of one attestation for the period `now` is in (or the run's change): the valid entry, or why not."""
     found = entries(history, environment, item.name)
+    if item.cadence == "change":
+        return _judge_change(history, item, found, change)
+    period = period_of(item.cadence, now.astimezone(UTC).date())
     in_period = [e for e in found if period.contains(parse_utc(e["attested_at"]).date())]
-    valid, rejected = None, []
-    for entry in reversed(in_period):  # the newest valid one counts
-        reason = _invalid(history, item, entry)
-        if reason is None and valid is None:
-            valid = entry
-        elif reason is not None:
-            rejected.append(
-                {"attested_by": entry["attested_by"], "attested_at": entry["attested_at"], "reason": reason}
-            )
+    valid, rejected = _newest_valid(history, item, in_period)
     before = [e for e in found if parse_utc(e["attested_at"]).date() < period.start]
     return {
         "period": _period_dict(period),
@@ -239,6 +286,36 @@ def judge(history: History, environment: str, item: AttestationTarget, now: date
     }
 
 
+def _judge_change(
+    history: History, item: AttestationTarget, found: list[dict[str, Any]], change: str | None
+) -> dict[str, Any]:
+    """A change checklist line: the valid entry attested for this run's change, before the run."""
+    valid, rejected = _newest_valid(history, item, [e for e in found if change and e.get("change") == change])
+    others = [e for e in found if e.get("change") and e.get("change") != change]
+    return {
+        "period": {"label": f"change {change}" if change else "no change", "change": change or ""},
+        "attestation": _shown(valid) if valid else None,
+        "rejected": rejected,
+        "last_before": _shown(others[-1]) if others else None,
+    }
+
+
+def _newest_valid(
+    history: History, item: AttestationTarget, candidates: list[dict[str, Any]]
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The newest entry that counts, and why each of the others that do not count does not."""
+    valid, rejected = None, []
+    for entry in reversed(candidates):
+        reason = _invalid(history, item, entry)
+        if reason is None and valid is None:
+            valid = entry
+        elif reason is not None:
+            rejected.append(
+                {"attested_by": entry["attested_by"], "attested_at": entry["attested_at"], "reason": reason}
+            )
+    return valid, rejected
+
+
 def _invalid(history: History, item: AttestationTarget, entry: dict[str, Any]) -> str | None:
     if entry_sha256(entry) != entry["entry_sha256"]:
         return "its fields no longer match its hash (edited in the store)"
@@ -246,11 +323,12 @@ def _invalid(history: History, item: AttestationTarget, entry: dict[str, Any]) -
         return f"{entry['attested_by']} is not among the profile's attesters"
     if item.evidence_required and not entry.get("evidence_sha256"):
         return "it carries no evidence file, and the profile requires one"
-    return evidence_problem(history, entry)
+    return back_dated(history, entry) or evidence_problem(history, entry)
 
 
 def _shown(entry: dict[str, Any]) -> dict[str, Any]:
-    return {key: entry.get(key) for key in (*FIELDS, "entry_sha256")}
+    shown = {key: entry.get(key) for key in (*FIELDS, "entry_sha256")}
+    return shown | {"change": entry["change"]} if entry.get("change") else shown
 
 
 def _period_dict(period: Period) -> dict[str, str]:

@@ -25,6 +25,7 @@ from opsproof.profile import (
     _describe,
     load_profile,
     read_document,
+    read_profile_bytes,
     resolve_profile_path,
 )
 from opsproof.redaction import Redactor
@@ -78,7 +79,7 @@ def load_declared(name_or_path: str | None, cli_vars: Mapping[str, str] | None =
 def _partial(path: Path, shown: str, chosen: str, cli_vars: dict[str, str]) -> Declared:
     """Only the sections the compliance commands use; the others may need secrets this machine lacks."""
     try:
-        document = read_document(path.read_text(encoding="utf-8"), shown)
+        document = read_document(read_profile_bytes(path, shown).decode("utf-8"), shown)
         values = Substitution(Redactor(), {}, cli_vars, os.environ)
         subset = document.data(values, only=("environment", "attestations", "controls"))
         try:

@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from opsproof.compliance import ComplianceError
 from opsproof.errors import OpsproofError
 from opsproof.model.markers import CADENCE_MARKERS
 from opsproof.model.results import CheckRecord, Results
+from opsproof.redaction import mask
 
 SCHEMA_VERSION = "1"
 SQLITE_NAME = "history.sqlite"
@@ -94,7 +95,8 @@ _TABLES = (
         host TEXT,
         os_user TEXT,
         previous_sha256 TEXT,
-        entry_sha256 TEXT NOT NULL UNIQUE
+        entry_sha256 TEXT NOT NULL UNIQUE,
+        change_ticket TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS attestations_by_id ON attestations (environment, attestation_id, attested_at)",
     "CREATE TABLE IF NOT EXISTS attestation_evidence (sha256 TEXT PRIMARY KEY, content {blob} NOT NULL)",
@@ -125,10 +127,41 @@ class Location:
 
     @property
     def password(self) -> str | None:
-        if self.kind != "postgres" or "://" not in self.target:
+        """The DSN's password, in either form (`postgresql://u:pw@h/db` or `host=h password=pw`), as libpq reads it."""
+        if self.kind != "postgres":
             return None
-        password = urlsplit(self.target).password
-        return unquote(password) if password else None
+        return conninfo_parts(self.target).get("password") or None
+
+
+def conninfo_parts(dsn: str) -> dict[str, str]:
+    """A DSN's keywords as libpq parses them; {} when it does not parse."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return {key: str(value) for key, value in conninfo_to_dict(dsn).items()}
+    except ProgrammingError:
+        return {}
+
+
+def _keyword_shown(dsn: str) -> str:
+    """A libpq `key=value` DSN fit to show, rebuilt from its parts with the password as ***.
+
+    Rebuilt rather than edited with a pattern: a quoted password (`password='a b'`) has spaces.
+    """
+    from psycopg.conninfo import make_conninfo
+
+    parts = conninfo_parts(dsn)
+    if not parts:
+        return "(unparsable DSN)"
+    if "password" in parts:
+        parts["password"] = "***"
+
+    def written_at(key: str) -> int:  # libpq gives its own order; show the user's
+        found = re.search(rf"(?:^|\s){key}\s*=", dsn)
+        return found.start() if found else len(dsn)
+
+    return make_conninfo(**{key: parts[key] for key in sorted(parts, key=written_at)})
 
 
 def locate(report_dir: Path, dsn: str | None) -> Location:
@@ -143,7 +176,7 @@ def locate(report_dir: Path, dsn: str | None) -> Location:
     if dsn.startswith(("postgresql://", "postgres://")):
         return Location("postgres", dsn, without_password(dsn))
     if re.search(r"(^|\s)(host|dbname|user)=", dsn):  # libpq key=value form
-        return Location("postgres", dsn, re.sub(r"password=\S+", "password=***", dsn))
+        return Location("postgres", dsn, _keyword_shown(dsn))
     raise ComplianceError(
         f"--history-dsn {without_password(dsn)!r}: expected postgresql://user@host/db, "
         "a libpq 'host=... dbname=...' string, or sqlite:///path/history.sqlite"
@@ -207,6 +240,8 @@ class History:
         with self.transaction():
             for statement in (*_TABLES, *_SQLITE_GUARDS):
                 self._conn.execute(statement.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB"))
+            if not self.has_column("attestations", "change_ticket"):  # a store made before change checklists
+                self._conn.execute("ALTER TABLE attestations ADD COLUMN change_ticket TEXT")
             self._conn.execute(
                 "INSERT OR IGNORE INTO opsproof_meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
             )
@@ -227,9 +262,22 @@ class History:
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             for statement in (*_TABLES, *_POSTGRES_GUARDS):
                 self._conn.execute(statement.format(serial="BIGSERIAL PRIMARY KEY", blob="BYTEA"))
+            # Only when missing: ALTER TABLE takes an exclusive lock even when it has nothing to do,
+            # and would queue every opening runner behind the appends of the others.
+            if not self.has_column("attestations", "change_ticket"):
+                self._conn.execute("ALTER TABLE attestations ADD COLUMN IF NOT EXISTS change_ticket TEXT")
             self._conn.execute(
                 "INSERT INTO opsproof_meta (key, value) VALUES ('schema', %s) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,)
             )
+
+    def has_column(self, table: str, column: str) -> bool:
+        """Whether a table has a column (a store written by an older opsproof may lack a newer one)."""
+        if self.location.kind == "sqlite":
+            return any(row[1] == column for row in self._conn.execute(f"PRAGMA table_info({table})").fetchall())
+        rows = self.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_name = ? AND column_name = ?", (table, column)
+        )
+        return bool(rows)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -297,36 +345,16 @@ class History:
         run = results.run
         if self.execute("SELECT 1 FROM runs WHERE run_id = ?", (run.id,)):
             return False
-        change = run.change or {}
-        signing = manifest.get("signing") or {}
         prefix, suffix = self.insert_or_ignore
         self.execute(
-            f"{prefix} INTO runs (run_id, environment, started_at, finished_at, status, exit_code, markers, bundle, "
-            "manifest_sha256, signed_by, change_ticket, commit_sha, image_digest, upload, host, recorded_at) "
-            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){suffix}",
-            (
-                run.id,
-                run.environment,
-                run.started_at,
-                run.finished_at,
-                run.status,
-                run.exit_code,
-                run.selection.markers,
-                bundle,
-                manifest_sha256,
-                signing.get("key_id"),
-                change.get("ticket"),
-                change.get("commit"),
-                change.get("image_digest"),
-                json.dumps(upload) if upload else None,
-                run.host,
-                _now(),
-            ),
+            f"{prefix} INTO runs ({', '.join(RUN_COLUMNS)}, upload, recorded_at) "
+            f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)}, ?, ?){suffix}",
+            (*run_row(results, bundle, manifest_sha256, manifest), json.dumps(upload) if upload else None, _now()),
         )
         self.executemany(
-            f"{prefix} INTO records (run_id, node_id, check_id, kind, target, cadence, severity, outcome, message, "
-            f"controls, waiver, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){suffix}",
-            [_record_row(run.id, check) for check in results.checks],
+            f"{prefix} INTO records (run_id, {', '.join(RECORD_COLUMNS)}) "
+            f"VALUES (?, {', '.join('?' for _ in RECORD_COLUMNS)}){suffix}",
+            [(run.id, *record_row(check)) for check in results.checks],
         )
         return True
 
@@ -338,28 +366,18 @@ class History:
         rows = self.execute("SELECT DISTINCT environment FROM runs UNION SELECT DISTINCT environment FROM attestations")
         return sorted(str(r[0]) for r in rows)
 
-    def runs(self, environment: str, start: str, end: str) -> list[dict[str, Any]]:
-        """Runs of an environment started in [start, end) (ISO 8601 UTC strings), oldest first."""
-        columns = (
-            "run_id",
-            "started_at",
-            "finished_at",
-            "status",
-            "exit_code",
-            "markers",
-            "bundle",
-            "manifest_sha256",
-            "signed_by",
-            "change_ticket",
-            "commit_sha",
-            "image_digest",
-            "upload",
-            "host",
-        )
+    def runs(
+        self, environment: str | None = None, start: str | None = None, end: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Runs (of an environment, or all) started in [start, end) (ISO 8601 UTC strings), oldest first."""
+        where, params = ["1 = 1"], []
+        for clause, value in (("environment = ?", environment), ("started_at >= ?", start), ("started_at < ?", end)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        columns = (*RUN_COLUMNS, "upload")
         rows = self.execute(
-            f"SELECT {', '.join(columns)} FROM runs WHERE environment = ? AND started_at >= ? AND started_at < ? "
-            "ORDER BY started_at, run_id",
-            (environment, start, end),
+            f"SELECT {', '.join(columns)} FROM runs WHERE {' AND '.join(where)} ORDER BY started_at, run_id", params
         )
         found = [dict(zip(columns, row, strict=True)) for row in rows]
         for run in found:
@@ -383,11 +401,6 @@ class History:
             found.append(record)
         return found
 
-    def recorded_manifests(self) -> list[tuple[str, str]]:
-        """(bundle, manifest sha256) of every recorded run, oldest first."""
-        rows = self.execute("SELECT bundle, manifest_sha256 FROM runs ORDER BY started_at")
-        return [(str(bundle), str(digest)) for bundle, digest in rows]
-
     def count(self, table: str) -> int:
         assert table in ("runs", "records", "attestations", "attestation_evidence")
         return int(self.execute(f"SELECT count(*) FROM {table}")[0][0])
@@ -407,10 +420,66 @@ def read_receipt(report_dir: Path, bundle: str) -> dict[str, Any] | None:
     return found
 
 
-def _record_row(run_id: str, check: CheckRecord) -> tuple[Any, ...]:
+# The columns of a run's row and of a record's row that come from its sealed bundle (everything
+# but when it was recorded and its upload receipt): `history verify` compares them with the bundle.
+RUN_COLUMNS = (
+    "run_id",
+    "environment",
+    "started_at",
+    "finished_at",
+    "status",
+    "exit_code",
+    "markers",
+    "bundle",
+    "manifest_sha256",
+    "signed_by",
+    "change_ticket",
+    "commit_sha",
+    "image_digest",
+    "host",
+)
+RECORD_COLUMNS = (
+    "node_id",
+    "check_id",
+    "kind",
+    "target",
+    "cadence",
+    "severity",
+    "outcome",
+    "message",
+    "controls",
+    "waiver",
+    "started_at",
+)
+
+
+def run_row(results: Results, bundle: str, manifest_sha256: str, manifest: dict[str, Any]) -> tuple[Any, ...]:
+    """A run's row (RUN_COLUMNS) as its sealed results.json and manifest.json make it."""
+    run = results.run
+    change = run.change or {}
+    signing = manifest.get("signing") or {}
+    return (
+        run.id,
+        run.environment,
+        run.started_at,
+        run.finished_at,
+        run.status,
+        run.exit_code,
+        run.selection.markers,
+        bundle,
+        manifest_sha256,
+        signing.get("key_id"),
+        change.get("ticket"),
+        change.get("commit"),
+        change.get("image_digest"),
+        run.host,
+    )
+
+
+def record_row(check: CheckRecord) -> tuple[Any, ...]:
+    """A check record's row (RECORD_COLUMNS) as its sealed results.json makes it."""
     cadence = next((m for m in check.markers if m in CADENCE_MARKERS), None)
     return (
-        run_id,
         check.id or check.check,
         check.check,
         check.kind,
@@ -439,6 +508,4 @@ def _now() -> str:
 
 def _pg_message(exc: Exception, location: Location) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if location.password:
-        text = text.replace(location.password, "***")
-    return text
+    return mask(text, location.password)

@@ -27,8 +27,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from opsproof.compliance import ComplianceError
+from opsproof.compliance.attestations import back_dated, entry_sha256, evidence_problem
 from opsproof.compliance.attestations import entries as attestation_entries
-from opsproof.compliance.attestations import entry_sha256, evidence_problem
 from opsproof.compliance.periods import Period, period_of, periods_between, utc_day
 from opsproof.model.controls import control_sort_key, control_title, framework_of, resolve_framework
 
@@ -53,13 +53,33 @@ class ReportRequest:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
+# Runs are recorded with today's clock: days outside these years can hold no evidence, and the day
+# after 9999-12-31 cannot even be computed (OverflowError).
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+MAX_PERIOD_DAYS = 3660  # ten years: a report lists every day of its period
+
+
 def parse_day(text: str, option: str) -> date:
     try:
         if len(text) != 10:
             raise ValueError
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise ComplianceError(f"{option} {text!r}: expected a date YYYY-MM-DD") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ComplianceError(f"{option} {text}: expected a date from {FIRST_DAY} to {LAST_DAY}")
+    return day
+
+
+def check_period(first: date, last: date) -> None:
+    """ComplianceError unless `first`..`last` is a period a report can cover (in order, at most ten years)."""
+    if last < first:
+        raise ComplianceError(f"--from {first} is after --to {last}: the dates are out of order")
+    span = (last - first).days + 1
+    if span > MAX_PERIOD_DAYS:
+        raise ComplianceError(
+            f"--from {first} --to {last}: {span:,} days; a report covers at most {MAX_PERIOD_DAYS:,} days (ten years)"
+        )
 
 
 def last_complete(period: str, today: date) -> tuple[date, date]:
@@ -81,8 +101,7 @@ def last_complete(period: str, today: date) -> tuple[date, date]:
 
 def build_report(history: History, request: ReportRequest, declared: Declared | None = None) -> dict[str, Any]:
     """The whole report as JSON-ready data; ComplianceError for an unknown environment, framework or control."""
-    if request.last < request.first:
-        raise ComplianceError(f"--from {request.first} is after --to {request.last}: the dates are out of order")
+    check_period(request.first, request.last)
     known = history.environments()
     if request.environment not in known:
         raise ComplianceError(
@@ -104,7 +123,8 @@ def build_report(history: History, request: ReportRequest, declared: Declared | 
     controls, timing = _controls(request, records, selected, seen_before, through, today)
     exceptions.extend(timing)
     exceptions.sort(key=lambda e: (e["at"], e["check"] or "", e["type"]))
-    attestations = _attestations(history, request, declared, through, today, selected)
+    changes = sorted({run["change_ticket"] for run in runs if run.get("change_ticket")})
+    attestations = _attestations(history, request, declared, through, today, selected, changes)
     days = _days(request, records, runs, today)
     summary = _summary(runs, records, selected, controls, exceptions, attestations)
     return {
@@ -125,6 +145,7 @@ def build_report(history: History, request: ReportRequest, declared: Declared | 
         "controls": controls,
         "exceptions": exceptions,
         "attestations": attestations,
+        "changes": _changes(changes, runs, attestations),
         "days": days,
         "bundles": [_bundle(run) for run in runs],
     }
@@ -260,6 +281,8 @@ def _controls(
         for control in _keep(found["controls"], selected):
             outcomes[control][found["outcome"]] += 1
             checks[control].add(found["check_id"])
+            if cadence == "change":
+                continue  # checked per change, not per calendar period: the report's changes list them
             ran[(control, cadence)].add(period_of(cadence, day).label)
             first_day.setdefault((control, cadence), day)
             if SEVERITY_RANK.get(found["severity"], 0) > SEVERITY_RANK.get(worst.get(control, ""), 0):
@@ -315,7 +338,7 @@ def _expected_periods(cadence: str, start: date, through: date, today: date, ran
 
 
 def _timing_exception(cadence: str, period: Period) -> dict[str, Any]:
-    what = {"daily": "day", "weekly": "week", "monthly": "month"}[cadence]
+    what = {"daily": "day", "weekly": "week", "monthly": "month", "quarterly": "quarter", "yearly": "year"}[cadence]
     return {
         "type": "timing",
         "date": period.start.isoformat(),
@@ -344,7 +367,9 @@ def _attestations(
     through: date,
     today: date,
     selected: set[str] | None,
+    changes: list[str],
 ) -> list[dict[str, Any]]:
+    """Per attestation: the periods of its cadence (or the changes validated in the period) and who attested."""
     stored = attestation_entries(history, request.environment)
     items: dict[str, dict[str, Any]] = {}
     for entry in stored:  # attestations the store knows, as they were declared when attested
@@ -377,7 +402,7 @@ def _attestations(
                 continue
             reason = _entry_problem(history, entry, item)
             shown = {
-                "period": period_of(item["cadence"], day).label,
+                "period": _label(item["cadence"], day, entry),
                 "attested_by": entry["attested_by"],
                 "attested_at": entry["attested_at"],
                 "note": entry["note"],
@@ -389,9 +414,7 @@ def _attestations(
                 valid[shown["period"]].append(shown)
             else:
                 rejected.append({**shown, "reason": reason})
-        expected = [
-            p for p in periods_between(item["cadence"], request.first, through) if p.end <= today or p.label in valid
-        ]
+        expected = _expected(item["cadence"], request.first, through, today, valid, changes)
         covered = [p for p in expected if p.label in valid]
         found.append(
             {
@@ -408,13 +431,53 @@ def _attestations(
     return found
 
 
+def _changes(
+    changes: list[str], runs: list[dict[str, Any]], attestations: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each change validated in the period: its runs, and each line of the change checklist, attested or missing."""
+    lines = [a for a in attestations if a["cadence"] == "change"]
+    return [
+        {
+            "ticket": ticket,
+            "runs": [
+                {"bundle": r["bundle"], "started_at": r["started_at"], "status": r["status"]}
+                for r in runs
+                if r.get("change_ticket") == ticket
+            ],
+            "checklist": [
+                {
+                    "id": line["id"],
+                    "title": line["title"],
+                    "attested": next((e for e in line["entries"] if e["period"] == f"change {ticket}"), None),
+                }
+                for line in lines
+            ],
+        }
+        for ticket in changes
+    ]
+
+
+def _label(cadence: str, day: date, entry: dict[str, Any]) -> str:
+    return f"change {entry.get('change')}" if cadence == "change" else period_of(cadence, day).label
+
+
+def _expected(
+    cadence: str, first: date, through: date, today: date, valid: dict[str, Any], changes: list[str]
+) -> list[Period]:
+    """The periods an attestation was due in; for a change checklist line, the changes validated in the report."""
+    if cadence == "change":
+        tickets = sorted({*changes, *(label.removeprefix("change ") for label in valid)})
+        return [Period("change", first, through, f"change {ticket}") for ticket in tickets]
+    return [p for p in periods_between(cadence, first, through) if p.end <= today or p.label in valid]
+
+
 def _entry_problem(history: History, entry: dict[str, Any], item: dict[str, Any]) -> str | None:
     if entry_sha256(entry) != entry["entry_sha256"]:
         return "its fields no longer match its hash (edited in the store)"
     attesters = item["attesters"]
     if attesters is not None and "*" not in attesters and entry["attested_by"] not in attesters:
         return f"{entry['attested_by']} is not among the profile's attesters"
-    return evidence_problem(history, entry)
+    return back_dated(history, entry) or evidence_problem(history, entry)
 
 
 # -- the daily chart and the summary --------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Cadence periods in UTC: a day, an ISO week (Monday to Sunday), a calendar month.
+"""Cadence periods in UTC: a day, an ISO week (Monday to Sunday), a calendar month, quarter or year.
 
 An attestation is valid for the period it was made in; a period report expects one
 run per period of each cadence::
@@ -44,16 +44,28 @@ def period_of(cadence: str, day: date) -> Period:
         start = day.replace(day=1)
         end = (start + timedelta(days=32)).replace(day=1)
         return Period(cadence, start, end, f"{start.year}-{start.month:02d}")
+    if cadence == "quarterly":
+        quarter = (day.month - 1) // 3
+        start = date(day.year, quarter * 3 + 1, 1)
+        end = date(day.year + 1, 1, 1) if quarter == 3 else date(day.year, quarter * 3 + 4, 1)
+        return Period(cadence, start, end, f"{start.year}-Q{quarter + 1}")
+    if cadence == "yearly":
+        return Period(cadence, date(day.year, 1, 1), date(day.year + 1, 1, 1), str(day.year))
     raise ValueError(f"unknown cadence {cadence!r}")
 
 
 def period_from_label(cadence: str, label: str) -> Period:
-    """The period a label names: `2026-07-14`, `2026-W29`, `2026-07`."""
+    """The period a label names: `2026-07-14`, `2026-W29`, `2026-07`, `2026-Q3`, `2026`."""
     if cadence == "weekly":
         year, week = label.split("-W")
         return period_of(cadence, date.fromisocalendar(int(year), int(week), 1))
     if cadence == "monthly":
         return period_of(cadence, date.fromisoformat(f"{label}-01"))
+    if cadence == "quarterly":
+        year, quarter = label.split("-Q")
+        return period_of(cadence, date(int(year), (int(quarter) - 1) * 3 + 1, 1))
+    if cadence == "yearly":
+        return period_of(cadence, date(int(label), 1, 1))
     return period_of(cadence, date.fromisoformat(label))
 
 

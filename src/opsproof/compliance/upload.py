@@ -230,7 +230,7 @@ def download(target: S3Target, into: Path) -> list[dict[str, Any]]:
     s3 = client(target)
     found: list[dict[str, Any]] = []
     try:
-        for relative, history in sorted(_versions(s3, target).items()):
+        for relative, history in sorted(object_versions(s3, target).items()):
             versions = [v for v in history if not v["delete_marker"]]
             if not versions:  # only delete markers: nothing left to read
                 continue
@@ -254,7 +254,7 @@ def download(target: S3Target, into: Path) -> list[dict[str, Any]]:
     return found
 
 
-def _versions(s3: Any, target: S3Target) -> dict[str, list[dict[str, Any]]]:
+def object_versions(s3: Any, target: S3Target) -> dict[str, list[dict[str, Any]]]:
     """Each object's versions and delete markers, newest first, by path under the prefix."""
     by_path: dict[str, list[dict[str, Any]]] = {}
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=target.bucket, Prefix=target.prefix):

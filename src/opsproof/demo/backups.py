@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import os
 import subprocess
 import tempfile
@@ -97,6 +98,10 @@ def serve_demo_backups(pg: LocalPostgres) -> Iterator[DemoBackups]:
 
     now = datetime.now(UTC)
     with ExitStack() as stack:
+        # werkzeug logs every request moto serves to stderr (coloured on a terminal), over the demo's own lines.
+        quiet = logging.getLogger("werkzeug")
+        stack.callback(quiet.setLevel, quiet.level)
+        quiet.setLevel(logging.ERROR)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         stack.callback(server.stop)

@@ -42,8 +42,8 @@ class DemoTls:
 
 
 @contextmanager
-def serve_demo_tls() -> Iterator[DemoTls]:
-    """Serve the demo TLS endpoints (the demo health app over HTTPS) until the block ends."""
+def serve_demo_tls(*, any_ports: bool = False) -> Iterator[DemoTls]:
+    """Serve the demo TLS endpoints (the demo health app over HTTPS) until the block ends (`any_ports`: not 18443/4)."""
     authority = Authority.create()
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="opsproof-demo-tls-") as folder, ExitStack() as stack:
@@ -51,6 +51,7 @@ def serve_demo_tls() -> Iterator[DemoTls]:
         for name, (preferred, days_left, lifetime) in DEMO_ENDPOINTS.items():
             end = now + timedelta(days=days_left)
             leaf = authority.issue(not_before=end - timedelta(days=lifetime), not_after=end)
-            address = stack.enter_context(serving(free_port(preferred), make_app(), ssl_context=leaf.server_context()))
+            port = free_port(0 if any_ports else preferred)
+            address = stack.enter_context(serving(port, make_app(), ssl_context=leaf.server_context()))
             demo.ports[name] = int(address.rsplit(":", 1)[1])
         yield demo

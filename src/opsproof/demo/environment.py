@@ -31,10 +31,16 @@ class DemoEnvironment:
 
 
 @contextmanager
-def demo_environment(http_port: int) -> Iterator[DemoEnvironment]:
-    """Start every demo service (stopping all of them on the way out, whatever happens)."""
+def demo_environment(http_port: int, *, any_ports: bool = False) -> Iterator[DemoEnvironment]:
+    """Start every demo service (stopping all of them on the way out, whatever happens).
+
+    `any_ports`: every service on a free port, not the demo's usual ones: for tests that run
+    beside a demo, where a usual port seen free a moment ago may be taken when bound.
+    """
+    anywhere: dict[str, int] = {"port": 0} if any_ports else {}
     from opsproof.demo.backups import serve_demo_backups
     from opsproof.demo.certs import serve_demo_tls
+    from opsproof.demo.dns import DEMO_ZONE, serving_dns
     from opsproof.demo.kubernetes import serve_demo_kubernetes
     from opsproof.demo.postgres import serve_demo_postgres
     from opsproof.demo.prometheus import serve_demo_prometheus
@@ -47,7 +53,11 @@ def demo_environment(http_port: int) -> Iterator[DemoEnvironment]:
         demo.plain_vars["DEMO_HTTP"] = address
         demo.services.append(f"health endpoints of runbook 000 on http://{address} (Reporting is down on purpose)")
 
-        tls = stack.enter_context(serve_demo_tls())
+        names = stack.enter_context(serving_dns(DEMO_ZONE))
+        demo.plain_vars["DEMO_DNS"] = names.address
+        demo.services.append(f"DNS for the scorpius-platform services on {names.address} (reporting has no name)")
+
+        tls = stack.enter_context(serve_demo_tls(any_ports=any_ports))
         demo.plain_vars.update(tls.plain_vars)
         demo.services.append(tls.line)
 
@@ -61,16 +71,16 @@ def demo_environment(http_port: int) -> Iterator[DemoEnvironment]:
         demo.environ.update(backups.environ)
         demo.services.append(backups.line)
 
-        redis = stack.enter_context(serve_demo_redis())
+        redis = stack.enter_context(serve_demo_redis(**anywhere))
         demo.plain_vars["DEMO_REDIS"] = redis.address
         demo.environ.update(redis.environ)
         demo.services.append(f"Redis redis-0 on {redis.address} (background_jobs is over its warn depth)")
-        cluster = stack.enter_context(serve_demo_kubernetes())
+        cluster = stack.enter_context(serve_demo_kubernetes(**anywhere))
         demo.plain_vars.update(cluster.plain_vars)
         demo.environ.update(cluster.environ)
         demo.services.append(cluster.line)
 
-        prometheus = stack.enter_context(serve_demo_prometheus())
+        prometheus = stack.enter_context(serve_demo_prometheus(**anywhere))
         if prometheus is not None:
             demo.plain_vars["DEMO_PROMETHEUS"] = prometheus.url
             demo.services.append(prometheus.line)

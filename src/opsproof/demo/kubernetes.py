@@ -86,6 +86,25 @@ def demo_objects() -> list[dict[str, Any]]:
     return objects
 
 
+def stage_demo_logs(emulator: KubeApiEmulator) -> None:
+    """Runbook 000's `kubectl logs deployment/auth-proxy | grep "authentication failed"`: over its warn count.
+
+    34 failed logins in the last day across the two auth-proxy pods (the demo profile warns
+    at 20), a few rate-limited requests (under their threshold), and older failures from two
+    days ago that the 24h window leaves out.
+    """
+    for index, failures in enumerate((20, 14)):
+        name = f"auth-proxy-7d4b9-{index:05x}"
+        lines = [
+            (3600.0 * 20 - i * 97, f"WARN authentication failed for user ops{i % 5} from 10.0.4.{i}")
+            for i in range(failures)
+        ]
+        lines += [(7200.0 - i * 60, "INFO rate_limit_exceeded client=usage-meter") for i in range(3)]
+        lines += [(600.0 - i, f"INFO GET /v1/session/{i} 200") for i in range(50)]
+        lines += [(86400.0 * 2 + i, "WARN authentication failed for user ops1 from 10.0.4.7") for i in range(40)]
+        emulator.add_log(DEMO_NAMESPACE, name, "auth-proxy", lines)
+
+
 @dataclass
 class DemoKubernetes:
     """The demo cluster: where its kubeconfig is, and the token the profile passes as a secret."""
@@ -107,7 +126,7 @@ class DemoKubernetes:
     def line(self) -> str:
         return (
             f"Kubernetes API (emulated) at {self.url}, kubeconfig {self.kubeconfig} "
-            "(reporting-worker crash-loops, the security-scan CronJob is late)"
+            "(reporting-worker crash-loops, the security-scan CronJob is late, auth-proxy logs many failed logins)"
         )
 
 
@@ -121,6 +140,7 @@ def serve_demo_kubernetes(port: int = DEMO_PORT) -> Iterator[DemoKubernetes]:
     token = secrets.token_urlsafe(32)
     emulator = KubeApiEmulator(token=token)
     emulator.extend(demo_objects())
+    stage_demo_logs(emulator)
     with (
         tempfile.TemporaryDirectory(prefix="opsproof-demo-k8s-") as folder,
         serve_kube_api(emulator, port=port) as served,

@@ -3,6 +3,11 @@
 Wallet Guard, Auth Proxy, Usage Metering and Audit Trail (critical) answer
 healthy; the Web Dashboard (non-critical) is healthy but slow, so its latency
 warns; Reporting (non-critical) is down with a 503, a non-blocking failure.
+
+Beside them, on the same port: the mempool service's /metrics (runbook 001: the celery
+queue is deep, so its series warns; 003: the pool and the 5xx counters), written by
+prometheus_client as any Python exporter writes it, and the SLO service's
+/slos/status and /slos/error-budget (runbook 004: the error budget is running low).
 """
 
 from __future__ import annotations
@@ -36,9 +41,45 @@ def make_app() -> web.Application:
             return web.json_response({"status": "healthy", "service": service})
         raise web.HTTPNotFound()
 
+    exposition = mempool_metrics()
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=exposition, content_type="text/plain", charset="utf-8")
+
+    async def slo_status(request: web.Request) -> web.Response:
+        return web.json_response(SLO_STATUS)
+
+    async def error_budget(request: web.Request) -> web.Response:
+        return web.json_response(ERROR_BUDGET)
+
     app = web.Application()
+    app.router.add_get("/mempool/metrics", metrics)
+    app.router.add_get("/slos/status", slo_status)
+    app.router.add_get("/slos/error-budget", error_budget)
     app.router.add_get("/{service}/health", health)
     return app
+
+
+SLO_STATUS = {
+    "slos": {"api_availability": {"status": "healthy", "current": 99.95}, "latency": {"status": "at_risk"}},
+    "overall": "at_risk",
+}
+ERROR_BUDGET = {"slo": "api_availability", "objective": 99.9, "error_budget": {"remaining_percent": 23.5}}
+
+
+def mempool_metrics() -> bytes:
+    """The mempool service's exposition: the celery queue over its warn depth, the pool and 5xx counters calm."""
+    from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+    registry = CollectorRegistry()
+    depth = Gauge("queue_depth", "Jobs waiting, per queue", ["queue"], registry=registry)
+    depth.labels("celery").set(240)
+    depth.labels("default").set(3)
+    Gauge("apex_pg_pool_used", "Connections of the pool in use", registry=registry).set(12)
+    requests = Counter("http_requests", "Requests served, per status", ["status"], registry=registry)
+    requests.labels("200").inc(48_211)
+    requests.labels("503").inc(2)
+    return generate_latest(registry)
 
 
 @contextmanager

@@ -25,9 +25,11 @@ def annotate(check: Check, redactor: Redactor) -> None:
     if check.warnings:
         allure.dynamic.label("opsproof_outcome", "warned")
         allure.dynamic.description(redactor.redact("WARNED: " + "; ".join(check.warnings)))
-    evidence = {"observed": check.observed, "expected": check.expected, "warnings": check.warnings}
+    # Values redacted before JSON escapes them; keys are structure and stay; then a last pass for long secrets.
+    facts = {"observed": check.observed, "expected": check.expected, "warnings": check.warnings}
+    evidence = redactor.redact_data(json.loads(json.dumps(facts, default=str)))
     allure.attach(
-        redactor.redact(json.dumps(evidence, indent=2, default=str)),
+        redactor.redact(json.dumps(evidence, indent=2), short=False),
         name="observed facts",
         attachment_type=allure.attachment_type.JSON,
     )

@@ -32,12 +32,11 @@ def write_bundle(results: Results, report_dir: Path, redactor: Redactor, signer:
     environment = re.sub(r"[^A-Za-z0-9_.-]", "_", run.environment)
     bundle = report_dir / f"{environment}-{stamp}-{run.id[:8]}"
     bundle.mkdir()
-    # Redact the data before any format escapes it (an escaped secret would no longer match);
-    # the pass over each rendered file is a second line of defence.
-    if redactor:
-        results = Results.model_validate(redactor.redact_data(results.dump()))
+    # The last pass: the free text redacted before any format escapes it; the pass over each rendered
+    # file is a second line of defence, for secrets long enough never to be mistaken for a word or an outcome.
+    results = results.redacted(redactor)
     for name, render in RENDERERS.items():
-        text = redactor.redact(render(results))
+        text = redactor.redact(render(results), short=False)
         fd = os.open(bundle / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)

@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING, Any
 from opsproof.evidence.manifest import MANIFEST, REPORT_SCHEMA, manifest_sha256
 from opsproof.evidence.verify import verify_bundle
 
+# <environment>-<UTC start, 20261124T104500Z>-<the run id's first 8 hex digits>, as write_bundle names it.
+BUNDLE_NAME = re.compile(r"(?P<environment>.+)-\d{8}T\d{6}Z-[0-9a-f]+")
+
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -92,12 +95,28 @@ def find_environments(report_dir: Path) -> dict[str, list[Path]]:
     return found
 
 
+def find_unsealed(report_dir: Path) -> dict[str, list[Path]]:
+    """Folders named like bundles that hold no manifest.json, by environment.
+
+    A run that died while writing (a full disk, SIGKILL) leaves one: its evidence is
+    incomplete, and whoever reads the folder must hear of it rather than find the chain
+    whole without it. A folder whose manifest was deleted looks the same.
+    """
+    found: dict[str, list[Path]] = {}
+    for path in sorted(report_dir.iterdir()):
+        named = BUNDLE_NAME.fullmatch(path.name)
+        if named and path.is_dir() and not (path / MANIFEST).exists():
+            found.setdefault(named.group("environment"), []).append(path)
+    return found
+
+
 def _environment_of(path: Path, manifest: Any) -> str:
     try:
         return str(manifest["run"]["environment"])
     except (KeyError, TypeError):
         # An unreadable manifest still belongs to a chain: the folder name starts with the environment.
-        return re.sub(r"-\d{8}T\d{6}Z-[0-9a-f]+$", "", path.name)
+        named = BUNDLE_NAME.fullmatch(path.name)
+        return named.group("environment") if named else path.name
 
 
 def verify_chain(

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from opsproof.errors import ComplianceError
+from opsproof.model.bounded_read import UnreadableFile, read_regular_file
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"  # written after manifest.json, over its bytes: not listed in it
@@ -73,13 +74,15 @@ class Signer:
         }
 
 
+# An Ed25519 key file, PEM or OpenSSH, is well under 1 KiB; the cap leaves room for comments.
+KEY_FILE_LIMIT = 64 * 1024
+
+
 def _read(path: Path, what: str) -> bytes:
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ComplianceError(f"{what} {str(path)!r}: no such file") from None
-    except OSError as exc:
-        raise ComplianceError(f"{what} {str(path)!r}: cannot read it: {exc.strerror}") from None
+        return read_regular_file(path, KEY_FILE_LIMIT)
+    except UnreadableFile as exc:
+        raise ComplianceError(f"{what} {str(path)!r}: {exc}") from None
 
 
 def load_signer(path: Path, environ: dict[str, str] | None = None) -> Signer:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from opsproof.judging.series import show_value
 from opsproof.model.check import Check, CheckError
 from opsproof.probes.postgres_describe import QueryResult, SectionError
 from opsproof.targets.postgres import PostgresQuery, QueryExpect
@@ -71,12 +72,13 @@ def assert_expected(expect: QueryExpect, result: QueryResult) -> None:
         assert any(equal(result, option) for option in expect.one_of), (
             f"value is {shown(result)}, expected one of {expect.one_of!r}"
         )
+    show = show_value(expect.unit)
     if "min" in given and expect.min is not None:
-        assert result.value is not None, f"value is NULL, expected at least {expect.min:g}"
-        assert number(result) >= expect.min, f"value {number(result):g} is below the minimum {expect.min:g}"
+        assert result.value is not None, f"value is NULL, expected at least {show(expect.min)}"
+        assert number(result) >= expect.min, f"value {show(number(result))} is below the minimum {show(expect.min)}"
     if "max" in given and expect.max is not None:
-        assert result.value is not None, f"value is NULL, expected at most {expect.max:g}"
-        assert number(result) <= expect.max, f"value {number(result):g} is above the maximum {expect.max:g}"
+        assert result.value is not None, f"value is NULL, expected at most {show(expect.max)}"
+        assert number(result) <= expect.max, f"value {show(number(result))} is above the maximum {show(expect.max)}"
     if "matches" in given and expect.matches is not None:
         assert result.value_text is not None and re.search(expect.matches, result.value_text), (
             f"value {shown(result)} does not match /{expect.matches}/"
@@ -103,4 +105,14 @@ def judge_query(spec: PostgresQuery, result: QueryResult | None, check: Check) -
         check.observe(error=result.error.message, sqlstate=result.error.sqlstate)
         raise_for(result.error, "the query failed")
     assert_expected(spec.expect, result)
+    expect = spec.expect
+    if expect.threshold is not None:
+        assert result.value is not None, "value is NULL, expected a number to judge against the threshold"
+        check.threshold(
+            spec.name,
+            number(result),
+            expect.threshold,
+            lower_is_worse=expect.lower_is_worse,
+            show=show_value(expect.unit),
+        )
     check.note(f"value {shown(result)}, {result.row_count} row(s)" if result.columns else "as expected")

@@ -22,15 +22,16 @@ from pydantic import (
     StrictInt,
     ValidationInfo,
     WithJsonSchema,
+    model_validator,
 )
 
 from opsproof import units
 
 SEVERITIES = ("critical", "high", "medium", "low")
-CADENCES = ("daily", "weekly", "monthly")
+CADENCES = ("daily", "weekly", "monthly", "quarterly", "yearly")
 
 Severity = Literal["critical", "high", "medium", "low"]
-Cadence = Literal["daily", "weekly", "monthly"]
+Cadence = Literal["daily", "weekly", "monthly", "quarterly", "yearly"]
 
 Duration = Annotated[
     float,
@@ -98,6 +99,13 @@ class Threshold(Strict, Generic[T]):
     warn: T | None = None
     fail: T | None = None
 
+    @model_validator(mode="after")
+    def _judges_something(self) -> Threshold[T]:
+        # `{}` would record `passed` while judging nothing: say so at load instead.
+        if self.warn is None and self.fail is None:
+            raise ValueError("an empty threshold {} judges nothing: give warn, fail or both (false turns it off)")
+        return self
+
 
 class Defaults(Strict):
     """Per-profile defaults for every item."""
@@ -114,6 +122,10 @@ class Item(Strict):
     severity: Severity | None = Field(None, description="sets the severity explicitly")
     timeout: PositiveDuration | None = Field(None, description="defaults to defaults.timeout (5s)")
     cadence: Cadence | None = Field(None, description="overrides the kind's default cadence")
+    post_deploy: StrictBool | None = Field(
+        None,
+        description="true puts the item's checks in `pytest -m post_deploy` (http items are in it unless false)",
+    )
 
     def __repr__(self) -> str:
         # Short on purpose: tracebacks print fixtures, and a truncated repr of headers or a
@@ -121,6 +133,10 @@ class Item(Strict):
         return f"{type(self).__name__}(name={self.name!r})"
 
     __str__ = __repr__
+
+    def basic_auth_pairs(self) -> list[tuple[str, str]]:
+        """The (user, password) pairs this item sends as Basic auth: the redactor learns their base64."""
+        return []
 
     @property
     def effective_severity(self) -> Severity:
@@ -140,7 +156,8 @@ def existing_file(path: Path | None, info: ValidationInfo) -> Path | None:
     if not path.is_absolute() and base is not None:
         path = Path(base) / path
     if not path.is_file():
-        raise ValueError(f"{info.field_name} {str(path)!r} does not exist")
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise ValueError(f"{info.field_name} {str(path)!r} {what}")
     return path
 
 
@@ -174,6 +191,19 @@ def _higher_is_worse(threshold: Any) -> Any:
 
 # `Annotated[Threshold[Duration], Rising]`: a threshold where higher is worse, refused inverted at load.
 Rising = AfterValidator(_higher_is_worse)
+
+
+def unique_names(what: str) -> AfterValidator:
+    """A validator refusing two parts of an item with one name (the names are check ids): `unique_names("patterns")`."""
+
+    def check(parts: list[Any]) -> list[Any]:
+        names = [part.name for part in parts]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two {what} are named {name!r}: the names are check ids")
+        return parts
+
+    return AfterValidator(check)
 
 
 def glob_to_regex(pattern: str) -> re.Pattern[str]:

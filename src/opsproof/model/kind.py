@@ -11,6 +11,7 @@ declarations (see `opsproof.targets.kinds()`)::
         checks="checks/health/test_http.py",    # the checks file
         cadence="daily",                        # unless an item sets `cadence:`
         areas=("health",),                      # the area markers of its checks
+        post_deploy=True,                       # in `-m post_deploy` unless an item says otherwise
         controls={"http": ("SOC2:CC7.1", ...)}, # the catalogue: `kind` and `kind.aspect` entries
     )
 """
@@ -38,6 +39,8 @@ class Kind:
     cadence: str
     areas: tuple[str, ...]
     controls: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Whether an item's checks are in `-m post_deploy` unless it says `post_deploy:` itself.
+    post_deploy: bool = False
 
     def __post_init__(self) -> None:
         # A declaration that cannot work fails on import, naming the kind, not at the first run.

@@ -6,6 +6,9 @@ CADENCE_MARKERS = {
     "daily": "runs every day (cron: pytest -m daily)",
     "weekly": "runs every week",
     "monthly": "runs every month (restore drills)",
+    "quarterly": "runs every quarter (a quarterly DR drill, access reviews)",
+    "yearly": "runs every year",
+    "change": "once per change (`--change TICKET`): the checklist lines of a deploy or a maintenance",
 }
 AREA_MARKERS = {
     "health": "service health endpoints",

@@ -14,14 +14,35 @@ their JSON Schema::
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from opsproof.redaction import Redactor
 
 SCHEMA = "opsproof/results/v1"
 
 Outcome = Literal["passed", "warned", "failed", "error", "skipped", "waived"]
 Severity = Literal["critical", "high", "medium", "low"]
+
+
+def free_text(description: str | None = None) -> Any:
+    """A field of free text (a message, observed values, the command): the only kind the redactor rewrites.
+
+    Every other field is structure (outcomes, ids, names, severities, markers, keys) and is
+    never rewritten: a secret `pass` must not turn the outcome `passed` into `${PW}ed`.
+    """
+    return Field(description=description, json_schema_extra={"free_text": True})
+
+
+def free_text_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The names of `model`'s free-text fields."""
+    return tuple(
+        name
+        for name, field in model.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("free_text")
+    )
 
 
 class _Model(BaseModel):
@@ -55,9 +76,9 @@ class CheckRecord(_Model):
     controls: list[str] = Field(description="FRAMEWORK:CONTROL ids this check gives evidence for")
     severity: Severity = Field(description="from the item's critical: or severity:")
     outcome: Outcome = Field(description="passed, warned, failed, error, skipped or waived")
-    message: str = Field(description="what was seen, or why it is not as expected")
-    observed: dict[str, Any] = Field(description="the measured facts")
-    expected: dict[str, Any] = Field(description="the thresholds and expectations it was judged against")
+    message: str = free_text("what was seen, or why it is not as expected")
+    observed: dict[str, Any] = free_text("the measured facts")
+    expected: dict[str, Any] = free_text("the thresholds and expectations it was judged against")
     started_at: str = Field(description="UTC ISO 8601")
     duration_s: float = Field(description="how long the check took, in seconds")
     phase: Literal["setup", "call", "teardown"] = Field(description="the pytest phase the outcome comes from")
@@ -91,21 +112,21 @@ class Run(_Model):
 
     id: str = Field(description="the run's id (the last part of the bundle's name)")
     environment: str = Field(description="the profile's environment")
-    profile: ProfileRef
+    profile: ProfileRef = free_text("the profile's path and sha256")
     started_at: str = Field(description="UTC ISO 8601")
     finished_at: str = Field(description="UTC ISO 8601")
-    selection: Selection
+    selection: Selection = free_text()
     suite: Suite
-    host: str = Field(description="the machine that ran it")
-    user: str = Field(description="the OS user that ran it")
-    command: str = Field(description="the command line, secrets redacted")
+    host: str = free_text("the machine that ran it")
+    user: str = free_text("the OS user that ran it")
+    command: str = free_text("the command line, secrets redacted")
     status: Literal["passed", "failed", "interrupted", "internal_error", "usage_error", "no_checks"] = Field(
         description="how the run ended"
     )
     exit_code: int = Field(description="the exit status")
     fail_on: str = Field(description="the --fail-on level")
     vars: dict[str, str] = Field(description="the plain `${vars.NAME}` values the profile used")
-    change: dict[str, Any] | None = Field(description="the change this run validated, and where each part came from")
+    change: dict[str, Any] | None = free_text("the change this run validated, and where each part came from")
     interrupted_by: str | None = Field(None, description="the signal that interrupted it")
     collection_errors: int | None = Field(None, description="collection errors (checks modules that did not import)")
 
@@ -142,6 +163,15 @@ class Results(_Model):
 
     def dump(self) -> dict[str, Any]:
         return {"schema": self.schema_, **self.model_dump(exclude_unset=True, exclude={"schema_"})}
+
+    def redacted(self, redactor: Redactor) -> Results:
+        """A copy with the free text of the run and of every record redacted; structure untouched."""
+        if not redactor:
+            return self
+        data = self.dump()
+        data["run"] = redactor.redact_fields(data["run"], free_text_fields(Run))
+        data["checks"] = [redactor.redact_fields(check, free_text_fields(CheckRecord)) for check in data["checks"]]
+        return Results.model_validate(data)
 
 
 def results_json_schema() -> dict[str, Any]:

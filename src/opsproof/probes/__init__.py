@@ -60,6 +60,8 @@ class ProbeContext:
     history: Location | None = None
     # The run's secrets: what a probe says in words (an error, a URL) goes through it.
     redactor: Redactor = field(default_factory=Redactor)
+    # The change the run validates (`--change`): change checklists are judged against it.
+    change: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,9 @@ class ProbeKind(Generic[TargetT, FactsT]):
     # process keeps its priority and, in a run that has one, the other kinds' processes
     # yield the CPU to it (nice 10), so another kind's parsing is not measured as a slow endpoint.
     times_targets: bool = False
-
+    # Its probes leave things behind to clean up (a drill's throwaway cluster): when the run dies, this
+    # kind's process is left to notice and clean up; any other kind's is killed with it (PR_SET_PDEATHSIG).
+    cleans_up: bool = False
 
     @property
     def declared(self) -> Kind:
@@ -102,7 +106,8 @@ def redacted(facts: FactsT, redactor: Redactor) -> FactsT:
     """
     if not redactor:
         return facts
-    return type(facts).model_validate(redactor.redact_data(facts.model_dump()))
+    # Short secrets are left to the outputs' free text: in facts one could be a state the checks compare.
+    return type(facts).model_validate(redactor.redact_data(facts.model_dump(), short=False))
 
 
 async def each_as_done(probes: Iterable[Awaitable[FactsT]]) -> AsyncIterator[FactsT]:

@@ -68,7 +68,10 @@ def _judge_all(targets: Sequence[AttestationTarget], ctx: ProbeContext) -> dict[
     with History(ctx.history, create=False) as history:
         return {
             t.name: AttestationFacts(
-                target=t.name, reached=True, store=ctx.history.shown, **judge(history, environment, t, now)
+                target=t.name,
+                reached=True,
+                store=ctx.history.shown,
+                **judge(history, environment, t, now, ctx.change),
             )
             for t in targets
         }

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import Field
 
+from opsproof.backup.deadline import deadline
 from opsproof.backup.integrity import VerifyError, verify_stream
 from opsproof.backup.store import BackupStore, S3Store, StoredObject, StoreError, store_for
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done, utc_iso
@@ -104,19 +105,43 @@ def _list(store: BackupStore, item: BackupsTarget, facts: BackupsFacts) -> list[
     return listed
 
 
+def _survey(
+    store: BackupStore, item: BackupsTarget, facts: BackupsFacts, timeout: float, redactor: Redactor
+) -> list[StoredObject]:
+    """The listing, and the bucket's protection when asked for, within the item's one deadline."""
+    with deadline(time.monotonic() + timeout) as watch:
+        try:
+            listed = _list(store, item, facts)
+            facts.reached = True
+            if item.protection is not None and isinstance(store, S3Store):
+                try:
+                    facts.protection = store.protection()
+                except StoreError as exc:
+                    if watch.expired:
+                        raise
+                    facts.protection_error = redactor.redact(str(exc))
+        except StoreError:
+            if watch.expired:  # the deadline cut the socket: say so, not what the cut looked like
+                raise StoreError(f"timed out after {timeout:g}s (timeout)", timed_out=True) from None
+            raise
+    return listed
+
+
 def _verify(
     store: BackupStore, item: BackupsTarget, newest: StoredObject, facts: BackupsFacts, redactor: Redactor
 ) -> None:
-    try:
-        expected = source = None
-        if "sha256" in item.verify:
-            sidecar = store.sidecar(newest)
-            expected, source = expected_checksum(sidecar, store.metadata(newest) if sidecar is None else {})
-        deadline = time.monotonic() + item.verify_timeout
-        verdict = verify_stream(store.chunks(newest), item.verify, expected_sha256=expected, deadline=deadline)
-    except (StoreError, VerifyError, OSError) as exc:
-        facts.integrity_error = redactor.redact(str(exc))
-        return
+    limit = item.verify_timeout
+    with deadline(time.monotonic() + limit) as watch:
+        try:
+            expected = source = None
+            if "sha256" in item.verify:
+                sidecar = store.sidecar(newest)
+                expected, source = expected_checksum(sidecar, store.metadata(newest) if sidecar is None else {})
+            verdict = verify_stream(store.chunks(newest), item.verify, expected_sha256=expected, deadline=watch.at)
+        except (StoreError, VerifyError, OSError) as exc:
+            cut = f"timed out after {limit:g}s (verify_timeout)"
+            facts.integrity_error = cut if watch.expired else redactor.redact(str(exc))
+            return
     facts.integrity = {
         "name": newest.name,
         "ok": verdict.ok,
@@ -137,13 +162,10 @@ async def _probe_one(item: BackupsTarget, ctx: ProbeContext, reading: asyncio.Se
     try:
         async with ctx.limit:
             store = store_for(item, timeout)
-            listed = await asyncio.to_thread(_list, store, item, facts)
-            facts.reached = True
-            if item.protection is not None and isinstance(store, S3Store):
-                try:
-                    facts.protection = await asyncio.to_thread(store.protection)
-                except StoreError as exc:
-                    facts.protection_error = ctx.redactor.redact(str(exc))
+            # Making the client (boto3's import the first time: seconds on a busy machine) is not the
+            # target's time: elapsed_s and the deadline start when the first request can be sent.
+            started = time.monotonic()
+            listed = await asyncio.to_thread(_survey, store, item, facts, timeout, ctx.redactor)
         if item.verify and listed:
             async with reading:
                 await asyncio.to_thread(_verify, store, item, listed[-1], facts, ctx.redactor)

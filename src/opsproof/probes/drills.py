@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 from pydantic import Field
 
+from opsproof.backup.deadline import deadline
 from opsproof.backup.drill_steps import (
     CancelToken,
     DrillError,
@@ -190,7 +191,9 @@ class Drill:
         store, chosen = await self.choose()
         self.stage = "fetch"
         # The first bytes say the format before any cluster starts; the rest streams during the restore.
-        self.opened = opened = await self.thread(lambda: open_backup(store, chosen, self.token, self.fetch))
+        self.opened = opened = await self.thread(
+            lambda: open_backup(store, chosen, self.token, self.fetch, self.deadline)
+        )
         self.stage = "prepare"
         with self.phases.timing("prepare"):
             binaries = await self.thread(_binaries)
@@ -219,7 +222,8 @@ class Drill:
             store = await self.thread(lambda: store_for(backups, self.timeout))
             listing = time.perf_counter()
             try:
-                found = await self.thread(lambda: store.list(backups.pattern, backups.max_listed))
+                at = min(self.deadline, time.monotonic() + self.timeout)
+                found = await self.thread(lambda: _list_by(store, backups.pattern, backups.max_listed, at))
             except StoreError as exc:
                 phase.detail["listing_s"] = round(time.perf_counter() - listing, 3)
                 raise DrillError(
@@ -537,6 +541,18 @@ def _binaries() -> PgBinaries:
     return binaries
 
 
+def _list_by(store: BackupStore, pattern: str, limit: int, at: float) -> list[StoredObject]:
+    """The listing within its deadline: an S3 answer dripping past it is cut and said to have timed out."""
+    with deadline(at) as watch:
+        try:
+            return store.list(pattern, limit)
+        except StoreError:
+            if watch.expired:
+                why = "the drill's timeout or max_duration"
+                raise StoreError(f"{store.location}: timed out ({why})", timed_out=True) from None
+            raise
+
+
 def _pick(count: int, choose: str) -> int:
     if choose == "oldest":
         return 0
@@ -667,4 +683,5 @@ PROBE: ProbeKind[DrillTarget, DrillFacts] = ProbeKind(
     gather=gather_drills,
     imports=("psycopg", "boto3"),
     times_targets=True,  # the RTO
+    cleans_up=True,  # _stop_when_orphaned: a run killed outright still gets its cluster stopped
 )

@@ -41,14 +41,13 @@ from opsproof.probes.host_output import (
     parse_systemd,
 )
 from opsproof.probes.hosts_session import (
-    DEADLINE,
     CommandTimeout,
-    HostKeys,
     install_deadlines,
     remaining,
     testinfra_host,
+    thread_deadline,
 )
-from opsproof.redaction import Redactor
+from opsproof.redaction import Redactor, mask
 from opsproof.targets.hosts import HostAddress, HostTarget
 
 MARK = "@@opsproof"
@@ -305,19 +304,12 @@ class HostProbe:
         self.planned: dict[str, str] = {}  # section -> its command
 
     def run(self) -> dict[str, Any]:
-        DEADLINE.at = time.monotonic() + self.timeout
-        if self.target.address.scheme == "paramiko":
-            with contextlib.suppress(ImportError):  # no paramiko: the backend says so itself
-                DEADLINE.host_keys = HostKeys.of(self.target.address)
-        try:
+        with thread_deadline(self.target.address, self.timeout):
             return self._run()
-        finally:
-            DEADLINE.at = None
-            DEADLINE.host_keys = None
 
     def _run(self) -> dict[str, Any]:
         try:
-            host = testinfra_host(self.target, self.timeout)
+            host = testinfra_host(self.target.address, self.timeout)
         except Exception as exc:  # testinfra raises RuntimeError, ImportError... for an unusable backend
             return {
                 "reached": False,
@@ -567,7 +559,7 @@ def _scrub(value: Any, address: HostAddress, redactor: Redactor) -> Any:
     """Redact ${SECRET}s, and a password written literally in the URL, from any text of the facts."""
     if isinstance(value, str):
         value = redactor.redact(value)
-        return value.replace(address.password, "***") if address.password else value
+        return mask(value, address.password)
     if isinstance(value, dict):
         return {k: _scrub(v, address, redactor) for k, v in value.items()}
     if isinstance(value, list):

@@ -20,12 +20,12 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from opsproof.errors import OpsproofError
-from opsproof.targets.hosts import HostAddress, HostTarget
+from opsproof.targets.hosts import HostAddress
 
 
 class CommandTimeout(OpsproofError):
@@ -174,8 +174,23 @@ def install_deadlines() -> None:
     _INSTALLED.append(True)
 
 
-def testinfra_host(target: HostTarget, timeout: float) -> Any:
-    """A testinfra Host for the item (never testinfra's cache: each item gets its own backend)."""
+@contextlib.contextmanager
+def thread_deadline(address: HostAddress, timeout: float) -> Iterator[None]:
+    """Every testinfra command this thread runs inside ends by `timeout` from now (the `logs` kind's too)."""
+    install_deadlines()
+    DEADLINE.at = time.monotonic() + timeout
+    if address.scheme == "paramiko":
+        with contextlib.suppress(ImportError):  # no paramiko: the backend says so itself
+            DEADLINE.host_keys = HostKeys.of(address)
+    try:
+        yield
+    finally:
+        DEADLINE.at = None
+        DEADLINE.host_keys = None
+
+
+def testinfra_host(address: HostAddress, timeout: float) -> Any:
+    """A testinfra Host for the address (never testinfra's cache: each item gets its own backend)."""
     import testinfra.backend
     import testinfra.host
 
@@ -188,7 +203,6 @@ def testinfra_host(target: HostTarget, timeout: float) -> Any:
             self.commands.append(self.backend.quote(command, *args))
             return super().run(command, *args, **kwargs)
 
-    address = target.address
     options: dict[str, Any] = {"timeout": max(1, math.ceil(timeout))}
     if address.scheme in ("ssh", "safe-ssh") and address.password is None:
         # No password: never wait for one. Keys or an agent log in, or the login fails now.

@@ -11,15 +11,16 @@ import json
 import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from pydantic import Field
 
+from opsproof.outcomes import reaches
 from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
 from opsproof.targets.http import HttpTarget
 
-# Enough for any health document; more would let one endpoint blow up a run's memory.
-MAX_BODY_BYTES = 256 * 1024
+CHUNK_BYTES = 64 * 1024
 EXCERPT_CHARS = 300
 JSON_SHOWN_CHARS = 2000
 
@@ -35,8 +36,9 @@ class HttpFacts(Facts):
     content_type: str | None = None
     location: str | None = None
     body_bytes: int = 0
-    body_truncated: bool = False
-    body_text: str = Field("", description="up to 256 KiB of the body, for regex checks")
+    body_truncated: bool = Field(False, description="the body was larger than max_body: only that much was read")
+    max_body: int = Field(0, description="the item's cap on the body read (bytes)")
+    body_text: str = Field("", description="the whole body (up to max_body), for regex checks")
     json_body: Any = None
     json_error: str | None = None
 
@@ -56,8 +58,15 @@ class HttpFacts(Facts):
         return shown
 
 
-def _ssl_context(
-    target: HttpTarget, cache: dict[tuple[str | None, bool], ssl.SSLContext | bool]
+class _Verified(Protocol):
+    @property
+    def verify_tls(self) -> bool: ...
+    @property
+    def ca_file(self) -> Path | None: ...
+
+
+def ssl_context_for(
+    target: _Verified, cache: dict[tuple[str | None, bool], ssl.SSLContext | bool]
 ) -> ssl.SSLContext | bool:
     """`True` (aiohttp's verifying context, made once when it is imported), `False`, or one with `ca_file` added.
 
@@ -93,17 +102,38 @@ def describe_http_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+async def read_body(response: Any, cap: int) -> bytes:
+    """The whole body, or its first `cap + 1` bytes when it is larger (so the caller knows it is).
+
+    `content.read(n)` returns what has arrived so far, not n bytes: a body sent in two
+    packets would be judged from its first (the prometheus probe shares this).
+    """
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            break
+    return b"".join(chunks)[: cap + 1]
+
+
 async def _exchange(session: Any, target: HttpTarget, contexts: dict[Any, Any]) -> tuple[Any, bytes, float]:
-    """One request, connect to last body byte: the response, up to MAX_BODY_BYTES + 1 of its body, the latency."""
+    """One request, connect to last body byte: the response, its body (up to max_body + 1 bytes), the latency."""
+    import aiohttp
+
     started = time.perf_counter()
+    credentials = target.credentials
     async with session.request(
         target.method,
-        target.url,
+        target.request_url,
+        # UTF-8 (RFC 7617), not aiohttp's latin-1 default: a non-ASCII password must not crash the request.
+        auth=aiohttp.BasicAuth(*credentials, encoding="utf-8") if credentials else None,
         headers=target.headers,
-        ssl=_ssl_context(target, contexts),
+        ssl=ssl_context_for(target, contexts),
         allow_redirects=target.follow_redirects,
     ) as response:
-        body = await response.content.read(MAX_BODY_BYTES + 1)
+        body = await read_body(response, target.max_body)
         return response, body, time.perf_counter() - started
 
 
@@ -165,10 +195,10 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
             )
         limit = _lowest_limit(target)
         samples = [latency]
-        if limit is not None and latency > limit:
+        if limit is not None and reaches(latency, limit):
             samples = await _confirm(session, target, contexts, latency, timeout)
-    truncated = len(body) > MAX_BODY_BYTES
-    body = body[:MAX_BODY_BYTES]
+    truncated = len(body) > target.max_body
+    body = body[: target.max_body]
     text = body.decode(response.charset or "utf-8", errors="replace")
     json_body: Any = None
     json_error: str | None = None
@@ -189,6 +219,7 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
         location=ctx.redactor.redact(response.headers.get("Location", "")) or None,
         body_bytes=len(body),
         body_truncated=truncated,
+        max_body=target.max_body,
         body_text=ctx.redactor.redact(text),
         json_body=json_body,
         json_error=json_error,
@@ -198,22 +229,27 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
 
 async def gather_http(targets: Sequence[HttpTarget], ctx: ProbeContext) -> AsyncIterator[HttpFacts]:
     """Probe every target through one session; yield each one's facts as it completes."""
+    contexts: dict[Any, Any] = {}
+    async with open_session() as session:
+        async for facts in each_as_done(_probe_one(session, t, ctx, contexts) for t in targets):
+            yield facts
+
+
+def open_session() -> Any:
+    """The aiohttp session every target of a kind shares (an `async with` context; `metrics` uses it too)."""
     import aiohttp
 
-    contexts: dict[Any, Any] = {}
     # limit=0: the run's semaphore is the bound; per-host limits would serialise a fleet
     # behind one load balancer.
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
-    async with aiohttp.ClientSession(
+    return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None),
         trust_env=False,
         # Each probe stands alone: a cookie one endpoint sets is never sent to another.
         cookie_jar=aiohttp.DummyCookieJar(),
         headers={"User-Agent": "opsproof/0.1 (read-only health check)"},
-    ) as session:
-        async for facts in each_as_done(_probe_one(session, t, ctx, contexts) for t in targets):
-            yield facts
+    )
 
 
 PROBE: ProbeKind[HttpTarget, HttpFacts] = ProbeKind(

@@ -38,6 +38,7 @@ from typing import Any
 from pydantic import Field
 
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
+from opsproof.probes import kubernetes_more as more
 from opsproof.probes.kubernetes_client import (
     LISTINGS,
     SERVICE_ACCOUNT_DIR,
@@ -52,6 +53,8 @@ from opsproof.probes.kubernetes_reduce import WORKLOAD_KINDS, Tally, group_event
 from opsproof.targets.kubernetes import KubernetesTarget
 
 PER_NAMESPACE_MAX = 5
+# Reductions of a list another aspect makes anyway: no call of their own (see `Tally.also`).
+DERIVED = {"pod_resources": "pods", "node_allocatable": "nodes", "hpa_specs": "horizontalpodautoscalers"}
 
 
 def listings_for(target: KubernetesTarget) -> list[str]:
@@ -77,7 +80,28 @@ def listings_for(target: KubernetesTarget) -> list[str]:
         keys.append("secrets")
     if target.events is not None:
         keys.append("events")
-    return keys
+    if target.usage is not None:
+        keys += ["podmetrics", "pod_resources"]
+        if target.usage.nodes:
+            keys += ["nodes", "nodemetrics", "node_allocatable"]
+    if target.ingresses:
+        keys += ["ingresses", "services", "endpointslices", "secrets"]
+    if target.network_policies is not None:
+        keys += ["networkpolicies", "namespaces"]
+    if target.hpa_specs:
+        keys += ["horizontalpodautoscalers", "hpa_specs"]
+    keys += [f"resource/{r.name}" for r in target.resources]
+    return list(dict.fromkeys(keys))  # once each, in order
+
+
+def listing_of(target: KubernetesTarget, key: str) -> Listing:
+    """The list call of a key: a fixed one, or a `resources:` entry's (any group and kind)."""
+    if key in LISTINGS:
+        return LISTINGS[key]
+    name = key.removeprefix("resource/")
+    wanted = next(r for r in target.resources if r.name == name)
+    prefix = f"/apis/{wanted.api_version}" if "/" in wanted.api_version else f"/api/{wanted.api_version}"
+    return Listing(key, prefix, wanted.resource_plural, namespaced=wanted.namespaced, label_selector=wanted.selector)
 
 
 class KubernetesFacts(Facts):
@@ -103,6 +127,13 @@ class KubernetesFacts(Facts):
     certificates: list[dict[str, Any]] = Field(default_factory=list)
     tls_secrets: list[dict[str, Any]] = Field(default_factory=list)
     events: dict[str, Any] = Field(default_factory=dict)
+    usage: dict[str, Any] = Field(default_factory=dict, description="container and node shares, worst first")
+    ingresses: list[dict[str, Any]] = Field(default_factory=list, description="each Ingress and its problems")
+    network_policies: dict[str, Any] = Field(default_factory=dict, description="default deny per namespace")
+    hpa_specs: list[dict[str, Any]] = Field(default_factory=list, description="every HPA's min, max, CPU target")
+    resources: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict, description="`resources:` entry -> its objects' condition and field values"
+    )
 
     def observed(self) -> dict[str, Any]:
         # What every kubernetes record carries; each check adds what it judged.
@@ -131,7 +162,14 @@ class Gathered:
 async def gather_lists(target: KubernetesTarget, lister: Lister, keys: Sequence[str], now: float) -> Gathered:
     """Every list of the item, concurrently; those unfinished at the deadline are timed out."""
     tallies = {key: tally_for(key, target, now) for key in keys}
-    tasks = {key: asyncio.ensure_future(_list_scoped(target, lister, LISTINGS[key], tallies[key])) for key in keys}
+    for derived, source in DERIVED.items():
+        if derived in tallies:
+            tallies[source].also.append(tallies[derived])
+    listed = [key for key in keys if key not in DERIVED]
+    tasks = {
+        key: asyncio.ensure_future(_list_scoped(target, lister, listing_of(target, key), tallies[key]))
+        for key in listed
+    }
     gathered = Gathered()
     remaining = max(0.0, lister.deadline - time.monotonic())
     _, pending = await asyncio.wait(tasks.values(), timeout=remaining)
@@ -141,7 +179,7 @@ async def gather_lists(target: KubernetesTarget, lister: Lister, keys: Sequence[
         await asyncio.wait(pending)
     for key, task in tasks.items():
         if task in pending:
-            gathered.failures[key] = lister.timed_out(LISTINGS[key])
+            gathered.failures[key] = lister.timed_out(listing_of(target, key))
             continue
         error = task.exception()
         if isinstance(error, ListFailure):
@@ -150,11 +188,14 @@ async def gather_lists(target: KubernetesTarget, lister: Lister, keys: Sequence[
             raise error  # a bug: loud, not a finding
         else:
             gathered.tallies[key] = tallies[key]
+    for derived, source in DERIVED.items():
+        if derived in tallies and source in gathered.tallies:
+            gathered.tallies[derived] = tallies[derived]
     return gathered
 
 
 async def _list_scoped(target: KubernetesTarget, lister: Lister, listing: Listing, into: Tally) -> None:
-    selector = target.selector if listing.selectable else None
+    selector = listing.label_selector or (target.selector if listing.selectable else None)
     if listing.key == "nodes" and target.nodes is not None:
         selector = target.nodes.selector
     namespaces = target.namespaces
@@ -204,12 +245,12 @@ async def probe_one(
         try:
             gathered = await gather_lists(target, lister, listings_for(target), time.time())
         finally:
-            await _close(connection)
+            await close_connection(connection)
         elapsed = time.perf_counter() - started
     return facts_from(target, gathered, base | {"calls": lister.calls, "elapsed_s": elapsed})
 
 
-async def _close(connection: Connection) -> None:
+async def close_connection(connection: Connection) -> None:
     try:
         async with asyncio.timeout(1):
             await connection.client.close()
@@ -231,7 +272,7 @@ def facts_from(target: KubernetesTarget, gathered: Gathered, base: dict[str, Any
     found: dict[str, Any] = {
         "listed": {key: tally.total for key, tally in tallies.items()},
         "errors": {
-            key: {"kind": f.kind, "message": f.message, "resource": f.resource or LISTINGS[key].shown}
+            key: {"kind": f.kind, "message": f.message, "resource": f.resource or listing_of(target, key).shown}
             for key, f in failures.items()
         },
     }
@@ -256,6 +297,7 @@ def facts_from(target: KubernetesTarget, gathered: Gathered, base: dict[str, Any
             found[name] = tallies[key].kept
     if "events" in tallies and target.events is not None:
         found["events"] = group_events(tallies["events"], target.events.within)
+    found |= more.more_facts(target, tallies)
     return KubernetesFacts(**base, reached=True, **found)
 
 

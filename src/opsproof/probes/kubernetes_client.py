@@ -6,7 +6,6 @@ service account, and makes the requests; every request is a GET with `limit`/`co
 Pages are handed to a `Tally` (opsproof.probes.kubernetes_reduce) as they arrive.
 """
 
-
 from __future__ import annotations
 
 import json
@@ -22,8 +21,8 @@ from urllib.parse import urlsplit
 
 from opsproof.errors import OpsproofError
 from opsproof.probes import describe_connect_error
-from opsproof.redaction import Redactor
-from opsproof.targets.kubernetes import KubernetesTarget, read_kubeconfig
+from opsproof.redaction import Redactor, mask
+from opsproof.targets.kubernetes import ClusterAccess, read_kubeconfig
 
 
 class PageSink(Protocol):
@@ -50,6 +49,7 @@ class Listing:
     namespaced: bool = True
     selectable: bool = False  # the item's label selector applies
     field_selector: str | None = None
+    label_selector: str | None = None  # a selector of its own (a `resources:` entry's)
 
     @property
     def shown(self) -> str:
@@ -80,8 +80,14 @@ LISTINGS: dict[str, Listing] = {
         Listing("certificates", "/apis/cert-manager.io/v1", "certificates", selectable=True),
         Listing("secrets", "/api/v1", "secrets", selectable=True, field_selector="type=kubernetes.io/tls"),
         Listing("events", "/api/v1", "events", field_selector="type=Warning"),
+        Listing("podmetrics", "/apis/metrics.k8s.io/v1beta1", "pods", selectable=True),
+        Listing("nodemetrics", "/apis/metrics.k8s.io/v1beta1", "nodes", namespaced=False),
+        Listing("ingresses", "/apis/networking.k8s.io/v1", "ingresses"),
+        Listing("networkpolicies", "/apis/networking.k8s.io/v1", "networkpolicies"),
     )
 }
+# Lists of the aspects that are off unless configured (usage, ingresses, network_policies).
+OPT_IN_LISTINGS = frozenset({"podmetrics", "nodemetrics", "ingresses", "networkpolicies"})
 
 
 # -- connecting ------------------------------------------------------------------------
@@ -104,12 +110,12 @@ class Connection:
     def scrub(self, text: str) -> str:
         text = self.redactor.redact(text)
         for secret in self.secrets:
-            text = text.replace(secret, "***")
+            text = mask(text, secret)
         return text
 
 
 async def connect(
-    target: KubernetesTarget,
+    target: ClusterAccess,
     *,
     service_account: Path = SERVICE_ACCOUNT_DIR,
     environ: Mapping[str, str] | None = None,
@@ -190,7 +196,7 @@ def _secrets_of(configuration: Any) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def _config_message(exc: BaseException, target: KubernetesTarget, redactor: Redactor) -> str:
+def _config_message(exc: BaseException, target: ClusterAccess, redactor: Redactor) -> str:
     text = str(exc).strip() or type(exc).__name__
     if target.in_cluster:
         return f"cannot use the in-cluster service account: {text}"
@@ -304,8 +310,10 @@ def _status_failure(status: int, body: bytes, listing: Listing, connection: Conn
         if isinstance(data, dict):
             message = str(data.get("message") or "")
     except ValueError:
-        message = body[:200].decode("utf-8", "replace").strip()
+        # Scrubbed whole, then cut: a cut first would leave most of a secret the redactor no longer recognises.
+        message = body.decode("utf-8", "replace").strip()
     message = connection.scrub(message)
+    message = message if len(message) <= 200 else message[:200] + "..."
     if status == 401:
         detail = f": {message}" if message and message != "Unauthorized" else ""
         return ListFailure(
@@ -316,7 +324,11 @@ def _status_failure(status: int, body: bytes, listing: Listing, connection: Conn
             "forbidden", f"cannot list {listing.shown}: {message or 'HTTP 403 Forbidden'}", answered=True
         )
     if status == 404:
-        crd = " (is cert-manager installed?)" if listing.key == "certificates" else ""
+        crd = {
+            "certificates": " (is cert-manager installed?)",
+            "podmetrics": " (is metrics-server installed?)",
+            "nodemetrics": " (is metrics-server installed?)",
+        }.get(listing.key, " (is its CRD installed?)" if listing.key.startswith("resource/") else "")
         return ListFailure("absent", f"the API server does not serve {listing.shown}{crd}", answered=True)
     if status == 410:
         return ListFailure(
@@ -349,5 +361,3 @@ def describe_client_error(exc: BaseException, server: str) -> str:
     if isinstance(exc, OSError):
         return describe_connect_error(exc, host, address)
     return f"request to {address} failed: {type(exc).__name__}: {exc}"
-
-

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from opsproof.probes import kubernetes_more as more
 from opsproof.targets.kubernetes import KubernetesTarget
 
 # Waiting reasons of a container that is on its way up, not in trouble.
@@ -41,8 +42,13 @@ class Tally:
     total: int = 0
     by: Counter[str] = field(default_factory=Counter)
     kept: list[dict[str, Any]] = field(default_factory=list)
+    # Other reductions of the same objects (a pod's limits for usage): one list, several tallies.
+    also: list[Tally] = field(default_factory=list)
 
     def add(self, objects: Iterable[dict[str, Any]]) -> None:
+        objects = list(objects)
+        for other in self.also:
+            other.add(objects)
         for obj in objects:
             self.total += 1
             if self.category is not None:
@@ -52,8 +58,24 @@ class Tally:
                 self.kept.append(entry)
 
 
+MORE_KEEPS: dict[str, Keep] = {
+    "pod_resources": more.pod_resources,
+    "podmetrics": more.pod_metrics,
+    "node_allocatable": more.node_allocatable,
+    "nodemetrics": more.node_metrics,
+    "ingresses": more.ingress_entry,
+    "networkpolicies": more.network_policy_entry,
+    "hpa_specs": more.hpa_spec_entry,
+}
+
+
 def tally_for(key: str, target: KubernetesTarget, now: float) -> Tally:
     """How each resource type is reduced."""
+    if key.startswith("resource/"):
+        name = key.removeprefix("resource/")
+        return Tally(more.resource_keeper(next(r for r in target.resources if r.name == name)), now)
+    if key in MORE_KEEPS:
+        return Tally(MORE_KEEPS[key], now)
     if key == "pods":
         return Tally(notable_pod, now, category=lambda obj: str(_dict(obj.get("status")).get("phase") or "Unknown"))
     if key in WORKLOAD_KINDS:

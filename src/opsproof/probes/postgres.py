@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import Field
 
+from opsproof.model.sql_guard import ROLE_POWERS_SQL, refusal
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done
 from opsproof.probes.postgres_describe import (
     APPLICATION_NAME,
@@ -58,6 +59,9 @@ class PostgresFacts(Facts):
     database: str | None = None
     backend_pid: int | None = None
     sees_all_sessions: bool | None = Field(None, description="superuser or pg_read_all_stats (pg_monitor)")
+    role_powers: list[str] = Field(
+        default_factory=list, description="what the session's role could do that a check never needs (a warning)"
+    )
     connect_s: float | None = None
     max_connections: int | None = None
     reserved_connections: int | None = None
@@ -271,6 +275,15 @@ class Session:
             f.reserved_connections,
             f.sees_all_sessions,
         ) = row
+        if (f.server_version_num or 0) >= 140000:
+            # A run killed outright leaves no one to cancel a long query: the server looks for its
+            # client every second and ends the query itself, instead of at statement_timeout.
+            await self.conn.execute("select set_config('client_connection_check_interval', '1000', true)")
+
+    async def role(self) -> None:
+        # Its own section: on a database of many tables the write-grant scan may be slow, and
+        # a statement timeout here must cost only the warning, not the server's facts.
+        self.facts.role_powers = [power for power, held in await self.rows(ROLE_POWERS_SQL) if held]
 
     async def sessions(self) -> None:
         f = self.facts
@@ -375,7 +388,14 @@ class Session:
         result = QueryResult(sql=query.sql, timeout_s=timeout)
         started = time.perf_counter()
 
+        refused: list[str] = []
+
         async def work() -> None:
+            # The server's own catalogue, asked in this session: what each name resolves to here.
+            reason = await refusal(self.conn, query.sql)
+            if reason is not None:
+                refused.append(reason)
+                return
             if timeout != self.statement_timeout:
                 # Local to the transaction: kept once this savepoint is released, undone with it on an
                 # error; `self.statement_timeout` follows which one happened.
@@ -388,7 +408,7 @@ class Session:
         if error is None and timeout != self.statement_timeout:
             self.statement_timeout = timeout
         result.elapsed_s = round(time.perf_counter() - started, 4)
-        result.error = error
+        result.error = SectionError(message=f"refused before it ran: {refused[0]}") if refused else error
         return result
 
     async def _read(self, sql: str, result: QueryResult) -> None:
@@ -479,6 +499,7 @@ async def _gather_sections(session: Session, target: PostgresTarget) -> None:
     # The first statement opens the transaction (BEGIN READ ONLY); each later section is a savepoint in it.
     if await session.section("server", session.server, savepoint=False) is not None:
         return  # without the server's basics (version, recovery state) the rest cannot be read
+    await session.section("role", session.role)
     await session.section("sessions", session.sessions)
     await session.section("locks", session.locks)
     await session.section("wraparound", session.wraparound)

@@ -4,7 +4,6 @@ Everything that leaves the postgres probe passes through here, so no DSN passwor
 error text or oversized value reaches the evidence as it came.
 """
 
-
 from __future__ import annotations
 
 import datetime as dt
@@ -17,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsproof.redaction import Redactor
+from opsproof.redaction import Redactor, mask
 from opsproof.targets.postgres import PostgresTarget
 
 APPLICATION_NAME = "opsproof"
@@ -99,10 +98,10 @@ def _password_of(dsn: str) -> str | None:
 
 def scrub_postgres_error(text: str, target: PostgresTarget, redactor: Redactor) -> str:
     """A driver message without the item's password, even one written literally (not as ${VAR})."""
+    text = redactor.redact(text)  # a ${SECRET} shows as its reference; a literal password as ***
     for password in (_password_of(target.dsn), target.password):
-        if password:
-            text = text.replace(password, "***")
-    return redactor.redact(text)
+        text = mask(text, password)
+    return text
 
 
 def connect_params(target: PostgresTarget, timeout: float) -> dict[str, Any]:

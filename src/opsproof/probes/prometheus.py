@@ -34,7 +34,8 @@ from pydantic import Field
 
 from opsproof.errors import OpsproofError
 from opsproof.probes import Facts, ProbeContext, ProbeKind, each_as_done, utc_iso
-from opsproof.probes.http import describe_http_error
+from opsproof.probes.http import describe_http_error, read_body
+from opsproof.probes.samples import badness, number
 from opsproof.redaction import Redactor
 from opsproof.targets.prometheus import Kpi, PrometheusTarget
 
@@ -95,25 +96,26 @@ def _failure(exc: BaseException, redactor: Redactor) -> dict[str, Any]:
     return {"ok": False, "outcome": "failed", "error": redactor.redact(describe_http_error(exc)), "unreached": True}
 
 
-def _excerpt(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat[:TEXT_CHARS] + ("..." if len(flat) > TEXT_CHARS else "")
+def _excerpt(text: str, redactor: Redactor) -> str:
+    # Redact, then cut: a cut first would leave most of a secret that the redactor no longer recognises.
+    return redactor.excerpt(" ".join(redactor.redact(text).split()), TEXT_CHARS)
 
 
 class Client:
     """GET requests to one item's API, with its credentials, TLS settings and query timeout."""
 
-    def __init__(self, session: Any, target: PrometheusTarget, timeout: float) -> None:
+    def __init__(self, session: Any, target: PrometheusTarget, timeout: float, redactor: Redactor) -> None:
         import aiohttp
 
         self.session = session
+        self.redactor = redactor
         self.target = target
         self.timeout = timeout
         self.headers = {"Accept": "application/json", **target.headers}
         if target.bearer_token is not None:
             self.headers["Authorization"] = f"Bearer {target.bearer_token}"
         self.auth = (
-            aiohttp.BasicAuth(target.basic_auth.username, target.basic_auth.password)
+            aiohttp.BasicAuth(target.basic_auth.username, target.basic_auth.password, encoding="utf-8")
             if target.basic_auth is not None
             else None
         )
@@ -124,22 +126,24 @@ class Client:
         async with self.session.get(
             self.target.api(path), params=params, headers=self.headers, auth=self.auth, ssl=self.ssl
         ) as response:
-            body = await response.content.read(MAX_BODY_BYTES + 1)
+            body = await read_body(response, MAX_BODY_BYTES)
             status = response.status
             content_type = response.content_type
         if len(body) > MAX_BODY_BYTES:
             raise ApiError(f"/api/v1/{path} answered more than {MAX_BODY_BYTES // 2**20} MiB", "failed", status)
         text = body.decode("utf-8", errors="replace")
         if status in (401, 403):
-            raise Denied(f"{self._refusal(status)}: HTTP {status} from /api/v1/{path}: {_excerpt(text)}", status)
+            raise Denied(
+                f"{self._refusal(status)}: HTTP {status} from /api/v1/{path}: {_excerpt(text, self.redactor)}", status
+            )
         try:
             document = json.loads(text)
         except ValueError:
             document = None
         if not isinstance(document, dict) or document.get("status") not in ("success", "error"):
-            raise _not_api(path, status, content_type, text)
+            raise _not_api(path, status, content_type, text, self.redactor)
         if document["status"] == "error":
-            raise _api_error(path, status, document)
+            raise _api_error(path, status, document, self.redactor)
         return {"data": document.get("data"), "warnings": [str(w) for w in document.get("warnings") or []]}
 
     def _refusal(self, status: int) -> str:
@@ -149,7 +153,7 @@ class Client:
         return "the server refused the credentials" if sent else "authentication required (no credentials configured)"
 
 
-def _not_api(path: str, status: int, content_type: str, text: str) -> ApiError:
+def _not_api(path: str, status: int, content_type: str, text: str, redactor: Redactor) -> ApiError:
     if status == 404:
         return ApiError(
             f"HTTP 404 for /api/v1/{path}: not a Prometheus API at this URL (is `url` the server's base URL?)",
@@ -157,9 +161,9 @@ def _not_api(path: str, status: int, content_type: str, text: str) -> ApiError:
             status,
         )
     if status >= 500:
-        return ApiError(f"HTTP {status} from /api/v1/{path}: {_excerpt(text)}", "failed", status)
+        return ApiError(f"HTTP {status} from /api/v1/{path}: {_excerpt(text, redactor)}", "failed", status)
     return ApiError(
-        f"HTTP {status} for /api/v1/{path} is not a Prometheus API answer ({content_type}): {_excerpt(text)}",
+        f"HTTP {status} for /api/v1/{path} is not a Prometheus API answer ({content_type}): {_excerpt(text, redactor)}",
         "error",
         status,
     )
@@ -179,9 +183,9 @@ _ERROR_OUTCOMES = {
 }
 
 
-def _api_error(path: str, status: int, document: dict[str, Any]) -> ApiError:
+def _api_error(path: str, status: int, document: dict[str, Any], redactor: Redactor) -> ApiError:
     error_type = str(document.get("errorType") or "unknown")
-    message = _excerpt(str(document.get("error") or "no error message"))
+    message = _excerpt(str(document.get("error") or "no error message"), redactor)
     outcome = _ERROR_OUTCOMES.get(error_type, "failed" if status >= 500 else "error")
     return ApiError(f"{message} ({error_type}, HTTP {status})", outcome, status, error_type)
 
@@ -219,7 +223,7 @@ def alerts_facts(answer: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
                 "name": str(labels.get("alertname", "")),
                 "labels": _labels_without(labels, "alertname"),
                 "since": alert.get("activeAt"),
-                "summary": _excerpt(redactor.redact(str(summary))) if summary else None,
+                "summary": _excerpt(str(summary), redactor) if summary else None,
             }
         )
     for found in by_state.values():
@@ -280,27 +284,12 @@ def targets_facts(answer: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
     }
 
 
-def _number(value: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _badness(value: str, lower_is_worse: bool) -> float:
-    """A sort key: smaller is worse. NaN sorts last (it is no value at all)."""
-    number = _number(value)
-    if math.isnan(number):
-        return math.inf
-    return number if lower_is_worse else -number
-
-
 def _worst_point(points: list[list[Any]], lower_is_worse: bool) -> tuple[Any, str] | None:
     best: tuple[Any, str] | None = None
     for stamp, value in points:
-        if math.isnan(_number(value)):
+        if math.isnan(number(value)):
             continue
-        if best is None or _badness(value, lower_is_worse) < _badness(best[1], lower_is_worse):
+        if best is None or badness(value, lower_is_worse) < badness(best[1], lower_is_worse):
             best = (stamp, value)
     return best
 
@@ -338,8 +327,8 @@ def kpi_facts(answer: dict[str, Any], kpi: Kpi) -> dict[str, Any]:
         )
     else:
         raise ApiError(f"the query returns a {kind}, not a number: a KPI needs an instant vector or a scalar", "error")
-    series.sort(key=lambda s: _badness(s["value"], kpi.lower_is_worse))
-    nan_series = sum(1 for s in series if math.isnan(_number(s["value"])))
+    series.sort(key=lambda s: badness(s["value"], kpi.lower_is_worse))
+    nan_series = sum(1 for s in series if math.isnan(number(s["value"])))
     return {
         "ok": True,
         "result_type": kind,
@@ -471,7 +460,9 @@ async def _probe_one(session: Any, target: PrometheusTarget, ctx: ProbeContext) 
     base: dict[str, Any] = {"target": target.name, "url": target.url}
     async with ctx.limit:
         started = time.perf_counter()
-        probe = ItemProbe(Client(session, target, timeout), target, datetime.now(UTC).timestamp(), ctx.redactor)
+        probe = ItemProbe(
+            Client(session, target, timeout, ctx.redactor), target, datetime.now(UTC).timestamp(), ctx.redactor
+        )
         timed_out = False
         try:
             async with asyncio.timeout(timeout):

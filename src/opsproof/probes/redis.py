@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import Field
 
 from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
-from opsproof.redaction import Redactor
+from opsproof.redaction import Redactor, mask
 from opsproof.targets.redis import RedisAddress, RedisTarget
 
 # Every command the probe may send (tests/kinds/test_redis_checks.py holds the server to it).
@@ -180,7 +180,7 @@ def _os_error(exc: BaseException) -> OSError | None:
 def _scrub(text: str, address: RedisAddress, redactor: Redactor) -> str:
     # ${SECRET}s are redacted by name; a password written literally in the profile too.
     text = redactor.redact(text)
-    return text.replace(address.password, "***") if address.password else text
+    return mask(text, address.password)
 
 
 def _int(info: dict[str, Any], key: str) -> int | None:

@@ -56,10 +56,12 @@ class Gatherer:
         in_child: bool = True,
         history: Location | None = None,
         redactor: Redactor | None = None,
+        change: str | None = None,
     ) -> None:
         self._profile = profile
         self._history = history
         self._redactor = redactor if redactor is not None else Redactor()
+        self._change = change
         self._wanted: dict[str, set[str]] = {}
         self._facts: dict[tuple[str, str], Facts] = {}
         self._ready: dict[tuple[str, str], threading.Event] = {}
@@ -81,6 +83,7 @@ class Gatherer:
         if not self._in_child or self._children:
             return self
         self._early = {kind: set(names) for kind, names in (early or {}).items() if names}
+        parent = os.getpid()
         for kind in kinds_in_use(self._profile).values():  # no items of a kind: no process
             request_read, request_write = os.pipe()
             result_read, result_write = os.pipe()
@@ -93,7 +96,7 @@ class Gatherer:
                     for fd in (child.requests, child.results):
                         if fd is not None:
                             os.close(fd)
-                _probe_in_child(self, kind.name, request_read, result_write)
+                _probe_in_child(self, kind.name, request_read, result_write, parent)
             os.close(request_read)
             os.close(result_write)
             self._children[kind.name] = _Child(pid, request_write, result_read)
@@ -220,6 +223,7 @@ class Gatherer:
             limit=asyncio.Semaphore(self._profile.defaults.concurrency),
             history=self._history,
             redactor=self._redactor,
+            change=self._change,
         )
 
     async def _probe_all(
@@ -255,10 +259,27 @@ class _Child:
                 json.dump(names, requests)
 
 
-def _probe_in_child(gatherer: Gatherer, kind: str, request_read: int, result_write: int) -> NoReturn:
+def _die_with(parent: int) -> None:
+    """This process gets SIGKILL when the run dies, even killed outright (Linux; elsewhere a no-op).
+
+    A probe inside a 30-second query would otherwise outlive a SIGKILLed run by that long.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the line above: nobody will send the signal
+        os._exit(1)
+
+
+def _probe_in_child(gatherer: Gatherer, kind: str, request_read: int, result_write: int, parent: int) -> NoReturn:
     status = 0
     try:
         registry = kinds_in_use(gatherer._profile)
+        if not registry[kind].cleans_up:
+            _die_with(parent)
         timed = any(k.times_targets for k in registry.values())
         if timed and not registry[kind].times_targets:
             # Yield the CPU to the kinds whose checks judge time; without one in the run,
@@ -314,9 +335,10 @@ def probe_all(
     wanted: Mapping[str, set[str]],
     history: Location | None = None,
     redactor: Redactor | None = None,
+    change: str | None = None,
 ) -> FactsByKind:
     """Facts for the wanted targets of each kind, probed concurrently; returns when all are done."""
-    return Gatherer(profile, history=history, redactor=redactor).start(wanted).all()
+    return Gatherer(profile, history=history, redactor=redactor, change=change).start(wanted).all()
 
 
 def probe_all_shared(
@@ -325,6 +347,7 @@ def probe_all_shared(
     share_dir: Path,
     history: Location | None = None,
     redactor: Redactor | None = None,
+    change: str | None = None,
 ) -> FactsByKind:
     """As `probe_all`, but once across processes that share `share_dir` (xdist workers)."""
     share_dir.mkdir(parents=True, exist_ok=True)
@@ -333,7 +356,7 @@ def probe_all_shared(
         fcntl.flock(lock, fcntl.LOCK_EX)
         if facts_file.exists():
             return _read(facts_file)
-        facts = probe_all(profile, wanted, history, redactor)
+        facts = probe_all(profile, wanted, history, redactor, change)
         tmp = facts_file.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:

@@ -114,6 +114,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("opsproof", type="bool", default=False, help="run opsproof checks without --profile")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """Without the ini, look for initial conftests in checks/ only, as collection will (see pytest_configure).
+
+    pytest looks for its ini before plugins add their options, so in `--profile /elsewhere/p.yaml`
+    it takes the path for a test path: it finds no pyproject.toml above it, loses `testpaths =
+    checks`, and would import the conftest.py of every test* folder of the repository (tests/
+    needs the test extras). Written with `=`, or as a name, the value is no path and nothing of this happens.
+    """
+    known = early_config.known_args_namespace
+    checks = early_config.invocation_params.dir / "checks"
+    if early_config.inipath is None and not known.file_or_dir and checks.is_dir():
+        known.file_or_dir = [str(checks)]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for name, description in ALL_MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
@@ -138,9 +153,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not state.is_worker:
         if not (config.option.collectonly or getattr(config.option, "numprocesses", None)):
             # The probe process starts now, so it is ready when the checks are collected.
-            state.gatherer = _gatherer(state).prepare(
-                early=_early_targets(config, state)
-            )
+            state.gatherer = _gatherer(state).prepare(early=_early_targets(config, state))
             config.add_cleanup(state.gatherer.stop)
         # Here, not at import: a pytest run without opsproof (the plugin loads for every
         # pytest in this environment) never imports what writes bundles.
@@ -240,10 +253,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if not item_applies(metafunc.function, target):
             continue
         parts = parts_of(metafunc.function, target)
-        cadence = getattr(pytest.mark, target.cadence or kind.cadence)
+        item_post_deploy = kind.declared.post_deploy if target.post_deploy is None else target.post_deploy
         for part in [None] if parts is None else parts:
             ref = TargetRef(kind.name, name, part, model=target, run=state)
-            refs.append(pytest.param(ref, id=ref.label, marks=[cadence]))
+            cadence = getattr(pytest.mark, ref.cadence or kind.cadence)
+            # A part (a query, a KPI) may join the post-deploy gate on its own, or leave it.
+            part_post_deploy = getattr(part.spec, "post_deploy", None) if part is not None else None
+            gated = item_post_deploy if part_post_deploy is None else part_post_deploy
+            marks = [cadence, pytest.mark.post_deploy] if gated else [cadence]
+            refs.append(pytest.param(ref, id=ref.label, marks=marks))
     # Direct parametrization: each check's `item`, `check` and `facts` are then handed
     # from its TargetRef (see `_handed`) without a fixture lookup by name.
     metafunc.parametrize("target", refs)
@@ -269,8 +287,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         cadences = [name for name in markers_of(item) if name in CADENCE_MARKERS]
         if len(set(cadences)) != 1:
             raise pytest.UsageError(
-                f"{item.nodeid}: a check needs exactly one cadence marker (daily, weekly, monthly); "
-                f"has {cadences or 'none'}"
+                f"{item.nodeid}: a check needs exactly one cadence marker "
+                f"({', '.join(CADENCE_MARKERS)}); has {cadences or 'none'}"
             )
         state.collected_check_ids.add(identity(item)[0])
     state.unmatched_waivers = [
@@ -353,7 +371,7 @@ def _handed(node: pytest.Item, *asked: str) -> dict[str, Any]:
     if "item" in wants and "item" not in funcargs:
         funcargs["item"] = ref.model
     if ("check" in wants or "facts" in wants) and "check" not in funcargs:
-        funcargs["check"] = Check(check_id="", kind=ref.kind, target=ref.name, severity=ref.model.effective_severity)
+        funcargs["check"] = Check(check_id="", kind=ref.kind, target=ref.name, severity=ref.severity)
     if "facts" in wants and "facts" not in funcargs:
         found = _facts_of(ref.run, ref)
         check = funcargs["check"]
@@ -365,7 +383,7 @@ def _handed(node: pytest.Item, *asked: str) -> dict[str, Any]:
 
 
 def _gatherer(state: RunState) -> Gatherer:
-    return Gatherer(state.loaded.profile, history=state.history, redactor=state.redactor)
+    return Gatherer(state.loaded.profile, history=state.history, redactor=state.redactor, change=state.change_ticket)
 
 
 def _require_state(request: pytest.FixtureRequest) -> RunState:
@@ -390,7 +408,12 @@ def _facts_of(state: RunState, target: TargetRef) -> Facts:
     if state.share_dir is not None:  # an xdist worker: one worker probes for all
         if state.facts is None:
             state.facts = probe_all_shared(
-                state.loaded.profile, _wanted(state.items), state.share_dir, state.history, state.redactor
+                state.loaded.profile,
+                _wanted(state.items),
+                state.share_dir,
+                state.history,
+                state.redactor,
+                state.change_ticket,
             )
         return state.facts[target.kind][target.name]
     if state.gatherer is None:  # pytest_runtestloop did not run (a plugin drove the tests itself)

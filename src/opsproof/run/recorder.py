@@ -65,6 +65,15 @@ class Recorder:
         if session.config.option.collectonly:  # nothing was checked: no evidence to seal
             return (yield)
         state.exit_code = _exit_code(state, int(exitstatus))
+        if state.exit_code == outcomes.EXIT_USAGE:
+            # A usage error (an unknown marker in -m, a check file of no known kind) means the
+            # checks did not run: sealing a bundle would add a run to the chain and the history
+            # that a period report counts.
+            session.exitstatus = state.exit_code
+            try:
+                return (yield)
+            finally:
+                _print_last_line(self.config, state)
         try:
             from opsproof.evidence.bundle import write_bundle
             from opsproof.run.results import build_results
@@ -176,6 +185,8 @@ def _print_last_line(config: pytest.Config, state: RunState) -> None:
     status = outcomes.RUN_STATUS.get(state.exit_code or 0, "failed")
     if state.bundle is not None:
         line = f"opsproof: {status} (exit {state.exit_code}); evidence bundle: {_shown(state.bundle)}"
+    elif state.exit_code == outcomes.EXIT_USAGE:
+        line = f"opsproof: {status} (exit {state.exit_code}); no evidence bundle was written: the checks did not run"
     else:
         line = f"opsproof: could not write the evidence bundle: {state.bundle_error} (exit {state.exit_code})"
     if reporter is not None:

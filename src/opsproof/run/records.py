@@ -13,6 +13,7 @@ import pytest
 
 from opsproof.model.check import Check, CheckError
 from opsproof.model.markers import ALL_MARKERS
+from opsproof.model.results import CheckRecord, free_text_fields
 from opsproof.probes import kind_named, utc_iso
 from opsproof.profile import Waiver
 from opsproof.redaction import Redactor
@@ -37,7 +38,7 @@ def _identity(item: pytest.Item) -> tuple[str, str, str | None, str]:
     callspec = getattr(item, "callspec", None)
     ref = callspec.params.get("target") if callspec is not None else None
     target = ref.name if isinstance(ref, TargetRef) else None
-    severity = ref.model.effective_severity if isinstance(ref, TargetRef) else "high"
+    severity = ref.severity if isinstance(ref, TargetRef) else "high"
     check_id = f"{kind_name}.{aspect}" + (f"[{ref.label}]" if isinstance(ref, TargetRef) else "")
     return check_id, kind_name, target, severity
 
@@ -105,7 +106,7 @@ def build_record(
     }
     if outcome in ("failed", "error"):
         _apply_waiver(record, state.loaded.profile.waivers)
-    return state.redactor.redact_data(record)  # type: ignore[no-any-return]
+    return state.redactor.redact_fields(record, free_text_fields(CheckRecord))
 
 
 def _controls(item: pytest.Item, check: Check, state: RunState) -> list[str]:

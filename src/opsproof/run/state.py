@@ -68,6 +68,12 @@ class RunState:
     shipped: list[str] = field(default_factory=list)
     shipping_errors: list[str] = field(default_factory=list)
 
+    @property
+    def change_ticket(self) -> str | None:
+        """The change this run validates (`--change`, or a CI variable), if it names one."""
+        ticket = self.change.get("ticket")
+        return str(ticket) if ticket else None
+
 
 @dataclass(frozen=True)
 class Upload:
@@ -231,6 +237,18 @@ class TargetRef:
     def label(self) -> str:
         """The item's name, or `item/part`: the test id and the bracket of the check id."""
         return f"{self.name}/{self.part.name}" if self.part is not None else self.name
+
+    @property
+    def severity(self) -> str:
+        """The part's own `severity:` (a query, a KPI), else the item's."""
+        own = getattr(self.part.spec, "severity", None) if self.part is not None else None
+        return str(own) if own is not None else self.model.effective_severity
+
+    @property
+    def cadence(self) -> str | None:
+        """The part's own `cadence:`, else the item's (None: the kind's default)."""
+        own = getattr(self.part.spec, "cadence", None) if self.part is not None else None
+        return str(own) if own is not None else self.model.cadence
 
     def __repr__(self) -> str:  # shown as the test's parameter (Allure, -v); never a secret
         return f"{self.kind}[{self.label}]"

@@ -21,9 +21,9 @@ valid attestation exists for the current period (UTC day, ISO week or month)::
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, ConfigDict, Field, StrictBool, field_validator
+from pydantic import AliasChoices, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from opsproof.model.controls import ControlId
 from opsproof.model.fields import Cadence, Item, Name
@@ -54,7 +54,11 @@ class AttestationTarget(Item):
         description="the attestation's id (`id:` or `name:`): `opsproof attest ID` and the check id use it",
     )
     title: Annotated[str, Field(min_length=1, max_length=300)] = Field(description="the runbook line, as people say it")
-    cadence: Cadence = Field(description="daily, weekly or monthly: the period one attestation covers")
+    # Wider than an item's cadence: only a manual line can be bound to a change rather than a calendar.
+    cadence: Cadence | Literal["change"] = Field(  # type: ignore[assignment]
+        description="daily, weekly, monthly, quarterly or yearly: the period one attestation covers; change: one "
+        "attestation per change (`opsproof attest ID --change TICKET`), checked by the post-deploy run of that change"
+    )
     controls: list[ControlId] = Field(
         default_factory=list, description="the controls it gives evidence for (default: SOX-ITGC:OPS)"
     )
@@ -72,6 +76,14 @@ class AttestationTarget(Item):
         if duplicates:
             raise ValueError(f"{duplicates[0]!r} is listed twice")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _change_lines_gate_the_deploy(cls, data: Any) -> Any:
+        # A change checklist is checked where the change is validated: the post-deploy run.
+        if isinstance(data, dict) and data.get("cadence") == "change" and "post_deploy" not in data:
+            return {**data, "post_deploy": True}
+        return data
 
     def may_attest(self, who: str) -> bool:
         return "*" in self.attesters or who in self.attesters

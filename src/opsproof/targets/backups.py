@@ -102,6 +102,23 @@ class Protection(Strict):
             raise ValueError("protection needs at least one of versioning, encryption, object_lock set to true")
         return self
 
+    def unmet(self, seen: dict[str, Any]) -> list[str]:
+        """What the bucket's settings (`S3Store.protection()`) lack of what is asked, in words."""
+        missing = []
+        if self.versioning and seen.get("versioning") != "Enabled":
+            missing.append(f"versioning is {seen.get('versioning')}, expected Enabled")
+        if self.encryption and not seen.get("encryption"):
+            missing.append("no default server-side encryption")
+        if self.object_lock and seen.get("object_lock") != "Enabled":
+            missing.append("Object Lock is not enabled")
+        return missing
+
+    @staticmethod
+    def describe(seen: dict[str, Any]) -> str:
+        """'versioning Enabled; encryption AES256; Object Lock Disabled'."""
+        encryption = ", ".join(seen.get("encryption") or []) or "none"
+        return f"versioning {seen.get('versioning')}; encryption {encryption}; Object Lock {seen.get('object_lock')}"
+
 
 class BackupsTarget(Item):
     """The backups of one database or dataset: fresh, large enough, kept, whole, protected."""

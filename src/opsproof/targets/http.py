@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BeforeValidator, Field, StrictBool, StrictInt, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StrictInt,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-from opsproof.model.fields import Duration, ExistingFile, Item, Regex, Rising, Strict, Threshold
+from opsproof.model.fields import Duration, ExistingFile, Item, Regex, Rising, Size, Strict, Threshold
+from opsproof.model.json_path import parse_path
 from opsproof.model.kind import Kind
+from opsproof.targets.valued import Unit, UnitLimit, check_limits, limits_in_unit, unit_of_text
+
+# Whole bodies are read and judged, up to this much; past it the check says so rather than judge a part.
+MAX_BODY_DEFAULT = 10 * 1024 * 1024
 
 
 def _status_list(value: Any) -> Any:
@@ -16,6 +31,85 @@ def _status_list(value: Any) -> Any:
 
 
 _STATUS_SCHEMA = {"type": "integer", "minimum": 100, "maximum": 599}
+
+
+def _path(text: str) -> str:
+    parse_path(text)
+    return text
+
+
+JsonPathText = Annotated[
+    str, AfterValidator(_path), Field(description="a JSONPath-style path to one value: $.status, $.items[0].name")
+]
+_LIMIT_KEYS = ("min", "max", "threshold")
+_ASSERTIONS = ("equals", "in_", "min", "max", "threshold")
+
+
+def _inferred_unit(data: Any) -> Any:
+    """`unit` from the limits when not given: 80% is percent, 2s seconds, 1GB bytes; then the limits in it."""
+    if not isinstance(data, dict):
+        return data
+    if "unit" not in data:
+        written = [data.get("min"), data.get("max")]
+        if isinstance(data.get("threshold"), dict):
+            written += [data["threshold"].get("warn"), data["threshold"].get("fail")]
+        found = {unit_of_text(limit) for limit in written if isinstance(limit, str)} - {None}
+        if len(found) > 1:
+            raise ValueError(f"the limits are written in different units ({', '.join(sorted(map(str, found)))})")
+        if found:
+            data = {**data, "unit": found.pop()}
+    return limits_in_unit(data, _LIMIT_KEYS)
+
+
+class ValueExpect(Strict):
+    """One value of the JSON body, at `path`, and what it must be: equals, in, min/max or threshold."""
+
+    path: JsonPathText
+    equals: Any = Field(None, description="the value, exactly (any JSON value, null included)")
+    in_: Annotated[list[Any], Field(min_length=1)] | None = Field(
+        None, alias="in", description="one of these values ([green, yellow])"
+    )
+    min: UnitLimit | None = Field(None, description="the value is at least this (a number, or 80%, 2s, 1GB)")
+    max: UnitLimit | None = Field(None, description="the value is at most this (a number, or 80%, 2s, 1GB)")
+    threshold: Threshold[UnitLimit] | None = Field(
+        None, description="{warn, fail}: past warn warns, past fail fails (higher is worse unless lower_is_worse)"
+    )
+    lower_is_worse: StrictBool = Field(False, description="with threshold: less is worse (an error budget left)")
+    unit: Unit = Field(
+        "number",
+        description="how the value and its limits read: number, seconds, percent (0-100), ratio (0-1), bytes; "
+        "inferred from limits written 80%, 2s or 1GB",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _limits_in_unit(cls, data: Any) -> Any:
+        return _inferred_unit(data)
+
+    @model_validator(mode="after")
+    def _one_assertion(self) -> ValueExpect:
+        given = [key for key in _ASSERTIONS if key in self.model_fields_set]
+        kinds = {"min" if key == "max" else key for key in given}
+        if len(kinds) != 1:
+            raise ValueError("give one of equals, in, min/max or threshold")
+        if self.threshold is not None:
+            check_limits(
+                self.threshold.warn, self.threshold.fail, lower_is_worse=self.lower_is_worse, what="a value"
+            )
+        elif self.lower_is_worse:
+            raise ValueError("lower_is_worse goes with threshold")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is above max: no value can pass")
+        return self
+
+    @property
+    def assertion(self) -> str:
+        """Which assertion this is: equals, in, range or threshold."""
+        if "equals" in self.model_fields_set:
+            return "equals"
+        if self.in_ is not None:
+            return "in"
+        return "threshold" if self.threshold is not None else "range"
 
 
 class HttpExpect(Strict):
@@ -30,6 +124,9 @@ class HttpExpect(Strict):
     body: Regex | None = Field(None, description="a regular expression searched in the body")
     latency: Annotated[Threshold[Duration], Rising] | None = Field(
         None, description="request sent to last body byte; over a limit it is measured again and the faster judged"
+    )
+    values: list[ValueExpect] = Field(
+        default_factory=list, description="values of the JSON body at JSONPath-style paths, each with its assertion"
     )
 
 
@@ -50,6 +147,11 @@ class HttpTarget(Item):
     follow_redirects: StrictBool = Field(
         False, description="follow redirects and judge the final answer; otherwise a redirect is its own status"
     )
+    max_body: Size = Field(
+        MAX_BODY_DEFAULT,
+        gt=0,
+        description="the largest body read and judged (default 10MB); a larger one fails a body or JSON expectation",
+    )
     expect: HttpExpect = Field(default_factory=HttpExpect, description="what the answer must be (default: HTTP 200)")
 
     @field_validator("url")
@@ -58,6 +160,23 @@ class HttpTarget(Item):
         if not re.match(r"^https?://[^/\s]+", url):
             raise ValueError(f"URL {url!r} needs an http:// or https:// scheme and a host")
         return url
+
+    @property
+    def request_url(self) -> str:
+        """The URL without `user:password@`: the credentials travel in the client's auth parameter instead."""
+        parts = urlsplit(self.url)
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        """`user:password@` of the URL, decoded (the profile URL-encodes a password that needs it)."""
+        parts = urlsplit(self.url)
+        if "@" not in parts.netloc:
+            return None
+        return unquote(parts.username or ""), unquote(parts.password or "")
+
+    def basic_auth_pairs(self) -> list[tuple[str, str]]:
+        return [self.credentials] if self.credentials else []
 
     @field_validator("method")
     @classmethod
@@ -74,6 +193,7 @@ KIND = Kind(
     checks="checks/health/test_http.py",
     cadence="daily",
     areas=("health",),
+    post_deploy=True,
     controls={
         # Availability monitoring of service health: SOC 2 monitoring and availability,
         # ISO 27001 monitoring activities, SOX ITGC computer operations.

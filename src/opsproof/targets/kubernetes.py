@@ -38,8 +38,26 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonSchemaValue
 
-from opsproof.model.fields import Duration, Item, Name, Percent, Strict, Threshold, check_order, default_threshold
+from opsproof.model.bounded_read import MIB, UnreadableFile, read_regular_file
+from opsproof.model.fields import (
+    Duration,
+    Item,
+    Name,
+    Percent,
+    Strict,
+    Threshold,
+    check_order,
+    default_threshold,
+    unique_names,
+)
 from opsproof.model.kind import Kind
+from opsproof.model.yaml_limits import TooLarge, safe_load_bounded
+from opsproof.targets.kubernetes_more import (
+    HpaExpectation,
+    NetworkPolicySettings,
+    ResourceExpectation,
+    UsageSettings,
+)
 from opsproof.targets.tls import Expiry
 
 # -- label selectors ---------------------------------------------------------------------
@@ -203,7 +221,8 @@ def kubeconfig_paths(value: str, base: Path | None) -> list[Path]:
         if not path.is_absolute() and base is not None:
             path = base / path
         if not path.is_file():
-            raise ValueError(f"kubeconfig file {str(path)!r} does not exist")
+            what = "is not a regular file" if path.exists() else "does not exist"
+            raise ValueError(f"kubeconfig file {str(path)!r} {what}")
         paths.append(path.absolute())  # the probe reads it whatever its working directory
     if not paths:
         raise ValueError("kubeconfig names no file")
@@ -219,6 +238,9 @@ class KubeconfigSummary:
     current_context: str | None
 
 
+KUBECONFIG_LIMIT = 16 * MIB  # a kubeconfig with every cluster of a large estate is well under 1 MiB
+
+
 def read_kubeconfig(paths: list[Path]) -> KubeconfigSummary:
     """Merge the files as kubectl does (the first file to name a context, cluster or current-context wins).
 
@@ -230,9 +252,13 @@ def read_kubeconfig(paths: list[Path]) -> KubeconfigSummary:
     current: str | None = None
     for path in paths:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError) as exc:
+            data = safe_load_bounded(read_regular_file(path, KUBECONFIG_LIMIT).decode("utf-8")) or {}
+        except UnreadableFile as exc:
             raise ValueError(f"kubeconfig file {str(path)!r} cannot be read: {exc}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"kubeconfig file {str(path)!r} is not UTF-8 text") from None
+        except TooLarge as exc:
+            raise ValueError(f"kubeconfig file {str(path)!r}:{exc}") from None
         except yaml.YAMLError:
             raise ValueError(f"kubeconfig file {str(path)!r} is not valid YAML") from None
         if not isinstance(data, dict):
@@ -357,8 +383,6 @@ class CronJobExpectation(Strict):
     @field_validator("last_success")
     @classmethod
     def _age_order(cls, value: Threshold[float]) -> Threshold[float]:
-        if value.warn is None and value.fail is None:
-            raise ValueError("give warn, fail or both (e.g. {fail: 26h})")
         check_order(value, lower_is_worse=False)
         return value
 
@@ -423,8 +447,12 @@ OnOff = BeforeValidator(_on_off)
 AspectSchema = _OrBoolean()
 
 
-class KubernetesTarget(Item):
-    """A Kubernetes cluster, or some of its namespaces, read with get and list only."""
+class ClusterAccess(Strict):
+    """How to reach an API server: a kubeconfig file and context, or the pod's service account.
+
+    Shared by `kubernetes` items and the Kubernetes source of `logs` items, so both read
+    credentials the same way and refuse the same mistakes at load.
+    """
 
     # in_cluster comes first: the kubeconfig and context validators look at it.
     in_cluster: StrictBool = Field(
@@ -441,38 +469,6 @@ class KubernetesTarget(Item):
     )
     token: Annotated[str, Field(min_length=1)] | None = Field(
         None, description="bearer token, e.g. ${K8S_TOKEN}; replaces the kubeconfig user's credentials"
-    )
-    namespaces: Annotated[list[NamespaceName], Field(min_length=1)] | None = Field(
-        None, description="namespaces to check; default all (nodes are cluster-wide either way)"
-    )
-    selector: SelectorText | None = Field(
-        None,
-        description="label selector for pods, workloads, HPAs, services, PVCs, Certificates and TLS Secrets",
-    )
-    page_size: StrictInt = Field(500, ge=1, le=10000, description="objects per list call (limit/continue)")
-    pods: PodSettings = Field(default_factory=PodSettings, description="pods and restarts settings")
-    workloads: Annotated[WorkloadSettings | None, OnOff, AspectSchema] = Field(
-        default_factory=WorkloadSettings, description="Deployments, StatefulSets, DaemonSets; false: not checked"
-    )
-    hpa: Annotated[HpaSettings | None, OnOff, AspectSchema] = Field(
-        default_factory=HpaSettings, description="HorizontalPodAutoscalers; false: not checked"
-    )
-    nodes: Annotated[NodeSettings | None, OnOff, AspectSchema] = Field(
-        default_factory=NodeSettings, description="Nodes (cluster-wide: needs list on nodes); false: not checked"
-    )
-    services: StrictBool = Field(True, description="Services without ready endpoints (EndpointSlices)")
-    pvcs: StrictBool = Field(True, description="PersistentVolumeClaims not Bound")
-    cronjobs: list[CronJobExpectation] = Field(
-        default_factory=list, description="CronJobs whose last success must be recent; one check each"
-    )
-    certificates: Annotated[CertificateSettings | None, OnOff, AspectSchema] = Field(
-        None, description="cert-manager Certificates; absent: not checked"
-    )
-    tls_secrets: Annotated[TlsSecretSettings | None, OnOff, AspectSchema] = Field(
-        None, description="TLS Secrets' certificates (needs list on secrets); absent: not checked"
-    )
-    events: Annotated[EventSettings | None, OnOff, AspectSchema] = Field(
-        None, description="Warning events in the recent past; absent: not checked"
     )
 
     @field_validator("kubeconfig")
@@ -499,6 +495,62 @@ class KubernetesTarget(Item):
             _check_context([Path(p) for p in kubeconfig.split(os.pathsep)], value)
         return value
 
+    @property
+    def kubeconfig_files(self) -> list[Path]:
+        return [Path(p) for p in (self.kubeconfig or "").split(os.pathsep) if p]
+
+
+class KubernetesTarget(Item, ClusterAccess):
+    """A Kubernetes cluster, or some of its namespaces, read with get and list only."""
+
+    namespaces: Annotated[list[NamespaceName], Field(min_length=1)] | None = Field(
+        None, description="namespaces to check; default all (nodes are cluster-wide either way)"
+    )
+    selector: SelectorText | None = Field(
+        None,
+        description="label selector for pods, workloads, HPAs, services, PVCs, Certificates and TLS Secrets",
+    )
+    page_size: StrictInt = Field(500, ge=1, le=10000, description="objects per list call (limit/continue)")
+    pods: PodSettings = Field(default_factory=PodSettings, description="pods and restarts settings")
+    workloads: Annotated[WorkloadSettings | None, OnOff, AspectSchema] = Field(
+        default_factory=WorkloadSettings, description="Deployments, StatefulSets, DaemonSets; false: not checked"
+    )
+    hpa: Annotated[HpaSettings | None, OnOff, AspectSchema] = Field(
+        default_factory=HpaSettings, description="HorizontalPodAutoscalers; false: not checked"
+    )
+    nodes: Annotated[NodeSettings | None, OnOff, AspectSchema] = Field(
+        default_factory=NodeSettings, description="Nodes (cluster-wide: needs list on nodes); false: not checked"
+    )
+    services: StrictBool = Field(True, description="Services without ready endpoints (EndpointSlices)")
+    pvcs: StrictBool = Field(True, description="PersistentVolumeClaims not Bound")
+    cronjobs: Annotated[list[CronJobExpectation], unique_names("cronjobs")] = Field(
+        default_factory=list, description="CronJobs whose last success must be recent; one check each"
+    )
+    certificates: Annotated[CertificateSettings | None, OnOff, AspectSchema] = Field(
+        None, description="cert-manager Certificates; absent: not checked"
+    )
+    tls_secrets: Annotated[TlsSecretSettings | None, OnOff, AspectSchema] = Field(
+        None, description="TLS Secrets' certificates (needs list on secrets); absent: not checked"
+    )
+    events: Annotated[EventSettings | None, OnOff, AspectSchema] = Field(
+        None, description="Warning events in the recent past; absent: not checked"
+    )
+    usage: Annotated[UsageSettings | None, OnOff, AspectSchema] = Field(
+        None, description="CPU and memory from the metrics API (kubectl top) against limits; absent: not checked"
+    )
+    ingresses: StrictBool = Field(
+        False, description="Ingresses have an address, backend Services with ready endpoints, their TLS Secrets"
+    )
+    network_policies: Annotated[NetworkPolicySettings | None, OnOff, AspectSchema] = Field(
+        None, description="a default-deny ingress NetworkPolicy in each namespace; absent: not checked"
+    )
+    hpa_specs: Annotated[list[HpaExpectation], unique_names("hpa_specs")] = Field(
+        default_factory=list, description="HPA spec values (min/max replicas, CPU target); one check each"
+    )
+    resources: Annotated[list[ResourceExpectation], unique_names("resources")] = Field(
+        default_factory=list, description="objects of any kind judged by a condition or fields; one check each"
+    )
+
     @field_validator("namespaces")
     @classmethod
     def _unique_namespaces(cls, value: list[str] | None) -> list[str] | None:
@@ -506,18 +558,16 @@ class KubernetesTarget(Item):
             raise ValueError("a namespace is listed twice")
         return value
 
-    @field_validator("cronjobs")
+    @field_validator("resources")
     @classmethod
-    def _unique_cronjobs(cls, value: list[CronJobExpectation]) -> list[CronJobExpectation]:
-        names = [c.name for c in value]
-        for name in names:
-            if names.count(name) > 1:
-                raise ValueError(f"two cronjobs are named {name!r}: the names are check ids")
+    def _resource_selectors(cls, value: list[ResourceExpectation]) -> list[ResourceExpectation]:
+        for wanted in value:
+            if wanted.selector is not None:
+                try:
+                    LabelSelector.parse(wanted.selector)
+                except ValueError as exc:
+                    raise ValueError(f"resource {wanted.name!r}: {exc}") from None
         return value
-
-    @property
-    def kubeconfig_files(self) -> list[Path]:
-        return [Path(p) for p in (self.kubeconfig or "").split(os.pathsep) if p]
 
     @property
     def label_selector(self) -> LabelSelector | None:
@@ -542,5 +592,9 @@ KIND = Kind(
         "kubernetes.certificates": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", "SOX-ITGC:OPS"),
         "kubernetes.tls_secrets": ("SOC2:CC7.1", "SOC2:CC6.7", "ISO27001:A.8.24", "SOX-ITGC:OPS"),
         "kubernetes.events": ("SOC2:CC7.2", "SOC2:CC7.3", "ISO27001:A.8.16", "ISO27001:A.8.15", "SOX-ITGC:OPS"),
+        # A default deny between workloads: access to them is restricted (CC6.1), and checked daily.
+        "kubernetes.network_policies": ("SOC2:CC6.1", "SOC2:CC7.1", "SOX-ITGC:OPS"),
+        # `kubectl top` against limits: capacity (A1.1, ISO A.8.6).
+        "kubernetes.usage": ("SOC2:A1.1", "SOC2:CC7.1", "ISO27001:A.8.6", "ISO27001:A.8.16", "SOX-ITGC:OPS"),
     },
 )

@@ -16,48 +16,23 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof.model.fields import Duration, Item, Name, Percent, Regex, Rising, Strict, Threshold, default_threshold
-from opsproof.model.kind import Kind
-
-# A literal, a quoted identifier, a comment: the places a keyword is not a keyword.
-_NOT_CODE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$", re.DOTALL)
-_READ_ONLY_START = ("select", "with", "show", "values", "table", "explain")
-_WRITING = re.compile(
-    r"\b(insert|update|delete|merge|truncate|drop|create|alter|grant|revoke|copy|vacuum|analyze|"
-    r"cluster|reindex|lock|call|do|refresh|notify|listen|set|reset|prepare|execute|begin|commit|"
-    r"rollback|into|nextval|setval|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|"
-    # Functions with side effects a read-only transaction does not stop: session settings that
-    # outlive the statement, another connection (dblink), server actions, replication slots.
-    r"set_config|dblink\w*|lo_\w+|pg_notify|pg_advisory\w*|pg_switch_wal|pg_create_restore_point|pg_promote|"
-    r"pg_rotate_logfile|pg_stat_reset\w*|pg_\w*replication_slot\w*|pg_logical_\w+|pg_wal_replay_\w+|"
-    r"pg_backup_\w+|pg_start_backup|pg_stop_backup|pg_signal_backend|pg_log_backend_memory_contexts)\b",
-    re.IGNORECASE,
+from opsproof.model.fields import (
+    Cadence,
+    Duration,
+    Item,
+    Name,
+    Percent,
+    Regex,
+    Rising,
+    Severity,
+    Strict,
+    Threshold,
+    check_order,
+    default_threshold,
 )
-
-
-def read_only_sql(sql: str) -> str:
-    """Refuse, before anything is sent, SQL that is not one read-only statement.
-
-    The session is read-only as well; this is the first of two locks, and the one
-    that gives the profile's author a message at the line they wrote.
-    """
-    code = _NOT_CODE.sub(" ", sql).strip().rstrip(";").strip()
-    if not code:
-        raise ValueError("empty SQL")
-    if ";" in code:
-        raise ValueError("more than one statement: a query is one read-only statement")
-    first = code.split(None, 1)[0].lower()
-    if first not in _READ_ONLY_START:
-        raise ValueError(f"{first.upper()} is not a read-only statement: use SELECT, WITH, SHOW, VALUES or TABLE")
-    writing = _WRITING.search(code)
-    if writing:
-        raise ValueError(f"{writing.group(1).upper()} is not allowed: checks never write to their targets")
-    if re.search(r"\bfor\s+(update|share|no\s+key\s+update|key\s+share)\b", code, re.IGNORECASE):
-        raise ValueError("SELECT ... FOR UPDATE/SHARE takes row locks: checks never write to their targets")
-    if first == "explain" and re.search(r"\banaly[sz]e\b", code, re.IGNORECASE):
-        raise ValueError("EXPLAIN ANALYZE runs the statement: use EXPLAIN without ANALYZE")
-    return sql
-
+from opsproof.model.kind import Kind
+from opsproof.model.sql_guard import read_only_sql
+from opsproof.targets.valued import Unit, limits_in_unit
 
 ReadOnlySql = Annotated[str, AfterValidator(read_only_sql)]
 Scalar = StrictStr | StrictInt | StrictFloat | StrictBool | None
@@ -72,12 +47,19 @@ class QueryExpect(Strict):
 
     equals: Scalar = Field(None, description="the value equals this")
     one_of: list[Scalar] | None = Field(None, description="the value is one of these")
-    min: StrictInt | StrictFloat | None = Field(None, description="the value is at least this number")
-    max: StrictInt | StrictFloat | None = Field(None, description="the value is at most this number")
+    min: float | None = Field(None, description="the value is at least this (a number, or in `unit`: 5m, 10GB, 80%)")
+    max: float | None = Field(None, description="the value is at most this (a number, or in `unit`: 5m, 10GB, 80%)")
     matches: Regex | None = Field(None, description="the value, as text, matches this regular expression")
     rows: StrictInt | None = Field(None, ge=0, description="exactly this many rows")
     min_rows: StrictInt | None = Field(None, ge=0, description="at least this many rows")
     max_rows: StrictInt | None = Field(None, ge=0, description="at most this many rows")
+    threshold: Threshold[float] | None = Field(
+        None, description="{warn, fail} on the value, in `unit`: warns before it fails (a limit is reached at it)"
+    )
+    unit: Unit = Field(
+        "number", description="what the value measures: number, seconds, percent (0-100), ratio (0-1) or bytes"
+    )
+    lower_is_worse: StrictBool = Field(False, description="with threshold: true when less is worse (a hit ratio)")
 
     @model_validator(mode="before")
     @classmethod
@@ -87,18 +69,21 @@ class QueryExpect(Strict):
             unknown = sorted(str(key) for key in data if key not in cls.model_fields)
             if unknown:
                 raise ValueError(f"unknown expect operator {unknown[0]!r}: use {', '.join(cls.model_fields)}")
+            return limits_in_unit(data, ("min", "max", "threshold"))
         return data
 
     @model_validator(mode="after")
     def _something_expected(self) -> QueryExpect:
-        if not self.model_fields_set:
+        if not self.model_fields_set - {"unit", "lower_is_worse"}:
             raise ValueError(
-                "expect needs at least one of: equals, one_of, min, max, matches, rows, min_rows, max_rows"
+                "expect needs at least one of: equals, one_of, min, max, threshold, matches, rows, min_rows, max_rows"
             )
+        if self.threshold is not None:
+            check_order(self.threshold, lower_is_worse=self.lower_is_worse)
         for low, high in (("min", "max"), ("min_rows", "max_rows")):
             low_value, high_value = getattr(self, low), getattr(self, high)
             if low_value is not None and high_value is not None and low_value > high_value:
-                raise ValueError(f"{low} {low_value} is above {high} {high_value}: nothing could pass")
+                raise ValueError(f"{low} {low_value:g} is above {high} {high_value:g}: nothing could pass")
         return self
 
 
@@ -109,6 +94,11 @@ class PostgresQuery(Strict):
     sql: ReadOnlySql = Field(description="one read-only statement: SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN")
     expect: QueryExpect = Field(description="what the first column of the first row (or the row count) must be")
     timeout: Duration | None = Field(None, gt=0, description="statement timeout (default: the item's timeout)")
+    post_deploy: StrictBool | None = Field(
+        None, description="true puts this query's check in `pytest -m post_deploy` (e.g. the migration version)"
+    )
+    severity: Severity | None = Field(None, description="this part's own severity (default: the item's)")
+    cadence: Cadence | None = Field(None, description="this part's own cadence (default: the item's)")
 
 
 def _unique_queries(queries: list[PostgresQuery]) -> list[PostgresQuery]:
@@ -142,6 +132,23 @@ class WalArchiving(Strict):
         validate_default=True,
         description="age of the last archived WAL segment (set archive_timeout on quiet servers)",
     )
+
+
+def _libpq_words(message: str) -> str:
+    """libpq's message about a DSN, quoting only its keywords and separators.
+
+    libpq quotes the token it stopped at, which may be part of a ${SECRET} (`invalid
+    percent-encoded token: "p%zz"`): any other quoted text is left out.
+    """
+    from psycopg import pq
+
+    keywords = {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
+
+    def shown(match: re.Match[str]) -> str:
+        quoted = match.group(1)
+        return match.group(0) if quoted in keywords or re.fullmatch(r"[=&?/:@]", quoted) else "(not shown)"
+
+    return re.sub(r'"([^"]*)"', shown, message)
 
 
 class PostgresTarget(Item):
@@ -187,7 +194,7 @@ class PostgresTarget(Item):
         try:
             params = conninfo.conninfo_to_dict(dsn)
         except Exception as exc:  # psycopg raises ProgrammingError; say why in libpq's words
-            raise ValueError(f"malformed DSN: {str(exc).strip()}") from None
+            raise ValueError(f"malformed DSN: {_libpq_words(str(exc).strip())}") from None
         port = str(params.get("port") or "")
         if port and not all(p.strip().isdigit() for p in port.split(",")):
             # Typically a password with / @ : or # pasted into a URI: never echo the value, it may hold the secret.

@@ -23,9 +23,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     StrictBool,
-    StrictFloat,
     StrictInt,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -43,8 +41,8 @@ from opsproof.model.fields import (
 )
 from opsproof.model.kind import Kind
 from opsproof.targets.hosts import also_accepts  # a schema helper for any kind; hosts defines it first
+from opsproof.targets.valued import Unit, UnitLimit, check_limits, limits_in_unit
 
-Unit = Literal["number", "seconds", "percent", "ratio", "bytes"]
 # Prometheus refuses a range query of more than 11,000 points per series.
 MAX_POINTS = 11_000
 # The default step of `over:` aims at this many points: 12h -> 1m, 1h -> 15s (the floor).
@@ -131,50 +129,12 @@ class TargetHealth(Strict):
         return value
 
 
-def _limit(value: Any, unit: str) -> float:
-    """A threshold value: a number as is, or a string in the KPI's unit (100ms, 1%, 2GB)."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid threshold {value!r}: expected a number")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError(f"invalid threshold {value!r}: expected a finite number")
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError(f"invalid threshold {value!r}: expected a number")
-    if unit == "seconds":
-        return units.parse_duration(value)
-    if unit == "bytes":
-        return float(units.parse_size(value))
-    if unit in ("percent", "ratio"):
-        if not value.endswith("%"):
-            raise ValueError(f"invalid threshold {value!r}: expected a number or a percentage such as 1%")
-        percent = float(value[:-1]) if re.fullmatch(r"\d+(\.\d+)?%", value) else None
-        if percent is None:
-            raise ValueError(f"invalid threshold {value!r}: expected a number or a percentage such as 1%")
-        return percent if unit == "percent" else percent / 100
-    raise ValueError(
-        f"invalid threshold {value!r}: a number is expected (a value with a unit needs `unit:` seconds, percent, "
-        "ratio or bytes)"
-    )
-
-
-KpiLimit = Annotated[
-    StrictFloat,
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "number"}, {"type": "string"}],
-            "description": "a number, or a value in the KPI's unit: 500ms (seconds), 1% (percent, ratio), 2GB (bytes)",
-        }
-    ),
-]
-
-
 class Kpi(Strict):
     """One PromQL query whose value (the worst series) is judged against {warn, fail}."""
 
     name: Name
     query: Annotated[str, Field(min_length=1, description="a PromQL expression; its worst series is judged")]
-    threshold: Threshold[KpiLimit] = Field(
+    threshold: Threshold[UnitLimit] = Field(
         description="{warn, fail} in the query's own unit (numbers; or 500ms, 1%, 2GB with `unit:`)"
     )
     lower_is_worse: StrictBool = Field(False, description="true for measures where less is worse (hit ratio, uptime)")
@@ -196,30 +156,11 @@ class Kpi(Strict):
     @classmethod
     def _limits_in_unit(cls, data: Any) -> Any:
         # Threshold strings are read in the KPI's unit, which is a sibling key: convert here.
-        if not isinstance(data, dict) or not isinstance(data.get("threshold"), dict):
-            return data
-        unit = data.get("unit", "number")
-        if unit not in ("number", "seconds", "percent", "ratio", "bytes"):
-            return data  # the unit's own error is clearer
-        threshold = dict(data["threshold"])
-        for level in ("warn", "fail"):
-            if threshold.get(level) is not None:
-                try:
-                    threshold[level] = _limit(threshold[level], unit)
-                except ValueError as exc:
-                    raise ValueError(f"threshold.{level}: {exc}") from None
-        return {**data, "threshold": threshold}
+        return limits_in_unit(data, ("threshold",))
 
     @model_validator(mode="after")
     def _coherent(self) -> Kpi:
-        warn, fail = self.threshold.warn, self.threshold.fail
-        if warn is None and fail is None:
-            raise ValueError("threshold needs warn, fail or both: a KPI without a limit judges nothing")
-        if warn is not None and fail is not None:
-            if self.lower_is_worse and warn < fail:
-                raise ValueError("lower is worse here: warn must be at or above fail (e.g. {warn: 0.9, fail: 0.8})")
-            if not self.lower_is_worse and warn > fail:
-                raise ValueError("higher is worse here: warn must be at or below fail (e.g. {warn: 0.1, fail: 0.5})")
+        check_limits(self.threshold.warn, self.threshold.fail, lower_is_worse=self.lower_is_worse, what="a KPI")
         if self.step is not None and self.over is None:
             raise ValueError("step is the resolution of `over`: set over too")
         if self.over is not None and self.over / self.range_step > MAX_POINTS:
@@ -238,9 +179,7 @@ class Kpi(Strict):
 
 
 class BasicAuth(Strict):
-    """HTTP basic authentication."""
-
-    username: Annotated[str, Field(min_length=1)] = Field(description="the user name")
+    username: Annotated[str, Field(min_length=1)]
     password: str = Field(description="use a ${SECRET}")
 
 

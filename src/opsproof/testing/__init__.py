@@ -17,6 +17,8 @@ Use them to test checks you write yourself against something real rather than a 
 - certs.py         `Authority`: a CA and leaf certificates with chosen dates (cryptography only)
 - kubernetes.py    `KubeApiEmulator`: the Kubernetes REST read API over HTTPS with a bearer token
 - kube_objects.py  Kubernetes objects in the states the checks look for (`pod`, `deployment`, `cronjob`, ...)
+- kube_objects_more.py  metrics-server's PodMetrics/NodeMetrics, Ingresses, NetworkPolicies, Endpoints,
+                   custom resources (`pod_metrics`, `ingress`, `network_policy`, `custom_object`, ...)
 
 Throwaway PostgreSQL and Redis servers are in `opsproof.local`.
 """

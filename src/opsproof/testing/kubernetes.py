@@ -14,7 +14,13 @@ and a real kubeconfig file. It does what the checks rely on an API server to do:
   a `forbidden` set of resources (403 with the API server's message), 404 for a
   resource it does not serve (a CRD that is not installed);
 - every request recorded (`requests`: method, path, query), and every method other
-  than GET refused with 405, so a test can prove the checks only read.
+  than GET refused with 405, so a test can prove the checks only read;
+- `pods/<name>/log` (`container`, `sinceSeconds`, `limitBytes`, `timestamps`) from log
+  lines given with `add_log`; `forbidden` takes `pods/log` as RBAC names it;
+- the metrics API (`metrics.k8s.io/v1beta1` pods and nodes, what `kubectl top` reads),
+  served once installed as metrics-server installs it; ingresses, network policies and
+  Endpoints; and any custom resource once `define`d (KEDA ScaledObjects, Argo CD
+  Applications...), or given an object of a CRD the emulator knows.
 
 Objects are plain dicts as the API server returns them; the builders of
 `opsproof.testing.kube_objects` (`pod`, `deployment`, `cronjob`, ...) make them in the
@@ -35,6 +41,7 @@ import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +120,12 @@ RESOURCES: tuple[ApiResource, ...] = (
     ApiResource("batch", "v1", "jobs", "Job", fields=("status.successful",)),
     ApiResource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
     ApiResource("cert-manager.io", "v1", "certificates", "Certificate", crd=True),
+    ApiResource("", "v1", "endpoints", "Endpoints"),
+    ApiResource("networking.k8s.io", "v1", "ingresses", "Ingress"),
+    ApiResource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+    # metrics-server's aggregated API: absent (404) until installed, as on a cluster without it.
+    ApiResource("metrics.k8s.io", "v1beta1", "pods", "PodMetrics", crd=True),
+    ApiResource("metrics.k8s.io", "v1beta1", "nodes", "NodeMetrics", namespaced=False, crd=True),
 )
 _BY_KIND = {(r.api_version, r.kind): r for r in RESOURCES}
 _BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
@@ -173,7 +186,11 @@ class KubeApiEmulator:
         self.requests: list[SeenRequest] = []
         self.forbidden: set[str] = set()  # see _authorize
         self._installed: set[str] = set()
+        self._by_kind = dict(_BY_KIND)
+        self._by_path = dict(_BY_PATH)
         self._objects: dict[str, dict[tuple[str, str], _Stored]] = {r.key: {} for r in RESOURCES}
+        # (namespace, pod, container) -> [(unix time, line)], oldest first: what the kubelet would hold.
+        self._logs: dict[tuple[str, str, str], list[tuple[float, str]]] = {}
         self._version = 1000
 
     # -- objects ---------------------------------------------------------------------------
@@ -182,7 +199,7 @@ class KubeApiEmulator:
         """Store objects (their apiVersion and kind say where); a CRD's object installs the CRD."""
         for given in objects:
             obj = json.loads(json.dumps(given))
-            resource = _BY_KIND.get((obj.get("apiVersion"), obj.get("kind")))
+            resource = self._by_kind.get((obj.get("apiVersion"), obj.get("kind")))
             if resource is None:
                 raise ValueError(f"the emulator does not serve {obj.get('apiVersion')} {obj.get('kind')}")
             meta = obj.setdefault("metadata", {})
@@ -202,6 +219,23 @@ class KubeApiEmulator:
     def install(self, key: str) -> None:
         """Serve a CRD's resource (with no objects yet)."""
         self._installed.add(key)
+
+    def define(self, api_version: str, kind: str, plural: str, *, namespaced: bool = True) -> ApiResource:
+        """Serve a custom resource (a CRD installed): `define("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")`."""
+        group, _, version = api_version.rpartition("/")
+        resource = ApiResource(group, version, plural, kind, namespaced=namespaced, crd=True)
+        self._by_kind[(resource.api_version, kind)] = resource
+        self._by_path[(group, version, plural)] = resource
+        self._objects.setdefault(resource.key, {})
+        self._installed.add(resource.key)
+        return resource
+
+    def add_log(self, ns: str, pod_name: str, container: str, lines: Iterable[tuple[float, str]]) -> None:
+        """Log lines of one container, each `(seconds ago, text)`; appended in time order."""
+        now = datetime.now(UTC).timestamp()
+        held = self._logs.setdefault((ns, pod_name, container), [])
+        held.extend((now - age, text) for age, text in lines)
+        held.sort(key=lambda entry: entry[0])
 
     def count(self, key: str) -> int:
         return len(self._objects[key])
@@ -229,10 +263,13 @@ class KubeApiEmulator:
                 raise ApiError(405, "MethodNotAllowed", f"the emulator serves get and list only, not {request.method}")
             if request.path == "/version":
                 return web.json_response({"major": "1", "minor": "31", "gitVersion": "v1.31.0-opsproof-emulator"})
-            resource, namespace, name = self._route(request.path)
-            if resource.key in self.delays:
-                await asyncio.sleep(self.delays[resource.key])
-            self._authorize(resource, namespace, "get" if name else "list")
+            resource, namespace, name, subresource = self._route(request.path)
+            delay_key = f"{resource.key}/{subresource}" if subresource else resource.key
+            if delay_key in self.delays:
+                await asyncio.sleep(self.delays[delay_key])
+            self._authorize(resource, namespace, "get" if name else "list", subresource)
+            if subresource == "log" and name is not None and namespace is not None:
+                return self._log(namespace, name, request.query)
             if name is not None:
                 return self._get(resource, namespace, name)
             return self._list(resource, namespace, request.query)
@@ -249,20 +286,23 @@ class KubeApiEmulator:
             echoed = f" (you sent {given!r})" if self.echo_credentials and given else ""
             raise ApiError(401, "Unauthorized", f"Unauthorized{echoed}")
 
-    def _authorize(self, resource: ApiResource, namespace: str | None, verb: str) -> None:
+    def _authorize(self, resource: ApiResource, namespace: str | None, verb: str, subresource: str | None) -> None:
         # `forbidden` holds "pods" (everywhere), "pods@shop" (in namespace shop) or "pods@cluster"
-        # (cluster-wide lists only: what a RoleBinding per namespace leaves out).
-        scope = f"{resource.key}@{namespace}" if namespace else f"{resource.key}@cluster"
-        if resource.key in self.forbidden or scope in self.forbidden:
+        # (cluster-wide lists only: what a RoleBinding per namespace leaves out); "pods/log" for
+        # the log subresource, which RBAC grants apart from the pods themselves.
+        key = f"{resource.key}/{subresource}" if subresource else resource.key
+        plural = f"{resource.plural}/{subresource}" if subresource else resource.plural
+        scope = f"{key}@{namespace}" if namespace else f"{key}@cluster"
+        if key in self.forbidden or scope in self.forbidden:
             where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
             raise ApiError(
                 403,
                 "Forbidden",
-                f'{resource.key} is forbidden: User "{self.user}" cannot {verb} resource "{resource.plural}" '
+                f'{key} is forbidden: User "{self.user}" cannot {verb} resource "{plural}" '
                 f'in API group "{resource.group}" {where}',
             )
 
-    def _route(self, path: str) -> tuple[ApiResource, str | None, str | None]:
+    def _route(self, path: str) -> tuple[ApiResource, str | None, str | None, str | None]:
         parts = [p for p in path.split("/") if p]
         if parts[:2] == ["api", "v1"]:
             group, version, rest = "", "v1", parts[2:]
@@ -271,16 +311,55 @@ class KubeApiEmulator:
         else:
             raise _not_found()
         namespace: str | None = None
-        if len(rest) in (3, 4) and rest[0] == "namespaces":
+        if len(rest) in (3, 4, 5) and rest[0] == "namespaces":
             namespace, rest = rest[1], rest[2:]
+        subresource: str | None = None
+        if len(rest) == 3 and (group, rest[0], rest[2]) == ("", "pods", "log") and namespace is not None:
+            subresource, rest = "log", rest[:2]
         if len(rest) not in (1, 2):
             raise _not_found()
-        resource = _BY_PATH.get((group, version, rest[0]))
+        resource = self._by_path.get((group, version, rest[0]))
         if resource is None or (resource.crd and resource.key not in self._installed):
             raise _not_found()
         if namespace is not None and not resource.namespaced:
             raise _not_found()
-        return resource, namespace, rest[1] if len(rest) == 2 else None
+        return resource, namespace, rest[1] if len(rest) == 2 else None, subresource
+
+    def _log(self, namespace: str, name: str, query: Mapping[str, str]) -> web.Response:
+        """A container's log as the kubelet streams it through the API server: plain text, oldest first."""
+        stored = self._objects["pods"].get((namespace, name))
+        if stored is None:
+            raise ApiError(404, "NotFound", f'pods "{name}" not found')
+        containers = [str(c.get("name")) for c in stored.obj.get("spec", {}).get("containers", [])]
+        container = query.get("container")
+        if not container:
+            if len(containers) != 1:
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(containers)}]",
+                )
+            container = containers[0]
+        elif container not in containers:
+            raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        lines = self._logs.get((namespace, name, container), [])
+        since = query.get("sinceSeconds")
+        if since:
+            if not since.isdigit() or int(since) < 1:
+                raise ApiError(422, "Invalid", "sinceSeconds: Invalid value: must be greater than 0")
+            oldest = datetime.now(UTC).timestamp() - int(since)
+            lines = [entry for entry in lines if entry[0] >= oldest]
+        stamped = query.get("timestamps") in ("1", "true")
+        body = "".join(
+            (f"{datetime.fromtimestamp(at, UTC).isoformat().replace('+00:00', 'Z')} " if stamped else "") + text + "\n"
+            for at, text in lines
+        ).encode()
+        limit = query.get("limitBytes")
+        if limit:
+            if not limit.isdigit() or int(limit) < 1:
+                raise ApiError(422, "Invalid", "limitBytes: Invalid value: must be greater than 0")
+            body = body[: int(limit)]
+        return web.Response(body=body, content_type="text/plain")
 
     def _get(self, resource: ApiResource, namespace: str | None, name: str) -> web.Response:
         if resource.namespaced and namespace is None:
