@@ -471,6 +471,7 @@ def _report(args: argparse.Namespace) -> int:
         f"{summary['controls']} controls, "
         f"pass rate {rate}; exceptions: {exceptions['open']} open, {exceptions['missed']} missed runs, "
         f"{exceptions['waived']} waived, {exceptions['resolved']} resolved"
+        + (f", {exceptions['maintenance']} in maintenance windows" if exceptions.get("maintenance") else "")
     )
     print(f"  {out / 'report.html'} (and report.json, {', '.join(n for n in files if n.endswith('.csv'))})")
     signed = f", signed by key {signer.key_id[:16]}" if signer is not None else ""

@@ -31,6 +31,7 @@ from opsproof.heap import collector_paused
 from opsproof.model.bounded_read import MIB, UnreadableFile, read_regular_file
 from opsproof.model.controls import ControlsOverride
 from opsproof.model.fields import Defaults, IsoDate, Item, Strict, Threshold, glob_to_regex
+from opsproof.model.signals import MaintenanceWindow, Metrics, Notify
 from opsproof.model.yaml_limits import MAX_DEPTH, TooLarge, check_expansion, check_nesting, may_have_aliases
 from opsproof.redaction import Redactor
 from opsproof.targets import kinds
@@ -75,6 +76,9 @@ class ProfileBase(Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     controls: ControlsOverride = Field(default_factory=dict)
     waivers: list[Waiver] = Field(default_factory=list)
+    notify: list[Notify] = Field(default_factory=list, description="where state changes are sent")
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list, description="planned windows")
+    metrics: Metrics = Field(default_factory=Metrics)
 
     @cached_property
     def items_by_section(self) -> dict[str, dict[str, Item]]:
@@ -200,16 +204,17 @@ def _build(
     except ValidationError as exc:
         # A bad value may have come from a ${SECRET}: never echo it.
         raise ProfileError(redactor.redact(_describe(exc, document.lines, shown))) from None
-    for section in ITEM_SECTIONS:
-        seen: set[str] = set()
+    for section in (*ITEM_SECTIONS, "maintenance", "notify"):
+        seen: set[str | None] = {None}  # an unnamed notify destination is named by its position
         for index, item in enumerate(getattr(profile, section)):
             for user, password in item.basic_auth_pairs():  # a server may echo the header: base64 of user:password
                 redactor.add_basic_auth(user, password)
-            if item.name in seen:
+            if item.name in seen and item.name is not None:
                 line = document.lines.get((section, index, "name"), 1)
                 message = f"{shown}:{line}: {section}[{index}].name: duplicate name {item.name!r}"
                 raise ProfileError(redactor.redact(message))
             seen.add(item.name)
+    _secrets_by_reference(profile, redactor, document, shown)
     backups = profile.targets("backups")
     for index, drill in enumerate(profile.drills):
         if drill.backup not in backups:
@@ -229,6 +234,31 @@ def _build(
         redactor=redactor,
         plain_vars=plain_vars,
     )
+
+
+def _secrets_by_reference(profile: Profile, redactor: Redactor, document: Document, shown: str) -> None:
+    """A routing key, a Slack webhook URL, a push password or token must come from `${NAME}`.
+
+    Written literally they would be committed with the profile and shown in every output.
+    """
+    where: list[tuple[tuple[Any, ...], str | None]] = []
+    for index, rule in enumerate(profile.notify):
+        if rule.pagerduty is not None:
+            where.append((("notify", index, "pagerduty", "routing_key"), rule.pagerduty.routing_key))
+        if rule.slack is not None:
+            where.append((("notify", index, "slack", "webhook_url"), rule.slack.webhook_url))
+    gateway = profile.metrics.pushgateway
+    if gateway is not None:
+        where += [
+            (("metrics", "pushgateway", "password"), gateway.password),
+            (("metrics", "pushgateway", "bearer_token"), gateway.bearer_token),
+        ]
+    for path, value in where:
+        if value is not None and not redactor.hides(value):
+            raise ProfileError(
+                f"{shown}:{_line(path, document.lines)}: {_dotted(path)}: a secret; write it as ${{NAME}} "
+                "(an environment variable), never in the profile"
+            )
 
 
 _STR = "tag:yaml.org,2002:str"

@@ -159,6 +159,10 @@ class Redactor:
     def __bool__(self) -> bool:
         return bool(self._secrets)
 
+    def hides(self, text: str) -> bool:
+        """True when `text` holds a registered secret (it came from a `${NAME}` reference)."""
+        return self.redact(text) != text
+
     def _compile(self, short: bool) -> tuple[re.Pattern[str], dict[str, str], tuple[str, ...]]:
         alternatives: list[tuple[int, str, str]] = []  # (length, pattern, placeholder)
         # Every character a match can start with: most of a text starts none, and one class test there

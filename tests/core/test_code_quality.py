@@ -73,6 +73,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("backup", ("opsproof.backup",)),
     ("probes", ("opsproof.probes",)),
     ("judging", ("opsproof.judging",)),
+    ("signals", ("opsproof.signals",)),
     ("run", ("opsproof.run",)),
     ("demo", ("opsproof.demo",)),
     ("entry points", ("opsproof.cli", "opsproof.plugin", "opsproof")),

@@ -76,6 +76,7 @@ _TABLES = (
         controls TEXT NOT NULL,
         waiver TEXT,
         started_at TEXT,
+        maintenance TEXT,
         PRIMARY KEY (run_id, node_id)
     )""",
     "CREATE INDEX IF NOT EXISTS records_by_check ON records (check_id)",
@@ -242,6 +243,8 @@ class History:
                 self._conn.execute(statement.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB"))
             if not self.has_column("attestations", "change_ticket"):  # a store made before change checklists
                 self._conn.execute("ALTER TABLE attestations ADD COLUMN change_ticket TEXT")
+            if not self.has_column("records", "maintenance"):  # a store from before maintenance windows
+                self._conn.execute("ALTER TABLE records ADD COLUMN maintenance TEXT")
             self._conn.execute(
                 "INSERT OR IGNORE INTO opsproof_meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
             )
@@ -266,6 +269,8 @@ class History:
             # and would queue every opening runner behind the appends of the others.
             if not self.has_column("attestations", "change_ticket"):
                 self._conn.execute("ALTER TABLE attestations ADD COLUMN IF NOT EXISTS change_ticket TEXT")
+            if not self.has_column("records", "maintenance"):
+                self._conn.execute("ALTER TABLE records ADD COLUMN IF NOT EXISTS maintenance TEXT")
             self._conn.execute(
                 "INSERT INTO opsproof_meta (key, value) VALUES ('schema', %s) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,)
             )
@@ -386,7 +391,10 @@ class History:
 
     def records(self, environment: str, start: str, end: str) -> list[dict[str, Any]]:
         """Check records of an environment's runs started in [start, end), in run order."""
-        columns = ("check_id", "kind", "target", "cadence", "severity", "outcome", "message", "controls", "waiver")
+        columns = (
+            *("check_id", "kind", "target", "cadence", "severity", "outcome", "message"),
+            *("controls", "waiver", "maintenance"),
+        )
         rows = self.execute(
             f"SELECT r.run_id, u.started_at, {', '.join('r.' + c for c in columns)} FROM records r "
             "JOIN runs u ON u.run_id = r.run_id WHERE u.environment = ? AND u.started_at >= ? AND u.started_at < ? "
@@ -398,8 +406,30 @@ class History:
             record = dict(zip(("run_id", "run_started_at", *columns), row, strict=True))
             record["controls"] = json.loads(record["controls"])
             record["waiver"] = json.loads(record["waiver"]) if record["waiver"] else None
+            record["maintenance"] = json.loads(record["maintenance"]) if record["maintenance"] else None
             found.append(record)
         return found
+
+    def runs_before(self, environment: str, before: str, limit: int) -> list[tuple[str, str]]:
+        """(run id, started_at) of an environment's runs started before `before`, newest first."""
+        rows = self.execute(
+            "SELECT run_id, started_at FROM runs WHERE environment = ? AND started_at < ? "
+            "ORDER BY started_at DESC, run_id DESC LIMIT ?",
+            (environment, before, limit),
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def outcomes_of_runs(self, run_ids: Sequence[str]) -> list[tuple[str, str, str, str | None, bool]]:
+        """(run id, check id, outcome, severity, in maintenance) of every record of these runs."""
+        if not run_ids:
+            return []
+        marks = ", ".join("?" for _ in run_ids)
+        rows = self.execute(
+            "SELECT run_id, check_id, outcome, severity, maintenance IS NOT NULL FROM records "
+            f"WHERE run_id IN ({marks})",
+            tuple(run_ids),
+        )
+        return [(str(r[0]), str(r[1]), str(r[2]), r[3], bool(r[4])) for r in rows]
 
     def count(self, table: str) -> int:
         assert table in ("runs", "records", "attestations", "attestation_evidence")
@@ -450,6 +480,7 @@ RECORD_COLUMNS = (
     "controls",
     "waiver",
     "started_at",
+    "maintenance",
 )
 
 
@@ -491,6 +522,7 @@ def record_row(check: CheckRecord) -> tuple[Any, ...]:
         json.dumps(check.controls),
         json.dumps(check.waiver.dump()) if check.waiver else None,
         check.started_at,
+        json.dumps(check.maintenance.dump()) if check.maintenance else None,
     )
 
 

@@ -10,8 +10,9 @@ hash, so an auditor can fetch and verify any of them). For each control:
   **timing exception**;
 - **pass rate**: passed and warned records over all records but skipped ones;
 - **exceptions**: every failed, error or waived record, with its date, severity and
-  message, and its resolution: `waived` (the waiver that covered it), `resolved` (the
-  same check's next passing run, named) or `open`.
+  message, and its resolution: `waived` (the waiver that covered it), `maintenance` (it
+  failed inside a planned maintenance window, named), `resolved` (the same check's next
+  passing run, named) or `open`.
 
 Attestations: for each (declared or recorded) attestation, the periods of its cadence
 that have a valid attestation, and those that do not.
@@ -40,7 +41,7 @@ SCHEMA = "opsproof/period-report/v1"
 SEVERITY_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
 FAILING = ("failed", "error")
 # Day status, worst first: what a cell of the daily chart shows.
-DAY_STATUSES = ("failed", "missed", "waived", "warned", "passed", "none", "future")
+DAY_STATUSES = ("failed", "missed", "maintenance", "waived", "warned", "passed", "none", "future")
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,9 @@ def _result_exceptions(
         }
         if found["outcome"] == "waived":
             exception["status"] = "waived"
+        elif found.get("maintenance"):
+            exception["status"] = "maintenance"
+            exception["maintenance"] = found["maintenance"]
         else:
             fix = resolution.get(index)
             exception["status"] = "resolved" if fix else "open"
@@ -501,8 +505,8 @@ def _days(
         per_control: dict[str, list[str]] = defaultdict(list)
         for found in todays:
             for control in found["controls"]:
-                per_control[control].append(found["outcome"])
-        status = _status(r["outcome"] for r in todays) if todays else ("future" if day >= today else "missed")
+                per_control[control].append(_day_outcome(found))
+        status = _status(map(_day_outcome, todays)) if todays else ("future" if day >= today else "missed")
         days.append(
             {
                 "date": day.isoformat(),
@@ -516,11 +520,16 @@ def _days(
     return days
 
 
+def _day_outcome(record: dict[str, Any]) -> str:
+    """A failure inside a maintenance window colours its day `maintenance`, not `failed`."""
+    return "maintenance" if record.get("maintenance") and record["outcome"] in FAILING else str(record["outcome"])
+
+
 def _status(outcomes: Iterable[str]) -> str:
     found = set(outcomes)
     if found & set(FAILING):
         return "failed"
-    for status in ("waived", "warned", "passed"):
+    for status in ("maintenance", "waived", "warned", "passed"):
         if status in found:
             return status
     return "none"
@@ -545,7 +554,7 @@ def _summary(
         "records": len(counted),
         "controls": len(controls),
         "pass_rate": round(passing / len(judged), 4) if judged else None,
-        "exceptions": {s: by_status.get(s, 0) for s in ("open", "resolved", "waived", "missed")},
+        "exceptions": {s: by_status.get(s, 0) for s in ("open", "resolved", "waived", "maintenance", "missed")},
         "attestation_coverage": round(attested / expected, 4) if expected else None,
         "attestations_missing": expected - attested,
         "signed_runs": sum(1 for r in runs if r.get("signed_by")),

@@ -40,6 +40,7 @@ def render_csv(report: dict[str, Any]) -> dict[str, str]:
                 "resolved_by",
                 "bundle",
                 "manifest_sha256",
+                "maintenance_window",
             ),
             (_exception_row(e) for e in report["exceptions"]),
         ),
@@ -161,6 +162,7 @@ def _exception_row(exception: dict[str, Any]) -> Sequence[Any]:
         exception["resolved_by"],
         exception["bundle"],
         exception["manifest_sha256"],
+        (exception.get("maintenance") or {}).get("name"),
     )
 
 

@@ -21,6 +21,7 @@ from opsproof.model.controls import framework_name
 STATUS_COLOURS = {
     "failed": "#cf222e",
     "missed": "#6e7781",
+    "maintenance": "#8250df",
     "waived": "#4f6d8f",
     "warned": "#d4a72c",
     "passed": "#2da44e",
@@ -30,13 +31,14 @@ STATUS_COLOURS = {
 STATUS_WORDS = {
     "failed": "a check failed (not waived)",
     "missed": "no run",
+    "maintenance": "failures only inside maintenance windows",
     "waived": "failures, all waived",
     "warned": "warnings only",
     "passed": "all passed",
     "none": "not expected",
     "future": "not yet",
 }
-EXCEPTION_STATUSES = ("open", "missed", "waived", "resolved")
+EXCEPTION_STATUSES = ("open", "missed", "maintenance", "waived", "resolved")
 
 
 def render_period_html(report: dict[str, Any]) -> str:
@@ -179,6 +181,7 @@ svg.chart rect.c-future{stroke:#d0d7de;stroke-width:.5}
 text-transform:uppercase;color:#fff;background:var(--skipped)}
 .xstatus.x-open{background:var(--failed)}.xstatus.x-missed{background:#57606a}
 .xstatus.x-waived{background:var(--waived)}.xstatus.x-resolved{background:var(--passed)}
+.xstatus.x-maintenance{background:#8250df}
 tr.x-open td{background:#fff5f5}
 ul.entries{margin:0;padding-left:16px;font-size:12.5px}
 table.exceptions td{font-size:12.5px}

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from markupsafe import Markup
+
+from opsproof.evidence.html_maintenance import maintenance_section, maintenance_tag
 from opsproof.evidence.page import (
     OUTCOME_ORDER,
     SEVERITY_ORDER,
@@ -80,6 +83,10 @@ def render_html(document: Results | dict[str, Any]) -> str:
         severities=_severity_table(summary, checks),
         controls=_controls(entries),
         waivers=_waivers(as_dict(summary.get("waivers")), entries),
+        # Escaped HTML already (built with page.esc), like the check rows.
+        maintenance=Markup(
+            maintenance_section(summary, [e["check"] for e in entries], [e["anchor"] for e in entries])
+        ),
         groups=_groups(entries),
         checked=len(ordered),
         OPEN_OUTCOMES=OPEN_OUTCOMES,
@@ -232,6 +239,7 @@ class _CheckRow:
     expected: str
     waiver: dict[str, Any] | None
     waiver_expired: bool
+    maintenance: str  # the window's chip, escaped, or ""
 
     @classmethod
     def of(cls, check: dict[str, Any], anchor: str) -> _CheckRow:
@@ -262,6 +270,7 @@ class _CheckRow:
             expected=kv_table(check.get("expected")),
             waiver=waiver,
             waiver_expired=waiver is not None and waiver.get("status") == "expired",
+            maintenance=maintenance_tag(check),
         )
 
 

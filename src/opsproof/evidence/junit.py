@@ -3,6 +3,8 @@
 - warned: a passing testcase with an `opsproof.outcome=warned` property and the
   warning in system-out (CI dashboards show it; it never fails the build)
 - waived: a skipped testcase whose message names the waiver's ticket
+- failed or error inside a maintenance window: a skipped testcase (type `maintenance`)
+  whose message names the window; the `opsproof.outcome` property keeps the outcome
 - error: <error>, failed: <failure>, as JUnit intends
 
 Written as text rather than through ElementTree: building, indenting and serialising
@@ -42,12 +44,13 @@ def render_junit(results: Results) -> str:
     checks = results.checks
     run = results.run
     counts = results.summary.by_outcome
+    held = {o: sum(1 for c in checks if c.maintenance is not None and c.outcome == o) for o in ("failed", "error")}
     suite = {
         "name": f"opsproof.{run.environment}",
         "tests": len(checks),
-        "failures": counts["failed"],
-        "errors": counts["error"],
-        "skipped": counts["skipped"] + counts["waived"],
+        "failures": counts["failed"] - held["failed"],
+        "errors": counts["error"] - held["error"],
+        "skipped": counts["skipped"] + counts["waived"] + held["failed"] + held["error"],
         "warnings": counts["warned"],
         "timestamp": run.started_at,
         "hostname": run.host,
@@ -77,7 +80,11 @@ def render_junit(results: Results) -> str:
         out.append("    </properties>")
         message = check.message
         outcome = check.outcome
-        if outcome in ("failed", "error"):
+        if check.maintenance is not None and outcome in ("failed", "error"):
+            note = f"{outcome} inside maintenance window {check.maintenance.name}: {message}"
+            held_case = {"type": "maintenance", "message": note}
+            out.append(f"    <skipped{_attrs(held_case)} />")
+        elif outcome in ("failed", "error"):
             tag = "failure" if outcome == "failed" else "error"
             out.append(f"    <{tag}{_attrs({'message': message, 'type': check.severity})}>{_text(message)}</{tag}>")
         elif outcome == "waived":

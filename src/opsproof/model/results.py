@@ -9,7 +9,7 @@ their JSON Schema::
         print(record.check, record.outcome, record.message)
 
 `dump()` gives the document as written: keys in this order, and the optional keys
-(`waiver`, `interrupted_by`, `collection_errors`) only where they were set.
+(`waiver`, `maintenance`, `interrupted_by`, `collection_errors`) only where they were set.
 """
 
 from __future__ import annotations
@@ -65,6 +65,24 @@ class Waiver(_Model):
     status: Literal["applied", "expired"] | None = Field(None, description="absent for an unmatched waiver")
 
 
+class Maintenance(_Model):
+    """The maintenance window a failing check fell in: it keeps its outcome, neither pages nor blocks."""
+
+    name: str
+    checks: str = Field(description="the window's glob over check ids")
+    schedule: str = Field(description="`tue 02:00-04:00 America/Los_Angeles` or `<from> to <to>` (UTC)")
+    ticket: str | None = None
+
+
+class AppliedWindow(Maintenance):
+    records: int = Field(description="records of the run the window covered")
+
+
+class MaintenanceTotals(_Model):
+    applied: list[AppliedWindow] = Field(description="windows that covered a failing check")
+    unmatched: list[Maintenance] = Field(description="windows that matched no check of the run")
+
+
 class CheckRecord(_Model):
     """One check's record."""
 
@@ -83,6 +101,7 @@ class CheckRecord(_Model):
     duration_s: float = Field(description="how long the check took, in seconds")
     phase: Literal["setup", "call", "teardown"] = Field(description="the pytest phase the outcome comes from")
     waiver: Waiver | None = None
+    maintenance: Maintenance | None = Field(None, description="set on a failed/error record inside a window")
 
 
 class ProfileRef(_Model):
@@ -147,6 +166,7 @@ class Summary(_Model):
     by_severity: dict[str, dict[str, int]] = Field(description="checks per severity, then per outcome")
     blocking: list[str] = Field(description="check ids of the blocking outcomes")
     waivers: WaiverTotals
+    maintenance: MaintenanceTotals | None = Field(None, description="absent in results written before windows")
 
 
 class Results(_Model):

@@ -28,6 +28,7 @@ import pytest
 
 from opsproof import outcomes
 from opsproof.heap import collector_paused
+from opsproof.judging import maintenance
 from opsproof.model.check import Check
 from opsproof.model.markers import ALL_MARKERS, CADENCE_MARKERS
 from opsproof.probes import Facts, kinds_in_use
@@ -36,6 +37,7 @@ from opsproof.run.gather import Gatherer, probe_all_shared
 from opsproof.run.records import AllureAnnotator, build_record, identity, markers_of, redact_report, waiver_dict
 from opsproof.run.scoping import Part, item_applies, parts_of
 from opsproof.run.state import STATE, RunState, TargetRef, kind_of_path, owns_process, start_run, state_of
+from opsproof.signals.options import add_options as add_signal_options
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -111,6 +113,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="sign each manifest with this Ed25519 private key (PEM or OpenSSH; opsproof keygen makes one)",
     )
+    add_signal_options(parser)
     parser.addini("opsproof", type="bool", default=False, help="run opsproof checks without --profile")
 
 
@@ -296,8 +299,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         for w in state.loaded.profile.waivers
         if not any(w.matches(check_id) for check_id in state.collected_check_ids)
     ]
+    state.unmatched_windows = maintenance.unmatched(state.loaded.profile.maintenance, state.collected_check_ids)
     if state.is_worker:
         config.workeroutput["opsproof_unmatched_waivers"] = state.unmatched_waivers  # type: ignore[attr-defined]
+        config.workeroutput["opsproof_unmatched_windows"] = state.unmatched_windows  # type: ignore[attr-defined]
 
 
 def _is_placeholder(item: pytest.Item) -> bool:
@@ -466,13 +471,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if decisive:
         record = build_record(item, call, report, state)
         report.opsproof = record  # type: ignore[attr-defined]  # travels to the xdist controller
+        window = record.get("maintenance")
         if record["outcome"] == "waived":
             waiver = record["waiver"]
-            report.outcome = "skipped"
-            report.longrepr = (
-                str(item.path),
-                (item.location[1] or 0) + 1,
+            _show_as_skipped(
+                item,
+                report,
                 f"waived by {waiver['ticket']} ({waiver['reason']}; approved by {waiver['approved_by']}, "
                 f"until {waiver['expires']}): {record['message']}",
             )
+        elif window:  # shown as skipped (pytest's terminal, --junitxml); the record keeps its outcome
+            ticket = f", {window['ticket']}" if window.get("ticket") else ""
+            _show_as_skipped(
+                item,
+                report,
+                f"{record['outcome']} inside maintenance window {window['name']} ({window['schedule']}{ticket}): "
+                f"{record['message']}",
+            )
     return report
+
+
+def _show_as_skipped(item: pytest.Item, report: pytest.TestReport, reason: str) -> None:
+    report.outcome = "skipped"
+    report.longrepr = (str(item.path), (item.location[1] or 0) + 1, reason)

@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 
 from opsproof import outcomes
+from opsproof.model.results import Maintenance, Results
 from opsproof.run.state import RunState, owns_process
+from opsproof.signals.after_run import NOTIFICATIONS_FILE, Outcome, export_metrics, github_summary, notify
+from opsproof.signals.options import notify_mode
 
 
 class Recorder:
@@ -39,6 +42,8 @@ class Recorder:
             return "warned", "W", ("WARNED", {"yellow": True})
         if outcome == "waived":
             return "waived", "w", ("WAIVED", {"yellow": True})
+        if record.get("maintenance"):
+            return "maintenance", "m", ("MAINTENANCE", {"yellow": True})
         if outcome == "error" and report.when == "call":
             return "error", "E", ("ERROR", {"red": True})
         return None
@@ -74,17 +79,35 @@ class Recorder:
                 return (yield)
             finally:
                 _print_last_line(self.config, state)
+        signalled = Outcome()
+        shown: Results | None = None
         try:
-            from opsproof.evidence.bundle import write_bundle
+            from opsproof.evidence.bundle import bundle_path, write_bundle
             from opsproof.run.results import build_results
 
             state.results = build_results(self.config, state)
-            state.bundle = write_bundle(state.results, state.report_dir, state.redactor, state.signer)
+            # Every signal shows the results redacted; one copy serves them all.
+            redactor = state.redactor
+            shown = state.results.redacted(redactor)
+            # Before sealing, so every delivery attempt is sealed in the bundle with the rest.
+            sent = notify(
+                state.loaded.profile.notify,
+                shown,
+                bundle_path(state.results.run, state.report_dir),
+                state.history,
+                notify_mode(self.config),
+                redactor.redact,
+                self._show,
+                signalled,
+            )
+            extra = {NOTIFICATIONS_FILE: sent} if sent is not None else None
+            state.bundle = write_bundle(state.results, state.report_dir, redactor, state.signer, extra)
         except Exception as exc:  # the evidence is the product: failing to write it is an internal error
             state.bundle_error = f"{type(exc).__name__}: {exc}"
             state.exit_code = outcomes.EXIT_INTERNAL
         if state.bundle is not None:
             _ship(state)
+        _signal(self.config, state, shown, signalled)
         session.exitstatus = state.exit_code
         try:
             return (yield)
@@ -95,6 +118,13 @@ class Recorder:
                 # frozen, the run's objects are not traversed again (measured ~0.1 s per
                 # 1,000 checks). The process ends right after, so nothing is kept for long.
                 gc.freeze()
+
+    def _show(self, text: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(text)
+        else:
+            print(text)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from opsproof.model.results import CheckRecord, Waiver
@@ -114,6 +144,7 @@ class Recorder:
             records=records,
             unmatched=unmatched,
             shipped=state.shipped,
+            unmatched_windows=_unmatched_windows(state),
         )
 
 
@@ -128,8 +159,55 @@ def _exit_code(state: RunState, pytest_status: int) -> int:
         return outcomes.EXIT_USAGE
     if not state.records:
         return outcomes.EXIT_NO_CHECKS
-    blocking = any(outcomes.is_blocking(r["outcome"], r["severity"], state.fail_on) for r in state.records.values())
+    blocking = any(
+        outcomes.is_blocking(r["outcome"], r["severity"], state.fail_on, held=bool(r.get("maintenance")))
+        for r in state.records.values()
+    )
     return outcomes.EXIT_BLOCKING if blocking else outcomes.EXIT_OK
+
+
+def _unmatched_windows(state: RunState) -> list[Maintenance]:
+    totals = state.results.summary.maintenance if state.results is not None else None
+    if totals is not None:
+        return totals.unmatched
+    return [Maintenance.model_validate(w) for w in state.unmatched_windows]
+
+
+def _signal(config: pytest.Config, state: RunState, results: Results | None, signalled: Outcome) -> None:
+    """After the bundle: metrics, the CI summary, the end ping. None of them changes the exit status.
+
+    The ping goes out even when no bundle could be written: its monitor must learn of the exit 3.
+    """
+    from opsproof.signals.metrics import run_cadence
+
+    if results is not None:
+        # The history or the upload may have made the exit status 3 since results.json was written.
+        exit_code = state.exit_code if state.exit_code is not None else outcomes.EXIT_INTERNAL
+        status = outcomes.RUN_STATUS.get(exit_code, "failed")
+        results = results.model_copy(
+            update={"run": results.run.model_copy(update={"exit_code": exit_code, "status": status})}
+        )
+        metrics_file = config.getoption("metrics_file")
+        export_metrics(
+            results,
+            run_cadence(config.option.markexpr),
+            Path(metrics_file) if metrics_file else None,
+            config.getoption("pushgateway"),
+            state.loaded.profile.metrics,
+            state.redactor.redact,
+            signalled,
+        )
+        github_summary(results, state.bundle, signalled)
+    ping_url = config.getoption("ping")
+    if ping_url is not None:
+        from opsproof.signals.ping import ping
+
+        problem = ping(ping_url, str(state.exit_code))
+        if problem is not None:
+            signalled.problems.append(f"opsproof: the end ping (--ping) failed: {state.redactor.redact(problem)}")
+    state.signals_seconds = signalled.seconds
+    state.shipped += signalled.notes
+    state.shipping_errors += signalled.problems
 
 
 def _ship(state: RunState) -> None:
@@ -223,6 +301,9 @@ class XdistHooks:
         unmatched = output.get("opsproof_unmatched_waivers")
         if unmatched is not None:
             self.state.unmatched_waivers = unmatched
+        windows = output.get("opsproof_unmatched_windows")
+        if windows is not None:
+            self.state.unmatched_windows = windows
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self.share_dir is not None:

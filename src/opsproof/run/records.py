@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from opsproof.judging import maintenance
 from opsproof.model.check import Check, CheckError
 from opsproof.model.markers import ALL_MARKERS
 from opsproof.model.results import CheckRecord, free_text_fields
@@ -106,6 +107,7 @@ def build_record(
     }
     if outcome in ("failed", "error"):
         _apply_waiver(record, state.loaded.profile.waivers)
+        maintenance.apply(record, state.loaded.profile.maintenance)
     return state.redactor.redact_fields(record, free_text_fields(CheckRecord))
 
 

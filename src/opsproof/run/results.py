@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsproof import outcomes
+from opsproof.judging import maintenance
 from opsproof.model.results import SCHEMA, Results
 from opsproof.probes import utc_now
 from opsproof.version import __version__
@@ -61,7 +62,11 @@ def summarize(checks: list[dict[str, Any]], state: RunState) -> dict[str, Any]:
     for c in checks:
         row = by_severity.setdefault(c["severity"], {})
         row[c["outcome"]] = row.get(c["outcome"], 0) + 1
-    blocking = [c["check"] for c in checks if outcomes.is_blocking(c["outcome"], c["severity"], state.fail_on)]
+    blocking = [
+        c["check"]
+        for c in checks
+        if outcomes.is_blocking(c["outcome"], c["severity"], state.fail_on, held=bool(c.get("maintenance")))
+    ]
     return {
         "total": len(checks),
         "by_outcome": {o: by_outcome.get(o, 0) for o in outcomes.OUTCOMES},
@@ -76,6 +81,7 @@ def summarize(checks: list[dict[str, Any]], state: RunState) -> dict[str, Any]:
             ),
             "unmatched": state.unmatched_waivers,
         },
+        "maintenance": maintenance.summary(checks, state.unmatched_windows),
     }
 
 

@@ -22,6 +22,7 @@ from opsproof.model.controls import ControlMap
 from opsproof.probes import ProbeKind, kind_named, utc_now
 from opsproof.profile import Item, LoadedProfile, ProfileError, load_profile, resolve_profile_path
 from opsproof.redaction import Redactor
+from opsproof.signals.options import check_options as check_signal_options
 from opsproof.targets import catalogue
 from opsproof.targets import kinds as registered_kinds
 
@@ -51,6 +52,7 @@ class RunState:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     collected_check_ids: set[str] = field(default_factory=set)
     unmatched_waivers: list[dict[str, Any]] = field(default_factory=list)
+    unmatched_windows: list[dict[str, Any]] = field(default_factory=list)  # maintenance windows matching no check
     collect_errors: int = 0
     results: Results | None = None  # the results document, once the run has ended
     # Every secret of the run; everything the run writes or shows goes through it.
@@ -67,6 +69,7 @@ class RunState:
     # What happened to the bundle after sealing (history, upload), one line each, shown before the last line.
     shipped: list[str] = field(default_factory=list)
     shipping_errors: list[str] = field(default_factory=list)
+    signals_seconds: float = 0.0  # spent on notifications and metrics at the end of the run
 
     @property
     def change_ticket(self) -> str | None:
@@ -127,6 +130,7 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
     if report_dir.exists() and not report_dir.is_dir():
         raise pytest.UsageError(f"--report-dir {str(report_dir)!r} exists and is not a directory")
     history = _history_location(config, report_dir, redactor)
+    check_signal_options(config)
     if workerinput is not None and "opsproof_run_id" in workerinput:
         return RunState(
             loaded=loaded,
@@ -141,7 +145,7 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
             history=history,
             redactor=redactor,
         )
-    return RunState(
+    state = RunState(
         loaded=loaded,
         fail_on=config.getoption("fail_on"),
         report_dir=report_dir,
@@ -155,6 +159,15 @@ def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunS
         upload=_upload(config),
         redactor=redactor,
     )
+    ping_url = config.getoption("ping")
+    # Last: a run refused for a usage error never says it started; --collect-only runs nothing.
+    if ping_url is not None and not config.option.collectonly:
+        from opsproof.signals.ping import ping
+
+        problem = ping(ping_url, "start")
+        if problem is not None:
+            state.shipping_errors.append(f"opsproof: the start ping (--ping) failed: {state.redactor.redact(problem)}")
+    return state
 
 
 def _upload(config: pytest.Config) -> Upload | None:
