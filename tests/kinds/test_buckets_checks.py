@@ -253,7 +253,7 @@ def test_a_black_hole_costs_its_timeout_once(runner: Runner, monkeypatch: pytest
         ("quota: 1GB, size: {warn: 120%}", "size.warn: invalid percentage '120%'"),
         ("size: {warn: 400}", "size.warn: invalid size 400"),
         ("size: {warn: 2GB, fail: 1GB}", "higher is worse here"),
-        ("size: {}", "size needs warn, fail or both"),
+        ("size: {}", "an empty threshold {} judges nothing: give warn, fail or both"),
         ("objects: {warn: -1}", "buckets[0].objects.warn: input should be greater than or equal to 0"),
         ("quota: 1GB", "quota is what size: {warn: 80%} is a share of"),
         ("lifecycle: false", "a buckets item needs size, objects, lifecycle"),

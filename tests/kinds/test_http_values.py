@@ -152,7 +152,7 @@ def test_paths_are_read_safely() -> None:
         ("{path: $.a, max: '5 s'}", "max: invalid threshold '5 s'"),
         ("{path: $.a, equals: 1, lower_is_worse: true}", "lower_is_worse goes with threshold"),
         ("{path: $.a, unit: kelvin, max: 1}", "http[0].expect.values[0].unit: input should be 'number'"),
-        ("{path: $.a, threshold: {}}", "threshold needs warn, fail or both"),
+        ("{path: $.a, threshold: {}}", "an empty threshold {} judges nothing: give warn, fail or both"),
         ("{path: $.a, equals: 1, extra: 2}", "http[0].expect.values[0].extra: unknown key"),
     ],
 )

@@ -230,7 +230,7 @@ def test_secrets_reach_the_exporter_and_never_an_output(
         ("{name: s, metric: a, labels: {q: {match: a, not: b}}}", "a label matcher is one of"),
         ("{name: s, metric: a, labels: {q: {match: '('}}}", "invalid regular expression '('"),
         ("{name: s, metric: a, threshold: {warn: 10, fail: 5}}", "higher is worse here: warn must be at or below fail"),
-        ("{name: s, metric: a, threshold: {}}", "threshold needs warn, fail or both"),
+        ("{name: s, metric: a, threshold: {}}", "an empty threshold {} judges nothing: give warn, fail or both"),
         ("{name: s, metric: a, threshold: {fail: 5s}}", "threshold.fail: invalid threshold '5s': a number is expected"),
         ("{name: s, metric: a, unit: seconds, threshold: {fail: 5 s}}", "threshold.fail: invalid duration '5 s'"),
         ("{name: s, metric: a, aggregate: count, unit: seconds}", "aggregate: count counts series"),

@@ -30,10 +30,12 @@ from pydantic import (
 
 from opsproof import units
 from opsproof.model.fields import (
+    Cadence,
     ExistingFile,
     Item,
     Name,
     PositiveDuration,
+    Severity,
     Strict,
     Threshold,
     check_order,
@@ -138,6 +140,11 @@ class Kpi(Strict):
         description="{warn, fail} in the query's own unit (numbers; or 500ms, 1%, 2GB with `unit:`)"
     )
     lower_is_worse: StrictBool = Field(False, description="true for measures where less is worse (hit ratio, uptime)")
+    post_deploy: StrictBool | None = Field(
+        None, description="true puts this KPI's check in `pytest -m post_deploy` (an error rate after a deploy)"
+    )
+    severity: Severity | None = Field(None, description="this part's own severity (default: the item's)")
+    cadence: Cadence | None = Field(None, description="this part's own cadence (default: the item's)")
     unit: Unit = Field(
         "number",
         description="how values and thresholds read: number, seconds, percent (0-100), ratio (0-1, shown as %), bytes",
