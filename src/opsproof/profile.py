@@ -31,7 +31,7 @@ from opsproof.heap import collector_paused
 from opsproof.model.bounded_read import MIB, UnreadableFile, read_regular_file
 from opsproof.model.controls import ControlsOverride
 from opsproof.model.fields import Defaults, IsoDate, Item, Strict, Threshold, glob_to_regex
-from opsproof.model.signals import MaintenanceWindow, Metrics, Notify
+from opsproof.model.signals import MaintenanceWindow, Notify, Pushgateway
 from opsproof.model.yaml_limits import MAX_DEPTH, TooLarge, check_expansion, check_nesting, may_have_aliases
 from opsproof.redaction import Redactor
 from opsproof.targets import kinds
@@ -78,7 +78,10 @@ class ProfileBase(Strict):
     waivers: list[Waiver] = Field(default_factory=list)
     notify: list[Notify] = Field(default_factory=list, description="where state changes are sent")
     maintenance: list[MaintenanceWindow] = Field(default_factory=list, description="planned windows")
-    metrics: Metrics = Field(default_factory=Metrics)
+    # Not `metrics:`: that is the section of the exporter-scraping kind.
+    pushgateway: Pushgateway | None = Field(
+        None, description="where each run pushes its Prometheus metrics (also --pushgateway URL), with its auth"
+    )
 
     @cached_property
     def items_by_section(self) -> dict[str, dict[str, Item]]:
@@ -207,8 +210,9 @@ def _build(
     for section in (*ITEM_SECTIONS, "maintenance", "notify"):
         seen: set[str | None] = {None}  # an unnamed notify destination is named by its position
         for index, item in enumerate(getattr(profile, section)):
-            for user, password in item.basic_auth_pairs():  # a server may echo the header: base64 of user:password
-                redactor.add_basic_auth(user, password)
+            if section in ITEM_SECTIONS:  # a server may echo the header: base64 of user:password
+                for user, password in item.basic_auth_pairs():
+                    redactor.add_basic_auth(user, password)
             if item.name in seen and item.name is not None:
                 line = document.lines.get((section, index, "name"), 1)
                 message = f"{shown}:{line}: {section}[{index}].name: duplicate name {item.name!r}"
@@ -247,11 +251,11 @@ def _secrets_by_reference(profile: Profile, redactor: Redactor, document: Docume
             where.append((("notify", index, "pagerduty", "routing_key"), rule.pagerduty.routing_key))
         if rule.slack is not None:
             where.append((("notify", index, "slack", "webhook_url"), rule.slack.webhook_url))
-    gateway = profile.metrics.pushgateway
+    gateway = profile.pushgateway
     if gateway is not None:
         where += [
-            (("metrics", "pushgateway", "password"), gateway.password),
-            (("metrics", "pushgateway", "bearer_token"), gateway.bearer_token),
+            (("pushgateway", "password"), gateway.password),
+            (("pushgateway", "bearer_token"), gateway.bearer_token),
         ]
     for path, value in where:
         if value is not None and not redactor.hides(value):

@@ -94,7 +94,7 @@ def test_pushgateway_basic_auth_comes_from_the_profile_and_is_never_shown(
     runner.profile(
         http_profile(
             f"{{name: up, url: '{receiver.base}/ping/health'}}",
-            extra=f"metrics: {{pushgateway: {{url: '{receiver.base}/gw', username: ops, password: '${{PUSH_PASSWORD}}'}}}}\n",
+            extra=f"pushgateway: {{url: '{receiver.base}/gw', username: ops, password: '${{PUSH_PASSWORD}}'}}\n",
         )
     )
     run = runner.run("-m", "daily")

@@ -267,11 +267,11 @@ def test_a_bad_notify_key_exits_4(runner: Runner) -> None:
 
 
 def test_the_profile_schema_has_the_signal_keys() -> None:
-    """`opsproof schema` is generated from the models: editors learn notify:, maintenance: and metrics: from it."""
+    """`opsproof schema` is generated from the models: editors learn notify:, maintenance: and pushgateway: from it."""
     from opsproof.profile import profile_json_schema
 
     schema = profile_json_schema()
-    assert {"notify", "maintenance", "metrics"} <= set(schema["properties"])
+    assert {"notify", "maintenance", "pushgateway"} <= set(schema["properties"])
     definitions = schema["$defs"]
     assert {"pagerduty", "slack", "webhook", "when", "reminder"} <= set(definitions["Notify"]["properties"])
     assert {"from", "to", "every", "timezone", "checks", "ticket"} <= set(definitions["MaintenanceWindow"]["properties"])

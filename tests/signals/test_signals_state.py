@@ -105,7 +105,7 @@ def test_pushgateway_auth(runner: Runner, receiver: Receiver, monkeypatch: pytes
     runner.profile(
         http_profile(
             f"{{name: up, url: '{receiver.base}/ping/ok'}}",
-            extra=f"metrics: {{pushgateway: {{{auth}}}}}\n",
+            extra=f"pushgateway: {{{auth}}}\n",
         )
     )
     run = runner.run("-m", "daily", "--pushgateway", f"{receiver.base}/gw")

@@ -267,16 +267,9 @@ class Pushgateway(Strict):
         return self
 
 
-class Metrics(Strict):
-    """Prometheus metrics of each run."""
-
-    pushgateway: Pushgateway | None = None
-
-
 __all__ = [
     "NOTIFIED_OUTCOMES",
     "MaintenanceWindow",
-    "Metrics",
     "Notify",
     "PagerDuty",
     "Pushgateway",

@@ -193,7 +193,7 @@ def _signal(config: pytest.Config, state: RunState, results: Results | None, sig
             run_cadence(config.option.markexpr),
             Path(metrics_file) if metrics_file else None,
             config.getoption("pushgateway"),
-            state.loaded.profile.metrics,
+            state.loaded.profile.pushgateway,
             state.redactor.redact,
             signalled,
         )

@@ -21,7 +21,7 @@ from opsproof.signals.state import Timeline, changes, load_timeline
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
     from opsproof.model.results import Results
-    from opsproof.model.signals import Metrics, Notify
+    from opsproof.model.signals import Notify, Pushgateway
 
 NOTIFICATIONS_SCHEMA = "opsproof/notifications/v1"
 NOTIFICATIONS_FILE = "notifications.json"
@@ -153,12 +153,12 @@ def export_metrics(
     cadence: str,
     metrics_file: Path | None,
     pushgateway: str | None,
-    settings: Metrics,
+    gateway: Pushgateway | None,
     redact: Callable[[str], str],
     outcome: Outcome,
 ) -> None:
     """Write the textfile and push to the gateway, as asked; a failure is a problem line, never an exception."""
-    if metrics_file is None and pushgateway is None and (settings.pushgateway is None or not settings.pushgateway.url):
+    if metrics_file is None and pushgateway is None and (gateway is None or not gateway.url):
         return
     from opsproof.signals import metrics
 
@@ -170,7 +170,6 @@ def export_metrics(
             outcome.notes.append(f"opsproof: metrics written to {metrics_file}")
         except OSError as exc:
             outcome.problems.append(f"opsproof: metrics NOT written to {metrics_file}: {exc.strerror or exc}")
-    gateway = settings.pushgateway
     url = pushgateway or (gateway.url if gateway is not None else None)
     if url is not None:
         auth: dict[str, Any] = {}

@@ -20,7 +20,7 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         metavar="URL",
         help="push the run's metrics to this Pushgateway (grouped by environment and cadence; auth from the "
-        "profile's metrics.pushgateway)",
+        "profile's pushgateway:)",
     )
     group.addoption("--no-notify", action="store_true", default=False, help="send no notification (recorded as off)")
     group.addoption(
