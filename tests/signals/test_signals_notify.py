@@ -64,7 +64,9 @@ def _bundle_text(bundle: Path) -> str:
 
 
 def _newest(runner: Runner) -> Path:
-    return sorted(p for p in runner.report_dir.iterdir() if p.is_dir() and not p.name.startswith("."))[-1]
+    """The bundle sealed last: by its run's start, since two bundles of one second sort by their random suffix."""
+    bundles = [p for p in runner.report_dir.iterdir() if (p / "results.json").is_file()]
+    return max(bundles, key=lambda p: json.loads((p / "results.json").read_text())["run"]["started_at"])
 
 
 def test_trigger_then_no_repeat_then_resolve(runner: Runner, http_server, receiver: Receiver) -> None:

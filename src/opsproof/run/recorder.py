@@ -109,8 +109,9 @@ class Recorder:
             head = head_for(state.report_dir, state.history)
             state.bundle = write_bundle(state.results, state.report_dir, redactor, state.signer, extra, head=head)
             note = fallback_note(head)
-            if note is not None:
+            if note is not None:  # sealed against the local head: the shared chain breaks here, say so (exit 3)
                 state.shipping_errors.append(redactor.redact(note))
+                state.exit_code = outcomes.EXIT_INTERNAL
         except Exception as exc:  # the evidence is the product: failing to write it is an internal error
             state.bundle_error = f"{type(exc).__name__}: {exc}"
             state.exit_code = outcomes.EXIT_INTERNAL
@@ -233,7 +234,7 @@ def _ship(state: RunState) -> None:
     )
     state.shipped.extend(shipped)
     state.shipping_errors.extend(errors)
-    if state.shipping_errors:
+    if errors:  # only the bundle's own shipping: a failed ping or notification never changes the exit status
         state.exit_code = outcomes.EXIT_INTERNAL
 
 
