@@ -17,10 +17,10 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof.model.fields import Duration, ExistingFile, Item, Regex, Rising, Size, Strict, Threshold
+from opsproof.model.fields import Duration, ExistingFile, Item, Regex, Rising, Size, Strict, Threshold, check_order
 from opsproof.model.json_path import parse_path
 from opsproof.model.kind import Kind
-from opsproof.targets.valued import Unit, UnitLimit, check_limits, limits_in_unit, unit_of_text
+from opsproof.targets.valued import Unit, UnitLimit, limits_in_unit, unit_of_text
 
 # Whole bodies are read and judged, up to this much; past it the check says so rather than judge a part.
 MAX_BODY_DEFAULT = 10 * 1024 * 1024
@@ -93,9 +93,7 @@ class ValueExpect(Strict):
         if len(kinds) != 1:
             raise ValueError("give one of equals, in, min/max or threshold")
         if self.threshold is not None:
-            check_limits(
-                self.threshold.warn, self.threshold.fail, lower_is_worse=self.lower_is_worse, what="a value"
-            )
+            check_order(self.threshold, lower_is_worse=self.lower_is_worse)
         elif self.lower_is_worse:
             raise ValueError("lower_is_worse goes with threshold")
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -139,9 +137,7 @@ class HttpTarget(Item):
         description="GET, HEAD or OPTIONS: checks never write, so read-only methods only",
         json_schema_extra={"enum": ["GET", "HEAD", "OPTIONS"]},
     )
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="request headers; put credentials in a ${SECRET}"
-    )
+    headers: dict[str, str] = Field(default_factory=dict, description="request headers; put credentials in a ${SECRET}")
     ca_file: ExistingFile | None = Field(None, description="extra trust anchors (PEM) for HTTPS")
     verify_tls: StrictBool = Field(True, description="verify the server certificate (on by default)")
     follow_redirects: StrictBool = Field(

@@ -21,9 +21,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
-from opsproof.model.fields import ExistingFile, Item, Name, Regex, Size, Strict, Threshold, unique_names
+from opsproof.model.fields import ExistingFile, Item, Name, Regex, Size, Strict, Threshold, check_order, unique_names
 from opsproof.model.kind import Kind
-from opsproof.targets.valued import Unit, UnitLimit, check_limits, limits_in_unit
+from opsproof.targets.valued import Unit, UnitLimit, limits_in_unit
 
 # Enough for a large exporter (kube-state-metrics of a big cluster is tens of MiB); more
 # would let one endpoint blow up a run's memory.
@@ -106,9 +106,7 @@ class Series(Strict):
         if (self.metric is None) == (self.metric_match is None):
             raise ValueError("give exactly one of metric: or metric_match:")
         if self.threshold is not None:
-            check_limits(
-                self.threshold.warn, self.threshold.fail, lower_is_worse=self.lower_is_worse, what="a series"
-            )
+            check_order(self.threshold, lower_is_worse=self.lower_is_worse)
         if self.aggregate == "count" and self.unit != "number":
             raise ValueError("aggregate: count counts series: its unit is number")
         return self
@@ -139,9 +137,7 @@ class MetricsTarget(Item):
     )
     ca_file: ExistingFile | None = Field(None, description="extra trust anchors (PEM) for https://")
     verify_tls: StrictBool = Field(True, description="verify the server certificate (on by default)")
-    max_bytes: Size = Field(
-        DEFAULT_MAX_BYTES, description="refuse an exposition larger than this (default 32MB)"
-    )
+    max_bytes: Size = Field(DEFAULT_MAX_BYTES, description="refuse an exposition larger than this (default 32MB)")
     series: Annotated[list[Series], Field(min_length=1), unique_names("series")] = Field(
         description="the series judged, each one check"
     )

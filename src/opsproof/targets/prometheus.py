@@ -43,7 +43,7 @@ from opsproof.model.fields import (
 )
 from opsproof.model.kind import Kind
 from opsproof.targets.hosts import also_accepts  # a schema helper for any kind; hosts defines it first
-from opsproof.targets.valued import Unit, UnitLimit, check_limits, limits_in_unit
+from opsproof.targets.valued import Unit, UnitLimit, limits_in_unit
 
 # Prometheus refuses a range query of more than 11,000 points per series.
 MAX_POINTS = 11_000
@@ -167,7 +167,7 @@ class Kpi(Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> Kpi:
-        check_limits(self.threshold.warn, self.threshold.fail, lower_is_worse=self.lower_is_worse, what="a KPI")
+        check_order(self.threshold, lower_is_worse=self.lower_is_worse)
         if self.step is not None and self.over is None:
             raise ValueError("step is the resolution of `over`: set over too")
         if self.over is not None and self.over / self.range_step > MAX_POINTS:

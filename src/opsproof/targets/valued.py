@@ -97,17 +97,6 @@ def limits_in_unit(data: Any, keys: Iterable[str], *, default_unit: str = "numbe
     return converted
 
 
-def check_limits(warn: float | None, fail: float | None, *, lower_is_worse: bool, what: str) -> None:
-    """Refuse a threshold with no limit, or one whose warn and fail are the wrong way round."""
-    if warn is None and fail is None:
-        raise ValueError(f"threshold needs warn, fail or both: {what} without a limit judges nothing")
-    if warn is not None and fail is not None:
-        if lower_is_worse and warn < fail:
-            raise ValueError("lower is worse here: warn must be at or above fail (e.g. {warn: 0.9, fail: 0.8})")
-        if not lower_is_worse and warn > fail:
-            raise ValueError("higher is worse here: warn must be at or below fail (e.g. {warn: 0.1, fail: 0.5})")
-
-
 def measured_in_unit(value: Any, unit: str) -> float | None:
     """A measured value (a JSON number, or a string such as "85%", "1.2s", "2GB") in `unit`; None if not a number."""
     if isinstance(value, bool) or value is None:
