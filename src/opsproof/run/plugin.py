@@ -33,7 +33,7 @@ from opsproof.model.check import Check
 from opsproof.model.markers import ALL_MARKERS, CADENCE_MARKERS
 from opsproof.probes import Facts, kinds_in_use
 from opsproof.profile import ITEM_SECTIONS, Item
-from opsproof.run.gather import Gatherer, probe_all_shared
+from opsproof.run.gather import Gatherer
 from opsproof.run.records import AllureAnnotator, build_record, identity, markers_of, redact_report, waiver_dict
 from opsproof.run.scoping import Part, item_applies, parts_of
 from opsproof.run.state import STATE, RunState, TargetRef, kind_of_path, owns_process, start_run, state_of
@@ -169,17 +169,21 @@ def pytest_configure(config: pytest.Config) -> None:
         # No paths given: the checks of the repository root, even when the ini was not found.
         config.args[:] = [str(Path.cwd() / "checks")]
     if not state.is_worker:
-        if not (config.option.collectonly or getattr(config.option, "numprocesses", None)):
-            # The probe process starts now, so it is ready when the checks are collected.
-            state.gatherer = _gatherer(state).prepare(early=_early_targets(config, state))
-            config.add_cleanup(state.gatherer.stop)
         # Here, not at import: a pytest run without opsproof (the plugin loads for every
         # pytest in this environment) never imports what writes bundles.
-        from opsproof.run.recorder import Recorder, XdistHooks
+        from opsproof.run.recorder import Recorder
+        from opsproof.run.workers import XdistHooks, is_distributed
 
+        xdist = XdistHooks(state) if is_distributed(config) else None
+        if not config.option.collectonly:
+            # The probe processes start now, so they are ready when the checks are collected.
+            # Under pytest-xdist they probe for every worker, through a spool (run/spool.py).
+            state.gatherer = _gatherer(state, xdist.spool if xdist else None)
+            state.gatherer.prepare(early=_early_targets(config, state))
+            config.add_cleanup(state.gatherer.stop)
         config.pluginmanager.register(Recorder(config, state), "opsproof-recorder")
-        if config.pluginmanager.hasplugin("xdist"):
-            config.pluginmanager.register(XdistHooks(state), "opsproof-xdist")
+        if xdist is not None:
+            config.pluginmanager.register(xdist, "opsproof-xdist")
         _trap_sigterm(config, state)
         _skip_final_collection()
 
@@ -320,6 +324,19 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         config.workeroutput["opsproof_unmatched_windows"] = state.unmatched_windows  # type: ignore[attr-defined]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which tells the controller that this worker has collected
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """An xdist worker writes the targets its checks need, for the controller to probe."""
+    state = state_of(session.config)
+    if state is None or state.share_dir is None:
+        return
+    from opsproof.run.spool import write_wanted
+
+    config = session.config
+    broken = session.testsfailed and not config.option.continue_on_collection_errors
+    write_wanted(state.share_dir, {} if broken or config.option.collectonly else _wanted(session.items))
+
+
 def _is_placeholder(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
     return callspec is not None and "target" in callspec.params and not isinstance(callspec.params["target"], TargetRef)
@@ -402,8 +419,14 @@ def _handed(node: pytest.Item, *asked: str) -> dict[str, Any]:
     return funcargs
 
 
-def _gatherer(state: RunState) -> Gatherer:
-    return Gatherer(state.loaded.profile, history=state.history, redactor=state.redactor, change=state.change_ticket)
+def _gatherer(state: RunState, spool: Path | None = None) -> Gatherer:
+    """The run's prober; with a `spool` (an xdist controller's), it streams the facts there for the workers."""
+    profile, history, redactor, change = state.loaded.profile, state.history, state.redactor, state.change_ticket
+    if spool is not None:
+        from opsproof.run.spool import SpoolingGatherer
+
+        return SpoolingGatherer(profile, spool, history=history, redactor=redactor, change=change)
+    return Gatherer(profile, history=history, redactor=redactor, change=change)
 
 
 def _require_state(request: pytest.FixtureRequest) -> RunState:
@@ -425,17 +448,12 @@ def _wanted(items: list[pytest.Item]) -> dict[str, set[str]]:
 
 
 def _facts_of(state: RunState, target: TargetRef) -> Facts:
-    if state.share_dir is not None:  # an xdist worker: one worker probes for all
-        if state.facts is None:
-            state.facts = probe_all_shared(
-                state.loaded.profile,
-                _wanted(state.items),
-                state.share_dir,
-                state.history,
-                state.redactor,
-                state.change_ticket,
-            )
-        return state.facts[target.kind][target.name]
+    if state.share_dir is not None:  # an xdist worker: the controller probes, the spool brings the facts
+        if state.spool is None:
+            from opsproof.run.spool import SpoolReader
+
+            state.spool = SpoolReader(state.share_dir)
+        return state.spool.facts(target.kind, target.name)
     if state.gatherer is None:  # pytest_runtestloop did not run (a plugin drove the tests itself)
         state.gatherer = _gatherer(state).start(_wanted(state.items))
     return state.gatherer.facts(target.kind, target.name)

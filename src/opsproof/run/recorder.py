@@ -1,14 +1,12 @@
 """The end of a run: collect every record, write and seal the bundle, ship it, say where it is.
 
-`Recorder` is controller-only (under xdist the workers' reports come to it); `XdistHooks`
-wires the workers to the controller's run.
+`Recorder` is controller-only (under xdist the workers' reports come to it; `run.workers`
+wires the workers to the controller's run).
 """
 
 from __future__ import annotations
 
 import gc
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -303,33 +301,3 @@ def _shown(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-class XdistHooks:
-    """Controller-side xdist wiring: share the run id and a facts folder, collect worker output."""
-
-    def __init__(self, state: RunState) -> None:
-        self.state = state
-        self.share_dir: Path | None = None
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_configure_node(self, node: Any) -> None:
-        if self.share_dir is None:
-            self.share_dir = Path(tempfile.mkdtemp(prefix="opsproof-facts-"))
-        node.workerinput["opsproof_run_id"] = self.state.run_id
-        node.workerinput["opsproof_started_at"] = self.state.started_at
-        node.workerinput["opsproof_share_dir"] = str(self.share_dir)
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        output = getattr(node, "workeroutput", {}) or {}
-        unmatched = output.get("opsproof_unmatched_waivers")
-        if unmatched is not None:
-            self.state.unmatched_waivers = unmatched
-        windows = output.get("opsproof_unmatched_windows")
-        if windows is not None:
-            self.state.unmatched_windows = windows
-
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self.share_dir is not None:
-            shutil.rmtree(self.share_dir, ignore_errors=True)

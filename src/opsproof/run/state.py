@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from opsproof.compliance.upload import BucketLock, S3Target
     from opsproof.evidence.signing import Signer
     from opsproof.model.results import Results
-    from opsproof.run.gather import FactsByKind, Gatherer
+    from opsproof.run.gather import Gatherer
     from opsproof.run.scoping import Part
+    from opsproof.run.spool import SpoolReader
 
 
 @dataclass
@@ -46,8 +47,8 @@ class RunState:
     run_id: str
     started_at: str
     is_worker: bool
-    share_dir: Path | None = None
-    facts: FactsByKind | None = None  # xdist workers: everything, read from the shared file
+    share_dir: Path | None = None  # xdist workers: the controller's spool of facts
+    spool: SpoolReader | None = None  # xdist workers: the facts, read from the spool as they come
     gatherer: Gatherer | None = None
     items: list[pytest.Item] = field(default_factory=list)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)

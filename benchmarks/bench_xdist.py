@@ -1,0 +1,132 @@
+"""Benchmark: `pytest -n W` (pytest-xdist) against one process, over N HTTP items that answer at once.
+
+Target (issue 18): over 10,000 HTTP items against an instant local server, `-n 2` takes no longer
+than the same run in one process. Each repeat runs, one after the other (so the machine's load hits
+all alike): the bare floor (`PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 pytest -q -p no:cacheprovider` over
+N trivial tests), the same floor with `-p xdist -n W`, the opsproof daily run, and the opsproof
+daily run with `-n W`. The figures are medians. Both opsproof runs must exit 0 with N passed,
+reached checks, and the same records (check, outcome, severity) in results.json.
+
+Usage, from anywhere (the opsproof runs' cwd is the repository root)::
+
+    .venv/bin/python benchmarks/bench_xdist.py [--items 10000] [--workers 2] [--repeat 3] [--json out.json]
+
+Exit status 0 when `-n W` is no slower than one process, 1 when it is, 2 when a run went wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import bench_http
+import harness
+from harness import BenchError, Measure
+
+ROWS = ("floor", "floor_xdist", "opsproof", "opsproof_xdist")
+
+
+def _records(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """What must not depend on the number of workers (a passed check's message carries its latency)."""
+    return sorted((c["check"], c["outcome"], c["severity"]) for c in results["checks"])
+
+
+def bench(items: int, repeat: int, concurrency: int, workers: int, keep: bool) -> dict[str, Any]:
+    xdist = ("-n", str(workers))
+    runs: dict[str, list[Measure]] = {row: [] for row in ROWS}
+    with harness.workdir(keep, prefix="opsproof-bench-xdist-") as work, bench_http.slow_server(0.0) as port:
+        profile = work / "bench.yaml"
+        # Thresholds no loaded machine reaches: the benchmark is about wall time, not latency.
+        bench_http.write_profile(profile, port, items, concurrency, timeout="30s", latency="{fail: 20s}")
+
+        def daily(index: int, args: Sequence[str], label: str) -> tuple[Measure, list[tuple[str, str, str]]]:
+            measured, results, _ = harness.run_daily(work, profile, index, args=args, label=label)
+            harness.all_passed(results, items)
+            return measured, _records(results)
+
+        floor_xdist = ("-p", "xdist", *xdist)  # bare: no plugin is loaded unless named
+        measures: dict[str, Callable[[int], tuple[Measure, Any]]] = {
+            "floor": lambda i: (harness.run_floor(work, items, i), None),
+            "floor_xdist": lambda i: (harness.run_floor(work, items, i, args=floor_xdist, label="fx"), None),
+            "opsproof": lambda i: daily(i, (), "opsproof"),
+            "opsproof_xdist": lambda i: daily(i, xdist, "opsproof-xdist"),
+        }
+        for index in range(repeat):
+            records = {}
+            for row in ROWS:
+                measured, records[row] = measures[row](index)
+                runs[row].append(measured)
+                harness.progress(f"run {index + 1}/{repeat}  {row:15}", measured)
+            if records["opsproof"] != records["opsproof_xdist"]:
+                raise BenchError(f"run {index + 1}: the records of -n {workers} differ from one process's")
+    wall = {row: statistics.median(m.wall_s for m in runs[row]) for row in ROWS}
+    return {
+        **harness.figures(
+            {"items": items, "repeat": repeat, "concurrency": concurrency, "workers": workers, "endpoint_delay_s": 0},
+            runs["floor"],
+            runs["opsproof"],
+            [{} for _ in runs["opsproof"]],
+            floor_extra_s=0.0,
+        ),
+        "wall_s": {row: round(seconds, 3) for row, seconds in wall.items()},
+        "cpu_s": {row: round(statistics.median(m.cpu_s for m in runs[row]), 3) for row in ROWS},
+        "maxrss_mib": {row: round(statistics.median(m.maxrss_mib for m in runs[row]), 1) for row in ROWS},
+        "xdist_vs_one_process": round(wall["opsproof_xdist"] / wall["opsproof"], 3),
+        "opsproof_vs_floor": round(wall["opsproof"] / wall["floor"], 3),
+        "xdist_vs_floor": round(wall["opsproof_xdist"] / wall["floor"], 3),
+        "xdist_vs_xdist_floor": round(wall["opsproof_xdist"] / wall["floor_xdist"], 3),
+        "xdist_floor_vs_floor": round(wall["floor_xdist"] / wall["floor"], 3),
+        "all_runs": {row: [asdict(m) for m in runs[row]] for row in ROWS},
+    }
+
+
+def print_table(figures: dict[str, Any]) -> None:
+    workers = figures["workers"]
+    names = {
+        "floor": "bare floor, one process",
+        "floor_xdist": f"bare floor, -n {workers}",
+        "opsproof": "opsproof, one process",
+        "opsproof_xdist": f"opsproof, -n {workers}",
+    }
+    print(
+        f"opsproof under pytest-xdist: {figures['items']} HTTP items answering at once, "
+        f"median of {figures['repeat']}, {figures['machine']['cpus']} CPUs"
+    )
+    print(f"{'':28}{'wall':>10}{'cpu':>10}{'peak RSS':>12}")
+    for row in ROWS:
+        wall, cpu, rss = figures["wall_s"][row], figures["cpu_s"][row], figures["maxrss_mib"][row]
+        print(f"{names[row]:28}{wall:>8.2f} s{cpu:>8.2f} s{rss:>8.0f} MiB")
+    verdict = "PASS" if figures["xdist_vs_one_process"] <= 1.0 else "FAIL"
+    print(f"-n {workers} / one process: {figures['xdist_vs_one_process']:.2f} (target <= 1.0) {verdict}")
+    print(
+        f"one process / bare floor: {figures['opsproof_vs_floor']:.2f}; -n {workers} / bare floor: "
+        f"{figures['xdist_vs_floor']:.2f}; -n {workers} / bare floor -n {workers}: "
+        f"{figures['xdist_vs_xdist_floor']:.2f}; "
+        f"bare floor -n {workers} / bare floor: {figures['xdist_floor_vs_floor']:.2f}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = harness.parser(__doc__, 10_000, "HTTP")
+    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers, -n (default 2)")
+    args = parser.parse_args(argv)
+    if min(args.items, args.repeat, args.concurrency, args.workers) < 1:
+        parser.error("--items, --repeat, --concurrency and --workers must be at least 1")
+    try:
+        figures = bench(args.items, args.repeat, args.concurrency, args.workers, args.keep)
+    except BenchError as exc:
+        print(f"bench_xdist: {exc}", file=sys.stderr)
+        return 2
+    print_table(figures)
+    if args.json is not None:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0 if figures["xdist_vs_one_process"] <= 1.0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
