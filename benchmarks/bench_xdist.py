@@ -7,9 +7,14 @@ N trivial tests), the same floor with `-p xdist -n W`, the opsproof daily run, a
 daily run with `-n W`. The figures are medians. Both opsproof runs must exit 0 with N passed,
 reached checks, and the same records (check, outcome, severity) in results.json.
 
+`--check-cpu-ms MS` adds a custom check to every item that computes for MS ms of CPU (as a check
+that parses a large body or verifies a signature would), in a copy of the repository's checks/:
+the case where more workers can help.
+
 Usage, from anywhere (the opsproof runs' cwd is the repository root)::
 
     .venv/bin/python benchmarks/bench_xdist.py [--items 10000] [--workers 2] [--repeat 3] [--json out.json]
+    .venv/bin/python benchmarks/bench_xdist.py --items 200 --check-cpu-ms 20
 
 Exit status 0 when `-n W` is no slower than one process, 1 when it is, 2 when a run went wrong.
 """
@@ -17,6 +22,7 @@ Exit status 0 when `-n W` is no slower than one process, 1 when it is, 2 when a 
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -29,6 +35,33 @@ import harness
 from harness import BenchError, Measure
 
 ROWS = ("floor", "floor_xdist", "opsproof", "opsproof_xdist")
+CPU_CHECK = """\
+\"\"\"A custom check that computes for {ms} ms of CPU per item.\"\"\"
+
+import time
+
+from opsproof.probes.http import HttpFacts
+
+
+def test_computes(facts: HttpFacts) -> None:
+    until = time.thread_time() + {ms} / 1000
+    while time.thread_time() < until:
+        pass
+    assert facts.reached
+"""
+INI = "[pytest]\ntestpaths = checks\naddopts = --strict-markers -p no:cacheprovider\nopsproof = true\n"
+
+
+def _project(work: Path, cpu_ms: float) -> tuple[Path, int]:
+    """Where the opsproof runs start, and how many checks each item has: the repository, or a copy with a CPU check."""
+    if not cpu_ms:
+        return harness.REPO, 1
+    project = work / "project"
+    shutil.copytree(harness.REPO / "checks", project / "checks")
+    (project / "checks" / "custom").mkdir()
+    (project / "checks" / "custom" / "test_http.py").write_text(CPU_CHECK.format(ms=cpu_ms))
+    (project / "pytest.ini").write_text(INI)
+    return project, 2
 
 
 def _records(results: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -36,23 +69,25 @@ def _records(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     return sorted((c["check"], c["outcome"], c["severity"]) for c in results["checks"])
 
 
-def bench(items: int, repeat: int, concurrency: int, workers: int, keep: bool) -> dict[str, Any]:
+def bench(items: int, repeat: int, concurrency: int, workers: int, cpu_ms: float, keep: bool) -> dict[str, Any]:
     xdist = ("-n", str(workers))
     runs: dict[str, list[Measure]] = {row: [] for row in ROWS}
     with harness.workdir(keep, prefix="opsproof-bench-xdist-") as work, bench_http.slow_server(0.0) as port:
+        project, per_item = _project(work, cpu_ms)
+        checks = items * per_item
         profile = work / "bench.yaml"
         # Thresholds no loaded machine reaches: the benchmark is about wall time, not latency.
         bench_http.write_profile(profile, port, items, concurrency, timeout="30s", latency="{fail: 20s}")
 
         def daily(index: int, args: Sequence[str], label: str) -> tuple[Measure, list[tuple[str, str, str]]]:
-            measured, results, _ = harness.run_daily(work, profile, index, args=args, label=label)
-            harness.all_passed(results, items)
+            measured, results, _ = harness.run_daily(work, profile, index, args=args, label=label, cwd=project)
+            harness.all_passed(results, checks)
             return measured, _records(results)
 
         floor_xdist = ("-p", "xdist", *xdist)  # bare: no plugin is loaded unless named
         measures: dict[str, Callable[[int], tuple[Measure, Any]]] = {
-            "floor": lambda i: (harness.run_floor(work, items, i), None),
-            "floor_xdist": lambda i: (harness.run_floor(work, items, i, args=floor_xdist, label="fx"), None),
+            "floor": lambda i: (harness.run_floor(work, checks, i), None),
+            "floor_xdist": lambda i: (harness.run_floor(work, checks, i, args=floor_xdist, label="fx"), None),
             "opsproof": lambda i: daily(i, (), "opsproof"),
             "opsproof_xdist": lambda i: daily(i, xdist, "opsproof-xdist"),
         }
@@ -67,7 +102,10 @@ def bench(items: int, repeat: int, concurrency: int, workers: int, keep: bool) -
     wall = {row: statistics.median(m.wall_s for m in runs[row]) for row in ROWS}
     return {
         **harness.figures(
-            {"items": items, "repeat": repeat, "concurrency": concurrency, "workers": workers, "endpoint_delay_s": 0},
+            {
+                **{"items": items, "checks": checks, "check_cpu_ms": cpu_ms, "workers": workers},
+                **{"repeat": repeat, "concurrency": concurrency, "endpoint_delay_s": 0},
+            },
             runs["floor"],
             runs["opsproof"],
             [{} for _ in runs["opsproof"]],
@@ -93,9 +131,10 @@ def print_table(figures: dict[str, Any]) -> None:
         "opsproof": "opsproof, one process",
         "opsproof_xdist": f"opsproof, -n {workers}",
     }
+    computing = f", a check of {figures['check_cpu_ms']:g} ms CPU on each" if figures["check_cpu_ms"] else ""
     print(
-        f"opsproof under pytest-xdist: {figures['items']} HTTP items answering at once, "
-        f"median of {figures['repeat']}, {figures['machine']['cpus']} CPUs"
+        f"opsproof under pytest-xdist: {figures['items']} HTTP items answering at once{computing} "
+        f"({figures['checks']} checks), median of {figures['repeat']}, {figures['machine']['cpus']} CPUs"
     )
     print(f"{'':28}{'wall':>10}{'cpu':>10}{'peak RSS':>12}")
     for row in ROWS:
@@ -114,11 +153,14 @@ def print_table(figures: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = harness.parser(__doc__, 10_000, "HTTP")
     parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers, -n (default 2)")
+    parser.add_argument(
+        "--check-cpu-ms", type=float, default=0.0, metavar="MS", help="add a custom check of MS ms CPU to each item"
+    )
     args = parser.parse_args(argv)
-    if min(args.items, args.repeat, args.concurrency, args.workers) < 1:
-        parser.error("--items, --repeat, --concurrency and --workers must be at least 1")
+    if min(args.items, args.repeat, args.concurrency, args.workers) < 1 or args.check_cpu_ms < 0:
+        parser.error("--items, --repeat, --concurrency and --workers must be at least 1, --check-cpu-ms at least 0")
     try:
-        figures = bench(args.items, args.repeat, args.concurrency, args.workers, args.keep)
+        figures = bench(args.items, args.repeat, args.concurrency, args.workers, args.check_cpu_ms, args.keep)
     except BenchError as exc:
         print(f"bench_xdist: {exc}", file=sys.stderr)
         return 2

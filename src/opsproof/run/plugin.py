@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import gc
-import importlib
 import signal
 from pathlib import Path
 from types import FrameType
@@ -479,9 +478,9 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         # The first check waits for the first probe (~0.2 s for HTTP): the modules that
         # write the bundle load, and report.html's template compiles, in that wait rather
         # than after the last check.
-        for module in ("opsproof.evidence.bundle", "opsproof.run.results", "opsproof.run.terminal"):
-            importlib.import_module(module)
-        importlib.import_module("opsproof.evidence.html").load_template()
+        from opsproof.run.recorder import load_bundle_writers
+
+        load_bundle_writers()
 
 
 # -- records ------------------------------------------------------------------------------

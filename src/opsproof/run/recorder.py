@@ -7,6 +7,7 @@ wires the workers to the controller's run).
 from __future__ import annotations
 
 import gc
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -154,6 +155,13 @@ class Recorder:
             shipped=state.shipped,
             unmatched_windows=_unmatched_windows(state),
         )
+
+
+def load_bundle_writers() -> None:
+    """Import what writes the bundle and compile report.html's template, while the run waits anyway."""
+    for module in ("opsproof.evidence.bundle", "opsproof.run.results", "opsproof.run.terminal"):
+        importlib.import_module(module)
+    importlib.import_module("opsproof.evidence.html").load_template()
 
 
 def _exit_code(state: RunState, pytest_status: int) -> int:

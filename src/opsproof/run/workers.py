@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from opsproof.run.recorder import load_bundle_writers
 from opsproof.run.spool import SPOOL, read_wanted
 from opsproof.run.state import RunState
 
@@ -46,6 +47,12 @@ class XdistHooks:
         node.workerinput["opsproof_run_id"] = self.state.run_id
         node.workerinput["opsproof_started_at"] = self.state.started_at
         node.workerinput["opsproof_share_dir"] = str(self.folder)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        # Before xdist's loop, while the workers it has just started import and collect
+        # (a second or more): the bundle's modules load now, not after the last check.
+        load_bundle_writers()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
