@@ -167,7 +167,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.args_source != pytest.Config.ArgsSource.ARGS and (Path.cwd() / "checks").is_dir():
         # No paths given: the checks of the repository root, even when the ini was not found.
         config.args[:] = [str(Path.cwd() / "checks")]
-    if not state.is_worker:
+    if state.is_worker:
+        from opsproof.run.workers import WorkerHooks
+
+        config.pluginmanager.register(WorkerHooks(), "opsproof-xdist-worker")
+    else:
         # Here, not at import: a pytest run without opsproof (the plugin loads for every
         # pytest in this environment) never imports what writes bundles.
         from opsproof.run.recorder import Recorder

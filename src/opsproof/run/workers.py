@@ -3,10 +3,14 @@
 The controller runs no check: its workers do, and their reports come back to it (the
 `Recorder`). It probes, though: the workers read each target's facts from its spool
 (`opsproof.run.spool`), so every target is probed once per run, not once per worker.
+Each report's record travels as one JSON string: execnet's own encoding of a record's
+~40 values took ~0.2 ms a check between the two sides (measured), JSON's C codec ~0.05.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +21,8 @@ import pytest
 from opsproof.run.recorder import load_bundle_writers
 from opsproof.run.spool import SPOOL, read_wanted
 from opsproof.run.state import RunState
+
+RECORD = "opsproof"  # the attribute of a check's report that holds its record (run/plugin.py)
 
 
 def is_distributed(config: pytest.Config) -> bool:
@@ -71,5 +77,26 @@ class XdistHooks:
         if windows is not None:
             self.state.unmatched_windows = windows
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_from_serializable(self, config: pytest.Config, data: dict[str, Any]) -> Any:
+        record = data.get(RECORD)
+        if isinstance(record, str):  # packed by the worker (WorkerHooks)
+            data[RECORD] = json.loads(record)
+        return (yield)
+
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class WorkerHooks:
+    """Worker-side xdist wiring: a report's record goes to the controller as one JSON string."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_to_serializable(self, config: pytest.Config, report: Any) -> Any:
+        data = yield
+        record = data.get(RECORD) if isinstance(data, dict) else None
+        if isinstance(record, dict):
+            # A value JSON cannot carry (a custom check's own object) goes the slow way, as it is.
+            with contextlib.suppress(TypeError, ValueError):
+                data[RECORD] = json.dumps(record)
+        return data
