@@ -14,7 +14,9 @@ import subprocess
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -122,6 +124,7 @@ def _bundle(report_dir: Path) -> Path:
 
 def test_records_and_bundle_under_xdist_are_those_of_one_process(runner: Runner, http_server: HttpServer) -> None:
     base = http_server.base
+    tomorrow = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
     runner.profile(
         http_profile(
             f"{{name: up, url: '{base}/health', expect: {{json: {{status: healthy}}}}}}",
@@ -129,6 +132,12 @@ def test_records_and_bundle_under_xdist_are_those_of_one_process(runner: Runner,
             f"{{name: wrong-body, url: '{base}/health', expect: {{json: {{status: degraded}}}}, severity: low}}",
             f"{{name: slow, url: '{base}/slow/300', expect: {{latency: {{warn: 100ms, fail: 10s}}}}}}",
             f"{{name: refused, url: 'http://127.0.0.1:{free_port(0)}/health', critical: false}}",
+            f"{{name: waived-down, url: '{base}/status/500'}}",
+            extra="waivers:\n"
+            + "".join(
+                f"  - {{check: '{check}', reason: Decommissioned, ticket: OPS-1, approved_by: lead, expires: {tomorrow}}}\n"
+                for check in ("http.health[waived-down]", "http.health[gone]")
+            ),
         )
     )
     one = runner.run("-m", "daily", subprocess=True)
@@ -140,6 +149,24 @@ def test_records_and_bundle_under_xdist_are_those_of_one_process(runner: Runner,
     parallel = json.loads((parallel_bundle / "results.json").read_text())
     assert _comparable(parallel) == _comparable(single)
     assert parallel["summary"] == single["summary"]
+    assert {c["target"]: c["outcome"] for c in single["checks"]}["waived-down"] == "waived"
+    assert single["summary"]["waivers"]["unmatched"]  # http.health[gone]: the workers' collection, reported
+    # What pytest's own reports say (failures, the waived check shown as skipped) travels alike.
+    cases = _junit(single_bundle)
+    assert {tag for _, tag, _ in cases} == {"passed", "failure", "skipped"}, cases
+    assert _junit(parallel_bundle) == cases
+
+
+def _junit(bundle: Path) -> list[tuple[str, str, str]]:
+    """Each test case of junit.xml: its name, its outcome's element and that element's message."""
+    cases = []
+    for case in ET.parse(bundle / "junit.xml").getroot().iter("testcase"):
+        found = [
+            (child.tag, child.get("message", "")) for child in case if child.tag in ("failure", "error", "skipped")
+        ]
+        tag, message = found[0] if found else ("passed", "")
+        cases.append((str(case.get("name")), tag, re.sub(r"\d+(\.\d+)? ?ms", "<ms>", message)))
+    return sorted(cases)
 
 
 def _comparable(results: dict[str, object]) -> list[dict[str, object]]:
