@@ -7,6 +7,10 @@ N trivial tests), the same floor with `-p xdist -n W`, the opsproof daily run, a
 daily run with `-n W`. The figures are medians. Both opsproof runs must exit 0 with N passed,
 reached checks, and the same records (check, outcome, severity) in results.json.
 
+`--baseline DIR` also runs another version of opsproof, one process and `-n W`, in the same
+alternation (DIR: a checkout, e.g. `git archive REV | tar -x -C DIR`; its src/ goes first on
+PYTHONPATH): before and after a change, under the same load.
+
 `--check-cpu-ms MS` adds a custom check to every item that computes for MS ms of CPU (as a check
 that parses a large body or verifies a signature would), in a copy of the repository's checks/:
 the case where more workers can help.
@@ -22,6 +26,7 @@ Exit status 0 when `-n W` is no slower than one process, 1 when it is, 2 when a 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -35,6 +40,7 @@ import harness
 from harness import BenchError, Measure
 
 ROWS = ("floor", "floor_xdist", "opsproof", "opsproof_xdist")
+BASELINE_ROWS = ("baseline", "baseline_xdist")
 CPU_CHECK = """\
 \"\"\"A custom check that computes for {ms} ms of CPU per item.\"\"\"
 
@@ -69,9 +75,12 @@ def _records(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     return sorted((c["check"], c["outcome"], c["severity"]) for c in results["checks"])
 
 
-def bench(items: int, repeat: int, concurrency: int, workers: int, cpu_ms: float, keep: bool) -> dict[str, Any]:
+def bench(
+    items: int, repeat: int, concurrency: int, workers: int, cpu_ms: float, keep: bool, baseline: Path | None = None
+) -> dict[str, Any]:
     xdist = ("-n", str(workers))
-    runs: dict[str, list[Measure]] = {row: [] for row in ROWS}
+    rows = ROWS + (BASELINE_ROWS if baseline is not None else ())
+    runs: dict[str, list[Measure]] = {row: [] for row in rows}
     with harness.workdir(keep, prefix="opsproof-bench-xdist-") as work, bench_http.slow_server(0.0) as port:
         project, per_item = _project(work, cpu_ms)
         checks = items * per_item
@@ -79,8 +88,13 @@ def bench(items: int, repeat: int, concurrency: int, workers: int, cpu_ms: float
         # Thresholds no loaded machine reaches: the benchmark is about wall time, not latency.
         bench_http.write_profile(profile, port, items, concurrency, timeout="30s", latency="{fail: 20s}")
 
-        def daily(index: int, args: Sequence[str], label: str) -> tuple[Measure, list[tuple[str, str, str]]]:
-            measured, results, _ = harness.run_daily(work, profile, index, args=args, label=label, cwd=project)
+        def daily(
+            index: int, args: Sequence[str], label: str, other: Path | None = None
+        ) -> tuple[Measure, list[tuple[str, str, str]]]:
+            cwd, env = project, None
+            if other is not None:
+                cwd, env = other, {**os.environ, "PYTHONPATH": str(other / "src")}
+            measured, results, _ = harness.run_daily(work, profile, index, args=args, label=label, cwd=cwd, env=env)
             harness.all_passed(results, checks)
             return measured, _records(results)
 
@@ -90,16 +104,27 @@ def bench(items: int, repeat: int, concurrency: int, workers: int, cpu_ms: float
             "floor_xdist": lambda i: (harness.run_floor(work, checks, i, args=floor_xdist, label="fx"), None),
             "opsproof": lambda i: daily(i, (), "opsproof"),
             "opsproof_xdist": lambda i: daily(i, xdist, "opsproof-xdist"),
+            "baseline": lambda i: daily(i, (), "baseline", baseline),
+            "baseline_xdist": lambda i: daily(i, xdist, "baseline-xdist", baseline),
         }
         for index in range(repeat):
             records = {}
-            for row in ROWS:
+            for row in rows:
                 measured, records[row] = measures[row](index)
                 runs[row].append(measured)
                 harness.progress(f"run {index + 1}/{repeat}  {row:15}", measured)
-            if records["opsproof"] != records["opsproof_xdist"]:
-                raise BenchError(f"run {index + 1}: the records of -n {workers} differ from one process's")
-    wall = {row: statistics.median(m.wall_s for m in runs[row]) for row in ROWS}
+            differ = [
+                row for row in rows if row.startswith(("opsproof_", "baseline")) and records[row] != records["opsproof"]
+            ]
+            if differ:
+                raise BenchError(f"run {index + 1}: the records of {', '.join(differ)} differ from one process's")
+    wall = {row: statistics.median(m.wall_s for m in runs[row]) for row in rows}
+    if baseline is not None:
+        compared = {
+            "baseline": str(baseline),
+            "baseline_xdist_vs_one_process": round(wall["baseline_xdist"] / wall["baseline"], 3),
+            "baseline_xdist_vs_xdist_floor": round(wall["baseline_xdist"] / wall["floor_xdist"], 3),
+        }
     return {
         **harness.figures(
             {
@@ -111,15 +136,16 @@ def bench(items: int, repeat: int, concurrency: int, workers: int, cpu_ms: float
             [{} for _ in runs["opsproof"]],
             floor_extra_s=0.0,
         ),
+        **(compared if baseline is not None else {}),
         "wall_s": {row: round(seconds, 3) for row, seconds in wall.items()},
-        "cpu_s": {row: round(statistics.median(m.cpu_s for m in runs[row]), 3) for row in ROWS},
-        "maxrss_mib": {row: round(statistics.median(m.maxrss_mib for m in runs[row]), 1) for row in ROWS},
+        "cpu_s": {row: round(statistics.median(m.cpu_s for m in runs[row]), 3) for row in rows},
+        "maxrss_mib": {row: round(statistics.median(m.maxrss_mib for m in runs[row]), 1) for row in rows},
         "xdist_vs_one_process": round(wall["opsproof_xdist"] / wall["opsproof"], 3),
         "opsproof_vs_floor": round(wall["opsproof"] / wall["floor"], 3),
         "xdist_vs_floor": round(wall["opsproof_xdist"] / wall["floor"], 3),
         "xdist_vs_xdist_floor": round(wall["opsproof_xdist"] / wall["floor_xdist"], 3),
         "xdist_floor_vs_floor": round(wall["floor_xdist"] / wall["floor"], 3),
-        "all_runs": {row: [asdict(m) for m in runs[row]] for row in ROWS},
+        "all_runs": {row: [asdict(m) for m in runs[row]] for row in rows},
     }
 
 
@@ -130,6 +156,8 @@ def print_table(figures: dict[str, Any]) -> None:
         "floor_xdist": f"bare floor, -n {workers}",
         "opsproof": "opsproof, one process",
         "opsproof_xdist": f"opsproof, -n {workers}",
+        "baseline": "baseline, one process",
+        "baseline_xdist": f"baseline, -n {workers}",
     }
     computing = f", a check of {figures['check_cpu_ms']:g} ms CPU on each" if figures["check_cpu_ms"] else ""
     print(
@@ -137,9 +165,14 @@ def print_table(figures: dict[str, Any]) -> None:
         f"({figures['checks']} checks), median of {figures['repeat']}, {figures['machine']['cpus']} CPUs"
     )
     print(f"{'':28}{'wall':>10}{'cpu':>10}{'peak RSS':>12}")
-    for row in ROWS:
+    for row in figures["wall_s"]:
         wall, cpu, rss = figures["wall_s"][row], figures["cpu_s"][row], figures["maxrss_mib"][row]
         print(f"{names[row]:28}{wall:>8.2f} s{cpu:>8.2f} s{rss:>8.0f} MiB")
+    if "baseline" in figures:
+        print(
+            f"baseline: -n {workers} / one process: {figures['baseline_xdist_vs_one_process']:.2f}; "
+            f"-n {workers} / bare floor -n {workers}: {figures['baseline_xdist_vs_xdist_floor']:.2f}"
+        )
     verdict = "PASS" if figures["xdist_vs_one_process"] <= 1.0 else "FAIL"
     print(f"-n {workers} / one process: {figures['xdist_vs_one_process']:.2f} (target <= 1.0) {verdict}")
     print(
@@ -153,14 +186,19 @@ def print_table(figures: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = harness.parser(__doc__, 10_000, "HTTP")
     parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers, -n (default 2)")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR", help="also run the opsproof in DIR")
     parser.add_argument(
         "--check-cpu-ms", type=float, default=0.0, metavar="MS", help="add a custom check of MS ms CPU to each item"
     )
     args = parser.parse_args(argv)
     if min(args.items, args.repeat, args.concurrency, args.workers) < 1 or args.check_cpu_ms < 0:
         parser.error("--items, --repeat, --concurrency and --workers must be at least 1, --check-cpu-ms at least 0")
+    if args.baseline is not None and (args.check_cpu_ms or not (args.baseline / "src" / "opsproof").is_dir()):
+        parser.error("--baseline DIR: a checkout of opsproof (DIR/src/opsproof), without --check-cpu-ms")
     try:
-        figures = bench(args.items, args.repeat, args.concurrency, args.workers, args.check_cpu_ms, args.keep)
+        figures = bench(
+            args.items, args.repeat, args.concurrency, args.workers, args.check_cpu_ms, args.keep, args.baseline
+        )
     except BenchError as exc:
         print(f"bench_xdist: {exc}", file=sys.stderr)
         return 2

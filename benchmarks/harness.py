@@ -156,12 +156,19 @@ def run_floor(
 
 
 def run_daily(
-    work: Path, profile: Path, index: int, *, args: Sequence[str] = (), label: str = "opsproof", cwd: Path = REPO
+    work: Path,
+    profile: Path,
+    index: int,
+    *,
+    args: Sequence[str] = (),
+    label: str = "opsproof",
+    cwd: Path = REPO,
+    env: dict[str, str] | None = None,
 ) -> tuple[Measure, dict[str, Any], int]:
     """`pytest -m daily` over `profile` from the repository root: its measure, results.json and bundle size.
 
     `args` are added to the command line (`-n 2`); `label` names the log and the report folder;
-    `cwd` is another project (its own checks/ and ini) to run in.
+    `cwd` is another project (its own checks/ and ini) to run in, `env` the run's environment.
     """
     report_dir = work / f"reports-{label}-{index}"
     # `--opt=VALUE`, not `--opt VALUE`: pytest picks the rootdir before plugin options are known, so a
@@ -170,7 +177,7 @@ def run_daily(
     cmd = [sys.executable, "-m", "pytest", "-q", "-m", "daily", f"--profile={profile}", f"--report-dir={report_dir}"]
     cmd += args
     log = work / f"{label}-{index}.log"
-    result, code = measure(cmd, cwd, log)
+    result, code = measure(cmd, cwd, log, env)
     if code != 0:
         raise BenchError(f"the opsproof run exited {code}; see {log}:\n{_tail(log)}")
     bundle = bundle_of(log)
