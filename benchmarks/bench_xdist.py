@@ -55,7 +55,7 @@ def test_computes(facts: HttpFacts) -> None:
         pass
     assert facts.reached
 """
-INI = "[pytest]\ntestpaths = checks\naddopts = --strict-markers -p no:cacheprovider\nopsproof = true\n"
+INI = "[pytest]\ntestpaths = checks\naddopts = --strict-markers -p no:cacheprovider --import-mode=importlib\nopsproof = true\n"
 
 
 def _project(work: Path, cpu_ms: float) -> tuple[Path, int]:
