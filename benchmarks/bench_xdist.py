@@ -55,7 +55,9 @@ def test_computes(facts: HttpFacts) -> None:
         pass
     assert facts.reached
 """
-INI = "[pytest]\ntestpaths = checks\naddopts = --strict-markers -p no:cacheprovider --import-mode=importlib\nopsproof = true\n"
+# importlib: the CPU check's checks/custom/test_http.py and checks/health/test_http.py share a basename.
+INI = "[pytest]\ntestpaths = checks\naddopts = --strict-markers -p no:cacheprovider --import-mode=importlib\n"
+INI += "opsproof = true\n"
 
 
 def _project(work: Path, cpu_ms: float) -> tuple[Path, int]:
