@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import (
     AfterValidator,
@@ -107,6 +107,43 @@ class Threshold(Strict, Generic[T]):
         return self
 
 
+# A part's (a query, a log pattern) or an aspect's (`connections:`) own severity and cadence:
+# the check that judges it takes these instead of its item's. One definition, so every part
+# and aspect documents them alike; `own_severity_cadence` is the one place that reads them.
+OwnSeverity = Annotated[Severity | None, Field(description="this part's own severity (default: the item's)")]
+OwnCadence = Annotated[
+    Cadence | None,
+    Field(description="this part's own cadence marker (default: the item's); the item is still probed once per run"),
+]
+
+
+@runtime_checkable
+class OwnSeverityCadence(Protocol):
+    """A profile model with `severity: OwnSeverity` and `cadence: OwnCadence` (a part, an `AspectThreshold`)."""
+
+    @property
+    def severity(self) -> str | None: ...
+    @property
+    def cadence(self) -> str | None: ...
+
+
+class AspectThreshold(Threshold[T], Generic[T]):
+    """A threshold judged by a check of its own, which may carry that check's severity and cadence::
+
+        connections: {warn: 80%, fail: 95%, severity: critical, cadence: weekly}
+
+    `{severity: critical}` alone is still an empty threshold: it judges nothing, and is refused.
+    """
+
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
+
+
+def own_severity_cadence(spec: object) -> OwnSeverityCadence | None:
+    """`spec` when it may carry its own severity and cadence (a part's or an aspect's profile model), else None."""
+    return spec if isinstance(spec, OwnSeverityCadence) and isinstance(spec, BaseModel) else None
+
+
 class Defaults(Strict):
     """Per-profile defaults for every item."""
 
@@ -198,7 +235,7 @@ def unique_names(what: str) -> AfterValidator:
     """A validator refusing two parts of an item with one name (the names are check ids): `unique_names("patterns")`."""
 
     def check(parts: list[Any]) -> list[Any]:
-        names = [part.name for part in parts]
+        names = [part.name for part in parts if part.name is not None]  # unnamed parts are no checks
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"two {what} are named {name!r}: the names are check ids")

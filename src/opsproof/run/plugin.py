@@ -35,7 +35,7 @@ from opsproof.probes import Facts, kinds_in_use
 from opsproof.profile import ITEM_SECTIONS, Item
 from opsproof.run.gather import Gatherer, probe_all_shared
 from opsproof.run.records import AllureAnnotator, build_record, identity, markers_of, redact_report, waiver_dict
-from opsproof.run.scoping import Part, item_applies, parts_of
+from opsproof.run.scoping import Part, aspect_of, item_applies, parts_of
 from opsproof.run.state import STATE, RunState, TargetRef, kind_of_path, owns_process, start_run, state_of
 from opsproof.signals.options import add_options as add_signal_options
 
@@ -273,7 +273,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         parts = parts_of(metafunc.function, target)
         item_post_deploy = kind.declared.post_deploy if target.post_deploy is None else target.post_deploy
         for part in [None] if parts is None else parts:
-            ref = TargetRef(kind.name, name, part, model=target, run=state)
+            aspect = aspect_of(metafunc.function, target) if part is None else None
+            ref = TargetRef(kind.name, name, part, model=target, run=state, aspect=aspect)
             cadence = getattr(pytest.mark, ref.cadence or kind.cadence)
             # A part (a query, a KPI) may join the post-deploy gate on its own, or leave it.
             part_post_deploy = getattr(part.spec, "post_deploy", None) if part is not None else None

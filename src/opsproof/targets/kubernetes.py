@@ -43,6 +43,8 @@ from opsproof.model.fields import (
     Duration,
     Item,
     Name,
+    OwnCadence,
+    OwnSeverity,
     Percent,
     Strict,
     Threshold,
@@ -379,6 +381,8 @@ class CronJobExpectation(Strict):
     last_success: Threshold[Duration] = Field(
         description="age of the newest successful run (or of the CronJob, if none yet): {warn: 25h, fail: 26h}"
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("last_success")
     @classmethod

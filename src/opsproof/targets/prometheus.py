@@ -30,12 +30,12 @@ from pydantic import (
 
 from opsproof import units
 from opsproof.model.fields import (
-    Cadence,
     ExistingFile,
     Item,
     Name,
+    OwnCadence,
+    OwnSeverity,
     PositiveDuration,
-    Severity,
     Strict,
     Threshold,
     check_order,
@@ -143,8 +143,8 @@ class Kpi(Strict):
     post_deploy: StrictBool | None = Field(
         None, description="true puts this KPI's check in `pytest -m post_deploy` (an error rate after a deploy)"
     )
-    severity: Severity | None = Field(None, description="this part's own severity (default: the item's)")
-    cadence: Cadence | None = Field(None, description="this part's own cadence (default: the item's)")
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
     unit: Unit = Field(
         "number",
         description="how values and thresholds read: number, seconds, percent (0-100), ratio (0-1, shown as %), bytes",
