@@ -75,10 +75,11 @@ def _iso_date(value: object) -> date:
 
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date), WithJsonSchema({"type": "string", "format": "date"})]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 Name = Annotated[
     str,
     Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        pattern=NAME_PATTERN,
         max_length=100,
         description="letters, digits and _ . : - ; used in check ids",
     ),

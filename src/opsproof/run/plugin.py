@@ -32,9 +32,18 @@ from opsproof.judging import maintenance
 from opsproof.model.check import Check
 from opsproof.model.markers import ALL_MARKERS, CADENCE_MARKERS
 from opsproof.probes import Facts, kinds_in_use
-from opsproof.profile import ITEM_SECTIONS, Item
+from opsproof.profile import ITEM_SECTIONS, Item, Profile
+from opsproof.run import custom
 from opsproof.run.gather import Gatherer, probe_all_shared
-from opsproof.run.records import AllureAnnotator, build_record, identity, markers_of, redact_report, waiver_dict
+from opsproof.run.records import (
+    AllureAnnotator,
+    build_record,
+    check_of,
+    identity,
+    markers_of,
+    redact_report,
+    waiver_dict,
+)
 from opsproof.run.scoping import Part, aspect_of, item_applies, parts_of
 from opsproof.run.state import STATE, RunState, TargetRef, kind_of_path, owns_process, start_run, state_of
 from opsproof.signals.options import add_options as add_signal_options
@@ -150,6 +159,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 def pytest_configure(config: pytest.Config) -> None:
     for name, description in ALL_MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
+    config.addinivalue_line("markers", custom.MARKER_HELP)
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     # Any opsproof option asks for a run: pytest finds its ini before entry-point plugins add
     # their options, so `--report-dir /elsewhere` can hide the ini (and its `opsproof = true`).
@@ -309,7 +319,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 f"{item.nodeid}: a check needs exactly one cadence marker "
                 f"({', '.join(CADENCE_MARKERS)}); has {cadences or 'none'}"
             )
-        state.collected_check_ids.add(identity(item)[0])
+        if _is_kind_check(item):
+            custom.refuse_on_kind_checks(item)
+        state.collected_check_ids.add(identity(item)[0])  # a check of one's own: its marker is checked here
     state.unmatched_waivers = [
         waiver_dict(w)
         for w in state.loaded.profile.waivers
@@ -319,6 +331,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if state.is_worker:
         config.workeroutput["opsproof_unmatched_waivers"] = state.unmatched_waivers  # type: ignore[attr-defined]
         config.workeroutput["opsproof_unmatched_windows"] = state.unmatched_windows  # type: ignore[attr-defined]
+
+
+def _is_kind_check(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and isinstance(callspec.params.get("target"), TargetRef)
 
 
 def _is_placeholder(item: pytest.Item) -> bool:
@@ -356,9 +373,19 @@ def part(target: TargetRef) -> Part:
 
 
 @pytest.fixture
-def check(target: TargetRef, request: pytest.FixtureRequest) -> Check:
-    """The record in progress: observed facts, expectations, warnings."""
-    return _handed(request.node, "check")["check"]  # type: ignore[no-any-return]
+def check(request: pytest.FixtureRequest) -> Check:
+    """The record in progress: observed facts, expectations, warnings; a check of one's own gets one too."""
+    node = request.node
+    if _is_kind_check(node):
+        return _handed(node, "check")["check"]  # type: ignore[no-any-return]
+    _require_state(request)
+    return check_of(node)
+
+
+@pytest.fixture
+def profile(request: pytest.FixtureRequest) -> Profile:
+    """The run's profile (`--profile`): a check of one's own reads its targets' settings here."""
+    return _require_state(request).loaded.profile
 
 
 @pytest.fixture
