@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from opsproof import Check, CheckError, applies
+from opsproof import Check, CheckError, applies, format_size
 from opsproof.probes.buckets import BucketsFacts
 from opsproof.targets.buckets import BucketsTarget
-from opsproof.units import format_size
 
 pytestmark = [pytest.mark.capacity]
 

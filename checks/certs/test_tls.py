@@ -18,10 +18,9 @@ from datetime import datetime
 
 import pytest
 
-from opsproof import Check, applies
+from opsproof import Check, applies, format_duration, format_percent
 from opsproof.probes.tls import EXPIRED, HOSTNAME_MISMATCH, NOT_YET_VALID, TlsFacts
 from opsproof.targets.tls import TLS_VERSIONS, TlsTarget, show_remaining
-from opsproof.units import format_duration, format_percent
 
 pytestmark = [pytest.mark.certs]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from opsproof import Check, CheckFailed, Part, each
+from opsproof import Check, CheckFailed, Part, each, format_duration, format_size
 from opsproof.judging.compare import json_subset_mismatches
 from opsproof.judging.series import show_value
 from opsproof.model.json_path import PathAbsent, parse_path, value_at
@@ -21,7 +21,6 @@ from opsproof.outcomes import evaluate
 from opsproof.probes.http import HttpFacts
 from opsproof.targets.http import HttpTarget, ValueExpect
 from opsproof.targets.valued import measured_in_unit
-from opsproof.units import format_duration, format_size
 
 pytestmark = [pytest.mark.health]
 

@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import pytest
 
-from opsproof import Check, CheckError, Part, applies, each
-from opsproof.model.fields import Threshold
+from opsproof import Check, CheckError, Part, Threshold, applies, each, format_duration, format_percent, format_size
 from opsproof.probes import utc_iso
 from opsproof.probes.redis import RedisFacts
 from opsproof.targets.redis import RedisTarget
-from opsproof.units import format_duration, format_percent, format_size
 
 pytestmark = [pytest.mark.infra]
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import pytest
 
-from opsproof import Check, CheckError, Part, each
+from opsproof import Check, CheckError, Part, each, format_duration, format_size
 from opsproof.probes.logs import LogsFacts
 from opsproof.targets.logs import LogPattern, LogsTarget
-from opsproof.units import format_duration, format_size
 
 pytestmark = [pytest.mark.monitoring]
 
