@@ -202,3 +202,18 @@ def test_the_marker_on_a_kinds_check_is_refused(runner: Runner, pg_main: PgServe
     run = runner.run("-m", "daily")
     assert run.ret == 4, run.output
     assert "is for checks of your own" in run.output
+
+
+def test_under_shards_a_check_of_ones_own_runs_in_one_shard(runner: Runner) -> None:
+    """It has no item to shard by: the shard its check id hashes to runs it, so a sealed run holds it once."""
+    (runner.pytester.path / "checks" / "release" / "test_mine.py").parent.mkdir()
+    (runner.pytester.path / "checks" / "release" / "test_mine.py").write_text(
+        "import pytest\n\n@pytest.mark.daily\n@pytest.mark.parametrize('n', range(6))\n"
+        "def test_x(check, n):\n    check.observe(n=n)\n"
+    )
+    runner.profile("environment: test\n")
+    seen: list[str] = []
+    for index in (0, 1):
+        run = runner.run("-m", "daily", "--shard", f"{index}/2", "--run-id", "r-custom")
+        seen += [c["check"] for c in newest(run)["checks"]]
+    assert sorted(seen) == [f"mine.x[{n}]" for n in range(6)]

@@ -20,6 +20,7 @@ import pytest
 
 from opsproof.model.controls import is_control_id
 from opsproof.model.fields import NAME_PATTERN, SEVERITIES
+from opsproof.model.shards import Shard
 
 MARKER = "opsproof"
 MARKER_HELP = (
@@ -90,3 +91,18 @@ def refuse_on_kind_checks(item: pytest.Item) -> None:
 def controls_of(item: pytest.Item) -> list[str] | None:
     """The controls the marker names (None: none named, the profile's `controls:` globs may give some)."""
     return list(declared(item).controls) or None
+
+
+def runs_in(item: pytest.Item, shard: Shard | None, only: frozenset[tuple[str, str]] | None) -> bool:
+    """Whether this runner runs a check of one's own: with --shard, the one shard its check id hashes to.
+
+    It has no profile item to shard by, and every shard running it would put it in a sealed run as
+    many times. A --zone run owns only its zone's items, so none runs it; neither does seal-run's
+    collection of what a silent shard owed (`only`), which names items.
+    """
+    if only is not None:
+        return False
+    if shard is None:
+        return True
+    check_id, kind, _, _ = identity(item)
+    return shard.owns(kind, check_id, None)

@@ -312,6 +312,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     # A kind with no items in the profile leaves one NOTSET placeholder per check; drop them.
     items[:] = [i for i in items if not _is_placeholder(i)]
+    if state.shard is not None or state.only is not None:
+        items[:] = [i for i in items if _is_kind_check(i) or custom.runs_in(i, state.shard, state.only)]
     for item in items:
         cadences = [name for name in markers_of(item) if name in CADENCE_MARKERS]
         if len(set(cadences)) != 1:
