@@ -19,6 +19,7 @@ import yaml
 from helpers import postgres_servers
 from helpers.kubernetes_servers import KubeCluster, kube_cluster, kube_profile
 from helpers.log_servers import logs_profile, write_log
+from helpers.metrics_servers import Exporter, exporter, metrics_profile
 from helpers.postgres_servers import ROLE, PgServer
 from helpers.redis_servers import redis_main, redis_profile
 
@@ -27,7 +28,7 @@ from opsproof.local.redis import LocalRedis
 
 pg_main = postgres_servers.pg_main
 pg_env = postgres_servers.pg_env
-__all__ = ["kube_cluster", "pg_env", "pg_main", "redis_main"]  # fixtures, for pytest
+__all__ = ["exporter", "kube_cluster", "pg_env", "pg_main", "redis_main"]  # fixtures, for pytest
 
 
 def records(run: Run, since: set[Path]) -> dict[str, dict[str, Any]]:
@@ -241,3 +242,22 @@ def test_the_schema_and_the_key_tables_carry_the_new_keys() -> None:
     assert "`queries[].severity`" in postgres_table and "`queries[].cadence`" in postgres_table
     assert "`patterns[].severity`" in keys_table("logs") and "`cronjobs[].cadence`" in keys_table("kubernetes")
     assert "`expect.values[].name`" in keys_table("http")
+
+
+def test_an_item_whose_parts_are_all_weekly_is_not_contacted_by_a_daily_run(runner: Runner, exporter: Exporter) -> None:
+    """`pytest -m daily` probes a daily item's targets while pytest collects, unless its parts say otherwise.
+
+    A `metrics` item has no check but its series: with its one series weekly, a daily run selects
+    nothing of it and must not scrape it; the weekly run scrapes it once.
+    """
+    series = "{name: depth, metric: queue_depth, labels: {queue: celery}, threshold: {fail: 100}, cadence: weekly}"
+    runner.profile(metrics_profile(f"{{name: exporter, url: '{exporter.url}', series: [{series}]}}"))
+    since = len(exporter.requests)
+    day = runner.run("-m", "daily")
+    assert day.ret == 5, day.output  # no checks selected
+    assert exporter.scrapes(since) == []
+    before = set(day.bundles)
+    week = runner.run("-m", "weekly")
+    assert week.ret == 1, week.output
+    assert len(exporter.scrapes(since)) == 1
+    assert records(week, before)["metrics.series[exporter/depth]"]["outcome"] == "failed"

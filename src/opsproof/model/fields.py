@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import date
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar, cast
 
 from pydantic import (
     AfterValidator,
@@ -118,7 +119,6 @@ OwnCadence = Annotated[
 ]
 
 
-@runtime_checkable
 class OwnSeverityCadence(Protocol):
     """A profile model with `severity: OwnSeverity` and `cadence: OwnCadence` (a part, an `AspectThreshold`)."""
 
@@ -140,9 +140,33 @@ class AspectThreshold(Threshold[T], Generic[T]):
     cadence: OwnCadence = None
 
 
+@cache
+def _carries_own(cls: type[BaseModel]) -> bool:
+    # By type, once: a profile model with both keys that is not an item (items have their own, of course).
+    fields = cls.model_fields
+    return "severity" in fields and "cadence" in fields and not issubclass(cls, Item)
+
+
 def own_severity_cadence(spec: object) -> OwnSeverityCadence | None:
     """`spec` when it may carry its own severity and cadence (a part's or an aspect's profile model), else None."""
-    return spec if isinstance(spec, OwnSeverityCadence) and isinstance(spec, BaseModel) else None
+    return cast(OwnSeverityCadence, spec) if isinstance(spec, BaseModel) and _carries_own(type(spec)) else None
+
+
+def own_cadences(model: object, depth: int = 3) -> set[str]:
+    """The cadences the parts and aspects of an item set for themselves (`{"weekly"}`), however deep they sit."""
+    found: set[str] = set()
+    if depth == 0 or not isinstance(model, BaseModel):
+        return found
+    for value in model.__dict__.values():
+        values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else (value,)
+        for element in values:
+            if not isinstance(element, BaseModel):
+                continue
+            own = own_severity_cadence(element)
+            if own is not None and own.cadence is not None:
+                found.add(own.cadence)
+            found |= own_cadences(element, depth - 1)
+    return found
 
 
 class Defaults(Strict):
