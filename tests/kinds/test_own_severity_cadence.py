@@ -261,3 +261,19 @@ def test_an_item_whose_parts_are_all_weekly_is_not_contacted_by_a_daily_run(runn
     assert week.ret == 1, week.output
     assert len(exporter.scrapes(since)) == 1
     assert records(week, before)["metrics.series[exporter/depth]"]["outcome"] == "failed"
+
+
+def test_a_settings_aspect_has_its_own_severity_and_cadence(runner: Runner, kube_cluster: KubeCluster) -> None:
+    """Aspects that are settings rather than thresholds (`workloads:`, `events:`) take them too; `{}` stays "on"."""
+    aspects = "workloads: {severity: low, cadence: weekly}, events: {}, nodes: false"
+    item = f"{{name: prod, kubeconfig: '{kube_cluster.kubeconfig}', context: main, namespaces: [shop], {aspects}}}"
+    runner.profile(kube_profile(item))
+    day = runner.run("-m", "daily")
+    daily = records(day, set())
+    assert "kubernetes.workloads[prod]" not in daily and "kubernetes.events[prod]" in daily
+    assert daily["kubernetes.events[prod]"]["severity"] == "critical"
+    before = set(day.bundles)
+    week = runner.run("-m", "weekly")
+    (record,) = records(week, before).values()
+    assert (record["check"], record["severity"]) == ("kubernetes.workloads[prod]", "low")
+    assert "weekly" in record["markers"]

@@ -37,6 +37,8 @@ from opsproof.model.fields import (
     AspectThreshold,
     Item,
     Name,
+    OwnCadence,
+    OwnSeverity,
     Percent,
     PositiveDuration,
     Strict,
@@ -439,6 +441,8 @@ class ClockSpec(Strict):
         "error",
         description="when no time daemon can say (none installed or running): error (the default) or warn",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 def _on_off(default: Any) -> Any:

@@ -347,6 +347,8 @@ class WorkloadSettings(Strict):
         description="available / desired replicas of the worst workload, lower is worse; "
         "default {warn: 100%, fail: 50%}",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("available")
     @classmethod
@@ -359,6 +361,8 @@ class HpaSettings(Strict):
     """HorizontalPodAutoscalers: at their maximum (capacity) or unable to scale."""
 
     at_max: Verdict = Field("warn", description="an HPA at maxReplicas: warn (default), fail or pass")
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 class NodeSettings(Strict):
@@ -366,6 +370,8 @@ class NodeSettings(Strict):
 
     selector: SelectorText | None = Field(None, description="only nodes with these labels (e.g. a node pool)")
     cordoned: Verdict = Field("warn", description="a cordoned (unschedulable) node: warn (default), fail or pass")
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 class CronJobExpectation(Strict):
@@ -403,6 +409,8 @@ class CertificateSettings(Strict):
         validate_default=True,
         description="time or share of lifetime left: default {warn: 30d, fail: 7d}",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 class TlsSecretSettings(Strict):
@@ -413,6 +421,8 @@ class TlsSecretSettings(Strict):
         validate_default=True,
         description="time or share of lifetime left: default {warn: 30d, fail: 7d}",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 class EventSettings(Strict):
@@ -431,6 +441,8 @@ class EventSettings(Strict):
     ignore_reasons: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="event reasons not counted (e.g. known noise such as FailedScheduling)"
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("count")
     @classmethod

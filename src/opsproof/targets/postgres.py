@@ -133,6 +133,8 @@ class WalArchiving(Strict):
         validate_default=True,
         description="age of the last archived WAL segment (set archive_timeout on quiet servers)",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 def _libpq_words(message: str) -> str:

@@ -105,6 +105,8 @@ class AlertReview(Strict):
         description="also review alerts that fired within this window and are resolved now (from the ALERTS "
         "series): those of a fail or warn severity warn",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @model_validator(mode="after")
     def _disjoint(self) -> AlertReview:
@@ -123,6 +125,9 @@ class TargetHealth(Strict):
         description="active targets whose health is not up (down or not scraped yet); default {fail: 0}",
     )
     ignore_jobs: Globs = Field(default_factory=list, description="jobs never judged (shell-style globs)")
+
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("down")
     @classmethod

@@ -31,6 +31,8 @@ from opsproof.model.fields import (
     ExistingFile,
     Item,
     Name,
+    OwnCadence,
+    OwnSeverity,
     Percent,
     Strict,
     Threshold,
@@ -156,6 +158,8 @@ class Persistence(Strict):
     aof: StrictBool | None = Field(
         None, description="true: the append-only file must be on; its last write and rewrite must be ok"
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("rdb_max_age")
     @classmethod
@@ -177,6 +181,8 @@ class RedisReplication(Strict):
         description="a replica: seconds since the last I/O with its master; "
         "a master: each online replica's lag (seconds since its last ack)",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("link_age")
     @classmethod
