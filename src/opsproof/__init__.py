@@ -1,7 +1,9 @@
 """opsproof: operational runbooks as scheduled pytest checks with tamper-evident evidence.
 
 The public API is small on purpose: the names below, each documented in docs/custom-checks.md
-(tests/core/test_public_api.py holds the two together). A check of your own, in `checks/`::
+(tests/core/test_custom_checks.py::test_public_api holds the two together).
+
+A check of your own, in `checks/`::
 
     import pytest
     from opsproof import Check, Threshold, parse_duration
