@@ -188,5 +188,7 @@ tr.x-open td{background:#fff5f5}
 ul.entries{margin:0;padding-left:16px;font-size:12.5px}
 table.exceptions td{font-size:12.5px}
 table.exceptions td.when{white-space:nowrap}.runs{font-size:11.5px;font-weight:600;color:var(--muted)}
+.tablebox{overflow-x:auto}.day{white-space:nowrap}
+@media (max-width:900px){table.exceptions td.when{white-space:normal}table.exceptions td{font-size:12px}}
 .tiles .tile.o-warned .n{color:var(--warned)}
 """
