@@ -2,7 +2,7 @@
 
 The emulator (opsproof.testing.kubernetes) is a real HTTPS server answering the Kubernetes REST
 list endpoints; the probe talks to it through the official client and kubeconfig files
-written here. See tests/kubernetes_servers.py for the staged cluster.
+written here. See tests/helpers/kubernetes_servers.py for the staged cluster.
 
 This file: each aspect's outcomes (healthy, broken, warned, starting, CronJobs) and the demo's
 cluster; test_kubernetes_access.py: how the API is asked and what an unreachable or refusing one
