@@ -15,13 +15,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from opsproof.compliance.periods import PERIOD_WORDS, period_of, utc_day
-from opsproof.compliance.report_model import ExceptionGroup, ReportException
+from opsproof.compliance.report_model import EXCEPTION_OUTCOMES, ExceptionGroup, ReportException
 from opsproof.outcomes import SEVERITY_RANK
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import RecordRow
-
-_EXCEPTION_OUTCOMES = ("failed", "error", "waived")
 
 
 def group_exceptions(
@@ -41,7 +39,7 @@ def group_exceptions(
     for found in records:
         exception = by_record.get(id(found))
         if exception is None:
-            if found.outcome not in _EXCEPTION_OUTCOMES:
+            if found.outcome not in EXCEPTION_OUTCOMES:
                 open_group.pop(found.check_id, None)  # it passed (or was skipped): the stretch ended
             continue  # an exception outside the selected controls neither joins nor ends a stretch
         current = open_group.get(found.check_id)

@@ -33,6 +33,7 @@ from opsproof.compliance.attestations import entries as attestation_entries
 from opsproof.compliance.exception_groups import group_exceptions
 from opsproof.compliance.periods import PERIOD_WORDS, Period, period_of, periods_between, utc_day
 from opsproof.compliance.report_model import (
+    EXCEPTION_OUTCOMES,
     EXCEPTION_STATUSES,
     SCHEMA,
     AttestationEntry,
@@ -244,7 +245,7 @@ def _result_exceptions(
             resolution[index] = next_pass.get(found.check_id)
     exceptions = []
     for index, found in enumerate(records):
-        if found.outcome not in (*FAILING, "waived"):
+        if found.outcome not in EXCEPTION_OUTCOMES:
             continue
         controls = _keep(found.controls, selected)
         if not controls:

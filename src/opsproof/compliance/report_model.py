@@ -21,6 +21,8 @@ SCHEMA: Literal["opsproof/period-report/v1"] = "opsproof/period-report/v1"
 
 ExceptionStatus = Literal["open", "resolved", "waived", "maintenance", "missed"]
 EXCEPTION_STATUSES: tuple[ExceptionStatus, ...] = ("open", "resolved", "waived", "maintenance", "missed")
+# The outcomes a record is an exception of the report for.
+EXCEPTION_OUTCOMES = ("failed", "error", "waived")
 
 
 class _Part(BaseModel):
