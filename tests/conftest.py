@@ -256,7 +256,9 @@ class Run:
 
     def outcomes(self, prefix: str = "") -> dict[str, tuple[str, str]]:
         """(outcome, message) of every record whose check id starts with `prefix`."""
-        return {c["check"]: (c["outcome"], c["message"]) for c in self.results["checks"] if c["check"].startswith(prefix)}
+        return {
+            c["check"]: (c["outcome"], c["message"]) for c in self.results["checks"] if c["check"].startswith(prefix)
+        }
 
 
 class Runner:

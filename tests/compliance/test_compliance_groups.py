@@ -40,7 +40,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> PeriodReport:
             failing = day in API_FAILS
             message = f"HTTP 503 on the {day.day}th" if day == date(2026, 3, 5) else "HTTP 503, expected 200"
             checks = [
-                record("http.health[api]", "failed" if failing else "passed", at=at, message=message if failing else None),
+                record(
+                    "http.health[api]", "failed" if failing else "passed", at=at, message=message if failing else None
+                ),
                 record("backups.max_age[db]", at=at),
             ]
             bundles.append(write(report_dir, results("prod", at, checks)))
