@@ -21,14 +21,10 @@ import itertools
 import statistics
 from typing import Any
 
-import pytest
-
 from opsproof import Check, CheckError, applies, format_duration, format_percent, format_size
 from opsproof.probes import utc_iso
 from opsproof.probes.backups import BackupsFacts
 from opsproof.targets.backups import BackupsTarget
-
-pytestmark = [pytest.mark.backup]
 
 GAPS_SHOWN = 5
 

@@ -15,13 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from opsproof import Check, CheckError, applies, format_size
 from opsproof.probes.buckets import BucketsFacts
 from opsproof.targets.buckets import BucketsTarget
-
-pytestmark = [pytest.mark.capacity]
 
 
 def _read(facts: BucketsFacts, aspect: str) -> Any:

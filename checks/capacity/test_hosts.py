@@ -24,15 +24,11 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-import pytest
-
 from opsproof import Check, CheckError, Part, Threshold, applies, each, format_duration, format_percent, format_size
 from opsproof.outcomes import evaluate
 from opsproof.probes.hosts import HostFacts
 from opsproof.targets.hosts import CertificateFile, Constraint, HostTarget, PortSpec, ServiceSpec
 from opsproof.targets.tls import show_remaining
-
-pytestmark = [pytest.mark.capacity]
 
 NAMED = 5
 

@@ -11,8 +11,6 @@ import math
 import re
 from typing import Any
 
-import pytest
-
 from opsproof import Check, CheckFailed, Part, each, format_duration, format_size
 from opsproof.judging.compare import json_subset_mismatches
 from opsproof.judging.series import show_value
@@ -21,8 +19,6 @@ from opsproof.outcomes import evaluate
 from opsproof.probes.http import HttpFacts
 from opsproof.targets.http import HttpTarget, ValueExpect
 from opsproof.targets.valued import measured_in_unit
-
-pytestmark = [pytest.mark.health]
 
 
 def _answered(item: HttpTarget, facts: HttpFacts) -> None:

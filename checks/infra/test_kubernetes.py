@@ -33,7 +33,6 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
-import pytest
 from kubernetes_judging import IN_MESSAGE, IN_OBSERVED
 from kubernetes_judging import answered as _answered
 from kubernetes_judging import count_shown as _count_shown
@@ -49,8 +48,6 @@ from opsproof.probes.kubernetes_reduce import STARTING_REASONS
 from opsproof.targets.kubernetes import CronJobExpectation, KubernetesTarget, LabelSelector
 from opsproof.targets.kubernetes_more import HpaExpectation, ResourceExpectation
 from opsproof.targets.tls import Expiry, show_remaining
-
-pytestmark = [pytest.mark.infra]
 
 # -- shared --------------------------------------------------------------------------------
 
