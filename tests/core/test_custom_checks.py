@@ -193,10 +193,9 @@ def test_a_bad_marker_is_a_usage_error_naming_the_check(runner: Runner, marker: 
 
 def test_the_marker_on_a_kinds_check_is_refused(runner: Runner, pg_main: PgServer, pg_env: None) -> None:
     checks = runner.pytester.path / "checks" / "infra" / "test_postgres.py"
+    text = checks.read_text().replace("from typing import Any\n", "from typing import Any\n\nimport pytest\n", 1)
     checks.write_text(
-        checks.read_text().replace(
-            "def test_blocked_locks(", "@pytest.mark.opsproof(severity='low')\ndef test_blocked_locks("
-        )
+        text.replace("def test_blocked_locks(", "@pytest.mark.opsproof(severity='low')\ndef test_blocked_locks(")
     )
     runner.profile(profile(pg_main))
     run = runner.run("-m", "daily")
