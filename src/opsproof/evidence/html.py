@@ -78,49 +78,44 @@ def render_html(document: Results | dict[str, Any]) -> str:
             entries.append({"anchor": f"check-{len(entries)}", "check": check})
     facts = FactsData()
     attention_html, others_html = _rows(attention, entries, facts), _rows(others, entries, facts)
-    first = attention[0] if attention else ("", [])
-    listed = {as_text(c.get(k)) for c in first[1] for k in ("check", "id")} if first[0] == "blocking" else set()
+    blocking_rows = attention[0][1] if attention and attention[0][0] == "blocking" else []
+    listed = {as_text(c.get(k)) for c in blocking_rows for k in ("check", "id")}
     by_outcome = _by_outcome(summary, checks)
     script, script_hash = _script()
-    return (
-        environment()
-        .get_template("report.html.j2")
-        .render(
-            results=results,
-            run=run,
-            status=status,
-            RUN_STATUSES=RUN_STATUSES,
-            profile=Lenient(as_dict(run.get("profile"))),
-            suite=Lenient(as_dict(run.get("suite"))),
-            selection=Lenient(as_dict(run.get("selection"))),
-            run_length=_run_length(run.get("started_at"), run.get("finished_at")),
-            change=_change_rows(as_dict(run.get("change"))),
-            blocking=blocking_names,
-            blocking_unlisted=[name for name in blocking_names if name not in listed],
-            attention=attention_html,
-            verdict=_verdict(status, blocking_names, attention, run.get("fail_on")),
-            HEADINGS=ATTENTION_HEADINGS,
-            others=others_html,
-            others_count=sum(len(group) for _, group in others),
-            attention_count=sum(len(group) for _, group in attention),
-            totals=[
-                (name, by_outcome.get(name, 0))
-                for name in [*OUTCOME_ORDER, *(k for k in by_outcome if k not in OUTCOME_ORDER)]
-            ],  # noqa: E501
-            total=summary.get("total", len(checks)),
-            severities=_severity_table(summary, checks),
-            controls=_controls(entries),
-            waivers=_waivers(as_dict(summary.get("waivers")), entries),
-            # Escaped HTML already (built with page.esc), like the check rows.
-            maintenance=Markup(
-                maintenance_section(summary, [e["check"] for e in entries], [e["anchor"] for e in entries])
-            ),
-            checked=len(entries),
-            report_css=Markup(REPORT_CSS),
-            facts=Markup(facts.script()),
-            script=Markup(script) if facts else None,
-            script_hash=script_hash if facts else "",
-        )
+    template = environment().get_template("report.html.j2")
+    return template.render(
+        results=results,
+        run=run,
+        status=status,
+        RUN_STATUSES=RUN_STATUSES,
+        profile=Lenient(as_dict(run.get("profile"))),
+        suite=Lenient(as_dict(run.get("suite"))),
+        selection=Lenient(as_dict(run.get("selection"))),
+        run_length=_run_length(run.get("started_at"), run.get("finished_at")),
+        change=_change_rows(as_dict(run.get("change"))),
+        blocking=blocking_names,
+        blocking_unlisted=[name for name in blocking_names if name not in listed],
+        attention=attention_html,
+        verdict=_verdict(status, blocking_names, attention, run.get("fail_on")),
+        HEADINGS=ATTENTION_HEADINGS,
+        others=others_html,
+        others_count=sum(len(group) for _, group in others),
+        attention_count=sum(len(group) for _, group in attention),
+        totals=[
+            (name, by_outcome.get(name, 0))
+            for name in [*OUTCOME_ORDER, *(k for k in by_outcome if k not in OUTCOME_ORDER)]
+        ],
+        total=summary.get("total", len(checks)),
+        severities=_severity_table(summary, checks),
+        controls=_controls(entries),
+        waivers=_waivers(as_dict(summary.get("waivers")), entries),
+        # Escaped HTML already (built with page.esc), like the check rows.
+        maintenance=Markup(maintenance_section(summary, [e["check"] for e in entries], [e["anchor"] for e in entries])),
+        checked=len(entries),
+        report_css=Markup(REPORT_CSS),
+        facts=Markup(facts.script()),
+        script=Markup(script) if facts else None,
+        script_hash=script_hash if facts else "",
     )
 
 
@@ -188,7 +183,8 @@ ATTENTION_HEADINGS = {
 def _verdict(status: str, blocking: list[str], attention: list[_Group], fail_on: Any) -> str:
     """One sentence under the status: what needs a person, in the order the page lists it."""
     counts = {key: len(group) for key, group in attention}
-    below = " and ".join(f"{counts[key]} {key}" for key in ("failed", "error", "warned") if counts.get(key))
+    parts = [f"{counts[key]} {key}" for key in ("failed", "error", "warned") if counts.get(key)]
+    below = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
     line = f"--fail-on {as_text(fail_on)}"
     if blocking:
         head = f"{len(blocking)} blocking (failed or error at or above {line})"
