@@ -21,6 +21,7 @@ h3.group .why{margin-left:6px;font-weight:400;text-transform:none;letter-spacing
 .rows details.check:not([open])>summary{padding:4px 10px}
 .checks .rows details.check{margin:2px 0}
 .checks .rows summary{display:flex;gap:10px;white-space:nowrap;overflow:hidden}
+.checks .rows .sev{width:78px;flex:none}.checks .rows .sev.v-critical{background:#fff;color:#82071e}
 .checks .rows summary>b{font-family:var(--mono);font-size:13px}
 .checks .rows summary>i{font-style:normal;font-size:12.5px;color:var(--muted)}
 .checks .rows summary>i::before{content:"\\2192  "}
