@@ -28,7 +28,7 @@ h3.group .why{margin-left:6px;font-weight:400;text-transform:none;letter-spacing
 .checks .rows summary>em{flex:1;min-width:0;overflow:hidden;text-overflow:ellipsis;font-style:normal;color:var(--muted)}
 .checks .rows summary>small{font-size:12px;color:var(--muted);font-variant-numeric:tabular-nums}
 .checks .rows details[open]>summary{flex-wrap:wrap;white-space:normal}
-.checks .rows details.check:not([open]){content-visibility:auto;contain-intrinsic-size:auto 30px}
+.checks .chunk{content-visibility:auto;contain-intrinsic-size:auto 3300px}
 .scroll{overflow-x:auto}
 @media (max-width:900px){
 main{padding:12px}
@@ -44,7 +44,7 @@ summary{grid-template-columns:12px 78px 78px minmax(0,1fr)}
 table.sevtable{min-width:0}
 }
 @media print{
-.checks .rows details.check:not([open]){content-visibility:visible}
+.checks .chunk{content-visibility:visible}
 details.runmeta .meta{display:grid}
 }
 """
