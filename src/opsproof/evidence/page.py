@@ -168,6 +168,8 @@ def esc(value: Any) -> str:
     return html.escape(shown, quote=True) if _SPECIAL.search(shown) else shown
 
 
+
+
 CSS = """
 :root{--fg:#1f2328;--muted:#656d76;--line:#d0d7de;--bg:#fff;--panel:#f6f8fa;
 --passed:#1a7f37;--passed-bg:#dafbe1;--warned:#9a6700;--warned-bg:#fff8c5;--failed:#cf222e;--failed-bg:#ffebe9;
