@@ -629,11 +629,17 @@ def _demo(port: int, serve: bool, pytest_args: list[str], timeline: bool = False
     # does: by unwinding, so every service is stopped and every temporary folder removed on the way out.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     from opsproof.demo.run import run_demo
-    from opsproof.demo.startup import Timeline
+    from opsproof.demo.startup import DemoUsageError, Timeline
 
     clock = Timeline()
     try:
         return run_demo(root, port, serve, pytest_args, clock)
+    except DemoUsageError as exc:
+        print(f"opsproof demo: {exc}", file=sys.stderr)
+        return outcomes.EXIT_USAGE
+    except (RuntimeError, OSError) as exc:  # a service that did not start: every other one was stopped
+        print(f"opsproof demo: a demo service did not start, every other one was stopped: {exc}", file=sys.stderr)
+        return outcomes.EXIT_INTERNAL
     except KeyboardInterrupt:
         print("opsproof demo: stopped; every service was stopped", file=sys.stderr)
         return outcomes.EXIT_OK if serve else outcomes.EXIT_INTERRUPTED

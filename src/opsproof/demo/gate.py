@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import select
 import time
 
 import pytest
@@ -41,8 +42,8 @@ def pytest_configure(config: pytest.Config) -> None:
         _marks["path"] = marks
     if fd is not None:
         _mark("at the gate")
-        _warm_up()
-        _mark("imported the probes' libraries")
+        done, total = _warm_up(int(fd))
+        _mark(f"imported {done} of {total} modules the run needs, while held")
         said = _read_to_end(int(fd))
         if said != GO:
             pytest.exit("opsproof demo: the demo services did not start; nothing was checked", returncode=2)
@@ -57,20 +58,25 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     _mark("every check done")
 
 
-def _warm_up() -> None:
-    """Import now, while held, what the run imports once let go: the probes' libraries and the bundle's writers.
+def _warm_up(fd: int) -> tuple[int, int]:
+    """While held, import what the run imports once let go: the probes' libraries, the bundle's writers.
 
     The probe processes are forked from this one, so they find them loaded; imported there,
-    they would take their seconds after Prometheus settled (kubernetes' client alone ~0.4 s).
-    Done before the wait, not beside it: a fork while another thread imports can deadlock.
+    they would take their time after Prometheus settled (kubernetes' client alone ~0.4 s).
+    Only while the gate is shut: once it opens, the probe processes import the rest side by
+    side, which is quicker than one after another here. Not from a thread beside the wait:
+    a fork while another thread imports can deadlock. Returns how many were imported, of how many.
     """
     from opsproof.probes import kinds
 
-    modules = [module for kind in kinds().values() for module in kind.imports]
-    modules += ["opsproof.run.recorder", "opsproof.evidence.bundle", "opsproof.run.results", "opsproof.run.terminal"]
-    for module in modules:
+    modules = ["opsproof.run.recorder", "opsproof.evidence.bundle", "opsproof.run.results", "opsproof.run.terminal"]
+    modules += [module for kind in kinds().values() for module in kind.imports]
+    for done, module in enumerate(modules):
+        if select.select([fd], [], [], 0)[0]:  # "go" (or the end) has come
+            return done, len(modules)
         with contextlib.suppress(ImportError):  # a kind's optional library: its probes say so, not the gate
             importlib.import_module(module)
+    return len(modules), len(modules)
 
 
 def _read_to_end(fd: int) -> bytes:

@@ -29,12 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from opsproof.demo.startup import DemoStartError, DemoUsageError
 from opsproof.local.ports import free_port
 
 if TYPE_CHECKING:
     from aiohttp import web
 
 URL_VARIABLE = "DEMO_PROMETHEUS"
+BINARY_VARIABLE = "OPSPROOF_PROMETHEUS"
 READY_TIMEOUT_S = 30.0  # targets appear after prometheus's first discovery round (5 s after its start)
 # Short, so the first scrape and the first evaluation follow that round closely; the scrape timeout
 # stays at half a second, which a loopback exporter meets on a busy machine.
@@ -84,12 +86,13 @@ class DemoPrometheus:
 
 
 def prometheus_binary() -> str | None:
-    """$OPSPROOF_PROMETHEUS, else `prometheus` on PATH or in /usr/bin."""
-    return (
-        os.environ.get("OPSPROOF_PROMETHEUS")
-        or shutil.which("prometheus")
-        or shutil.which("prometheus", path="/usr/bin:/usr/local/bin")
-    )
+    """$OPSPROOF_PROMETHEUS, else `prometheus` on PATH or in /usr/bin; DemoUsageError when the variable is wrong."""
+    chosen = os.environ.get(BINARY_VARIABLE)
+    if chosen:
+        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
+            raise DemoUsageError(f"{BINARY_VARIABLE}={chosen!r} is not an executable file")
+        return chosen
+    return shutil.which("prometheus") or shutil.which("prometheus", path="/usr/bin:/usr/local/bin")
 
 
 def _exporter() -> web.Application:
@@ -200,7 +203,7 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"prometheus exited {process.returncode}: {log.read_text()[-500:]}")
+            raise DemoStartError(f"prometheus exited {process.returncode}: {log.read_text()[-500:]}")
         try:
             targets = _get(f"{url}/api/v1/targets?state=active")["activeTargets"]
             alerts = _get(f"{url}/api/v1/alerts")["alerts"]
@@ -211,7 +214,7 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: 
         if scraped == {"scorpius": "up", "reporting": "down"} and {"QueueBacklog", "ServiceDown"} <= firing:
             return
         time.sleep(0.05)
-    raise RuntimeError(f"the demo prometheus was not ready within {timeout:g}s")
+    raise DemoStartError(f"the demo prometheus was not ready within {timeout:g}s (its log: {log.read_text()[-300:]})")
 
 
 def _get(url: str) -> Any:

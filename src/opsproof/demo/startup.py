@@ -25,6 +25,17 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
+from opsproof.errors import OpsproofError
+
+
+class DemoStartError(OpsproofError, RuntimeError):
+    """A demo service did not start or did not settle; the message says which and why."""
+
+
+class DemoUsageError(OpsproofError, ValueError):
+    """A setting of the demo's (an environment variable) is wrong; the message names it."""
+
+
 # A task enters the contexts of its service into the ExitStack it is given and returns what it serves.
 Task = Callable[[ExitStack], Any]
 
