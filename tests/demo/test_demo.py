@@ -186,15 +186,7 @@ def test_demo_serve_stopped_by_a_signal_cleans_up_like_ctrl_c(tmp_path: Path, si
     """`opsproof demo --serve` under `timeout` or systemd gets SIGTERM: no server and no temporary folder stays."""
     # Short: PostgreSQL's socket path under it must fit in 107 bytes (pytest's tmp_path under xdist does not).
     scratch = Path(tempfile.mkdtemp(prefix="od-"))
-    env = {**os.environ, "TMPDIR": str(scratch), "PYTHONUNBUFFERED": "1"}  # the demo's folders land here
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "opsproof.cli", "demo", "--port", "0", "--serve"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    demo = _demo_process(scratch, "--serve")
     try:
         assert demo.stdout is not None
         seen = []
@@ -234,10 +226,11 @@ def _watch_descendants(process: subprocess.Popen[str], seen: set[int], stop: thr
     return thread
 
 
-def _demo_process(scratch: Path, **environ: str) -> subprocess.Popen[str]:
+def _demo_process(scratch: Path, *options: str, **environ: str) -> subprocess.Popen[str]:
+    """`opsproof demo --port 0 OPTIONS`, its folders under `scratch` (short: PostgreSQL's socket path must fit)."""
     env = {**os.environ, "TMPDIR": str(scratch), "PYTHONUNBUFFERED": "1", **environ}
     return subprocess.Popen(
-        [sys.executable, "-m", "opsproof.cli", "demo", "--port", "0", "--timeline"],
+        [sys.executable, "-m", "opsproof.cli", "demo", "--port", "0", *options],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -258,7 +251,7 @@ def _assert_nothing_left(seen: set[int], scratch: Path) -> None:
 def test_ctrl_c_while_the_services_start_stops_every_one_of_them() -> None:
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the services start side by side."""
     scratch = Path(tempfile.mkdtemp(prefix="od-"))
-    demo = _demo_process(scratch)
+    demo = _demo_process(scratch, "--timeline")
     seen: set[int] = set()
     stop = threading.Event()
     watcher = _watch_descendants(demo, seen, stop)
@@ -274,8 +267,8 @@ def test_ctrl_c_while_the_services_start_stops_every_one_of_them() -> None:
             os.killpg(demo.pid, signal.SIGKILL)
             demo.communicate()
     assert demo.returncode == 2, output
-    assert "opsproof demo: stopped; every service was stopped" in output
-    assert "Traceback" not in output
+    assert "opsproof demo: stopped; every service was stopped" in output, output
+    assert "Traceback" not in output, output
     _assert_nothing_left(seen, scratch)
 
 
@@ -285,7 +278,7 @@ def test_a_prometheus_that_does_not_start_stops_every_other_service(tmp_path: Pa
     refusing.write_text("#!/bin/sh\necho 'this prometheus refuses to start' >&2\nexit 1\n")
     refusing.chmod(0o755)
     scratch = Path(tempfile.mkdtemp(prefix="od-"))
-    demo = _demo_process(scratch, OPSPROOF_PROMETHEUS=str(refusing))
+    demo = _demo_process(scratch, "--timeline", OPSPROOF_PROMETHEUS=str(refusing))
     seen: set[int] = set()
     stop = threading.Event()
     watcher = _watch_descendants(demo, seen, stop)
