@@ -16,6 +16,7 @@ import importlib
 import os
 import select
 import time
+from collections.abc import Generator
 
 import pytest
 
@@ -53,9 +54,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     _mark(f"collected {len(session.items)} checks")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    _mark("every check done")
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    _mark("the checks start")
+    try:
+        return (yield)
+    finally:
+        _mark("every check done; the bundle is written next")
 
 
 def _warm_up(fd: int) -> tuple[int, int]:
