@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from opsproof.demo.startup import DemoStartError, DemoUsageError
 from opsproof.local.ports import free_port
+from opsproof.local.processes import stop_process  # no import on the way out (see there)
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -173,8 +174,6 @@ def start_demo_prometheus(port: int = 19090) -> Iterator[StartingPrometheus | No
         try:
             yield StartingPrometheus(f"http://{address}", process, folder / "prometheus.log", exporter)
         finally:
-            from opsproof.testing.servers import stop_process
-
             stop_process(process)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from opsproof.demo.gate import GATE_VARIABLE, GO, MARKS_VARIABLE
 from opsproof.demo.startup import Timeline
+from opsproof.local.processes import stop_process  # no import on the way out (see there)
 
 GATE_PLUGIN = "opsproof.demo.gate"
 VOLUNTARY_EXIT_S = 5.0  # after Ctrl-C, pytest (which got it too) writes its interrupted bundle: let it
@@ -87,8 +88,6 @@ def _run_gated(
         raise
     finally:
         if process.poll() is None:
-            from opsproof.testing.servers import stop_process
-
             stop_process(process)
         _read_marks(marks, timeline)
 
