@@ -633,6 +633,7 @@ def _demo(port: int, serve: bool, pytest_args: list[str], timeline: bool = False
     from opsproof.demo.startup import DemoUsageError, Timeline
 
     clock = Timeline()
+    clock.mark_process_start("the opsproof process started (then Python's start-up and opsproof's imports)")
     try:
         return run_demo(root, port, serve, pytest_args, clock)
     except DemoUsageError as exc:

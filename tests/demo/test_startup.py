@@ -72,3 +72,11 @@ def test_the_timeline_orders_marks_and_takes_wall_clock_moments() -> None:
     lines = timeline.lines()
     assert lines[0].endswith("s  now")
     assert lines[1] == "  2.00 s  written by another process"
+
+
+def test_the_timeline_knows_when_its_process_started() -> None:
+    timeline = Timeline()
+    timeline.mark_process_start("this process started")
+    ((moment, what),) = timeline.marks
+    assert what == "this process started"
+    assert -3600 < moment < 0, "before the timeline began, and within this test session"

@@ -18,11 +18,13 @@ side too, when the block ends.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from opsproof.errors import OpsproofError
@@ -58,6 +60,15 @@ class Timeline:
     def mark_wall(self, what: str, wall: float) -> None:
         """Record `what` at a wall-clock moment (a file's mtime, written by another process)."""
         self.mark(what, at=self.began + (wall - self.began_wall))
+
+    def mark_process_start(self, what: str) -> None:
+        """Record when this process started (Linux: /proc/self/stat), before the timeline began."""
+        try:
+            fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+            started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # seconds after boot
+        except (OSError, ValueError, IndexError):
+            return
+        self.mark(what, at=self.began - (time.clock_gettime(time.CLOCK_BOOTTIME) - started))
 
     def lines(self) -> list[str]:
         with self._lock:
