@@ -33,7 +33,6 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
-import pytest
 from kubernetes_judging import IN_MESSAGE, IN_OBSERVED
 from kubernetes_judging import answered as _answered
 from kubernetes_judging import count_shown as _count_shown
@@ -42,16 +41,13 @@ from kubernetes_judging import listed as _listed
 from kubernetes_judging import named as _named
 from kubernetes_judging import observe_offenders as _observe_offenders
 
-from opsproof import Check, Part, applies, each
+from opsproof import Check, Part, applies, each, format_duration, format_percent
 from opsproof.outcomes import reaches
 from opsproof.probes.kubernetes import KubernetesFacts
 from opsproof.probes.kubernetes_reduce import STARTING_REASONS
 from opsproof.targets.kubernetes import CronJobExpectation, KubernetesTarget, LabelSelector
 from opsproof.targets.kubernetes_more import HpaExpectation, ResourceExpectation
 from opsproof.targets.tls import Expiry, show_remaining
-from opsproof.units import format_duration, format_percent
-
-pytestmark = [pytest.mark.infra]
 
 # -- shared --------------------------------------------------------------------------------
 

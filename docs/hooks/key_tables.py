@@ -31,7 +31,7 @@ from pydantic_core import PydanticUndefined
 
 from opsproof import targets, units
 from opsproof.model import controls, markers
-from opsproof.model.fields import Defaults, Item, Threshold
+from opsproof.model.fields import AspectThreshold, Defaults, Item, Threshold
 from opsproof.model.results import Results
 from opsproof.profile import Waiver
 
@@ -125,24 +125,13 @@ def _decorator_name(decorator: ast.expr) -> str:
     return called.id if isinstance(called, ast.Name) else called.attr if isinstance(called, ast.Attribute) else ""
 
 
-def _checks_markers(kind: str) -> list[str]:
-    """The markers a checks file's `pytestmark` gives every check of it (`health`, `post_deploy`)."""
-    module = ast.parse((REPO / targets.kind(kind).checks).read_text())
-    for node in module.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
-            # `pytest.mark.health` is Attribute(value=Attribute(attr="mark"), attr="health").
-            marks = [n for n in ast.walk(node.value) if isinstance(n, ast.Attribute)]
-            return [n.attr for n in marks if isinstance(n.value, ast.Attribute) and n.value.attr == "mark"]
-    return []
-
-
 def kinds_table() -> str:
-    """Every registered kind: its page, its check ids, its default cadence and its markers."""
+    """Every registered kind: its page, its check ids, its default cadence and its markers (its declaration's)."""
     lines = ["| kind | checks | cadence | markers |", "| --- | --- | --- | --- |"]
     for name, declared in targets.kinds().items():
         # post_deploy by default is the kind's declaration (an item or a part may change it), not its file's.
         default = ["post_deploy"] if declared.post_deploy else []
-        markers_of = ", ".join(f"`{marker}`" for marker in [*_checks_markers(name), *default])
+        markers_of = ", ".join(f"`{marker}`" for marker in [*declared.areas, *default])
         lines.append(f"| [`{name}`]({name}.md) | {', '.join(check_ids(name))} | `{declared.cadence}` | {markers_of} |")
     return "\n".join(lines) + "\n"
 
@@ -219,7 +208,8 @@ def describe_type(annotation: Any, metadata: list[Any] | None = None) -> str:
         return f"mapping of {describe_type(args[0])} to {describe_type(args[1])}" if args else "mapping"
     threshold = _threshold_of(annotation)
     if threshold is not None:
-        return f"`{{warn, fail}}` of {describe_type(threshold)}"
+        keys = "warn, fail, severity, cadence" if _is_model(annotation, AspectThreshold) else "warn, fail"
+        return f"`{{{keys}}}` of {describe_type(threshold)}"
     if _is_model(annotation, BaseModel):
         return "mapping"
     return _SCALARS.get(annotation, getattr(annotation, "__name__", str(annotation)).lower())
@@ -250,7 +240,8 @@ def _unit(metadata: list[Any]) -> tuple[str, Callable[[float], str] | None] | No
 def _threshold_of(annotation: Any) -> Any | None:
     """`X` of `Threshold[X]`, else None."""
     meta = getattr(annotation, "__pydantic_generic_metadata__", None)
-    if meta and meta.get("origin") is Threshold and meta.get("args"):
+    origin = meta.get("origin") if meta else None
+    if isinstance(origin, type) and issubclass(origin, Threshold) and meta and meta.get("args"):
         return meta["args"][0]
     return None
 
