@@ -222,3 +222,34 @@ def _http_facts(name: str) -> dict[str, object]:
         {"target": name, "url": f"http://127.0.0.1/{name}", "reached": True, "probed_at": "2026-12-05T00:00:00Z"}
     )
     return facts.model_dump(mode="json")
+
+
+def test_the_controllers_gatherer_spools_each_target_then_says_no_more_will_come(
+    tmp_path: Path, http_server: HttpServer
+) -> None:
+    from opsproof import load_profile
+    from opsproof.run.spool import SpoolingGatherer
+
+    profile = tmp_path / "p.yaml"
+    profile.write_text(http_profile(f"{{name: up, url: '{http_server.base}/health'}}"))
+    gatherer = SpoolingGatherer(load_profile(profile).profile, tmp_path / SPOOL).prepare()
+    assert stat.S_IMODE((tmp_path / SPOOL).stat().st_mode) == 0o600
+    reader = SpoolReader(tmp_path)
+    gatherer.start({"http": {"up"}})
+    assert reader.facts("http", "up").status == 200
+    # The probe processes are done: the spool's last line releases a check whose facts never came.
+    done = threading.Event()
+    missing: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            reader.facts("http", "never-probed")
+        except RuntimeError as exc:
+            missing.append(exc)
+        done.set()
+
+    threading.Thread(target=ask, daemon=True).start()
+    assert done.wait(30), "the spool never said that no more facts would come"
+    assert "the http probe returned no facts for 'never-probed'" in str(missing[0])
+    gatherer.stop()
+    reader.close()
