@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opsproof.errors import CheckError, CheckFailed
 from opsproof.outcomes import evaluate
+
+if TYPE_CHECKING:
+    from opsproof.model.trends import Past
 
 __all__ = ["Check", "CheckError", "CheckFailed"]
 
@@ -42,9 +45,17 @@ class Check:
     summary: str | None = None
     started_at: str | None = None
     duration_s: float | None = None
+    # Values kept in the history for later runs' `increase:` and `trend:` (record's `measures`).
+    measures: dict[str, float] = field(default_factory=dict)
+    # What earlier runs measured (the run hands it; None outside a run with a history store).
+    history: Past | None = field(default=None, repr=False)
 
     def observe(self, **facts: Any) -> None:
         self.observed.update(facts)
+
+    def measure(self, name: str, value: float) -> None:
+        """Keep a number in the history under this check's id, for `increase:` and `trend:` of later runs."""
+        self.measures[name] = float(value)
 
     def expect(self, **expectations: Any) -> None:
         self.expected.update(expectations)

@@ -34,6 +34,7 @@ from opsproof.model.markers import ALL_MARKERS, CADENCE_MARKERS
 from opsproof.probes import Facts, kinds_in_use
 from opsproof.profile import ITEM_SECTIONS, Item
 from opsproof.run.gather import Gatherer, probe_all_shared
+from opsproof.run.past import past_of
 from opsproof.run.records import AllureAnnotator, build_record, identity, markers_of, redact_report, waiver_dict
 from opsproof.run.scoping import Part, item_applies, parts_of
 from opsproof.run.state import STATE, RunState, TargetRef, kind_of_path, owns_process, start_run, state_of
@@ -391,7 +392,9 @@ def _handed(node: pytest.Item, *asked: str) -> dict[str, Any]:
     if "item" in wants and "item" not in funcargs:
         funcargs["item"] = ref.model
     if ("check" in wants or "facts" in wants) and "check" not in funcargs:
-        funcargs["check"] = Check(check_id="", kind=ref.kind, target=ref.name, severity=ref.severity)
+        funcargs["check"] = Check(
+            check_id=identity(node)[0], kind=ref.kind, target=ref.name, severity=ref.severity, history=past_of(ref.run)
+        )
     if "facts" in wants and "facts" not in funcargs:
         found = _facts_of(ref.run, ref)
         check = funcargs["check"]
