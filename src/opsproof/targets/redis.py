@@ -64,7 +64,7 @@ class QueueLimits(Threshold[QueueLength]):
     @model_validator(mode="after")
     def _judges_something(self) -> QueueLimits:  # replaces Threshold's: a trend alone judges something
         if self.warn is None and self.fail is None and self.trend is None:
-            raise ValueError("an empty queue limit {} judges nothing: give warn, fail, trend or a mix")
+            raise ValueError("an empty threshold {} judges nothing: give warn, fail or both, or trend:")
         return self
 
 

@@ -1,0 +1,309 @@
+"""`increase:` and `trend:` against real servers and a real history (docs/trends.md).
+
+The current values always come from the real server (deadlocks provoked on a real
+PostgreSQL, its real database size, a real Redis); earlier runs come from real runs, except
+where a test needs days of history: those points are written into the history with
+backdated timestamps through the history's own insert API (`History.insert_run`), exactly
+as a recorded run's rows are.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import compliance_data, history_servers, postgres_servers
+from helpers.postgres_servers import ROLE, PgServer, deadlocks_of, provoke_deadlock
+
+from conftest import Run, Runner, profile_error, wait_for
+from opsproof.compliance.history import History, locate
+from opsproof.compliance.observations import Observations
+from opsproof.model.results import Results
+
+pg_main = postgres_servers.pg_main
+pg_env = postgres_servers.pg_env
+history_pg = history_servers.history_pg
+history_dsn = history_servers.history_dsn
+pytestmark = pytest.mark.usefixtures("pg_env")
+
+DAY = 86400.0
+MIB = 1024 * 1024
+
+
+def fresh_database(server: PgServer, prefix: str) -> str:
+    """A database of its own (its counters and size are this test's alone), with a table `pair` of rows 1 and 2."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    server.pg.create_database(name)
+    with server.pg.connect(name) as conn:
+        conn.execute("create table pair (id int primary key, n int not null)")
+        conn.execute("insert into pair values (1, 0), (2, 0)")
+        conn.execute(f"grant select on pair to {ROLE}")
+    return name
+
+
+def pg_item(server: PgServer, dbname: str, **extra: Any) -> dict[str, Any]:
+    return {"name": "db", "dsn": server.dsn(ROLE, dbname), "password": "${PG_PASSWORD}", **extra}
+
+
+def write_profile(runner: Runner, *items: dict[str, Any], section: str = "postgres") -> None:
+    runner.profile(yaml.safe_dump({"environment": "test", "defaults": {"timeout": "5s"}, section: list(items)}))
+
+
+def newest(run: Run) -> dict[str, Any]:
+    """The results of the run just made (the report dir holds every earlier run's bundle too)."""
+    documents = [json.loads((bundle / "results.json").read_text()) for bundle in run.bundles]
+    return max(documents, key=lambda d: d["run"]["started_at"])
+
+
+def record_of(run: Run, check: str) -> dict[str, Any]:
+    found = [c for c in newest(run)["checks"] if c["check"] == check]
+    assert found, run.output
+    return found[0]
+
+
+# -- increase: deadlocks ---------------------------------------------------------------------
+
+
+def test_deadlocks_fail_once_then_pass_and_a_reset_says_so(runner: Runner, pg_main: PgServer) -> None:
+    """Run 1 has nothing to compare; a real deadlock before run 2 fails it; run 3 (none new) passes; a reset passes."""
+    dbname = fresh_database(pg_main, "deadlocks")
+    write_profile(runner, pg_item(pg_main, dbname, deadlocks={"increase": {"fail": 1}}))
+
+    first = runner.run("-m", "daily", "-k", "deadlocks")
+    assert first.ret == 0, first.output
+    record = record_of(first, "postgres.deadlocks[db]")
+    assert record["outcome"] == "passed"
+    assert record["message"] == "deadlocks 0: first observation; nothing to compare"
+    assert record["measures"] == {"deadlocks": 0.0}
+    assert record["expected"] == {"increase of deadlocks": {"fail": "1"}}
+
+    provoke_deadlock(pg_main.pg, dbname)
+    second = runner.run("-m", "daily", "-k", "deadlocks")
+    assert second.ret == 1, second.output
+    record = record_of(second, "postgres.deadlocks[db]")
+    assert record["outcome"] == "failed"
+    assert record["message"].startswith("increase of deadlocks 1 is at the fail threshold 1; 0 at ")
+    assert record["message"].endswith(" UTC (previous run), 1 now")
+    assert record["observed"]["increase"] == 1
+    assert record["observed"]["previous"] == 0
+
+    third = runner.run("-m", "daily", "-k", "deadlocks")
+    assert third.ret == 0, third.output
+    record = record_of(third, "postgres.deadlocks[db]")
+    assert record["outcome"] == "passed"
+    assert record["message"].startswith("deadlocks 1, up 0 since the previous run (")
+
+    # A statistics reset (by the test, as a DBA would; opsproof never writes) zeroes the counter.
+    with pg_main.pg.connect(dbname) as conn:
+        conn.execute("select pg_stat_reset()")
+    wait_for(lambda: deadlocks_of(pg_main.pg, dbname) == 0, "the reset to show")
+    fourth = runner.run("-m", "daily", "-k", "deadlocks")
+    assert fourth.ret == 0, fourth.output
+    record = record_of(fourth, "postgres.deadlocks[db]")
+    assert record["outcome"] == "passed"
+    assert "deadlocks 0, down from 1 at " in record["message"]
+    assert "the counter was reset" in record["message"]
+    assert record["observed"]["counter_reset"] is True
+
+
+# -- increase: a query's cumulative value ----------------------------------------------------
+
+
+def test_query_increase_judges_growth_of_any_cumulative_value(runner: Runner, pg_main: PgServer) -> None:
+    """pgserver has no pg_stat_statements: `sum(calls)` is judged the same way as this counter the test moves."""
+    dbname = fresh_database(pg_main, "calls")
+    query = {"name": "calls", "sql": "select n from pair where id = 1", "expect": {"increase": {"warn": 2, "fail": 5}}}
+    write_profile(runner, pg_item(pg_main, dbname, queries=[query]))
+
+    def move_to(value: int) -> dict[str, Any]:
+        pg_main.pg.execute("update pair set n = %s where id = 1", [value], dbname=dbname)
+        return record_of(runner.run("-m", "daily", "-k", "query"), "postgres.query[db/calls]")
+
+    assert move_to(10)["message"] == "calls 10: first observation; nothing to compare"
+    warned = move_to(13)
+    assert warned["outcome"] == "warned", warned
+    assert warned["message"].startswith("increase of calls 3 is over the warn threshold 2; 10 at ")
+    failed = move_to(20)
+    assert failed["outcome"] == "failed"
+    assert failed["message"].startswith("increase of calls 7 is over the fail threshold 5; 13 at ")
+    reset = move_to(4)
+    assert reset["outcome"] == "passed"
+    assert "calls 4, down from 20 at " in reset["message"] and "the counter was reset" in reset["message"]
+
+
+# -- trend: database size ----------------------------------------------------------------------
+
+
+def backdated_run(environment: str, check: str, measure: str, value: float, at: datetime) -> Results:
+    record = compliance_data.record(check, at=at)
+    record["measures"] = {measure: value}
+    return Results.model_validate(compliance_data.results(environment, at, [record]))
+
+
+def insert_history(store: History, runs: list[Results]) -> None:
+    with store.transaction():
+        for run in runs:
+            store.insert_run(run, f"backdated-{run.run.id}", "0" * 64, {}, None)
+
+
+def test_database_size_projected_full_in_five_days_fails(
+    runner: Runner, pg_main: PgServer, history_dsn: str
+) -> None:
+    """Ten daily sizes growing 1 MiB a day (backdated, written through History.insert_run), the real size today.
+
+    The limit is 5 MiB above today's real size: the fitted line reaches it in 5 days, under
+    `fail: 7d`. The history is a PostgreSQL store (`--history-dsn`).
+    """
+    dbname = fresh_database(pg_main, "size")
+    ((size,),) = pg_main.pg.execute("select pg_database_size(current_database())", dbname=dbname)
+    now = datetime.now(UTC)
+    check = "postgres.database_size[db]"
+    runs = [backdated_run("test", check, "bytes", size - day * MIB, now - timedelta(days=day)) for day in range(1, 11)]
+    with History(locate(Path("."), history_dsn)) as store:
+        insert_history(store, runs)
+    trend = {"limit": f"{size + 5 * MIB}B", "window": "14d", "full_in": {"warn": "30d", "fail": "7d"}}
+    write_profile(runner, pg_item(pg_main, dbname, database_size={"trend": trend}))
+
+    run = runner.run("-m", "daily", "-k", "database_size", "--history-dsn", history_dsn)
+    assert run.ret == 1, run.output
+    record = record_of(run, check)
+    assert record["outcome"] == "failed"
+    assert record["message"].startswith("projected time until database size reaches ")
+    assert " is under the fail threshold 7d; database size " in record["message"]
+    assert "/day over 11 points in 14d; projected " in record["message"]
+    assert abs(record["observed"]["projected_full_s"] - 5 * DAY) < 3600, record["observed"]
+    assert abs(record["observed"]["growth_per_day"] - MIB) < 0.01 * MIB
+    assert record["observed"]["points"] == 11
+    assert record["measures"] == {"bytes": float(size)}
+    assert record["expected"]["trend"] == {
+        "limit": record["expected"]["trend"]["limit"],
+        "window": "14d",
+        "min_points": 3,
+        "full_in": {"warn": "30d", "fail": "7d"},
+    }
+    # The run itself is now in the history: its size is the newest point.
+    past = Observations(locate(Path("."), history_dsn), "test", needs=lambda: {check: 0.0})
+    assert past.previous(check, "bytes") == (record["started_at"], float(size))
+
+
+def test_trend_first_run_and_too_few_points_say_so_and_pass(runner: Runner, pg_main: PgServer) -> None:
+    dbname = fresh_database(pg_main, "young")
+    write_profile(runner, pg_item(pg_main, dbname, database_size={"trend": {"limit": "100GB"}}))
+    first = record_of(runner.run("-m", "daily", "-k", "database_size"), "postgres.database_size[db]")
+    assert first["outcome"] == "passed"
+    assert first["message"].endswith(": first observation; nothing to compare; not judged yet")
+    second = record_of(runner.run("-m", "daily", "-k", "database_size"), "postgres.database_size[db]")
+    assert second["outcome"] == "passed"
+    assert second["message"].endswith(": 2 points in the last 14d, 3 needed; not judged yet")
+    third = record_of(runner.run("-m", "daily", "-k", "database_size"), "postgres.database_size[db]")
+    assert third["outcome"] == "passed"
+    assert "not growing" in third["message"] or "projected to reach 100.0GB in " in third["message"]
+    assert third["observed"]["points"] == 3
+
+
+def test_a_history_that_cannot_be_read_is_an_error_that_says_so(runner: Runner, pg_main: PgServer) -> None:
+    dbname = fresh_database(pg_main, "nohistory")
+    write_profile(runner, pg_item(pg_main, dbname, deadlocks={"increase": {"fail": 1}}))
+    runner.report_dir.mkdir()
+    (runner.report_dir / "history.sqlite").write_text("not a database")
+    run = runner.run("-m", "daily", "-k", "deadlocks")
+    record = record_of(run, "postgres.deadlocks[db]")
+    assert record["outcome"] == "error"
+    assert record["message"].startswith("the history could not be read: history ")
+
+
+# -- one read per run --------------------------------------------------------------------------
+
+
+def test_observations_are_read_once_for_every_check(tmp_path: Path) -> None:
+    location = locate(tmp_path, None)
+    now = datetime.now(UTC)
+    checks = [f"postgres.deadlocks[db{n}]" for n in range(3)]
+    old = [backdated_run("test", check, "deadlocks", 1, now - timedelta(days=40)) for check in checks]
+    recent = [backdated_run("test", check, "deadlocks", 2, now - timedelta(days=1)) for check in checks]
+    other = [backdated_run("staging", checks[0], "deadlocks", 99, now - timedelta(hours=1))]
+    with History(location) as store:
+        insert_history(store, old + recent + other)
+    past = Observations(location, "test", needs=lambda: dict.fromkeys(checks, 7 * DAY))
+    for check in checks:
+        assert past.previous(check, "deadlocks") is not None
+        assert past.previous(check, "deadlocks")[1] == 2.0  # type: ignore[index]  # newest, of this environment
+        assert len(past.series(check, "deadlocks", "2000-01-01")) == 1  # the 40-day-old point is outside 7d
+    assert past.previous("postgres.deadlocks[elsewhere]", "deadlocks") is None
+    assert past.queries == 1
+    assert past.problem is None
+
+
+# -- redis: rejected connections ---------------------------------------------------------------
+
+
+def test_redis_rejected_connections_increase(runner: Runner, tmp_path: Path) -> None:
+    """A real redis-server with maxclients 1: each connection past the first is rejected and counted."""
+    redis = pytest.importorskip("redis")
+    from opsproof.local.redis import local_redis
+
+    with local_redis({"maxclients": "1"}) as server:
+        write_profile(
+            runner,
+            {"name": "cache", "url": server.url(), "rejected_connections": {"increase": {"fail": 2}}},
+            section="redis",
+        )
+        first = record_of(runner.run("-m", "daily", "-k", "rejected"), "redis.rejected_connections[cache]")
+        assert first["outcome"] == "passed", first
+        assert first["message"].endswith(": first observation; nothing to compare")
+        holder = redis.Redis.from_url(server.url())
+        holder.ping()
+        try:
+            for _ in range(3):
+                with pytest.raises(redis.exceptions.ConnectionError):
+                    redis.Redis.from_url(server.url()).ping()
+        finally:
+            holder.close()
+        second = record_of(runner.run("-m", "daily", "-k", "rejected"), "redis.rejected_connections[cache]")
+        assert second["outcome"] == "failed", second
+        assert second["message"].startswith("increase of rejected connections 3 is over the fail threshold 2")
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "names"),
+    [
+        ({"deadlocks": {}}, "postgres[0].deadlocks.increase"),
+        ({"deadlocks": {"increase": {}}}, "postgres[0].deadlocks.increase"),
+        ({"database_size": {"trend": {"window": "14d"}}}, "postgres[0].database_size.trend.limit"),
+        ({"database_size": {"trend": {"limit": "10GB", "window": "banana"}}}, "postgres[0].database_size.trend.window"),
+        ({"database_size": {"trend": {"limit": "10GB", "min_points": 1}}}, "postgres[0].database_size.trend.min_points"),
+        (
+            {"database_size": {"trend": {"limit": "10GB", "full_in": {"warn": "1d", "fail": "7d"}}}},
+            "postgres[0].database_size.trend",
+        ),
+        (
+            {"queries": [{"name": "q", "sql": "select 1", "expect": {"increase": {}}}]},
+            "postgres[0].queries[0].expect.increase",
+        ),
+        (
+            {"queries": [{"name": "q", "sql": "select 1", "unit": "bytes", "expect": {"trend": {"limit": "lots"}}}]},
+            "postgres[0].queries[0]",
+        ),
+    ],
+)
+def test_bad_increase_and_trend_are_usage_errors_naming_the_key(
+    tmp_path: Path, extra: dict[str, Any], names: str
+) -> None:
+    text = yaml.safe_dump({"postgres": [{"name": "db", "dsn": "postgresql://ops@db/app", **extra}]})
+    message = profile_error(tmp_path, text)
+    assert names in message, message
+
+
+def test_bad_trend_exits_4(runner: Runner) -> None:
+    write_profile(runner, {"name": "db", "dsn": "postgresql://ops@db/app", "database_size": {"trend": {}}})
+    run = runner.run("-m", "daily")
+    assert run.ret == 4, run.output
+    assert "database_size.trend.limit" in run.output
