@@ -171,6 +171,7 @@ def test_queue(item: RedisTarget, part: Part, facts: RedisFacts, check: Check) -
         check.observe(length=entry["length"])
         check.note(f"{key} ({QUEUE_TYPES[kind]}) length {entry['length']}")
     spec: QueueLimits = part.spec
+    check.measure("length", entry["length"])  # kept whatever the verdict, for a trend: added later
     if spec.warn is not None or spec.fail is not None:
         check.threshold("length", entry["length"], spec, show=lambda v: f"{v:g}")
     judge_trend(check, "length", entry["length"], spec.trend, what=f"{key} length")

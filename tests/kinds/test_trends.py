@@ -10,6 +10,7 @@ as a recorded run's rows are.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,17 +20,21 @@ import pytest
 import yaml
 from helpers import compliance_data, history_servers, postgres_servers
 from helpers.postgres_servers import ROLE, PgServer, deadlocks_of, provoke_deadlock
+from helpers.prometheus_servers import Scraping, exporter, prom
 
-from conftest import Run, Runner, profile_error, wait_for
+from conftest import SECRET, Run, Runner, profile_error, wait_for
 from opsproof.compliance.history import History, locate
 from opsproof.compliance.observations import Observations
 from opsproof.model.results import Results
+from opsproof.testing.kube_objects import namespace, pod
+from opsproof.testing.kubernetes import KubeApiEmulator, serve_kube_api, write_kubeconfig
 
 pg_main = postgres_servers.pg_main
 pg_env = postgres_servers.pg_env
 history_pg = history_servers.history_pg
 history_dsn = history_servers.history_dsn
 pytestmark = pytest.mark.usefixtures("pg_env")
+__all__ = ["exporter", "prom"]  # session fixtures, imported so pytest finds them
 
 DAY = 86400.0
 MIB = 1024 * 1024
@@ -151,9 +156,7 @@ def insert_history(store: History, runs: list[Results]) -> None:
             store.insert_run(run, f"backdated-{run.run.id}", "0" * 64, {}, None)
 
 
-def test_database_size_projected_full_in_five_days_fails(
-    runner: Runner, pg_main: PgServer, history_dsn: str
-) -> None:
+def test_database_size_projected_full_in_five_days_fails(runner: Runner, pg_main: PgServer, history_dsn: str) -> None:
     """Ten daily sizes growing 1 MiB a day (backdated, written through History.insert_run), the real size today.
 
     The limit is 5 MiB above today's real size: the fitted line reaches it in 5 days, under
@@ -269,6 +272,94 @@ def test_redis_rejected_connections_increase(runner: Runner, tmp_path: Path) -> 
         assert second["message"].startswith("increase of rejected connections 3 is over the fail threshold 2")
 
 
+# -- trend: disk usage on a host, a Prometheus KPI --------------------------------------------
+
+
+def test_disk_trend_projecting_full_in_five_days_fails(runner: Runner, tmp_path: Path) -> None:
+    """This machine's real / (testinfra's local:// backend, df), with ten backdated daily points 2% apart below it.
+
+    The limit is 10 points above today's usage: growing 2%/day, the line reaches it in 5 days.
+    Other mounts have no stored points: they say so and are not judged.
+    """
+    fs = os.statvfs("/")
+    used = (fs.f_blocks - fs.f_bfree) * fs.f_frsize
+    today = used / (used + fs.f_bavail * fs.f_frsize) * 100
+    if today > 89:
+        pytest.skip(f"/ is {today:.1f}% full: no room for a limit 10 points above it")
+    now = datetime.now(UTC)
+    check = "hosts.filesystems_trend[box]"
+    runs = [backdated_run("test", check, "used /", today - 2 * day, now - timedelta(days=day)) for day in range(1, 11)]
+    runner.report_dir.mkdir()
+    with History(locate(runner.report_dir, None)) as store:
+        insert_history(store, runs)
+    trend = {"limit": f"{today + 10:.2f}%", "full_in": {"warn": "30d", "fail": "7d"}}
+    write_profile(runner, {"name": "box", "url": "local://", "filesystems_trend": trend}, section="hosts")
+
+    run = runner.run("-m", "daily", "-k", "filesystems_trend")
+    assert run.ret == 1, run.output
+    record = record_of(run, check)
+    assert record["outcome"] == "failed", record
+    assert record["message"].startswith("projected time until / reaches ")
+    assert " is under the fail threshold 7d; / " in record["message"]
+    assert "/day over 11 points in 14d; projected " in record["message"]
+    projected = record["observed"]["trends"]["/"]["projected_full_s"]
+    assert abs(projected - 5 * DAY) < 0.2 * DAY, record["observed"]
+    assert record["measures"]["used /"] == pytest.approx(today, abs=0.5)
+
+
+def test_kpi_trend_projects_a_prometheus_value(runner: Runner, prom: Scraping) -> None:
+    """A KPI's value from a real Prometheus (vector(42)); nine backdated daily values rising 2 a day to it."""
+    now = datetime.now(UTC)
+    check = "prometheus.kpi[prom/queue-depth]"
+    runs = [backdated_run("test", check, "value", 42 - 2 * day, now - timedelta(days=day)) for day in range(1, 10)]
+    runner.report_dir.mkdir()
+    with History(locate(runner.report_dir, None)) as store:
+        insert_history(store, runs)
+    kpi = {
+        "name": "queue-depth",
+        "query": "vector(42)",
+        "trend": {"limit": 100, "full_in": {"warn": "60d", "fail": "7d"}},
+    }
+    write_profile(
+        runner,
+        {"name": "prom", "url": prom.url, "alerts": False, "targets": False, "kpis": [kpi]},
+        section="prometheus",
+    )
+    run = runner.run("-m", "daily", "-k", "kpi")
+    record = record_of(run, check)
+    assert record["outcome"] == "warned", record  # 58 to go at 2 a day: 29 days, under warn 60d, over fail 7d
+    assert record["message"].startswith("projected time until queue-depth reaches 100 29d")
+    assert record["measures"] == {"value": 42.0}
+
+
+# -- increase: kubernetes restarts -------------------------------------------------------------
+
+
+def test_kubernetes_restarts_increase(runner: Runner, tmp_path: Path) -> None:
+    """The project's Kubernetes API emulator (no real API server can be had here): a pod restarts between runs."""
+    api = KubeApiEmulator(token=SECRET)
+    api.add(namespace("jobs"), pod("jobs", "worker-1", restarts=2, last_terminated="Error"))
+    with serve_kube_api(api) as served:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", served, token=SECRET, context="main")
+        settings = {"restarts": {"fail": 50, "increase": {"warn": 1, "fail": 3}}, "window": None}
+        write_profile(
+            runner,
+            {"name": "k", "kubeconfig": str(kubeconfig), "context": "main", "namespaces": ["jobs"], "pods": settings},
+            section="kubernetes",
+        )
+        first = record_of(runner.run("-m", "daily", "-k", "restarts"), "kubernetes.restarts[k]")
+        assert first["outcome"] == "passed", first
+        assert first["message"] == "container restarts 2: first observation; nothing to compare"
+        api.add(pod("jobs", "worker-1", restarts=5, last_terminated="Error"))
+        second = record_of(runner.run("-m", "daily", "-k", "restarts"), "kubernetes.restarts[k]")
+        assert second["outcome"] == "failed", second
+        assert second["message"].startswith("increase of container restarts 3 is at the fail threshold 3; 2 at ")
+        api.add(pod("jobs", "worker-1", restarts=0))  # replaced by a new pod: the sum went down
+        third = record_of(runner.run("-m", "daily", "-k", "restarts"), "kubernetes.restarts[k]")
+        assert third["outcome"] == "passed", third
+        assert "container restarts 0, down from 5 at " in third["message"]
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 
@@ -279,7 +370,10 @@ def test_redis_rejected_connections_increase(runner: Runner, tmp_path: Path) -> 
         ({"deadlocks": {"increase": {}}}, "postgres[0].deadlocks.increase"),
         ({"database_size": {"trend": {"window": "14d"}}}, "postgres[0].database_size.trend.limit"),
         ({"database_size": {"trend": {"limit": "10GB", "window": "banana"}}}, "postgres[0].database_size.trend.window"),
-        ({"database_size": {"trend": {"limit": "10GB", "min_points": 1}}}, "postgres[0].database_size.trend.min_points"),
+        (
+            {"database_size": {"trend": {"limit": "10GB", "min_points": 1}}},
+            "postgres[0].database_size.trend.min_points",
+        ),
         (
             {"database_size": {"trend": {"limit": "10GB", "full_in": {"warn": "1d", "fail": "7d"}}}},
             "postgres[0].database_size.trend",

@@ -15,6 +15,7 @@ A history that cannot be read (or a run without one) is an `error`: the check co
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +26,7 @@ from opsproof.units import format_duration
 FIRST = "first observation; nothing to compare"
 
 
-def _past(check: Check) -> Past:
+def past_of(check: Check) -> Past:
     past = check.history
     if past is None:
         raise CheckError("this run has no history store to read earlier values from (increase:, trend:)")
@@ -61,7 +62,7 @@ def judge_increase(
     if increase is None:
         return
     check.expect_threshold(f"increase of {what}", increase, show=show)
-    before = _past(check).previous(check.check_id, measure)
+    before = past_of(check).previous(check.check_id, measure)
     if before is None:
         check.observe(increase=None)
         check.note(f"{what} {show(value)}: {FIRST}")
@@ -99,6 +100,75 @@ def fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float] | Non
     return slope, mean_y - slope * mean_x
 
 
+@dataclass(frozen=True)
+class Projection:
+    """Where a measure's fitted line goes: `left_s` until it reaches the limit (None: not judged, or not growing)."""
+
+    points: int
+    summary: str  # what the record says when nothing is judged, or the projection in words
+    per_day: float | None = None
+    left_s: float | None = None
+    reaches_at: str | None = None
+    growth: str | None = None
+
+
+def project(
+    past: Past,
+    check_id: str,
+    measure: str,
+    value: float,
+    trend: Trend[Any],
+    *,
+    measured_at: str,
+    what: str,
+    show: Callable[[float], str],
+) -> Projection:
+    """Fit the window's stored values of `measure` and this one; project when the line reaches `trend.limit`."""
+    limit = float(trend.limit)
+    window = format_duration(trend.window)
+    current = _moment(measured_at)
+    since = _iso(current - timedelta(seconds=trend.window))
+    stored = [p for p in past.series(check_id, measure, since) if p[0] < measured_at]
+    points = [((_moment(at) - current).total_seconds(), v) for at, v in stored] + [(0.0, float(value))]
+    fitted = fit_line(points) if len(points) >= trend.min_points else None
+    if fitted is None:
+        why = FIRST if len(points) == 1 else f"{len(points)} points in the last {window}, {trend.min_points} needed"
+        return Projection(len(points), f"{what} {show(value)}: {why}; not judged yet")
+    slope, at_now = fitted
+    per_day = slope * 86400
+    growth = f"{'+' if per_day >= 0 else '-'}{show(abs(per_day))}/day over {len(points)} points in {window}"
+    if value >= limit or at_now >= limit:
+        left = 0.0
+    elif slope <= 0:
+        return Projection(
+            len(points), f"{what} {show(value)}, not growing ({growth}); limit {show(limit)}", per_day, growth=growth
+        )
+    else:
+        left = (limit - at_now) / slope
+    return Projection(
+        len(points),
+        f"{what} {show(value)}, {growth}: projected to reach {show(limit)} in {format_duration(left)}",
+        per_day,
+        left,
+        _iso(current + timedelta(seconds=left)),
+        growth,
+    )
+
+
+def expect_trend(check: Check, trend: Trend[Any], show: Callable[[float], str]) -> None:
+    """Record a trend as expected: limit, window, min_points, full_in."""
+    limits = (("warn", trend.full_in.warn), ("fail", trend.full_in.fail))
+    full_in = {key: format_duration(limit) for key, limit in limits if limit is not None}
+    check.expect(
+        trend={
+            "limit": show(float(trend.limit)),
+            "window": format_duration(trend.window),
+            "min_points": trend.min_points,
+            "full_in": full_in,
+        }
+    )
+
+
 def judge_trend(
     check: Check,
     measure: str,
@@ -116,50 +186,40 @@ def judge_trend(
     check.measure(measure, value)
     if trend is None:
         return
-    limit = float(trend.limit)
-    window = format_duration(trend.window)
-    check.expect(
-        trend={
-            "limit": show(limit),
-            "window": window,
-            "min_points": trend.min_points,
-            "full_in": {
-                k: format_duration(v)
-                for k, v in (("warn", trend.full_in.warn), ("fail", trend.full_in.fail))
-                if v is not None
-            },
-        }
-    )
+    expect_trend(check, trend, show)
     measured_at = now or check.started_at or _iso(datetime.now(UTC))
-    current = _moment(measured_at)
-    since = _iso(current - timedelta(seconds=trend.window))
-    stored = [p for p in _past(check).series(check.check_id, measure, since) if p[0] < measured_at]
-    points = [((_moment(at) - current).total_seconds(), v) for at, v in stored] + [(0.0, float(value))]
-    check.observe(points=len(points), window=window)
-    fitted = fit_line(points) if len(points) >= trend.min_points else None
-    if fitted is None:
-        why = FIRST if len(points) == 1 else f"{len(points)} points in the last {window}, {trend.min_points} needed"
-        check.note(f"{what} {show(value)}: {why}; not judged yet")
+    found = project(
+        past_of(check), check.check_id, measure, value, trend, measured_at=measured_at, what=what, show=show
+    )
+    check.observe(points=found.points, window=format_duration(trend.window))
+    check.note(found.summary)
+    if found.per_day is not None:
+        check.observe(growth_per_day=found.per_day)
+    if found.left_s is None:
         return
-    slope, at_now = fitted
-    per_day = slope * 86400
-    check.observe(growth_per_day=per_day)
-    growth = f"{'+' if per_day >= 0 else '-'}{show(abs(per_day))}/day over {len(points)} points in {window}"
-    if value >= limit or at_now >= limit:
-        left = 0.0
-    elif slope <= 0:
-        check.note(f"{what} {show(value)}, not growing ({growth}); limit {show(limit)}")
-        return
-    else:
-        left = (limit - at_now) / slope
-    reaches = _iso(current + timedelta(seconds=left))
-    check.observe(projected_full_s=round(left), projected_full_at=reaches)
-    check.note(f"{what} {show(value)}, {growth}: projected to reach {show(limit)} in {format_duration(left)}")
+    check.observe(projected_full_s=round(found.left_s), projected_full_at=found.reaches_at)
+    judge_projection(check, what, value, float(trend.limit), found, trend, show)
+
+
+def judge_projection(
+    check: Check,
+    what: str,
+    value: float,
+    limit: float,
+    found: Projection,
+    trend: Trend[Any],
+    show: Callable[[float], str],
+    *,
+    also: str | None = None,
+) -> None:
+    """Warn or fail on the time left of a projection (`found.left_s`) against `trend.full_in`."""
+    assert found.left_s is not None and found.reaches_at is not None
+    detail = f"{what} {show(value)}, {found.growth}; projected {_when(found.reaches_at)}"
     check.threshold(
         f"projected time until {what} reaches {show(limit)}",
-        left,
+        found.left_s,
         trend.full_in,
         lower_is_worse=True,
         show=format_duration,
-        detail=f"{what} {show(value)}, {growth}; projected {_when(reaches)}",
+        detail=f"{detail}; {also}" if also else detail,
     )

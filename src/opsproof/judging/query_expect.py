@@ -105,8 +105,11 @@ def judge_query(spec: PostgresQuery, result: QueryResult | None, check: Check) -
     if result.error is not None:
         check.observe(error=result.error.message, sqlstate=result.error.sqlstate)
         raise_for(result.error, "the query failed")
-    assert_expected(spec.expect, result)
     expect = spec.expect
+    over_time = expect.increase is not None or expect.trend is not None
+    if over_time and result.value is not None:
+        check.measure("value", number(result))  # kept even when an operator below fails
+    assert_expected(spec.expect, result)
     if expect.threshold is not None:
         assert result.value is not None, "value is NULL, expected a number to judge against the threshold"
         check.threshold(
@@ -117,7 +120,7 @@ def judge_query(spec: PostgresQuery, result: QueryResult | None, check: Check) -
             show=show_value(expect.unit),
         )
     check.note(f"value {shown(result)}, {result.row_count} row(s)" if result.columns else "as expected")
-    if expect.increase is not None or expect.trend is not None:
+    if over_time:
         # Against the values earlier runs kept (docs/trends.md); these say whether they could judge.
         assert result.value is not None, "value is NULL, expected a number to compare with earlier runs"
         value, show = number(result), show_value(expect.unit)

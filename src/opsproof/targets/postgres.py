@@ -34,7 +34,7 @@ from opsproof.model.fields import (
 from opsproof.model.kind import Kind
 from opsproof.model.sql_guard import read_only_sql
 from opsproof.model.trends import CountIncrease, Increase, Trend
-from opsproof.targets.valued import Unit, UnitLimit, limit_in_unit, limits_in_unit
+from opsproof.targets.valued import Unit, UnitLimit, limits_in_unit, with_trend_in_unit
 
 ReadOnlySql = Annotated[str, AfterValidator(read_only_sql)]
 Scalar = StrictStr | StrictInt | StrictFloat | StrictBool | None
@@ -81,14 +81,7 @@ class QueryExpect(Strict):
             unknown = sorted(str(key) for key in data if key not in cls.model_fields)
             if unknown:
                 raise ValueError(f"unknown expect operator {unknown[0]!r}: use {', '.join(cls.model_fields)}")
-            converted = limits_in_unit(data, ("min", "max", "threshold", "increase"))
-            trend = converted.get("trend")
-            if isinstance(trend, dict) and "limit" in trend:
-                try:
-                    converted["trend"] = {**trend, "limit": limit_in_unit(trend["limit"], data.get("unit", "number"))}
-                except ValueError as exc:
-                    raise ValueError(f"trend.limit: {exc}") from None
-            return converted
+            return with_trend_in_unit(limits_in_unit(data, ("min", "max", "threshold", "increase")))
         return data
 
     @model_validator(mode="after")
