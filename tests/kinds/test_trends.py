@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from helpers import compliance_data, history_servers, postgres_servers
+from helpers.backup_servers import S3Server, s3_server
 from helpers.postgres_servers import ROLE, PgServer, deadlocks_of, provoke_deadlock
 from helpers.prometheus_servers import Scraping, exporter, prom
 
@@ -34,7 +35,7 @@ pg_env = postgres_servers.pg_env
 history_pg = history_servers.history_pg
 history_dsn = history_servers.history_dsn
 pytestmark = pytest.mark.usefixtures("pg_env")
-__all__ = ["exporter", "prom"]  # session fixtures, imported so pytest finds them
+__all__ = ["exporter", "prom", "s3_server"]  # session fixtures, imported so pytest finds them
 
 DAY = 86400.0
 MIB = 1024 * 1024
@@ -401,3 +402,25 @@ def test_bad_trend_exits_4(runner: Runner) -> None:
     run = runner.run("-m", "daily")
     assert run.ret == 4, run.output
     assert "database_size.trend.limit" in run.output
+
+
+def test_bucket_size_trend_against_a_share_of_quota(runner: Runner, s3_server: S3Server) -> None:
+    """moto's S3 server holds 100KB now; six backdated daily sizes grew 10KB a day to 90KB; the limit is 90% of 200KB."""
+    s3_server.bucket("trend-uploads")
+    for index in range(10):
+        s3_server.put("trend-uploads", f"blobs/{index}.bin", b"x" * 10 * 1024)
+    now = datetime.now(UTC)
+    check = "buckets.usage[uploads]"
+    runs = [
+        backdated_run("test", check, "bytes", (100 - 10 * day) * 1024, now - timedelta(days=day)) for day in range(1, 7)
+    ]
+    runner.report_dir.mkdir()
+    with History(locate(runner.report_dir, None)) as store:
+        insert_history(store, runs)
+    s3 = {"bucket": "trend-uploads", "prefix": "", "endpoint_url": s3_server.url}
+    trend = {"limit": "90%", "full_in": {"warn": "30d", "fail": "7d"}}
+    write_profile(runner, {"name": "uploads", "s3": s3, "quota": "200KB", "size_trend": trend}, section="buckets")
+    record = record_of(runner.run("-m", "daily", "-k", "usage"), check)
+    assert record["outcome"] == "warned", record  # 80KB to go at 10KB a day: 8 days, under warn 30d, over fail 7d
+    assert record["message"].startswith("projected time until size reaches 180.0KB (90.0% of quota 200.0KB) 8d ")
+    assert record["measures"] == {"bytes": 100.0 * 1024}
