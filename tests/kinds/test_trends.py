@@ -424,3 +424,16 @@ def test_bucket_size_trend_against_a_share_of_quota(runner: Runner, s3_server: S
     assert record["outcome"] == "warned", record  # 80KB to go at 10KB a day: 8 days, under warn 30d, over fail 7d
     assert record["message"].startswith("projected time until size reaches 180.0KB (90.0% of quota 200.0KB) 8d ")
     assert record["measures"] == {"bytes": 100.0 * 1024}
+
+
+def test_a_store_from_before_trends_is_a_first_observation(tmp_path: Path) -> None:
+    """A history written by an opsproof without the observations table: read as empty, never created by a reader."""
+    location = locate(tmp_path, None)
+    with History(location) as store:
+        insert_history(store, [backdated_run("test", "postgres.deadlocks[db]", "deadlocks", 1, datetime.now(UTC))])
+        store.execute("DROP TABLE observations")
+    past = Observations(location, "test", needs=lambda: {"postgres.deadlocks[db]": 0.0})
+    assert past.previous("postgres.deadlocks[db]", "deadlocks") is None
+    assert past.problem is None
+    with History(location, create=False) as reader:
+        assert not reader.has_column("observations", "value")

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from opsproof.compliance.history import History, HistoryError, Location
+from opsproof.compliance.history import History, HistoryError, Location, _database_errors, _pg_message
 
 # (check id, measure) -> [(observed_at, value)], oldest first.
 Stored = dict[tuple[str, str], list[tuple[str, float]]]
@@ -72,6 +72,9 @@ class Observations:
                         self._stored = self._read(self.location)
                     except HistoryError as exc:
                         self._problem = f"the history could not be read: {exc}"
+                    except _database_errors(self.location.kind) as exc:  # a query the store refused
+                        why = _pg_message(exc, self.location)
+                        self._problem = f"the history could not be read: history {self.location.shown}: {why}"
             return self._stored
 
     def _read(self, location: Location) -> Stored:
@@ -84,7 +87,11 @@ class Observations:
         since = _iso((self._now or datetime.now(UTC)) - timedelta(seconds=widest))
         stored: Stored = {}
         ids = sorted(needs)
-        with History(location) as history:
+        # A reader: it neither creates a store nor takes the writers' lock (a run must not wait on
+        # another runner's recording); a store from before trends has no observations yet.
+        with History(location, create=False) as history:
+            if not history.has_column("observations", "value"):
+                return {}
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
                 marks = ", ".join("?" for _ in chunk)
