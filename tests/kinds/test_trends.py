@@ -437,3 +437,13 @@ def test_a_store_from_before_trends_is_a_first_observation(tmp_path: Path) -> No
     assert past.problem is None
     with History(location, create=False) as reader:
         assert not reader.has_column("observations", "value")
+
+
+def test_the_schema_describes_increase_and_trend() -> None:
+    """Editors see the new keys: `opsproof schema` is generated from the same models."""
+    from opsproof.profile import profile_json_schema
+
+    text = json.dumps(profile_json_schema())
+    for key in ("deadlocks", "database_size", "rejected_connections", "filesystems_trend", "size_trend", "full_in"):
+        assert f'"{key}"' in text, key
+    assert "new deadlocks since the previous run" in text

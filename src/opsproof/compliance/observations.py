@@ -84,7 +84,8 @@ class Observations:
         if location.kind == "sqlite" and not Path(location.target).exists():
             return {}  # nothing was ever recorded here: every check's first observation
         widest = max(needs.values())
-        since = _iso((self._now or datetime.now(UTC)) - timedelta(seconds=widest))
+        # An hour more than the widest window: a check's window ends at its probe's time, a little before now.
+        since = _iso((self._now or datetime.now(UTC)) - timedelta(seconds=widest + 3600))
         stored: Stored = {}
         ids = sorted(needs)
         # A reader: it neither creates a store nor takes the writers' lock (a run must not wait on

@@ -6,8 +6,9 @@ went down (reset, restarted server) pass with a message that says so — a recor
 nothing must never read like one that judged::
 
     judge_increase(check, "deadlocks", facts.deadlocks, item.deadlocks.increase, what="deadlocks")
-    # passed  "17 deadlocks: first observation; nothing to compare"
-    # failed  "increase of deadlocks 3 is over the fail threshold 1; 17 at 2026-12-05 06:00:01 UTC, 20 now"
+    # passed  "deadlocks 17: first observation; nothing to compare"
+    # failed  "increase of deadlocks 3 is over the fail threshold 1; 17 at 2026-12-05 06:00:01 UTC
+    #          (previous run), 20 now"
 
 A history that cannot be read (or a run without one) is an `error`: the check could not run.
 """
@@ -27,6 +28,7 @@ FIRST = "first observation; nothing to compare"
 
 
 def past_of(check: Check) -> Past:
+    """The earlier runs' values the run handed the check; CheckError when there are none to read."""
     past = check.history
     if past is None:
         raise CheckError("this run has no history store to read earlier values from (increase:, trend:)")
