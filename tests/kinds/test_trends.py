@@ -237,7 +237,8 @@ def test_observations_are_read_once_for_every_check(tmp_path: Path) -> None:
     for check in checks:
         assert past.previous(check, "deadlocks") is not None
         assert past.previous(check, "deadlocks")[1] == 2.0  # type: ignore[index]  # newest, of this environment
-        assert len(past.series(check, "deadlocks", "2000-01-01")) == 1  # the 40-day-old point is outside 7d
+        week_ago = (now - timedelta(days=7)).isoformat().replace("+00:00", "Z")
+        assert [value for _, value in past.series(check, "deadlocks", week_ago)] == [2.0]  # not the 40-day-old one
     assert past.previous("postgres.deadlocks[elsewhere]", "deadlocks") is None
     assert past.queries == 1
     assert past.problem is None

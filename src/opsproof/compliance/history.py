@@ -90,9 +90,9 @@ _TABLES = (
         measure TEXT NOT NULL,
         value DOUBLE PRECISION NOT NULL,
         observed_at TEXT NOT NULL,
-        PRIMARY KEY (run_id, check_id, measure)
+        -- one index serves the readers (a check's values in time order) and keeps a run's rows unique
+        PRIMARY KEY (environment, check_id, observed_at, measure, run_id)
     )""",
-    "CREATE INDEX IF NOT EXISTS observations_by_check ON observations (environment, check_id, measure, observed_at)",
     """CREATE TABLE IF NOT EXISTS attestations (
         seq {serial},
         environment TEXT NOT NULL,

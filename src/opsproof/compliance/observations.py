@@ -24,6 +24,7 @@ from opsproof.compliance.history import History, HistoryError, Location, _databa
 
 # (check id, measure) -> [(observed_at, value)], oldest first.
 Stored = dict[tuple[str, str], list[tuple[str, float]]]
+_COLUMNS = "o.check_id, o.measure, o.observed_at, o.value"
 # SQLite's default limit of bound parameters is 32,766; stay well under it per statement.
 _CHUNK = 5000
 
@@ -95,16 +96,18 @@ class Observations:
                 return {}
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
-                marks = ", ".join("?" for _ in chunk)
-                # The window's values, and the newest value of each measure however old (the previous
-                # run of a weekly check may be older than any window).
+                wanted = ", ".join("(?)" for _ in chunk)
+                # Per check: every value in the window, and the newest value however old (the previous
+                # run of a weekly check may be older than any window); each an index seek per check.
                 rows = history.execute(
-                    "SELECT o.check_id, o.measure, o.observed_at, o.value FROM observations o "
-                    f"WHERE o.environment = ? AND o.check_id IN ({marks}) AND (o.observed_at >= ? "
-                    "OR o.observed_at = (SELECT max(p.observed_at) FROM observations p WHERE "
-                    "p.environment = o.environment AND p.check_id = o.check_id AND p.measure = o.measure)) "
-                    "ORDER BY o.observed_at",
-                    (self.environment, *chunk, since),
+                    f"WITH wanted (check_id) AS (VALUES {wanted}) "
+                    f"SELECT {_COLUMNS} FROM wanted w JOIN observations o "
+                    "ON o.environment = ? AND o.check_id = w.check_id AND o.observed_at >= ? "
+                    f"UNION ALL SELECT {_COLUMNS} FROM wanted w JOIN observations o "
+                    "ON o.environment = ? AND o.check_id = w.check_id AND o.observed_at = (SELECT max(p.observed_at) "
+                    "FROM observations p WHERE p.environment = ? AND p.check_id = w.check_id AND p.observed_at < ?) "
+                    "ORDER BY 3",
+                    (*chunk, self.environment, since, self.environment, self.environment, since),
                 )
                 self.queries += 1
                 for check_id, measure, observed_at, value in rows:
