@@ -465,3 +465,18 @@ def test_increase_under_xdist_reads_the_history_in_each_worker(runner: Runner, p
         "increase of n 9 is over the fail threshold 5"
     )
     assert record_of(second, "postgres.deadlocks[db]")["message"].startswith("deadlocks 0, up 0 since the previous run")
+
+
+def test_a_check_without_a_history_says_so() -> None:
+    """A Check made outside a run (a custom runner) has no history: judging says so as an error, never a pass."""
+    from opsproof.judging.over_time import judge_increase, judge_trend
+    from opsproof.model.check import Check, CheckError
+    from opsproof.model.trends import Increase, Trend
+
+    check = Check(check_id="postgres.deadlocks[db]", kind="postgres", target="db", severity="high")
+    with pytest.raises(CheckError, match="this run has no history store to read earlier values from"):
+        judge_increase(check, "deadlocks", 3, Increase[float](fail=1), what="deadlocks")
+    with pytest.raises(CheckError, match="no history store"):
+        judge_trend(check, "bytes", 3, Trend[float](limit=10), what="size")
+    assert check.measures == {"deadlocks": 3.0, "bytes": 3.0}  # kept for the history all the same
+    judge_increase(check, "other", 1, None, what="other")  # nothing to judge: no history needed
