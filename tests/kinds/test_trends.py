@@ -480,3 +480,16 @@ def test_a_check_without_a_history_says_so() -> None:
         judge_trend(check, "bytes", 3, Trend[float](limit=10), what="size")
     assert check.measures == {"deadlocks": 3.0, "bytes": 3.0}  # kept for the history all the same
     judge_increase(check, "other", 1, None, what="other")  # nothing to judge: no history needed
+
+
+def test_nan_is_not_kept_and_fails_saying_so(runner: Runner, pg_main: PgServer) -> None:
+    """A query answering NaN (real: 'NaN'::float8) has no number to compare; the history is not broken by it."""
+    dbname = fresh_database(pg_main, "nan")
+    query = {"name": "ratio", "sql": "select 'NaN'::float8", "expect": {"increase": {"fail": 1}}}
+    write_profile(runner, pg_item(pg_main, dbname, queries=[query]))
+    run = runner.run("-m", "daily", "-k", "query")
+    record = record_of(run, "postgres.query[db/ratio]")
+    assert record["outcome"] == "failed", record
+    assert record["message"] == "ratio is nan: no number to compare with earlier runs"
+    assert "measures" not in record
+    assert "recorded in the history" in run.output

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -559,6 +560,7 @@ def observation_rows(results: Results) -> list[tuple[Any, ...]]:
         (run.id, run.environment, check.check, measure, float(value), check.started_at or run.started_at)
         for check in results.checks
         for measure, value in (check.measures or {}).items()
+        if math.isfinite(value)  # a results.json written by hand or by another version may hold NaN
     ]
 
 

@@ -15,6 +15,7 @@ A history that cannot be read (or a run without one) is an `error`: the check co
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,11 @@ def past_of(check: Check) -> Past:
     if past.problem is not None:
         raise CheckError(past.problem)
     return past
+
+
+def _finite(what: str, value: float) -> None:
+    """NaN or an infinity is the target's answer (0/0, a division by zero), and no number to compare."""
+    assert math.isfinite(value), f"{what} is {value}: no number to compare with earlier runs"
 
 
 def _when(iso: str) -> str:
@@ -63,6 +69,7 @@ def judge_increase(
     check.measure(measure, value)
     if increase is None:
         return
+    _finite(what, value)
     check.expect_threshold(f"increase of {what}", increase, show=show)
     before = past_of(check).previous(check.check_id, measure)
     if before is None:
@@ -188,6 +195,7 @@ def judge_trend(
     check.measure(measure, value)
     if trend is None:
         return
+    _finite(what, value)
     expect_trend(check, trend, show)
     measured_at = now or check.started_at or _iso(datetime.now(UTC))
     found = project(

@@ -11,6 +11,7 @@ through `Check.threshold`, which fails past `fail` and records a warning past
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -54,8 +55,12 @@ class Check:
         self.observed.update(facts)
 
     def measure(self, name: str, value: float) -> None:
-        """Keep a number in the history under this check's id, for `increase:` and `trend:` of later runs."""
-        self.measures[name] = float(value)
+        """Keep a number in the history under this check's id, for `increase:` and `trend:` of later runs.
+
+        NaN and infinities are not kept: no line goes through them, and no store takes them alike.
+        """
+        if math.isfinite(value):
+            self.measures[name] = float(value)
 
     def expect(self, **expectations: Any) -> None:
         self.expected.update(expectations)
