@@ -25,8 +25,6 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-import pytest
-
 from opsproof import Check, CheckError, Part, applies, each
 from opsproof.judging.over_time import expect_trend, judge_projection, past_of, project
 from opsproof.model.fields import Threshold
@@ -35,8 +33,6 @@ from opsproof.probes.hosts import HostFacts
 from opsproof.targets.hosts import CertificateFile, Constraint, HostTarget, PortSpec, ServiceSpec
 from opsproof.targets.tls import show_remaining
 from opsproof.units import format_duration, format_percent, format_size
-
-pytestmark = [pytest.mark.capacity]
 
 NAMED = 5
 
