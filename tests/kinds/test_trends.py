@@ -493,3 +493,25 @@ def test_nan_is_not_kept_and_fails_saying_so(runner: Runner, pg_main: PgServer) 
     assert record["message"] == "ratio is nan: no number to compare with earlier runs"
     assert "measures" not in record
     assert "recorded in the history" in run.output
+
+
+def test_redis_queue_trend(runner: Runner) -> None:
+    """A real redis-server's list of 50 jobs; ten backdated daily lengths 4 apart below it; the limit 70 is 5 days off."""
+    from opsproof.local.redis import local_redis
+
+    with local_redis() as server:
+        with server.client() as client:
+            client.rpush("jobs", *range(50))
+        now = datetime.now(UTC)
+        check = "redis.queue[cache/jobs]"
+        runs = [backdated_run("test", check, "length", 50 - 4 * day, now - timedelta(days=day)) for day in range(1, 11)]
+        runner.report_dir.mkdir()
+        with History(locate(runner.report_dir, None)) as store:
+            insert_history(store, runs)
+        queue = {"warn": 1000, "trend": {"limit": 70, "full_in": {"warn": "30d", "fail": "7d"}}}
+        write_profile(runner, {"name": "cache", "url": server.url(), "queues": {"jobs": queue}}, section="redis")
+        record = record_of(runner.run("-m", "daily", "-k", "queue"), check)
+    assert record["outcome"] == "failed", record
+    assert record["message"].startswith("projected time until jobs length reaches 70 5d is under the fail threshold 7d")
+    assert record["measures"] == {"length": 50.0}
+    assert record["expected"]["length"] == {"warn": "1000"}
