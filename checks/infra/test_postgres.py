@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from opsproof import Check, CheckError, Part, applies, each
+from opsproof import Check, CheckError, Part, applies, each, format_duration, format_percent, format_size
 from opsproof.judging.over_time import judge_increase, judge_trend
 from opsproof.judging.query_expect import judge_query, raise_for
 from opsproof.probes.postgres import PostgresFacts
 from opsproof.targets.postgres import PostgresQuery, PostgresTarget
-from opsproof.units import format_duration, format_percent, format_size
 
 
 def _session(facts: PostgresFacts) -> None:

@@ -34,8 +34,11 @@ from pydantic import (
 )
 
 from opsproof.model.fields import (
+    AspectThreshold,
     Item,
     Name,
+    OwnCadence,
+    OwnSeverity,
     Percent,
     PositiveDuration,
     Strict,
@@ -439,6 +442,8 @@ class ClockSpec(Strict):
         "error",
         description="when no time daemon can say (none installed or running): error (the default) or warn",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 def _on_off(default: Any) -> Any:
@@ -461,6 +466,8 @@ def _float(value: Any) -> Any:
 
 
 LoadLimit = Annotated[LoadPerCpu, BeforeValidator(_float)]
+# An aspect on by default: `false` turns it off, `true` takes the defaults; it may carry its own severity and cadence.
+SharePercent = AspectThreshold[Percent] | None
 
 
 class HostTarget(Item):
@@ -470,7 +477,7 @@ class HostTarget(Item):
         description="a testinfra backend URL: local://, ssh://[user[:password]@]host[:port], paramiko://..., "
         "docker://container, kubectl://pod?namespace=ns, ansible://inventory-host; testinfra options as ?sudo=true"
     )
-    filesystems: Annotated[Threshold[Percent] | None, BeforeValidator(_on_off({"warn": "80%", "fail": "90%"}))] = Field(
+    filesystems: Annotated[SharePercent, BeforeValidator(_on_off({"warn": "80%", "fail": "90%"}))] = Field(
         default_factory=default_threshold(warn="80%", fail="90%"),
         validate_default=True,
         description="space used on every mounted filesystem (df); false: not checked",
@@ -481,7 +488,7 @@ class HostTarget(Item):
         description="`{limit: 100%, window: 14d, full_in: {warn: 30d, fail: 7d}}`: each judged mount's usage, fitted "
         "over the history; fails when the soonest reaches the limit sooner than full_in (docs/trends.md)",
     )
-    inodes: Annotated[Threshold[Percent] | None, BeforeValidator(_on_off({"warn": "80%", "fail": "90%"}))] = Field(
+    inodes: Annotated[SharePercent, BeforeValidator(_on_off({"warn": "80%", "fail": "90%"}))] = Field(
         default_factory=default_threshold(warn="80%", fail="90%"),
         validate_default=True,
         description="inodes used on every filesystem that has a fixed number of them; false: not checked",
@@ -498,13 +505,13 @@ class HostTarget(Item):
         default_factory=lambda: list(IMAGE_FSTYPES),
         description="filesystem types never judged (default: read-only images, always full)",
     )
-    memory: Annotated[Threshold[Percent] | None, BeforeValidator(_on_off({"warn": "20%", "fail": "10%"}))] = Field(
+    memory: Annotated[SharePercent, BeforeValidator(_on_off({"warn": "20%", "fail": "10%"}))] = Field(
         default_factory=default_threshold(warn="20%", fail="10%"),
         validate_default=True,
         description="MemAvailable as a share of MemTotal, lower is worse; false: not checked",
         json_schema_extra=also_accepts({"type": "boolean"}),
     )
-    load: Annotated[Threshold[LoadLimit] | None, BeforeValidator(_on_off({"warn": 1.0, "fail": 2.0}))] = Field(
+    load: Annotated[AspectThreshold[LoadLimit] | None, BeforeValidator(_on_off({"warn": 1.0, "fail": 2.0}))] = Field(
         default_factory=default_threshold(warn=1, fail=2),
         validate_default=True,
         description="load average per online CPU; false: not checked",

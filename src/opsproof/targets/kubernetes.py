@@ -44,6 +44,8 @@ from opsproof.model.fields import (
     Duration,
     Item,
     Name,
+    OwnCadence,
+    OwnSeverity,
     Percent,
     Strict,
     Threshold,
@@ -364,6 +366,8 @@ class WorkloadSettings(Strict):
         description="available / desired replicas of the worst workload, lower is worse; "
         "default {warn: 100%, fail: 50%}",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("available")
     @classmethod
@@ -376,6 +380,8 @@ class HpaSettings(Strict):
     """HorizontalPodAutoscalers: at their maximum (capacity) or unable to scale."""
 
     at_max: Verdict = Field("warn", description="an HPA at maxReplicas: warn (default), fail or pass")
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 class NodeSettings(Strict):
@@ -383,6 +389,8 @@ class NodeSettings(Strict):
 
     selector: SelectorText | None = Field(None, description="only nodes with these labels (e.g. a node pool)")
     cordoned: Verdict = Field("warn", description="a cordoned (unschedulable) node: warn (default), fail or pass")
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 class CronJobExpectation(Strict):
@@ -398,6 +406,8 @@ class CronJobExpectation(Strict):
     last_success: Threshold[Duration] = Field(
         description="age of the newest successful run (or of the CronJob, if none yet): {warn: 25h, fail: 26h}"
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("last_success")
     @classmethod
@@ -418,6 +428,8 @@ class CertificateSettings(Strict):
         validate_default=True,
         description="time or share of lifetime left: default {warn: 30d, fail: 7d}",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 class TlsSecretSettings(Strict):
@@ -428,6 +440,8 @@ class TlsSecretSettings(Strict):
         validate_default=True,
         description="time or share of lifetime left: default {warn: 30d, fail: 7d}",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 class EventSettings(Strict):
@@ -446,6 +460,8 @@ class EventSettings(Strict):
     ignore_reasons: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="event reasons not counted (e.g. known noise such as FailedScheduling)"
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("count")
     @classmethod

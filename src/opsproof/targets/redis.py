@@ -26,10 +26,13 @@ from pydantic import (
 )
 
 from opsproof.model.fields import (
+    AspectThreshold,
     Duration,
     ExistingFile,
     Item,
     Name,
+    OwnCadence,
+    OwnSeverity,
     Percent,
     Strict,
     Threshold,
@@ -54,8 +57,8 @@ DEFAULT_PORT = 6379
 QueueLength = Annotated[StrictInt, Field(ge=0)]
 
 
-class QueueLimits(Threshold[QueueLength]):
-    """`{warn, fail}` on a queue's length, and/or `trend:` of its length over the history."""
+class QueueLimits(AspectThreshold[QueueLength]):
+    """`{warn, fail}` on a queue's length, and/or `trend:` of its length over the history; its own severity, cadence."""
 
     trend: Trend[QueueLength] | None = Field(
         None, description="{limit, window, full_in}: when the length's fitted line reaches `limit` (docs/trends.md)"
@@ -176,6 +179,8 @@ class Persistence(Strict):
     aof: StrictBool | None = Field(
         None, description="true: the append-only file must be on; its last write and rewrite must be ok"
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("rdb_max_age")
     @classmethod
@@ -197,6 +202,8 @@ class RedisReplication(Strict):
         description="a replica: seconds since the last I/O with its master; "
         "a master: each online replica's lag (seconds since its last ack)",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("link_age")
     @classmethod
@@ -216,7 +223,7 @@ class RedisTarget(Item):
         ),
     ]
     ca_file: ExistingFile | None = Field(None, description="extra trust anchors (PEM) for rediss://")
-    memory: Threshold[Percent] = Field(
+    memory: AspectThreshold[Percent] = Field(
         default_factory=default_threshold(warn="80%", fail="95%"),
         validate_default=True,
         description="used_memory as a share of maxmemory (an unset maxmemory is reported, not judged)",
@@ -224,19 +231,19 @@ class RedisTarget(Item):
     eviction_policy: Annotated[list[EvictionPolicy] | None, BeforeValidator(_one_or_many)] = Field(
         None, description="the maxmemory-policy expected (one or a list)"
     )
-    clients: Threshold[Percent] = Field(
+    clients: AspectThreshold[Percent] = Field(
         default_factory=default_threshold(warn="80%", fail="95%"),
         validate_default=True,
         description="connected clients as a share of maxclients",
     )
-    hit_ratio: Threshold[Percent] | None = Field(
+    hit_ratio: AspectThreshold[Percent] | None = Field(
         None,
         description="keyspace hits / lookups since the server started; lower is worse, e.g. {warn: 90%, fail: 80%}",
     )
     queues: dict[Name, QueueLimits] = Field(
         default_factory=dict,
         description="key -> {warn, fail} on its length (list, stream, sorted set or set), and/or `trend:` of the "
-        "length; a missing key has length 0",
+        "length, with its own severity and cadence if given; a missing key has length 0",
     )
     rejected_connections: RejectedConnections | None = Field(
         None, description="`{increase: {warn: 1, fail: 100}}`: connections rejected (maxclients) since the previous run"
