@@ -24,7 +24,7 @@ from helpers.postgres_servers import ROLE, PgServer, deadlocks_of, provoke_deadl
 from helpers.prometheus_servers import Scraping, exporter, prom
 
 from conftest import SECRET, Run, Runner, profile_error, wait_for
-from opsproof.compliance.history import History, locate
+from opsproof.compliance.history import History, Location, locate
 from opsproof.compliance.observations import Observations
 from opsproof.model.results import Results
 from opsproof.testing.kube_objects import namespace, pod
@@ -157,6 +157,17 @@ def insert_history(store: History, runs: list[Results]) -> None:
             store.insert_run(run, f"backdated-{run.run.id}", "0" * 64, {}, None)
 
 
+def daily_points(location: Location, check: str, measure: str, now_value: float, per_day: float, days: int) -> None:
+    """`days` backdated daily values of a measure, growing `per_day` toward `now_value` (not stored: the run measures it)."""
+    now = datetime.now(UTC)
+    runs = [
+        backdated_run("test", check, measure, now_value - per_day * day, now - timedelta(days=day))
+        for day in range(1, days + 1)
+    ]
+    with History(location) as store:
+        insert_history(store, runs)
+
+
 def test_database_size_projected_full_in_five_days_fails(runner: Runner, pg_main: PgServer, history_dsn: str) -> None:
     """Ten daily sizes growing 1 MiB a day (backdated, written through History.insert_run), the real size today.
 
@@ -165,11 +176,8 @@ def test_database_size_projected_full_in_five_days_fails(runner: Runner, pg_main
     """
     dbname = fresh_database(pg_main, "size")
     ((size,),) = pg_main.pg.execute("select pg_database_size(current_database())", dbname=dbname)
-    now = datetime.now(UTC)
     check = "postgres.database_size[db]"
-    runs = [backdated_run("test", check, "bytes", size - day * MIB, now - timedelta(days=day)) for day in range(1, 11)]
-    with History(locate(Path("."), history_dsn)) as store:
-        insert_history(store, runs)
+    daily_points(locate(Path("."), history_dsn), check, "bytes", size, MIB, days=10)
     trend = {"limit": f"{size + 5 * MIB}B", "window": "14d", "full_in": {"warn": "30d", "fail": "7d"}}
     write_profile(runner, pg_item(pg_main, dbname, database_size={"trend": trend}))
 
@@ -288,12 +296,8 @@ def test_disk_trend_projecting_full_in_five_days_fails(runner: Runner, tmp_path:
     today = used / (used + fs.f_bavail * fs.f_frsize) * 100
     if today > 89:
         pytest.skip(f"/ is {today:.1f}% full: no room for a limit 10 points above it")
-    now = datetime.now(UTC)
     check = "hosts.filesystems_trend[box]"
-    runs = [backdated_run("test", check, "used /", today - 2 * day, now - timedelta(days=day)) for day in range(1, 11)]
-    runner.report_dir.mkdir()
-    with History(locate(runner.report_dir, None)) as store:
-        insert_history(store, runs)
+    daily_points(locate(runner.report_dir, None), check, "used /", today, 2, days=10)
     trend = {"limit": f"{today + 10:.2f}%", "full_in": {"warn": "30d", "fail": "7d"}}
     write_profile(runner, {"name": "box", "url": "local://", "filesystems_trend": trend}, section="hosts")
 
@@ -311,12 +315,8 @@ def test_disk_trend_projecting_full_in_five_days_fails(runner: Runner, tmp_path:
 
 def test_kpi_trend_projects_a_prometheus_value(runner: Runner, prom: Scraping) -> None:
     """A KPI's value from a real Prometheus (vector(42)); nine backdated daily values rising 2 a day to it."""
-    now = datetime.now(UTC)
     check = "prometheus.kpi[prom/queue-depth]"
-    runs = [backdated_run("test", check, "value", 42 - 2 * day, now - timedelta(days=day)) for day in range(1, 10)]
-    runner.report_dir.mkdir()
-    with History(locate(runner.report_dir, None)) as store:
-        insert_history(store, runs)
+    daily_points(locate(runner.report_dir, None), check, "value", 42, 2, days=9)
     kpi = {
         "name": "queue-depth",
         "query": "vector(42)",
@@ -410,14 +410,8 @@ def test_bucket_size_trend_against_a_share_of_quota(runner: Runner, s3_server: S
     s3_server.bucket("trend-uploads")
     for index in range(10):
         s3_server.put("trend-uploads", f"blobs/{index}.bin", b"x" * 10 * 1024)
-    now = datetime.now(UTC)
     check = "buckets.usage[uploads]"
-    runs = [
-        backdated_run("test", check, "bytes", (100 - 10 * day) * 1024, now - timedelta(days=day)) for day in range(1, 7)
-    ]
-    runner.report_dir.mkdir()
-    with History(locate(runner.report_dir, None)) as store:
-        insert_history(store, runs)
+    daily_points(locate(runner.report_dir, None), check, "bytes", 100 * 1024, 10 * 1024, days=6)
     s3 = {"bucket": "trend-uploads", "prefix": "", "endpoint_url": s3_server.url}
     trend = {"limit": "90%", "full_in": {"warn": "30d", "fail": "7d"}}
     write_profile(runner, {"name": "uploads", "s3": s3, "quota": "200KB", "size_trend": trend}, section="buckets")
@@ -502,12 +496,8 @@ def test_redis_queue_trend(runner: Runner) -> None:
     with local_redis() as server:
         with server.client() as client:
             client.rpush("jobs", *range(50))
-        now = datetime.now(UTC)
         check = "redis.queue[cache/jobs]"
-        runs = [backdated_run("test", check, "length", 50 - 4 * day, now - timedelta(days=day)) for day in range(1, 11)]
-        runner.report_dir.mkdir()
-        with History(locate(runner.report_dir, None)) as store:
-            insert_history(store, runs)
+        daily_points(locate(runner.report_dir, None), check, "length", 50, 4, days=10)
         queue = {"warn": 1000, "trend": {"limit": 70, "full_in": {"warn": "30d", "fail": "7d"}}}
         write_profile(runner, {"name": "cache", "url": server.url(), "queues": {"jobs": queue}}, section="redis")
         record = record_of(runner.run("-m", "daily", "-k", "queue"), check)
