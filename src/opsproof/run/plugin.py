@@ -35,6 +35,7 @@ from opsproof.probes import Facts, kinds_in_use
 from opsproof.profile import ITEM_SECTIONS, Item, Profile
 from opsproof.run import custom
 from opsproof.run.gather import Gatherer
+from opsproof.run.past import past_of
 from opsproof.run.records import (
     AllureAnnotator,
     build_record,
@@ -445,7 +446,9 @@ def _handed(node: pytest.Item, *asked: str) -> dict[str, Any]:
     if "item" in wants and "item" not in funcargs:
         funcargs["item"] = ref.model
     if ("check" in wants or "facts" in wants) and "check" not in funcargs:
-        funcargs["check"] = Check(check_id="", kind=ref.kind, target=ref.name, severity=ref.severity)
+        funcargs["check"] = Check(
+            check_id=identity(node)[0], kind=ref.kind, target=ref.name, severity=ref.severity, history=past_of(ref.run)
+        )
     if "facts" in wants and "facts" not in funcargs:
         found = _facts_of(ref.run, ref)
         check = funcargs["check"]

@@ -30,6 +30,7 @@ from opsproof.targets import kinds as registered_kinds
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
+    from opsproof.compliance.observations import Observations
     from opsproof.compliance.upload import BucketLock, S3Target
     from opsproof.evidence.signing import Signer
     from opsproof.model.results import Results
@@ -68,6 +69,7 @@ class RunState:
     change: dict[str, Any] = field(default_factory=dict)
     signer: Signer | None = None
     history: Location | None = None
+    past: Observations | None = None  # earlier runs' measures, read once when a check first asks (run/past.py)
     upload: Upload | None = None
     # What happened to the bundle after sealing (history, upload), one line each, shown before the last line.
     shipped: list[str] = field(default_factory=list)
