@@ -278,3 +278,39 @@ def test_a_settings_aspect_has_its_own_severity_and_cadence(runner: Runner, kube
     (record,) = records(week, before).values()
     assert (record["check"], record["severity"]) == ("kubernetes.workloads[prod]", "low")
     assert "weekly" in record["markers"]
+
+
+def test_an_aspect_judged_by_a_check_of_another_name_has_its_own_severity_and_cadence(
+    runner: Runner, pg_main: PgServer, pg_env: None
+) -> None:
+    """`replication:` is judged by `postgres.replication_lag` (the kind's `aspect_keys`): the key's own
+    severity and cadence are the check's. A primary without replicas fails it, at the key's severity."""
+    runner.profile(pg_item(pg_main, replication={"severity": "low", "cadence": "monthly"}))
+    day = runner.run("-m", "daily")
+    assert day.ret == 0, day.output
+    assert "postgres.replication_lag[db]" not in records(day, set())
+    before = set(day.bundles)
+    month = runner.run("-m", "monthly")
+    assert month.ret == 0, month.output  # low is below --fail-on high
+    (record,) = records(month, before).values()
+    assert (record["check"], record["severity"]) == ("postgres.replication_lag[db]", "low")
+    assert record["outcome"] in ("failed", "error"), record  # no replicas, or a role that cannot see them
+    assert "monthly" in record["markers"] and "daily" not in record["markers"]
+
+
+def test_both_checks_of_pods_take_its_severity_and_cadence(runner: Runner, kube_cluster: KubeCluster) -> None:
+    """`pods:` holds two checks, kubernetes.pods and kubernetes.restarts: both take its own severity and cadence."""
+    item = (
+        f"{{name: prod, kubeconfig: '{kube_cluster.kubeconfig}', context: main, namespaces: [shop], "
+        "pods: {severity: low, cadence: weekly}}"
+    )
+    runner.profile(kube_profile(item))
+    day = runner.run("-m", "daily")
+    daily = records(day, set())
+    assert not {"kubernetes.pods[prod]", "kubernetes.restarts[prod]"} & set(daily)
+    assert daily and {r["severity"] for r in daily.values()} == {"critical"}
+    before = set(day.bundles)
+    week = runner.run("-m", "weekly")
+    weekly = records(week, before)
+    assert sorted(weekly) == ["kubernetes.pods[prod]", "kubernetes.restarts[prod]"]
+    assert {r["severity"] for r in weekly.values()} == {"low"}

@@ -12,6 +12,7 @@ declarations (see `opsproof.targets.kinds()`)::
         cadence="daily",                        # unless an item sets `cadence:`
         areas=("health",),                      # the area markers of its checks
         post_deploy=True,                       # in `-m post_deploy` unless an item says otherwise
+        aspect_keys={},                         # checks judging a key of another name (replication_lag)
         controls={"http": ("SOC2:CC7.1", ...)}, # the catalogue: `kind` and `kind.aspect` entries
     )
 """
@@ -41,6 +42,9 @@ class Kind:
     controls: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Whether an item's checks are in `-m post_deploy` unless it says `post_deploy:` itself.
     post_deploy: bool = False
+    # A check judging an item key of another name (`test_replication_lag` judges `replication:`):
+    # that key's own `severity:`/`cadence:` are the check's. Checks named as their key need no entry.
+    aspect_keys: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # A declaration that cannot work fails on import, naming the kind, not at the first run.
@@ -58,6 +62,12 @@ class Kind:
             f"controls key {key!r} is not {self.name!r} or {self.name}.<aspect>"
             for key in self.controls
             if key != self.name and not key.startswith(self.name + ".")
+        ]
+        fields = getattr(self.target, "model_fields", {})
+        problems += [
+            f"aspect_keys maps {check!r} to {key!r}, which is not a key of its items"
+            for check, key in self.aspect_keys.items()
+            if key not in fields
         ]
         if problems:
             raise ValueError(f"kind {self.name!r}: " + "; ".join(problems))

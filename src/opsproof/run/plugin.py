@@ -295,7 +295,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         parts = parts_of(metafunc.function, target)
         item_post_deploy = kind.declared.post_deploy if target.post_deploy is None else target.post_deploy
         for part in [None] if parts is None else parts:
-            aspect = aspect_of(metafunc.function, target) if part is None else None
+            aspect = aspect_of(metafunc.function, target, kind.declared.aspect_keys) if part is None else None
             ref = TargetRef(kind.name, name, part, model=target, run=state, aspect=aspect)
             cadence = getattr(pytest.mark, ref.cadence or kind.cadence)
             # A part (a query, a KPI) may join the post-deploy gate on its own, or leave it.

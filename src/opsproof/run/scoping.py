@@ -18,7 +18,7 @@ configured" is not a result, and a skipped record per item would only be noise.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -72,6 +72,8 @@ def parts_of(function: Callable[..., Any], item: Any) -> Iterator[Part] | None:
     return (Part(element.name, element) for element in value)
 
 
-def aspect_of(function: Callable[..., Any], item: Any) -> Any:
-    """The item's key a check of one aspect judges, named as the check (`test_connections`: `item.connections`)."""
-    return getattr(item, function.__name__.removeprefix("test_"), None)
+def aspect_of(function: Callable[..., Any], item: Any, keys: Mapping[str, str]) -> Any:
+    """The item's key a check of one aspect judges: named as the check (`test_connections`: `item.connections`),
+    or as its kind's `aspect_keys` say (`test_replication_lag`: `item.replication`)."""
+    check = function.__name__.removeprefix("test_")
+    return getattr(item, keys.get(check, check), None)

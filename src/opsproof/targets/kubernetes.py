@@ -349,6 +349,9 @@ class PodSettings(Strict):
     oom_killed: Verdict = Field(
         "fail", description="a container OOMKilled within the window: fail (default), warn or pass"
     )
+    # Both checks of `pods:` (kubernetes.pods and kubernetes.restarts, KIND.aspect_keys) take these.
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("restarts")
     @classmethod
@@ -620,6 +623,7 @@ KIND = Kind(
     checks="checks/infra/test_kubernetes.py",
     cadence="daily",
     areas=("infra",),
+    aspect_keys={"restarts": "pods"},
     controls={
         # Clusters, alerting and hosts: monitoring for anomalies and capacity.
         "kubernetes": ("SOC2:CC7.1", "SOC2:CC7.2", "SOC2:A1.1", "ISO27001:A.8.16", "ISO27001:A.8.6", "SOX-ITGC:OPS"),

@@ -136,6 +136,9 @@ class Replication(Strict):
         description="replay lag: on a standby its own, on a primary the worst its replicas report",
     )
     min_replicas: StrictInt | None = Field(None, ge=0, description="on a primary: streaming replicas expected")
+    # Judged by the check `replication_lag` (KIND.aspect_keys): its severity and cadence.
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 class WalArchiving(Strict):
@@ -251,6 +254,7 @@ KIND = Kind(
     checks="checks/infra/test_postgres.py",
     cadence="daily",
     areas=("infra",),
+    aspect_keys={"replication_lag": "replication"},
     controls={
         # Databases and caches: monitoring, capacity (A1.1, ISO A.8.6) and operations.
         "postgres": ("SOC2:CC7.1", "SOC2:A1.1", "ISO27001:A.8.6", "ISO27001:A.8.16", "SOX-ITGC:OPS"),
