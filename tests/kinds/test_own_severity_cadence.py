@@ -314,3 +314,27 @@ def test_both_checks_of_pods_take_its_severity_and_cadence(runner: Runner, kube_
     weekly = records(week, before)
     assert sorted(weekly) == ["kubernetes.pods[prod]", "kubernetes.restarts[prod]"]
     assert {r["severity"] for r in weekly.values()} == {"low"}
+
+
+def test_a_log_pattern_and_a_json_value_join_or_leave_the_post_deploy_gate_on_their_own(
+    runner: Runner, http_server: HttpServer, tmp_path: Path
+) -> None:
+    """`post_deploy:` on a part: a pattern of a daily logs item joins `-m post_deploy`; a named JSON
+    value of an http item (in the gate by default) that says `post_deploy: false` leaves it."""
+    log = write_log(tmp_path / "app.log", ["migration failed"] * 2 + ["INFO ok"])
+    patterns = (
+        "{name: migration-errors, match: 'migration failed', threshold: {fail: 1}, post_deploy: true}, "
+        "{name: ok, match: 'INFO ok', min: 1}"
+    )
+    logs = yaml.safe_load(logs_profile(f"{{name: app, host: {{url: 'local://', path: '{log}'}}, patterns: [{patterns}]}}"))
+    values = "[{name: version, path: $.version, equals: '1.4.2', post_deploy: false}]"
+    http = yaml.safe_load(http_profile(f"{{name: api, url: '{http_server.base}/health', expect: {{values: {values}}}}}"))
+    runner.profile(yaml.safe_dump({**http, "logs": logs["logs"]}))
+    gate = runner.run("-m", "post_deploy")
+    assert gate.ret == 1, gate.output  # the migration errors fail the gate
+    gated = records(gate, set())
+    assert sorted(gated) == ["http.health[api]", "logs.count[app/migration-errors]"]
+    assert gated["logs.count[app/migration-errors]"]["outcome"] == "failed"
+    unnamed = "[{path: $.version, equals: '1', post_deploy: true}]"
+    error = profile_error(tmp_path, http_profile(f"{{name: api, url: 'http://x/', expect: {{values: {unnamed}}}}}"))
+    assert "give it a `name:`" in error and "post_deploy" in error

@@ -118,6 +118,14 @@ OwnCadence = Annotated[
     Field(description="this part's own cadence marker (default: the item's); the item is still probed once per run"),
 ]
 
+# A part's own place in the post-deploy gate: the plugin reads `post_deploy` off any part's spec.
+OwnPostDeploy = Annotated[
+    StrictBool | None,
+    Field(
+        description="true puts this part's check in `pytest -m post_deploy`, false keeps it out (default: the item's)"
+    ),
+]
+
 
 class OwnSeverityCadence(Protocol):
     """A profile model with `severity: OwnSeverity` and `cadence: OwnCadence` (a part, an `AspectThreshold`)."""

@@ -23,6 +23,7 @@ from opsproof.model.fields import (
     Item,
     Name,
     OwnCadence,
+    OwnPostDeploy,
     OwnSeverity,
     Regex,
     Rising,
@@ -107,13 +108,14 @@ class ValueExpect(Strict):
 
     severity: OwnSeverity = None
     cadence: OwnCadence = None
+    post_deploy: OwnPostDeploy = None
 
     @model_validator(mode="after")
     def _one_assertion(self) -> ValueExpect:
-        if self.name is None and (self.severity is not None or self.cadence is not None):
+        if self.name is None and (self.severity, self.cadence, self.post_deploy) != (None, None, None):
             raise ValueError(
-                f"the value at {self.path} has its own severity or cadence: give it a `name:` (it is then its own "
-                "check, http.value[<item>/<name>])"
+                f"the value at {self.path} has its own severity, cadence or post_deploy: give it a `name:` (it is "
+                "then its own check, http.value[<item>/<name>])"
             )
         given = [key for key in _ASSERTIONS if key in self.model_fields_set]
         kinds = {"min" if key == "max" else key for key in given}

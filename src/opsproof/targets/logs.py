@@ -30,6 +30,7 @@ from opsproof.model.fields import (
     Item,
     Name,
     OwnCadence,
+    OwnPostDeploy,
     OwnSeverity,
     Regex,
     Rising,
@@ -62,6 +63,7 @@ class LogPattern(Strict):
     )
     severity: OwnSeverity = None
     cadence: OwnCadence = None
+    post_deploy: OwnPostDeploy = None
 
     @model_validator(mode="after")
     def _one_limit(self) -> LogPattern:
