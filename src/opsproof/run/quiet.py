@@ -11,14 +11,15 @@ capture and logging plugins (`item.ihook`, through which pytest calls every per-
 hook, is the session's hook proxy for the check's file). Everything else keeps pytest's
 behaviour: a check in any other module (a team's own checks), a module whose checks ask
 for `capsys`, `capfd` or `caplog`, and every module when live logging (`log_cli`) is on.
-What an own check prints all the same goes straight to the terminal.
+What an own check prints all the same goes straight to the terminal. pytest-timeout's
+hooks are left out with them when no timeout applies (none set, none marked).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -65,8 +66,11 @@ def skip_capture(session: pytest.Session, items: list[pytest.Item]) -> Callable[
     pm = config.pluginmanager
     if config.getini("log_cli") or config.getoption("log_cli_level", None):
         return None  # live logging prints each check's records as it runs: the logging plugin stays
-    plugins = {pm.get_plugin(name) for name in ("capturemanager", "logging-plugin")} - {None}
     paths = quiet_paths(items)
+    plugins = {pm.get_plugin(name) for name in ("capturemanager", "logging-plugin")} - {None}
+    timeout = _inert_timeout(config, [item for item in items if item.path in paths])
+    if timeout is not None:
+        plugins.add(timeout)
     if not plugins or not paths:
         return None
     original = session.gethookproxy
@@ -90,3 +94,24 @@ def skip_capture(session: pytest.Session, items: list[pytest.Item]) -> Callable[
         session.gethookproxy = original  # type: ignore[method-assign]
 
     return undo
+
+
+def _inert_timeout(config: pytest.Config, items: list[pytest.Item]) -> object | None:
+    """pytest-timeout, when it has nothing to time in these checks (no timeout set, none marked); else None.
+
+    Left in, it looks up each check's `timeout` marker twice and wraps two of its hooks.
+    """
+    plugin = config.pluginmanager.get_plugin("timeout")
+    if plugin is None or getattr(config, "_env_timeout", True):
+        return None
+    expire_key = getattr(plugin, "SESSION_EXPIRE_KEY", None)
+    if expire_key is None or config.stash.get(expire_key, None):
+        return None  # a session timeout is checked after every check
+    seen: set[tuple[Path, str]] = set()
+    for item in items:  # a marker is the function's (opsproof's own parameters carry none)
+        function = (item.path, getattr(item, "originalname", item.name))
+        if function not in seen:
+            seen.add(function)
+            if item.get_closest_marker("timeout") is not None:
+                return None
+    return cast(object, plugin)
