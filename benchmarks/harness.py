@@ -98,6 +98,35 @@ def measure(cmd: Sequence[str], cwd: Path, log: Path, env: dict[str, str] | None
     return Measure(wall, usage.ru_utime + usage.ru_stime, rss_bytes / 2**20), code
 
 
+# A fresh interpreter that runs a module (`-m NAME ...`) or a script (`PATH ...`) and, at exit, writes its
+# own peak RSS (VmHWM, KiB) to argv[1]. ru_maxrss cannot say it: Linux carries the forking parent's
+# peak across exec into the child's, so every child of a 56 MiB benchmark "peaked" at 56 MiB or more.
+OWN_PEAK = """\
+import atexit, runpy, sys
+peak_file = sys.argv[1]
+def record():
+    with open("/proc/self/status") as status, open(peak_file, "w") as out:
+        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+atexit.register(record)
+if sys.argv[2] == "-m":
+    sys.argv = [sys.argv[3], *sys.argv[4:]]
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+else:
+    sys.argv = sys.argv[2:]
+    sys.path[0] = __import__("os").path.dirname(sys.argv[0])
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def measure_own_peak(cmd: Sequence[str], cwd: Path, log: Path) -> tuple[Measure, int]:
+    """As `measure`, for `[python, (-m module | script), args...]`, with `maxrss_mib` the process's own peak (VmHWM)."""
+    peak_file = log.with_suffix(".peak")
+    measured, code = measure([cmd[0], "-c", OWN_PEAK, str(peak_file), *cmd[1:]], cwd, log)
+    if peak_file.exists():
+        measured.maxrss_mib = int(peak_file.read_text()) / 1024
+    return measured, code
+
+
 @contextmanager
 def workdir(keep: bool, prefix: str = "opsproof-bench-") -> Iterator[Path]:
     """A temp folder for profiles, logs and reports; removed afterwards unless `keep`."""
