@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from opsproof.errors import OpsproofError
+
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
 
@@ -27,7 +29,7 @@ StringValue = Callable[[str, Any, tuple[Any, ...]], Any]
 OtherValue = Callable[[yaml.ScalarNode, tuple[Any, ...]], Any]
 
 
-class Unsupported(Exception):
+class Unsupported(OpsproofError):
     """The document needs the node walk (see the module docstring)."""
 
 
