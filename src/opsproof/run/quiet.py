@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from pluggy import HookCaller, HookImpl
+from pluggy._hooks import _SubsetHookCaller
 
 from opsproof.run.state import kind_of_path
 
@@ -29,15 +31,37 @@ from opsproof.run.state import kind_of_path
 _CAPTURING_FIXTURES = frozenset({"capsys", "capsysbinary", "capfd", "capfdbinary", "caplog"})
 
 
+class _CachedSubset(_SubsetHookCaller):
+    """pluggy's subset caller, whose list of implementations is filtered once, not on every call.
+
+    Made again when a plugin registers or leaves (the hook's list changes length).
+    """
+
+    __slots__ = ("_cached", "_seen")
+
+    def __init__(self, orig: HookCaller, remove_plugins: frozenset[object]) -> None:
+        super().__init__(orig, remove_plugins)
+        self._cached: list[HookImpl] = []
+        self._seen = -1
+
+    @property  # type: ignore[misc]  # pluggy marks it Final; its own subset caller overrides it so too
+    def _hookimpls(self) -> list[HookImpl]:
+        impls = self._orig._hookimpls
+        if len(impls) != self._seen:
+            self._cached = [impl for impl in impls if impl.plugin not in self._remove_plugins]
+            self._seen = len(impls)
+        return self._cached
+
+
 class _Subset:
     """pytest's FSHookProxy with more plugins left out: one subset caller per hook, made once."""
 
     def __init__(self, pm: pytest.PytestPluginManager, remove: frozenset[object]) -> None:
-        self._pm = pm
+        self._hook = pm.hook
         self._remove = remove
 
     def __getattr__(self, name: str) -> Any:
-        caller = self._pm.subset_hook_caller(name, remove_plugins=self._remove)
+        caller = _CachedSubset(getattr(self._hook, name), self._remove)
         self.__dict__[name] = caller
         return caller
 
