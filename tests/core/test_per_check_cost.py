@@ -171,3 +171,29 @@ def test_a_timeout_still_applies_to_own_checks(runner: Runner, http_server: Http
     run = runner.run("-m", "daily", "--timeout=1", subprocess=True)
     record = run.record("http.health[up]")
     assert record["outcome"] == "error" and "Timeout" in record["message"], record
+
+
+def test_library_modules_are_not_assertion_rewritten_and_checks_still_are(
+    runner: Runner, http_server: HttpServer
+) -> None:
+    from _pytest.assertion.rewrite import AssertionRewritingHook
+
+    import opsproof.judging.query_expect
+    import opsproof.run.gather
+
+    for module in (opsproof.run.gather, opsproof.judging.query_expect):
+        assert not isinstance(module.__loader__, AssertionRewritingHook), module.__name__
+    runner.profile(http_profile(f"{{name: up, url: '{http_server.base}/health'}}"))
+    runner.pytester.makepyfile(
+        **{
+            "checks/health/test_http.py": (
+                "import pytest\n"
+                "pytestmark = [pytest.mark.health]\n"
+                "def test_health(item, facts, check):\n"
+                "    assert facts.status == 500\n"
+            ),
+        }
+    )
+    record = runner.run("-m", "daily").record("http.health[up]")
+    # pytest's explanation of a bare assert, which only a rewritten module gives.
+    assert record["outcome"] == "failed" and "200 == 500" in record["message"], record
