@@ -7,7 +7,7 @@ The public API is small on purpose (guarded by tests/core/test_code_quality.py::
 
 from __future__ import annotations
 
-import opsproof._not_rewritten  # noqa: F401  first: see its docstring
+import opsproof.run.not_rewritten  # noqa: F401  first: see its docstring
 from opsproof.errors import CheckError, CheckFailed, ProfileError
 from opsproof.model.check import Check
 from opsproof.profile import Profile, load_profile

@@ -10,4 +10,5 @@
 - terminal.py  the opsproof section of pytest's terminal summary
 - shard_bundles.py  the shard bundles of a run (--shard), found, verified and matched with the shards expected
 - seal.py      `opsproof seal-run`: a run's shard bundles made into one run bundle, chained and recorded once
+- not_rewritten.py  opsproof's own modules imported without pytest's assertion rewriting (imported first)
 """
