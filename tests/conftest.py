@@ -254,6 +254,12 @@ class Run:
         assert found, f"no record {check} in {[c['check'] for c in self.results['checks']]}"
         return found[0]
 
+    def outcomes(self, prefix: str = "") -> dict[str, tuple[str, str]]:
+        """(outcome, message) of every record whose check id starts with `prefix`."""
+        return {
+            c["check"]: (c["outcome"], c["message"]) for c in self.results["checks"] if c["check"].startswith(prefix)
+        }
+
 
 class Runner:
     """Runs the repository's checks against a profile written by the test."""

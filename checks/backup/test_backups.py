@@ -21,15 +21,11 @@ import itertools
 import statistics
 from typing import Any
 
-import pytest
-
 from opsproof import Check, CheckError, applies
 from opsproof.probes import utc_iso
 from opsproof.probes.backups import BackupsFacts
 from opsproof.targets.backups import BackupsTarget
 from opsproof.units import format_duration, format_percent, format_size
-
-pytestmark = [pytest.mark.backup]
 
 GAPS_SHOWN = 5
 

@@ -15,14 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from opsproof import Check, CheckError, applies
 from opsproof.probes.buckets import BucketsFacts
 from opsproof.targets.buckets import BucketsTarget
 from opsproof.units import format_size
-
-pytestmark = [pytest.mark.capacity]
 
 
 def _read(facts: BucketsFacts, aspect: str) -> Any:

@@ -24,8 +24,6 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-import pytest
-
 from opsproof import Check, CheckError, Part, applies, each
 from opsproof.model.fields import Threshold
 from opsproof.outcomes import evaluate
@@ -33,8 +31,6 @@ from opsproof.probes.hosts import HostFacts
 from opsproof.targets.hosts import CertificateFile, Constraint, HostTarget, PortSpec, ServiceSpec
 from opsproof.targets.tls import show_remaining
 from opsproof.units import format_duration, format_percent, format_size
-
-pytestmark = [pytest.mark.capacity]
 
 NAMED = 5
 

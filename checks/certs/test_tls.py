@@ -16,14 +16,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pytest
-
 from opsproof import Check, applies
 from opsproof.probes.tls import EXPIRED, HOSTNAME_MISMATCH, NOT_YET_VALID, TlsFacts
 from opsproof.targets.tls import TLS_VERSIONS, TlsTarget, show_remaining
 from opsproof.units import format_duration, format_percent
-
-pytestmark = [pytest.mark.certs]
 
 # OpenSSL's errors meaning "no trusted root for this chain": a private CA missing from ca_file.
 _NO_TRUSTED_ROOT = (2, 18, 19, 20)

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from opsproof import Check, CheckError
 from opsproof.probes.attestations import AttestationFacts
 from opsproof.targets.attestations import AttestationTarget
-
-pytestmark = [pytest.mark.compliance]
 
 
 def test_attested(item: AttestationTarget, facts: AttestationFacts, check: Check) -> None:

@@ -11,8 +11,6 @@ import math
 import re
 from typing import Any
 
-import pytest
-
 from opsproof import Check, CheckFailed
 from opsproof.judging.compare import json_subset_mismatches
 from opsproof.judging.series import show_value
@@ -22,8 +20,6 @@ from opsproof.probes.http import HttpFacts
 from opsproof.targets.http import HttpTarget, ValueExpect
 from opsproof.targets.valued import measured_in_unit
 from opsproof.units import format_duration, format_size
-
-pytestmark = [pytest.mark.health]
 
 
 def test_health(item: HttpTarget, facts: HttpFacts, check: Check) -> None:

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from opsproof import Check
 from opsproof.probes.dns import DnsFacts
 from opsproof.targets.dns import DnsTarget, canonical
 from opsproof.units import format_duration
-
-pytestmark = [pytest.mark.infra]
 
 RCODE_MEANING = {
     "NXDOMAIN": "the name does not exist",

@@ -33,7 +33,6 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
-import pytest
 from kubernetes_judging import IN_MESSAGE, IN_OBSERVED
 from kubernetes_judging import answered as _answered
 from kubernetes_judging import count_shown as _count_shown
@@ -50,8 +49,6 @@ from opsproof.targets.kubernetes import CronJobExpectation, KubernetesTarget, La
 from opsproof.targets.kubernetes_more import HpaExpectation, ResourceExpectation
 from opsproof.targets.tls import Expiry, show_remaining
 from opsproof.units import format_duration, format_percent
-
-pytestmark = [pytest.mark.infra]
 
 # -- shared --------------------------------------------------------------------------------
 

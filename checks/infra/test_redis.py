@@ -19,16 +19,12 @@ check could not run, and the operator must fix the profile or the grant.
 
 from __future__ import annotations
 
-import pytest
-
 from opsproof import Check, CheckError, Part, applies, each
 from opsproof.model.fields import Threshold
 from opsproof.probes import utc_iso
 from opsproof.probes.redis import RedisFacts
 from opsproof.targets.redis import RedisTarget
 from opsproof.units import format_duration, format_percent, format_size
-
-pytestmark = [pytest.mark.infra]
 
 QUEUE_TYPES = {"list": "list", "stream": "stream", "zset": "sorted set", "set": "set"}
 

@@ -14,14 +14,10 @@ matching the selector fails: there is nothing to count in. A stream longer than
 
 from __future__ import annotations
 
-import pytest
-
 from opsproof import Check, CheckError, Part, each
 from opsproof.probes.logs import LogsFacts
 from opsproof.targets.logs import LogPattern, LogsTarget
 from opsproof.units import format_duration, format_size
-
-pytestmark = [pytest.mark.monitoring]
 
 
 def _count(value: float) -> str:

@@ -15,14 +15,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import pytest
-
 from opsproof import Check, CheckError, Part, each
 from opsproof.judging.series import labels_text, offenders, show_value
 from opsproof.probes.metrics import MetricsFacts
 from opsproof.targets.metrics import MetricsTarget, Series
-
-pytestmark = [pytest.mark.monitoring]
 
 SHOWN_SERIES = 5
 

@@ -125,24 +125,13 @@ def _decorator_name(decorator: ast.expr) -> str:
     return called.id if isinstance(called, ast.Name) else called.attr if isinstance(called, ast.Attribute) else ""
 
 
-def _checks_markers(kind: str) -> list[str]:
-    """The markers a checks file's `pytestmark` gives every check of it (`health`, `post_deploy`)."""
-    module = ast.parse((REPO / targets.kind(kind).checks).read_text())
-    for node in module.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
-            # `pytest.mark.health` is Attribute(value=Attribute(attr="mark"), attr="health").
-            marks = [n for n in ast.walk(node.value) if isinstance(n, ast.Attribute)]
-            return [n.attr for n in marks if isinstance(n.value, ast.Attribute) and n.value.attr == "mark"]
-    return []
-
-
 def kinds_table() -> str:
-    """Every registered kind: its page, its check ids, its default cadence and its markers."""
+    """Every registered kind: its page, its check ids, its default cadence and its markers (its declaration's)."""
     lines = ["| kind | checks | cadence | markers |", "| --- | --- | --- | --- |"]
     for name, declared in targets.kinds().items():
         # post_deploy by default is the kind's declaration (an item or a part may change it), not its file's.
         default = ["post_deploy"] if declared.post_deploy else []
-        markers_of = ", ".join(f"`{marker}`" for marker in [*_checks_markers(name), *default])
+        markers_of = ", ".join(f"`{marker}`" for marker in [*declared.areas, *default])
         lines.append(f"| [`{name}`]({name}.md) | {', '.join(check_ids(name))} | `{declared.cadence}` | {markers_of} |")
     return "\n".join(lines) + "\n"
 

@@ -504,17 +504,18 @@ def _report(args: argparse.Namespace) -> int:
     files = {"report.html": render_period_html(report), "report.json": render_json(report), **render_csv(report)}
     for name, text in files.items():
         (out / name).write_text(text, encoding="utf-8")
-    about = {key: report[key] for key in ("environment", "period", "frameworks", "generated_at", "history")}
-    seal_report(out, about | {"controls_requested": report["controls_requested"], "version": __version__}, signer)
-    summary = report["summary"]
-    exceptions = summary["exceptions"]
-    rate = "—" if summary["pass_rate"] is None else f"{summary['pass_rate'] * 100:.1f}%"
+    document = report.dump()
+    about = {key: document[key] for key in ("environment", "period", "frameworks", "generated_at", "history")}
+    seal_report(out, about | {"controls_requested": report.controls_requested, "version": __version__}, signer)
+    summary = report.summary
+    exceptions = summary.exceptions
+    rate = "—" if summary.pass_rate is None else f"{summary.pass_rate * 100:.1f}%"
     print(
-        f"opsproof report: {args.environment} {first} to {last}: {summary['runs']} runs, "
-        f"{summary['controls']} controls, "
-        f"pass rate {rate}; exceptions: {exceptions['open']} open, {exceptions['missed']} missed runs, "
-        f"{exceptions['waived']} waived, {exceptions['resolved']} resolved"
-        + (f", {exceptions['maintenance']} in maintenance windows" if exceptions.get("maintenance") else "")
+        f"opsproof report: {args.environment} {first} to {last}: {summary.runs} runs, "
+        f"{summary.controls} controls, "
+        f"pass rate {rate}; exceptions: {exceptions.open} open, {exceptions.missed} missed runs, "
+        f"{exceptions.waived} waived, {exceptions.resolved} resolved"
+        + (f", {exceptions.maintenance} in maintenance windows" if exceptions.maintenance else "")
     )
     print(f"  {out / 'report.html'} (and report.json, {', '.join(n for n in files if n.endswith('.csv'))})")
     signed = f", signed by key {signer.key_id[:16]}" if signer is not None else ""

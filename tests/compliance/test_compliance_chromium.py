@@ -77,14 +77,14 @@ def test_a_bundle_report_in_chromium(runner: Runner, http_server: HttpServer, tm
 
 
 def test_a_period_report_in_chromium(quarter: Quarter, tmp_path: Path) -> None:
-    report = quarter.report()
+    report = quarter.model()
     page_file = tmp_path / "period.html"
     page_file.write_text(render_period_html(report))
     page = _rendered(page_file, tmp_path)
     text = " ".join(page.text)
     assert "opsproof period report" in text.lower() and "prod" in text
     assert "Daily status" in text and "svg" in page.tags
-    assert page.tags.count("rect") == 92 * (1 + len(report["controls"]))
+    assert page.tags.count("rect") == 92 * (1 + len(report.controls))
     assert re.search(r"Exceptions \(16: 1 open · 3 missed · 6 waived · 6 resolved\)", text), text[:3000]
     assert "OPS-7" in text and "cto" in text
     assert "Evidence bundles (" in text and "review-alerts" in text

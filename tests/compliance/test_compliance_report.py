@@ -23,6 +23,8 @@ from opsproof.compliance.period import ReportRequest, build_report, last_complet
 from opsproof.compliance.periods import periods_between
 from opsproof.compliance.report_csv import CSV_FILES, render_csv
 from opsproof.compliance.report_html import render_period_html
+from opsproof.compliance.report_json import render_json
+from opsproof.compliance.report_model import PeriodReport
 from opsproof.evidence.chain import find_environments
 from opsproof.evidence.manifest import manifest_sha256, seal_report
 from opsproof.targets.attestations import AttestationTarget
@@ -67,10 +69,15 @@ class Quarter:
     bundles: list[Path]
     weekly_missed: date
 
-    def report(self, **kwargs: Any) -> dict[str, Any]:
+    def model(self, **kwargs: Any) -> PeriodReport:
         request = ReportRequest(kwargs.pop("environment", "prod"), FIRST, LAST, now=NOW, **kwargs)
         with History(locate(self.report_dir, None)) as history:
             return build_report(history, request)
+
+    def report(self, **kwargs: Any) -> dict[str, Any]:
+        """The report as report.json holds it."""
+        found: dict[str, Any] = json.loads(render_json(self.model(**kwargs)))
+        return found
 
 
 def _daily_checks(day: date, at: datetime) -> list[dict[str, Any]]:
@@ -261,7 +268,7 @@ def test_a_framework_keeps_to_its_controls(quarter: Quarter) -> None:
 def test_a_period_in_progress_counts_only_days_that_are_over(quarter: Quarter) -> None:
     request = ReportRequest("prod", FIRST, LAST + timedelta(days=30), now=NOW)
     with History(locate(quarter.report_dir, None)) as history:
-        report = build_report(history, request)
+        report = build_report(history, request).dump()
     assert report["period"]["through"] == (NOW.date()).isoformat()
     cc71 = _control(report, "SOC2:CC7.1")["cadences"]["daily"]
     # The nine whole days after the history ended are missed; `now`'s day and later are not expected yet.
@@ -354,7 +361,7 @@ def test_a_report_is_sealed_and_verify_proves_it(
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["schema"] == "opsproof/report-manifest/v1"
     assert manifest["report"]["period"]["from"] == str(FIRST)
-    assert set(manifest["files"]) == set(render_csv(quarter.report())) | {"report.html", "report.json"}
+    assert set(manifest["files"]) == set(render_csv(quarter.model())) | {"report.html", "report.json"}
     assert opsproof(["verify", str(out), "--public-key", str(key.with_suffix(".pub"))]) == 0
     assert "OK" in capsys.readouterr().out
     # An exception quietly dropped from the auditor's spreadsheet is found.
@@ -389,12 +396,12 @@ def test_a_sealed_report_is_in_no_bundle_chain(tmp_path: Path) -> None:
 
 
 def test_the_csv_files_are_the_ones_named(quarter: Quarter) -> None:
-    assert tuple(render_csv(quarter.report())) == CSV_FILES
+    assert tuple(render_csv(quarter.model())) == CSV_FILES
 
 
 def test_report_html_is_self_contained_balanced_and_escaped(quarter: Quarter) -> None:
-    report = quarter.report()
-    report["exceptions"][0]["message"] = "<script>alert(1)</script>"
+    report = quarter.model()
+    report.exception_groups[0].message = "<script>alert(1)</script>"
     page = render_period_html(report)
     checker = TagBalance()
     checker.feed(page)
@@ -402,7 +409,7 @@ def test_report_html_is_self_contained_balanced_and_escaped(quarter: Quarter) ->
     assert checker.problems == [], checker.problems[:5]
     assert "<script>alert(1)" not in page and "&lt;script&gt;" in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    assert page.count("<rect ") == 92 * (1 + len(report["controls"]))
+    assert page.count("<rect ") == 92 * (1 + len(report.controls))
 
 
 @pytest.mark.parametrize(
@@ -454,7 +461,7 @@ def test_a_declared_attestation_never_attested_is_all_missing(quarter: Quarter, 
     )
     declared = load_declared(str(profile))
     with History(locate(quarter.report_dir, None)) as history:
-        report = build_report(history, ReportRequest("prod", FIRST, LAST, now=NOW), declared)
+        report = build_report(history, ReportRequest("prod", FIRST, LAST, now=NOW), declared).dump()
     sla = next(a for a in report["attestations"] if a["id"] == "sla-review")
     weeks = [p.label for p in periods_between("weekly", FIRST, LAST)]
     assert (sla["expected"], sla["attested"], sla["missing"]) == (len(weeks), 0, weeks)

@@ -100,8 +100,9 @@ def test_upload_with_compliance_retention_and_version_ids(
     # The history records where the bundle went and its versions.
     with History(locate(runner.report_dir, None)) as history:
         (row,) = history.runs("prod", "2000-01-01T00:00:00.000Z", "2999-01-01T00:00:00.000Z")
-    assert row["upload"]["objects"]["results.json"]["version_id"] == receipt["objects"]["results.json"]["version_id"]
-    assert row["upload"]["object_lock"]["retain"] == "7y"
+    assert row.upload is not None
+    assert row.upload["objects"]["results.json"]["version_id"] == receipt["objects"]["results.json"]["version_id"]
+    assert row.upload["object_lock"]["retain"] == "7y"
 
 
 def test_verify_reads_a_bundle_back_from_s3_and_catches_a_new_version(

@@ -248,7 +248,7 @@ def test_the_kinds_table_reads_check_ids_from_the_checks_files() -> None:
     assert "`postgres.replication_lag[<name>]`\\*" in row  # @applies: only where configured
     assert "`postgres.query[<name>/<part>]`" in row  # @each: once per query
     assert row.endswith("| `daily` | `infra` |")
-    assert "| `health`, `post_deploy` |" in table  # http's pytestmark
+    assert "| `health`, `post_deploy` |" in table  # http's KIND: areas=("health",), post_deploy=True
 
 
 def test_the_results_table_has_every_field_of_a_check_record() -> None:

@@ -2,7 +2,9 @@
 
 A kind is declared once (`KIND = Kind(...)` in opsproof/targets/<kind>.py); these tests
 fail when its probe, checks file, profile section, JSON Schema, controls or docs page is
-missing, and when a probe module or checks file exists for a kind nobody declared.
+missing, and when a probe module or checks file exists for a kind nobody declared. A
+kind's area markers are its declaration's `areas` (the plugin adds them to its checks);
+a checks file does not repeat them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import HttpServer, Runner, http_profile
 from opsproof.model.kind import Kind
 from opsproof.model.markers import AREA_MARKERS
 from opsproof.probes import ProbeKind, kind_named
@@ -39,8 +42,21 @@ def test_a_registered_kind_is_wired_everywhere(name: str) -> None:
     checks = REPO / kind.checks
     assert checks.is_file(), f"no checks file {kind.checks}"
     assert checks.parent.name in AREA_MARKERS, f"{kind.checks}: checks/<area>/ names no area marker"
-    assert _area_markers(checks) == set(kind.areas), f"{kind.checks}: pytestmark's areas differ from the kind's"
+    # The plugin marks a kind's checks with the kind's `areas`; a checks file that said them too could disagree.
+    assert _area_markers(checks) == set(), f"{kind.checks}: area markers belong in its KIND's areas, not pytestmark"
     assert catalogue()[name], "no controls"
+
+
+def test_a_kinds_checks_carry_the_area_markers_of_its_declaration(runner: Runner, http_server: HttpServer) -> None:
+    assert kinds()["http"].areas == ("health",)
+    runner.profile(http_profile(f"{{name: api, url: '{http_server.base}/health'}}"))
+    selected = runner.run("-m", "health", "--collect-only", "-q")
+    assert selected.ret == 0
+    selected.result.stdout.fnmatch_lines(["*checks/health/test_http.py::test_health[[]api[]]*"])
+    other = runner.run("-m", "infra", "--collect-only", "-q")
+    assert other.ret == 5  # no check of the http kind is an infra check
+    ran = runner.run("-m", "health")
+    assert ran.record("http.health[api]")["markers"] == ["daily", "health", "post_deploy"]
 
 
 @pytest.mark.parametrize("name", KINDS)

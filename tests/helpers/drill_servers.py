@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SECRET, wait_for
+from conftest import SECRET, Run, wait_for
 from opsproof.backup.reaper import processes_under
 from opsproof.local.postgres import LocalPostgres, local_postgres
 
@@ -36,6 +36,26 @@ EVENTS = 1000
 INVOICES = 10
 SCHEMA_VERSION = "abc123"
 SLEEP_STATEMENT = b"SELECT pg_sleep(60);\n"
+
+
+# Every table of the source database with its expected rows (a drill's `tables:`).
+EVERY_TABLE = (
+    f"{{projects: {PROJECTS}, accounts: {ACCOUNTS}, events: {EVENTS}, billing.invoices: {INVOICES}, notes: 1}}"
+)
+
+
+def backups_item(name: str, folder: Path, pattern: str) -> str:
+    """A `backups` item whose files the drill restores."""
+    return f"{{name: {name}, path: '{folder}', pattern: '{pattern}', max_age: 30d}}"
+
+
+def assert_never_shown(run: Run, secret: str) -> None:
+    """`secret` is in neither the run's output nor any file of its bundle."""
+    assert secret not in run.output
+    for path in run.bundle.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path.name
+
 
 SOURCE_SQL = f"""
 create table projects (id int primary key, name text not null, created_at timestamptz not null default now());

@@ -51,6 +51,10 @@ from opsproof.testing.servers import free_port
 HOUR = 3600.0
 DAY = 86400.0
 OPAQUE_VALUE = "opaque-db-Passw0rd-never-listed"
+# The opt-in aspects, every one on; the aspects every item gets; a CronJob of backups.
+EVERY_ASPECT = "certificates: {}, tls_secrets: {}, events: {}"
+ASPECTS = ("pods", "restarts", "workloads", "hpa", "nodes", "services", "pvcs")
+BACKUPS = "cronjobs: [{name: backups, match: '*-backup', last_success: {warn: 25h, fail: 26h}}]"
 
 
 def shop_objects(authority: Authority) -> list[dict[str, Any]]:
@@ -283,6 +287,11 @@ def kube_closed_port(tmp_path: Path) -> tuple[Path, int]:
 
 def _kubeconfig_for(path: Path, server: str, ca_pem: bytes | None = None) -> Path:
     return write_kubeconfig(path, ServedApi(server, ca_pem or Authority.create().pem), token=SECRET, context="main")
+
+
+def kube_item(cluster: KubeCluster, name: str, extra: str = "", kubeconfig: Path | None = None) -> str:
+    """A `kubernetes` item on `cluster` (context `main`), with `extra` keys."""
+    return f"{{name: {name}, kubeconfig: '{kubeconfig or cluster.kubeconfig}', context: main{', ' + extra if extra else ''}}}"
 
 
 def kube_profile(*items: str, extra: str = "") -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.kubernetes_servers import KubeCluster, _cluster, kube_bare, kube_profile
+from helpers.kubernetes_servers import KubeCluster, _cluster, kube_bare, kube_item, kube_profile
 
 from conftest import SECRET, Run, Runner, module_runner, profile_error
 from opsproof.probes.kubernetes_more import quantity
@@ -90,19 +90,15 @@ ASPECTS = (
 )
 
 
-def item(cluster: KubeCluster, name: str, extra: str) -> str:
-    return f"{{name: {name}, kubeconfig: '{cluster.kubeconfig}', context: main, {extra}}}"
-
-
 @pytest.fixture(scope="module")
 def more_run(more_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, list[Any]]:
     runner = module_runner(tmp_path_factory.mktemp("more-run"))
     runner.profile(
         kube_profile(
-            item(more_cluster, "good", f"namespaces: [apps], usage: {{nodes: false}}, {ASPECTS}"),
-            item(more_cluster, "bad", f"namespaces: [bad], usage: {{nodes: false}}, {ASPECTS}"),
-            item(more_cluster, "nodes", "namespaces: [apps], usage: {cpu: {warn: 70%, fail: 90%}}"),
-            item(more_cluster, "everywhere", "network_policies: {}"),
+            kube_item(more_cluster, "good", f"namespaces: [apps], usage: {{nodes: false}}, {ASPECTS}"),
+            kube_item(more_cluster, "bad", f"namespaces: [bad], usage: {{nodes: false}}, {ASPECTS}"),
+            kube_item(more_cluster, "nodes", "namespaces: [apps], usage: {cpu: {warn: 70%, fail: 90%}}"),
+            kube_item(more_cluster, "everywhere", "network_policies: {}"),
         )
     )
     seen = len(more_cluster.api.requests)
@@ -185,7 +181,7 @@ def test_every_request_is_a_get_and_a_list_per_resource_type(more_run: tuple[Run
 def test_no_metrics_server_is_an_error(runner: Runner, kube_bare: KubeCluster) -> None:
     runner.profile(
         kube_profile(
-            item(
+            kube_item(
                 kube_bare,
                 "bare",
                 "usage: {}, resources: [{name: x, api_version: keda.sh/v1alpha1, kind: ScaledObject, condition: Ready}]",
@@ -209,14 +205,17 @@ def test_no_metrics_server_is_an_error(runner: Runner, kube_bare: KubeCluster) -
         ("usage: {of: everything}", "usage.of"),
         ("hpa_specs: [{name: a}]", "give min_replicas, max_replicas or cpu_utilization"),
         ("resources: [{name: a, api_version: keda.sh/v1alpha1, kind: ScaledObject}]", "give `condition:` or `fields:`"),
-        ("resources: [{name: a, api_version: 'not a version', kind: X, condition: Ready}]", "resources[0].api_version: 'not a version' is not an apiVersion"),
+        (
+            "resources: [{name: a, api_version: 'not a version', kind: X, condition: Ready}]",
+            "resources[0].api_version: 'not a version' is not an apiVersion",
+        ),
         ("resources: [{name: a, api_version: v1, kind: Pod, fields: {a.b: [1]}}]", "give a single value"),
         ("resources: [{name: a, api_version: v1, kind: Pod, condition: Ready, selector: 'a in b'}]", "label selector"),
         ("network_policies: {default_deny: maybe}", "network_policies.default_deny"),
     ],
 )
 def test_bad_new_keys_are_usage_errors(tmp_path: Path, more_cluster: KubeCluster, extra: str, expected: str) -> None:
-    message = profile_error(tmp_path, kube_profile(item(more_cluster, "x", extra)))
+    message = profile_error(tmp_path, kube_profile(kube_item(more_cluster, "x", extra)))
     assert message.startswith("bad.yaml:") and expected in message, message
 
 

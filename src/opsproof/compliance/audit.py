@@ -21,16 +21,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opsproof.compliance.history import RECORD_COLUMNS, RUN_COLUMNS, record_row, run_row
 from opsproof.model.results import Results
 
 if TYPE_CHECKING:
-    from opsproof.compliance.history import History
-
-# Period reports and other folders are in no chain; find_environments leaves them out.
-_COMPARED_RUN = tuple(c for c in RUN_COLUMNS if c != "run_id")
+    from opsproof.compliance.history import History, RunRow
 
 
 @dataclass
@@ -56,10 +53,10 @@ def audit_history(
     audit = Audit()
     rows = history.runs(environment, start, end)
     audit.runs = len(rows)
-    recorded = {row["bundle"] for row in rows}
+    recorded = {row.bundle for row in rows}
     for row in rows:
-        name = f"run {row['bundle']}"
-        bundle = bundles_dir / row["bundle"]
+        name = f"run {row.bundle}"
+        bundle = bundles_dir / row.bundle
         if not (bundle / MANIFEST).is_file():
             audit.problems.append(
                 f"{name}: recorded in the history, but its bundle is not in {bundles_dir}{_where(row)}"
@@ -70,7 +67,7 @@ def audit_history(
         if problems:
             audit.problems.append(f"{name}: its bundle fails verification: {problems[0]}")
             continue
-        if sha256_file(bundle / MANIFEST) != row["manifest_sha256"]:
+        if sha256_file(bundle / MANIFEST) != row.manifest_sha256:
             audit.problems.append(f"{name}: its manifest.json no longer has the sha256 the history recorded")
             continue
         audit.problems.extend(f"{name}: {p}" for p in _row_problems(history, row, bundle))
@@ -85,24 +82,20 @@ def audit_history(
     return audit
 
 
-def _row_problems(history: History, row: dict[str, Any], bundle: Path) -> list[str]:
+def _row_problems(history: History, row: RunRow, bundle: Path) -> list[str]:
     results = Results.model_validate_json((bundle / "results.json").read_text(encoding="utf-8"))
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
-    expected_run = dict(zip(RUN_COLUMNS, run_row(results, bundle.name, row["manifest_sha256"], manifest), strict=True))
+    expected_run = run_row(results, bundle.name, row.manifest_sha256, manifest)
     problems = [
-        f"the history says {column} = {row[column]!r}, its bundle says {expected_run[column]!r}"
-        for column in _COMPARED_RUN
-        if row[column] != expected_run[column]
+        f"the history says {column} = {kept!r}, its bundle says {sealed!r}"
+        for column, kept, sealed in zip(RUN_COLUMNS, row.columns(), expected_run, strict=True)
+        if column != "run_id" and kept != sealed
     ]
     stored = {
         found[0]: dict(zip(RECORD_COLUMNS, found, strict=True))
-        for found in history.execute(
-            f"SELECT {', '.join(RECORD_COLUMNS)} FROM records WHERE run_id = ?", (row["run_id"],)
-        )
+        for found in history.execute(f"SELECT {', '.join(RECORD_COLUMNS)} FROM records WHERE run_id = ?", (row.run_id,))
     }
-    sealed = {
-        values[0]: dict(zip(RECORD_COLUMNS, values, strict=True)) for values in map(record_row, results.checks)
-    }
+    sealed = {values[0]: dict(zip(RECORD_COLUMNS, values, strict=True)) for values in map(record_row, results.checks)}
     for node_id, record in sealed.items():
         kept = stored.get(node_id)
         if kept is None:
@@ -121,10 +114,10 @@ def _row_problems(history: History, row: dict[str, Any], bundle: Path) -> list[s
     return problems
 
 
-def _where(row: dict[str, Any]) -> str:
-    upload = row.get("upload")
-    host = f" (recorded on {row['host']})" if row.get("host") else ""
-    if isinstance(upload, dict) and upload.get("location"):
+def _where(row: RunRow) -> str:
+    upload = row.upload
+    host = f" (recorded on {row.host})" if row.host else ""
+    if upload and upload.get("location"):
         return f"{host}; it was uploaded to {upload['location']}: `opsproof verify {upload['location']}`"
     return host
 

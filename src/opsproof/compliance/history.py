@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 from opsproof.compliance import ComplianceError
 from opsproof.errors import OpsproofError
 from opsproof.model.markers import CADENCE_MARKERS
-from opsproof.model.results import CheckRecord, Results
+from opsproof.model.results import CheckRecord, Maintenance, Results, Waiver
 from opsproof.redaction import mask
 
 SCHEMA_VERSION = "1"
@@ -380,43 +380,51 @@ class History:
         rows = self.execute("SELECT DISTINCT environment FROM runs UNION SELECT DISTINCT environment FROM attestations")
         return sorted(str(r[0]) for r in rows)
 
-    def runs(
-        self, environment: str | None = None, start: str | None = None, end: str | None = None
-    ) -> list[dict[str, Any]]:
+    def runs(self, environment: str | None = None, start: str | None = None, end: str | None = None) -> list[RunRow]:
         """Runs (of an environment, or all) started in [start, end) (ISO 8601 UTC strings), oldest first."""
         where, params = ["1 = 1"], []
         for clause, value in (("environment = ?", environment), ("started_at >= ?", start), ("started_at < ?", end)):
             if value is not None:
                 where.append(clause)
                 params.append(value)
-        columns = (*RUN_COLUMNS, "upload")
         rows = self.execute(
-            f"SELECT {', '.join(columns)} FROM runs WHERE {' AND '.join(where)} ORDER BY started_at, run_id", params
+            f"SELECT {', '.join(RUN_COLUMNS)}, upload FROM runs WHERE {' AND '.join(where)} "
+            "ORDER BY started_at, run_id",
+            params,
         )
-        found = [dict(zip(columns, row, strict=True)) for row in rows]
-        for run in found:
-            run["upload"] = json.loads(run["upload"]) if run["upload"] else None
-        return found
+        return [
+            RunRow(**dict(zip(RUN_COLUMNS, row, strict=False)), upload=json.loads(row[-1]) if row[-1] else None)
+            for row in rows
+        ]
 
-    def records(self, environment: str, start: str, end: str) -> list[dict[str, Any]]:
+    def records(self, environment: str, start: str, end: str) -> list[RecordRow]:
         """Check records of an environment's runs started in [start, end), in run order."""
-        columns = (
-            *("check_id", "kind", "target", "cadence", "severity", "outcome", "message"),
-            *("controls", "waiver", "maintenance"),
-        )
         rows = self.execute(
-            f"SELECT r.run_id, u.started_at, {', '.join('r.' + c for c in columns)} FROM records r "
+            "SELECT r.run_id, u.started_at, r.check_id, r.kind, r.target, r.cadence, r.severity, r.outcome, "
+            "r.message, r.controls, r.waiver, r.maintenance FROM records r "
             "JOIN runs u ON u.run_id = r.run_id WHERE u.environment = ? AND u.started_at >= ? AND u.started_at < ? "
             "ORDER BY u.started_at, r.run_id, r.check_id",
             (environment, start, end),
         )
         found = []
-        for row in rows:
-            record = dict(zip(("run_id", "run_started_at", *columns), row, strict=True))
-            record["controls"] = json.loads(record["controls"])
-            record["waiver"] = json.loads(record["waiver"]) if record["waiver"] else None
-            record["maintenance"] = json.loads(record["maintenance"]) if record["maintenance"] else None
-            found.append(record)
+        for run_id, started_at, check_id, kind, target, cadence, severity, outcome, message, *stored in rows:
+            controls, waiver, maintenance = stored
+            found.append(
+                RecordRow(
+                    run_id,
+                    started_at,
+                    check_id,
+                    kind,
+                    target,
+                    cadence,
+                    severity,
+                    outcome,
+                    message,
+                    controls=tuple(json.loads(controls)),
+                    waiver=Waiver.model_validate_json(waiver) if waiver else None,
+                    maintenance=Maintenance.model_validate_json(maintenance) if maintenance else None,
+                )
+            )
         return found
 
     def runs_before(self, environment: str, before: str, limit: int) -> list[tuple[str, str]]:
@@ -491,6 +499,54 @@ RECORD_COLUMNS = (
     "started_at",
     "maintenance",
 )
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run as the history holds it: its RUN_COLUMNS, and its upload receipt (when it was uploaded)."""
+
+    run_id: str
+    environment: str
+    started_at: str
+    finished_at: str | None
+    status: str
+    exit_code: int | None
+    markers: str | None
+    bundle: str
+    manifest_sha256: str
+    signed_by: str | None
+    change_ticket: str | None
+    commit_sha: str | None
+    image_digest: str | None
+    host: str | None
+    upload: dict[str, Any] | None = None
+
+    def columns(self) -> tuple[Any, ...]:
+        """Its values in RUN_COLUMNS' order: what `run_row` makes of its bundle."""
+        return tuple(getattr(self, column) for column in RUN_COLUMNS)
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    """One check record of a run, as a period report reads it: with its run's id and start."""
+
+    run_id: str
+    run_started_at: str
+    check_id: str
+    kind: str | None
+    target: str | None
+    cadence: str | None
+    severity: str | None
+    outcome: str
+    message: str | None
+    controls: tuple[str, ...]
+    waiver: Waiver | None
+    maintenance: Maintenance | None
+
+    @property
+    def failing(self) -> bool:
+        """Failed or error: not the state the check expects (a waived record is not failing)."""
+        return self.outcome in ("failed", "error")
 
 
 def run_row(results: Results, bundle: str, manifest_sha256: str, manifest: dict[str, Any]) -> tuple[Any, ...]:

@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+# What one period of each cadence is called: "no daily run in the day 2026-07-14".
+PERIOD_WORDS = {"daily": "day", "weekly": "week", "monthly": "month", "quarterly": "quarter", "yearly": "year"}
+
 
 @dataclass(frozen=True)
 class Period:

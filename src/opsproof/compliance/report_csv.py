@@ -1,7 +1,8 @@
 """The period report as CSV: one file per table, for spreadsheets and GRC tools.
 
 - controls.csv      one row per control: expected and actual runs per cadence, outcomes, pass rate
-- exceptions.csv    one row per exception: date, control(s), check, severity, message, status
+- exceptions.csv    one row per exception: date, control(s), check, severity, message, status, and its
+                    group (a check's consecutive failures: how many, first and last day)
 - attestations.csv  one row per attestation period: attested (by whom, when) or missing
 - bundles.csv       one row per run: bundle, manifest sha256, signature key, upload versions
 """
@@ -14,14 +15,17 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from opsproof.compliance.report_model import ControlRow, PeriodReport, ReportException
+
 OUTCOME_COLUMNS = ("passed", "warned", "failed", "error", "waived", "skipped")
 CSV_FILES = ("controls.csv", "exceptions.csv", "attestations.csv", "bundles.csv")  # what render_csv returns
 
 
-def render_csv(report: dict[str, Any]) -> dict[str, str]:
+def render_csv(report: PeriodReport) -> dict[str, str]:
     """File name -> CSV text."""
+    groups = {g.group: g for g in report.exception_groups}
     return {
-        "controls.csv": _table(_control_header(), _control_rows(report)),
+        "controls.csv": _table(_control_header(), _control_rows(report.controls)),
         "exceptions.csv": _table(
             (
                 "date",
@@ -41,8 +45,15 @@ def render_csv(report: dict[str, Any]) -> dict[str, str]:
                 "bundle",
                 "manifest_sha256",
                 "maintenance_window",
+                "group",
+                "group_count",
+                "group_first",
+                "group_last",
             ),
-            (_exception_row(e) for e in report["exceptions"]),
+            (
+                (*_exception_row(e), e.group, groups[e.group].count, groups[e.group].first, groups[e.group].last)
+                for e in report.exceptions
+            ),
         ),
         "attestations.csv": _table(
             (
@@ -76,18 +87,18 @@ def render_csv(report: dict[str, Any]) -> dict[str, str]:
             ),
             (
                 (
-                    b["bundle"],
-                    b["run_id"],
-                    b["started_at"],
-                    b["status"],
-                    b["exit_code"],
-                    b["markers"],
-                    b["manifest_sha256"],
-                    b["signed_by"],
-                    " ".join(f"{k}={v}" for k, v in b["change"].items()),
-                    json.dumps(b["upload"]) if b["upload"] else "",
+                    b.bundle,
+                    b.run_id,
+                    b.started_at,
+                    b.status,
+                    b.exit_code,
+                    b.markers,
+                    b.manifest_sha256,
+                    b.signed_by,
+                    " ".join(f"{k}={v}" for k, v in b.change.items()),
+                    json.dumps(b.upload) if b.upload else "",
                 )
-                for b in report["bundles"]
+                for b in report.bundles
             ),
         ),
     }
@@ -125,61 +136,61 @@ def _control_header() -> tuple[str, ...]:
     )
 
 
-def _control_rows(report: dict[str, Any]) -> Iterable[Sequence[Any]]:
-    for control in report["controls"]:
-        cadences = control["cadences"]
+def _control_rows(controls: list[ControlRow]) -> Iterable[Sequence[Any]]:
+    for control in controls:
+        cadences = control.cadences
         yield (
-            control["control"],
-            control["framework"],
-            control["title"],
+            control.control,
+            control.framework,
+            control.title,
             " ".join(sorted(cadences)),
-            sum(c["expected"] for c in cadences.values()),
-            sum(c["ran"] for c in cadences.values()),
-            " ".join(label for c in cadences.values() for label in c["missed"]),
-            control["checks"],
-            control["records"],
-            *(control["outcomes"].get(o, 0) for o in OUTCOME_COLUMNS),
-            control["pass_rate"],
+            sum(c.expected for c in cadences.values()),
+            sum(c.ran for c in cadences.values()),
+            " ".join(label for c in cadences.values() for label in c.missed),
+            control.checks,
+            control.records,
+            *(control.outcomes.get(o, 0) for o in OUTCOME_COLUMNS),
+            control.pass_rate,
         )
 
 
-def _exception_row(exception: dict[str, Any]) -> Sequence[Any]:
-    waiver = exception.get("waiver") or {}
+def _exception_row(exception: ReportException) -> tuple[Any, ...]:
+    waiver = exception.waiver
     return (
-        exception["date"],
-        exception["at"],
-        exception["type"],
-        " ".join(exception["controls"]),
-        exception["check"],
-        exception["severity"],
-        exception["outcome"],
-        exception["message"],
-        exception["status"],
-        waiver.get("ticket"),
-        waiver.get("approved_by"),
-        waiver.get("expires"),
-        exception["resolved_at"],
-        exception["resolved_by"],
-        exception["bundle"],
-        exception["manifest_sha256"],
-        (exception.get("maintenance") or {}).get("name"),
+        exception.date,
+        exception.at,
+        exception.type,
+        " ".join(exception.controls),
+        exception.check,
+        exception.severity,
+        exception.outcome,
+        exception.message,
+        exception.status,
+        waiver.ticket if waiver else None,
+        waiver.approved_by if waiver else None,
+        waiver.expires if waiver else None,
+        exception.resolved_at,
+        exception.resolved_by,
+        exception.bundle,
+        exception.manifest_sha256,
+        exception.maintenance.name if exception.maintenance else None,
     )
 
 
-def _attestation_rows(report: dict[str, Any]) -> Iterable[Sequence[Any]]:
-    for item in report["attestations"]:
-        common = (item["id"], item["title"], item["cadence"], " ".join(item["controls"]))
-        for entry in item["entries"]:
+def _attestation_rows(report: PeriodReport) -> Iterable[Sequence[Any]]:
+    for item in report.attestations:
+        common = (item.id, item.title, item.cadence, " ".join(item.controls))
+        for entry in item.entries:
             yield (
                 *common,
-                entry["period"],
+                entry.period,
                 "attested",
-                entry["attested_by"],
-                entry["attested_at"],
-                entry["note"],
-                entry["evidence_name"],
-                entry["evidence_sha256"],
-                entry["entry_sha256"],
+                entry.attested_by,
+                entry.attested_at,
+                entry.note,
+                entry.evidence_name,
+                entry.evidence_sha256,
+                entry.entry_sha256,
             )
-        for label in item["missing"]:
+        for label in item.missing:
             yield (*common, label, "missing", None, None, None, None, None, None)

@@ -15,6 +15,7 @@ from typing import Any
 from markupsafe import Markup
 
 from opsproof.compliance.periods import period_from_label
+from opsproof.compliance.report_model import ControlRow, DayRow, PeriodReport, ReportSummary
 from opsproof.evidence.page import environment
 from opsproof.model.controls import framework_name
 
@@ -41,21 +42,22 @@ STATUS_WORDS = {
 EXCEPTION_STATUSES = ("open", "missed", "maintenance", "waived", "resolved")
 
 
-def render_period_html(report: dict[str, Any]) -> str:
-    summary = report["summary"]
-    exceptions = report["exceptions"]
-    counts = {s: sum(1 for e in exceptions if e["status"] == s) for s in EXCEPTION_STATUSES}
+def render_period_html(report: PeriodReport) -> str:
+    summary = report.summary
+    exceptions = report.exceptions
+    counts = {s: sum(1 for e in exceptions if e.status == s) for s in EXCEPTION_STATUSES}
     return (
         environment("opsproof.compliance")
         .get_template("period.html.j2")
         .render(
             report=report,
-            period=report["period"],
+            period=report.period,
             summary=summary,
             verdict=_verdict(summary),
             chart=_chart(report),
-            controls=_controls(report["controls"]),
+            controls=_controls(report.controls),
             exceptions=exceptions,
+            groups=report.exception_groups,
             exception_counts=" · ".join(f"{n} {s}" for s, n in counts.items() if n),
             percent=_percent,
             STATUS_COLOURS=STATUS_COLOURS,
@@ -65,9 +67,9 @@ def render_period_html(report: dict[str, Any]) -> str:
     )
 
 
-def _verdict(summary: dict[str, Any]) -> tuple[str, str]:
-    exceptions = summary["exceptions"]
-    if exceptions["open"] or exceptions["missed"] or summary["attestations_missing"]:
+def _verdict(summary: ReportSummary) -> tuple[str, str]:
+    exceptions = summary.exceptions
+    if exceptions.open or exceptions.missed or summary.attestations_missing:
         return "exceptions", "s-failed"
     return "no open exceptions", "s-passed"
 
@@ -79,27 +81,27 @@ def _percent(value: Any) -> str:
 # --- the daily chart --------------------------------------------------------------------------
 
 
-def _chart(report: dict[str, Any]) -> dict[str, Any] | None:
+def _chart(report: PeriodReport) -> dict[str, Any] | None:
     """The daily chart's geometry: month ticks, and one row of cells per control (the first: all checks)."""
-    days = report["days"]
+    days = report.days
     if not days:
         return None
-    missed_days = {c["control"]: _missed_days(c) for c in report["controls"]}
+    missed_days = {c.control: _missed_days(c) for c in report.controls}
     label_width, top = 150, 22
     cell = max(3.0, min(16.0, 900 / len(days)))
     row_height, gap = 14, 3
-    rows = [("all checks", [d["status"] for d in days])]
-    for control in (c["control"] for c in report["controls"]):
+    rows = [("all checks", [d.status for d in days])]
+    for control in (c.control for c in report.controls):
         statuses = []
         for d in days:
-            found = d["controls"].get(control)
-            statuses.append(found or ("missed" if d["date"] in missed_days[control] else "none"))
+            found = d.controls.get(control)
+            statuses.append(found or ("missed" if d.date in missed_days[control] else "none"))
         rows.append((control, statuses))
     width = label_width + cell * len(days) + 4
     height = top + len(rows) * (row_height + gap) + 4
     months = []
     for index, day in enumerate(days):
-        when = date.fromisoformat(day["date"])
+        when = date.fromisoformat(day.date)
         if index == 0 or when.day == 1:
             months.append({"x": f"{label_width + index * cell:.1f}", "label": f"{when:%b %Y}"})
     drawn = []
@@ -121,18 +123,18 @@ def _chart(report: dict[str, Any]) -> dict[str, Any] | None:
         "tick_end": f"{height - 2:.0f}",
         "cell_width": f"{max(cell - 1, 1.5):.1f}",
         "row_height": row_height,
-        "first": days[0]["date"],
-        "last": days[-1]["date"],
+        "first": days[0].date,
+        "last": days[-1].date,
         "months": months,
         "rows": drawn,
     }
 
 
-def _missed_days(control: dict[str, Any]) -> set[str]:
+def _missed_days(control: ControlRow) -> set[str]:
     """Every day of every period the control missed (a missed week greys the whole week)."""
     days: set[str] = set()
-    for cadence, found in control["cadences"].items():
-        for label in found["missed"]:
+    for cadence, found in control.cadences.items():
+        for label in found.missed:
             period = period_from_label(cadence, label)
             day = period.start
             while day < period.end:
@@ -141,26 +143,26 @@ def _missed_days(control: dict[str, Any]) -> set[str]:
     return days
 
 
-def _cell_detail(day: dict[str, Any], name: str, status: str, overall: bool) -> str:
-    text = f"{day['date']} {name}: {STATUS_WORDS.get(status, status)}"
-    if overall and day["outcomes"]:
-        counts = ", ".join(f"{n} {o}" for o, n in sorted(day["outcomes"].items()))
-        text += f" ({day['runs']} run{'s' if day['runs'] != 1 else ''}: {counts})"
+def _cell_detail(day: DayRow, name: str, status: str, overall: bool) -> str:
+    text = f"{day.date} {name}: {STATUS_WORDS.get(status, status)}"
+    if overall and day.outcomes:
+        counts = ", ".join(f"{n} {o}" for o, n in sorted(day.outcomes.items()))
+        text += f" ({day.runs} run{'s' if day.runs != 1 else ''}: {counts})"
     return text
 
 
 # --- tables -----------------------------------------------------------------------------------
 
 
-def _controls(controls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _controls(controls: list[ControlRow]) -> list[dict[str, Any]]:
     """The controls with a heading row before each framework, named in full."""
     rows: list[dict[str, Any]] = []
     framework = None
     for control in controls:
-        if control["framework"] != framework:
-            framework = control["framework"]
+        if control.framework != framework:
+            framework = control.framework
             rows.append({"framework": framework_name(framework)})
-        missed = [label for c in control["cadences"].values() for label in c["missed"]]
+        missed = [label for c in control.cadences.values() for label in c.missed]
         rows.append({"control": control, "missed": missed})
     return rows
 
@@ -185,5 +187,8 @@ text-transform:uppercase;color:#fff;background:var(--skipped)}
 tr.x-open td{background:#fff5f5}
 ul.entries{margin:0;padding-left:16px;font-size:12.5px}
 table.exceptions td{font-size:12.5px}
+table.exceptions td.when{white-space:nowrap}.runs{font-size:11.5px;font-weight:600;color:var(--muted)}
+.tablebox{overflow-x:auto}.day{white-space:nowrap}
+@media (max-width:900px){table.exceptions td.when{white-space:normal}table.exceptions td{font-size:12px}}
 .tiles .tile.o-warned .n{color:var(--warned)}
 """

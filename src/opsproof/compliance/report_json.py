@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+
+from opsproof.compliance.report_model import PeriodReport
 
 
-def render_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, default=str) + "\n"
+def render_json(report: PeriodReport) -> str:
+    return json.dumps(report.dump(), indent=2) + "\n"

@@ -268,6 +268,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if kind is None:
         return
     refs = []
+    # The area markers come from the kind's declaration (targets/<kind>.py), the one place that says them.
+    areas = [getattr(pytest.mark, area) for area in kind.declared.areas]
     for name, target in state.targets(kind.section).items():
         if not item_applies(metafunc.function, target):
             continue
@@ -279,7 +281,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             # A part (a query, a KPI) may join the post-deploy gate on its own, or leave it.
             part_post_deploy = getattr(part.spec, "post_deploy", None) if part is not None else None
             gated = item_post_deploy if part_post_deploy is None else part_post_deploy
-            marks = [cadence, pytest.mark.post_deploy] if gated else [cadence]
+            marks = [cadence, *areas, pytest.mark.post_deploy] if gated else [cadence, *areas]
             refs.append(pytest.param(ref, id=ref.label, marks=marks))
     # Direct parametrization: each check's `item`, `check` and `facts` are then handed
     # from its TargetRef (see `_handed`) without a fixture lookup by name.
