@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import re
 import time
 from typing import Any
 
-from helpers.pages import HOSTILE, OUTCOMES, make_check, make_results, parse
+from helpers.pages import HOSTILE, OUTCOMES, make_check, make_results, parse, split_scripts
 
 from opsproof.evidence.html import render_html
 
@@ -19,7 +21,21 @@ def test_page_is_self_contained() -> None:
         for name in ("src", "href", "action", "srcset", "poster"):
             value = (attrs.get(name) or "").strip().lower()
             assert not value.startswith(("http:", "https:", "//", "data:", "file:")), (tag, name, value)
-        assert tag not in ("link", "script", "img", "iframe", "object", "embed"), tag
+        assert tag not in ("link", "img", "iframe", "object", "embed"), tag
+        assert not [name for name in attrs if name.startswith("on")], (tag, attrs)  # no inline handlers
+    # Two scripts, both inline: the facts of the collapsed rows (data, never run) and the page's own code,
+    # the only code the Content-Security-Policy allows (by its hash; no 'unsafe-inline' for scripts).
+    assert [attrs for tag, attrs in parser.tags if tag == "script"] == [
+        {"type": "application/json", "id": "check-facts"},
+        {},
+    ]
+    markup, facts, code = split_scripts(page)
+    assert "<script" not in markup and facts and code
+    digest = base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page)
+    assert policy is not None
+    assert policy.group(1) == f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
+    assert not re.search(r"fetch\(|XMLHttpRequest|import\(|innerHTML|eval\(", code)
     assert not re.search(r"<link\b[^>]*stylesheet", page, re.I)
     assert not re.search(r"@import|url\(", page, re.I)  # CSS can fetch too
 
@@ -65,7 +81,9 @@ def test_hostile_values_are_escaped() -> None:
     results["run"]["vars"] = {"X": HOSTILE}
     results["summary"]["waivers"]["unmatched"] = [{"check": HOSTILE, "ticket": HOSTILE}]
     page = render_html(results)
-    assert "<script" not in page.lower()
+    markup, facts, _ = split_scripts(page)
+    assert "<script" not in markup.lower()  # the page's own two scripts aside
+    assert "<" not in facts and ">" not in facts  # nothing in the embedded facts can end their element
     assert "<img" not in page.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     # Unknown words from the data never become class names or attributes.
@@ -141,7 +159,12 @@ def test_odd_input_does_not_crash() -> None:
 def test_passed_collapsed_failures_open() -> None:
     page = render_html(make_results(6))
     details = re.findall(r'<details id="check-\d+" class="check o-(\w+)"( open)?>', page)
-    assert {o for o, is_open in details if is_open} == {"failed", "error", "warned"}
+    # Issue 18: the blocking checks open (make_results blocks on every failed and error); the rest of
+    # what needs attention one click away, its facts in the page all the same; passed ones facts on demand.
+    assert {o for o, is_open in details if is_open} == {"failed", "error"}
+    rows = dict(re.findall(r'<details id="check-\d+" class="check o-(\w+)"[^>]*>(.*?)</details>', page, re.S))
+    assert '<div class="body">' in rows["warned"] and '<div class="body">' in rows["failed"]
+    assert '<div class="body">' not in rows["passed"]
 
 
 def test_thousand_checks_render_fast() -> None:

@@ -99,3 +99,26 @@ def parse(page: str) -> TagBalance:
     parser.feed(page)
     parser.close()
     return parser
+
+
+FACTS_OPEN = '<script type="application/json" id="check-facts">'
+
+
+def split_scripts(page: str) -> tuple[str, str, str]:
+    """report.html as (the markup without its two scripts, the facts' JSON text, the page's own script's code).
+
+    The facts (`<script type="application/json" id="check-facts">`) and the code (`<script>`) are
+    the last elements of the body; either is "" when the page has none.
+    """
+    facts = code = ""
+    if FACTS_OPEN in page:
+        start = page.index(FACTS_OPEN)
+        end = page.index("</script>", start)
+        facts = page[start + len(FACTS_OPEN) : end]
+        page = page[:start] + page[end + len("</script>") :]
+    if "<script>" in page:
+        start = page.rindex("<script>")
+        end = page.index("</script>", start)
+        code = page[start + len("<script>") : end]
+        page = page[:start] + page[end + len("</script>") :]
+    return page, facts, code

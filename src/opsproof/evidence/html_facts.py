@@ -1,0 +1,210 @@
+"""The facts of report.html's collapsed rows, embedded once as compact JSON and drawn on demand.
+
+At 10,000 checks, a table per check (observed, expected, id, markers, controls: ~60 elements
+and ~2 KiB each) made a 24 MiB page that took Chromium 14 s to open. Rows that start closed
+(passed, skipped, waived) carry only their summary line; their facts are one JSON document
+in `<script type="application/json" id="check-facts">`, read by the page's script when a
+row is opened. The texts are decided here, exactly as `page.kv_table` writes them, so a
+row drawn on demand shows what a server-drawn row shows.
+
+The document, `{"v": 1, "b": ms, "t": [...], "k": [...], "l": [...], "d": [...], "c": [...]}`:
+
+- `t`: texts that occur more than once (ids' prefixes, content types, bodies, thresholds...);
+  `[i]` in a text's place is `t[i]`.
+- `k`: the key lists of observed/expected dicts (one per shape); `l`: marker/control lists;
+  `d`: observed/expected dicts that occur more than once (the same thresholds everywhere).
+- `c[n]`: the record of the row `check-n`, or null when its facts are in the page already:
+  `[id prefix, id rest, kind, started, phase, markers, controls, observed, expected, waiver?]`.
+  Texts are a string or `[i]`; the id's rest is 1 when it is `[<target>]`; started is
+  milliseconds after `b` (Unix ms) when the page can write it back exactly, else its text;
+  markers/controls index `l`; observed/expected are null (nothing recorded), a string
+  (shown as it is), an index into `d`, or `[shape, value, ...]` in the order of `k[shape]`.
+- A value in a dict: a string (text), true/false/null, a number JS prints as Python does,
+  or `[i]` (text `t[i]`), `[i, 1]` / `["...", 1]` (a scalar's text), `[i, 2]` / `["...", 2]`
+  (a nested list/dict as compact JSON).
+
+Every `<`, `>` and `&` is written `\\u003c`... so no text can end the script element.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from opsproof.evidence.page import as_list, as_text, timestamp
+
+__all__ = ["FactsData"]
+
+# Texts shorter than this cost less written out than as a reference ([12345]).
+SHORTEST_SHARED = 5
+_STRING, _SCALAR, _JSON = 0, 1, 2
+_SAFE_FLOAT = (1e-4, 1e16)  # Python's repr and JavaScript's String() agree on floats in this range
+
+
+class FactsData:
+    """Collects the checks whose facts are drawn on demand; `script()` is the element that carries them."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, dict[str, Any]] = {}
+
+    def add(self, row: int, check: dict[str, Any]) -> None:
+        self._rows[row] = check
+
+    def __bool__(self) -> bool:
+        return bool(self._rows)
+
+    def script(self) -> str:
+        """`<script type="application/json" id="check-facts">...</script>`, or "" when no row needs it."""
+        if not self._rows:
+            return ""
+        return f'<script type="application/json" id="check-facts">{script_safe_json(self.document())}</script>'
+
+    def document(self) -> dict[str, Any]:
+        # Two passes: every record with its texts pending (a (text, kind) tuple), counting them;
+        # then each pending text written out, or as a reference when it is shared.
+        draft = _Draft()
+        records = {row: draft.record(check) for row, check in self._rows.items()}
+        table = [text for text, seen in draft.counts.items() if seen > 1 and len(text) >= SHORTEST_SHARED]
+        index = {text: at for at, text in enumerate(table)}
+        dict_counts: Counter[str] = Counter()
+        for record in records.values():
+            for at, field in enumerate(record):
+                record[at] = _final(field, index)
+            for facts in record[7:9]:
+                if isinstance(facts, list):
+                    dict_counts[repr(facts)] += 1
+        shared: dict[str, int] = {}
+        dicts: list[Any] = []
+        for record in records.values():
+            for at in (7, 8):
+                facts = record[at]
+                if isinstance(facts, list) and dict_counts[key := repr(facts)] > 1:
+                    record[at] = shared.setdefault(key, len(dicts))
+                    if record[at] == len(dicts):
+                        dicts.append(facts)
+        rows: list[Any] = [None] * (max(records) + 1)
+        for row, record in records.items():
+            rows[row] = record
+        return {
+            "v": 1,
+            "b": draft.base_ms,
+            "t": table,
+            "k": [[as_text(key) for key in keys] for keys in draft.shapes],
+            "l": [[as_text(item) for item in items] for items in draft.lists],
+            "d": dicts,
+            "c": rows,
+        }
+
+
+def script_safe_json(value: Any) -> str:
+    """JSON that can stand inside a <script> element: no `</script>`, `<!--` or `&` in it, still the same JSON."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+class _Draft:
+    """Records with their texts pending, the texts counted, the shapes and chip lists numbered."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.shapes: dict[tuple[str, ...], int] = {}
+        self.lists: dict[tuple[str, ...], int] = {}
+        self.base_ms: int | None = None
+
+    def text(self, value: str, kind: int = _STRING) -> tuple[str, int]:
+        self.counts[value] += 1
+        return (value, kind)
+
+    def record(self, check: dict[str, Any]) -> list[Any]:
+        node = as_text(check.get("id"))
+        cut = node.find("[")  # "checks/health/test_http.py::test_health[svc-1]": the prefix is shared by a kind
+        prefix, rest = (node, "") if cut < 0 else (node[:cut], node[cut:])
+        target = check.get("target")
+        record: list[Any] = [
+            self.text(prefix),
+            # Most ids end in "[<target>]"; 1 says so, and the page takes the target from the row.
+            1 if isinstance(target, str) and target and rest == f"[{target}]" else rest,
+            self.text(as_text(check.get("kind"))),
+            self.started(check.get("started_at")),
+            self.text(as_text(check.get("phase"))),
+            self.chips(check.get("markers")),
+            self.chips(check.get("controls")),
+            self.facts(check.get("observed")),
+            self.facts(check.get("expected")),
+        ]
+        waiver = check.get("waiver")
+        if isinstance(waiver, dict):
+            # The order the page's script reads them in; the status first, "expired" or anything else.
+            keys = ("status", "ticket", "approved_by", "expires", "check", "reason")
+            record.append([self.text(as_text(waiver.get(k))) for k in keys])
+        return record
+
+    def started(self, value: Any) -> Any:
+        """Milliseconds after the first check's start when the page can write it back exactly, else the text."""
+        if isinstance(value, str) and len(value) == 24 and value.endswith("Z"):
+            try:
+                at = datetime.fromisoformat(value)
+            except ValueError:
+                at = None
+            if at is not None and at.isoformat(timespec="milliseconds").replace("+00:00", "Z") == value:
+                ms = int(at.timestamp() * 1000 + 0.5)
+                if self.base_ms is None:
+                    self.base_ms = ms
+                return ms - self.base_ms
+        return self.text(timestamp(value))
+
+    def chips(self, values: Any) -> int:
+        # As page.chips reads them: a string is one chip, anything else not a list is none.
+        items = tuple([values] if isinstance(values, str) else as_list(values))
+        if not all(isinstance(item, str) for item in items):
+            items = tuple(as_text(item) for item in items)  # a list or dict among them would not hash
+        at = self.lists.get(items)
+        if at is None:
+            at = self.lists[items] = len(self.lists)
+        return at
+
+    def facts(self, value: Any) -> Any:
+        """As page.kv_table shows it: None (nothing), a string (shown as it is), or [shape, values...]."""
+        if not (isinstance(value, dict) and value):
+            return None if value in (None, {}, [], "") else as_text(value)
+        keys = tuple(value)
+        shape = self.shapes.get(keys)
+        if shape is None:
+            shape = self.shapes[keys] = len(self.shapes)
+        drafted: list[Any] = [shape]
+        counts = self.counts
+        # The loop every fact of every collapsed row goes through: the common types first, inline.
+        for fact in value.values():
+            kind = type(fact)
+            if kind is str:
+                counts[fact] += 1
+                drafted.append((fact, _STRING))
+            elif (
+                fact is None
+                or kind is bool
+                or (kind is int and -(2**53) < fact < 2**53)
+                or (kind is float and _SAFE_FLOAT[0] <= abs(fact) < _SAFE_FLOAT[1] and not fact.is_integer())
+            ):
+                drafted.append(fact)
+            elif isinstance(fact, (dict, list, tuple)):
+                drafted.append(self.text(as_text(fact), _JSON))
+            elif isinstance(fact, str):
+                drafted.append(self.text(fact))
+            else:
+                drafted.append(self.text(as_text(fact), _SCALAR))
+        return drafted
+
+
+def _final(field: Any, index: dict[str, int]) -> Any:
+    """A drafted field with its pending texts written: the text, `[i]`, or `[text or i, kind]`."""
+    if type(field) is tuple:
+        text, kind = field
+        at = index.get(text)
+        if kind == _STRING:
+            return text if at is None else [at]
+        return [text if at is None else at, kind]
+    if type(field) is list:
+        return [_final(item, index) for item in field]
+    return field
