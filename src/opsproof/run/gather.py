@@ -67,7 +67,7 @@ class Gatherer:
         # One condition for every target (not an Event each): notified as facts arrive.
         self._arrived = threading.Condition()
         # Checks still to ask for each target's facts; the facts are dropped after the last
-        # one (None: kept for `all()`). The records keep what the checks observed.
+        # one (None: kept for every caller). The records keep what the checks observed.
         self._uses: dict[tuple[str, str], int] | None = None
         self._done = False  # no more facts will come: waiters are released, new ones too
         self._early: dict[str, set[str]] = {}

@@ -422,14 +422,11 @@ def _require_state(request: pytest.FixtureRequest) -> RunState:
     return state
 
 
-def _wanted(items: list[pytest.Item]) -> dict[str, set[str]]:
-    """Target names by kind, over the checks that need facts."""
+def _wanted(items: list[pytest.Item], uses: dict[tuple[str, str], int] | None = None) -> dict[str, set[str]]:
+    """Target names by kind, over the checks that need facts (`uses`: `_uses(items)`, when already counted)."""
     wanted: dict[str, set[str]] = {}
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        ref = callspec.params.get("target") if callspec is not None else None
-        if isinstance(ref, TargetRef) and "facts" in getattr(item, "fixturenames", ()):
-            wanted.setdefault(ref.kind, set()).add(ref.name)
+    for kind, name in uses if uses is not None else _uses(items):
+        wanted.setdefault(kind, set()).add(name)
     return wanted
 
 
@@ -483,9 +480,10 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         session.config.add_cleanup(undo)
     if state.share_dir is not None or session.config.option.collectonly:
         return
-    wanted = _wanted(session.items)
+    uses = _uses(session.items)
+    wanted = _wanted(session.items, uses)
     if wanted and not (session.testsfailed and not session.config.option.continue_on_collection_errors):
-        state.gatherer = (state.gatherer or _gatherer(state)).start(wanted, _uses(session.items))
+        state.gatherer = (state.gatherer or _gatherer(state)).start(wanted, uses)
         # The first check waits for the first probe (~0.2 s for HTTP): the modules that
         # write the bundle load, and report.html's template compiles, in that wait rather
         # than after the last check.
