@@ -21,11 +21,10 @@ import itertools
 import statistics
 from typing import Any
 
-from opsproof import Check, CheckError, applies
+from opsproof import Check, CheckError, applies, format_duration, format_percent, format_size
 from opsproof.probes import utc_iso
 from opsproof.probes.backups import BackupsFacts
 from opsproof.targets.backups import BackupsTarget
-from opsproof.units import format_duration, format_percent, format_size
 
 GAPS_SHOWN = 5
 

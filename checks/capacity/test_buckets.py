@@ -15,10 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from opsproof import Check, CheckError, applies
+from opsproof import Check, CheckError, applies, format_size
 from opsproof.probes.buckets import BucketsFacts
 from opsproof.targets.buckets import BucketsTarget
-from opsproof.units import format_size
 
 
 def _read(facts: BucketsFacts, aspect: str) -> Any:

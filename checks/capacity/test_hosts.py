@@ -24,13 +24,11 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-from opsproof import Check, CheckError, Part, applies, each
-from opsproof.model.fields import Threshold
+from opsproof import Check, CheckError, Part, Threshold, applies, each, format_duration, format_percent, format_size
 from opsproof.outcomes import evaluate
 from opsproof.probes.hosts import HostFacts
 from opsproof.targets.hosts import CertificateFile, Constraint, HostTarget, PortSpec, ServiceSpec
 from opsproof.targets.tls import show_remaining
-from opsproof.units import format_duration, format_percent, format_size
 
 NAMED = 5
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from opsproof import Check, applies
+from opsproof import Check, applies, format_duration, format_percent
 from opsproof.probes.tls import EXPIRED, HOSTNAME_MISMATCH, NOT_YET_VALID, TlsFacts
 from opsproof.targets.tls import TLS_VERSIONS, TlsTarget, show_remaining
-from opsproof.units import format_duration, format_percent
 
 # OpenSSL's errors meaning "no trusted root for this chain": a private CA missing from ca_file.
 _NO_TRUSTED_ROOT = (2, 18, 19, 20)

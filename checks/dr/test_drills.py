@@ -21,12 +21,11 @@ must not blame the backup.
 
 from __future__ import annotations
 
-from opsproof import Check, CheckError, Part, applies, each
+from opsproof import Check, CheckError, Part, applies, each, format_duration, format_size
 from opsproof.judging.query_expect import judge_query, raise_for
 from opsproof.probes.drills import DrillFacts
 from opsproof.targets.drills import DrillTarget
 from opsproof.targets.postgres import PostgresQuery
-from opsproof.units import format_duration, format_size
 
 
 def _restored(facts: DrillFacts, what: str) -> None:

@@ -11,7 +11,7 @@ import math
 import re
 from typing import Any
 
-from opsproof import Check, CheckFailed
+from opsproof import Check, CheckFailed, Part, each, format_duration, format_size
 from opsproof.judging.compare import json_subset_mismatches
 from opsproof.judging.series import show_value
 from opsproof.model.json_path import PathAbsent, parse_path, value_at
@@ -19,7 +19,26 @@ from opsproof.outcomes import evaluate
 from opsproof.probes.http import HttpFacts
 from opsproof.targets.http import HttpTarget, ValueExpect
 from opsproof.targets.valued import measured_in_unit
-from opsproof.units import format_duration, format_size
+
+
+def _answered(item: HttpTarget, facts: HttpFacts) -> None:
+    """Stop here unless the target answered with an expected status."""
+    expect = item.expect
+    assert facts.reached, facts.failure
+    assert facts.status in expect.status, (
+        f"HTTP {facts.status} {facts.reason or ''}".rstrip()
+        + f", expected {' or '.join(map(str, expect.status))}"
+        + (f" (redirect to {facts.location})" if facts.location else "")
+    )
+
+
+def _whole(facts: HttpFacts) -> None:
+    if facts.body_truncated:
+        # Never judge a part as the whole: a healthy prefix can hide the error that follows it.
+        raise CheckFailed(
+            f"the body is larger than max_body {format_size(facts.max_body)}: it was not judged "
+            "(raise max_body on the item if the endpoint really answers that much)"
+        )
 
 
 def test_health(item: HttpTarget, facts: HttpFacts, check: Check) -> None:
@@ -30,18 +49,9 @@ def test_health(item: HttpTarget, facts: HttpFacts, check: Check) -> None:
     if expect.body is not None:
         check.expect(body=expect.body)
 
-    assert facts.reached, facts.failure
-    assert facts.status in expect.status, (
-        f"HTTP {facts.status} {facts.reason or ''}".rstrip()
-        + f", expected {' or '.join(map(str, expect.status))}"
-        + (f" (redirect to {facts.location})" if facts.location else "")
-    )
-    if facts.body_truncated and (expect.json_body is not None or expect.body is not None):
-        # Never judge a part as the whole: a healthy prefix can hide the error that follows it.
-        raise CheckFailed(
-            f"the body is larger than max_body {format_size(facts.max_body)}: it was not judged "
-            "(raise max_body on the item if the endpoint really answers that much)"
-        )
+    _answered(item, facts)
+    if expect.json_body is not None or expect.body is not None:
+        _whole(facts)
     if expect.json_body is not None:
         assert facts.json_body is not None, (
             f"body is not JSON ({facts.json_error or 'empty'}); expected {expect.json_body}"
@@ -50,12 +60,22 @@ def test_health(item: HttpTarget, facts: HttpFacts, check: Check) -> None:
         assert not mismatches, "JSON differs: " + "; ".join(mismatches)
     if expect.body is not None:
         assert re.search(expect.body, facts.body_text), f"body does not match /{expect.body}/"
-    if expect.values:
-        _judge_values(expect.values, facts, check)
+    unnamed = [value for value in expect.values if value.name is None]
+    if unnamed:
+        _judge_values(unnamed, facts, check)
     check.note(f"HTTP {facts.status} in {format_duration(facts.latency_s or 0)}")
     samples = facts.latency_samples_ms
     detail = f"the faster of {len(samples)} samples ({', '.join(f'{s:g}ms' for s in samples)})" if samples else None
     check.threshold("latency", facts.latency_s, expect.latency, show=format_duration, detail=detail)
+
+
+@each("named_values")
+def test_value(item: HttpTarget, part: Part, facts: HttpFacts, check: Check) -> None:
+    """A JSON value with a `name:`: its own check (and severity, cadence), on the item's one answer."""
+    _answered(item, facts)
+    _whole(facts)
+    _judge_values([part.spec], facts, check)
+    check.note(f"{part.spec.path} is {check.observed['values'][part.spec.path]!r}")
 
 
 def _expected(spec: ValueExpect) -> dict[str, Any]:

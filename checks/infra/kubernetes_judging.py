@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from opsproof import Check, CheckError
-from opsproof.model.fields import Threshold
+from opsproof import Check, CheckError, Threshold
 from opsproof.outcomes import evaluate
 from opsproof.probes.kubernetes import KubernetesFacts
 

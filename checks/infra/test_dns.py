@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import re
 
-from opsproof import Check
+from opsproof import Check, format_duration
 from opsproof.probes.dns import DnsFacts
 from opsproof.targets.dns import DnsTarget, canonical
-from opsproof.units import format_duration
 
 RCODE_MEANING = {
     "NXDOMAIN": "the name does not exist",

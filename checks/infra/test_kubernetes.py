@@ -41,14 +41,13 @@ from kubernetes_judging import listed as _listed
 from kubernetes_judging import named as _named
 from kubernetes_judging import observe_offenders as _observe_offenders
 
-from opsproof import Check, Part, applies, each
+from opsproof import Check, Part, applies, each, format_duration, format_percent
 from opsproof.outcomes import reaches
 from opsproof.probes.kubernetes import KubernetesFacts
 from opsproof.probes.kubernetes_reduce import STARTING_REASONS
 from opsproof.targets.kubernetes import CronJobExpectation, KubernetesTarget, LabelSelector
 from opsproof.targets.kubernetes_more import HpaExpectation, ResourceExpectation
 from opsproof.targets.tls import Expiry, show_remaining
-from opsproof.units import format_duration, format_percent
 
 # -- shared --------------------------------------------------------------------------------
 

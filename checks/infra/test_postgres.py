@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from opsproof import Check, CheckError, Part, applies, each
+from opsproof import Check, CheckError, Part, applies, each, format_duration, format_percent
 from opsproof.judging.query_expect import judge_query, raise_for
 from opsproof.probes.postgres import PostgresFacts
 from opsproof.targets.postgres import PostgresQuery, PostgresTarget
-from opsproof.units import format_duration, format_percent
 
 
 def _session(facts: PostgresFacts) -> None:

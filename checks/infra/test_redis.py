@@ -19,12 +19,10 @@ check could not run, and the operator must fix the profile or the grant.
 
 from __future__ import annotations
 
-from opsproof import Check, CheckError, Part, applies, each
-from opsproof.model.fields import Threshold
+from opsproof import Check, CheckError, Part, Threshold, applies, each, format_duration, format_percent, format_size
 from opsproof.probes import utc_iso
 from opsproof.probes.redis import RedisFacts
 from opsproof.targets.redis import RedisTarget
-from opsproof.units import format_duration, format_percent, format_size
 
 QUEUE_TYPES = {"list": "list", "stream": "stream", "zset": "sorted set", "set": "set"}
 

@@ -14,10 +14,9 @@ matching the selector fails: there is nothing to count in. A stream longer than
 
 from __future__ import annotations
 
-from opsproof import Check, CheckError, Part, each
+from opsproof import Check, CheckError, Part, each, format_duration, format_size
 from opsproof.probes.logs import LogsFacts
 from opsproof.targets.logs import LogPattern, LogsTarget
-from opsproof.units import format_duration, format_size
 
 
 def _count(value: float) -> str:

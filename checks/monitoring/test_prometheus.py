@@ -19,12 +19,11 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-from opsproof import Check, CheckError, Part, applies, each
+from opsproof import Check, CheckError, Part, applies, each, format_duration
 from opsproof.judging.series import labels_text, show_value
 from opsproof.judging.series import offenders as series_offenders
 from opsproof.probes.prometheus import PrometheusFacts, parse_time
 from opsproof.targets.prometheus import AlertReview, Kpi, PrometheusTarget
-from opsproof.units import format_duration
 
 NAMED = 5  # alerts or targets named in a message, per group
 SHOWN_SERIES = 5

@@ -31,7 +31,7 @@ from pydantic_core import PydanticUndefined
 
 from opsproof import targets, units
 from opsproof.model import controls, markers
-from opsproof.model.fields import Defaults, Item, Threshold
+from opsproof.model.fields import AspectThreshold, Defaults, Item, Threshold
 from opsproof.model.results import Results
 from opsproof.profile import Waiver
 
@@ -208,7 +208,8 @@ def describe_type(annotation: Any, metadata: list[Any] | None = None) -> str:
         return f"mapping of {describe_type(args[0])} to {describe_type(args[1])}" if args else "mapping"
     threshold = _threshold_of(annotation)
     if threshold is not None:
-        return f"`{{warn, fail}}` of {describe_type(threshold)}"
+        keys = "warn, fail, severity, cadence" if _is_model(annotation, AspectThreshold) else "warn, fail"
+        return f"`{{{keys}}}` of {describe_type(threshold)}"
     if _is_model(annotation, BaseModel):
         return "mapping"
     return _SCALARS.get(annotation, getattr(annotation, "__name__", str(annotation)).lower())
@@ -239,7 +240,8 @@ def _unit(metadata: list[Any]) -> tuple[str, Callable[[float], str] | None] | No
 def _threshold_of(annotation: Any) -> Any | None:
     """`X` of `Threshold[X]`, else None."""
     meta = getattr(annotation, "__pydantic_generic_metadata__", None)
-    if meta and meta.get("origin") is Threshold and meta.get("args"):
+    origin = meta.get("origin") if meta else None
+    if isinstance(origin, type) and issubclass(origin, Threshold) and meta and meta.get("args"):
         return meta["args"][0]
     return None
 

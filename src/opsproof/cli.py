@@ -8,12 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import signal
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -45,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="start the demo environment and run the daily checks against it")
     demo.add_argument("--serve", action="store_true", help="keep the demo services running until Ctrl-C")
     demo.add_argument("--port", type=int, default=18080, help="preferred loopback port (default 18080)")
+    demo.add_argument(
+        "--timeline", action="store_true", help="print when each service was ready, pytest started, the bundle sealed"
+    )
     demo.add_argument("pytest_args", nargs=argparse.REMAINDER, help="more pytest arguments, after --")
 
     verify = commands.add_parser(
@@ -170,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(json.dumps(results_json_schema() if args.results else profile_json_schema(), indent=2))
         return 0
-    return _demo(args.port, args.serve, [a for a in args.pytest_args if a != "--"])
+    return _demo(args.port, args.serve, [a for a in args.pytest_args if a != "--"], args.timeline)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -620,7 +619,7 @@ def repository_root() -> Path | None:
     return None
 
 
-def _demo(port: int, serve: bool, pytest_args: list[str]) -> int:
+def _demo(port: int, serve: bool, pytest_args: list[str], timeline: bool = False) -> int:
     root = repository_root()
     if root is None:
         print(
@@ -630,66 +629,31 @@ def _demo(port: int, serve: bool, pytest_args: list[str]) -> int:
     # SIGTERM (systemd, `timeout`, docker stop) and SIGHUP (a closed terminal) stop the demo as Ctrl-C
     # does: by unwinding, so every service is stopped and every temporary folder removed on the way out.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    from opsproof.demo.run import run_demo
+    from opsproof.demo.startup import DemoUsageError, Timeline
+
+    clock = Timeline()
+    clock.mark_process_start("the opsproof process started (then Python's start-up and opsproof's imports)")
     try:
-        return _run_demo(root, port, serve, pytest_args)
+        return run_demo(root, port, serve, pytest_args, clock)
+    except DemoUsageError as exc:
+        print(f"opsproof demo: {exc}", file=sys.stderr)
+        return outcomes.EXIT_USAGE
+    except (RuntimeError, OSError) as exc:  # a service that did not start: every other one was stopped
+        print(f"opsproof demo: a demo service did not start, every other one was stopped: {exc}", file=sys.stderr)
+        return outcomes.EXIT_INTERNAL
     except KeyboardInterrupt:
         print("opsproof demo: stopped; every service was stopped", file=sys.stderr)
         return outcomes.EXIT_OK if serve else outcomes.EXIT_INTERRUPTED
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if timeline:
+            print("opsproof demo: timeline (seconds since the demo began)", *clock.lines(), sep="\n  ", file=sys.stderr)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def _run_demo(root: Path, port: int, serve: bool, pytest_args: list[str]) -> int:
-    from opsproof.demo.environment import demo_environment
-
-    with demo_environment(port) as demo:
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-m",
-            "daily",
-            "--profile",
-            "demo",
-            *demo.pytest_args(),
-            *pytest_args,
-        ]
-        for line in demo.services:
-            print(f"opsproof demo: {line}")
-        if serve:
-            exports = " ".join(f"{name}={shlex.quote(value)}" for name, value in demo.environ.items())
-            print(
-                "opsproof demo: serving until Ctrl-C; in another shell, from this folder, run:\n  "
-                + f"{exports} {shlex.join(command[2:])}".strip()
-            )
-            threading.Event().wait()  # until Ctrl-C, SIGTERM or SIGHUP (KeyboardInterrupt)
-        print("opsproof demo: running " + shlex.join(command[2:]), flush=True)
-        started = time.time()
-        environ = {**os.environ, **demo.environ}
-        code = subprocess.run(command, cwd=root, check=False, env=environ).returncode
-    report = _newest_report(_report_dir(root, pytest_args), since=started)
-    if report is not None:
-        print(f"opsproof demo: open {report} in a browser (exit {code})")
-    return code
-
-
-def _report_dir(root: Path, pytest_args: list[str]) -> Path:
-    for index, arg in enumerate(pytest_args):
-        if arg == "--report-dir" and index + 1 < len(pytest_args):
-            return Path(pytest_args[index + 1])
-        if arg.startswith("--report-dir="):
-            return Path(arg.split("=", 1)[1])
-    return root / "reports"
-
-
-def _newest_report(report_dir: Path, since: float) -> Path | None:
-    reports = [p for p in report_dir.glob("demo-*/report.html") if p.stat().st_mtime >= since - 1]
-    return max(reports, key=lambda p: p.stat().st_mtime) if reports else None
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@
     ├── DrillError            a restore drill stopped; `stage` says where (opsproof.backup.restore)
     ├── LocalPgError          a throwaway PostgreSQL did not start (opsproof.local.postgres; also a RuntimeError)
     ├── LocalRedisError       a throwaway redis-server did not start (opsproof.local.redis; also a RuntimeError)
+    ├── DemoStartError        a demo service did not start or settle (opsproof.demo.startup; a RuntimeError, exit 3)
+    ├── DemoUsageError        $OPSPROOF_PROMETHEUS is no program (opsproof.demo.startup; a ValueError, exit 4)
     ├── HandshakeFailed       a TLS handshake did not complete (opsproof.probes.tls)
     ├── ApiError              the Prometheus API answered with an error (opsproof.probes.prometheus)
     │   └── Denied            ... with 401 or 403

@@ -36,25 +36,6 @@ def test_mypy_is_clean() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_public_api() -> None:
-    import opsproof
-
-    assert sorted(opsproof.__all__) == [
-        "Check",
-        "CheckError",
-        "CheckFailed",
-        "Part",
-        "Profile",
-        "ProfileError",
-        "__version__",
-        "applies",
-        "each",
-        "load_profile",
-    ]
-    for name in opsproof.__all__:
-        assert hasattr(opsproof, name), name
-
-
 # -- the layout: layers, cycles, sizes ----------------------------------------------------------
 
 SRC = REPO / "src" / "opsproof"

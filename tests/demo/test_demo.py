@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -184,15 +186,7 @@ def test_demo_serve_stopped_by_a_signal_cleans_up_like_ctrl_c(tmp_path: Path, si
     """`opsproof demo --serve` under `timeout` or systemd gets SIGTERM: no server and no temporary folder stays."""
     # Short: PostgreSQL's socket path under it must fit in 107 bytes (pytest's tmp_path under xdist does not).
     scratch = Path(tempfile.mkdtemp(prefix="od-"))
-    env = {**os.environ, "TMPDIR": str(scratch), "PYTHONUNBUFFERED": "1"}  # the demo's folders land here
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "opsproof.cli", "demo", "--port", "0", "--serve"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    demo = _demo_process(scratch, "--serve")
     try:
         assert demo.stdout is not None
         seen = []
@@ -217,3 +211,108 @@ def test_demo_serve_stopped_by_a_signal_cleans_up_like_ctrl_c(tmp_path: Path, si
     left = sorted(p.name for p in scratch.iterdir())
     shutil.rmtree(scratch, ignore_errors=True)
     assert left == []
+
+
+def _watch_descendants(process: subprocess.Popen[str], seen: set[int], stop: threading.Event) -> threading.Thread:
+    """Every process ever seen below `process`, polled until `stop`: servers started late are caught too."""
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.update(descendants(process.pid))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def _demo_process(scratch: Path, *options: str, **environ: str) -> subprocess.Popen[str]:
+    """`opsproof demo --port 0 OPTIONS`, its folders under `scratch` (short: PostgreSQL's socket path must fit)."""
+    env = {**os.environ, "TMPDIR": str(scratch), "PYTHONUNBUFFERED": "1", **environ}
+    return subprocess.Popen(
+        [sys.executable, "-m", "opsproof.cli", "demo", "--port", "0", *options],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's foreground job is
+    )
+
+
+def _assert_nothing_left(seen: set[int], scratch: Path) -> None:
+    wait_for(lambda: not any(process_alive(pid) for pid in seen), "every demo process to end", timeout=15)
+    left = sorted(p.name for p in scratch.iterdir())
+    shutil.rmtree(scratch, ignore_errors=True)
+    assert left == []
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="the demo starts Prometheus first: needs the binary")
+def test_ctrl_c_while_the_services_start_stops_every_one_of_them() -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the services start side by side."""
+    scratch = Path(tempfile.mkdtemp(prefix="od-"))
+    demo = _demo_process(scratch, "--timeline")
+    seen: set[int] = set()
+    stop = threading.Event()
+    watcher = _watch_descendants(demo, seen, stop)
+    try:
+        # Prometheus starts first, the others after it: interrupted now, they are half-started.
+        wait_for(lambda: any(_name(pid) == "prometheus" for pid in seen), "the demo to start Prometheus", timeout=60)
+        os.killpg(demo.pid, signal.SIGINT)
+        output, _ = demo.communicate(timeout=90)
+    finally:
+        stop.set()
+        watcher.join()
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.communicate()
+    assert demo.returncode == 2, output
+    assert "opsproof demo: stopped; every service was stopped" in output, output
+    assert "Traceback" not in output, output
+    _assert_nothing_left(seen, scratch)
+
+
+def test_a_prometheus_that_does_not_start_stops_every_other_service(tmp_path: Path) -> None:
+    """The other services and pytest (held at its gate) were started meanwhile: all of them stop, nothing is checked."""
+    refusing = tmp_path / "prometheus"
+    refusing.write_text("#!/bin/sh\necho 'this prometheus refuses to start' >&2\nexit 1\n")
+    refusing.chmod(0o755)
+    scratch = Path(tempfile.mkdtemp(prefix="od-"))
+    demo = _demo_process(scratch, "--timeline", OPSPROOF_PROMETHEUS=str(refusing))
+    seen: set[int] = set()
+    stop = threading.Event()
+    watcher = _watch_descendants(demo, seen, stop)
+    try:
+        output, _ = demo.communicate(timeout=120)
+    finally:
+        stop.set()
+        watcher.join()
+    assert demo.returncode == 3, output
+    assert "a demo service did not start, every other one was stopped: prometheus exited 1" in output
+    assert "this prometheus refuses to start" in output
+    assert "pytest started (held at the gate)" in output
+    assert "test session starts" not in output, "pytest went past its gate"
+    assert len(seen) > 3, "the demo ran its other services as processes meanwhile"
+    _assert_nothing_left(seen, scratch)
+
+
+def test_a_wrong_opsproof_prometheus_is_a_usage_error_naming_it() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "opsproof.cli", "demo", "--port", "0"],
+        cwd=REPO,
+        env={**os.environ, "OPSPROOF_PROMETHEUS": "/nonexistent/prometheus"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 4
+    assert (
+        done.stderr.strip() == "opsproof demo: OPSPROOF_PROMETHEUS='/nonexistent/prometheus' is not an executable file"
+    )
+
+
+def _name(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "comm").read_text().strip()
+    except OSError:
+        return ""

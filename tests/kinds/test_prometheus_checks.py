@@ -403,7 +403,7 @@ def test_bearer_token_and_secrets_never_shown(
             "{name: p, url: 'http://prom:9090', alerts: {fail: [critical], warn: [Critical]}}",
             "severity 'critical' is listed in both fail and warn",
         ),
-        ("{name: p, url: 'http://prom:9090', alerts: {severity: x}}", "prometheus[0].alerts.severity: unknown key"),
+        ("{name: p, url: 'http://prom:9090', alerts: {severities: x}}", "prometheus[0].alerts.severities: unknown key"),
         ("{name: p, url: 'http://prom:9090', targets: {down: {warn: 3, fail: 1}}}", "warn must be at or below fail"),
         (
             "{name: p, url: 'http://prom:9090', kpis: [{name: k, query: up, threshold: {}}]}",

@@ -20,7 +20,8 @@ import logging
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -90,8 +91,12 @@ def _stage_folder(folder: Path, custom_dump: bytes, schema_only: bytes, now: dat
 
 
 @contextmanager
-def serve_demo_backups(pg: LocalPostgres) -> Iterator[DemoBackups]:
-    """Start moto's S3 on loopback, fill the bucket and the folder from `pg`'s `app` database."""
+def serve_demo_backups(pg: LocalPostgres | Callable[[], LocalPostgres]) -> Iterator[DemoBackups]:
+    """Start moto's S3 on loopback, fill the bucket and the folder from `pg`'s `app` database.
+
+    `pg` may be a callable that waits for the database: moto's server (and its imports)
+    then start while PostgreSQL does, and only the dumps wait for it.
+    """
     import boto3
     from moto.s3.models import s3_backends
     from moto.server import ThreadedMotoServer
@@ -108,9 +113,15 @@ def serve_demo_backups(pg: LocalPostgres) -> Iterator[DemoBackups]:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         client = boto3.client("s3", endpoint_url=endpoint, **_credentials())
-        _stage_bucket(client, s3_backends["123456789012"]["global"], _dump(pg), now)
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="opsproof-demo-backups-")))
-        _stage_folder(folder, _dump(pg, "-Fc"), _dump(pg, "-Fc", "--schema-only"), now)
+        database = pg if isinstance(pg, LocalPostgres) else pg()
+        # Three pg_dump processes at once: each waits mostly on the server, not on us.
+        with ThreadPoolExecutor(3, thread_name_prefix="opsproof-demo-dump") as pool:
+            plain, custom, schema_only = pool.map(
+                lambda options: _dump(database, *options), [(), ("-Fc",), ("-Fc", "--schema-only")]
+            )
+        _stage_bucket(client, s3_backends["123456789012"]["global"], plain, now)
+        _stage_folder(folder, custom, schema_only, now)
         yield DemoBackups(endpoint=endpoint, folder=folder)
 
 

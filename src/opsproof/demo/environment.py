@@ -7,9 +7,16 @@ secrets, so the demo also shows that secrets never reach a report).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from opsproof.demo.startup import Timeline, start_together
+
+if TYPE_CHECKING:
+    from opsproof.demo.prometheus import StartingPrometheus
 
 
 @dataclass
@@ -20,6 +27,8 @@ class DemoEnvironment:
     environ: dict[str, str] = field(default_factory=dict)  # secrets, as environment variables
     services: list[str] = field(default_factory=list)  # one line each, for the terminal
     deselect: list[str] = field(default_factory=list)  # kinds the demo cannot serve on this machine
+    # Waits until every service shows the state the demo stages (Prometheus: targets scraped, alerts firing).
+    settle: Callable[[], None] = field(default=lambda: None, repr=False)
 
     def var_args(self) -> list[str]:
         return [arg for name, value in self.plain_vars.items() for arg in ("--var", f"{name}={value}")]
@@ -31,11 +40,46 @@ class DemoEnvironment:
 
 
 @contextmanager
-def demo_environment(http_port: int, *, any_ports: bool = False) -> Iterator[DemoEnvironment]:
+def demo_environment(
+    http_port: int, *, any_ports: bool = False, settled: bool = True, timeline: Timeline | None = None
+) -> Iterator[DemoEnvironment]:
     """Start every demo service (stopping all of them on the way out, whatever happens).
 
-    `any_ports`: every service on a free port, not the demo's usual ones: for tests that run
-    beside a demo, where a usual port seen free a moment ago may be taken when bound.
+    Prometheus starts first and the others side by side (`start_together`). `settled=False`
+    yields as soon as every service answers, before Prometheus has scraped its targets
+    (its first discovery round comes 5 s after it starts): call `demo.settle()` before
+    its checks probe. `any_ports`: every service on a free port, not the demo's usual
+    ones: for tests that run beside a demo, where a usual port seen free a moment ago may
+    be taken when bound. `timeline` records when each service was ready.
+    """
+    anywhere: dict[str, int] = {"port": 0} if any_ports else {}
+    # Prometheus is spawned before the other services' modules load (aiohttp, boto3, moto...):
+    # its 5 s to its first target discovery is the demo's critical path.
+    from opsproof.demo.prometheus import start_demo_prometheus
+
+    timeline = timeline if timeline is not None else Timeline()
+    demo = DemoEnvironment()
+    with ExitStack() as first, ExitStack() as stack:  # `stack` closes `first` too, beside the others
+        prometheus = first.enter_context(start_demo_prometheus(**anywhere))
+        timeline.mark("prometheus started" if prometheus is not None else "prometheus: not installed")
+        _start_the_rest(stack, first, demo, prometheus, http_port, any_ports, timeline)
+        if settled:
+            demo.settle()
+        yield demo
+
+
+def _start_the_rest(
+    stack: ExitStack,
+    first: ExitStack,
+    demo: DemoEnvironment,
+    prometheus: StartingPrometheus | None,
+    http_port: int,
+    any_ports: bool,
+    timeline: Timeline,
+) -> None:
+    """Start every service but Prometheus side by side, and fill `demo`; all of them stop when `stack` closes.
+
+    `first` holds Prometheus, started before: it stops beside the others.
     """
     anywhere: dict[str, int] = {"port": 0} if any_ports else {}
     from opsproof.demo.backups import serve_demo_backups
@@ -43,50 +87,73 @@ def demo_environment(http_port: int, *, any_ports: bool = False) -> Iterator[Dem
     from opsproof.demo.dns import DEMO_ZONE, serving_dns
     from opsproof.demo.kubernetes import serve_demo_kubernetes
     from opsproof.demo.postgres import serve_demo_postgres
-    from opsproof.demo.prometheus import serve_demo_prometheus
+    from opsproof.demo.prometheus import serve_exporter
     from opsproof.demo.redis import serve_demo_redis
     from opsproof.demo.services import free_port, serving_apart
 
-    demo = DemoEnvironment()
-    with ExitStack() as stack:
-        address = stack.enter_context(serving_apart(free_port(http_port)))
-        demo.plain_vars["DEMO_HTTP"] = address
-        demo.services.append(f"health endpoints of runbook 000 on http://{address} (Reporting is down on purpose)")
+    database: Future[Any] = Future()
 
-        names = stack.enter_context(serving_dns(DEMO_ZONE))
-        demo.plain_vars["DEMO_DNS"] = names.address
-        demo.services.append(f"DNS for the scorpius-platform services on {names.address} (reporting has no name)")
+    def postgres(own: ExitStack) -> Any:
+        try:
+            served = own.enter_context(serve_demo_postgres())
+        except BaseException as exc:
+            database.set_exception(exc)
+            raise
+        database.set_result(served.server)
+        return served
 
-        tls = stack.enter_context(serve_demo_tls(any_ports=any_ports))
-        demo.plain_vars.update(tls.plain_vars)
-        demo.services.append(tls.line)
+    tasks: dict[str, Callable[[ExitStack], Any]] = {
+        "postgres": postgres,  # the slowest (initdb, then the schema): first
+        "backups": lambda own: own.enter_context(serve_demo_backups(database.result)),
+        "health endpoints": lambda own: own.enter_context(serving_apart(free_port(http_port))),
+        "dns": lambda own: own.enter_context(serving_dns(DEMO_ZONE)),
+        "tls": lambda own: own.enter_context(serve_demo_tls(any_ports=any_ports)),
+        "redis": lambda own: own.enter_context(serve_demo_redis(**anywhere)),
+        "kubernetes": lambda own: own.enter_context(serve_demo_kubernetes(**anywhere)),
+    }
+    if prometheus is not None:
+        tasks["prometheus exporter"] = lambda own: own.enter_context(serve_exporter(prometheus))
+    ready = start_together(stack, tasks, timeline, started=[first])
 
-        database = stack.enter_context(serve_demo_postgres())
-        demo.plain_vars.update(database.variables)
-        demo.environ.update(database.environment)
-        demo.services.append(f"PostgreSQL scorpius-db at {database.dsn} (its pool is over the warn share)")
+    # The lines and variables in one fixed order, whichever service was ready first.
+    address, names, tls, db = ready["health endpoints"], ready["dns"], ready["tls"], ready["postgres"]
+    backups, redis, cluster = ready["backups"], ready["redis"], ready["kubernetes"]
+    for plain, secrets, line in (
+        (
+            {"DEMO_HTTP": address},
+            {},
+            f"health endpoints of runbook 000 on http://{address} (Reporting is down on purpose)",
+        ),
+        (
+            {"DEMO_DNS": names.address},
+            {},
+            f"DNS for the scorpius-platform services on {names.address} (reporting has no name)",
+        ),
+        (tls.plain_vars, {}, tls.line),
+        (db.variables, db.environment, f"PostgreSQL scorpius-db at {db.dsn} (its pool is over the warn share)"),
+        (backups.plain_vars, backups.environ, backups.line),
+        (
+            {"DEMO_REDIS": redis.address},
+            redis.environ,
+            f"Redis redis-0 on {redis.address} (background_jobs is over its warn depth)",
+        ),
+        (cluster.plain_vars, cluster.environ, cluster.line),
+    ):
+        demo.plain_vars.update(plain)
+        demo.environ.update(secrets)
+        demo.services.append(line)
 
-        backups = stack.enter_context(serve_demo_backups(database.server))
-        demo.plain_vars.update(backups.plain_vars)
-        demo.environ.update(backups.environ)
-        demo.services.append(backups.line)
+    if prometheus is not None:
+        demo.plain_vars["DEMO_PROMETHEUS"] = prometheus.url
+        demo.services.append(prometheus.demo.line)
 
-        redis = stack.enter_context(serve_demo_redis(**anywhere))
-        demo.plain_vars["DEMO_REDIS"] = redis.address
-        demo.environ.update(redis.environ)
-        demo.services.append(f"Redis redis-0 on {redis.address} (background_jobs is over its warn depth)")
-        cluster = stack.enter_context(serve_demo_kubernetes(**anywhere))
-        demo.plain_vars.update(cluster.plain_vars)
-        demo.environ.update(cluster.environ)
-        demo.services.append(cluster.line)
+        def settle() -> None:
+            prometheus.settle()
+            timeline.mark("prometheus settled (targets scraped, alerts firing)")
 
-        prometheus = stack.enter_context(serve_demo_prometheus(**anywhere))
-        if prometheus is not None:
-            demo.plain_vars["DEMO_PROMETHEUS"] = prometheus.url
-            demo.services.append(prometheus.line)
-        else:
-            # No server binary on this machine: say so and leave its checks out, rather than
-            # show failures that are about the demo, not the checks.
-            demo.deselect.append("prometheus")
-            demo.services.append("Prometheus: not installed (apt-get install prometheus): its checks are left out")
-        yield demo
+        demo.settle = settle
+    else:
+        # No server binary on this machine: say so and leave its checks out, rather than
+        # show failures that are about the demo, not the checks.
+        demo.deselect.append("prometheus")
+        demo.services.append("Prometheus: not installed (apt-get install prometheus): its checks are left out")

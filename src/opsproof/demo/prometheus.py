@@ -27,14 +27,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from opsproof.demo.startup import DemoStartError, DemoUsageError
+from opsproof.local.ports import free_port
+from opsproof.local.processes import stop_process  # no import on the way out (see there)
 
-from opsproof.demo.services import free_port, serving, stop_process
+if TYPE_CHECKING:
+    from aiohttp import web
 
 URL_VARIABLE = "DEMO_PROMETHEUS"
-READY_TIMEOUT_S = 30.0  # targets appear after prometheus's first discovery round (~5 s)
+BINARY_VARIABLE = "OPSPROOF_PROMETHEUS"
+READY_TIMEOUT_S = 30.0  # targets appear after prometheus's first discovery round (5 s after its start)
+# Short, so the first scrape and the first evaluation follow that round closely; the scrape timeout
+# stays at half a second, which a loopback exporter meets on a busy machine.
+SCRAPE_INTERVAL = "500ms"
+EVALUATION_INTERVAL = "250ms"
 
 SERIES = {
     'scorpius_api_latency_p95_seconds{service="wallet-guard"}': 0.045,
@@ -51,14 +59,16 @@ SERIES = {
 RULES = """
 groups:
   - name: scorpius
-    interval: 1s
+    interval: 250ms
     rules:
       - alert: ServiceDown
         expr: up{job="reporting"} == 0
+        for: 0s
         labels: {severity: warning}
         annotations: {summary: "Reporting (non-critical) is down"}
       - alert: QueueBacklog
         expr: scorpius_queue_depth > 1000
+        for: 0s
         labels: {severity: warning}
         annotations: {summary: "{{ $labels.queue }} holds {{ $value }} jobs"}
       - alert: Watchdog
@@ -77,15 +87,18 @@ class DemoPrometheus:
 
 
 def prometheus_binary() -> str | None:
-    """$OPSPROOF_PROMETHEUS, else `prometheus` on PATH or in /usr/bin."""
-    return (
-        os.environ.get("OPSPROOF_PROMETHEUS")
-        or shutil.which("prometheus")
-        or shutil.which("prometheus", path="/usr/bin:/usr/local/bin")
-    )
+    """$OPSPROOF_PROMETHEUS, else `prometheus` on PATH or in /usr/bin; DemoUsageError when the variable is wrong."""
+    chosen = os.environ.get(BINARY_VARIABLE)
+    if chosen:
+        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
+            raise DemoUsageError(f"{BINARY_VARIABLE}={chosen!r} is not an executable file")
+        return chosen
+    return shutil.which("prometheus") or shutil.which("prometheus", path="/usr/bin:/usr/local/bin")
 
 
 def _exporter() -> web.Application:
+    from aiohttp import web
+
     text = "".join(f"{series} {value}\n" for series, value in SERIES.items())
 
     async def metrics(request: web.Request) -> web.Response:
@@ -96,21 +109,51 @@ def _exporter() -> web.Application:
     return app
 
 
+@dataclass
+class StartingPrometheus:
+    """A prometheus process just spawned: its address now, its settled state after `settle()`."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    exporter: str  # host:port the exporter must serve on (started by `serve_exporter()`)
+
+    @property
+    def demo(self) -> DemoPrometheus:
+        return DemoPrometheus(url=self.url)
+
+    def settle(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Until both targets were scraped once and both alerts fire: the demo's checks see a settled state."""
+        _wait_ready(self.url, self.process, self.log, timeout)
+
+
 @contextmanager
-def serve_demo_prometheus(port: int = 19090) -> Iterator[DemoPrometheus | None]:
-    """Start the exporter and prometheus on 127.0.0.1 (`port`, or a free one); None without a binary."""
+def start_demo_prometheus(port: int = 19090) -> Iterator[StartingPrometheus | None]:
+    """Spawn prometheus on 127.0.0.1 (`port`, or a free one) at once, without waiting; None without a binary.
+
+    Its first round of target discovery comes 5 s after it starts, whatever the
+    configuration (a fixed tick of Prometheus's discovery manager), so the demo starts it
+    before anything else and serves the exporter meanwhile (`serve_exporter`); scrapes
+    and rule evaluations every fraction of a second then settle it soon after that round.
+    """
     binary = prometheus_binary()
     if binary is None:
         yield None
         return
-    with serving(free_port(0), _exporter()) as exporter, tempfile.TemporaryDirectory(prefix="opsproof-prom-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="opsproof-prom-") as tmp:
         folder = Path(tmp)
+        exporter = f"127.0.0.1:{free_port(0)}"
         (folder / "rules.yml").write_text(RULES)
         config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+            "global": {
+                "scrape_interval": SCRAPE_INTERVAL,
+                "scrape_timeout": SCRAPE_INTERVAL,
+                "evaluation_interval": EVALUATION_INTERVAL,
+            },
             "rule_files": [str(folder / "rules.yml")],
             "scrape_configs": [
                 {"job_name": "scorpius", "static_configs": [{"targets": [exporter]}]},
+                # Nothing listens there: Reporting's target is down at every scrape.
                 {"job_name": "reporting", "static_configs": [{"targets": [f"127.0.0.1:{free_port(0)}"]}]},
             ],
         }
@@ -129,18 +172,37 @@ def serve_demo_prometheus(port: int = 19090) -> Iterator[DemoPrometheus | None]:
                 stdin=subprocess.DEVNULL,
             )
         try:
-            _wait_ready(f"http://{address}", process, folder / "prometheus.log")
-            yield DemoPrometheus(url=f"http://{address}")
+            yield StartingPrometheus(f"http://{address}", process, folder / "prometheus.log", exporter)
         finally:
             stop_process(process)
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Until both targets were scraped once and the queue alert fires: the demo's checks see a settled state."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
+@contextmanager
+def serve_exporter(started: StartingPrometheus) -> Iterator[str]:
+    """Serve runbook 000's KPIs where `started` scrapes them; yields host:port."""
+    from opsproof.testing.servers import serving
+
+    with serving(int(started.exporter.rsplit(":", 1)[1]), _exporter()) as address:
+        yield address
+
+
+@contextmanager
+def serve_demo_prometheus(port: int = 19090) -> Iterator[DemoPrometheus | None]:
+    """Start the exporter and prometheus on 127.0.0.1 (`port`, or a free one), settled; None without a binary."""
+    with start_demo_prometheus(port) as started:
+        if started is None:
+            yield None
+            return
+        with serve_exporter(started):
+            started.settle()
+            yield started.demo
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"prometheus exited {process.returncode}: {log.read_text()[-500:]}")
+            raise DemoStartError(f"prometheus exited {process.returncode}: {log.read_text()[-500:]}")
         try:
             targets = _get(f"{url}/api/v1/targets?state=active")["activeTargets"]
             alerts = _get(f"{url}/api/v1/alerts")["alerts"]
@@ -150,8 +212,8 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
         firing = {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
         if scraped == {"scorpius": "up", "reporting": "down"} and {"QueueBacklog", "ServiceDown"} <= firing:
             return
-        time.sleep(0.2)
-    raise RuntimeError(f"the demo prometheus was not ready within {READY_TIMEOUT_S:g}s")
+        time.sleep(0.05)
+    raise DemoStartError(f"the demo prometheus was not ready within {timeout:g}s (its log: {log.read_text()[-300:]})")
 
 
 def _get(url: str) -> Any:

@@ -13,6 +13,7 @@ prometheus_client as any Python exporter writes it, and the SLO service's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -115,4 +116,6 @@ def _serve_forever(port: int) -> None:
 
 
 if __name__ == "__main__":
-    _serve_forever(int(sys.argv[1]))
+    # Ctrl-C in the demo's terminal reaches this process too: the demo stops it, quietly.
+    with contextlib.suppress(KeyboardInterrupt):
+        _serve_forever(int(sys.argv[1]))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from opsproof.errors import CheckError, CheckFailed
 from opsproof.outcomes import evaluate
@@ -50,7 +50,12 @@ class Check:
         self.expected.update(expectations)
 
     def warn(self, message: str) -> None:
+        """Record a warning: the check ends `warned` unless it fails (warnings never change the exit status)."""
         self.warnings.append(message)
+
+    def fail(self, message: str) -> NoReturn:
+        """Stop here as `failed`: the target is not as expected (as a plain `assert` would, with this message)."""
+        raise CheckFailed(message)
 
     def note(self, summary: str) -> None:
         """The one-line message a passing record carries ("HTTP 200 in 42ms")."""

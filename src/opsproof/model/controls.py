@@ -89,8 +89,13 @@ _CONTROL_ID = re.compile(r"[A-Za-z][A-Za-z0-9-]*:[A-Za-z0-9][A-Za-z0-9._-]*")
 _KIND_KEY = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?")
 
 
+def is_control_id(value: object) -> bool:
+    """`FRAMEWORK:CONTROL`, e.g. SOC2:CC7.1 or ISO27001:A.8.13."""
+    return isinstance(value, str) and _CONTROL_ID.fullmatch(value) is not None
+
+
 def _control_id(value: str) -> str:
-    if not _CONTROL_ID.fullmatch(value):
+    if not is_control_id(value):
         raise ValueError(
             f"invalid control id {value!r}: expected FRAMEWORK:CONTROL, e.g. SOC2:CC7.1 or ISO27001:A.8.13"
         )

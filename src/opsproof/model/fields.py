@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import date
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar, cast
 
 from pydantic import (
     AfterValidator,
@@ -75,10 +76,11 @@ def _iso_date(value: object) -> date:
 
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date), WithJsonSchema({"type": "string", "format": "date"})]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 Name = Annotated[
     str,
     Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        pattern=NAME_PATTERN,
         max_length=100,
         description="letters, digits and _ . : - ; used in check ids",
     ),
@@ -105,6 +107,66 @@ class Threshold(Strict, Generic[T]):
         if self.warn is None and self.fail is None:
             raise ValueError("an empty threshold {} judges nothing: give warn, fail or both (false turns it off)")
         return self
+
+
+# A part's (a query, a log pattern) or an aspect's (`connections:`) own severity and cadence:
+# the check that judges it takes these instead of its item's. One definition, so every part
+# and aspect documents them alike; `own_severity_cadence` is the one place that reads them.
+OwnSeverity = Annotated[Severity | None, Field(description="this part's own severity (default: the item's)")]
+OwnCadence = Annotated[
+    Cadence | None,
+    Field(description="this part's own cadence marker (default: the item's); the item is still probed once per run"),
+]
+
+
+class OwnSeverityCadence(Protocol):
+    """A profile model with `severity: OwnSeverity` and `cadence: OwnCadence` (a part, an `AspectThreshold`)."""
+
+    @property
+    def severity(self) -> str | None: ...
+    @property
+    def cadence(self) -> str | None: ...
+
+
+class AspectThreshold(Threshold[T], Generic[T]):
+    """A threshold judged by a check of its own, which may carry that check's severity and cadence::
+
+        connections: {warn: 80%, fail: 95%, severity: critical, cadence: weekly}
+
+    `{severity: critical}` alone is still an empty threshold: it judges nothing, and is refused.
+    """
+
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
+
+
+@cache
+def _carries_own(cls: type[BaseModel]) -> bool:
+    # By type, once: a profile model with both keys that is not an item (items have their own, of course).
+    fields = cls.model_fields
+    return "severity" in fields and "cadence" in fields and not issubclass(cls, Item)
+
+
+def own_severity_cadence(spec: object) -> OwnSeverityCadence | None:
+    """`spec` when it may carry its own severity and cadence (a part's or an aspect's profile model), else None."""
+    return cast(OwnSeverityCadence, spec) if isinstance(spec, BaseModel) and _carries_own(type(spec)) else None
+
+
+def own_cadences(model: object, depth: int = 3) -> set[str]:
+    """The cadences the parts and aspects of an item set for themselves (`{"weekly"}`), however deep they sit."""
+    found: set[str] = set()
+    if depth == 0 or not isinstance(model, BaseModel):
+        return found
+    for value in model.__dict__.values():
+        values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else (value,)
+        for element in values:
+            if not isinstance(element, BaseModel):
+                continue
+            own = own_severity_cadence(element)
+            if own is not None and own.cadence is not None:
+                found.add(own.cadence)
+            found |= own_cadences(element, depth - 1)
+    return found
 
 
 class Defaults(Strict):
@@ -198,7 +260,7 @@ def unique_names(what: str) -> AfterValidator:
     """A validator refusing two parts of an item with one name (the names are check ids): `unique_names("patterns")`."""
 
     def check(parts: list[Any]) -> list[Any]:
-        names = [part.name for part in parts]
+        names = [part.name for part in parts if part.name is not None]  # unnamed parts are no checks
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"two {what} are named {name!r}: the names are check ids")

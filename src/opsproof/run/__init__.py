@@ -4,6 +4,7 @@
 - state.py     `RunState`, what one run holds (profile, redactor, records, change, history) and `TargetRef`
 - scoping.py   `@applies` and `@each`: which items, and which parts of them, a check runs for
 - gather.py    the probes of the selected kinds, run concurrently before and alongside the checks
+- custom.py    checks of one's own: the `opsproof` marker (severity, controls, target) and their check ids
 - records.py   one pytest report -> one evidence record (outcome, waiver, controls, redaction)
 - recorder.py  at the end of the run: the results document, the bundle, the history, the upload
 - results.py   the results document (results.json's content) built from the run's state

@@ -30,13 +30,23 @@ from opsproof import outcomes
 from opsproof.heap import collector_paused
 from opsproof.judging import maintenance
 from opsproof.model.check import Check
+from opsproof.model.fields import own_cadences
 from opsproof.model.markers import ALL_MARKERS, CADENCE_MARKERS
 from opsproof.probes import Facts, kinds_in_use
-from opsproof.profile import ITEM_SECTIONS, Item
+from opsproof.profile import ITEM_SECTIONS, Item, Profile
+from opsproof.run import custom
 from opsproof.run.gather import Gatherer, probe_all_shared
 from opsproof.run.quiet import skip_capture
-from opsproof.run.records import AllureAnnotator, build_record, identity, markers_of, redact_report, waiver_dict
-from opsproof.run.scoping import Part, item_applies, parts_of
+from opsproof.run.records import (
+    AllureAnnotator,
+    build_record,
+    check_of,
+    identity,
+    markers_of,
+    redact_report,
+    waiver_dict,
+)
+from opsproof.run.scoping import Part, aspect_of, item_applies, parts_of
 from opsproof.run.state import STATE, RunState, TargetRef, kind_of_path, owns_process, start_run, state_of
 from opsproof.signals.options import add_options as add_signal_options
 
@@ -151,6 +161,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 def pytest_configure(config: pytest.Config) -> None:
     for name, description in ALL_MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
+    config.addinivalue_line("markers", custom.MARKER_HELP)
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     # Any opsproof option asks for a run: pytest finds its ini before entry-point plugins add
     # their options, so `--report-dir /elsewhere` can hide the ini (and its `opsproof = true`).
@@ -208,7 +219,8 @@ def _early_targets(config: pytest.Config, state: RunState) -> dict[str, set[str]
         if not any(checks.glob(f"*/test_{kind.name}.py")):
             continue
         for name, item in state.targets(kind.section).items():
-            if (item.cadence or kind.cadence) == cadence:
+            # Parts of their own cadence may leave no check of this one: such an item waits for collection.
+            if (item.cadence or kind.cadence) == cadence and not own_cadences(item) - {cadence}:
                 early.setdefault(kind.name, set()).add(name)
     return early
 
@@ -276,7 +288,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         parts = parts_of(metafunc.function, target)
         item_post_deploy = kind.declared.post_deploy if target.post_deploy is None else target.post_deploy
         for part in [None] if parts is None else parts:
-            ref = TargetRef(kind.name, name, part, model=target, run=state)
+            aspect = aspect_of(metafunc.function, target) if part is None else None
+            ref = TargetRef(kind.name, name, part, model=target, run=state, aspect=aspect)
             cadence = getattr(pytest.mark, ref.cadence or kind.cadence)
             # A part (a query, a KPI) may join the post-deploy gate on its own, or leave it.
             part_post_deploy = getattr(part.spec, "post_deploy", None) if part is not None else None
@@ -304,6 +317,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     # A kind with no items in the profile leaves one NOTSET placeholder per check; drop them.
     items[:] = [i for i in items if not _is_placeholder(i)]
+    if state.shard is not None or state.only is not None:
+        items[:] = [i for i in items if _is_kind_check(i) or custom.runs_in(i, state.shard, state.only)]
     for item in items:
         cadences = [name for name in markers_of(item) if name in CADENCE_MARKERS]
         if len(set(cadences)) != 1:
@@ -311,7 +326,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 f"{item.nodeid}: a check needs exactly one cadence marker "
                 f"({', '.join(CADENCE_MARKERS)}); has {cadences or 'none'}"
             )
-        state.collected_check_ids.add(identity(item)[0])
+        if _is_kind_check(item):
+            custom.refuse_on_kind_checks(item)
+        state.collected_check_ids.add(identity(item)[0])  # a check of one's own: its marker is checked here
     state.unmatched_waivers = [
         waiver_dict(w)
         for w in state.loaded.profile.waivers
@@ -321,6 +338,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if state.is_worker:
         config.workeroutput["opsproof_unmatched_waivers"] = state.unmatched_waivers  # type: ignore[attr-defined]
         config.workeroutput["opsproof_unmatched_windows"] = state.unmatched_windows  # type: ignore[attr-defined]
+
+
+def _is_kind_check(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and isinstance(callspec.params.get("target"), TargetRef)
 
 
 def _is_placeholder(item: pytest.Item) -> bool:
@@ -358,9 +380,19 @@ def part(target: TargetRef) -> Part:
 
 
 @pytest.fixture
-def check(target: TargetRef, request: pytest.FixtureRequest) -> Check:
-    """The record in progress: observed facts, expectations, warnings."""
-    return _handed(request.node, "check")["check"]  # type: ignore[no-any-return]
+def check(request: pytest.FixtureRequest) -> Check:
+    """The record in progress: observed facts, expectations, warnings; a check of one's own gets one too."""
+    node = request.node
+    if _is_kind_check(node):
+        return _handed(node, "check")["check"]  # type: ignore[no-any-return]
+    _require_state(request)
+    return check_of(node)
+
+
+@pytest.fixture
+def profile(request: pytest.FixtureRequest) -> Profile:
+    """The run's profile (`--profile`): a check of one's own reads its targets' settings here."""
+    return _require_state(request).loaded.profile
 
 
 @pytest.fixture

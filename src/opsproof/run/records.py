@@ -18,6 +18,7 @@ from opsproof.model.results import CheckRecord, free_text_fields
 from opsproof.probes import kind_named, utc_iso
 from opsproof.profile import Waiver
 from opsproof.redaction import Redactor
+from opsproof.run import custom
 from opsproof.run.state import RunState, TargetRef, kind_of_path
 
 IDENTITY = pytest.StashKey[tuple[str, str, str | None, str]]()  # per item: (check id, kind, target, severity)
@@ -33,15 +34,19 @@ def identity(item: pytest.Item) -> tuple[str, str, str | None, str]:
 
 
 def _identity(item: pytest.Item) -> tuple[str, str, str | None, str]:
+    ref = _target_of(item)
+    if ref is None:  # a check of one's own (opsproof.run.custom)
+        return custom.identity(item)
     kind = kind_of_path(item.path)
     kind_name = kind.name if kind else item.path.stem.removeprefix("test_")
     aspect = getattr(item, "originalname", item.name).removeprefix("test_")
+    return f"{kind_name}.{aspect}[{ref.label}]", kind_name, ref.name, ref.severity
+
+
+def _target_of(item: pytest.Item) -> TargetRef | None:
     callspec = getattr(item, "callspec", None)
     ref = callspec.params.get("target") if callspec is not None else None
-    target = ref.name if isinstance(ref, TargetRef) else None
-    severity = ref.severity if isinstance(ref, TargetRef) else "high"
-    check_id = f"{kind_name}.{aspect}" + (f"[{ref.label}]" if isinstance(ref, TargetRef) else "")
-    return check_id, kind_name, target, severity
+    return ref if isinstance(ref, TargetRef) else None
 
 
 def markers_of(item: pytest.Item) -> list[str]:
@@ -137,8 +142,12 @@ def unreported_record(item: pytest.Item, state: RunState, message: str, at: str)
 
 def _controls(item: pytest.Item, check: Check, state: RunState) -> list[str]:
     aspect = check.check_id.split(".", 1)[-1].split("[", 1)[0]
-    target = state.loaded.profile.targets(kind_named(check.kind).section).get(check.target) if check.target else None
-    own = getattr(target, "controls", None)  # an item's own `controls:` (attestations) wins
+    if _target_of(item) is None:  # a check of one's own: the controls its marker names
+        own: Any = custom.controls_of(item)
+    else:
+        items = state.loaded.profile.targets(kind_named(check.kind).section)
+        # An item's own `controls:` (attestations) win.
+        own = getattr(items.get(check.target) if check.target else None, "controls", None)
     change = state.change
     validates_change = "post_deploy" in markers_of(item) and any(
         change.get(k) for k in ("ticket", "commit", "image_digest")

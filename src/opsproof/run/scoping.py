@@ -9,6 +9,9 @@ Two decorators narrow or widen that::
     @each("queries")                                       # once per query of each item
     def test_query(item, part, facts, check): ...         # check id postgres.query[primary/version]
 
+A check of one aspect judges the item's key of its name (`test_connections` judges
+`connections:`); that key may carry the check's own `severity:` and `cadence:`.
+
 A check that applies to no item of the profile is not collected at all: "not
 configured" is not a result, and a skipped record per item would only be noise.
 """
@@ -67,3 +70,8 @@ def parts_of(function: Callable[..., Any], item: Any) -> Iterator[Part] | None:
     if isinstance(value, dict):
         return (Part(str(key), spec) for key, spec in value.items())
     return (Part(element.name, element) for element in value)
+
+
+def aspect_of(function: Callable[..., Any], item: Any) -> Any:
+    """The item's key a check of one aspect judges, named as the check (`test_connections`: `item.connections`)."""
+    return getattr(item, function.__name__.removeprefix("test_"), None)

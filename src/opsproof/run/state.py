@@ -19,6 +19,7 @@ import pytest
 from opsproof.compliance import ComplianceError
 from opsproof.compliance.change import change_context
 from opsproof.model.controls import ControlMap
+from opsproof.model.fields import OwnSeverityCadence, own_severity_cadence
 from opsproof.model.shards import Shard, ShardError, parse_run_id, parse_shard
 from opsproof.probes import ProbeKind, kind_named, utc_now
 from opsproof.profile import Item, LoadedProfile, ProfileError, load_profile, resolve_profile_path
@@ -283,6 +284,8 @@ class TargetRef:
     # A check's `item` and `facts` come from these (see `_handed`), not from a lookup by name.
     model: Item = field(kw_only=True, compare=False, repr=False)
     run: RunState = field(kw_only=True, compare=False, repr=False)
+    # The profile model of the one aspect the check judges (`connections: {...}`), if it is one.
+    aspect: Any = field(default=None, kw_only=True, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -290,16 +293,20 @@ class TargetRef:
         return f"{self.name}/{self.part.name}" if self.part is not None else self.name
 
     @property
+    def _own(self) -> OwnSeverityCadence | None:
+        return own_severity_cadence(self.part.spec if self.part is not None else self.aspect)
+
+    @property
     def severity(self) -> str:
-        """The part's own `severity:` (a query, a KPI), else the item's."""
-        own = getattr(self.part.spec, "severity", None) if self.part is not None else None
-        return str(own) if own is not None else self.model.effective_severity
+        """The part's or aspect's own `severity:` (a query, a pattern, `connections:`), else the item's."""
+        own = self._own
+        return own.severity if own is not None and own.severity is not None else self.model.effective_severity
 
     @property
     def cadence(self) -> str | None:
-        """The part's own `cadence:`, else the item's (None: the kind's default)."""
-        own = getattr(self.part.spec, "cadence", None) if self.part is not None else None
-        return str(own) if own is not None else self.model.cadence
+        """The part's or aspect's own `cadence:`, else the item's (None: the kind's default)."""
+        own = self._own
+        return own.cadence if own is not None and own.cadence is not None else self.model.cadence
 
     def __repr__(self) -> str:  # shown as the test's parameter (Allure, -v); never a secret
         return f"{self.kind}[{self.label}]"

@@ -34,8 +34,11 @@ from pydantic import (
 )
 
 from opsproof.model.fields import (
+    AspectThreshold,
     Item,
     Name,
+    OwnCadence,
+    OwnSeverity,
     Percent,
     PositiveDuration,
     Strict,
@@ -438,6 +441,8 @@ class ClockSpec(Strict):
         "error",
         description="when no time daemon can say (none installed or running): error (the default) or warn",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 def _on_off(default: Any) -> Any:
@@ -460,6 +465,8 @@ def _float(value: Any) -> Any:
 
 
 LoadLimit = Annotated[LoadPerCpu, BeforeValidator(_float)]
+# An aspect on by default: `false` turns it off, `true` takes the defaults; it may carry its own severity and cadence.
+SharePercent = AspectThreshold[Percent] | None
 
 
 class HostTarget(Item):
@@ -469,13 +476,13 @@ class HostTarget(Item):
         description="a testinfra backend URL: local://, ssh://[user[:password]@]host[:port], paramiko://..., "
         "docker://container, kubectl://pod?namespace=ns, ansible://inventory-host; testinfra options as ?sudo=true"
     )
-    filesystems: Annotated[Threshold[Percent] | None, BeforeValidator(_on_off({"warn": "80%", "fail": "90%"}))] = Field(
+    filesystems: Annotated[SharePercent, BeforeValidator(_on_off({"warn": "80%", "fail": "90%"}))] = Field(
         default_factory=default_threshold(warn="80%", fail="90%"),
         validate_default=True,
         description="space used on every mounted filesystem (df); false: not checked",
         json_schema_extra=also_accepts({"type": "boolean"}),
     )
-    inodes: Annotated[Threshold[Percent] | None, BeforeValidator(_on_off({"warn": "80%", "fail": "90%"}))] = Field(
+    inodes: Annotated[SharePercent, BeforeValidator(_on_off({"warn": "80%", "fail": "90%"}))] = Field(
         default_factory=default_threshold(warn="80%", fail="90%"),
         validate_default=True,
         description="inodes used on every filesystem that has a fixed number of them; false: not checked",
@@ -492,13 +499,13 @@ class HostTarget(Item):
         default_factory=lambda: list(IMAGE_FSTYPES),
         description="filesystem types never judged (default: read-only images, always full)",
     )
-    memory: Annotated[Threshold[Percent] | None, BeforeValidator(_on_off({"warn": "20%", "fail": "10%"}))] = Field(
+    memory: Annotated[SharePercent, BeforeValidator(_on_off({"warn": "20%", "fail": "10%"}))] = Field(
         default_factory=default_threshold(warn="20%", fail="10%"),
         validate_default=True,
         description="MemAvailable as a share of MemTotal, lower is worse; false: not checked",
         json_schema_extra=also_accepts({"type": "boolean"}),
     )
-    load: Annotated[Threshold[LoadLimit] | None, BeforeValidator(_on_off({"warn": 1.0, "fail": 2.0}))] = Field(
+    load: Annotated[AspectThreshold[LoadLimit] | None, BeforeValidator(_on_off({"warn": 1.0, "fail": 2.0}))] = Field(
         default_factory=default_threshold(warn=1, fail=2),
         validate_default=True,
         description="load average per online CPU; false: not checked",

@@ -17,7 +17,21 @@ from pydantic import (
     model_validator,
 )
 
-from opsproof.model.fields import Duration, ExistingFile, Item, Regex, Rising, Size, Strict, Threshold, check_order
+from opsproof.model.fields import (
+    Duration,
+    ExistingFile,
+    Item,
+    Name,
+    OwnCadence,
+    OwnSeverity,
+    Regex,
+    Rising,
+    Size,
+    Strict,
+    Threshold,
+    check_order,
+    unique_names,
+)
 from opsproof.model.json_path import parse_path
 from opsproof.model.kind import Kind
 from opsproof.targets.valued import Unit, UnitLimit, limits_in_unit, unit_of_text
@@ -65,6 +79,11 @@ class ValueExpect(Strict):
     """One value of the JSON body, at `path`, and what it must be: equals, in, min/max or threshold."""
 
     path: JsonPathText
+    name: Name | None = Field(
+        None,
+        description="makes the value a check of its own, http.value[<item>/<name>], judged on the item's one answer "
+        "(it may then have its own severity and cadence); without a name it is judged in http.health[<item>]",
+    )
     equals: Any = Field(None, description="the value, exactly (any JSON value, null included)")
     in_: Annotated[list[Any], Field(min_length=1)] | None = Field(
         None, alias="in", description="one of these values ([green, yellow])"
@@ -86,8 +105,16 @@ class ValueExpect(Strict):
     def _limits_in_unit(cls, data: Any) -> Any:
         return _inferred_unit(data)
 
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
+
     @model_validator(mode="after")
     def _one_assertion(self) -> ValueExpect:
+        if self.name is None and (self.severity is not None or self.cadence is not None):
+            raise ValueError(
+                f"the value at {self.path} has its own severity or cadence: give it a `name:` (it is then its own "
+                "check, http.value[<item>/<name>])"
+            )
         given = [key for key in _ASSERTIONS if key in self.model_fields_set]
         kinds = {"min" if key == "max" else key for key in given}
         if len(kinds) != 1:
@@ -123,7 +150,7 @@ class HttpExpect(Strict):
     latency: Annotated[Threshold[Duration], Rising] | None = Field(
         None, description="request sent to last body byte; over a limit it is measured again and the faster judged"
     )
-    values: list[ValueExpect] = Field(
+    values: Annotated[list[ValueExpect], unique_names("values")] = Field(
         default_factory=list, description="values of the JSON body at JSONPath-style paths, each with its assertion"
     )
 
@@ -156,6 +183,11 @@ class HttpTarget(Item):
         if not re.match(r"^https?://[^/\s]+", url):
             raise ValueError(f"URL {url!r} needs an http:// or https:// scheme and a host")
         return url
+
+    @property
+    def named_values(self) -> list[ValueExpect]:
+        """The JSON values that are checks of their own (`name:`): one `http.value[<item>/<name>]` each."""
+        return [value for value in self.expect.values if value.name is not None]
 
     @property
     def request_url(self) -> str:

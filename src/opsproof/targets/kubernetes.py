@@ -43,6 +43,8 @@ from opsproof.model.fields import (
     Duration,
     Item,
     Name,
+    OwnCadence,
+    OwnSeverity,
     Percent,
     Strict,
     Threshold,
@@ -345,6 +347,8 @@ class WorkloadSettings(Strict):
         description="available / desired replicas of the worst workload, lower is worse; "
         "default {warn: 100%, fail: 50%}",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("available")
     @classmethod
@@ -357,6 +361,8 @@ class HpaSettings(Strict):
     """HorizontalPodAutoscalers: at their maximum (capacity) or unable to scale."""
 
     at_max: Verdict = Field("warn", description="an HPA at maxReplicas: warn (default), fail or pass")
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 class NodeSettings(Strict):
@@ -364,6 +370,8 @@ class NodeSettings(Strict):
 
     selector: SelectorText | None = Field(None, description="only nodes with these labels (e.g. a node pool)")
     cordoned: Verdict = Field("warn", description="a cordoned (unschedulable) node: warn (default), fail or pass")
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 class CronJobExpectation(Strict):
@@ -379,6 +387,8 @@ class CronJobExpectation(Strict):
     last_success: Threshold[Duration] = Field(
         description="age of the newest successful run (or of the CronJob, if none yet): {warn: 25h, fail: 26h}"
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("last_success")
     @classmethod
@@ -399,6 +409,8 @@ class CertificateSettings(Strict):
         validate_default=True,
         description="time or share of lifetime left: default {warn: 30d, fail: 7d}",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 class TlsSecretSettings(Strict):
@@ -409,6 +421,8 @@ class TlsSecretSettings(Strict):
         validate_default=True,
         description="time or share of lifetime left: default {warn: 30d, fail: 7d}",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 class EventSettings(Strict):
@@ -427,6 +441,8 @@ class EventSettings(Strict):
     ignore_reasons: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="event reasons not counted (e.g. known noise such as FailedScheduling)"
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("count")
     @classmethod

@@ -29,6 +29,8 @@ from opsproof.model.fields import (
     ExistingFile,
     Item,
     Name,
+    OwnCadence,
+    OwnSeverity,
     Regex,
     Rising,
     Size,
@@ -58,13 +60,13 @@ class LogPattern(Strict):
     min: Count | None = Field(
         None, ge=1, description="the line must appear at least this many times (e.g. 'Training completed': 1)"
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @model_validator(mode="after")
     def _one_limit(self) -> LogPattern:
         if self.threshold is None and self.min is None:
             raise ValueError(f"pattern {self.name!r}: give `threshold: {{warn, fail}}` or `min:`")
-        if self.threshold is not None and self.threshold.warn is None and self.threshold.fail is None:
-            raise ValueError(f"pattern {self.name!r}: an empty threshold {{}}: give warn, fail or both")
         return self
 
     @property

@@ -21,7 +21,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
-from opsproof.model.fields import ExistingFile, Item, Name, Regex, Size, Strict, Threshold, check_order, unique_names
+from opsproof.model.fields import (
+    ExistingFile,
+    Item,
+    Name,
+    OwnCadence,
+    OwnSeverity,
+    Regex,
+    Size,
+    Strict,
+    Threshold,
+    check_order,
+    unique_names,
+)
 from opsproof.model.kind import Kind
 from opsproof.targets.valued import Unit, UnitLimit, limits_in_unit
 
@@ -95,6 +107,8 @@ class Series(Strict):
         description="what no matching series means: fail (the default), or pass (a counter with labels that "
         "is only exposed once it counts something)",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @model_validator(mode="before")
     @classmethod

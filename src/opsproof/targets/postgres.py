@@ -17,14 +17,15 @@ from pydantic import (
 )
 
 from opsproof.model.fields import (
-    Cadence,
+    AspectThreshold,
     Duration,
     Item,
     Name,
+    OwnCadence,
+    OwnSeverity,
     Percent,
     Regex,
     Rising,
-    Severity,
     Strict,
     Threshold,
     check_order,
@@ -97,8 +98,8 @@ class PostgresQuery(Strict):
     post_deploy: StrictBool | None = Field(
         None, description="true puts this query's check in `pytest -m post_deploy` (e.g. the migration version)"
     )
-    severity: Severity | None = Field(None, description="this part's own severity (default: the item's)")
-    cadence: Cadence | None = Field(None, description="this part's own cadence (default: the item's)")
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 def _unique_queries(queries: list[PostgresQuery]) -> list[PostgresQuery]:
@@ -132,6 +133,8 @@ class WalArchiving(Strict):
         validate_default=True,
         description="age of the last archived WAL segment (set archive_timeout on quiet servers)",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
 
 def _libpq_words(message: str) -> str:
@@ -159,25 +162,25 @@ class PostgresTarget(Item):
         None,
         description="the password, apart from the DSN so it needs no URL-encoding: `password: ${PG_PASSWORD}`",
     )
-    connections: Annotated[Threshold[Percent], Rising] = Field(
+    connections: Annotated[AspectThreshold[Percent], Rising] = Field(
         default_factory=default_threshold(warn="80%", fail="95%"),
         validate_default=True,
         description="sessions as a share of max_connections",
     )
-    long_running_queries: Annotated[Threshold[Duration], Rising] = Field(
+    long_running_queries: Annotated[AspectThreshold[Duration], Rising] = Field(
         default_factory=default_threshold(warn="1m", fail="5m"),
         validate_default=True,
         description="age of the oldest active query",
     )
-    blocked_locks: Annotated[Threshold[StrictInt], Rising] = Field(
+    blocked_locks: Annotated[AspectThreshold[StrictInt], Rising] = Field(
         default_factory=default_threshold(fail=0), validate_default=True, description="count of waiting lock requests"
     )
-    idle_in_transaction: Annotated[Threshold[Duration], Rising] = Field(
+    idle_in_transaction: Annotated[AspectThreshold[Duration], Rising] = Field(
         default_factory=default_threshold(warn="5m", fail="30m"),
         validate_default=True,
         description="age of the oldest idle-in-transaction session",
     )
-    wraparound: Annotated[Threshold[Percent], Rising] = Field(
+    wraparound: Annotated[AspectThreshold[Percent], Rising] = Field(
         default_factory=default_threshold(warn="50%", fail="75%"),
         validate_default=True,
         description="oldest transaction ID age as a share of the 2^31 wraparound limit",

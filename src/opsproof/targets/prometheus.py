@@ -30,12 +30,12 @@ from pydantic import (
 
 from opsproof import units
 from opsproof.model.fields import (
-    Cadence,
     ExistingFile,
     Item,
     Name,
+    OwnCadence,
+    OwnSeverity,
     PositiveDuration,
-    Severity,
     Strict,
     Threshold,
     check_order,
@@ -105,6 +105,8 @@ class AlertReview(Strict):
         description="also review alerts that fired within this window and are resolved now (from the ALERTS "
         "series): those of a fail or warn severity warn",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @model_validator(mode="after")
     def _disjoint(self) -> AlertReview:
@@ -123,6 +125,9 @@ class TargetHealth(Strict):
         description="active targets whose health is not up (down or not scraped yet); default {fail: 0}",
     )
     ignore_jobs: Globs = Field(default_factory=list, description="jobs never judged (shell-style globs)")
+
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("down")
     @classmethod
@@ -143,8 +148,8 @@ class Kpi(Strict):
     post_deploy: StrictBool | None = Field(
         None, description="true puts this KPI's check in `pytest -m post_deploy` (an error rate after a deploy)"
     )
-    severity: Severity | None = Field(None, description="this part's own severity (default: the item's)")
-    cadence: Cadence | None = Field(None, description="this part's own cadence (default: the item's)")
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
     unit: Unit = Field(
         "number",
         description="how values and thresholds read: number, seconds, percent (0-100), ratio (0-1, shown as %), bytes",

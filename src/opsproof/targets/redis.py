@@ -26,10 +26,13 @@ from pydantic import (
 )
 
 from opsproof.model.fields import (
+    AspectThreshold,
     Duration,
     ExistingFile,
     Item,
     Name,
+    OwnCadence,
+    OwnSeverity,
     Percent,
     Strict,
     Threshold,
@@ -155,6 +158,8 @@ class Persistence(Strict):
     aof: StrictBool | None = Field(
         None, description="true: the append-only file must be on; its last write and rewrite must be ok"
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("rdb_max_age")
     @classmethod
@@ -176,6 +181,8 @@ class RedisReplication(Strict):
         description="a replica: seconds since the last I/O with its master; "
         "a master: each online replica's lag (seconds since its last ack)",
     )
+    severity: OwnSeverity = None
+    cadence: OwnCadence = None
 
     @field_validator("link_age")
     @classmethod
@@ -195,7 +202,7 @@ class RedisTarget(Item):
         ),
     ]
     ca_file: ExistingFile | None = Field(None, description="extra trust anchors (PEM) for rediss://")
-    memory: Threshold[Percent] = Field(
+    memory: AspectThreshold[Percent] = Field(
         default_factory=default_threshold(warn="80%", fail="95%"),
         validate_default=True,
         description="used_memory as a share of maxmemory (an unset maxmemory is reported, not judged)",
@@ -203,18 +210,19 @@ class RedisTarget(Item):
     eviction_policy: Annotated[list[EvictionPolicy] | None, BeforeValidator(_one_or_many)] = Field(
         None, description="the maxmemory-policy expected (one or a list)"
     )
-    clients: Threshold[Percent] = Field(
+    clients: AspectThreshold[Percent] = Field(
         default_factory=default_threshold(warn="80%", fail="95%"),
         validate_default=True,
         description="connected clients as a share of maxclients",
     )
-    hit_ratio: Threshold[Percent] | None = Field(
+    hit_ratio: AspectThreshold[Percent] | None = Field(
         None,
         description="keyspace hits / lookups since the server started; lower is worse, e.g. {warn: 90%, fail: 80%}",
     )
-    queues: dict[Name, Threshold[QueueLength]] = Field(
+    queues: dict[Name, AspectThreshold[QueueLength]] = Field(
         default_factory=dict,
-        description="key -> {warn, fail} on its length (list, stream, sorted set or set); a missing key has length 0",
+        description="key -> {warn, fail} on its length (list, stream, sorted set or set), with its own severity and "
+        "cadence if given; a missing key has length 0",
     )
     persistence: Persistence | None = Field(None, description="RDB and AOF expectations; absent: not checked")
     replication: RedisReplication | None = Field(None, description="role and link expectations; absent: not checked")

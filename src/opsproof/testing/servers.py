@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from aiohttp import web
 
 from opsproof.local.ports import free_port
+from opsproof.local.processes import stop_process
 
 __all__ = ["free_port", "serving", "stop_process"]
 
@@ -46,13 +45,3 @@ def serving(port: int, app: web.Application, ssl_context: ssl.SSLContext | None 
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
-
-
-def stop_process(process: subprocess.Popen[Any]) -> None:
-    """SIGTERM, then SIGKILL after 10 s: a server started for a demo or a test never outlives it."""
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
