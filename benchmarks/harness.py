@@ -157,13 +157,16 @@ def alternate(
     return floors, runs, extras
 
 
-def run_floor(work: Path, items: int, index: int, *, bare: bool = True) -> Measure:
+def run_floor(
+    work: Path, items: int, index: int, *, bare: bool = True, args: Sequence[str] = (), label: str = "floor"
+) -> Measure:
     """Bare pytest over `items` trivial tests in a folder of its own: the floor every ratio is against.
 
     Bare: with entry-point plugins off (PYTEST_DISABLE_PLUGIN_AUTOLOAD=1), the floor holds none of
     opsproof's start-up cost (nor xdist's, allure's or testinfra's), so the ratio charges opsproof
     with all of it. `bare=False` (a benchmark's `--plugin-floor`) loads every installed plugin, for
-    comparison with the figures of sessions 1-4 only.
+    comparison with the figures of sessions 1-4 only. `args` go before the test file (`-p xdist -n 2`);
+    `label` names the log.
     """
     floor_dir = work / "floor"
     if not floor_dir.exists():
@@ -172,8 +175,8 @@ def run_floor(work: Path, items: int, index: int, *, bare: bool = True) -> Measu
         (floor_dir / "pytest.ini").write_text("[pytest]\n")
         (floor_dir / "test_floor.py").write_text(FLOOR_TEST.format(items=items))
     # -p no:cacheprovider: the repository's addopts disable it for the opsproof run too.
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_floor.py"]
-    log = work / f"floor-{index}.log"
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, "test_floor.py"]
+    log = work / f"{label}-{index}.log"
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"} if bare else None
     result, code = measure(cmd, floor_dir, log, env)
     if code != 0:
@@ -181,15 +184,29 @@ def run_floor(work: Path, items: int, index: int, *, bare: bool = True) -> Measu
     return result
 
 
-def run_daily(work: Path, profile: Path, index: int) -> tuple[Measure, dict[str, Any], int]:
-    """`pytest -m daily` over `profile` from the repository root: its measure, results.json and bundle size."""
-    report_dir = work / f"reports-{index}"
+def run_daily(
+    work: Path,
+    profile: Path,
+    index: int,
+    *,
+    args: Sequence[str] = (),
+    label: str = "opsproof",
+    cwd: Path = REPO,
+    env: dict[str, str] | None = None,
+) -> tuple[Measure, dict[str, Any], int]:
+    """`pytest -m daily` over `profile` from the repository root: its measure, results.json and bundle size.
+
+    `args` are added to the command line (`-n 2`); `label` names the log and the report folder;
+    `cwd` is another project (its own checks/ and ini) to run in, `env` the run's environment.
+    """
+    report_dir = work / f"reports-{label}-{index}"
     # `--opt=VALUE`, not `--opt VALUE`: pytest picks the rootdir before plugin options are known, so a
     # separate value outside the repository counts as a path argument and moves the rootdir (and loses
     # the repository's ini: testpaths, addopts, `opsproof = true`).
     cmd = [sys.executable, "-m", "pytest", "-q", "-m", "daily", f"--profile={profile}", f"--report-dir={report_dir}"]
-    log = work / f"opsproof-{index}.log"
-    result, code = measure(cmd, REPO, log)
+    cmd += args
+    log = work / f"{label}-{index}.log"
+    result, code = measure(cmd, cwd, log, env)
     if code != 0:
         raise BenchError(f"the opsproof run exited {code}; see {log}:\n{_tail(log)}")
     bundle = bundle_of(log)

@@ -2,7 +2,8 @@
 
 Each profile `buckets` item is read with LIST and GET requests only (see opsproof.probes.buckets):
 
-- `buckets.usage[<name>]`  total size (against sizes, or shares of `quota`) and object count;
+- `buckets.usage[<name>]`  total size (against sizes, or shares of `quota`) and object count, and the
+  size's trend where `size_trend:` is set (against the history);
   a listing stopped at `max_keys` or `list_timeout` is never judged as the whole bucket
 - `buckets.lifecycle[<name>]`  at least one lifecycle rule is enabled
 - `buckets.protection[<name>]`  versioning, Object Lock, default encryption as asked
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opsproof import Check, CheckError, applies, format_size
+from opsproof.judging.over_time import judge_trend
 from opsproof.probes.buckets import BucketsFacts
 from opsproof.targets.buckets import BucketsTarget
 
@@ -58,10 +60,12 @@ def test_usage(item: BucketsTarget, facts: BucketsFacts, check: Check) -> None:
         _partial(item, usage, check)
         return
     check.note(f"{show(size)} in {count:,} objects under {facts.location}")
+    check.measure("bytes", size)  # the whole bucket's size, kept whatever the verdict (a trend's points)
     largest = usage["largest"][0] if usage["largest"] else None
     detail = f"largest: {largest['key']} ({format_size(largest['size'])})" if largest else None
     check.threshold("size", size, item.size, show=show, detail=detail)
     check.threshold("objects", count, item.objects, show=lambda v: f"{v:,.0f}")
+    judge_trend(check, "bytes", size, item.size_trend, what="size", show=show)
 
 
 def _partial(item: BucketsTarget, usage: dict[str, Any], check: Check) -> None:

@@ -5,6 +5,7 @@ read with one sh script of read-only commands (see opsproof.probes.hosts):
 
 - `hosts.reachable[<name>]`  the backend runs commands there; the record lists every command sent
 - `hosts.filesystems[<name>]`  space used per mount (df) against {warn, fail} (001: disk > 80% / 90%)
+- `hosts.filesystems_trend[<name>]`  each mount's usage fitted over the history: when does it fill? (000 monthly)
 - `hosts.inodes[<name>]`  inodes used per mount, where the filesystem has a fixed number of them
 - `hosts.memory[<name>]`  MemAvailable as a share of MemTotal, lower is worse (001: memory > 80% / 90%)
 - `hosts.load[<name>]`  the load average per online CPU
@@ -25,6 +26,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from opsproof import Check, CheckError, Part, Threshold, applies, each, format_duration, format_percent, format_size
+from opsproof.judging.over_time import expect_trend, judge_projection, past_of, project
 from opsproof.outcomes import evaluate
 from opsproof.probes.hosts import HostFacts
 from opsproof.targets.hosts import CertificateFile, Constraint, HostTarget, PortSpec, ServiceSpec
@@ -167,6 +169,52 @@ def test_filesystems(item: HostTarget, facts: HostFacts, check: Check) -> None:
     if facts.filesystems is None:
         raise CheckError("df gave no filesystems")
     _usage(item, facts, check, facts.filesystems, item.filesystems, "filesystems")
+
+
+@applies(lambda item: item.filesystems_trend is not None)
+def test_filesystems_trend(item: HostTarget, facts: HostFacts, check: Check) -> None:
+    _answered(facts)
+    _sections(facts, "df")
+    trend = item.filesystems_trend
+    assert trend is not None
+    if facts.filesystems is None:
+        raise CheckError("df gave no filesystems")
+    expect_trend(check, trend, format_percent)
+    past = past_of(check)
+    at = check.started_at or facts.probed_at
+    projected = []
+    for row in facts.filesystems:
+        mount = row["mount"]
+        if _judged(item, mount, facts.fstypes.get(mount), item.filesystems or Threshold[float](fail=100.0)) is False:
+            continue
+        measure = f"used {mount}"
+        check.measure(measure, row["used_pct"])
+        found = project(
+            past, check.check_id, measure, row["used_pct"], trend, measured_at=at, what=mount, show=format_percent
+        )
+        projected.append((mount, row["used_pct"], found))
+    if not projected:
+        check.note(f"no filesystem to judge ({len(facts.filesystems)} mounted, all ignored)")
+        return
+    judged = sorted((p for p in projected if p[2].left_s is not None), key=lambda p: p[2].left_s or 0.0)
+    check.observe(
+        trends={
+            mount: {"used_pct": used, "points": f.points, "projected_full_s": f.left_s} for mount, used, f in projected
+        }
+    )
+    if not judged:
+        waiting = [f.summary for _, _, f in projected if f.per_day is None]
+        fitted = len(projected) - len(waiting)
+        check.note(
+            f"{len(projected)} filesystem(s)"
+            + (f", none of the {fitted} fitted filling" if fitted else "")
+            + (f"; {len(waiting)} not judged yet: {waiting[0]}" if waiting else "")
+        )
+        return
+    mount, used, soonest = judged[0]
+    others = f"{len(judged) - 1} more filling" if len(judged) > 1 else None
+    check.note(soonest.summary + (f"; {others}" if others else ""))
+    judge_projection(check, mount, used, float(trend.limit), soonest, trend, format_percent, also=others)
 
 
 @applies(lambda item: item.inodes is not None)

@@ -42,6 +42,7 @@ from kubernetes_judging import named as _named
 from kubernetes_judging import observe_offenders as _observe_offenders
 
 from opsproof import Check, Part, applies, each, format_duration, format_percent
+from opsproof.judging.over_time import judge_increase
 from opsproof.outcomes import reaches
 from opsproof.probes.kubernetes import KubernetesFacts
 from opsproof.probes.kubernetes_reduce import STARTING_REASONS
@@ -162,6 +163,9 @@ def test_restarts(item: KubernetesTarget, facts: KubernetesFacts, check: Check) 
                 oom_killed.append(f"{where} OOMKilled {_ago(last)}")
     counted.sort(key=lambda entry: -entry[0])
     worst = counted[0][0] if counted else 0
+    # Every restarted container is in `notable` (a restart makes a pod notable): their sum is all restarts.
+    total = sum(c["restarts"] for pod in facts.pods["notable"] for c in pod.get("containers", []))
+    check.measure("restarts", total)  # kept whatever the verdict, for `increase:`
     check.observe(containers_restarted=len(counted), max_restarts=worst, restarted_earlier=older)
     _observe_offenders(check, "restarted", [line for _, line in counted])
     _observe_offenders(check, "oom_killed", oom_killed)
@@ -179,6 +183,7 @@ def test_restarts(item: KubernetesTarget, facts: KubernetesFacts, check: Check) 
     failures = [killed] if oom_killed and settings.oom_killed == "fail" else []
     failures += [too_many] if too_many else []
     assert not failures, "; ".join(failures)
+    judge_increase(check, "restarts", total, limits.increase, what="container restarts")
 
 
 def _over(value: float, limit: float | None) -> bool:

@@ -3,15 +3,17 @@
 Every check of an item reads the facts of ONE read-only session the probe opened for
 the item: reachable with its version, connections as a share of max_connections,
 waiting lock requests, the oldest active query and idle-in-transaction session,
-transaction-ID wraparound, replication lag and WAL archiving where configured, and
-each custom query's result against its `expect`.
+transaction-ID wraparound, replication lag and WAL archiving where configured, new deadlocks
+since the previous run and the database size's trend where configured (against the history),
+and each custom query's result against its `expect`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from opsproof import Check, CheckError, Part, applies, each, format_duration, format_percent
+from opsproof import Check, CheckError, Part, applies, each, format_duration, format_percent, format_size
+from opsproof.judging.over_time import judge_increase, judge_trend
 from opsproof.judging.query_expect import judge_query, raise_for
 from opsproof.probes.postgres import PostgresFacts
 from opsproof.targets.postgres import PostgresQuery, PostgresTarget
@@ -232,3 +234,22 @@ def test_query(item: PostgresTarget, part: Part, facts: PostgresFacts, check: Ch
     check.expect(**spec.expect.model_dump(exclude_unset=True))
     _section(facts, "server")
     judge_query(spec, facts.queries.get(part.name), check)
+
+
+# -- counters and trends (judged against the history: docs/trends.md) ---------------------------
+
+
+@applies(lambda item: item.deadlocks is not None)
+def test_deadlocks(item: PostgresTarget, facts: PostgresFacts, check: Check) -> None:
+    _section(facts, "database")
+    assert facts.deadlocks is not None and item.deadlocks is not None
+    check.observe(deadlocks=facts.deadlocks, stats_reset=facts.stats_reset)
+    judge_increase(check, "deadlocks", facts.deadlocks, item.deadlocks.increase, what="deadlocks")
+
+
+@applies(lambda item: item.database_size is not None)
+def test_database_size(item: PostgresTarget, facts: PostgresFacts, check: Check) -> None:
+    _section(facts, "database")
+    assert facts.database_size is not None and item.database_size is not None
+    check.observe(database_size=facts.database_size)
+    judge_trend(check, "bytes", facts.database_size, item.database_size.trend, what="database size", show=format_size)

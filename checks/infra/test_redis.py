@@ -8,7 +8,9 @@ only (see opsproof.probes.redis):
 - `redis.eviction_policy[<name>]`  maxmemory-policy, where the item names one
 - `redis.clients[<name>]`  connected clients as a share of maxclients; rejected connections warn (003)
 - `redis.hit_ratio[<name>]`  keyspace hits / lookups, lower is worse, where configured (000)
-- `redis.queue[<name>/<key>]`  each queue's length (000: queue depth < 1000, > 5000 critical; 003: `LLEN celery`)
+- `redis.queue[<name>/<key>]`  each queue's length (000: queue depth < 1000, > 5000 critical; 003: `LLEN celery`),
+  and its trend where configured (against the history)
+- `redis.rejected_connections[<name>]`  connections rejected since the previous run, where configured
 - `redis.persistence[<name>]`  last RDB save and AOF, where configured
 - `redis.replication[<name>]`  role, replica link or replicas online, where configured
 
@@ -20,9 +22,10 @@ check could not run, and the operator must fix the profile or the grant.
 from __future__ import annotations
 
 from opsproof import Check, CheckError, Part, Threshold, applies, each, format_duration, format_percent, format_size
+from opsproof.judging.over_time import judge_increase, judge_trend
 from opsproof.probes import utc_iso
 from opsproof.probes.redis import RedisFacts
-from opsproof.targets.redis import RedisTarget
+from opsproof.targets.redis import QueueLimits, RedisTarget
 
 QUEUE_TYPES = {"list": "list", "stream": "stream", "zset": "sorted set", "set": "set"}
 
@@ -161,7 +164,24 @@ def test_queue(item: RedisTarget, part: Part, facts: RedisFacts, check: Check) -
     else:
         check.observe(length=entry["length"])
         check.note(f"{key} ({QUEUE_TYPES[kind]}) length {entry['length']}")
-    check.threshold("length", entry["length"], part.spec, show=lambda v: f"{v:g}")
+    spec: QueueLimits = part.spec
+    check.measure("length", entry["length"])  # kept whatever the verdict, for a trend: added later
+    if spec.warn is not None or spec.fail is not None:
+        check.threshold("length", entry["length"], spec, show=lambda v: f"{v:g}")
+    judge_trend(check, "length", entry["length"], spec.trend, what=f"{key} length")
+
+
+@applies(lambda item: item.rejected_connections is not None)
+def test_rejected_connections(item: RedisTarget, facts: RedisFacts, check: Check) -> None:
+    _answered(facts)
+    rejected = facts.rejected_connections
+    if rejected is None:
+        raise _unknown("rejected_connections", facts)
+    assert item.rejected_connections is not None
+    check.observe(rejected_connections=rejected, uptime_s=facts.uptime_s)
+    judge_increase(
+        check, "rejected_connections", rejected, item.rejected_connections.increase, what="rejected connections"
+    )
 
 
 @applies(lambda item: item.persistence is not None)

@@ -20,6 +20,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from opsproof import Check, CheckError, Part, applies, each, format_duration
+from opsproof.judging.over_time import judge_increase, judge_trend
 from opsproof.judging.series import labels_text, show_value
 from opsproof.judging.series import offenders as series_offenders
 from opsproof.probes.prometheus import PrometheusFacts, parse_time
@@ -241,10 +242,15 @@ def test_kpi(item: PrometheusTarget, part: Part, facts: PrometheusFacts, check: 
     worst_word = "worst " if kpi.over is not None or many else ""
     of = f" of {found['series_count']} series" if many else ""
     check.note(f"{kpi.name} {worst_word}{show(value)}{window}{when}{of}: {where}")
-    offenders = series_offenders(numbers, kpi, found["series_count"]) if many else ""
+    offenders = series_offenders(numbers, kpi, found["series_count"]) if many and kpi.threshold is not None else ""
     which = f"{worst_word}series {where}{when}" if worst["labels"] or when else ""
     detail = "; ".join(part for part in (which, offenders) if part) or None
+    if math.isfinite(value):
+        check.measure("value", value)  # kept whatever the verdict: the history has no gap where it matters
     check.threshold(kpi.name, value, kpi.threshold, lower_is_worse=kpi.lower_is_worse, show=show, detail=detail)
+    if math.isfinite(value):  # against earlier runs' values of the worst series (docs/trends.md)
+        judge_increase(check, "value", value, kpi.increase, what=kpi.name, show=show)
+        judge_trend(check, "value", value, kpi.trend, what=kpi.name, show=show)
 
 
 def _empty(kpi: Kpi, found: dict[str, Any], check: Check, window: str) -> None:

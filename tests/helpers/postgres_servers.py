@@ -283,3 +283,41 @@ def terminate_when_sleeping(pg: LocalPostgres) -> Iterator[list[int]]:
     finally:
         stop.set()
         thread.join(5)
+
+
+def deadlocks_of(pg: LocalPostgres, dbname: str) -> int:
+    rows = pg.execute("select deadlocks from pg_stat_database where datname = %s", [dbname])
+    return int(rows[0][0]) if rows else 0
+
+
+def provoke_deadlock(pg: LocalPostgres, dbname: str) -> None:
+    """A real deadlock in `dbname` (a table `pair` with rows 1 and 2): two sessions lock the rows in opposite order.
+
+    The server's deadlock detector (after deadlock_timeout, 1 s) cancels one of them; this returns
+    once pg_stat_database counts it (statistics are flushed by the backends, not at once).
+    """
+    before = deadlocks_of(pg, dbname)
+    first, second = pg.connect(dbname, autocommit=False), pg.connect(dbname, autocommit=False)
+    errors: list[BaseException] = []
+    try:
+        first.execute("update pair set n = n + 1 where id = 1")
+        second.execute("update pair set n = n + 1 where id = 2")
+
+        def cross(conn: psycopg.Connection[Any], row: int) -> None:
+            try:
+                conn.execute("update pair set n = n + 1 where id = %s", [row])
+            except psycopg.errors.DeadlockDetected as exc:
+                errors.append(exc)
+            finally:
+                conn.rollback()
+
+        threads = [threading.Thread(target=cross, args=(first, 2)), threading.Thread(target=cross, args=(second, 1))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        first.close()
+        second.close()
+    assert len(errors) == 1, f"expected one deadlock victim, got {errors}"
+    wait_for(lambda: deadlocks_of(pg, dbname) > before, f"pg_stat_database to count the deadlock in {dbname}")

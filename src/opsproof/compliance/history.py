@@ -13,7 +13,8 @@ transaction, schema created under an advisory lock), and recording the same run
 twice is a no-op. The attestations table (see attestations.py) is append-only: a
 trigger refuses UPDATE and DELETE in both databases.
 
-Tables: `runs` (one row per run), `records` (one per check record), `attestations`
+Tables: `runs` (one row per run), `records` (one per check record), `observations` (the numbers
+records kept for `increase:` and `trend:`, see observations.py), `attestations`
 and `attestation_evidence` (the evidence files, by sha256), `chain_heads` (in
 PostgreSQL: each environment's newest bundle, shared by every runner), `opsproof_meta`.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -81,6 +83,17 @@ _TABLES = (
         PRIMARY KEY (run_id, node_id)
     )""",
     "CREATE INDEX IF NOT EXISTS records_by_check ON records (check_id)",
+    # The numbers a record kept for later runs' `increase:` and `trend:` (its `measures`), read by observations.py.
+    """CREATE TABLE IF NOT EXISTS observations (
+        run_id TEXT NOT NULL REFERENCES runs (run_id),
+        environment TEXT NOT NULL,
+        check_id TEXT NOT NULL,
+        measure TEXT NOT NULL,
+        value DOUBLE PRECISION NOT NULL,
+        observed_at TEXT NOT NULL,
+        -- one index serves the readers (a check's values in time order) and keeps a run's rows unique
+        PRIMARY KEY (environment, check_id, observed_at, measure, run_id)
+    )""",
     """CREATE TABLE IF NOT EXISTS attestations (
         seq {serial},
         environment TEXT NOT NULL,
@@ -370,6 +383,11 @@ class History:
             f"VALUES (?, {', '.join('?' for _ in RECORD_COLUMNS)}){suffix}",
             [(run.id, *record_row(check)) for check in results.checks],
         )
+        self.executemany(
+            f"{prefix} INTO observations (run_id, environment, check_id, measure, value, observed_at) "
+            f"VALUES (?, ?, ?, ?, ?, ?){suffix}",
+            observation_rows(results),
+        )
         return True
 
     def set_upload(self, run_id: str, upload: dict[str, Any]) -> None:
@@ -589,6 +607,17 @@ def record_row(check: CheckRecord) -> tuple[Any, ...]:
         check.started_at,
         json.dumps(check.maintenance.dump()) if check.maintenance else None,
     )
+
+
+def observation_rows(results: Results) -> list[tuple[Any, ...]]:
+    """The `observations` rows of a run: each record's `measures`, at the time the record measured them."""
+    run = results.run
+    return [
+        (run.id, run.environment, check.check, measure, float(value), check.started_at or run.started_at)
+        for check in results.checks
+        for measure, value in (check.measures or {}).items()
+        if math.isfinite(value)  # a results.json written by hand or by another version may hold NaN
+    ]
 
 
 def _database_errors(kind: str) -> tuple[type[Exception], ...]:

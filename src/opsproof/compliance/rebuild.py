@@ -31,6 +31,7 @@ def rebuild(history: History, report_dir: Path) -> RebuildReport:
     """
     report = RebuildReport()
     with history.transaction():
+        history.execute("DELETE FROM observations")
         history.execute("DELETE FROM records")
         history.execute("DELETE FROM runs")
         for bundles in find_environments(report_dir).values():

@@ -302,6 +302,8 @@ table.kv{width:100%;font-size:12.5px}
 .json{color:#0a3069}
 .scalar{font-family:var(--mono);color:#0550ae}
 footer{margin:32px 0 8px;font-size:12px;color:var(--muted)}
+/* seven tiles in a row leave ~100 px each below 960 px: a figure like 96.8% must still fit its tile */
+@media (max-width:960px){.tile{padding:8px 8px}.tile .n{font-size:22px}}
 @media (max-width:760px){.tiles{grid-template-columns:repeat(4,minmax(0,1fr))}.facts{grid-template-columns:1fr}
 summary{grid-template-columns:12px 1fr 1fr}.what,.dur{grid-column:1/-1}}
 @media print{

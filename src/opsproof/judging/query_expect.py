@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from opsproof.judging.over_time import judge_increase, judge_trend
 from opsproof.judging.series import show_value
 from opsproof.model.check import Check, CheckError
 from opsproof.probes.postgres_describe import QueryResult, SectionError
@@ -104,8 +105,11 @@ def judge_query(spec: PostgresQuery, result: QueryResult | None, check: Check) -
     if result.error is not None:
         check.observe(error=result.error.message, sqlstate=result.error.sqlstate)
         raise_for(result.error, "the query failed")
-    assert_expected(spec.expect, result)
     expect = spec.expect
+    over_time = expect.increase is not None or expect.trend is not None
+    if over_time and result.value is not None:
+        check.measure("value", number(result))  # kept even when an operator below fails
+    assert_expected(spec.expect, result)
     if expect.threshold is not None:
         assert result.value is not None, "value is NULL, expected a number to judge against the threshold"
         check.threshold(
@@ -116,3 +120,9 @@ def judge_query(spec: PostgresQuery, result: QueryResult | None, check: Check) -
             show=show_value(expect.unit),
         )
     check.note(f"value {shown(result)}, {result.row_count} row(s)" if result.columns else "as expected")
+    if over_time:
+        # Against the values earlier runs kept (docs/trends.md); these say whether they could judge.
+        assert result.value is not None, "value is NULL, expected a number to compare with earlier runs"
+        value, show = number(result), show_value(expect.unit)
+        judge_increase(check, "value", value, expect.increase, what=spec.name, show=show)
+        judge_trend(check, "value", value, expect.trend, what=spec.name, show=show)

@@ -11,12 +11,16 @@ through `Check.threshold`, which fails past `fail` and records a warning past
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from opsproof.errors import CheckError, CheckFailed
 from opsproof.outcomes import evaluate
+
+if TYPE_CHECKING:
+    from opsproof.model.trends import Past
 
 __all__ = ["Check", "CheckError", "CheckFailed"]
 
@@ -42,9 +46,21 @@ class Check:
     summary: str | None = None
     started_at: str | None = None
     duration_s: float | None = None
+    # Values kept in the history for later runs' `increase:` and `trend:` (record's `measures`).
+    measures: dict[str, float] = field(default_factory=dict)
+    # What earlier runs measured (the run hands it; None outside a run with a history store).
+    history: Past | None = field(default=None, repr=False)
 
     def observe(self, **facts: Any) -> None:
         self.observed.update(facts)
+
+    def measure(self, name: str, value: float) -> None:
+        """Keep a number in the history under this check's id, for `increase:` and `trend:` of later runs.
+
+        NaN and infinities are not kept: no line goes through them, and no store takes them alike.
+        """
+        if math.isfinite(value):
+            self.measures[name] = float(value)
 
     def expect(self, **expectations: Any) -> None:
         self.expected.update(expectations)

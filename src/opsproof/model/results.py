@@ -100,6 +100,9 @@ class CheckRecord(_Model):
     started_at: str = Field(description="UTC ISO 8601")
     duration_s: float = Field(description="how long the check took, in seconds")
     phase: Literal["setup", "call", "teardown"] = Field(description="the pytest phase the outcome comes from")
+    measures: dict[str, float] | None = Field(
+        None, description="numbers kept in the history for later runs' `increase:` and `trend:` (absent: none)"
+    )
     waiver: Waiver | None = None
     maintenance: Maintenance | None = Field(None, description="set on a failed/error record inside a window")
 

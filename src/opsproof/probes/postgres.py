@@ -77,6 +77,9 @@ class PostgresFacts(Facts):
     wraparound: dict[str, Any] | None = None
     replication: dict[str, Any] | None = None
     wal_archiving: dict[str, Any] | None = None
+    deadlocks: int | None = Field(None, description="pg_stat_database.deadlocks of this database (cumulative)")
+    stats_reset: str | None = Field(None, description="when this database's statistics were last reset")
+    database_size: int | None = Field(None, description="pg_database_size of this database, in bytes")
     queries: dict[str, QueryResult] = Field(default_factory=dict)
     errors: dict[str, SectionError] = Field(default_factory=dict, description="sections that produced no facts")
 
@@ -120,6 +123,12 @@ SESSIONS_SQL = f"""select case when backend_type is not null then coalesce(state
 from pg_stat_activity
 where backend_type = 'client backend' or (backend_type is null and datid is not null)
 group by 1
+"""
+
+# Counters for `deadlocks: {increase}` and the size for `database_size: {trend}` (judged against the history).
+DATABASE_SQL = """select deadlocks, to_char(stats_reset at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+       pg_database_size(current_database())
+from pg_stat_database where datname = current_database()
 """
 
 # opsproof's own sessions (this one, and other items' on the same server) are not the slow
@@ -330,6 +339,12 @@ class Session:
             "mxid_database": mxid[0],
         }
 
+    async def database(self) -> None:
+        ((deadlocks, stats_reset, size),) = await self.rows(DATABASE_SQL)
+        self.facts.deadlocks = int(deadlocks or 0)
+        self.facts.stats_reset = stats_reset
+        self.facts.database_size = int(size)
+
     async def replication(self) -> None:
         if self.facts.in_recovery:
             ((receive, replay, behind, replay_age, paused, receiver, sender),) = await self.rows(STANDBY_SQL)
@@ -503,6 +518,8 @@ async def _gather_sections(session: Session, target: PostgresTarget) -> None:
     await session.section("sessions", session.sessions)
     await session.section("locks", session.locks)
     await session.section("wraparound", session.wraparound)
+    if target.deadlocks is not None or target.database_size is not None:
+        await session.section("database", session.database)
     if target.replication is not None:
         await session.section("replication", session.replication)
     if target.wal_archiving is not None:

@@ -3,16 +3,15 @@
 When the test loop starts, the plugin hands every target the selected checks use
 to a `Gatherer`, which probes them all, each kind in a process of its own with its own
 event loop. A check waits only for its own target's facts, so the first checks
-assert while later probes are still in flight. Under pytest-xdist the first
-worker to ask probes for all workers and shares the facts through a file, so
-`-n auto` still probes each target once.
+assert while later probes are still in flight. Under pytest-xdist the controller
+probes for every worker and streams the facts to them (`opsproof.run.spool`), so
+`-n 2` still probes each target once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import importlib
 import json
 import os
@@ -21,18 +20,14 @@ import signal
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from opsproof.probes import Facts, ProbeContext, kinds, kinds_in_use, redacted
+from opsproof.probes import Facts, ProbeContext, ProbeKind, kinds_in_use, redacted
 from opsproof.profile import Profile
 from opsproof.redaction import Redactor
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
-
-# kind name -> target name -> facts
-FactsByKind = dict[str, dict[str, Facts]]
 
 
 class Gatherer:
@@ -75,6 +70,7 @@ class Gatherer:
         self._in_child = in_child and hasattr(os, "fork")
         self._children: dict[str, _Child] = {}  # kind -> its probe process
         self._thread: threading.Thread | None = None
+        self._registry: dict[str, ProbeKind[Any, Any]] = {}
 
     def prepare(self, early: Mapping[str, set[str]] | None = None) -> Gatherer:
         """Fork the probe children now (from the main thread, before any helper thread exists).
@@ -155,18 +151,6 @@ class Gatherer:
             raise self._error or RuntimeError(f"the {kind} probe returned no facts for {name!r}")
         return found
 
-    def all(self) -> FactsByKind:
-        """Every target's facts, once all probes are done."""
-        if self._thread is not None:
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-        by_kind: FactsByKind = {kind: {} for kind in self._wanted}
-        for (kind, name), facts in self._facts.items():
-            if name in self._wanted.get(kind, ()):  # early probes of targets not selected stay out
-                by_kind[kind][name] = facts
-        return by_kind
-
     def _run(self) -> None:
         try:
             asyncio.run(self._probe_all(self._wanted, self._deliver))
@@ -185,8 +169,16 @@ class Gatherer:
             self._done = True
             self._arrived.notify_all()
 
+    def _received(self, line: bytes) -> None:
+        """One line from a probe process: `[kind, facts]` as JSON, or `["error", message]`."""
+        kind, payload = json.loads(line)
+        if kind == "error":
+            self._error = RuntimeError(f"the probes failed: {payload}")
+            return
+        self._deliver(kind, self._registry[kind].facts.model_validate(payload))
+
     def _read_children(self) -> None:
-        registry = kinds_in_use(self._profile)
+        self._registry = kinds_in_use(self._profile)
         by_fd = {child.results: child for child in self._children.values() if child.results is not None}
         pending = {fd: b"" for fd in by_fd}
         try:
@@ -205,11 +197,7 @@ class Gatherer:
                             continue
                         *lines, pending[fd] = (pending[fd] + chunk).split(b"\n")
                         for line in lines:
-                            kind, payload = json.loads(line)
-                            if kind == "error":
-                                self._error = RuntimeError(f"the probes failed: {payload}")
-                                continue
-                            self._deliver(kind, registry[kind].facts.model_validate(payload))
+                            self._received(line)
         except BaseException as exc:
             self._error = exc
         finally:
@@ -335,47 +323,3 @@ async def _child_work(gatherer: Gatherer, kind: str, request_read: int, send: Ca
         *([early] if early is not None else []),
         *([gatherer._probe_all({kind: rest}, send, ctx)] if rest else []),
     )
-
-
-def probe_all(
-    profile: Profile,
-    wanted: Mapping[str, set[str]],
-    history: Location | None = None,
-    redactor: Redactor | None = None,
-    change: str | None = None,
-) -> FactsByKind:
-    """Facts for the wanted targets of each kind, probed concurrently; returns when all are done."""
-    return Gatherer(profile, history=history, redactor=redactor, change=change).start(wanted).all()
-
-
-def probe_all_shared(
-    profile: Profile,
-    wanted: Mapping[str, set[str]],
-    share_dir: Path,
-    history: Location | None = None,
-    redactor: Redactor | None = None,
-    change: str | None = None,
-) -> FactsByKind:
-    """As `probe_all`, but once across processes that share `share_dir` (xdist workers)."""
-    share_dir.mkdir(parents=True, exist_ok=True)
-    facts_file = share_dir / "facts.json"
-    with open(share_dir / "facts.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if facts_file.exists():
-            return _read(facts_file)
-        facts = probe_all(profile, wanted, history, redactor, change)
-        tmp = facts_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump({k: {t: f.model_dump(mode="json") for t, f in v.items()} for k, v in facts.items()}, out)
-        tmp.replace(facts_file)
-        return facts
-
-
-def _read(facts_file: Path) -> FactsByKind:
-    registry = kinds()
-    raw: dict[str, dict[str, Any]] = json.loads(facts_file.read_text())
-    return {
-        kind: {target: registry[kind].facts.model_validate(data) for target, data in by_target.items()}
-        for kind, by_target in raw.items()
-    }

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import gc
-import importlib
 import signal
 from pathlib import Path
 from types import FrameType
@@ -35,7 +34,8 @@ from opsproof.model.markers import ALL_MARKERS, CADENCE_MARKERS
 from opsproof.probes import Facts, kinds_in_use
 from opsproof.profile import ITEM_SECTIONS, Item, Profile
 from opsproof.run import custom
-from opsproof.run.gather import Gatherer, probe_all_shared
+from opsproof.run.gather import Gatherer
+from opsproof.run.past import past_of
 from opsproof.run.quiet import skip_capture
 from opsproof.run.records import (
     AllureAnnotator,
@@ -180,18 +180,26 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.args_source != pytest.Config.ArgsSource.ARGS and (Path.cwd() / "checks").is_dir():
         # No paths given: the checks of the repository root, even when the ini was not found.
         config.args[:] = [str(Path.cwd() / "checks")]
-    if not state.is_worker:
-        if not (config.option.collectonly or getattr(config.option, "numprocesses", None)):
-            # The probe process starts now, so it is ready when the checks are collected.
-            state.gatherer = _gatherer(state).prepare(early=_early_targets(config, state))
-            config.add_cleanup(state.gatherer.stop)
+    if state.is_worker:
+        from opsproof.run.workers import WorkerHooks
+
+        config.pluginmanager.register(WorkerHooks(), "opsproof-xdist-worker")
+    else:
         # Here, not at import: a pytest run without opsproof (the plugin loads for every
         # pytest in this environment) never imports what writes bundles.
-        from opsproof.run.recorder import Recorder, XdistHooks
+        from opsproof.run.recorder import Recorder
+        from opsproof.run.workers import XdistHooks, is_distributed
 
+        xdist = XdistHooks(state) if is_distributed(config) else None
+        if not config.option.collectonly:
+            # The probe processes start now, so they are ready when the checks are collected.
+            # Under pytest-xdist they probe for every worker, through a spool (run/spool.py).
+            state.gatherer = _gatherer(state, xdist.spool if xdist else None)
+            state.gatherer.prepare(early=_early_targets(config, state))
+            config.add_cleanup(state.gatherer.stop)
         config.pluginmanager.register(Recorder(config, state), "opsproof-recorder")
-        if config.pluginmanager.hasplugin("xdist"):
-            config.pluginmanager.register(XdistHooks(state), "opsproof-xdist")
+        if xdist is not None:
+            config.pluginmanager.register(xdist, "opsproof-xdist")
         _trap_sigterm(config, state)
         _skip_final_collection()
 
@@ -340,6 +348,19 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         config.workeroutput["opsproof_unmatched_windows"] = state.unmatched_windows  # type: ignore[attr-defined]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which tells the controller that this worker has collected
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """An xdist worker writes the targets its checks need, for the controller to probe."""
+    state = state_of(session.config)
+    if state is None or state.share_dir is None:
+        return
+    from opsproof.run.spool import write_wanted
+
+    config = session.config
+    broken = session.testsfailed and not config.option.continue_on_collection_errors
+    write_wanted(state.share_dir, {} if broken or config.option.collectonly else _wanted(session.items))
+
+
 def _is_kind_check(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
     return callspec is not None and isinstance(callspec.params.get("target"), TargetRef)
@@ -432,7 +453,9 @@ def _handed(node: pytest.Item, *asked: str) -> dict[str, Any]:
     if "item" in wants and "item" not in funcargs:
         funcargs["item"] = ref.model
     if ("check" in wants or "facts" in wants) and "check" not in funcargs:
-        funcargs["check"] = Check(check_id="", kind=ref.kind, target=ref.name, severity=ref.severity)
+        funcargs["check"] = Check(
+            check_id=identity(node)[0], kind=ref.kind, target=ref.name, severity=ref.severity, history=past_of(ref.run)
+        )
     if "facts" in wants and "facts" not in funcargs:
         found = _facts_of(ref.run, ref)
         check = funcargs["check"]
@@ -443,8 +466,14 @@ def _handed(node: pytest.Item, *asked: str) -> dict[str, Any]:
     return funcargs
 
 
-def _gatherer(state: RunState) -> Gatherer:
-    return Gatherer(state.loaded.profile, history=state.history, redactor=state.redactor, change=state.change_ticket)
+def _gatherer(state: RunState, spool: Path | None = None) -> Gatherer:
+    """The run's prober; with a `spool` (an xdist controller's), it streams the facts there for the workers."""
+    profile, history, redactor, change = state.loaded.profile, state.history, state.redactor, state.change_ticket
+    if spool is not None:
+        from opsproof.run.spool import SpoolingGatherer
+
+        return SpoolingGatherer(profile, spool, history=history, redactor=redactor, change=change)
+    return Gatherer(profile, history=history, redactor=redactor, change=change)
 
 
 def _require_state(request: pytest.FixtureRequest) -> RunState:
@@ -475,17 +504,12 @@ def _uses(items: list[pytest.Item]) -> dict[tuple[str, str], int]:
 
 
 def _facts_of(state: RunState, target: TargetRef) -> Facts:
-    if state.share_dir is not None:  # an xdist worker: one worker probes for all
-        if state.facts is None:
-            state.facts = probe_all_shared(
-                state.loaded.profile,
-                _wanted(state.items),
-                state.share_dir,
-                state.history,
-                state.redactor,
-                state.change_ticket,
-            )
-        return state.facts[target.kind][target.name]
+    if state.share_dir is not None:  # an xdist worker: the controller probes, the spool brings the facts
+        if state.spool is None:
+            from opsproof.run.spool import SpoolReader
+
+            state.spool = SpoolReader(state.share_dir)
+        return state.spool.facts(target.kind, target.name)
     if state.gatherer is None:  # pytest_runtestloop did not run (a plugin drove the tests itself)
         state.gatherer = _gatherer(state).start(_wanted(state.items))
     return state.gatherer.facts(target.kind, target.name)
@@ -519,9 +543,9 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         # The first check waits for the first probe (~0.2 s for HTTP): the modules that
         # write the bundle load, and report.html's template compiles, in that wait rather
         # than after the last check.
-        for module in ("opsproof.evidence.bundle", "opsproof.run.results", "opsproof.run.terminal"):
-            importlib.import_module(module)
-        importlib.import_module("opsproof.evidence.html").load_template()
+        from opsproof.run.recorder import load_bundle_writers
+
+        load_bundle_writers()
 
 
 # -- records ------------------------------------------------------------------------------

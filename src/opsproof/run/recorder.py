@@ -1,14 +1,13 @@
 """The end of a run: collect every record, write and seal the bundle, ship it, say where it is.
 
-`Recorder` is controller-only (under xdist the workers' reports come to it); `XdistHooks`
-wires the workers to the controller's run.
+`Recorder` is controller-only (under xdist the workers' reports come to it; `run.workers`
+wires the workers to the controller's run).
 """
 
 from __future__ import annotations
 
 import gc
-import shutil
-import tempfile
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -164,6 +163,13 @@ class Recorder:
         )
 
 
+def load_bundle_writers() -> None:
+    """Import what writes the bundle and compile report.html's template, while the run waits anyway."""
+    for module in ("opsproof.evidence.bundle", "opsproof.run.results", "opsproof.run.terminal"):
+        importlib.import_module(module)
+    importlib.import_module("opsproof.evidence.html").load_template()
+
+
 def _exit_code(state: RunState, pytest_status: int) -> int:
     if state.signalled is not None:
         return outcomes.EXIT_INTERRUPTED
@@ -309,33 +315,3 @@ def _shown(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-class XdistHooks:
-    """Controller-side xdist wiring: share the run id and a facts folder, collect worker output."""
-
-    def __init__(self, state: RunState) -> None:
-        self.state = state
-        self.share_dir: Path | None = None
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_configure_node(self, node: Any) -> None:
-        if self.share_dir is None:
-            self.share_dir = Path(tempfile.mkdtemp(prefix="opsproof-facts-"))
-        node.workerinput["opsproof_run_id"] = self.state.run_id
-        node.workerinput["opsproof_started_at"] = self.state.started_at
-        node.workerinput["opsproof_share_dir"] = str(self.share_dir)
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        output = getattr(node, "workeroutput", {}) or {}
-        unmatched = output.get("opsproof_unmatched_waivers")
-        if unmatched is not None:
-            self.state.unmatched_waivers = unmatched
-        windows = output.get("opsproof_unmatched_windows")
-        if windows is not None:
-            self.state.unmatched_windows = windows
-
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self.share_dir is not None:
-            shutil.rmtree(self.share_dir, ignore_errors=True)

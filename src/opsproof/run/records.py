@@ -110,6 +110,8 @@ def build_record(
         "duration_s": check.duration_s if check.duration_s is not None else round(call.duration, 4),
         "phase": report.when,
     }
+    if check.measures:
+        record["measures"] = check.measures
     if outcome in ("failed", "error"):
         _apply_waiver(record, state.loaded.profile.waivers)
         maintenance.apply(record, state.loaded.profile.maintenance)

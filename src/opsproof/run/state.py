@@ -30,11 +30,13 @@ from opsproof.targets import kinds as registered_kinds
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
+    from opsproof.compliance.observations import Observations
     from opsproof.compliance.upload import BucketLock, S3Target
     from opsproof.evidence.signing import Signer
     from opsproof.model.results import Results
-    from opsproof.run.gather import FactsByKind, Gatherer
+    from opsproof.run.gather import Gatherer
     from opsproof.run.scoping import Part
+    from opsproof.run.spool import SpoolReader
 
 
 @dataclass
@@ -47,8 +49,8 @@ class RunState:
     run_id: str
     started_at: str
     is_worker: bool
-    share_dir: Path | None = None
-    facts: FactsByKind | None = None  # xdist workers: everything, read from the shared file
+    share_dir: Path | None = None  # xdist workers: the controller's spool of facts
+    spool: SpoolReader | None = None  # xdist workers: the facts, read from the spool as they come
     gatherer: Gatherer | None = None
     items: list[pytest.Item] = field(default_factory=list)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -67,6 +69,7 @@ class RunState:
     change: dict[str, Any] = field(default_factory=dict)
     signer: Signer | None = None
     history: Location | None = None
+    past: Observations | None = None  # earlier runs' measures, read once when a check first asks (run/past.py)
     upload: Upload | None = None
     # What happened to the bundle after sealing (history, upload), one line each, shown before the last line.
     shipped: list[str] = field(default_factory=list)

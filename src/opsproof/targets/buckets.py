@@ -18,6 +18,7 @@ from pydantic import Field, StrictBool, StrictInt, WithJsonSchema, model_validat
 from opsproof import units
 from opsproof.model.fields import Item, PositiveDuration, Rising, Size, Threshold, check_order
 from opsproof.model.kind import Kind
+from opsproof.model.trends import Trend
 from opsproof.targets.backups import Protection, S3Location
 
 ObjectCount = Annotated[StrictInt, Field(ge=0)]
@@ -33,6 +34,23 @@ _SIZE_OR_SHARE = WithJsonSchema(
 )
 
 
+def _trend_limit_of_quota(data: dict[str, Any]) -> dict[str, Any]:
+    """`size_trend: {limit: 90%}` as bytes: a share of `quota`, like size's limits."""
+    trend = data.get("size_trend")
+    if not isinstance(trend, dict):
+        return data
+    limit = trend.get("limit")
+    if not (isinstance(limit, str) and limit.endswith("%")):
+        return data
+    if data.get("quota") is None:
+        raise ValueError(f"size_trend.limit: {limit} is a share of quota: give quota: (the bucket's capacity)")
+    try:
+        share = round(units.parse_size(data["quota"]) * units.parse_percent(limit) / 100)
+    except ValueError as exc:
+        raise ValueError(f"size_trend.limit: {exc}") from None
+    return {**data, "size_trend": {**trend, "limit": f"{share}B"}}
+
+
 class BucketsTarget(Item):
     """A bucket (or a prefix of one): its total size and object count, lifecycle rules, protection."""
 
@@ -42,6 +60,11 @@ class BucketsTarget(Item):
     )
     quota: Size | None = Field(None, description="the bucket's capacity; size limits in % are shares of it")
     objects: Annotated[Threshold[ObjectCount], Rising] | None = Field(None, description="{warn, fail} on the count")
+    size_trend: Trend[Size] | None = Field(
+        None,
+        description="`{limit: 400GB (or 90% of quota), window: 14d, full_in: {warn: 30d, fail: 7d}}`: the total size "
+        "fitted over the history; fails when it reaches the limit sooner than full_in (docs/trends.md)",
+    )
     lifecycle: StrictBool | None = Field(None, description="true: at least one lifecycle rule is enabled")
     versioning: StrictBool | None = Field(None, description="true: versioning is Enabled")
     object_lock: StrictBool | None = Field(None, description="true: Object Lock is enabled")
@@ -57,7 +80,10 @@ class BucketsTarget(Item):
     @classmethod
     def _size_limits(cls, data: Any) -> Any:
         # A share of the quota is a size once the quota is known: both are read here, as bytes.
-        if not isinstance(data, dict) or not isinstance(data.get("size"), dict):
+        if not isinstance(data, dict):
+            return data
+        data = _trend_limit_of_quota(data)
+        if not isinstance(data.get("size"), dict):
             return data
         limits = dict(data["size"])
         for level in ("warn", "fail"):
@@ -86,7 +112,7 @@ class BucketsTarget(Item):
             check_order(self.size, lower_is_worse=False)
         if self.objects is not None and self.objects.warn is None and self.objects.fail is None:
             raise ValueError("objects needs warn, fail or both")
-        if self.quota is not None and self.size is None:
+        if self.quota is not None and self.size is None and self.size_trend is None:
             raise ValueError("quota is what size: {warn: 80%} is a share of: give size too")
         if not (self.judges_usage or self.lifecycle or self.protection):
             raise ValueError("a buckets item needs size, objects, lifecycle, versioning, object_lock or encryption")
@@ -94,7 +120,7 @@ class BucketsTarget(Item):
 
     @property
     def judges_usage(self) -> bool:
-        return self.size is not None or self.objects is not None
+        return self.size is not None or self.objects is not None or self.size_trend is not None
 
     @property
     def protection(self) -> Protection | None:

@@ -47,6 +47,7 @@ from opsproof.model.fields import (
     default_threshold,
 )
 from opsproof.model.kind import Kind
+from opsproof.model.trends import Trend
 from opsproof.targets.tls import Expiry
 
 # Backends whose commands a POSIX shell runs (the probe sends one sh script).
@@ -481,6 +482,11 @@ class HostTarget(Item):
         validate_default=True,
         description="space used on every mounted filesystem (df); false: not checked",
         json_schema_extra=also_accepts({"type": "boolean"}),
+    )
+    filesystems_trend: Trend[Percent] | None = Field(
+        None,
+        description="`{limit: 100%, window: 14d, full_in: {warn: 30d, fail: 7d}}`: each judged mount's usage, fitted "
+        "over the history; fails when the soonest reaches the limit sooner than full_in (docs/trends.md)",
     )
     inodes: Annotated[SharePercent, BeforeValidator(_on_off({"warn": "80%", "fail": "90%"}))] = Field(
         default_factory=default_threshold(warn="80%", fail="90%"),

@@ -35,6 +35,7 @@ from pydantic import (
     StrictInt,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
 
@@ -53,6 +54,7 @@ from opsproof.model.fields import (
     unique_names,
 )
 from opsproof.model.kind import Kind
+from opsproof.model.trends import CountIncrease
 from opsproof.model.yaml_limits import TooLarge, safe_load_bounded
 from opsproof.targets.kubernetes_more import (
     HpaExpectation,
@@ -308,6 +310,22 @@ def _on_off(value: Any) -> Any:
 Verdict = Literal["warn", "fail", "pass"]
 
 
+class RestartLimits(Threshold[Count]):
+    """`{warn, fail}` on one container's restartCount, and/or `increase:` of all restarts since the previous run."""
+
+    increase: CountIncrease | None = Field(
+        None,
+        description="{warn, fail} on the restarts (summed over the selected pods' containers) since the previous run "
+        "(docs/trends.md); a sum that went down (pods replaced) is a reset and passes",
+    )
+
+    @model_validator(mode="after")
+    def _judges_something(self) -> RestartLimits:  # replaces Threshold's: an increase alone judges something
+        if self.warn is None and self.fail is None and self.increase is None:
+            raise ValueError("an empty threshold {} judges nothing: give warn, fail or both, or increase:")
+        return self
+
+
 class PodSettings(Strict):
     """Pods: phase, readiness, waiting reasons (kubernetes.pods) and restarts (kubernetes.restarts)."""
 
@@ -316,10 +334,11 @@ class PodSettings(Strict):
         validate_default=True,
         description="a pod (or container) younger than this is starting, not failing: Pending, not ready; default 5m",
     )
-    restarts: Threshold[Count] = Field(
+    restarts: RestartLimits = Field(
         default_factory=default_threshold(warn=3, fail=10),
         validate_default=True,
-        description="restarts of one container (its restartCount); default {warn: 3, fail: 10}",
+        description="restarts of one container (its restartCount); default {warn: 3, fail: 10}; `increase:` judges "
+        "new restarts since the previous run",
     )
     window: Annotated[Duration, Field(gt=0)] | None = Field(
         "24h",
@@ -333,7 +352,7 @@ class PodSettings(Strict):
 
     @field_validator("restarts")
     @classmethod
-    def _restarts_order(cls, value: Threshold[int]) -> Threshold[int]:
+    def _restarts_order(cls, value: RestartLimits) -> RestartLimits:
         check_order(value, lower_is_worse=False)
         return value
 

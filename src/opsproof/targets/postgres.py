@@ -26,6 +26,7 @@ from opsproof.model.fields import (
     Percent,
     Regex,
     Rising,
+    Size,
     Strict,
     Threshold,
     check_order,
@@ -33,7 +34,8 @@ from opsproof.model.fields import (
 )
 from opsproof.model.kind import Kind
 from opsproof.model.sql_guard import read_only_sql
-from opsproof.targets.valued import Unit, limits_in_unit
+from opsproof.model.trends import CountIncrease, Increase, Trend
+from opsproof.targets.valued import Unit, UnitLimit, limits_in_unit, with_trend_in_unit
 
 ReadOnlySql = Annotated[str, AfterValidator(read_only_sql)]
 Scalar = StrictStr | StrictInt | StrictFloat | StrictBool | None
@@ -61,6 +63,16 @@ class QueryExpect(Strict):
         "number", description="what the value measures: number, seconds, percent (0-100), ratio (0-1) or bytes"
     )
     lower_is_worse: StrictBool = Field(False, description="with threshold: true when less is worse (a hit ratio)")
+    increase: Increase[UnitLimit] | None = Field(
+        None,
+        description="{warn, fail} on the value's growth since the previous run, in `unit` (a cumulative count: "
+        "pg_stat_statements calls, deadlocks); a value that went down is a reset and passes",
+    )
+    trend: Trend[UnitLimit] | None = Field(
+        None,
+        description="{limit, window, min_points, full_in}: the value's least-squares line over the history; fails "
+        "when it reaches `limit` (in `unit`) sooner than full_in",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -70,14 +82,15 @@ class QueryExpect(Strict):
             unknown = sorted(str(key) for key in data if key not in cls.model_fields)
             if unknown:
                 raise ValueError(f"unknown expect operator {unknown[0]!r}: use {', '.join(cls.model_fields)}")
-            return limits_in_unit(data, ("min", "max", "threshold"))
+            return with_trend_in_unit(limits_in_unit(data, ("min", "max", "threshold", "increase")))
         return data
 
     @model_validator(mode="after")
     def _something_expected(self) -> QueryExpect:
         if not self.model_fields_set - {"unit", "lower_is_worse"}:
             raise ValueError(
-                "expect needs at least one of: equals, one_of, min, max, threshold, matches, rows, min_rows, max_rows"
+                "expect needs at least one of: equals, one_of, min, max, threshold, matches, rows, min_rows, max_rows, "
+                "increase, trend"
             )
         if self.threshold is not None:
             check_order(self.threshold, lower_is_worse=self.lower_is_worse)
@@ -137,6 +150,23 @@ class WalArchiving(Strict):
     cadence: OwnCadence = None
 
 
+class Deadlocks(Strict):
+    """Deadlocks of this database (pg_stat_database, cumulative): judged on their growth since the previous run."""
+
+    increase: CountIncrease = Field(
+        description="{warn, fail} on new deadlocks since the previous run of this check (fail: 0 fails on any)"
+    )
+
+
+class DatabaseSize(Strict):
+    """pg_database_size of this database, fitted over the history: when will it reach the limit?"""
+
+    trend: Trend[Size] = Field(
+        description="{limit: 100GB, window: 14d, min_points: 3, full_in: {warn: 30d, fail: 7d}}: the projected "
+        "time until the size reaches the limit"
+    )
+
+
 def _libpq_words(message: str) -> str:
     """libpq's message about a DSN, quoting only its keywords and separators.
 
@@ -187,6 +217,12 @@ class PostgresTarget(Item):
     )
     replication: Replication | None = Field(None, description="check replication lag (where configured)")
     wal_archiving: WalArchiving | None = Field(None, description="check WAL archiving (where configured)")
+    deadlocks: Deadlocks | None = Field(
+        None, description="`{increase: {warn: 1, fail: 5}}`: new deadlocks since the previous run (docs/trends.md)"
+    )
+    database_size: DatabaseSize | None = Field(
+        None, description="`{trend: {limit: 100GB, full_in: {warn: 30d, fail: 7d}}}`: growth toward a limit"
+    )
     queries: Queries = Field(default_factory=list, description="custom read-only assertions, run in the same session")
 
     @field_validator("dsn")

@@ -42,8 +42,9 @@ from opsproof.model.fields import (
     default_threshold,
 )
 from opsproof.model.kind import Kind
+from opsproof.model.trends import Increase, Trend
 from opsproof.targets.hosts import also_accepts  # a schema helper for any kind; hosts defines it first
-from opsproof.targets.valued import Unit, UnitLimit, limits_in_unit
+from opsproof.targets.valued import Unit, UnitLimit, limits_in_unit, with_trend_in_unit
 
 # Prometheus refuses a range query of more than 11,000 points per series.
 MAX_POINTS = 11_000
@@ -141,8 +142,18 @@ class Kpi(Strict):
 
     name: Name
     query: Annotated[str, Field(min_length=1, description="a PromQL expression; its worst series is judged")]
-    threshold: Threshold[UnitLimit] = Field(
-        description="{warn, fail} in the query's own unit (numbers; or 500ms, 1%, 2GB with `unit:`)"
+    threshold: Threshold[UnitLimit] | None = Field(
+        None,
+        description="{warn, fail} in the query's own unit (numbers; or 500ms, 1%, 2GB with `unit:`); needed unless "
+        "increase or trend is given",
+    )
+    increase: Increase[UnitLimit] | None = Field(
+        None, description="{warn, fail} on the value's growth since the previous run (a counter; docs/trends.md)"
+    )
+    trend: Trend[UnitLimit] | None = Field(
+        None,
+        description="{limit, window, min_points, full_in}: the value's fitted line over the history must not reach "
+        "`limit` sooner than full_in (docs/trends.md)",
     )
     lower_is_worse: StrictBool = Field(False, description="true for measures where less is worse (hit ratio, uptime)")
     post_deploy: StrictBool | None = Field(
@@ -168,10 +179,12 @@ class Kpi(Strict):
     @classmethod
     def _limits_in_unit(cls, data: Any) -> Any:
         # Threshold strings are read in the KPI's unit, which is a sibling key: convert here.
-        return limits_in_unit(data, ("threshold",))
+        return with_trend_in_unit(limits_in_unit(data, ("threshold", "increase")))
 
     @model_validator(mode="after")
     def _coherent(self) -> Kpi:
+        if self.threshold is None and self.increase is None and self.trend is None:
+            raise ValueError("a kpi needs threshold, increase or trend: it would judge nothing")
         check_order(self.threshold, lower_is_worse=self.lower_is_worse)
         if self.step is not None and self.over is None:
             raise ValueError("step is the resolution of `over`: set over too")

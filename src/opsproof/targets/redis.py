@@ -40,6 +40,7 @@ from opsproof.model.fields import (
     default_threshold,
 )
 from opsproof.model.kind import Kind
+from opsproof.model.trends import CountIncrease, Trend
 
 EvictionPolicy = Literal[
     "noeviction",
@@ -54,6 +55,26 @@ EvictionPolicy = Literal[
 EVICTION_POLICIES: tuple[str, ...] = get_args(EvictionPolicy)
 DEFAULT_PORT = 6379
 QueueLength = Annotated[StrictInt, Field(ge=0)]
+
+
+class QueueLimits(AspectThreshold[QueueLength]):
+    """`{warn, fail}` on a queue's length, and/or `trend:` of its length over the history; its own severity, cadence."""
+
+    trend: Trend[QueueLength] | None = Field(
+        None, description="{limit, window, full_in}: when the length's fitted line reaches `limit` (docs/trends.md)"
+    )
+
+    @model_validator(mode="after")
+    def _judges_something(self) -> QueueLimits:  # replaces Threshold's: a trend alone judges something
+        if self.warn is None and self.fail is None and self.trend is None:
+            raise ValueError("an empty threshold {} judges nothing: give warn, fail or both, or trend:")
+        return self
+
+
+class RejectedConnections(Strict):
+    """INFO's rejected_connections (cumulative, since the server started): judged on its growth between runs."""
+
+    increase: CountIncrease = Field(description="{warn, fail} on connections rejected since the previous run")
 
 
 @dataclass(frozen=True)
@@ -219,10 +240,13 @@ class RedisTarget(Item):
         None,
         description="keyspace hits / lookups since the server started; lower is worse, e.g. {warn: 90%, fail: 80%}",
     )
-    queues: dict[Name, AspectThreshold[QueueLength]] = Field(
+    queues: dict[Name, QueueLimits] = Field(
         default_factory=dict,
-        description="key -> {warn, fail} on its length (list, stream, sorted set or set), with its own severity and "
-        "cadence if given; a missing key has length 0",
+        description="key -> {warn, fail} on its length (list, stream, sorted set or set), and/or `trend:` of the "
+        "length, with its own severity and cadence if given; a missing key has length 0",
+    )
+    rejected_connections: RejectedConnections | None = Field(
+        None, description="`{increase: {warn: 1, fail: 100}}`: connections rejected (maxclients) since the previous run"
     )
     persistence: Persistence | None = Field(None, description="RDB and AOF expectations; absent: not checked")
     replication: RedisReplication | None = Field(None, description="role and link expectations; absent: not checked")
@@ -247,7 +271,7 @@ class RedisTarget(Item):
 
     @field_validator("queues")
     @classmethod
-    def _queue_order(cls, value: dict[str, Threshold[int]]) -> dict[str, Threshold[int]]:
+    def _queue_order(cls, value: dict[str, QueueLimits]) -> dict[str, QueueLimits]:
         for threshold in value.values():
             check_order(threshold, lower_is_worse=False)
         return value

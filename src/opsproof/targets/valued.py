@@ -97,6 +97,17 @@ def limits_in_unit(data: Any, keys: Iterable[str], *, default_unit: str = "numbe
     return converted
 
 
+def with_trend_in_unit(data: Any) -> Any:
+    """A model's raw `data` with `trend.limit` read in its `unit` (`trend: {limit: 10GB}` of a measure in bytes)."""
+    trend = data.get("trend") if isinstance(data, dict) else None
+    if not isinstance(trend, dict) or "limit" not in trend or data.get("unit", "number") not in UNITS:
+        return data
+    try:
+        return {**data, "trend": {**trend, "limit": limit_in_unit(trend["limit"], data.get("unit", "number"))}}
+    except ValueError as exc:
+        raise ValueError(f"trend.limit: {exc}") from None
+
+
 def measured_in_unit(value: Any, unit: str) -> float | None:
     """A measured value (a JSON number, or a string such as "85%", "1.2s", "2GB") in `unit`; None if not a number."""
     if isinstance(value, bool) or value is None:
