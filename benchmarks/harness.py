@@ -98,6 +98,35 @@ def measure(cmd: Sequence[str], cwd: Path, log: Path, env: dict[str, str] | None
     return Measure(wall, usage.ru_utime + usage.ru_stime, rss_bytes / 2**20), code
 
 
+# A fresh interpreter that runs a module (`-m NAME ...`) or a script (`PATH ...`) and, at exit, writes its
+# own peak RSS (VmHWM, KiB) to argv[1]. ru_maxrss cannot say it: Linux carries the forking parent's
+# peak across exec into the child's, so every child of a 56 MiB benchmark "peaked" at 56 MiB or more.
+OWN_PEAK = """\
+import atexit, runpy, sys
+peak_file = sys.argv[1]
+def record():
+    with open("/proc/self/status") as status, open(peak_file, "w") as out:
+        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+atexit.register(record)
+if sys.argv[2] == "-m":
+    sys.argv = [sys.argv[3], *sys.argv[4:]]
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+else:
+    sys.argv = sys.argv[2:]
+    sys.path[0] = __import__("os").path.dirname(sys.argv[0])
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def measure_own_peak(cmd: Sequence[str], cwd: Path, log: Path) -> tuple[Measure, int]:
+    """As `measure`, for `[python, (-m module | script), args...]`, with `maxrss_mib` the process's own peak (VmHWM)."""
+    peak_file = log.with_suffix(".peak")
+    measured, code = measure([cmd[0], "-c", OWN_PEAK, str(peak_file), *cmd[1:]], cwd, log)
+    if peak_file.exists():
+        measured.maxrss_mib = int(peak_file.read_text()) / 1024
+    return measured, code
+
+
 @contextmanager
 def workdir(keep: bool, prefix: str = "opsproof-bench-") -> Iterator[Path]:
     """A temp folder for profiles, logs and reports; removed afterwards unless `keep`."""
@@ -228,18 +257,25 @@ def figures(
     runs: list[Measure],
     extras: list[dict[str, Any]],
     floor_extra_s: float,
+    **targets: float,
 ) -> dict[str, Any]:
-    """When, where, what (`setup`), and the medians both targets are judged on."""
+    """When, where, what (`setup`), and the medians both targets (`medians`' keywords) are judged on."""
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         **setup,
-        **medians(floors, runs, extras, floor_extra_s),
+        **medians(floors, runs, extras, floor_extra_s, **targets),
     }
 
 
 def medians(
-    floors: list[Measure], runs: list[Measure], extras: list[dict[str, Any]], floor_extra_s: float
+    floors: list[Measure],
+    runs: list[Measure],
+    extras: list[dict[str, Any]],
+    floor_extra_s: float,
+    *,
+    ratio_target: float = RATIO_TARGET,
+    rss_target_mib: float = RSS_TARGET_MIB,
 ) -> dict[str, Any]:
     """The figures both targets are judged on: ratio opsproof/floor and the run's peak RSS."""
     floor_pytest_s = statistics.median(m.wall_s for m in floors)
@@ -256,9 +292,9 @@ def medians(
         "floor_maxrss_mib": round(statistics.median(m.maxrss_mib for m in floors), 1),
         "opsproof_cpu_s": round(statistics.median(m.cpu_s for m in runs), 3),
         "floor_cpu_s": round(statistics.median(m.cpu_s for m in floors), 3),
-        "targets": {"ratio": RATIO_TARGET, "maxrss_mib": RSS_TARGET_MIB},
-        "ratio_ok": ratio <= RATIO_TARGET,
-        "rss_ok": rss_mib <= RSS_TARGET_MIB,
+        "targets": {"ratio": ratio_target, "maxrss_mib": rss_target_mib},
+        "ratio_ok": ratio <= ratio_target,
+        "rss_ok": rss_mib <= rss_target_mib,
         "runs": {
             "floor": [asdict(m) for m in floors],
             "opsproof": [{**asdict(m), **e} for m, e in zip(runs, extras, strict=True)],
@@ -281,9 +317,10 @@ def print_table(subject: str, figures: dict[str, Any], extra_row: str | None) ->
     print(f"{'':32}{'wall':>10}{'peak RSS':>12}")
     for name, wall, rss in rows:
         print(f"{name:32}{wall:>10}{rss:>12}")
-    print(f"ratio opsproof/floor: {figures['ratio']:.2f} (target <= {RATIO_TARGET}) {verdict[figures['ratio_ok']]}")
+    targets = figures["targets"]
+    print(f"ratio opsproof/floor: {figures['ratio']:.2f} (target <= {targets['ratio']}) {verdict[figures['ratio_ok']]}")
     print(
-        f"peak RSS: {figures['opsproof_maxrss_mib']:.0f} MiB (target <= {RSS_TARGET_MIB:.0f} MiB) "
+        f"peak RSS: {figures['opsproof_maxrss_mib']:.0f} MiB (target <= {targets['maxrss_mib']:.0f} MiB) "
         f"{verdict[figures['rss_ok']]}"
     )
 
@@ -328,4 +365,4 @@ def main(
     table(figures)
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    return 0 if figures["ratio_ok"] and figures["rss_ok"] else 1
+    return 0 if figures["ratio_ok"] and figures["rss_ok"] and figures.get("ratio_blackbox_ok", True) else 1

@@ -18,6 +18,7 @@ A check of your own, in `checks/`::
 
 from __future__ import annotations
 
+import opsproof.run.not_rewritten  # noqa: F401  first: see its docstring
 from opsproof.errors import CheckError, CheckFailed, ProfileError
 from opsproof.model.check import Check
 from opsproof.model.fields import Threshold

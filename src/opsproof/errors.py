@@ -9,6 +9,7 @@
     ├── HistoryError          the history store cannot be opened or written (opsproof.compliance.history)
     ├── UnreadableFile        a file a user named is not a regular file of bounded size (opsproof.model.bounded_read)
     ├── TooLarge              a YAML document nests too deep or its aliases expand too far (opsproof.model.yaml_limits)
+    ├── Unsupported           a profile left to the node walk; never leaves profile.py (opsproof.model.yaml_events)
     ├── ShardError            a bad --shard, --zone or --run-id (opsproof.model.shards; also a ValueError, exit 4)
     ├── CheckFailed           the target is not as expected: a `failed` record (also an AssertionError)
     ├── CheckError            the check could not run for a reason that is not the target's: an `error` record

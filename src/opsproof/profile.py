@@ -32,6 +32,7 @@ from opsproof.model.bounded_read import MIB, UnreadableFile, read_regular_file
 from opsproof.model.controls import ControlsOverride
 from opsproof.model.fields import Defaults, IsoDate, Item, Strict, Threshold, glob_to_regex
 from opsproof.model.signals import MaintenanceWindow, Notify, Pushgateway
+from opsproof.model.yaml_events import Unsupported, read_mapping
 from opsproof.model.yaml_limits import MAX_DEPTH, TooLarge, check_expansion, check_nesting, may_have_aliases
 from opsproof.redaction import Redactor
 from opsproof.targets import kinds
@@ -200,8 +201,7 @@ def _build(
     redactor = Redactor()
     plain_vars: dict[str, str] = {}
     values = Substitution(redactor, plain_vars, dict(cli_vars or {}), os.environ if environ is None else environ)
-    document = read_document(text, shown)
-    data = document.data(values)
+    data, document = _read_data(text, shown, values)
     try:
         profile = Profile.model_validate(data, context={"profile_dir": str(path.parent)})
     except ValidationError as exc:
@@ -240,7 +240,7 @@ def _build(
     )
 
 
-def _secrets_by_reference(profile: Profile, redactor: Redactor, document: Document, shown: str) -> None:
+def _secrets_by_reference(profile: Profile, redactor: Redactor, document: Document | _Lines, shown: str) -> None:
     """A routing key, a Slack webhook URL, a push password or token must come from `${NAME}`.
 
     Written literally they would be committed with the profile and shown in every output.
@@ -439,6 +439,43 @@ class Document:
             line = node.start_mark.line + 1
             problem = f"{node.tag} {node.value!r}: {exc}"
             raise ProfileError(f"{self.shown}:{line}: {_dotted(path)}: not valid YAML: {problem}") from None
+
+
+class _Lines:
+    """The line of every key, for messages, worked out only when one is needed (by reading the text again)."""
+
+    def __init__(self, text: str, shown: str) -> None:
+        self._text = text
+        self._shown = shown
+
+    @cached_property
+    def lines(self) -> dict[tuple[Any, ...], int]:
+        return read_document(self._text, self._shown).lines
+
+
+def _read_data(text: str, shown: str, values: Substitution) -> tuple[dict[str, Any], Document | _Lines]:
+    """The profile's values, and where to find the line of each key for a message.
+
+    From libyaml's events when the document is a plain one (most are; see
+    opsproof.model.yaml_events), else from the node walk, which also names every mistake.
+    """
+    loader = _Loader(text)
+    try:
+        check_nesting(text, _Loader)
+        constructing = Document(loader, None, shown)
+
+        def string(value: str, mark: Any, path: tuple[Any, ...]) -> str:
+            if "$" in value:
+                return values.apply(value, lambda: f"{shown}:{mark.line + 1}: {_dotted(path)}")
+            return value
+
+        return read_mapping(loader, string, constructing._construct, MAX_DEPTH), _Lines(text, shown)
+    except (Unsupported, ProfileError, TooLarge, yaml.YAMLError):
+        pass  # the node walk reads it again, and names the mistake if there is one
+    finally:
+        loader.dispose()
+    document = read_document(text, shown)
+    return document.data(values), document
 
 
 def read_document(text: str, shown: str) -> Document:

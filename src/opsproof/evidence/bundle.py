@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsproof.evidence.html import render_html
-from opsproof.evidence.junit import render_junit
+from opsproof.evidence.junit import junit_chunks
 from opsproof.evidence.manifest import seal
-from opsproof.evidence.results_json import render_json
+from opsproof.evidence.results_json import json_chunks
 from opsproof.model.results import Results, Run
 from opsproof.model.shards import Shard
 from opsproof.redaction import Redactor
@@ -20,10 +20,11 @@ if TYPE_CHECKING:
     from opsproof.evidence.chain_head import ChainHead
     from opsproof.evidence.signing import Signer
 
-RENDERERS: dict[str, Callable[[Results], str]] = {
-    "results.json": render_json,
-    "junit.xml": render_junit,
-    "report.html": render_html,
+# Each format as the pieces it is written in: results.json and junit.xml one check at a time.
+RENDERERS: dict[str, Callable[[Results], Iterable[str]]] = {
+    "results.json": json_chunks,
+    "junit.xml": junit_chunks,
+    "report.html": lambda results: (render_html(results),),
 }
 
 
@@ -52,12 +53,16 @@ def write_bundle(
     bundle.mkdir()
     # The last pass: the free text redacted before any format escapes it; the pass over each rendered
     # file is a second line of defence, for secrets long enough never to be mistaken for a word or an outcome.
+    # Each file is written as it is made, one piece (one check's lines) at a time, and each piece is
+    # redacted as it goes: a 10,000-check bundle never holds a whole file, nor a redacted copy of one.
+    # A piece holds whole records, so a secret in a record is always inside one piece.
     results = results.redacted(redactor)
-    texts = {name: render(results) for name, render in RENDERERS.items()} | dict(extra_files or {})
-    for name, text in texts.items():
-        text = redactor.redact(text, short=False)
+    pieces = {name: render(results) for name, render in RENDERERS.items()}
+    pieces |= {name: (text,) for name, text in (extra_files or {}).items()}
+    for name, chunks in pieces.items():
         fd = os.open(bundle / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
+            for chunk in chunks:
+                out.write(redactor.redact(chunk, short=False))
     seal(bundle, run.dump(), signer, head, shards)
     return bundle

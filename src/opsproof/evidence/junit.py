@@ -9,13 +9,15 @@
 
 Written as text rather than through ElementTree: building, indenting and serialising
 a tree of 1,000 testcases took ~80 ms, most of a bundle's time; this takes ~10 ms.
-The layout is ElementTree's `indent()` (two spaces a level).
+The layout is ElementTree's `indent()` (two spaces a level). Made in pieces
+(`junit_chunks`: the head, then one piece per testcase), so the bundle writes it
+without holding the whole file.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from opsproof.model.results import Results
 
@@ -41,6 +43,11 @@ def _attrs(pairs: Mapping[str, object]) -> str:
 
 
 def render_junit(results: Results) -> str:
+    return "".join(junit_chunks(results))
+
+
+def junit_chunks(results: Results) -> Iterator[str]:
+    """junit.xml in pieces, each ending with a newline; joined, they are `render_junit`'s text."""
     checks = results.checks
     run = results.run
     counts = results.summary.by_outcome
@@ -69,7 +76,9 @@ def render_junit(results: Results) -> str:
     props.update({f"opsproof.change.{k}": change[k] for k in ("ticket", "commit", "image_digest") if change.get(k)})
     out.extend(f"    <property{_attrs({'name': name, 'value': value})} />" for name, value in props.items())
     out.append("  </properties>")
+    yield "\n".join(out) + "\n"
     for check in checks:
+        out = []
         module, _, name = check.id.partition("::")
         case = {"classname": module.removesuffix(".py").replace("/", "."), "name": name}
         out.append(f'  <testcase{_attrs(case)} time="{check.duration_s or 0:.3f}">')
@@ -96,5 +105,5 @@ def render_junit(results: Results) -> str:
         elif outcome == "warned":
             out.append(f"    <system-out>{_text(f'WARNED: {message}')}</system-out>")
         out.append("  </testcase>")
-    out.append("</testsuite>")
-    return "\n".join(out) + "\n"
+        yield "\n".join(out) + "\n"
+    yield "</testsuite>\n"

@@ -11,4 +11,6 @@
 - terminal.py  the opsproof section of pytest's terminal summary
 - shard_bundles.py  the shard bundles of a run (--shard), found, verified and matched with the shards expected
 - seal.py      `opsproof seal-run`: a run's shard bundles made into one run bundle, chained and recorded once
+- not_rewritten.py  opsproof's own modules imported without pytest's assertion rewriting (imported first)
+- quiet.py     the kinds' own check modules run without pytest's output and log capture (they never print)
 """

@@ -59,8 +59,11 @@ class Gatherer:
         self._change = change
         self._wanted: dict[str, set[str]] = {}
         self._facts: dict[tuple[str, str], Facts] = {}
-        self._ready: dict[tuple[str, str], threading.Event] = {}
-        self._lock = threading.Lock()
+        # One condition for every target (not an Event each): notified as facts arrive.
+        self._arrived = threading.Condition()
+        # Checks still to ask for each target's facts; the facts are dropped after the last
+        # one (None: kept for every caller). The records keep what the checks observed.
+        self._uses: dict[tuple[str, str], int] | None = None
         self._done = False  # no more facts will come: waiters are released, new ones too
         self._early: dict[str, set[str]] = {}
         self._error: BaseException | None = None
@@ -102,9 +105,14 @@ class Gatherer:
             self._thread.start()
         return self
 
-    def start(self, wanted: Mapping[str, set[str]]) -> Gatherer:
-        """Probe these targets; `facts()` answers as each one is done."""
+    def start(self, wanted: Mapping[str, set[str]], uses: Mapping[tuple[str, str], int] | None = None) -> Gatherer:
+        """Probe these targets; `facts()` answers as each one is done.
+
+        `uses`: how many checks will ask for each (kind, name); its facts are released
+        after the last of them, so a run's memory does not grow with every target's facts.
+        """
         self._wanted = {kind: set(names) for kind, names in wanted.items() if names}
+        self._uses = dict(uses) if uses is not None else None
         self.prepare()
         if self._children:
             for kind, child in self._children.items():
@@ -129,8 +137,16 @@ class Gatherer:
 
     def facts(self, kind: str, name: str) -> Facts:
         """The facts of one target, as soon as its probe is done."""
-        self._event((kind, name)).wait()
-        found = self._facts.get((kind, name))
+        key = (kind, name)
+        with self._arrived:
+            while key not in self._facts and not self._done:
+                self._arrived.wait()
+            found = self._facts.get(key)
+            uses = self._uses
+            if found is not None and uses is not None and key in uses:
+                uses[key] -= 1
+                if uses[key] <= 0:  # the last check of this target has them: released with its record
+                    del uses[key], self._facts[key]
         if found is None:
             raise self._error or RuntimeError(f"the {kind} probe returned no facts for {name!r}")
         return found
@@ -143,24 +159,15 @@ class Gatherer:
         finally:
             self._release_waiters()
 
-    def _event(self, key: tuple[str, str]) -> threading.Event:
-        with self._lock:
-            event = self._ready.get(key)
-            if event is None:
-                event = self._ready[key] = threading.Event()
-                if self._done:
-                    event.set()
-            return event
-
     def _deliver(self, kind: str, facts: Facts) -> None:
-        self._facts[(kind, facts.target)] = facts
-        self._event((kind, facts.target)).set()
+        with self._arrived:
+            self._facts[(kind, facts.target)] = facts
+            self._arrived.notify_all()
 
     def _release_waiters(self) -> None:
-        with self._lock:
+        with self._arrived:
             self._done = True
-            for event in self._ready.values():
-                event.set()
+            self._arrived.notify_all()
 
     def _received(self, line: bytes) -> None:
         """One line from a probe process: `[kind, facts]` as JSON, or `["error", message]`."""

@@ -1,0 +1,200 @@
+"""What a check costs the run (issue 18): capture left out for own checks, facts released, profiles read from events.
+
+The figures themselves are measured by benchmarks/bench_http.py, not here; these tests
+hold the behaviour the savings must not change.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, HttpServer, Runner, http_profile
+from opsproof.model.yaml_events import Unsupported, read_mapping
+from opsproof.model.yaml_limits import MAX_DEPTH
+from opsproof.profile import Substitution, _Loader, load_profile, read_document
+from opsproof.redaction import Redactor
+from opsproof.run.gather import Gatherer
+
+
+def test_a_team_check_keeps_pytest_capture_and_an_own_check_skips_it(runner: Runner, http_server: HttpServer) -> None:
+    runner.profile(http_profile(f"{{name: up, url: '{http_server.base}/health'}}"))
+    runner.pytester.makepyfile(
+        **{
+            # A team's own module (no kind of that name): pytest captures its output and logs as usual.
+            "checks/health/test_team_smoke.py": (
+                "import logging\n"
+                "import pytest\n"
+                "pytestmark = [pytest.mark.daily]\n"
+                "def test_smoke():\n"
+                "    print('TEAM-STDOUT')\n"
+                "    logging.getLogger('team').warning('TEAM-LOG')\n"
+                "    assert False, 'the team smoke test failed'\n"
+            ),
+            # A kind's own module: run without capture, so what it prints is not a captured section.
+            "checks/health/test_http.py": (
+                "import pytest\n"
+                "pytestmark = [pytest.mark.health]\n"
+                "def test_health(item, facts, check):\n"
+                "    print('OWN-STDOUT')\n"
+                "    assert facts.status == 500, 'the own check failed'\n"
+            ),
+        }
+    )
+    run = runner.run("-m", "daily", "-rA")
+    assert run.record("http.health[up]")["outcome"] == "failed"
+    output = run.output
+    assert "TEAM-STDOUT" in output and "OWN-STDOUT" in output
+    # Exactly one captured stdout and one captured log section: the team check's.
+    assert output.count("Captured stdout call") == 1, output
+    assert output.count("Captured log call") == 1, output
+    captured = output.split("Captured stdout call", 1)[1]
+    assert captured.lstrip("- \n").startswith("TEAM-STDOUT"), output
+    assert "TEAM-LOG" in output.split("Captured log call", 1)[1]
+
+
+def test_live_logging_keeps_the_logging_plugin_for_own_checks(runner: Runner, http_server: HttpServer) -> None:
+    runner.profile(http_profile(f"{{name: up, url: '{http_server.base}/health'}}"))
+    runner.pytester.makepyfile(
+        **{
+            "checks/health/test_http.py": (
+                "import logging\n"
+                "import pytest\n"
+                "pytestmark = [pytest.mark.health]\n"
+                "def test_health(item, facts, check):\n"
+                "    logging.getLogger('own').warning('OWN-LIVE-LOG')\n"
+            ),
+        }
+    )
+    run = runner.run("-m", "daily", "-o", "log_cli=true")
+    assert run.record("http.health[up]")["outcome"] == "passed"
+    run.result.stdout.fnmatch_lines(["*live log call*", "*WARNING*OWN-LIVE-LOG*"])
+
+
+def _gatherer(tmp_path: Path, base: str) -> Gatherer:
+    path = tmp_path / "p.yaml"
+    path.write_text(http_profile(f"{{name: a, url: '{base}/health'}}", f"{{name: b, url: '{base}/health'}}"))
+    return Gatherer(load_profile(path).profile, in_child=False)
+
+
+def test_facts_are_released_after_the_last_check_that_uses_them(tmp_path: Path, http_server: HttpServer) -> None:
+    gatherer = _gatherer(tmp_path, http_server.base).start({"http": {"a", "b"}}, {("http", "a"): 2, ("http", "b"): 1})
+    first = gatherer.facts("http", "a")
+    assert first.status == 200
+    assert gatherer.facts("http", "a") is first  # the second check of `a` gets the same facts
+    assert gatherer.facts("http", "b").status == 200
+    with pytest.raises(RuntimeError, match="returned no facts for 'a'"):
+        gatherer.facts("http", "a")  # no third check was counted: they are gone
+
+
+def test_without_counts_facts_are_kept_for_every_caller(tmp_path: Path, http_server: HttpServer) -> None:
+    gatherer = _gatherer(tmp_path, http_server.base).start({"http": {"a", "b"}})
+    first = gatherer.facts("http", "a")
+    assert all(gatherer.facts("http", "a") is first for _ in range(3))
+    assert gatherer.facts("http", "b").status == 200
+
+
+def _profiles() -> list[Path]:
+    return sorted((REPO / "profiles").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", _profiles(), ids=lambda p: str(p.relative_to(REPO / "profiles")))
+def test_the_event_reader_gives_what_the_node_walk_gives(path: Path) -> None:
+    text = path.read_text()
+    env = {**os.environ, **dict.fromkeys(re.findall(r"\$\{(?:vars\.)?([A-Za-z_][A-Za-z0-9_]*)", text), "x-secret-1")}
+    walked = read_document(text, path.name).data(Substitution(Redactor(), {}, {}, env))
+    loader = _Loader(text)
+    try:
+        streamed = read_mapping(
+            loader,
+            lambda value, mark, where: Substitution(Redactor(), {}, {}, env).apply(value, lambda: "here"),
+            lambda node, where: loader.construct_object(node, deep=True),
+            MAX_DEPTH,
+        )
+    except Unsupported:
+        pytest.skip(f"{path.name} needs the node walk")
+    finally:
+        loader.dispose()
+    assert streamed == walked
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("base: &b {timeout: 2s}\nother: *b\n", "an anchor"),
+        ("defaults:\n  <<: {timeout: 2s}\n", "a merge key"),
+        ("n: !!str 5\n", "a tag"),
+        ("a: 1\na: 2\n", "a duplicate key"),
+        ("? [a]\n: 1\n", "a key that is not a scalar"),
+        ("a: 1\n---\nb: 2\n", "more than one document"),
+        ("- a\n", "not a mapping"),
+    ],
+)
+def test_documents_the_event_reader_leaves_to_the_node_walk(text: str, why: str) -> None:
+    loader = _Loader(text)
+    try:
+        with pytest.raises(Unsupported, match=why):
+            read_mapping(loader, lambda value, mark, where: value, lambda node, where: node.value, MAX_DEPTH)
+    finally:
+        loader.dispose()
+
+
+def test_a_plain_profile_is_read_from_events_with_types_as_the_node_walk_reads_them() -> None:
+    text = "environment: e\nn: 5\nyes_: true\nnull_: ~\nport: '80'\nsexagesimal: 1:30\nwhen: 2026-01-01\nf: 1.5\n"
+    loader = _Loader(text)
+    try:
+        data = read_mapping(
+            loader, lambda value, mark, where: value, lambda node, where: loader.construct_object(node), MAX_DEPTH
+        )
+    finally:
+        loader.dispose()
+    assert data == yaml.load(text, Loader=_Loader)
+    assert data["sexagesimal"] == "1:30" and data["when"] == "2026-01-01" and data["n"] == 5
+
+
+def test_a_timeout_still_applies_to_own_checks(runner: Runner, http_server: HttpServer) -> None:
+    runner.profile(http_profile(f"{{name: up, url: '{http_server.base}/health'}}"))
+    runner.pytester.makepyfile(
+        **{
+            "checks/health/test_http.py": (
+                "import time\n"
+                "import pytest\n"
+                "pytestmark = [pytest.mark.health]\n"
+                "def test_health(item, facts, check):\n"
+                "    time.sleep(5)\n"
+            ),
+        }
+    )
+    run = runner.run("-m", "daily", "--timeout=1", subprocess=True)
+    record = run.record("http.health[up]")
+    assert record["outcome"] == "error" and "Timeout" in record["message"], record
+
+
+def test_library_modules_are_not_assertion_rewritten_and_checks_still_are(
+    runner: Runner, http_server: HttpServer
+) -> None:
+    from _pytest.assertion.rewrite import AssertionRewritingHook
+
+    import opsproof.judging.query_expect
+    import opsproof.run.gather
+
+    for module in (opsproof.run.gather, opsproof.judging.query_expect):
+        assert not isinstance(module.__loader__, AssertionRewritingHook), module.__name__
+    runner.profile(http_profile(f"{{name: up, url: '{http_server.base}/health'}}"))
+    runner.pytester.makepyfile(
+        **{
+            "checks/health/test_http.py": (
+                "import pytest\n"
+                "pytestmark = [pytest.mark.health]\n"
+                "def test_health(item, facts, check):\n"
+                "    assert facts.status == 500\n"
+            ),
+        }
+    )
+    record = runner.run("-m", "daily").record("http.health[up]")
+    # pytest's explanation of a bare assert, which only a rewritten module gives.
+    assert record["outcome"] == "failed" and "200 == 500" in record["message"], record
