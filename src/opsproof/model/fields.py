@@ -90,9 +90,13 @@ T = TypeVar("T")
 
 
 class Strict(BaseModel):
-    """Every profile model refuses unknown keys and coercion of wrong types."""
+    """Every profile model refuses unknown keys and coercion of wrong types.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
+    Built on first use (`defer_build`), not on import: a run builds the validators of the kinds
+    its profile uses (see `opsproof.profile.profile_model`), not those of all fourteen.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True, defer_build=True)
 
 
 class Threshold(Strict, Generic[T]):
