@@ -30,10 +30,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from opsproof.errors import ComplianceError
+from opsproof.evidence.manifest import MANIFEST, SIGNATURE
 from opsproof.model.bounded_read import UnreadableFile, read_regular_file
-
-MANIFEST = "manifest.json"
-SIGNATURE = "manifest.sig"  # written after manifest.json, over its bytes: not listed in it
 
 SIGNATURE_SCHEMA = "opsproof/signature/v1"
 PASSWORD_VARIABLE = "OPSPROOF_SIGN_KEY_PASSWORD"
