@@ -133,6 +133,7 @@ def bench(
     delay_s: float = DELAY_S,
     with_blackbox: bool = True,
     loaded: bool = False,
+    bare: bool = True,
 ) -> dict[str, Any]:
     """Floor, blackbox_exporter (when installed and asked) and opsproof runs, alternating; the medians."""
     with harness.workdir(keep) as work, slow_server(delay_s) as port, ExitStack() as stack:
@@ -151,7 +152,9 @@ def bench(
             result, own = run_opsproof(work, profile, items, index)
             return result, {**extra, **own}
 
-        floors, runs, extras = harness.alternate(repeat, lambda index: harness.run_floor(work, items, index), measured)
+        floors, runs, extras = harness.alternate(
+            repeat, lambda index: harness.run_floor(work, items, index, bare=bare), measured
+        )
     ratio_target, rss_target = TARGETS["instant" if delay_s == 0 else "slow"]
     setup = {
         "items": items,
@@ -210,7 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args, _ = parser.parse_known_args(argv)
     with_blackbox = not args.no_blackbox and args.delay > 0 and blackbox.available()
-    measure = functools.partial(bench, delay_s=args.delay, with_blackbox=with_blackbox, loaded=args.loaded)
+    measure = functools.partial(
+        bench, delay_s=args.delay, with_blackbox=with_blackbox, loaded=args.loaded, bare=not args.plugin_floor
+    )
     return harness.main(parser, argv, lambda args: serve(args.delay), measure, print_table)
 
 

@@ -165,11 +165,6 @@ def print_table(figures: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = harness.parser(__doc__, 100, "endpoint")
     parser.add_argument("--series", type=int, default=SERIES, help=f"series per endpoint (default {SERIES})")
-    parser.add_argument(
-        "--plugin-floor",
-        action="store_true",
-        help="measure the floor with the installed plugins loaded, as the other benchmarks do (default: bare pytest)",
-    )
     parser.add_argument("--delay", type=float, default=DELAY_S, help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args(argv)
     return harness.main(

@@ -16,6 +16,7 @@ Exit status 0 when both targets are met, 1 when one is missed, 2 when a run itse
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import socket
 import ssl
@@ -124,13 +125,13 @@ def run_opsproof(work: Path, profile: Path, items: int, index: int) -> tuple[Mea
 # -- the benchmark -------------------------------------------------------------------------
 
 
-def bench(items: int, repeat: int, concurrency: int, keep: bool) -> dict[str, Any]:
+def bench(items: int, repeat: int, concurrency: int, keep: bool, *, bare: bool = True) -> dict[str, Any]:
     with harness.workdir(keep) as work, endpoints(items, work) as ports:
         profile = work / "bench.yaml"
         write_profile(profile, ports, work / "ca.pem", concurrency)
         floors, runs, extras = harness.alternate(
             repeat,
-            lambda index: harness.run_floor(work, items * len(ASPECTS), index),
+            lambda index: harness.run_floor(work, items * len(ASPECTS), index, bare=bare),
             lambda index: run_opsproof(work, profile, items, index),
         )
     setup = {"items": items, "checks": items * len(ASPECTS), "repeat": repeat, "concurrency": concurrency}
@@ -148,7 +149,9 @@ def print_table(figures: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = harness.parser(__doc__, 200, "TLS")
     parser.add_argument("--folder", type=Path, default=None, help=argparse.SUPPRESS)
-    return harness.main(parser, argv, lambda args: serve(args.items, args.folder), bench, print_table)
+    args, _ = parser.parse_known_args(argv)
+    measure = functools.partial(bench, bare=not args.plugin_floor)
+    return harness.main(parser, argv, lambda args: serve(args.items, args.folder), measure, print_table)
 
 
 if __name__ == "__main__":

@@ -336,6 +336,11 @@ def parser(doc: str | None, items: int, what: str) -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=256, help="the profile's defaults.concurrency")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (profile, logs)")
+    parser.add_argument(
+        "--plugin-floor",
+        action="store_true",
+        help="measure the floor with the installed plugins loaded, as sessions 1-4 did (default: bare pytest)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     return parser
 
