@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from opsproof.evidence.chain_head import FileHead
 
-if TYPE_CHECKING:
-    # Only a run with --sign-key imports signing, and with it cryptography (~12 ms of start-up).
-    from opsproof.evidence.chain_head import ChainHead
-    from opsproof.evidence.signing import Signer
+# The file names live with the signature, which reads them; they are the manifest's to name.
+from opsproof.evidence.signing import MANIFEST as MANIFEST
+from opsproof.evidence.signing import SIGNATURE as SIGNATURE
+from opsproof.evidence.signing import Signer
 
-MANIFEST = "manifest.json"
-SIGNATURE = "manifest.sig"  # written after manifest.json, over its bytes: not listed in it
+if TYPE_CHECKING:
+    from opsproof.evidence.chain_head import ChainHead
 
 SCHEMA = "opsproof/manifest/v1"
 # A period report's manifest: the same file list and signature, about a report rather than a

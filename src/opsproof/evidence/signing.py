@@ -23,15 +23,19 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from opsproof.errors import ComplianceError
-from opsproof.evidence.manifest import MANIFEST, SIGNATURE
 from opsproof.model.bounded_read import UnreadableFile, read_regular_file
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+# cryptography (with bcrypt and cffi, ~12 ms) is imported by the functions that sign or verify:
+# every bundle's manifest imports this module for its file names, and most runs do not sign.
+
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"  # written after manifest.json, over its bytes: not listed in it
 
 SIGNATURE_SCHEMA = "opsproof/signature/v1"
 PASSWORD_VARIABLE = "OPSPROOF_SIGN_KEY_PASSWORD"
@@ -39,6 +43,8 @@ PASSWORD_VARIABLE = "OPSPROOF_SIGN_KEY_PASSWORD"
 
 def key_id(public_key: Ed25519PublicKey) -> str:
     """sha256 of the raw 32-byte public key, hex: the name a manifest gives its signing key."""
+    from cryptography.hazmat.primitives import serialization
+
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()
 
@@ -60,6 +66,8 @@ class Signer:
 
     def sign(self, data: bytes) -> dict[str, Any]:
         """The content of manifest.sig for `data` (the bytes of manifest.json)."""
+        from cryptography.hazmat.primitives import serialization
+
         raw_public = self.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return {
             "schema": SIGNATURE_SCHEMA,
@@ -85,6 +93,10 @@ def _read(path: Path, what: str) -> bytes:
 
 def load_signer(path: Path, environ: dict[str, str] | None = None) -> Signer:
     """The Ed25519 private key at `path`; ComplianceError (a usage error) naming what is wrong."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     data = _read(path, "--sign-key")
     env = os.environ if environ is None else environ
     password = env.get(PASSWORD_VARIABLE)
@@ -115,6 +127,10 @@ def load_signer(path: Path, environ: dict[str, str] | None = None) -> Signer:
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """An Ed25519 public key (PEM, OpenSSH `ssh-ed25519 ...`, or the private key file itself)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     data = _read(path, "--public-key")
     try:
         if data.lstrip().startswith(b"ssh-"):
@@ -152,6 +168,9 @@ def _short(exc: Exception) -> str:
 
 def check_signature(bundle: Path, manifest: dict[str, Any], trusted: Ed25519PublicKey | None) -> list[str]:
     """Problems with a bundle's signature, one line each; none when it is sound (or absent and not required)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     claimed = manifest.get("signing")
     sig_path = bundle / SIGNATURE
     if not sig_path.exists():
@@ -178,6 +197,9 @@ def check_signature(bundle: Path, manifest: dict[str, Any], trusted: Ed25519Publ
 
 def generate_key(path: Path) -> tuple[Path, Path, str]:
     """Write a new Ed25519 key: PATH.pem (private, mode 0600) and PATH.pub (public). Returns both and the key id."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     private = Ed25519PrivateKey.generate()
     private_path, public_path = path.with_suffix(".pem"), path.with_suffix(".pub")
     for target in (private_path, public_path):
