@@ -47,12 +47,14 @@ def test_the_repository_ini_blocks_both(runner: Runner, http_server: HttpServer)
     assert _registered(runner) == {"allure_pytest": False, "pytest11.testinfra": False}
 
 
-@pytest.mark.parametrize("form", ["space", "equals"])
+@pytest.mark.parametrize("form", ["space", "equals", "xdist"])
 def test_alluredir_loads_allure_and_its_results_carry_opsproof_labels(
     runner: Runner, http_server: HttpServer, tmp_path: Path, form: str
 ) -> None:
     allure_dir = tmp_path / "allure"
-    option = ["--alluredir", str(allure_dir)] if form == "space" else [f"--alluredir={allure_dir}"]
+    option = [f"--alluredir={allure_dir}"] if form == "equals" else ["--alluredir", str(allure_dir)]
+    if form == "xdist":  # each worker parses the same command line and loads allure-pytest itself
+        option += ["-n", "2"]
     run = _runner(runner, http_server).run("-m", "daily", *option, "--clean-alluredir", subprocess=True)
     assert run.ret == 0, run.output
     assert _registered(runner) == {"allure_pytest": True, "pytest11.testinfra": False}
