@@ -24,7 +24,10 @@ __all__ = ["free_port", "serving", "stop_process"]
 def serving(port: int, app: web.Application, ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
     """Serve `app` on 127.0.0.1:port from a background thread; yields 'host:port'."""
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
+    # A handler still sleeping when the server stops (a black hole or a slow endpoint whose client
+    # gave up at its deadline) is cancelled after 2 s: aiohttp's default grace of 60 s would outlast
+    # the 10 s that stopping is given below.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     ready = threading.Event()
 
     def run() -> None:
