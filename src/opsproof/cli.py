@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from opsproof import outcomes
 from opsproof.compliance import ComplianceError
+from opsproof.errors import ProfileError
 from opsproof.run.seal_command import add_seal_run_parser, seal_run_command
 from opsproof.version import __version__
 
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args)
         if args.command == "seal-run":
             return seal_run_command(args, argv)
-    except ComplianceError as exc:
+    except (ComplianceError, ProfileError) as exc:  # ProfileError: a bad --var
         print(f"opsproof {args.command}: {exc}", file=sys.stderr)
         return outcomes.EXIT_USAGE
     if args.command == "schema":
@@ -380,23 +381,14 @@ def _location(args: argparse.Namespace) -> Location:
     return locate(args.report_dir.absolute(), args.history_dsn or os.environ.get(DSN_VARIABLE))
 
 
-def _cli_vars(pairs: list[str]) -> dict[str, str]:
-    found = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.isidentifier():
-            raise ComplianceError(f"--var {pair!r}: expected NAME=VALUE")
-        found[name] = value
-    return found
-
-
 def _attest(args: argparse.Namespace) -> int:
     from opsproof.compliance.attestations import check_input, record_attestation
     from opsproof.compliance.declared import load_declared
     from opsproof.compliance.history import History, HistoryError
     from opsproof.compliance.periods import parse_utc, period_of
+    from opsproof.profile import parse_cli_vars
 
-    declared = load_declared(args.profile, _cli_vars(args.var))
+    declared = load_declared(args.profile, parse_cli_vars(args.var))
     item = declared.attestation(args.id)
     check_input(item, by=args.by, note=args.note, evidence=args.evidence)  # before touching the store
     if args.change is not None:
@@ -444,6 +436,7 @@ def _report(args: argparse.Namespace) -> int:
     from opsproof.compliance.report_json import render_json
     from opsproof.evidence.manifest import seal_report
     from opsproof.evidence.signing import load_signer
+    from opsproof.profile import parse_cli_vars
 
     now = datetime.now(UTC)
     if args.period is not None:
@@ -457,7 +450,7 @@ def _report(args: argparse.Namespace) -> int:
     check_period(first, last)
     declared = None
     if args.profile is not None:  # only when asked: the report stands on the history alone
-        declared = load_declared(args.profile, _cli_vars(args.var))
+        declared = load_declared(args.profile, parse_cli_vars(args.var))
         if declared.environment != args.environment:
             raise ComplianceError(
                 f"--profile {declared.path} is the profile of environment {declared.environment!r}, "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
@@ -166,6 +166,17 @@ class LoadedProfile:
 
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{(vars\.)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def parse_cli_vars(pairs: Iterable[str]) -> dict[str, str]:
+    """The `--var NAME=VALUE` options of a command: the plain `${vars.NAME}` values of its profile."""
+    found = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise ProfileError(f"--var {pair!r}: expected NAME=VALUE")
+        found[name] = value
+    return found
 
 
 def resolve_profile_path(name_or_path: str, root: Path) -> Path:

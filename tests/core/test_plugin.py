@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, HttpServer, Runner, default_sigint, http_profile
+from opsproof.cli import main as opsproof
 
 
 def _mixed(base: str) -> str:
@@ -169,7 +170,27 @@ def test_plain_vars_from_the_command_line(runner: Runner, http_server: HttpServe
     assert run.ret == 0, run.output
     assert run.results["run"]["vars"] == {"API_HOST": address}
     assert run.record("http.health[api]")["observed"]["url"] == f"{http_server.base}/health"
-    assert runner.run("-m", "daily", "--var", "no-equals-sign").ret == 4
+    bad = runner.run("-m", "daily", "--var", "no-equals-sign")
+    assert bad.ret == 4
+    assert "--var 'no-equals-sign': expected NAME=VALUE" in bad.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report", "--environment", "prod", "--period", "monthly", "--profile", "test"],
+        ["attest", "review", "--by", "alice", "--note", "done", "--profile", "test"],
+        ["seal-run", "reports", "--profile", "test"],
+    ],
+    ids=["report", "attest", "seal-run"],
+)
+def test_the_commands_refuse_a_malformed_var_as_a_run_does(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One parser serves `pytest --var`, `opsproof report/attest/seal-run --var`: the same message, exit 4."""
+    monkeypatch.chdir(tmp_path)
+    assert opsproof([*command, "--var", "1X=y", "--report-dir", str(tmp_path / "reports")]) == 4
+    assert "--var '1X=y': expected NAME=VALUE" in capsys.readouterr().err
 
 
 def test_warned_is_honest_in_terminal_junit_and_results(runner: Runner, http_server: HttpServer) -> None:

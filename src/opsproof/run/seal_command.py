@@ -13,16 +13,6 @@ from opsproof import outcomes
 from opsproof.compliance import ComplianceError
 
 
-def _cli_vars(pairs: list[str]) -> dict[str, str]:
-    found = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.isidentifier():
-            raise ComplianceError(f"--var {pair!r}: expected NAME=VALUE")
-        found[name] = value
-    return found
-
-
 def add_seal_run_parser(commands: Any) -> None:
     seal = commands.add_parser(
         "seal-run", help="verify every shard bundle of a run and seal them into one run bundle (chain, history)"
@@ -64,6 +54,7 @@ def add_seal_run_parser(commands: Any) -> None:
 
 def seal_run_command(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     from opsproof.compliance.history import HistoryError
+    from opsproof.profile import parse_cli_vars
     from opsproof.run.seal import SealRequest, seal_run
     from opsproof.units import parse_duration
 
@@ -82,7 +73,7 @@ def seal_run_command(args: argparse.Namespace, argv: Sequence[str] | None) -> in
         run_id=args.run_id,
         shards=shards,
         profile=args.profile,
-        cli_vars=_cli_vars(args.var),
+        cli_vars=parse_cli_vars(args.var),
         report_dir=args.report_dir,
         fail_on=args.fail_on,
         history_dsn=args.history_dsn,

@@ -22,7 +22,7 @@ from opsproof.model.controls import ControlMap
 from opsproof.model.fields import OwnSeverityCadence, own_severity_cadence
 from opsproof.model.shards import Shard, ShardError, parse_run_id, parse_shard
 from opsproof.probes import ProbeKind, kind_named, utc_now
-from opsproof.profile import Item, LoadedProfile, ProfileError, load_profile, resolve_profile_path
+from opsproof.profile import Item, LoadedProfile, ProfileError, load_profile, parse_cli_vars, resolve_profile_path
 from opsproof.redaction import Redactor
 from opsproof.signals.options import check_options as check_signal_options
 from opsproof.targets import catalogue
@@ -125,12 +125,10 @@ def owns_process(config: pytest.Config) -> bool:
 
 
 def start_run(config: pytest.Config, workerinput: dict[str, Any] | None) -> RunState:
-    cli_vars = {}
-    for pair in config.getoption("var"):
-        name, sep, value = pair.partition("=")
-        if not sep or not name.isidentifier():
-            raise pytest.UsageError(f"--var {pair!r}: expected NAME=VALUE")
-        cli_vars[name] = value
+    try:
+        cli_vars = parse_cli_vars(config.getoption("var"))
+    except ProfileError as exc:
+        raise pytest.UsageError(str(exc)) from None
     chosen = config.getoption("profile") or os.environ.get("OPSPROOF_PROFILE") or "demo"
     path = resolve_profile_path(chosen, Path.cwd())
     try:
