@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 # ASCII digits only, and `fullmatch` below: a trailing newline or an Arabic-Indic digit is no duration.
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", re.ASCII)
@@ -85,3 +86,12 @@ def format_size(size: float) -> str:
 def format_percent(value: float) -> str:
     return f"{value:.1f}%"
 
+
+def format_utc(moment: datetime) -> str:
+    """A moment as UTC ISO 8601 with milliseconds, as opsproof records every time: '2026-11-24T10:45:00.123Z'."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def utc_now() -> str:
+    """Now, as `format_utc` writes it."""
+    return format_utc(datetime.now(UTC))

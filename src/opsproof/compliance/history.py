@@ -28,7 +28,6 @@ import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -38,6 +37,7 @@ from opsproof.errors import OpsproofError
 from opsproof.model.markers import CADENCE_MARKERS
 from opsproof.model.results import CheckRecord, Maintenance, Results, Waiver
 from opsproof.redaction import mask
+from opsproof.units import utc_now
 
 SCHEMA_VERSION = "1"
 SQLITE_NAME = "history.sqlite"
@@ -376,7 +376,7 @@ class History:
         self.execute(
             f"{prefix} INTO runs ({', '.join(RUN_COLUMNS)}, upload, recorded_at) "
             f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)}, ?, ?){suffix}",
-            (*run_row(results, bundle, manifest_sha256, manifest), json.dumps(upload) if upload else None, _now()),
+            (*run_row(results, bundle, manifest_sha256, manifest), json.dumps(upload) if upload else None, utc_now()),
         )
         self.executemany(
             f"{prefix} INTO records (run_id, {', '.join(RECORD_COLUMNS)}) "
@@ -626,10 +626,6 @@ def _database_errors(kind: str) -> tuple[type[Exception], ...]:
     import psycopg  # imported only for PostgreSQL stores: SQLite runs never pay for it
 
     return (sqlite3.Error, psycopg.Error)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _pg_message(exc: Exception, location: Location) -> str:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from opsproof.compliance.history import History, HistoryError, Location, _database_errors, _pg_message
+from opsproof.units import format_utc
 
 # (check id, measure) -> [(observed_at, value)], oldest first.
 Stored = dict[tuple[str, str], list[tuple[str, float]]]
@@ -86,7 +87,7 @@ class Observations:
             return {}  # nothing was ever recorded here: every check's first observation
         widest = max(needs.values())
         # An hour more than the widest window: a check's window ends at its probe's time, a little before now.
-        since = _iso((self._now or datetime.now(UTC)) - timedelta(seconds=widest + 3600))
+        since = format_utc((self._now or datetime.now(UTC)) - timedelta(seconds=widest + 3600))
         stored: Stored = {}
         ids = sorted(needs)
         # A reader: it neither creates a store nor takes the writers' lock (a run must not wait on
@@ -113,7 +114,3 @@ class Observations:
                 for check_id, measure, observed_at, value in rows:
                     stored.setdefault((str(check_id), str(measure)), []).append((str(observed_at), float(value)))
         return stored
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -55,6 +55,7 @@ from opsproof.compliance.report_model import (
 )
 from opsproof.model.controls import control_sort_key, control_title, framework_of, resolve_framework
 from opsproof.outcomes import SEVERITY_RANK
+from opsproof.units import format_utc
 
 if TYPE_CHECKING:
     from opsproof.compliance.declared import Declared
@@ -137,7 +138,7 @@ def build_report(history: History, request: ReportRequest, declared: Declared | 
     end_iso = f"{(request.last + timedelta(days=1)).isoformat()}T00:00:00.000Z"
     runs = history.runs(request.environment, start_iso, end_iso)
     records = history.records(request.environment, start_iso, end_iso)
-    later = history.records(request.environment, end_iso, _iso(request.now + timedelta(days=1)))
+    later = history.records(request.environment, end_iso, format_utc(request.now + timedelta(days=1)))
     seen_before = _seen_before(history, request.environment, start_iso)
 
     selected, frameworks = _select_controls(request, records, declared)
@@ -158,7 +159,7 @@ def build_report(history: History, request: ReportRequest, declared: Declared | 
         ),
         frameworks=frameworks,
         controls_requested=list(request.controls),
-        generated_at=_iso(request.now),
+        generated_at=format_utc(request.now),
         history=history.location.shown,
         profile=declared.path if declared else None,
         summary=_summary(runs, records, selected, controls, exceptions, attestations),
@@ -170,10 +171,6 @@ def build_report(history: History, request: ReportRequest, declared: Declared | 
         days=_days(request, records, runs, today),
         bundles=[_bundle(run) for run in runs],
     )
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _seen_before(history: History, environment: str, start_iso: str) -> set[tuple[str, str]]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from opsproof.compliance.history import WAIT_S, History, HistoryError, Location
 from opsproof.evidence.chain_head import ChainHead, FileHead, Step
+from opsproof.units import utc_now
 
 # pg_advisory_xact_lock(key1, key2): key1 says "an opsproof chain", key2 is the environment's hash.
 _CHAIN_LOCK = 0x6F707363  # "opsc"
@@ -48,7 +48,7 @@ class PostgresHead:
                 "VALUES (?, ?, ?, 1, ?) ON CONFLICT (environment) DO UPDATE SET bundle = EXCLUDED.bundle, "
                 "manifest_sha256 = EXCLUDED.manifest_sha256, links = chain_heads.links + 1, "
                 "advanced_at = EXCLUDED.advanced_at",
-                (environment, head["bundle"], head["manifest_sha256"], _now()),
+                (environment, head["bundle"], head["manifest_sha256"], utc_now()),
             )
         return head
 
@@ -100,7 +100,3 @@ def fallback_note(head: ChainHead) -> str | None:
         f"opsproof: the bundle is NOT linked to the shared chain head ({head.fell_back}); it was sealed "
         f"against {head.local.shown}, and `verify --chain` will show the break until the history is back"
     )
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -23,7 +23,7 @@ from typing import Any
 
 from opsproof.model.check import Check, CheckError
 from opsproof.model.trends import Increase, Past, Trend
-from opsproof.units import format_duration
+from opsproof.units import format_duration, format_utc
 
 FIRST = "first observation; nothing to compare"
 
@@ -50,10 +50,6 @@ def _when(iso: str) -> str:
 
 def _moment(iso: str) -> datetime:
     return datetime.fromisoformat(iso.replace("Z", "+00:00"))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def judge_increase(
@@ -136,7 +132,7 @@ def project(
     limit = float(trend.limit)
     window = format_duration(trend.window)
     current = _moment(measured_at)
-    since = _iso(current - timedelta(seconds=trend.window))
+    since = format_utc(current - timedelta(seconds=trend.window))
     stored = [p for p in past.series(check_id, measure, since) if p[0] < measured_at]
     points = [((_moment(at) - current).total_seconds(), v) for at, v in stored] + [(0.0, float(value))]
     fitted = fit_line(points) if len(points) >= trend.min_points else None
@@ -159,7 +155,7 @@ def project(
         f"{what} {show(value)}, {growth}: projected to reach {show(limit)} in {format_duration(left)}",
         per_day,
         left,
-        _iso(current + timedelta(seconds=left)),
+        format_utc(current + timedelta(seconds=left)),
         growth,
     )
 
@@ -197,7 +193,7 @@ def judge_trend(
         return
     _finite(what, value)
     expect_trend(check, trend, show)
-    measured_at = now or check.started_at or _iso(datetime.now(UTC))
+    measured_at = now or check.started_at or format_utc(datetime.now(UTC))
     found = project(
         past_of(check), check.check_id, measure, value, trend, measured_at=measured_at, what=what, show=show
     )

@@ -23,6 +23,7 @@ from opsproof.profile import Item, Profile
 from opsproof.redaction import Redactor
 from opsproof.targets import Kind, kind
 from opsproof.targets import kinds as registered
+from opsproof.units import format_utc, utc_now
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
@@ -136,13 +137,9 @@ def describe_connect_error(error: OSError, host: str, address: str) -> str:
     return f"cannot connect to {address}: {cause.lower()}"
 
 
-def utc_now() -> str:
-    return utc_iso(datetime.now(UTC).timestamp())
-
-
 def utc_iso(timestamp: float) -> str:
     """A POSIX timestamp as UTC ISO 8601 with milliseconds: '2026-11-24T10:45:00.123Z'."""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_utc(datetime.fromtimestamp(timestamp, UTC))
 
 
 def kinds() -> dict[str, ProbeKind[Any, Any]]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from opsproof import outcomes
 from opsproof.judging import maintenance
 from opsproof.model.results import SCHEMA, Results
-from opsproof.probes import utc_now
+from opsproof.units import utc_now
 from opsproof.version import __version__
 
 if TYPE_CHECKING:

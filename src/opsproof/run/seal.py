@@ -32,7 +32,6 @@ import pytest
 from opsproof import outcomes
 from opsproof.compliance import ComplianceError
 from opsproof.model.shards import Shard, ShardError, parse_run_id
-from opsproof.probes import utc_now
 from opsproof.run.shard_bundles import (
     ShardBundle,
     ShardState,
@@ -42,6 +41,7 @@ from opsproof.run.shard_bundles import (
     match_shards,
     verify_shards,
 )
+from opsproof.units import utc_now
 from opsproof.version import __version__
 
 if TYPE_CHECKING:

@@ -21,12 +21,13 @@ from opsproof.compliance.change import change_context
 from opsproof.model.controls import ControlMap
 from opsproof.model.fields import OwnSeverityCadence, own_severity_cadence
 from opsproof.model.shards import Shard, ShardError, parse_run_id, parse_shard
-from opsproof.probes import ProbeKind, kind_named, utc_now
+from opsproof.probes import ProbeKind, kind_named
 from opsproof.profile import Item, LoadedProfile, ProfileError, load_profile, parse_cli_vars, resolve_profile_path
 from opsproof.redaction import Redactor
 from opsproof.signals.options import check_options as check_signal_options
 from opsproof.targets import catalogue
 from opsproof.targets import kinds as registered_kinds
+from opsproof.units import utc_now
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location

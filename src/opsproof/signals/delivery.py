@@ -16,10 +16,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 from opsproof.signals.payloads import Outgoing
+from opsproof.units import utc_now
 from opsproof.version import __version__
 
 FIRST_BACKOFF_S = 0.5
@@ -53,7 +53,7 @@ def _deliver(
         remaining = ends - time.monotonic()
         if remaining <= 0.05:
             if not attempts:
-                attempts.append({"at": _now(), "error": "not sent: the destination's deadline had passed"})
+                attempts.append({"at": utc_now(), "error": "not sent: the destination's deadline had passed"})
             break
         attempt, retry_after = _attempt(message, data, min(timeout, remaining), redact)
         attempts.append(attempt)
@@ -92,7 +92,7 @@ def _attempt(
     request.add_header("User-Agent", f"opsproof/{__version__}")
     for name, value in message.headers.items():
         request.add_header(name, value)
-    at, clock = _now(), time.monotonic()
+    at, clock = utc_now(), time.monotonic()
     attempt: dict[str, Any] = {"at": at}
     retry_after: float | None = None
     try:
@@ -121,7 +121,3 @@ def _retry_after(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
