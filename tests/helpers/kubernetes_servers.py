@@ -254,9 +254,14 @@ def _cluster(api: KubeApiEmulator, folder: Path, **serve: Any) -> Iterator[KubeC
         yield KubeCluster(api, served, kubeconfig, tokenless, folder)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
-    """The main cluster: namespaces shop, broken and starting, good and bad nodes, cert-manager installed."""
+    """The main cluster: namespaces shop, broken and starting, good and bad nodes, cert-manager installed.
+
+    One per module, not per session: its objects' times are set when it is built ("restarted 2m
+    ago", "Pending for 2h") and the checks' messages quote them, so a cluster built minutes before a
+    test (another module's, earlier in a long run) would show other figures.
+    """
     authority = Authority.create("cluster issuer")
     api = KubeApiEmulator(token=SECRET)
     api.extend(shop_objects(authority) + broken_objects(authority) + starting_objects() + node_objects())
