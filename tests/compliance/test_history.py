@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from helpers.compliance_data import daily_runs, record, results, write
-from helpers.history_servers import append_attestations, history_dsn, history_pg, write_runs
+from helpers.history_servers import append_attestations, history_dsn, history_pg, open_new_stores, write_runs
 
 from conftest import SECRET, HttpServer, Runner, http_profile
 from opsproof.cli import main as opsproof
@@ -165,6 +165,23 @@ def test_concurrent_runs_never_corrupt_the_history(
         with sqlite3.connect(report_dir / "history.sqlite") as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert opsproof(["verify", "--chain", str(report_dir)]) == 0
+
+
+def test_runners_opening_a_new_sqlite_store_together_all_open_it(tmp_path: Path) -> None:
+    """Eight processes open the same new store at the same instant, ten times over.
+
+    Switching a new store to WAL raced: two openers holding the read lock got "database is locked"
+    at once, without the busy timeout (about one round in five failed before the fix).
+    """
+    rounds = 10
+    paths = [str(tmp_path / f"round{n}" / "history.sqlite") for n in range(rounds)]
+    first = time.time() + 3  # after every spawned worker has imported opsproof
+    start_times = [first + 0.25 * n for n in range(rounds)]
+    errors = _in_parallel(open_new_stores, *[(paths, start_times)] * 8)
+    assert [e for worker in errors for e in worker] == []
+    for path in paths:
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

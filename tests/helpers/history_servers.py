@@ -77,3 +77,18 @@ def append_attestations(target: str, report_dir: str, count: int, worker: int, s
         for n in range(count):
             record_attestation(history, "prod", item, by=f"worker-{worker}", note=f"reviewed, batch {n}")
     return count
+
+
+def open_new_stores(paths: list[str], start_times: list[float]) -> list[str]:
+    """Open each new SQLite store at its start time (other workers open the same one then); the errors."""
+    from opsproof.compliance.history import History, HistoryError, locate
+
+    errors = []
+    for path, start_at in zip(paths, start_times, strict=True):
+        _wait_until(start_at)
+        try:
+            with History(locate(Path(path).parent, f"sqlite:///{path}")):
+                pass
+        except HistoryError as exc:
+            errors.append(str(exc))
+    return errors

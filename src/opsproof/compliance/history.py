@@ -24,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import random
 import re
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,6 +221,26 @@ def without_password(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
+def _enter_wal(conn: sqlite3.Connection) -> None:
+    """Switch a store to WAL, waiting out other openers as the busy timeout would.
+
+    Switching needs the read lock upgraded to a write lock; when two new connections both hold the
+    read lock, SQLite answers "database is locked" at once rather than call the busy handler (waiting
+    could deadlock), so runners that open a new store together retry here instead of failing.
+    """
+    deadline = time.monotonic() + WAIT_S
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause * (1 + random.random()))  # jittered: the racers must not retry in step
+        pause = min(pause * 2, 0.2)
+
+
 class History:
     """One open connection to a history store; use as a context manager."""
 
@@ -256,7 +278,7 @@ class History:
             # so two writers queue instead of deadlocking on a lock upgrade).
             self._conn = sqlite3.connect(path, timeout=WAIT_S, isolation_level=None)
             self._conn.execute(f"PRAGMA busy_timeout = {WAIT_S * 1000}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            _enter_wal(self._conn)
             if not self._create:
                 return  # a reader of a store someone created: WAL lets it read while a writer writes
         self._conn.execute("PRAGMA foreign_keys = ON")
