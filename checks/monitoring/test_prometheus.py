@@ -6,6 +6,7 @@ Each profile `prometheus` item is checked through its HTTP API with GET requests
 - `prometheus.alerts[<name>]`  firing alerts by severity: critical fails, warning warns (configurable),
   alertnames in `ignore` never judged; with `over:`, alerts resolved within the window warn
 - `prometheus.targets[<name>]`  active scrape targets whose health is not up, named with their last error
+  (or, with `source: up`, the `up` series that are 0)
 - `prometheus.kpi[<name>/<kpi>]`  a PromQL query's worst series against {warn, fail}, now or over a window
 
 A server that cannot be reached fails every check with the reason; one that refuses the
@@ -169,7 +170,8 @@ def _resolved(
 
 
 def _target_text(target: dict[str, Any]) -> str:
-    why = target["last_error"] or ("not scraped yet" if target["health"] == "unknown" else target["health"])
+    # Read from the `up` series (`source: up`) a target has no error text: its value says it all.
+    why = target["last_error"] or {"unknown": "not scraped yet", "down": "up is 0"}.get(target["health"], "")
     return f"{target['job']}/{target['instance']} ({target['health']}: {why})"
 
 
@@ -181,6 +183,8 @@ def test_targets(item: PrometheusTarget, facts: PrometheusFacts, check: Check) -
         check.expect(ignore_jobs=spec.ignore_jobs)
     _answered(facts)
     found = _answer(facts.targets, "targets")
+    if spec.source == "up":
+        check.observe(source="the up series")
     _api_warnings(found, check)
 
     def ignored(job: str) -> bool:
@@ -202,7 +206,11 @@ def test_targets(item: PrometheusTarget, facts: PrometheusFacts, check: Check) -
     more = f" and {count - NAMED} more" if count > NAMED else ""
     check.note(f"{total - count} of {total} active targets up ({len(jobs)} jobs)")
     if found["active_count"] == 0:
-        check.warn("no active scrape targets: this server scrapes nothing")
+        check.warn(
+            "no `up` series: this server scrapes nothing"
+            if spec.source == "up"
+            else "no active scrape targets: this server scrapes nothing"
+        )
     check.threshold("targets not up", count, spec.down, show=lambda v: f"{v:g}", detail=f"{named}{more}" or None)
 
 

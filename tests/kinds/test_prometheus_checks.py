@@ -152,6 +152,29 @@ def test_targets_down_are_named(runner: Runner, prom: Scraping) -> None:
     assert scoped["observed"]["ignored_jobs"] == ["gone"]
 
 
+def test_targets_from_the_up_series_name_the_ones_at_0(runner: Runner, prom: Scraping) -> None:
+    runner.profile(
+        prom_profile(
+            item("by-up", prom.url, "alerts: false, targets: {source: up}"),
+            item("by-up-scoped", prom.url, "alerts: false, targets: {source: up, ignore_jobs: [gone]}"),
+        )
+    )
+    run = runner.run("-m", "daily")
+    by_up = run.record("prometheus.targets[by-up]")
+    # The same count as from /api/v1/targets, read from what the scrapes wrote; no error text there.
+    assert (by_up["outcome"], by_up["message"]) == (
+        "failed",
+        f"targets not up 1 is over the fail threshold 0; gone/{prom.gone} (down: up is 0)",
+    )
+    assert by_up["observed"]["jobs"] == {
+        "app": {"up": 1, "down": 0, "unknown": 0},
+        "gone": {"up": 0, "down": 1, "unknown": 0},
+    }
+    assert by_up["observed"]["source"] == "the up series"
+    scoped = run.record("prometheus.targets[by-up-scoped]")
+    assert (scoped["outcome"], scoped["message"]) == ("passed", "1 of 1 active targets up (1 jobs)")
+
+
 # -- KPIs --------------------------------------------------------------------------------
 
 KPIS = """
@@ -485,3 +508,11 @@ def test_defaults_of_a_minimal_item(tmp_path: Path) -> None:
     assert target.targets is not None and (target.targets.down.warn, target.targets.down.fail) == (None, 0)
     kpi = target.kpis[0]
     assert (kpi.threshold.warn, kpi.threshold.fail, kpi.empty, kpi.range_step) == (0.95, 0.8, "fail", 60)
+
+
+def test_a_wrong_targets_source_names_the_key(runner: Runner) -> None:
+    runner.profile(prom_profile("{name: p, url: 'http://prom:9090', targets: {source: scrape}}"))
+    run = runner.run("-m", "daily")
+    assert run.ret == 4
+    assert "profiles/test.yaml:4: prometheus[0].targets.source: " in run.output, run.output
+    assert "'api' or 'up'" in run.output

@@ -149,7 +149,7 @@ def _start_the_rest(
 
         def settle() -> None:
             prometheus.settle()
-            timeline.mark("prometheus settled (targets scraped, alerts firing)")
+            timeline.mark("prometheus settled (up of both targets, alerts firing)")
 
         demo.settle = settle
     else:

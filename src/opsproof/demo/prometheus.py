@@ -6,8 +6,20 @@ rest of the demo: the dashboard is slow (its latency warns), the database pool i
 (warns), `background_jobs` holds 1,240 jobs (over the 1,000 warning); Reporting is down,
 so its scrape target is down and a warning alert fires for it. Nothing is critical.
 
-It needs the `prometheus` server binary (Debian: `apt-get install prometheus`); where there
-is none, `serve_demo_prometheus()` yields None and the demo leaves Prometheus out::
+Prometheus 2.42 scrapes its first targets ~5 s after it starts, whatever its configuration
+(its discovery and scrape managers sync on a fixed 5 s tick), and the demo must not wait for
+that. So before it starts, its TSDB is back-filled (`promtool tsdb create-blocks-from
+openmetrics`) with the last minute of what those scrapes will bring: every KPI of the exporter
+and `up` of both targets (Reporting's 0), labelled as its scrapes label them. Its first rule
+evaluation, a fraction of a second after its start, then finds the data and fires both alerts;
+its own scrapes continue the same series from the 5 s round on. The demo profile reads target
+health from the `up` series (`targets: {source: up}`), not /api/v1/targets, which lists
+nothing before that round. Without promtool beside prometheus, nothing is back-filled and the
+demo waits for the round, as it did before.
+
+It needs the `prometheus` server binary (Debian: `apt-get install prometheus`, which ships
+promtool); where there is none, `serve_demo_prometheus()` yields None and the demo leaves
+Prometheus out::
 
     with serve_demo_prometheus() as demo:
         if demo is not None:
@@ -38,11 +50,14 @@ if TYPE_CHECKING:
 
 URL_VARIABLE = "DEMO_PROMETHEUS"
 BINARY_VARIABLE = "OPSPROOF_PROMETHEUS"
-READY_TIMEOUT_S = 30.0  # targets appear after prometheus's first discovery round (5 s after its start)
+READY_TIMEOUT_S = 30.0  # without a back-fill, the first scrape comes after the first discovery round (5 s)
 # Short, so the first scrape and the first evaluation follow that round closely; the scrape timeout
 # stays at half a second, which a loopback exporter meets on a busy machine.
 SCRAPE_INTERVAL = "500ms"
+SCRAPE_INTERVAL_S = 0.5
 EVALUATION_INTERVAL = "250ms"
+BACKFILL_S = 60.0  # the history written before prometheus starts: a minute of samples, one per scrape interval
+PROMTOOL_TIMEOUT_S = 30.0
 
 SERIES = {
     'scorpius_api_latency_p95_seconds{service="wallet-guard"}': 0.045,
@@ -80,9 +95,15 @@ groups:
 @dataclass(frozen=True)
 class DemoPrometheus:
     url: str  # http://127.0.0.1:port, for `--var DEMO_PROMETHEUS=...`
+    backfilled: bool = False  # its last minute of samples written by promtool before it started
 
     @property
     def line(self) -> str:
+        if self.backfilled:
+            return (
+                f"Prometheus on {self.url} with runbook 000's KPIs: the last minute back-filled (promtool), "
+                "then scraped from its 5 s discovery round on (Reporting's target is down)"
+            )
         return f"Prometheus on {self.url} scraping runbook 000's KPIs (Reporting's target is down)"
 
 
@@ -94,6 +115,55 @@ def prometheus_binary() -> str | None:
             raise DemoUsageError(f"{BINARY_VARIABLE}={chosen!r} is not an executable file")
         return chosen
     return shutil.which("prometheus") or shutil.which("prometheus", path="/usr/bin:/usr/local/bin")
+
+
+def promtool_binary(prometheus: str) -> str | None:
+    """promtool beside the prometheus binary (Debian ships both), else on PATH; None without one."""
+    beside = Path(os.path.realpath(prometheus)).with_name("promtool")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("promtool")
+
+
+def backfill_text(exporter: str, reporting: str, now: float) -> str:
+    """OpenMetrics of the last BACKFILL_S seconds up to `now`: what prometheus's scrapes of both targets write.
+
+    Each series carries the `job` and `instance` labels a scrape gives it, so prometheus's own
+    samples continue the same series. Only up to `now`: its head refuses samples older than
+    the back-filled block's end, and its first scrape comes seconds later.
+    """
+    scorpius = f'job="scorpius",instance="{exporter}"'
+    families: dict[str, list[tuple[str, float]]] = {"up": [(f"up{{{scorpius}}}", 1.0)]}
+    families["up"].append((f'up{{job="reporting",instance="{reporting}"}}', 0.0))
+    for series, value in SERIES.items():
+        name, _, labels = series.partition("{")
+        labels = labels.rstrip("}")
+        families.setdefault(name, []).append((f"{name}{{{labels + ',' if labels else ''}{scorpius}}}", value))
+    steps = int(BACKFILL_S / SCRAPE_INTERVAL_S)
+    stamps = [now - (steps - index) * SCRAPE_INTERVAL_S for index in range(steps + 1)]
+    lines = []
+    for name, members in families.items():
+        lines.append(f"# TYPE {name} gauge")
+        lines += [f"{series} {value:g} {stamp:.3f}" for series, value in members for stamp in stamps]
+    return "\n".join([*lines, "# EOF", ""])
+
+
+def _backfill(promtool: str, folder: Path, exporter: str, reporting: str) -> None:
+    """Write the back-fill into folder/data as a TSDB block; DemoStartError when promtool refuses."""
+    source = folder / "backfill.om"
+    source.write_text(backfill_text(exporter, reporting, time.time()))
+    try:
+        done = subprocess.run(
+            [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(folder / "data")],
+            capture_output=True,
+            text=True,
+            timeout=PROMTOOL_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise DemoStartError(f"promtool did not back-fill the demo prometheus within {PROMTOOL_TIMEOUT_S:g}s") from None
+    if done.returncode != 0:
+        raise DemoStartError(f"promtool exited {done.returncode}: {(done.stdout + done.stderr)[-500:]}")
 
 
 def _exporter() -> web.Application:
@@ -117,32 +187,41 @@ class StartingPrometheus:
     process: subprocess.Popen[bytes]
     log: Path
     exporter: str  # host:port the exporter must serve on (started by `serve_exporter()`)
+    backfilled: bool = False
 
     @property
     def demo(self) -> DemoPrometheus:
-        return DemoPrometheus(url=self.url)
+        return DemoPrometheus(url=self.url, backfilled=self.backfilled)
 
     def settle(self, timeout: float = READY_TIMEOUT_S) -> None:
-        """Until both targets were scraped once and both alerts fire: the demo's checks see a settled state."""
+        """Until `up` shows both targets and both alerts fire: the demo's checks see a settled state.
+
+        Back-filled, that is its first rule evaluation; otherwise its first scrapes, after its
+        first discovery round.
+        """
         _wait_ready(self.url, self.process, self.log, timeout)
 
 
 @contextmanager
 def start_demo_prometheus(port: int = 19090) -> Iterator[StartingPrometheus | None]:
-    """Spawn prometheus on 127.0.0.1 (`port`, or a free one) at once, without waiting; None without a binary.
+    """Back-fill its TSDB, spawn prometheus on 127.0.0.1 (`port`, or a free one), not waiting; None without one.
 
     Its first round of target discovery comes 5 s after it starts, whatever the
-    configuration (a fixed tick of Prometheus's discovery manager), so the demo starts it
-    before anything else and serves the exporter meanwhile (`serve_exporter`); scrapes
-    and rule evaluations every fraction of a second then settle it soon after that round.
+    configuration (a fixed tick of Prometheus's discovery manager): the back-fill (when
+    promtool is there) lets its first rule evaluation find the data instead. The demo
+    starts it before anything else and serves the exporter meanwhile (`serve_exporter`).
     """
     binary = prometheus_binary()
     if binary is None:
         yield None
         return
+    promtool = promtool_binary(binary)
     with tempfile.TemporaryDirectory(prefix="opsproof-prom-") as tmp:
         folder = Path(tmp)
         exporter = f"127.0.0.1:{free_port(0)}"
+        reporting = f"127.0.0.1:{free_port(0)}"  # nothing listens there: Reporting's target is down
+        if promtool is not None:
+            _backfill(promtool, folder, exporter, reporting)
         (folder / "rules.yml").write_text(RULES)
         config = {
             "global": {
@@ -153,8 +232,7 @@ def start_demo_prometheus(port: int = 19090) -> Iterator[StartingPrometheus | No
             "rule_files": [str(folder / "rules.yml")],
             "scrape_configs": [
                 {"job_name": "scorpius", "static_configs": [{"targets": [exporter]}]},
-                # Nothing listens there: Reporting's target is down at every scrape.
-                {"job_name": "reporting", "static_configs": [{"targets": [f"127.0.0.1:{free_port(0)}"]}]},
+                {"job_name": "reporting", "static_configs": [{"targets": [reporting]}]},
             ],
         }
         (folder / "prometheus.yml").write_text(json.dumps(config))
@@ -172,7 +250,8 @@ def start_demo_prometheus(port: int = 19090) -> Iterator[StartingPrometheus | No
                 stdin=subprocess.DEVNULL,
             )
         try:
-            yield StartingPrometheus(f"http://{address}", process, folder / "prometheus.log", exporter)
+            log_path = folder / "prometheus.log"
+            yield StartingPrometheus(f"http://{address}", process, log_path, exporter, promtool is not None)
         finally:
             stop_process(process)
 
@@ -204,15 +283,15 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: 
         if process.poll() is not None:
             raise DemoStartError(f"prometheus exited {process.returncode}: {log.read_text()[-500:]}")
         try:
-            targets = _get(f"{url}/api/v1/targets?state=active")["activeTargets"]
+            up = _get(f"{url}/api/v1/query?query=up")["result"]
             alerts = _get(f"{url}/api/v1/alerts")["alerts"]
         except OSError:
-            targets, alerts = [], []
-        scraped = {t["labels"]["job"]: t["health"] for t in targets}
+            up, alerts = [], []
+        health = {series["metric"].get("job"): series["value"][1] for series in up}
         firing = {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
-        if scraped == {"scorpius": "up", "reporting": "down"} and {"QueueBacklog", "ServiceDown"} <= firing:
+        if health == {"scorpius": "1", "reporting": "0"} and {"QueueBacklog", "ServiceDown"} <= firing:
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise DemoStartError(f"the demo prometheus was not ready within {timeout:g}s (its log: {log.read_text()[-300:]})")
 
 

@@ -5,7 +5,8 @@ Per item, within one deadline (the item's `timeout`), concurrently:
 - `GET /api/v1/status/buildinfo` (the version, for the record; its failure costs nothing),
 - `GET /api/v1/alerts` (firing and pending alerts) unless `alerts: false`,
 - `GET /api/v1/query` of `max_over_time(ALERTS{alertstate="firing"}[<over>])` where `alerts.over` is set,
-- `GET /api/v1/targets?state=active` unless `targets: false`,
+- `GET /api/v1/targets?state=active` unless `targets: false` (with `targets.source: up`, an instant
+  query of `up` instead),
 - per KPI, `GET /api/v1/query` (now) or, with `over:`, `GET /api/v1/query_range` (now - over .. now,
   every `step`), with `timeout=<the item's timeout>` so the server gives up when the probe does.
 
@@ -284,6 +285,34 @@ def targets_facts(answer: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
     }
 
 
+def up_targets_facts(answer: dict[str, Any]) -> dict[str, Any]:
+    """The same counts from the `up` series (1: the last scrape worked, 0: it failed): no scrape errors, no URLs."""
+    result = (answer["data"] or {}).get("result") or []
+    if (answer["data"] or {}).get("resultType") != "vector":
+        raise ApiError("the query `up` did not return an instant vector", "failed")
+    jobs: dict[str, dict[str, int]] = {}
+    not_up = []
+    for series in result:
+        labels = series.get("metric") or {}
+        job = str(labels.get("job") or "")
+        value = number(series["value"][1])
+        health = "up" if value == 1 else "down" if value == 0 else "unknown"
+        jobs.setdefault(job, {"up": 0, "down": 0, "unknown": 0})[health] += 1
+        if health != "up":
+            instance = str(labels.get("instance", ""))
+            not_up.append({"job": job, "instance": instance, "health": health, "last_error": None})
+    not_up.sort(key=lambda t: (t["job"], t["instance"]))
+    return {
+        "ok": True,
+        "source": "up",
+        "active_count": len(result),
+        "jobs": dict(sorted(jobs.items())),
+        "not_up_count": len(not_up),
+        "not_up": not_up[:KEPT_TARGETS],
+        "warnings": answer["warnings"],
+    }
+
+
 def _worst_point(points: list[list[Any]], lower_is_worse: bool) -> tuple[Any, str] | None:
     best: tuple[Any, str] | None = None
     for stamp, value in points:
@@ -400,6 +429,10 @@ class ItemProbe:
         return history_facts(answer)
 
     async def _targets(self) -> dict[str, Any]:
+        assert self.target.targets is not None
+        if self.target.targets.source == "up":
+            async with self.queries:
+                return up_targets_facts(await self.client.get("query", self._instant("up")))
         return targets_facts(await self.client.get("targets", {"state": "active"}), self.redactor)
 
     def _instant(self, query: str) -> dict[str, str]:

@@ -126,6 +126,14 @@ class TargetHealth(Strict):
         description="active targets whose health is not up (down or not scraped yet); default {fail: 0}",
     )
     ignore_jobs: Globs = Field(default_factory=list, description="jobs never judged (shell-style globs)")
+    source: Literal["api", "up"] = Field(
+        "api",
+        description=(
+            "where target health is read: api (/api/v1/targets: every active target and its last scrape "
+            "error) or up (the `up` series at the check's instant: for query front-ends without the "
+            "targets API, or a server whose history was back-filled; names no scrape error)"
+        ),
+    )
 
     severity: OwnSeverity = None
     cadence: OwnCadence = None
