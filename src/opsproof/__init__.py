@@ -14,6 +14,10 @@ A check of your own, in `checks/`::
         lag = ...  # measure it, read-only and within a deadline
         check.observe(lag_s=lag)
         check.threshold("consumer lag", lag, Threshold(warn=parse_duration("1m"), fail=parse_duration("5m")))
+
+PYTEST_DONT_REWRITE: opsproof's modules are library code, never assertion-rewritten
+(`opsproof.run.not_rewritten`); this marker tells pytest so where they were imported before
+it started (`opsproof demo` imports them while its services start: `opsproof.demo.held`).
 """
 
 from __future__ import annotations

@@ -14,12 +14,15 @@ The S3 credentials are moto's fake ones, handed to boto3's chain through the env
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import logging
 import os
+import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -109,8 +112,8 @@ def serve_demo_backups(pg: LocalPostgres | Callable[[], LocalPostgres]) -> Itera
         quiet.setLevel(logging.ERROR)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
-        stack.callback(server.stop)
         host, port = server.get_host_and_port()
+        stack.callback(_stop_moto, server, (host, port))
         endpoint = f"http://{host}:{port}"
         client = boto3.client("s3", endpoint_url=endpoint, **_credentials())
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="opsproof-demo-backups-")))
@@ -123,6 +126,21 @@ def serve_demo_backups(pg: LocalPostgres | Callable[[], LocalPostgres]) -> Itera
         _stage_bucket(client, s3_backends["123456789012"]["global"], plain, now)
         _stage_folder(folder, custom, schema_only, now)
         yield DemoBackups(endpoint=endpoint, folder=folder)
+
+
+def _stop_moto(server: Any, address: tuple[str, int]) -> None:
+    """Stop moto's server now, not at the next half-second poll of its serving loop.
+
+    socketserver's loop looks for a shutdown request only after a request or its 0.5 s poll
+    timeout: a connection wakes it (again, until the stop is through: one may come before
+    the request does).
+    """
+    stopping = threading.Thread(target=server.stop, name="opsproof-demo-moto-stop")
+    stopping.start()
+    while stopping.is_alive():
+        with contextlib.suppress(OSError), socket.create_connection(address, timeout=0.5):
+            pass
+        stopping.join(0.02)
 
 
 def _credentials() -> dict[str, str]:

@@ -107,7 +107,10 @@ def serving_dns(zone: Zone, port: int = 0) -> Iterator[DnsServer]:
     tcp = DNSServer(resolver, address="127.0.0.1", port=port, tcp=True, logger=_Silent())
     threads = []
     for each in (udp, tcp):
-        thread = threading.Thread(target=each.server.serve_forever, name="opsproof-dns", daemon=True)
+        # socketserver looks for a shutdown request every poll_interval (0.5 s by default): a stop
+        # would wait that long per server.
+        serve = each.server.serve_forever
+        thread = threading.Thread(target=serve, kwargs={"poll_interval": 0.05}, name="opsproof-dns", daemon=True)
         thread.start()
         threads.append(thread)
     try:

@@ -45,41 +45,30 @@ def demo_environment(
 ) -> Iterator[DemoEnvironment]:
     """Start every demo service (stopping all of them on the way out, whatever happens).
 
-    Prometheus starts first and the others side by side (`start_together`). `settled=False`
-    yields as soon as every service answers, before Prometheus has scraped its targets
-    (its first discovery round comes 5 s after it starts): call `demo.settle()` before
-    its checks probe. `any_ports`: every service on a free port, not the demo's usual
-    ones: for tests that run beside a demo, where a usual port seen free a moment ago may
-    be taken when bound. `timeline` records when each service was ready.
+    Every service starts side by side (`start_together`), Prometheus first. `settled=False`
+    yields as soon as every service answers, before Prometheus may have evaluated its
+    rules: call `demo.settle()` before its checks probe. `any_ports`: every service on a
+    free port, not the demo's usual ones: for tests that run beside a demo, where a usual
+    port seen free a moment ago may be taken when bound. `timeline` records when each
+    service was ready.
     """
-    anywhere: dict[str, int] = {"port": 0} if any_ports else {}
-    # Prometheus is spawned before the other services' modules load (aiohttp, boto3, moto...):
-    # its 5 s to its first target discovery is the demo's critical path.
-    from opsproof.demo.prometheus import start_demo_prometheus
+    from opsproof.demo.prometheus import prometheus_binary
 
     timeline = timeline if timeline is not None else Timeline()
     demo = DemoEnvironment()
-    with ExitStack() as first, ExitStack() as stack:  # `stack` closes `first` too, beside the others
-        prometheus = first.enter_context(start_demo_prometheus(**anywhere))
-        timeline.mark("prometheus started" if prometheus is not None else "prometheus: not installed")
-        _start_the_rest(stack, first, demo, prometheus, http_port, any_ports, timeline)
+    with ExitStack() as stack:
+        _start_all(stack, demo, prometheus_binary() is not None, http_port, any_ports, timeline)
         if settled:
             demo.settle()
         yield demo
 
 
-def _start_the_rest(
-    stack: ExitStack,
-    first: ExitStack,
-    demo: DemoEnvironment,
-    prometheus: StartingPrometheus | None,
-    http_port: int,
-    any_ports: bool,
-    timeline: Timeline,
+def _start_all(
+    stack: ExitStack, demo: DemoEnvironment, prometheus: bool, http_port: int, any_ports: bool, timeline: Timeline
 ) -> None:
-    """Start every service but Prometheus side by side, and fill `demo`; all of them stop when `stack` closes.
+    """Start every service side by side, and fill `demo`; all of them stop when `stack` closes.
 
-    `first` holds Prometheus, started before: it stops beside the others.
+    `prometheus`: its binary is installed (the demo leaves it out otherwise).
     """
     anywhere: dict[str, int] = {"port": 0} if any_ports else {}
     from opsproof.demo.backups import serve_demo_backups
@@ -87,7 +76,7 @@ def _start_the_rest(
     from opsproof.demo.dns import DEMO_ZONE, serving_dns
     from opsproof.demo.kubernetes import serve_demo_kubernetes
     from opsproof.demo.postgres import serve_demo_postgres
-    from opsproof.demo.prometheus import serve_exporter
+    from opsproof.demo.prometheus import serve_exporter, start_demo_prometheus
     from opsproof.demo.redis import serve_demo_redis
     from opsproof.demo.services import free_port, serving_apart
 
@@ -102,8 +91,18 @@ def _start_the_rest(
         database.set_result(served.server)
         return served
 
-    tasks: dict[str, Callable[[ExitStack], Any]] = {
-        "postgres": postgres,  # the slowest (initdb, then the schema): first
+    def prometheus_and_exporter(own: ExitStack) -> StartingPrometheus | None:
+        # Back-filled by promtool, then spawned; its exporter served where it scrapes.
+        started = own.enter_context(start_demo_prometheus(**anywhere))
+        if started is not None:
+            own.enter_context(serve_exporter(started))
+        return started
+
+    tasks: dict[str, Callable[[ExitStack], Any]] = {}
+    if prometheus:
+        tasks["prometheus"] = prometheus_and_exporter
+    tasks |= {
+        "postgres": postgres,  # the slowest (initdb, then the schema): early
         "backups": lambda own: own.enter_context(serve_demo_backups(database.result)),
         "health endpoints": lambda own: own.enter_context(serving_apart(free_port(http_port))),
         "dns": lambda own: own.enter_context(serving_dns(DEMO_ZONE)),
@@ -111,9 +110,7 @@ def _start_the_rest(
         "redis": lambda own: own.enter_context(serve_demo_redis(**anywhere)),
         "kubernetes": lambda own: own.enter_context(serve_demo_kubernetes(**anywhere)),
     }
-    if prometheus is not None:
-        tasks["prometheus exporter"] = lambda own: own.enter_context(serve_exporter(prometheus))
-    ready = start_together(stack, tasks, timeline, started=[first])
+    ready = start_together(stack, tasks, timeline)
 
     # The lines and variables in one fixed order, whichever service was ready first.
     address, names, tls, db = ready["health endpoints"], ready["dns"], ready["tls"], ready["postgres"]
@@ -143,12 +140,13 @@ def _start_the_rest(
         demo.environ.update(secrets)
         demo.services.append(line)
 
-    if prometheus is not None:
-        demo.plain_vars["DEMO_PROMETHEUS"] = prometheus.url
-        demo.services.append(prometheus.demo.line)
+    served: StartingPrometheus | None = ready.get("prometheus")
+    if served is not None:
+        demo.plain_vars["DEMO_PROMETHEUS"] = served.url
+        demo.services.append(served.demo.line)
 
         def settle() -> None:
-            prometheus.settle()
+            served.settle()
             timeline.mark("prometheus settled (up of both targets, alerts firing)")
 
         demo.settle = settle

@@ -1,0 +1,117 @@
+"""The demo's pytest, spawned with the demo and held, its imports done, until the services are ready.
+
+The run's arguments name the services' addresses (`--var`), known only once they are up,
+and pytest's start-up (its imports, opsproof's plugin and models, the probes' libraries:
+kubernetes' client alone ~0.4 s) would otherwise follow that. So `opsproof demo` spawns
+`python -m opsproof.demo.held` before it starts a service; it imports what the run will
+import and waits on the pipe whose read end is in $OPSPROOF_DEMO_GATE. Once the services
+are ready the demo sends the command line and the secrets (one JSON object), and this
+process becomes `python -m pytest <those arguments>`: the same sys.argv, sys.path, working
+folder and environment, so the command shown and recorded is the user's own. The probe
+processes, forked from it, find their libraries loaded. End of file without a command (a
+service did not start, Ctrl-C) ends it quietly, before anything was checked: the demo says why.
+
+Not imported here: the packages of pytest's other plugins (testinfra, xdist...). pytest
+rewrites their asserts, and warns about one imported before it. opsproof's own are never
+rewritten (`opsproof.run.not_rewritten`), and its docstring tells pytest so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.metadata
+import json
+import os
+import runpy
+import select
+import signal
+import sys
+import time
+
+GATE_VARIABLE = "OPSPROOF_DEMO_GATE"
+MARKS_VARIABLE = "OPSPROOF_DEMO_MARKS"  # a file: "<wall time> <what>" lines for the demo's --timeline
+EXIT_NOT_RUN = 2
+OWN = "opsproof"
+
+
+def mark(what: str) -> None:
+    """Add `what`, now, to the demo's timeline (when it asked for one)."""
+    path = os.environ.get(MARKS_VARIABLE)
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(f"{time.time():.6f} pytest: {what}\n")
+
+
+def rewritten_by_pytest() -> set[str]:
+    """The top-level packages pytest rewrites: those of every distribution with a pytest plugin (pytest11)."""
+    names: set[str] = set()
+    plugins: set[str] = set()
+    for entry in importlib.metadata.entry_points(group="pytest11"):
+        names.add(entry.module.split(".")[0])
+        if entry.dist is not None:
+            plugins.add(entry.dist.name)
+    for top, dists in importlib.metadata.packages_distributions().items():
+        if plugins.intersection(dists):
+            names.add(top)
+    return names
+
+
+def modules() -> list[str]:
+    """What a demo run imports: pytest, opsproof's plugin, run and bundle, every probe kind and its libraries."""
+    from opsproof.probes import kinds
+
+    wanted = ["pytest", "opsproof.run.plugin", "opsproof.run.gather", "opsproof.run.recorder"]
+    wanted += ["opsproof.evidence.bundle", "opsproof.run.results", "opsproof.run.terminal"]
+    wanted += [module for kind in kinds().values() for module in kind.imports]
+    others = rewritten_by_pytest() - {OWN}
+    return [module for module in wanted if module.split(".")[0] not in others]
+
+
+def warm_up(fd: int) -> tuple[int, int]:
+    """Import `modules()` until the command comes; how many were imported, of how many.
+
+    Once it has come, the rest is left to the run: the probe processes import their own side
+    by side, which is quicker than one after another here.
+    """
+    wanted = modules()
+    for done, module in enumerate(wanted):
+        if select.select([fd], [], [], 0)[0]:
+            return done, len(wanted)
+        with contextlib.suppress(ImportError):  # a kind's optional library: its probes say so
+            importlib.import_module(module)
+    return len(wanted), len(wanted)
+
+
+def read_to_end(fd: int) -> bytes:
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def main() -> int:
+    # Spawned with Ctrl-C ignored (see opsproof.demo.run): the demo ends this process if it comes now.
+    fd = int(os.environ.pop(GATE_VARIABLE))
+    mark("started, held until the services are ready")
+    done, total = warm_up(fd)
+    mark(f"imported {done} of {total} modules the run needs, while held")
+    order = read_to_end(fd)
+    if not order:
+        return EXIT_NOT_RUN
+    command = json.loads(order)
+    os.environ.update(command["environ"])
+    sys.argv = [sys.argv[0], *command["args"]]
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C is pytest's again
+    mark("let go: pytest starts its run")
+    # Exactly what `python -m pytest ARGS` runs (runpy sets sys.argv[0] to pytest's __main__.py);
+    # its SystemExit carries pytest's exit status.
+    runpy.run_module("pytest", run_name="__main__", alter_sys=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
