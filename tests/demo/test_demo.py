@@ -125,6 +125,21 @@ def test_demo_runs_the_daily_checks_and_shows_a_non_blocking_failure(tmp_path: P
     }
     assert results["run"]["environment"] == "demo"
     assert "reporting" in (bundle / "report.html").read_text()
+    # pytest was spawned before the services and sent its arguments once they were up: the bundle
+    # records the command the demo shows, and pytest had nothing to warn about (no plugin's
+    # package imported before it could rewrite its asserts).
+    (shown,) = [line for line in lines if line.startswith("opsproof demo: running ")]
+    assert results["run"]["command"].split() == shown.removeprefix("opsproof demo: running ").split()
+    assert "warnings summary" not in done.stdout and "Warning" not in done.stdout + done.stderr
+    if prometheus and shutil.which("promtool") is not None:
+        # Back-filled, it is checked before its first scrape: Reporting's target from the `up` series.
+        assert "the last minute back-filled (promtool)" in done.stdout
+        targets = next(c for c in results["checks"] if c["check"] == "prometheus.targets[scorpius-prometheus]")
+        assert re.fullmatch(
+            r"targets not up 1 is over the warn threshold 0; reporting/127\.0\.0\.1:\d+ \(down: up is 0\)",
+            targets["message"],
+        ), targets["message"]
+        assert targets["observed"]["source"] == "the up series"
 
 
 def test_the_monthly_demo_restores_the_backups_and_counts_rows(tmp_path: Path) -> None:
@@ -256,8 +271,11 @@ def test_ctrl_c_while_the_services_start_stops_every_one_of_them() -> None:
     stop = threading.Event()
     watcher = _watch_descendants(demo, seen, stop)
     try:
-        # Prometheus starts first, the others after it: interrupted now, they are half-started.
-        wait_for(lambda: any(_name(pid) == "prometheus" for pid in seen), "the demo to start Prometheus", timeout=60)
+        # Prometheus is spawned once promtool has back-filled it, the others side by side meanwhile:
+        # interrupted now, they are half-started. (A copy: the watcher adds to `seen` meanwhile.)
+        wait_for(
+            lambda: any(_name(pid) == "prometheus" for pid in seen.copy()), "the demo to start Prometheus", timeout=60
+        )
         os.killpg(demo.pid, signal.SIGINT)
         output, _ = demo.communicate(timeout=90)
     finally:

@@ -91,8 +91,13 @@ def serving_apart(port: int) -> Iterator[str]:
     lock with the Kubernetes emulator and the S3 server, and a busy emulator would
     show up as a slow health endpoint.
     """
+    # A session of its own: a Ctrl-C in the demo's terminal would interrupt its imports with a
+    # traceback; the demo stops it itself, whatever ends the demo.
     process = subprocess.Popen(
-        [sys.executable, "-m", "opsproof.demo.services", str(port)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "opsproof.demo.services", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         assert process.stdout is not None
@@ -116,6 +121,6 @@ def _serve_forever(port: int) -> None:
 
 
 if __name__ == "__main__":
-    # Ctrl-C in the demo's terminal reaches this process too: the demo stops it, quietly.
+    # Run by hand, Ctrl-C stops it quietly.
     with contextlib.suppress(KeyboardInterrupt):
         _serve_forever(int(sys.argv[1]))
