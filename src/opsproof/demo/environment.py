@@ -71,19 +71,15 @@ def _start_all(
     `prometheus`: its binary is installed (the demo leaves it out otherwise).
     """
     anywhere: dict[str, int] = {"port": 0} if any_ports else {}
-    from opsproof.demo.backups import serve_demo_backups
-    from opsproof.demo.certs import serve_demo_tls
-    from opsproof.demo.dns import DEMO_ZONE, serving_dns
-    from opsproof.demo.kubernetes import serve_demo_kubernetes
-    from opsproof.demo.postgres import serve_demo_postgres
-    from opsproof.demo.prometheus import serve_exporter, start_demo_prometheus
-    from opsproof.demo.redis import serve_demo_redis
-    from opsproof.demo.services import free_port, serving_apart
-
     database: Future[Any] = Future()
 
-    def postgres(own: ExitStack) -> Any:
+    # Each task imports its own modules, in its own thread: PostgreSQL, the slowest (initdb, the
+    # schema, then the dumps of the backups), runs initdb while the others import moto, the
+    # Kubernetes emulator and the TLS libraries.
+    def start_postgres(own: ExitStack) -> Any:
         try:
+            from opsproof.demo.postgres import serve_demo_postgres
+
             served = own.enter_context(serve_demo_postgres())
         except BaseException as exc:
             database.set_exception(exc)
@@ -91,24 +87,55 @@ def _start_all(
         database.set_result(served.server)
         return served
 
-    def prometheus_and_exporter(own: ExitStack) -> StartingPrometheus | None:
+    def start_prometheus_and_exporter(own: ExitStack) -> StartingPrometheus | None:
+        from opsproof.demo.prometheus import serve_exporter, start_demo_prometheus
+
         # Back-filled by promtool, then spawned; its exporter served where it scrapes.
         started = own.enter_context(start_demo_prometheus(**anywhere))
         if started is not None:
             own.enter_context(serve_exporter(started))
         return started
 
-    tasks: dict[str, Callable[[ExitStack], Any]] = {}
+    def start_backups(own: ExitStack) -> Any:
+        from opsproof.demo.backups import serve_demo_backups
+
+        return own.enter_context(serve_demo_backups(database.result))
+
+    def start_health_endpoints(own: ExitStack) -> str:
+        from opsproof.demo.services import free_port, serving_apart
+
+        return own.enter_context(serving_apart(free_port(http_port)))
+
+    def start_dns(own: ExitStack) -> Any:
+        from opsproof.demo.dns import DEMO_ZONE, serving_dns
+
+        return own.enter_context(serving_dns(DEMO_ZONE))
+
+    def start_tls(own: ExitStack) -> Any:
+        from opsproof.demo.certs import serve_demo_tls
+
+        return own.enter_context(serve_demo_tls(any_ports=any_ports))
+
+    def start_redis(own: ExitStack) -> Any:
+        from opsproof.demo.redis import serve_demo_redis
+
+        return own.enter_context(serve_demo_redis(**anywhere))
+
+    def start_kubernetes(own: ExitStack) -> Any:
+        from opsproof.demo.kubernetes import serve_demo_kubernetes
+
+        return own.enter_context(serve_demo_kubernetes(**anywhere))
+
+    tasks: dict[str, Callable[[ExitStack], Any]] = {"postgres": start_postgres}
     if prometheus:
-        tasks["prometheus"] = prometheus_and_exporter
+        tasks["prometheus"] = start_prometheus_and_exporter
     tasks |= {
-        "postgres": postgres,  # the slowest (initdb, then the schema): early
-        "backups": lambda own: own.enter_context(serve_demo_backups(database.result)),
-        "health endpoints": lambda own: own.enter_context(serving_apart(free_port(http_port))),
-        "dns": lambda own: own.enter_context(serving_dns(DEMO_ZONE)),
-        "tls": lambda own: own.enter_context(serve_demo_tls(any_ports=any_ports)),
-        "redis": lambda own: own.enter_context(serve_demo_redis(**anywhere)),
-        "kubernetes": lambda own: own.enter_context(serve_demo_kubernetes(**anywhere)),
+        "backups": start_backups,
+        "health endpoints": start_health_endpoints,
+        "dns": start_dns,
+        "tls": start_tls,
+        "redis": start_redis,
+        "kubernetes": start_kubernetes,
     }
     ready = start_together(stack, tasks, timeline)
 
