@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from opsproof.demo.services import free_port, make_app, serving
+from opsproof.demo.services import make_app
+from opsproof.local.ports import free_port
 from opsproof.testing.certs import Authority
+from opsproof.testing.servers import serving
 
 # name -> (preferred port, days left, lifetime in days)
 DEMO_ENDPOINTS = {"api": (18443, 60, 90), "auth-proxy": (18444, 12, 90)}

@@ -102,7 +102,8 @@ def _start_all(
         return own.enter_context(serve_demo_backups(database.result))
 
     def start_health_endpoints(own: ExitStack) -> str:
-        from opsproof.demo.services import free_port, serving_apart
+        from opsproof.demo.services import serving_apart
+        from opsproof.local.ports import free_port
 
         return own.enter_context(serving_apart(free_port(http_port)))
 

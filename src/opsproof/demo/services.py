@@ -19,12 +19,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+if __name__ == "__main__":
+    # Run by its path (see serving_apart): this folder, first on sys.path, holds dns.py, redis.py...
+    # which would hide the libraries of those names.
+    del sys.path[0]
+
 from aiohttp import web
-
-from opsproof.local.ports import free_port
-from opsproof.testing.servers import serving, stop_process
-
-__all__ = ["free_port", "make_app", "serving", "serving_apart", "stop_process"]
 
 HEALTHY = ("wallet-guard", "auth-proxy", "usage-meter", "audit-trail")
 SLOW = {"dashboard": 0.15}
@@ -93,8 +93,12 @@ def serving_apart(port: int) -> Iterator[str]:
     """
     # A session of its own: a Ctrl-C in the demo's terminal would interrupt its imports with a
     # traceback; the demo stops it itself, whatever ends the demo.
+    from opsproof.local.processes import stop_process
+
+    # By its path, not `-m opsproof.demo.services`: the opsproof package's imports (its models,
+    # pydantic; ~0.25 s of CPU) are nothing this process needs.
     process = subprocess.Popen(
-        [sys.executable, "-m", "opsproof.demo.services", str(port)],
+        [sys.executable, __file__, str(port)],
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
