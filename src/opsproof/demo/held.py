@@ -46,14 +46,12 @@ def mark(what: str) -> None:
 def rewritten_by_pytest() -> set[str]:
     """The top-level packages pytest rewrites: those of every distribution with a pytest plugin (pytest11)."""
     names: set[str] = set()
-    plugins: set[str] = set()
     for entry in importlib.metadata.entry_points(group="pytest11"):
         names.add(entry.module.split(".")[0])
-        if entry.dist is not None:
-            plugins.add(entry.dist.name)
-    for top, dists in importlib.metadata.packages_distributions().items():
-        if plugins.intersection(dists):
-            names.add(top)
+        for file in (entry.dist.files or []) if entry.dist is not None else []:
+            top = file.parts[0]
+            if file.suffix == ".py" and not top.endswith(".dist-info") and top not in ("..", "__pycache__"):
+                names.add(top.removesuffix(".py"))
     return names
 
 
