@@ -14,13 +14,15 @@ What is measured, `--repeat` times, alternating:
   this environment), wall time from spawn to exit; its exit status must be 0 and its last line
   must name the report. The timeline it prints (when each service was ready, pytest started,
   the gate opened, the bundle was sealed) is shown for the median run.
-- **floor: Prometheus's first target** (the part no demo can go under): a bare `prometheus`
-  with one static target, from spawn to the first `/api/v1/targets` answer that lists it
-  with a health. Prometheus's discovery manager sends its first targets on a fixed 5 s tick.
+- **floor: Prometheus's first target** (what the demo waited for until it back-filled its
+  Prometheus, and no longer does): a bare `prometheus` with one static target, from spawn to
+  the first `/api/v1/targets` answer that lists it with a health. Prometheus's discovery
+  manager sends its first targets on a fixed 5 s tick; a demo under it settles before then.
 - with `--checkout DIR` (a copy of another commit, e.g. `git archive main | tar -x -C DIR`):
   **before**, the same demo command run from DIR with DIR/src first on PYTHONPATH.
 
-Prints one line per run on stderr, then the medians, and PASS/FAIL against 5 s on stdout.
+Prints one line per run on stderr (with the 1-minute load average, the machine being shared),
+then the medians, and PASS/FAIL against 5 s on stdout.
 Exit status: 0 target met, 1 missed, 2 a run went wrong (it is left out of the medians, and
 said). A benchmark, not a timed test.
 """
@@ -117,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs: dict[str, list[float]] = {"demo": [], "floor": [], **({"before": []} if args.checkout else {})}
     timelines: list[tuple[float, list[str]]] = []
+    loads: list[float] = []  # the 1-minute load average as each demo run began
     scratch = Path(tempfile.mkdtemp(prefix="bench-demo-"))
     wrong = 0  # runs that did not exit 0 (a port taken by another process, checks failing under load)
     try:
@@ -130,9 +133,12 @@ def main(argv: list[str] | None = None) -> int:
                     wrong += 1
                     print(f"run {index + 1}: before went wrong, left out: {exc}", file=sys.stderr)
             try:
+                load = os.getloadavg()[0]
                 wall, timeline = run_demo(REPO, None, scratch / f"demo-{index}")
                 runs["demo"].append(wall)
+                loads.append(load)
                 timelines.append((wall, timeline))
+                print(f"run {index + 1}: demo {wall:.2f} s (load average {load:.2f})", file=sys.stderr)
             except BenchError as exc:
                 wrong += 1
                 print(f"run {index + 1}: demo went wrong, left out: {exc}", file=sys.stderr)
@@ -154,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"before ({args.checkout}), median: {medians['before']:.2f} s (runs: {_shown(runs['before'])})")
     print(f"floor: prometheus's first target, median: {medians['floor']:.2f} s (runs: {_shown(runs['floor'])})")
     print(f"demo / floor: {medians['demo'] / medians['floor']:.2f}")
+    if args.checkout:
+        print(f"demo / before: {medians['demo'] / medians['before']:.2f}")
+    print(f"load average (1 min) as the demo runs began: {_shown(loads)}")
     print("timeline of the median run:", *median_timeline, sep="\n  ")
     passed = medians["demo"] <= TARGET_S
     print(f"{'PASS' if passed else 'FAIL'}: demo {medians['demo']:.2f} s {'<=' if passed else '>'} {TARGET_S:g} s")
@@ -161,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{wrong} run(s) went wrong and were left out of the medians (see stderr)")
     if args.json:
         figures: dict[str, Any] = {"medians": medians, "runs": runs, "timeline": median_timeline, "target_s": TARGET_S}
+        figures["load_average"] = loads
         args.json.write_text(json.dumps(figures, indent=2))
     return 2 if wrong else 0 if passed else 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -37,6 +38,28 @@ def test_let_go_it_runs_pytest_with_the_arguments_and_secrets_sent(tmp_path: Pat
     marks = [what for _, what in timeline.marks]
     assert marks[0] == "pytest started (held at the gate)"
     assert "pytest: let go: pytest starts its run" in marks
+
+
+SIGINT_SEEN = """
+import signal
+
+def test_sigint():
+    assert signal.getsignal(signal.SIGINT) is {expected}
+"""
+
+
+@pytest.mark.parametrize("ignored", [False, True])
+def test_it_takes_ctrl_c_back_as_the_demo_had_it(tmp_path: Path, ignored: bool) -> None:
+    """Held, Ctrl-C is ignored (the demo ends it); let go, pytest has it as the demo had it (ignored under nohup)."""
+    expected = "signal.SIG_IGN" if ignored else "signal.default_int_handler"
+    (tmp_path / "test_sigint.py").write_text(SIGINT_SEEN.format(expected=expected))
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN if ignored else signal.default_int_handler)
+    try:
+        with held_pytest(tmp_path, Timeline()) as pytest_held:
+            code = pytest_held.go(["-q", "-p", "no:cacheprovider", "test_sigint.py"], {}, lambda: None)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 0
 
 
 def test_never_let_go_it_ends_quietly_having_run_nothing(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

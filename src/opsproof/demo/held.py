@@ -103,7 +103,8 @@ def main() -> int:
     command = json.loads(order)
     os.environ.update(command["environ"])
     sys.argv = [sys.argv[0], *command["args"]]
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C is pytest's again
+    if command.get("sigint", True):  # Ctrl-C is pytest's again (unless the demo's was ignored too)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     mark("let go: pytest starts its run")
     # Exactly what `python -m pytest ARGS` runs (runpy sets sys.argv[0] to pytest's __main__.py);
     # its SystemExit carries pytest's exit status.

@@ -65,17 +65,20 @@ def run_demo(root: Path, port: int, serve: bool, pytest_args: list[str], timelin
 class HeldPytest:
     """pytest spawned and held (`opsproof.demo.held`); `go()` lets it run."""
 
-    def __init__(self, process: subprocess.Popen[bytes], write_end: int, timeline: Timeline) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], write_end: int, timeline: Timeline, sigint: bool = True
+    ) -> None:
         self.process = process
         self.write_end: int | None = write_end
         self.timeline = timeline
+        self.sigint = sigint  # Ctrl-C was the demo's to take (not ignored, as under nohup): pytest's too
         self.let_go = False
 
     def go(self, args: list[str], secrets: dict[str, str], settle: Callable[[], None]) -> int:
         """Once `settle()` returns, run `pytest ARGS` with `secrets` in its environment; its exit status."""
         settle()
         assert self.write_end is not None
-        order = json.dumps({"args": args, "environ": secrets}).encode()
+        order = json.dumps({"args": args, "environ": secrets, "sigint": self.sigint}).encode()
         try:
             while order:
                 order = order[os.write(self.write_end, order) :]
@@ -116,7 +119,7 @@ def held_pytest(root: Path, timeline: Timeline) -> Iterator[HeldPytest]:
             signal.signal(signal.SIGINT, previous)
         os.close(read_end)
     timeline.mark("pytest started (held at the gate)")
-    held = HeldPytest(process, write_end, timeline)
+    held = HeldPytest(process, write_end, timeline, sigint=previous is not signal.SIG_IGN)
     try:
         yield held
     except BaseException as exc:
