@@ -170,7 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(json.dumps(results_json_schema() if args.results else profile_json_schema(), indent=2))
         return 0
-    return _demo(args.port, args.serve, [a for a in args.pytest_args if a != "--"], args.timeline)
+    code = _demo(args.port, args.serve, [a for a in args.pytest_args if a != "--"], args.timeline)
+    if argv is None:  # the `opsproof` program, not a call from Python: every service has stopped
+        from opsproof.demo.run import exit_now
+
+        exit_now(code)
+    return code
 
 
 def _verify(args: argparse.Namespace) -> int:
