@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     code = _demo(args.port, args.serve, [a for a in args.pytest_args if a != "--"], args.timeline)
     if argv is None:  # the `opsproof` program, not a call from Python: every service has stopped
-        from opsproof.demo.run import exit_now
+        from opsproof.demo.held import exit_now
 
         exit_now(code)
     return code

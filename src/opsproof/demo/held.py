@@ -18,6 +18,7 @@ rewritten (`opsproof.run.not_rewritten`), and its docstring tells pytest so.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import importlib.metadata
@@ -28,6 +29,7 @@ import select
 import signal
 import sys
 import time
+from typing import NoReturn
 
 GATE_VARIABLE = "OPSPROOF_DEMO_GATE"
 MARKS_VARIABLE = "OPSPROOF_DEMO_MARKS"  # a file: "<wall time> <what>" lines for the demo's --timeline
@@ -81,6 +83,20 @@ def warm_up(fd: int) -> tuple[int, int]:
     return len(wanted), len(wanted)
 
 
+def exit_now(code: int) -> NoReturn:
+    """End this process with `code`, its output flushed and its atexit handlers run, not its modules torn down.
+
+    For the demo's processes once their work is done (every service stopped, the bundle
+    sealed): all that is left is the interpreter freeing what they imported (moto's and
+    botocore's object graphs, the Kubernetes client): ~0.3 s after all has been said.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
 def read_to_end(fd: int) -> bytes:
     chunks = []
     try:
@@ -108,7 +124,12 @@ def main() -> int:
     mark("let go: pytest starts its run")
     # Exactly what `python -m pytest ARGS` runs (runpy sets sys.argv[0] to pytest's __main__.py);
     # its SystemExit carries pytest's exit status.
-    runpy.run_module("pytest", run_name="__main__", alter_sys=True)
+    try:
+        runpy.run_module("pytest", run_name="__main__", alter_sys=True)
+    except SystemExit as done:
+        if done.code is not None and not isinstance(done.code, int):
+            raise  # a message: Python prints it and exits 1, as it would have
+        exit_now(done.code or 0)
     return 0
 
 

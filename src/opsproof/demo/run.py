@@ -9,7 +9,6 @@ pytest is let go with the run's arguments, and every check probes a settled serv
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
@@ -23,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
 
 from opsproof.demo.held import GATE_VARIABLE, MARKS_VARIABLE
 from opsproof.demo.startup import Timeline
@@ -147,20 +145,6 @@ def _read_marks(marks: Path, timeline: Timeline) -> None:
             wall, what = line.split(" ", 1)
             timeline.mark_wall(what, float(wall))
     shutil.rmtree(marks.parent, ignore_errors=True)
-
-
-def exit_now(code: int) -> NoReturn:
-    """End the demo's process with `code`, its output flushed and its atexit handlers run, not its modules torn down.
-
-    Once every service has stopped and every temporary folder is gone, all that is left is
-    the interpreter freeing what the services imported (moto's and botocore's object graphs,
-    the Kubernetes emulator): ~0.3 s, after the demo has said all it has to say.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    atexit._run_exitfuncs()
-    os._exit(code)
 
 
 def report_dir(root: Path, pytest_args: list[str]) -> Path:
