@@ -27,7 +27,7 @@ class DemoEnvironment:
     environ: dict[str, str] = field(default_factory=dict)  # secrets, as environment variables
     services: list[str] = field(default_factory=list)  # one line each, for the terminal
     deselect: list[str] = field(default_factory=list)  # kinds the demo cannot serve on this machine
-    # Waits until every service shows the state the demo stages (Prometheus: targets scraped, alerts firing).
+    # Waits until every service shows the state the demo stages (Prometheus: `up` of both targets, alerts firing).
     settle: Callable[[], None] = field(default=lambda: None, repr=False)
 
     def var_args(self) -> list[str]:
