@@ -196,6 +196,17 @@ def test_without_a_prometheus_binary_the_demo_leaves_its_checks_out(monkeypatch:
     assert DemoEnvironment().pytest_args() == []
 
 
+def test_without_a_prometheus_binary_every_other_service_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opsproof.demo import prometheus
+    from opsproof.demo.environment import demo_environment
+
+    monkeypatch.setattr(prometheus, "prometheus_binary", lambda: None)
+    with demo_environment(0, any_ports=True) as demo:
+        assert demo.deselect == ["prometheus"]
+        assert "DEMO_PROMETHEUS" not in demo.plain_vars and "DEMO_PG_DSN" in demo.plain_vars
+        assert demo.services[-1] == "Prometheus: not installed (apt-get install prometheus): its checks are left out"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_demo_serve_stopped_by_a_signal_cleans_up_like_ctrl_c(tmp_path: Path, sig: signal.Signals) -> None:
     """`opsproof demo --serve` under `timeout` or systemd gets SIGTERM: no server and no temporary folder stays."""
