@@ -58,14 +58,19 @@ def rewritten_by_pytest() -> set[str]:
 
 
 def modules() -> list[str]:
-    """What a demo run imports: pytest, opsproof's plugin, run and bundle, every probe kind and its libraries."""
+    """What a demo run imports: every probe kind's libraries, then pytest, opsproof's plugin, run and bundle.
+
+    The probes' libraries first: the probe processes that need them run at nice 10 (those of
+    kinds that judge no time), and on a busy machine would wait long to import them once let
+    go; pytest imports its own at the run's priority.
+    """
     from opsproof.probes import kinds
 
-    wanted = ["pytest", "opsproof.run.plugin", "opsproof.run.gather", "opsproof.run.recorder"]
+    wanted = [module for kind in kinds().values() for module in kind.imports]
+    wanted += ["pytest", "opsproof.run.plugin", "opsproof.run.gather", "opsproof.run.recorder"]
     wanted += ["opsproof.evidence.bundle", "opsproof.run.results", "opsproof.run.terminal"]
-    wanted += [module for kind in kinds().values() for module in kind.imports]
     others = rewritten_by_pytest() - {OWN}
-    return [module for module in wanted if module.split(".")[0] not in others]
+    return [module for module in dict.fromkeys(wanted) if module.split(".")[0] not in others]
 
 
 def warm_up(fd: int) -> tuple[int, int]:
