@@ -85,21 +85,26 @@ def _patch_gather() -> None:
 
     def timed_probe_in_child(*args: Any) -> Any:
         mark(f"child {args[1]}: forked")
+        _time_the_first_request()
         return probe_in_child(*args)
 
     gather.Gatherer.prepare = timed_prepare  # type: ignore[method-assign]
     gather.Gatherer._received = timed_received  # type: ignore[method-assign]
     gather._child_work = timed_child_work  # type: ignore[assignment]
     gather._probe_in_child = timed_probe_in_child  # type: ignore[assignment]
-    http = sys.modules.get("opsproof.probes.http")
-    if http is not None:
-        exchange = http._exchange
 
-        async def timed_exchange(*args: Any) -> Any:
-            mark("child http: first request sent", once=True)
-            return await exchange(*args)
 
-        http._exchange = timed_exchange  # type: ignore[attr-defined]
+def _time_the_first_request() -> None:
+    http = sys.modules.get("opsproof.probes.http")  # imported by the parent before it forks
+    if http is None:
+        return
+    exchange = http._exchange
+
+    async def timed_exchange(*args: Any) -> Any:
+        mark("child http: first request sent", once=True)
+        return await exchange(*args)
+
+    http._exchange = timed_exchange
 
 
 @pytest.hookimpl(tryfirst=True)
