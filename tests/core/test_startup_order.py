@@ -5,14 +5,17 @@ before it, so the fork comes straight after the profile is loaded and the run's 
 checked: before collection, and before the modules that write the bundle (their import moves
 into the wait for the first facts). A conftest of the run records, at the first fork of the
 pytest process, which modules it had imported; the run itself is a real one, against the HTTP
-server the test starts, in a subprocess (the fork must be the process's own).
+server the test starts, in a subprocess (the fork must be the process's own). The benchmarks'
+timeline plugin, which marks each of these phases, is run the same way.
 """
 
 from __future__ import annotations
 
 import json
 
-from conftest import HttpServer, Runner, http_profile
+import pytest
+
+from conftest import REPO, HttpServer, Runner, http_profile
 
 RECORD_AT_FORK = """
 import json
@@ -49,3 +52,34 @@ def test_the_probe_process_forks_before_collection_and_before_the_bundle_writers
     # Nor what writes the bundle, nor the probe's own library (the probe process imports it).
     late = {"opsproof.run.recorder", "opsproof.evidence.bundle", "opsproof.evidence.html", "jinja2", "aiohttp"}
     assert not late & at_fork, sorted(late & at_fork)
+
+
+def test_the_benchmarks_timeline_marks_every_phase_of_a_run(
+    runner: Runner, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """benchmarks/timeline.py wraps private functions of the run: this fails when one of them moves."""
+    runner.profile(http_profile(*(f"{{name: up-{n}, url: '{http_server.base}/health'}}" for n in range(3))))
+    monkeypatch.setenv("PYTHONPATH", str(REPO / "benchmarks"))
+    run = runner.run("-m", "daily", "-p", "timeline", subprocess=True)
+    assert run.ret == 0, run.output
+    marks = [line.split("]", 1)[1].strip() for line in run.output.splitlines() if line.startswith("timeline ")]
+    said = "\n".join(marks)
+    for phase in (
+        "pytest_load_initial_conftests",
+        "parent: prepare (fork probe processes) begins",
+        "child http: forked",
+        "child http: libraries imported, event loop running",
+        "child http: first request sent",
+        "child http: first facts sent",
+        "child http: last facts sent (3)",
+        "parent: first facts received",
+        "first check's call",
+        "parent: last facts received",
+        "last check ends",
+        "bundle: results document",
+        "bundle: report.html rendered",
+        "bundle: manifest and seal",
+        "bundle: history (and upload)",
+        "sessionfinish ends",
+    ):
+        assert phase in said, f"no {phase!r} in:\n{said}"
