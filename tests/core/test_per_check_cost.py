@@ -6,6 +6,7 @@ hold the behaviour the savings must not change.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -198,3 +199,74 @@ def test_library_modules_are_not_assertion_rewritten_and_checks_still_are(
     record = runner.run("-m", "daily").record("http.health[up]")
     # pytest's explanation of a bare assert, which only a rewritten module gives.
     assert record["outcome"] == "failed" and "200 == 500" in record["message"], record
+
+
+# A plugin of the test's own, last at the terminal summary: what the run still holds of each record.
+_HELD = '''
+import json
+import pytest
+from opsproof.run.state import state_of
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, config):
+    state = state_of(config)
+    on_reports = [dict(r.opsproof) for reports in terminalreporter.stats.values() for r in reports
+                  if getattr(r, "opsproof", None)]
+    (config.rootpath / "held.json").write_text(json.dumps({
+        "records_left": len(state.records),
+        "checks": [c.check for c in state.results.checks],
+        "on_reports": on_reports,
+    }))
+'''
+
+
+def test_a_record_is_held_once_by_the_results_document(runner: Runner, http_server: HttpServer) -> None:
+    """Each record leaves `state.records` for the results document, and a report keeps only its status.
+
+    pytest's terminal keeps every report to the end, so a record left on its report could not be let
+    go (~20 MiB at 10,000 checks). The terminal's letters, which read that status, stay as they were.
+    """
+    runner.profile(
+        http_profile(
+            f"{{name: up, url: '{http_server.base}/health'}}",
+            f"{{name: slow, url: '{http_server.base}/health', expect: {{latency: {{warn: 0ms, fail: 30s}}}}}}",
+            f"{{name: down, url: '{http_server.base}/status/503', critical: false}}",
+        )
+    )
+    (runner.pytester.path / "checks" / "conftest.py").write_text(_HELD)
+    run = runner.run("-m", "daily")
+    held = json.loads((runner.pytester.path / "held.json").read_text())
+    assert held["records_left"] == 0
+    assert sorted(held["checks"]) == ["http.health[down]", "http.health[slow]", "http.health[up]"]
+    assert sorted(held["on_reports"], key=lambda s: s["outcome"]) == [
+        {"outcome": "failed", "maintenance": False},
+        {"outcome": "passed", "maintenance": False},
+        {"outcome": "warned", "maintenance": False},
+    ]
+    assert re.search(r"test_http\.py [.FW]{3}", run.output), run.output
+    assert "W" in run.output.split("test_http.py", 1)[1].splitlines()[0]
+    assert [c["outcome"] for c in sorted(run.results["checks"], key=lambda c: c["check"])] == [
+        "failed",
+        "warned",
+        "passed",
+    ]
+
+
+def test_records_that_do_not_validate_are_put_back_as_they_were() -> None:
+    """The results document takes the records one by one; a bad one leaves `state.records` whole, in order."""
+    from types import SimpleNamespace
+
+    from helpers.pages import make_check
+
+    from opsproof.run.results import _take_records
+
+    good = [make_check(i, "passed", "high") for i in range(3)]
+    bad = {**make_check(3, "passed", "high"), "outcome": "not an outcome"}
+    records = {c["id"]: c for c in [*good[:2], bad, good[2]]}
+    state = SimpleNamespace(records=dict(records))
+    with pytest.raises(ValueError, match="outcome"):
+        _take_records(state)  # type: ignore[arg-type]
+    assert state.records == records and list(state.records) == list(records)
+    state.records = {c["id"]: c for c in good}
+    taken = _take_records(state)  # type: ignore[arg-type]
+    assert [m.id for m in taken] == [c["id"] for c in good] and state.records == {}

@@ -45,8 +45,13 @@ def write_bundle(
     *,
     head: ChainHead | None = None,
     shards: list[dict[str, Any]] | None = None,
+    redacted_already: bool = False,
 ) -> Path:
-    """Every format, plus `extra_files` (notifications.json), redacted, then sealed together (`manifest.seal`)."""
+    """Every format, plus `extra_files` (notifications.json), redacted, then sealed together (`manifest.seal`).
+
+    `redacted_already`: `results` is `Results.redacted(redactor)`'s copy (the run's, made once for
+    the writers and the signals), so the first pass below is not made again.
+    """
     run = results.run
     report_dir.mkdir(parents=True, exist_ok=True)
     bundle = bundle_path(run, report_dir)
@@ -56,7 +61,8 @@ def write_bundle(
     # Each file is written as it is made, one piece (one check's lines) at a time, and each piece is
     # redacted as it goes: a 10,000-check bundle never holds a whole file, nor a redacted copy of one.
     # A piece holds whole records, so a secret in a record is always inside one piece.
-    results = results.redacted(redactor)
+    if not redacted_already:
+        results = results.redacted(redactor)
     pieces = {name: render(results) for name, render in RENDERERS.items()}
     pieces |= {name: (text,) for name, text in (extra_files or {}).items()}
     for name, chunks in pieces.items():

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -47,9 +48,9 @@ class FactsData:
     """Collects the checks whose facts are drawn on demand; `script()` is the element that carries them."""
 
     def __init__(self) -> None:
-        self._rows: dict[int, dict[str, Any]] = {}
+        self._rows: dict[int, Mapping[str, Any]] = {}
 
-    def add(self, row: int, check: dict[str, Any]) -> None:
+    def add(self, row: int, check: Mapping[str, Any]) -> None:
         self._rows[row] = check
 
     def __bool__(self) -> bool:
@@ -117,7 +118,7 @@ class _Draft:
         self.counts[value] += 1
         return (value, kind)
 
-    def record(self, check: dict[str, Any]) -> list[Any]:
+    def record(self, check: Mapping[str, Any]) -> list[Any]:
         node = as_text(check.get("id"))
         cut = node.find("[")  # "checks/health/test_http.py::test_health[svc-1]": the prefix is shared by a kind
         prefix, rest = (node, "") if cut < 0 else (node[:cut], node[cut:])

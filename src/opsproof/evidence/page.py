@@ -135,6 +135,13 @@ def duration(seconds: Any) -> str:
     return f"{minutes}m {rest:02d}s"
 
 
+class Lenient(dict[str, Any]):
+    """A record as report.html's template reads it: a key it does not have is None, never an error."""
+
+    def __missing__(self, key: str) -> None:
+        return None
+
+
 def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
