@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,39 @@ def test_records_that_do_not_validate_are_put_back_as_they_were() -> None:
     state.records = {c["id"]: c for c in good}
     taken = _take_records(state)  # type: ignore[arg-type]
     assert [m.id for m in taken] == [c["id"] for c in good] and state.records == {}
+
+
+@pytest.mark.filterwarnings("ignore:OWN-WARNING")  # in this process, the own check's warning reaches this test
+def test_own_checks_run_without_the_warnings_wrapper_unless_a_filter_is_configured(
+    runner: Runner, http_server: HttpServer
+) -> None:
+    """A team's check keeps pytest's warnings capture; an own check's is left out, and kept when `-W` asks."""
+    runner.profile(http_profile(f"{{name: up, url: '{http_server.base}/health'}}"))
+    runner.pytester.makepyfile(
+        **{
+            "checks/health/test_team_smoke.py": (
+                "import warnings\n"
+                "import pytest\n"
+                "pytestmark = [pytest.mark.daily]\n"
+                "def test_smoke():\n"
+                "    warnings.warn(UserWarning('TEAM-WARNING'))\n"
+            ),
+            "checks/health/test_http.py": (
+                "import warnings\n"
+                "import pytest\n"
+                "pytestmark = [pytest.mark.health]\n"
+                "def test_health(item, facts, check):\n"
+                "    warnings.warn(UserWarning('OWN-WARNING'))\n"
+                "    assert facts.status == 200\n"
+            ),
+        }
+    )
+    run = runner.run("-m", "daily")
+    assert run.record("http.health[up]")["outcome"] == "passed"
+    summary = run.output.split("warnings summary", 1)[1]
+    assert "TEAM-WARNING" in summary and "OWN-WARNING" not in summary, run.output
+    # A filter configured for the tests applies to own checks too: the wrapper stays.
+    shutil.rmtree(runner.report_dir)
+    strict = runner.run("-m", "daily", "-W", "error::UserWarning")
+    assert strict.record("http.health[up]")["outcome"] == "error", strict.record("http.health[up]")
+    assert "OWN-WARNING" in strict.record("http.health[up]")["message"]

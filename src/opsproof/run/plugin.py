@@ -518,11 +518,15 @@ def _facts_of(state: RunState, target: TargetRef) -> Facts:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_runtestloop(session: pytest.Session) -> None:
-    """Start probing as the test loop starts, so checks assert while later probes run."""
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    """Start probing as the test loop starts, so checks assert while later probes run.
+
+    A plain run's loop is then run here (`Quiet.run_checks`: pytest's, with own checks'
+    protocol leaving out what they do without); an xdist run's stays xdist's.
+    """
     state = state_of(session.config)
     if state is None:
-        return
+        return None
     state.items = session.items
     if owns_process(session.config):
         # What exists now (modules, the profile, the collected checks) lives until the
@@ -533,14 +537,15 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         gc.freeze()
         gc.disable()
         session.config.add_cleanup(gc.enable)
-    undo = skip_capture(session, session.items)
-    if undo is not None:
-        session.config.add_cleanup(undo)
+    quiet = skip_capture(session, session.items)
+    if quiet is not None:
+        session.config.add_cleanup(quiet.undo)
     if state.share_dir is not None or session.config.option.collectonly:
-        return
+        return None
+    broken = session.testsfailed and not session.config.option.continue_on_collection_errors
     uses = _uses(session.items)
     wanted = _wanted(session.items, uses)
-    if wanted and not (session.testsfailed and not session.config.option.continue_on_collection_errors):
+    if wanted and not broken:
         state.gatherer = (state.gatherer or _gatherer(state)).start(wanted, uses)
         # The first check waits for the first probe (~0.2 s for HTTP): the modules that
         # write the bundle load, and report.html's template compiles, in that wait rather
@@ -548,6 +553,11 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         from opsproof.run.recorder import load_bundle_writers
 
         load_bundle_writers()
+    if quiet is None or quiet.protocol is None or broken or state.is_worker:
+        return None  # pytest's own loop (a collection error is its to report)
+    from opsproof.run.workers import is_distributed
+
+    return None if is_distributed(session.config) else quiet.run_checks(session)
 
 
 # -- records ------------------------------------------------------------------------------
