@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import sqlite3
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime
@@ -19,7 +20,7 @@ from conftest import SECRET, HttpServer, Runner, http_profile
 from opsproof.cli import main as opsproof
 from opsproof.compliance import ComplianceError
 from opsproof.compliance.attestations import chain_problems, entries
-from opsproof.compliance.history import History, HistoryError, locate, without_password
+from opsproof.compliance.history import _LOCK_KEY, History, HistoryError, locate, without_password
 from opsproof.evidence.manifest import manifest_sha256
 from opsproof.evidence.results_json import read_streamed
 from opsproof.model.results import Results
@@ -253,6 +254,36 @@ def test_a_forged_row_breaks_the_attestation_chain(tmp_path: Path) -> None:
     with History(locate(tmp_path, target)) as history:
         problems = chain_problems(history, "prod")
     assert len(problems) == 1 and problems[0].startswith("entry 2 (review-alerts") and "no longer match" in problems[0]
+
+
+def test_a_postgres_reader_never_queues_behind_a_runner_holding_the_writers_lock(history_dsn: str, tmp_path: Path) -> None:
+    """The trends reader and the witness open the store while other runners record into it.
+
+    A runner holds the writers' advisory lock while it records; a reader of a current store
+    takes no lock, so it answers at once (before: it waited for the lock, up to 60 s).
+    A reader of an empty database still creates the schema, as before.
+    """
+    import psycopg
+
+    location = locate(tmp_path, history_dsn)
+    with History(location, create=False) as first:  # an empty database: the reader creates the tables
+        assert first.count("runs") == 0
+    with psycopg.connect(history_dsn, autocommit=True) as writer:
+        writer.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        opened: list[float] = []
+
+        def read() -> None:
+            began = time.monotonic()
+            with History(location, create=False) as reader:
+                reader.count("records")
+            opened.append(time.monotonic() - began)
+
+        reading = threading.Thread(target=read, daemon=True)
+        reading.start()
+        reading.join(timeout=10)
+        writer.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+        reading.join(timeout=70)
+    assert opened and opened[0] < 5, f"the reader waited {opened} s for the writers' lock"
 
 
 def test_postgres_connection_errors_say_so_without_the_password(history_pg: Any, tmp_path: Path) -> None:

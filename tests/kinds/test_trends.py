@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from helpers.postgres_servers import ROLE, PgServer, deadlocks_of, provoke_deadl
 from helpers.prometheus_servers import Scraping, exporter, prom
 
 from conftest import SECRET, Run, Runner, profile_error, wait_for
+from opsproof.cli import main as opsproof
 from opsproof.compliance.history import History, Location, locate
 from opsproof.compliance.observations import Observations
 from opsproof.model.results import Results
@@ -140,6 +142,42 @@ def test_query_increase_judges_growth_of_any_cumulative_value(runner: Runner, pg
     reset = move_to(4)
     assert reset["outcome"] == "passed"
     assert "calls 4, down from 20 at " in reset["message"] and "the counter was reset" in reset["message"]
+
+
+def test_an_edited_or_forged_observation_is_a_history_verify_finding(
+    runner: Runner, pg_main: PgServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two real runs keep `calls`; then the store is edited in SQLite as someone with write access would.
+
+    Lowering the newest value hides the growth from the next run's `increase:`; a row for a run
+    that was never recorded would feed a trend from nowhere. Both are findings.
+    """
+    dbname = fresh_database(pg_main, "forged")
+    query = {"name": "calls", "sql": "select n from pair where id = 1", "expect": {"increase": {"fail": 5}}}
+    write_profile(runner, pg_item(pg_main, dbname, queries=[query]))
+    for value in (10, 30):
+        pg_main.pg.execute("update pair set n = %s where id = 1", [value], dbname=dbname)
+        runner.run("-m", "daily", "-k", "query")
+    verify = ["history", "verify", "--report-dir", str(runner.report_dir)]
+    assert opsproof(verify) == 0, capsys.readouterr().out
+    capsys.readouterr()
+    with sqlite3.connect(runner.report_dir / "history.sqlite") as conn:
+        (observed_at,) = conn.execute("SELECT observed_at FROM observations WHERE value = 30").fetchone()
+        conn.execute("UPDATE observations SET value = 29 WHERE value = 30")
+        conn.execute(  # sqlite3 leaves foreign keys off unless asked: the row needs no run
+            "INSERT INTO observations VALUES ('forged-run', 'test', 'postgres.query[db/calls]', 'value', 0, ?)",
+            ("2026-01-01T00:00:00Z",),
+        )
+    assert opsproof(verify) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"observation value of postgres.query[db/calls] (test) at {observed_at}: the history says 29.0, "
+        "its bundle says 30.0" in out
+    )
+    assert "observations of run forged-run (test): 1 row(s) in the history, but no such run is recorded" in out
+    # The bundles are the evidence: rebuilt from them, the history holds the true value again.
+    assert opsproof(["history", "rebuild", "--report-dir", str(runner.report_dir)]) == 0
+    assert opsproof(verify) == 0
 
 
 # -- trend: database size ----------------------------------------------------------------------

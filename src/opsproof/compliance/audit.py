@@ -10,6 +10,8 @@ Object Lock), so they are the reference. A finding is any of:
 - a bundle that fails verification, or whose manifest hash is not the one recorded;
 - a run row or a record row that differs from what the bundle's results.json makes of it
   (a changed value, a record missing from the history or one the bundle does not hold);
+- an `observations` row (the numbers `increase:` and `trend:` judge later runs against) that
+  differs from its record's `measures`, or one no record of the run holds;
 - a bundle in the folder whose run is not in the history (its rows were deleted).
 
 `opsproof history verify` reports them all; `opsproof report` refuses to build a report
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from opsproof.compliance.history import RECORD_COLUMNS, RUN_COLUMNS, record_row, run_row
+from opsproof.compliance.history import RECORD_COLUMNS, RUN_COLUMNS, observation_rows, record_row, run_row
 from opsproof.model.results import Results
 
 if TYPE_CHECKING:
@@ -71,6 +73,8 @@ def audit_history(
             audit.problems.append(f"{name}: its manifest.json no longer has the sha256 the history recorded")
             continue
         audit.problems.extend(f"{name}: {p}" for p in _row_problems(history, row, bundle))
+    if start is None and end is None:
+        audit.problems.extend(_unrecorded_observations(history, environment))
     for found_environment, bundles in find_environments(bundles_dir).items():
         if environment is not None and found_environment != environment:
             continue
@@ -111,6 +115,43 @@ def _row_problems(history: History, row: RunRow, bundle: Path) -> list[str]:
         f"record {stored[node_id]['check_id']} is in the history but not in its bundle"
         for node_id in stored.keys() - sealed.keys()
     )
+    problems.extend(_observation_problems(history, row.run_id, results))
+    return problems
+
+
+def _unrecorded_observations(history: History, environment: str | None) -> list[str]:
+    """`observations` rows of no recorded run (written with foreign keys off): no bundle backs them."""
+    found = history.execute(
+        "SELECT run_id, environment, COUNT(*) FROM observations WHERE run_id NOT IN (SELECT run_id FROM runs) "
+        "GROUP BY run_id, environment ORDER BY run_id"
+    )
+    return [
+        f"observations of run {run_id} ({env}): {count} row(s) in the history, but no such run is recorded"
+        for run_id, env, count in found
+        if environment is None or env == environment
+    ]
+
+
+def _observation_problems(history: History, run_id: str, results: Results) -> list[str]:
+    """The run's `observations` rows against its records' `measures`: later runs judge `increase:`/`trend:` on them."""
+    # The environment is part of the key: a row moved to another environment would feed its trends.
+    kept = {
+        (environment, check, measure, at): float(value)
+        for environment, check, measure, value, at in history.execute(
+            "SELECT environment, check_id, measure, value, observed_at FROM observations WHERE run_id = ?", (run_id,)
+        )
+    }
+    sealed = {(env, check, measure, at): value for _, env, check, measure, value, at in observation_rows(results)}
+    problems = []
+    for key in sorted(kept.keys() | sealed.keys()):
+        environment, check, measure, at = key
+        name = f"observation {measure} of {check} ({environment}) at {at}"
+        if key not in kept:
+            problems.append(f"{name} is in its bundle but not in the history")
+        elif key not in sealed:
+            problems.append(f"{name} is in the history but not in its bundle")
+        elif kept[key] != sealed[key]:
+            problems.append(f"{name}: the history says {kept[key]!r}, its bundle says {sealed[key]!r}")
     return problems
 
 

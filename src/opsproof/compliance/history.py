@@ -140,6 +140,16 @@ _POSTGRES_GUARDS = (
        FOR EACH STATEMENT EXECUTE FUNCTION opsproof_append_only()""",
 )
 # pg_advisory_xact_lock key: "opsproof" as a number; serialises schema creation and appends.
+# One column of each table, the newest a release added where it added one: all there, the schema is current.
+_NEWEST_COLUMNS = (
+    ("opsproof_meta", "value"),
+    ("runs", "upload"),
+    ("records", "maintenance"),
+    ("observations", "value"),
+    ("attestations", "change_ticket"),
+    ("attestation_evidence", "content"),
+    ("chain_heads", "advanced_at"),
+)
 _LOCK_KEY = 0x6F7073_70726F6F
 
 
@@ -305,6 +315,8 @@ class History:
             raise HistoryError(
                 f"history {self.location.shown}: cannot connect: {_pg_message(exc, self.location)}"
             ) from None
+        if not self._create and self._pg_schema_is_current():
+            return  # a reader of a current store takes no lock: it never queues behind a runner's recording
         with self.transaction():
             self._conn.execute(f"SET LOCAL lock_timeout = '{WAIT_S}s'")
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -319,6 +331,16 @@ class History:
             self._conn.execute(
                 "INSERT INTO opsproof_meta (key, value) VALUES ('schema', %s) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,)
             )
+
+    def _pg_schema_is_current(self) -> bool:
+        """Whether every table and every column a newer opsproof added is there (else the opener adds them)."""
+        wanted = _NEWEST_COLUMNS
+        pairs = ", ".join("(%s, %s)" for _ in wanted)
+        rows = self._conn.execute(
+            f"SELECT count(*) FROM information_schema.columns WHERE (table_name, column_name) IN ({pairs})",
+            [name for pair in wanted for name in pair],
+        ).fetchall()
+        return bool(rows[0][0] == len(wanted))
 
     def has_column(self, table: str, column: str) -> bool:
         """Whether a table has a column (a store written by an older opsproof may lack a newer one)."""
