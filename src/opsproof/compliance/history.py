@@ -402,8 +402,7 @@ class History:
     def record_bundle(self, bundle: Path, manifest_sha256: str, upload: dict[str, Any] | None = None) -> bool:
         """Record one sealed bundle (its results.json) as a run; False when it was already recorded.
 
-        The checks are read and inserted one at a time (`results_json.read_streamed`); a
-        results.json that does not read that way is read whole, in a second transaction.
+        Its checks are read one at a time (`results_json.read_streamed`), else whole, in a second transaction.
         """
         from opsproof.evidence.results_json import read_streamed
 
@@ -673,6 +672,10 @@ def record_row(check: CheckRecord) -> tuple[Any, ...]:
         check.started_at,
         json.dumps(check.maintenance.dump()) if check.maintenance else None,
     )
+
+
+def observation_rows(results: Results) -> list[tuple[Any, ...]]:
+    return [row for check in results.checks for row in observation_rows_of(results.run, check)]
 
 
 def observation_rows_of(run: Run, check: CheckRecord) -> list[tuple[Any, ...]]:
