@@ -307,3 +307,25 @@ def test_own_checks_run_without_the_warnings_wrapper_unless_a_filter_is_configur
     strict = runner.run("-m", "daily", "-W", "error::UserWarning")
     assert strict.record("http.health[up]")["outcome"] == "error", strict.record("http.health[up]")
     assert "OWN-WARNING" in strict.record("http.health[up]")["message"]
+
+
+def test_records_given_the_same_fields_share_one_fields_set_that_refuses_a_new_field() -> None:
+    """The document's records share pydantic's fields-set; dumps are unchanged, and marking a new field raises."""
+    from types import SimpleNamespace
+
+    from helpers.pages import make_check
+
+    from opsproof.run.results import _take_records
+
+    checks = [make_check(i, "passed", "high") for i in range(3)]
+    checks.append({**make_check(3, "failed", "high"), "measures": {"x": 1.0}})
+    taken = _take_records(SimpleNamespace(records={c["id"]: dict(c) for c in checks}))  # type: ignore[arg-type]
+    assert [m.model_dump(exclude_unset=True) for m in taken] == checks
+    assert taken[0].model_fields_set is taken[1].model_fields_set is taken[2].model_fields_set
+    assert taken[3].model_fields_set is not taken[0].model_fields_set
+    taken[0].message = "a field already given: allowed"
+    with pytest.raises(TypeError, match="read-only"):
+        taken[0].waiver = None
+    assert "waiver" not in taken[1].model_dump(exclude_unset=True)
+    copy = taken[0].model_copy(update={"outcome": "failed"})
+    assert copy.outcome == "failed" and taken[1].outcome == "passed"

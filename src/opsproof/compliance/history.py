@@ -407,8 +407,8 @@ class History:
         from opsproof.evidence.results_json import read_streamed
 
         manifest = json.loads((bundle / "manifest.json").read_text())
-        head, checks = read_streamed(bundle / "results.json")
         try:
+            head, checks = read_streamed(bundle / "results.json")
             with self.transaction():
                 return self.insert_run(head, bundle.name, manifest_sha256, manifest, upload, checks)
         except ValueError:

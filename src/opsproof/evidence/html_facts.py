@@ -40,7 +40,7 @@ __all__ = ["FactsData"]
 
 # Texts shorter than this cost less written out than as a reference ([12345]).
 SHORTEST_SHARED = 5
-_STRING, _SCALAR, _JSON = 0, 1, 2
+_STRING, _SCALAR, _JSON, _AS_IS = 0, 1, 2, 3
 _SAFE_FLOAT = (1e-4, 1e16)  # Python's repr and JavaScript's String() agree on floats in this range
 
 
@@ -63,8 +63,8 @@ class FactsData:
         return f'<script type="application/json" id="check-facts">{script_safe_json(self.document())}</script>'
 
     def document(self) -> dict[str, Any]:
-        # Two passes: every record with its texts pending (a (text, kind) tuple), counting them;
-        # then each pending text written out, or as a reference when it is shared.
+        # Two passes: every record with its texts pending (a str, or a (text, kind) tuple), counting
+        # them; then each pending text written out, or as a reference when it is shared.
         draft = _Draft()
         records = {row: draft.record(check) for row, check in self._rows.items()}
         table = [text for text, seen in draft.counts.items() if seen > 1 and len(text) >= SHORTEST_SHARED]
@@ -114,9 +114,10 @@ class _Draft:
         self.lists: dict[tuple[str, ...], int] = {}
         self.base_ms: int | None = None
 
-    def text(self, value: str, kind: int = _STRING) -> tuple[str, int]:
+    def text(self, value: str, kind: int = _STRING) -> str | tuple[str, int]:
+        """A pending text: the text itself (most of them: a str in a draft is pending), or (text, kind)."""
         self.counts[value] += 1
-        return (value, kind)
+        return value if kind == _STRING else (value, kind)
 
     def record(self, check: Mapping[str, Any]) -> list[Any]:
         node = as_text(check.get("id"))
@@ -126,7 +127,7 @@ class _Draft:
         record: list[Any] = [
             self.text(prefix),
             # Most ids end in "[<target>]"; 1 says so, and the page takes the target from the row.
-            1 if isinstance(target, str) and target and rest == f"[{target}]" else rest,
+            1 if isinstance(target, str) and target and rest == f"[{target}]" else (rest, _AS_IS),
             self.text(as_text(check.get("kind"))),
             self.started(check.get("started_at")),
             self.text(as_text(check.get("phase"))),
@@ -169,7 +170,7 @@ class _Draft:
     def facts(self, value: Any) -> Any:
         """As page.kv_table shows it: None (nothing), a string (shown as it is), or [shape, values...]."""
         if not (isinstance(value, dict) and value):
-            return None if value in (None, {}, [], "") else as_text(value)
+            return None if value in (None, {}, [], "") else (as_text(value), _AS_IS)
         keys = tuple(value)
         shape = self.shapes.get(keys)
         if shape is None:
@@ -181,7 +182,7 @@ class _Draft:
             kind = type(fact)
             if kind is str:
                 counts[fact] += 1
-                drafted.append((fact, _STRING))
+                drafted.append(fact)
             elif (
                 fact is None
                 or kind is bool
@@ -200,12 +201,16 @@ class _Draft:
 
 def _final(field: Any, index: dict[str, int]) -> Any:
     """A drafted field with its pending texts written: the text, `[i]`, or `[text or i, kind]`."""
-    if type(field) is tuple:
-        text, kind = field
+    kind = type(field)
+    if kind is str:
+        at = index.get(field)
+        return field if at is None else [at]
+    if kind is tuple:
+        text, how = field
+        if how == _AS_IS:
+            return text
         at = index.get(text)
-        if kind == _STRING:
-            return text if at is None else [at]
-        return [text if at is None else at, kind]
-    if type(field) is list:
+        return [text if at is None else at, how]
+    if kind is list:
         return [_final(item, index) for item in field]
     return field

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from opsproof.model.results import CheckRecord, Results
 
-# How `json_chunks` lays the checks out: after the head, one check per line, four spaces in.
-_CHECKS_OPEN = ',\n  "checks": [\n    '
-_CHECKS_CLOSE = "\n  ]\n}\n"
+# How `json_chunks` lays the checks out: after the head, a line opening them, one check a line, a line closing them.
+_CHECKS_LINE = '  "checks": [\n'
+_CHECKS_END = "  ]\n"
 
 
 def json_chunks(results: Results) -> Iterator[str]:
@@ -38,28 +38,37 @@ def render_json(results: Results) -> str:
 
 
 def read_streamed(path: Path) -> tuple[Results, Iterator[CheckRecord]]:
-    """results.json as its head (the document with no checks) and its checks, read one at a time.
+    """results.json as its head (the document with no checks) and its checks, read one line at a time.
 
-    For readers that pass over the checks once (the history): a 10,000-check document as
-    models is ~20 MiB. Only the layout `json_chunks` writes is read this way; the
-    iterator raises ValueError (pydantic's ValidationError is one) on a line that is not a
-    whole check, and a document laid out otherwise is read whole, so a caller that gets
-    ValueError mid-way reads it with `Results.model_validate_json` instead.
+    For readers that pass over the checks once (the history): a 10,000-check document is
+    ~9 MB of text and ~20 MiB as models. Only the layout `json_chunks` writes is read this
+    way: a document with no such line is read whole; ValueError (pydantic's ValidationError
+    is one) is raised for a head that is not one, and by the iterator for a line that is not a
+    whole check or anything but the document's end past the checks. A caller that gets it
+    reads the file with `Results.model_validate_json` instead.
     """
-    text = path.read_text(encoding="utf-8")
-    start = text.find(_CHECKS_OPEN)
-    if start < 0 or not text.endswith(_CHECKS_CLOSE):
-        whole = Results.model_validate_json(text)
-        return whole, iter(whole.checks)
-    head = Results.model_validate_json(text[:start] + ',\n  "checks": []\n}')
+    with path.open(encoding="utf-8", newline="\n") as lines:
+        head: list[str] = []
+        for line in lines:
+            if line == _CHECKS_LINE:
+                break
+            head.append(line)
+        else:
+            whole = Results.model_validate_json("".join(head))
+            return whole, iter(whole.checks)
+    # The head ends with the summary's "  },": the document without checks is that, and an empty list.
+    document = Results.model_validate_json("".join(head).rstrip().removesuffix(",") + ',\n  "checks": []\n}')
+    return document, _checks(path, len(head) + 1)
 
-    def checks() -> Iterator[CheckRecord]:
-        at, end = start + len(_CHECKS_OPEN), len(text) - len(_CHECKS_CLOSE)
-        while at < end:
-            stop = text.find("\n", at, end)
-            stop = end if stop < 0 else stop
-            line = text[at:stop]
-            yield CheckRecord.model_validate_json(line[:-1] if stop < end else line)
-            at = stop + 5  # past "\n    "
 
-    return head, checks()
+def _checks(path: Path, skip: int) -> Iterator[CheckRecord]:
+    with path.open(encoding="utf-8", newline="\n") as lines:
+        for _ in range(skip):
+            next(lines)
+        for line in lines:
+            if line == _CHECKS_END:
+                if lines.read() != "}\n":
+                    raise ValueError(f"{path}: something after the checks")
+                return
+            yield CheckRecord.model_validate_json(line.removesuffix("\n").removesuffix(","))
+        raise ValueError(f"{path}: the checks do not end")
