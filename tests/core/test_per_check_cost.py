@@ -329,3 +329,28 @@ def test_records_given_the_same_fields_share_one_fields_set_that_refuses_a_new_f
     assert "waiver" not in taken[1].model_dump(exclude_unset=True)
     copy = taken[0].model_copy(update={"outcome": "failed"})
     assert copy.outcome == "failed" and taken[1].outcome == "passed"
+
+
+_LOOP_SEEN = '''
+from pathlib import Path
+
+def pytest_runtestloop(session):
+    Path(session.config.rootpath, "{name}.ran").write_text("yes")
+'''
+
+
+def test_other_plugins_test_loop_hooks_still_run_with_the_quiet_loop(runner: Runner, http_server: HttpServer) -> None:
+    """opsproof runs pytest's loop itself (own checks' protocol without the warnings wrapper), after the
+    conftests' and later plugins' `pytest_runtestloop`; a plugin registered before it (`-p`) would be
+    skipped, so then pytest's own loop runs. Either way every such hook runs and the checks are recorded."""
+    runner.profile(http_profile(f"{{name: up, url: '{http_server.base}/health'}}"))
+    (runner.pytester.path / "checks" / "conftest.py").write_text(_LOOP_SEEN.format(name="conftest"))
+    (runner.pytester.path / "early_plugin.py").write_text(_LOOP_SEEN.format(name="early"))
+    runner.pytester.syspathinsert()
+    for args, ran in ((), {"conftest"}), (("-p", "early_plugin"), {"conftest", "early"}):
+        for name in ("conftest", "early"):
+            (runner.pytester.path / f"{name}.ran").unlink(missing_ok=True)
+        shutil.rmtree(runner.report_dir, ignore_errors=True)
+        run = runner.run("-m", "daily", *args)
+        assert run.record("http.health[up]")["outcome"] == "passed"
+        assert {name for name in ("conftest", "early") if (runner.pytester.path / f"{name}.ran").exists()} == ran

@@ -36,7 +36,7 @@ from opsproof.profile import ITEM_SECTIONS, Item, Profile
 from opsproof.run import custom, on_demand
 from opsproof.run.gather import Gatherer
 from opsproof.run.past import past_of
-from opsproof.run.quiet import skip_capture
+from opsproof.run.quiet import Quiet, skip_capture
 from opsproof.run.records import (
     AllureAnnotator,
     build_record,
@@ -518,15 +518,11 @@ def _facts_of(state: RunState, target: TargetRef) -> Facts:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_runtestloop(session: pytest.Session) -> bool | None:
-    """Start probing as the test loop starts, so checks assert while later probes run.
-
-    A plain run's loop is then run here (`Quiet.run_checks`: pytest's, with own checks'
-    protocol leaving out what they do without); an xdist run's stays xdist's.
-    """
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Start probing as the test loop starts, so checks assert while later probes run."""
     state = state_of(session.config)
     if state is None:
-        return None
+        return
     state.items = session.items
     if owns_process(session.config):
         # What exists now (modules, the profile, the collected checks) lives until the
@@ -541,8 +537,10 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     if quiet is not None:
         session.config.add_cleanup(quiet.undo)
     if state.share_dir is not None or session.config.option.collectonly:
-        return None
+        return
     broken = session.testsfailed and not session.config.option.continue_on_collection_errors
+    if quiet is not None and quiet.protocol is not None and not broken:
+        session.stash[QUIET] = quiet
     uses = _uses(session.items)
     wanted = _wanted(session.items, uses)
     if wanted and not broken:
@@ -553,11 +551,28 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
         from opsproof.run.recorder import load_bundle_writers
 
         load_bundle_writers()
-    if quiet is None or quiet.protocol is None or broken or state.is_worker:
-        return None  # pytest's own loop (a collection error is its to report)
+
+
+QUIET = pytest.StashKey[Quiet]()  # set when own checks' protocol can leave plugins out
+
+
+@pytest.hookimpl(specname="pytest_runtestloop")
+def pytest_runtestloop_quiet(session: pytest.Session) -> bool | None:
+    """The loop pytest would run, own checks through their protocol without what they do without.
+
+    A plain implementation, as pytest's own loop is: registered with this module, it is called
+    after the conftests' and later plugins', just before pytest's. Should a plugin registered
+    before it implement the hook too (it would be skipped), pytest runs its own loop.
+    """
+    quiet = session.stash.get(QUIET, None)
+    if quiet is None:
+        return None
     from opsproof.run.workers import is_distributed
 
-    return None if is_distributed(session.config) else quiet.run_checks(session)
+    impls = session.config.hook.pytest_runtestloop.get_hookimpls()  # the last called first
+    ours = next(i for i, impl in enumerate(impls) if impl.function is pytest_runtestloop_quiet)
+    skipped = [impl for impl in impls[:ours] if not (impl.wrapper or impl.hookwrapper) and impl.plugin_name != "main"]
+    return None if skipped or is_distributed(session.config) else quiet.run_checks(session)
 
 
 # -- records ------------------------------------------------------------------------------
