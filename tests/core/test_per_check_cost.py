@@ -354,3 +354,25 @@ def test_other_plugins_test_loop_hooks_still_run_with_the_quiet_loop(runner: Run
         run = runner.run("-m", "daily", *args)
         assert run.record("http.health[up]")["outcome"] == "passed"
         assert {name for name in ("conftest", "early") if (runner.pytester.path / f"{name}.ran").exists()} == ran
+
+
+def test_facts_wait_as_json_until_a_check_asks(tmp_path: Path, http_server: HttpServer) -> None:
+    """A probe process's facts stay parsed JSON until asked (thousands may wait for their checks), then one model."""
+    import time
+
+    from opsproof.probes import Facts
+
+    path = tmp_path / "p.yaml"
+    path.write_text(http_profile(f"{{name: a, url: '{http_server.base}/health'}}"))
+    gatherer = Gatherer(load_profile(path).profile)  # in a probe process, as a run probes
+    try:
+        gatherer.start({"http": {"a"}}, {("http", "a"): 2})
+        deadline = time.monotonic() + 30
+        while ("http", "a") not in gatherer._facts and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert isinstance(gatherer._facts[("http", "a")], dict)
+        first = gatherer.facts("http", "a")
+        assert isinstance(first, Facts) and first.status == 200
+        assert gatherer.facts("http", "a") is first
+    finally:
+        gatherer.stop()
