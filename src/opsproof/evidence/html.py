@@ -168,21 +168,26 @@ def _rows(groups: list[_Group], entries: list[dict[str, Any]], facts: FactsData)
     few_blocking = all(len(group) <= OPEN_BLOCKING for key, group in groups if key == "blocking")
     blocks: list[tuple[str, int, Markup]] = []
     for key, group in groups:
-        parts = []
+        parts: list[str] = []
+        # Chunks of one-line rows: the browser skips laying out and painting a chunk off screen
+        # (content-visibility), which costs it less than doing so row by row. Each chunk is joined
+        # as soon as it is full, so the rows of 10,000 checks are never held one by one.
+        chunk: list[str] | None = [] if key not in ATTENTION_KEYS else None
         for check in group:
             row = by_id[id(check)]
             anchor = entries[row]["anchor"]
             drawn = row < DRAWN_ATTENTION
-            if key not in ATTENTION_KEYS:
-                parts.append(compact_row(check, anchor))
+            if chunk is not None:
+                chunk.append(compact_row(check, anchor))
+                if len(chunk) == CHUNK:
+                    parts.append(f'<div class="chunk">{"".join(chunk)}</div>')
+                    chunk.clear()
             else:
                 parts.append(check_row(check, anchor, is_open=key == "blocking" and few_blocking, body=drawn))
             if key not in ATTENTION_KEYS or not drawn:
                 facts.add(row, check)
-        if key not in ATTENTION_KEYS:
-            # Chunks of one-line rows: the browser skips laying out and painting a chunk off screen
-            # (content-visibility), which costs it less than doing so row by row.
-            parts = [f'<div class="chunk">{"".join(parts[i : i + CHUNK])}</div>' for i in range(0, len(parts), CHUNK)]
+        if chunk:
+            parts.append(f'<div class="chunk">{"".join(chunk)}</div>')
         blocks.append((key, len(group), Markup("".join(parts))))
     return blocks
 

@@ -54,8 +54,10 @@ class RecordView(Mapping[str, Any]):
     def get(self, key: str, default: Any = None) -> Any:
         if key not in self._keys:
             return default
+        if key in _TYPED:  # typed str, float, list[str]...: the dump's value is the model's own
+            return self._record.__dict__[key]
         value = getattr(self._record, key)
-        if key in _TYPED or _plain(value):  # typed str, float, list[str]...: the dump's value is this one
+        if _plain(value):
             return value
         if isinstance(value, BaseModel):
             return Lenient(value.model_dump(exclude_unset=True))

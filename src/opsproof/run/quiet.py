@@ -135,14 +135,15 @@ def skip_capture(session: pytest.Session, items: list[pytest.Item]) -> Quiet | N
 
     def gethookproxy(fspath: Any) -> Any:
         path = fspath if isinstance(fspath, Path) else Path(fspath)
+        proxy = proxies.get(path)  # asked ~6 times a check: the known answer first
+        if proxy is not None:
+            return proxy
         if path not in paths:
             return original(fspath)
-        proxy = proxies.get(path)
-        if proxy is None:
-            # The conftests that do not apply to this file stay out, as in pytest's own proxy.
-            # Worked out once per file (pytest works it out on every hook call).
-            unused = pm._conftest_plugins.difference(pm._getconftestmodules(path))
-            proxy = proxies[path] = _Subset(pm, frozenset(unused) | frozenset(plugins))
+        # The conftests that do not apply to this file stay out, as in pytest's own proxy.
+        # Worked out once per file (pytest works it out on every hook call).
+        unused = pm._conftest_plugins.difference(pm._getconftestmodules(path))
+        proxy = proxies[path] = _Subset(pm, frozenset(unused) | frozenset(plugins))
         return proxy
 
     session.gethookproxy = gethookproxy  # type: ignore[method-assign]
