@@ -120,7 +120,14 @@ class Recorder:
             extra = {NOTIFICATIONS_FILE: sent} if sent is not None else None
             head = head_for(state.report_dir, state.history)
             state.bundle = write_bundle(
-                shown, state.report_dir, redactor, state.signer, extra, head=head, redacted_already=True
+                shown,
+                state.report_dir,
+                redactor,
+                state.signer,
+                extra,
+                head=head,
+                redacted_already=True,
+                in_child=owns_process(self.config),
             )
             note = fallback_note(head)
             if note is not None:  # sealed against the local head: the shared chain breaks here, say so (exit 3)
