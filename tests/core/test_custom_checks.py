@@ -176,6 +176,7 @@ def test_a_check_of_ones_own_without_the_marker(runner: Runner, monkeypatch: pyt
         ("controls='SOC2:CC7.1'", "controls must be a list of control ids"),
         ("owner='me'", "unknown keyword 'owner'"),
         ("target='a b'", "target 'a b' must be a name"),
+        ("zone='vpc data'", "zone 'vpc data' must be a name"),
         ("'critical'", "takes keywords only"),
     ],
 )
@@ -216,3 +217,27 @@ def test_under_shards_a_check_of_ones_own_runs_in_one_shard(runner: Runner) -> N
         run = runner.run("-m", "daily", "--shard", f"{index}/2", "--run-id", "r-custom")
         seen += [c["check"] for c in newest(run)["checks"]]
     assert sorted(seen) == [f"mine.x[{n}]" for n in range(6)]
+
+
+def test_a_check_marked_with_a_zone_runs_in_that_zones_runner(runner: Runner) -> None:
+    """`zone=` puts a check of one's own with the runner inside that network zone (and its shards)."""
+    (runner.pytester.path / "checks" / "release" / "test_mine.py").parent.mkdir()
+    (runner.pytester.path / "checks" / "release" / "test_mine.py").write_text(
+        "import pytest\n\n@pytest.mark.daily\n@pytest.mark.opsproof(zone='vpc-data')\n"
+        "@pytest.mark.parametrize('n', range(4))\ndef test_inside(check, n):\n    check.observe(n=n)\n\n"
+        "@pytest.mark.daily\ndef test_anywhere(check):\n    check.note('ran')\n"
+    )
+    runner.profile("environment: test\n")
+
+    def ran(*args: str) -> list[str]:
+        run = runner.run("-m", "daily", *args)
+        assert run.ret == 0, run.output
+        return sorted(c["check"] for c in newest(run)["checks"])
+
+    inside = [f"mine.inside[{n}]" for n in range(4)]
+    assert ran() == ["mine.anywhere", *inside]  # one whole run: every check
+    assert ran("--zone", "vpc-data", "--run-id", "r-whole") == inside
+    shared = ran("--zone", "vpc-data", "--shard", "0/2", "--run-id", "r-zone") + ran(
+        "--zone", "vpc-data", "--shard", "1/2", "--run-id", "r-zone"
+    )
+    assert sorted(shared) == inside  # the zone's shards share them, each once

@@ -24,11 +24,11 @@ from opsproof.model.shards import Shard
 
 MARKER = "opsproof"
 MARKER_HELP = (
-    "opsproof(severity=..., controls=[...], target=...): the severity (default high), compliance controls and "
-    "target of a check of your own (docs/custom-checks.md)"
+    "opsproof(severity=..., controls=[...], target=..., zone=...): the severity (default high), compliance "
+    "controls, target and network zone of a check of your own (docs/custom-checks.md)"
 )
 DEFAULT_SEVERITY = "high"
-_KEYS = ("severity", "controls", "target")
+_KEYS = ("severity", "controls", "target", "zone")
 _TARGET = re.compile(NAME_PATTERN)
 
 
@@ -39,6 +39,7 @@ class Declared:
     severity: str = DEFAULT_SEVERITY
     controls: tuple[str, ...] = ()
     target: str | None = None
+    zone: str | None = None  # the `--zone` runner that runs it (a check that must run inside a network zone)
 
 
 def declared(item: pytest.Item) -> Declared:
@@ -66,7 +67,10 @@ def declared(item: pytest.Item) -> Declared:
     target = marker.kwargs.get("target")
     if target is not None and (not isinstance(target, str) or not _TARGET.match(target)):
         raise pytest.UsageError(f"{where}: target {target!r} must be a name (letters, digits and _ . : -)")
-    return Declared(severity=severity, controls=tuple(controls), target=target)
+    zone = marker.kwargs.get("zone")
+    if zone is not None and (not isinstance(zone, str) or not _TARGET.match(zone)):
+        raise pytest.UsageError(f"{where}: zone {zone!r} must be a name (letters, digits and _ . : -), as in --zone")
+    return Declared(severity=severity, controls=tuple(controls), target=target, zone=zone)
 
 
 def identity(item: pytest.Item) -> tuple[str, str, str | None, str]:
@@ -97,12 +101,14 @@ def runs_in(item: pytest.Item, shard: Shard | None, only: frozenset[tuple[str, s
     """Whether this runner runs a check of one's own: with --shard, the one shard its check id hashes to.
 
     It has no profile item to shard by, and every shard running it would put it in a sealed run as
-    many times. A --zone run owns only its zone's items, so none runs it; neither does seal-run's
-    collection of what a silent shard owed (`only`), which names items.
+    many times. A --zone run owns its zone's items and the checks whose marker names that zone
+    (`zone="vpc-data"`), shared among the zone's shards the same way; a zone-less partition owns
+    every check, zoned or not, as it owns every item. Seal-run's collection of what a silent shard
+    owed (`only`) names items, so it runs none.
     """
     if only is not None:
         return False
     if shard is None:
         return True
     check_id, kind, _, _ = identity(item)
-    return shard.owns(kind, check_id, None)
+    return shard.owns(kind, check_id, declared(item).zone)
