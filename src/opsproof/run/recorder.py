@@ -127,7 +127,8 @@ class Recorder:
                 extra,
                 head=head,
                 redacted_already=True,
-                in_child=owns_process(self.config),
+                # Not in an xdist controller: execnet's threads would be forked mid-flight.
+                in_child=owns_process(self.config) and not self.config.pluginmanager.has_plugin("opsproof-xdist"),
             )
             note = fallback_note(head)
             if note is not None:  # sealed against the local head: the shared chain breaks here, say so (exit 3)
