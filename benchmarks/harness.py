@@ -308,6 +308,9 @@ def print_table(subject: str, figures: dict[str, Any], extra_row: str | None) ->
         f"opsproof {subject}, concurrency {figures['concurrency']}, median of {figures['repeat']}, "
         f"{figures['machine']['cpus']} CPUs"
     )
+    if "opsproof_bytecode" in figures:
+        compiled = figures["opsproof_bytecode"]
+        title += ", opsproof's bytecode " + ("compiled beforehand" if compiled else "none (compiled per run)")
     verdict = {True: "PASS", False: "FAIL"}
     rows = [("floor (trivial tests)", f"{figures['floor_pytest_s']:.2f} s", f"{figures['floor_maxrss_mib']:.0f} MiB")]
     if extra_row is not None:
@@ -341,8 +344,37 @@ def parser(doc: str | None, items: int, what: str) -> argparse.ArgumentParser:
         action="store_true",
         help="measure the floor with the installed plugins loaded, as sessions 1-4 did (default: bare pytest)",
     )
+    parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="compile opsproof's modules to bytecode first, as a wheel install or the image has them "
+        "(with PYTHONDONTWRITEBYTECODE an editable install compiles them from source on every run); "
+        "removed again after, unless they were there before",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+PACKAGE = REPO / "src" / "opsproof"
+
+
+def bytecode_present() -> bool:
+    """Whether opsproof's modules have bytecode (an editable install under PYTHONDONTWRITEBYTECODE has none)."""
+    return any(PACKAGE.rglob("__pycache__/*.pyc"))
+
+
+@contextmanager
+def compiled_package(wanted: bool) -> Iterator[None]:
+    """With `wanted`, opsproof's modules compiled for the runs inside; removed after unless there before."""
+    if not wanted or bytecode_present():
+        yield
+        return
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(PACKAGE)], check=True, stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        for cache in list(PACKAGE.rglob("__pycache__")):
+            shutil.rmtree(cache, ignore_errors=True)
 
 
 def main(
@@ -363,7 +395,10 @@ def main(
         serve(args)
         return 0
     try:
-        figures = bench(args.items, args.repeat, args.concurrency, args.keep)
+        with compiled_package(args.compiled):
+            bytecode = bytecode_present()
+            figures = bench(args.items, args.repeat, args.concurrency, args.keep)
+        figures["opsproof_bytecode"] = bytecode  # compiled beforehand, or compiled from source by every run
     except BenchError as exc:
         print(f"{parser.prog.removesuffix('.py')}: {exc}", file=sys.stderr)
         return 2

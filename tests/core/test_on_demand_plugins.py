@@ -24,7 +24,8 @@ from pathlib import Path
 
 def pytest_sessionfinish(session):
     manager = session.config.pluginmanager
-    registered = {name: manager.has_plugin(name) for name in ("allure_pytest", "pytest11.testinfra")}
+    names = ("allure_pytest", "pytest11.testinfra", "platformdirs")
+    registered = {name: manager.has_plugin(name) for name in names}
     Path(__file__).with_name("registered.json").write_text(json.dumps(registered))
 """
 
@@ -44,7 +45,8 @@ def test_the_repository_ini_blocks_both(runner: Runner, http_server: HttpServer)
     assert "-p no:allure_pytest" in ADDOPTS and "-p no:pytest11.testinfra" in ADDOPTS
     run = _runner(runner, http_server).run("-m", "daily", subprocess=True)
     assert run.ret == 0, run.output
-    assert _registered(runner) == {"allure_pytest": False, "pytest11.testinfra": False}
+    # platformdirs' plugin (its own tests' fixture) is blocked too, and nothing loads it back.
+    assert _registered(runner) == {"allure_pytest": False, "pytest11.testinfra": False, "platformdirs": False}
 
 
 @pytest.mark.parametrize("form", ["space", "equals", "xdist"])
@@ -57,7 +59,7 @@ def test_alluredir_loads_allure_and_its_results_carry_opsproof_labels(
         option += ["-n", "2"]
     run = _runner(runner, http_server).run("-m", "daily", *option, "--clean-alluredir", subprocess=True)
     assert run.ret == 0, run.output
-    assert _registered(runner) == {"allure_pytest": True, "pytest11.testinfra": False}
+    assert _registered(runner) == {"allure_pytest": True, "pytest11.testinfra": False, "platformdirs": False}
     results = [json.loads(p.read_text()) for p in allure_dir.glob("*-result.json")]
     labels = {label["name"]: label["value"] for r in results if r["name"] == "test_health[up]" for label in r["labels"]}
     assert labels["opsproof_check"] == "http.health[up]"
@@ -67,7 +69,7 @@ def test_alluredir_loads_allure_and_its_results_carry_opsproof_labels(
 def test_a_testinfra_option_loads_testinfra(runner: Runner, http_server: HttpServer) -> None:
     run = _runner(runner, http_server).run("-m", "daily", "--hosts=local://", subprocess=True)
     assert run.ret == 0, run.output
-    assert _registered(runner) == {"allure_pytest": False, "pytest11.testinfra": True}
+    assert _registered(runner) == {"allure_pytest": False, "pytest11.testinfra": True, "platformdirs": False}
 
 
 def test_p_loads_testinfra_for_a_teams_host_fixture(runner: Runner, http_server: HttpServer) -> None:

@@ -251,6 +251,40 @@ def test_the_dockerfile_is_multi_stage_pinned_non_root_and_runtime_only() -> Non
     assert {".venv", ".git", "reports", "tests"} <= set(ignored)
 
 
+def test_the_image_ships_bytecode_its_runs_use_as_it_is(tmp_path: Path) -> None:
+    """The build compiles the venv's bytecode and keeps it; a run then compiles nothing from source.
+
+    The runtime sets PYTHONDONTWRITEBYTECODE, so a module without usable bytecode is compiled on
+    every run (all of them: ~1.1 s of CPU per run, benchmarks/README.md). The Dockerfile's own
+    compileall command is run here over a module whose mtime then changes (as a copy between
+    stages may change it), and `python -v` must load it from its .pyc; compileall's default
+    (mtime-checked, as pip writes it) is the control, which the same change makes stale.
+    """
+    build = (REPO / "Dockerfile").read_text().split("AS runtime", 1)[0]
+    code = "\n".join(line for line in build.splitlines() if not line.lstrip().startswith("#"))
+    assert "__pycache__" not in code  # nothing deletes the bytecode
+    command = re.search(r"/opt/venv/bin/python (-m compileall [^\n\\]+?) /opt/venv/lib", code)
+    assert command is not None, "the build stage compiles /opt/venv/lib with compileall"
+    assert "--no-compile" in code  # pip's own mtime-checked bytecode is not written first
+
+    def loaded_from_bytecode(flags: list[str], where: Path) -> bool:
+        where.mkdir()
+        module = where / "shipped_module.py"
+        module.write_text("VALUE = 1\n")
+        subprocess.run([sys.executable, *flags, str(where)], check=True, capture_output=True, timeout=60)
+        os.utime(module, (1_000_000_000, 1_000_000_000))  # the copy's new mtime
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(where)}
+        env.pop("PYTHONPYCACHEPREFIX", None)
+        done = subprocess.run(
+            [sys.executable, "-v", "-c", "import shipped_module"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return re.search(r"code object from '[^']*shipped_module[^']*\.pyc'", done.stderr) is not None
+
+    assert loaded_from_bytecode(command[1].split(), tmp_path / "shipped")
+    assert not loaded_from_bytecode(["-m", "compileall", "-q"], tmp_path / "mtime-checked")  # the control
+
+
 def _builder() -> str | None:
     for name in ("buildah", "podman"):
         if shutil.which(name):

@@ -24,6 +24,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from opsproof.evidence.precompiled import PrecompiledLoader
+
 # Display order: what needs a human comes first. Matches outcomes.OUTCOMES, kept here so
 # a page can draw any results.json (old or foreign) without importing the run.
 OUTCOME_ORDER = ("failed", "error", "warned", "waived", "skipped", "passed")
@@ -38,7 +40,8 @@ def environment(package: str = "opsproof.evidence") -> jinja2.Environment:
     if package != "opsproof.evidence":
         loaders.append(jinja2.PackageLoader("opsproof.evidence", "templates"))
     env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader(loaders),
+        # report.html's templates come with their Python source made beforehand (~35 ms a run less).
+        loader=PrecompiledLoader(jinja2.ChoiceLoader(loaders)),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -187,18 +187,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
         config.pluginmanager.register(WorkerHooks(), "opsproof-xdist-worker")
     else:
-        # Here, not at import: a pytest run without opsproof (the plugin loads for every
-        # pytest in this environment) never imports what writes bundles.
-        from opsproof.run.recorder import Recorder
         from opsproof.run.workers import XdistHooks, is_distributed
 
         xdist = XdistHooks(state) if is_distributed(config) else None
         if not config.option.collectonly:
             # The probe processes start now, so they are ready when the checks are collected.
             # Under pytest-xdist they probe for every worker, through a spool (run/spool.py).
+            # Before anything the probes do not need is imported: every import before the
+            # fork delays the first request (tests/core/test_startup_order.py).
             state.gatherer = _gatherer(state, xdist.spool if xdist else None)
             state.gatherer.prepare(early=_early_targets(config, state))
             config.add_cleanup(state.gatherer.stop)
+        # Here, not at import: a pytest run without opsproof (the plugin loads for every
+        # pytest in this environment) never imports what writes bundles.
+        from opsproof.run.recorder import Recorder
+
         config.pluginmanager.register(Recorder(config, state), "opsproof-recorder")
         if xdist is not None:
             config.pluginmanager.register(xdist, "opsproof-xdist")

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from opsproof.run.recorder import load_bundle_writers
 from opsproof.run.spool import SPOOL, read_wanted
 from opsproof.run.state import RunState
 
@@ -59,6 +58,8 @@ class XdistHooks:
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         # Before xdist's loop, while the workers it has just started import and collect
         # (a second or more): the bundle's modules load now, not after the last check.
+        from opsproof.run.recorder import load_bundle_writers
+
         load_bundle_writers()
 
     @pytest.hookimpl(optionalhook=True)
