@@ -7,6 +7,7 @@ must leave them to the process, whole.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,33 @@ def test_a_child_that_fails_leaves_its_files_to_the_process(tmp_path: Path, monk
     beside = write_bundle(_results(), tmp_path / "beside", _redactor(), in_child=True)
     assert _files(beside) == alone
     assert not any(p.name.startswith("results.json") and p.stat().st_size < 100 for p in beside.iterdir())
+
+
+def test_a_child_that_hangs_is_killed_and_its_files_written_by_the_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child stuck (as on a lock a fork copied) must not hang the run: killed after CHILD_WAIT_S."""
+    pids: list[int] = []
+
+    def hanging_child(work: object) -> int:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                time.sleep(60)
+            finally:
+                os._exit(0)
+        pids.append(pid)
+        return pid
+
+    alone = _files(write_bundle(_results(), tmp_path / "alone", _redactor()))
+    monkeypatch.setattr(bundle_module, "_start_child", hanging_child)
+    monkeypatch.setattr(bundle_module, "CHILD_WAIT_S", 0.5)
+    began = time.monotonic()
+    beside = write_bundle(_results(), tmp_path / "beside", _redactor(), in_child=True)
+    assert time.monotonic() - began < 10
+    assert _files(beside) == alone
+    with pytest.raises(ChildProcessError):  # killed and reaped: nothing left running
+        os.waitpid(pids[0], os.WNOHANG)
 
 
 def test_a_run_writes_its_bundle_with_a_child(runner: Runner, http_server: object) -> None:

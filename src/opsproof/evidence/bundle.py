@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,8 @@ RENDERERS: dict[str, Callable[[Results], Iterable[str]]] = {
 
 # What a forked child writes when `write_bundle` is asked to (`in_child`): the two written a check at a time.
 BESIDE = ("results.json", "junit.xml")
+# The longest the process waits for that child after its own files (10,000 checks take ~0.3 s of CPU).
+CHILD_WAIT_S = 60.0
 
 
 def _write_files(bundle: Path, results: Results, redactor: Redactor, names: Iterable[str]) -> None:
@@ -64,12 +68,25 @@ def _start_child(work: Callable[[], None]) -> int | None:
 
 
 def _finished(pid: int) -> bool:
-    """Reap the child; True when it exited 0."""
+    """Reap the child; True when it exited 0. One that outlives CHILD_WAIT_S is killed (False).
+
+    Bounded because a fork copies other threads' locks: a child stuck on one must not hang the
+    run; its files are then written here, as when it fails.
+    """
+    deadline = time.monotonic() + CHILD_WAIT_S
     try:
-        _, status = os.waitpid(pid, 0)
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status) == 0
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return False
+            time.sleep(min(0.002, left))  # the parent rendered report.html meanwhile: this wait is short
     except ChildProcessError:
         return False
-    return os.waitstatus_to_exitcode(status) == 0
 
 
 def bundle_path(run: Run, report_dir: Path) -> Path:
