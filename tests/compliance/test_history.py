@@ -22,6 +22,8 @@ from opsproof.compliance import ComplianceError
 from opsproof.compliance.attestations import chain_problems, entries
 from opsproof.compliance.history import _LOCK_KEY, History, HistoryError, locate, without_password
 from opsproof.evidence.manifest import manifest_sha256
+from opsproof.evidence.results_json import read_streamed
+from opsproof.model.results import Results
 
 __all__ = ["history_dsn", "history_pg"]  # fixtures
 
@@ -362,3 +364,73 @@ def test_edited_history_rows_are_findings_and_no_report_is_built_on_them(
     assert opsproof(["history", "rebuild", "--report-dir", str(reports)]) == 0
     assert opsproof([*report, "--out", str(reports / "rebuilt")]) == 0
     assert "exceptions: 2 open" in capsys.readouterr().out
+
+
+def _records_table(report_dir: Path) -> tuple[list[Any], list[Any]]:
+    with History(locate(report_dir, None)) as history:
+        return history.execute("SELECT * FROM records ORDER BY check_id"), history.execute(
+            "SELECT * FROM observations ORDER BY check_id"
+        )
+
+
+def _many_checks(at: datetime, n: int) -> list[dict[str, Any]]:
+    checks = [
+        record(f"http.health[svc-{i:04d}]", "failed" if i % 7 == 0 else "passed", at=at, observed={"i": i})
+        for i in range(n)
+    ]
+    for i, check in enumerate(checks):
+        if i % 3 == 0:
+            check["measures"] = {"latency_ms": float(i)}
+    checks[5]["waiver"] = {
+        "check": "http.health[svc-0005]",
+        "reason": "known",
+        "ticket": "OPS-1",
+        "approved_by": "lead",
+        "expires": "2099-01-01",
+        "status": "applied",
+    }
+    checks[5]["outcome"] = "waived"
+    checks[14]["maintenance"] = {"name": "patching", "checks": "http.*", "schedule": "tue 02:00-04:00 UTC"}
+    return checks
+
+
+def test_a_bundle_is_recorded_a_check_at_a_time_with_the_rows_of_a_whole_read(tmp_path: Path) -> None:
+    """Past one batch (1,000 rows), with measures, a waiver and a window: the same rows as from the model whole."""
+    at = datetime(2026, 7, 1, 6, tzinfo=UTC)
+    document = results("prod", at, _many_checks(at, 2500))
+    bundle = write(tmp_path / "streamed", document)
+    head, checks = read_streamed(bundle / "results.json")
+    assert head.checks == [] and sum(1 for _ in checks) == 2500  # the layout written is the one read a line at a time
+    with History(locate(tmp_path / "streamed", None)) as history:
+        assert history.record_bundle(bundle, manifest_sha256(bundle)) is True
+    whole = Results.model_validate_json((bundle / "results.json").read_text())
+    with History(locate(tmp_path / "whole", None)) as history, history.transaction():
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        history.insert_run(whole, bundle.name, manifest_sha256(bundle), manifest, None)
+    streamed = _records_table(tmp_path / "streamed")
+    assert len(streamed[0]) == 2500 and len(streamed[1]) == 834
+    assert streamed == _records_table(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("layout", ["indented", "checks before the summary", "two checks on a line"])
+def test_a_results_json_laid_out_otherwise_is_recorded_whole(tmp_path: Path, layout: str) -> None:
+    at = datetime(2026, 7, 1, 6, tzinfo=UTC)
+    bundle = write(tmp_path / "a", results("prod", at, _many_checks(at, 40)))
+    expected = _records_table_after(bundle, tmp_path / "a")
+    path = bundle / "results.json"
+    if layout == "indented":
+        path.write_text(json.dumps(json.loads(path.read_text()), indent=2))
+    elif layout == "checks before the summary":  # the head read up to the checks is no document
+        document = json.loads(path.read_text())
+        path.write_text(json.dumps({key: document[key] for key in ("schema", "run", "checks", "summary")}, indent=2))
+    else:  # the streamed reader fails on its first line; the whole read takes the document as it is
+        text = path.read_text()
+        path.write_text(text.replace("},\n    {", "}, {", 1))
+        assert json.loads(path.read_text()) == json.loads(text)
+    assert _records_table_after(bundle, tmp_path / "b") == expected
+
+
+def _records_table_after(bundle: Path, report_dir: Path) -> tuple[list[Any], list[Any]]:
+    with History(locate(report_dir, None)) as history:
+        assert history.record_bundle(bundle, manifest_sha256(bundle)) is True
+    return _records_table(report_dir)

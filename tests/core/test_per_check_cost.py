@@ -6,8 +6,10 @@ hold the behaviour the savings must not change.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -198,3 +200,179 @@ def test_library_modules_are_not_assertion_rewritten_and_checks_still_are(
     record = runner.run("-m", "daily").record("http.health[up]")
     # pytest's explanation of a bare assert, which only a rewritten module gives.
     assert record["outcome"] == "failed" and "200 == 500" in record["message"], record
+
+
+# A plugin of the test's own, last at the terminal summary: what the run still holds of each record.
+_HELD = '''
+import json
+import pytest
+from opsproof.run.state import state_of
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, config):
+    state = state_of(config)
+    on_reports = [dict(r.opsproof) for reports in terminalreporter.stats.values() for r in reports
+                  if getattr(r, "opsproof", None)]
+    (config.rootpath / "held.json").write_text(json.dumps({
+        "records_left": len(state.records),
+        "checks": [c.check for c in state.results.checks],
+        "on_reports": on_reports,
+    }))
+'''
+
+
+def test_a_record_is_held_once_by_the_results_document(runner: Runner, http_server: HttpServer) -> None:
+    """Each record leaves `state.records` for the results document, and a report keeps only its status.
+
+    pytest's terminal keeps every report to the end, so a record left on its report could not be let
+    go (~20 MiB at 10,000 checks). The terminal's letters, which read that status, stay as they were.
+    """
+    runner.profile(
+        http_profile(
+            f"{{name: up, url: '{http_server.base}/health'}}",
+            f"{{name: slow, url: '{http_server.base}/health', expect: {{latency: {{warn: 0ms, fail: 30s}}}}}}",
+            f"{{name: down, url: '{http_server.base}/status/503', critical: false}}",
+        )
+    )
+    (runner.pytester.path / "checks" / "conftest.py").write_text(_HELD)
+    run = runner.run("-m", "daily")
+    held = json.loads((runner.pytester.path / "held.json").read_text())
+    assert held["records_left"] == 0
+    assert sorted(held["checks"]) == ["http.health[down]", "http.health[slow]", "http.health[up]"]
+    assert sorted(held["on_reports"], key=lambda s: s["outcome"]) == [
+        {"outcome": "failed", "maintenance": False},
+        {"outcome": "passed", "maintenance": False},
+        {"outcome": "warned", "maintenance": False},
+    ]
+    assert re.search(r"test_http\.py [.FW]{3}", run.output), run.output
+    assert "W" in run.output.split("test_http.py", 1)[1].splitlines()[0]
+    assert [c["outcome"] for c in sorted(run.results["checks"], key=lambda c: c["check"])] == [
+        "failed",
+        "warned",
+        "passed",
+    ]
+
+
+def test_records_that_do_not_validate_are_put_back_as_they_were() -> None:
+    """The results document takes the records one by one; a bad one leaves `state.records` whole, in order."""
+    from types import SimpleNamespace
+
+    from helpers.pages import make_check
+
+    from opsproof.run.results import _take_records
+
+    good = [make_check(i, "passed", "high") for i in range(3)]
+    bad = {**make_check(3, "passed", "high"), "outcome": "not an outcome"}
+    records = {c["id"]: c for c in [*good[:2], bad, good[2]]}
+    state = SimpleNamespace(records=dict(records))
+    with pytest.raises(ValueError, match="outcome"):
+        _take_records(state)  # type: ignore[arg-type]
+    assert state.records == records and list(state.records) == list(records)
+    state.records = {c["id"]: c for c in good}
+    taken = _take_records(state)  # type: ignore[arg-type]
+    assert [m.id for m in taken] == [c["id"] for c in good] and state.records == {}
+
+
+@pytest.mark.filterwarnings("ignore:OWN-WARNING")  # in this process, the own check's warning reaches this test
+def test_own_checks_run_without_the_warnings_wrapper_unless_a_filter_is_configured(
+    runner: Runner, http_server: HttpServer
+) -> None:
+    """A team's check keeps pytest's warnings capture; an own check's is left out, and kept when `-W` asks."""
+    runner.profile(http_profile(f"{{name: up, url: '{http_server.base}/health'}}"))
+    runner.pytester.makepyfile(
+        **{
+            "checks/health/test_team_smoke.py": (
+                "import warnings\n"
+                "import pytest\n"
+                "pytestmark = [pytest.mark.daily]\n"
+                "def test_smoke():\n"
+                "    warnings.warn(UserWarning('TEAM-WARNING'))\n"
+            ),
+            "checks/health/test_http.py": (
+                "import warnings\n"
+                "import pytest\n"
+                "pytestmark = [pytest.mark.health]\n"
+                "def test_health(item, facts, check):\n"
+                "    warnings.warn(UserWarning('OWN-WARNING'))\n"
+                "    assert facts.status == 200\n"
+            ),
+        }
+    )
+    run = runner.run("-m", "daily")
+    assert run.record("http.health[up]")["outcome"] == "passed"
+    summary = run.output.split("warnings summary", 1)[1]
+    assert "TEAM-WARNING" in summary and "OWN-WARNING" not in summary, run.output
+    # A filter configured for the tests applies to own checks too: the wrapper stays.
+    shutil.rmtree(runner.report_dir)
+    strict = runner.run("-m", "daily", "-W", "error::UserWarning")
+    assert strict.record("http.health[up]")["outcome"] == "error", strict.record("http.health[up]")
+    assert "OWN-WARNING" in strict.record("http.health[up]")["message"]
+
+
+def test_records_given_the_same_fields_share_one_fields_set_that_refuses_a_new_field() -> None:
+    """The document's records share pydantic's fields-set; dumps are unchanged, and marking a new field raises."""
+    from types import SimpleNamespace
+
+    from helpers.pages import make_check
+
+    from opsproof.run.results import _take_records
+
+    checks = [make_check(i, "passed", "high") for i in range(3)]
+    checks.append({**make_check(3, "failed", "high"), "measures": {"x": 1.0}})
+    taken = _take_records(SimpleNamespace(records={c["id"]: dict(c) for c in checks}))  # type: ignore[arg-type]
+    assert [m.model_dump(exclude_unset=True) for m in taken] == checks
+    assert taken[0].model_fields_set is taken[1].model_fields_set is taken[2].model_fields_set
+    assert taken[3].model_fields_set is not taken[0].model_fields_set
+    taken[0].message = "a field already given: allowed"
+    with pytest.raises(TypeError, match="read-only"):
+        taken[0].waiver = None
+    assert "waiver" not in taken[1].model_dump(exclude_unset=True)
+    copy = taken[0].model_copy(update={"outcome": "failed"})
+    assert copy.outcome == "failed" and taken[1].outcome == "passed"
+
+
+_LOOP_SEEN = '''
+from pathlib import Path
+
+def pytest_runtestloop(session):
+    Path(session.config.rootpath, "{name}.ran").write_text("yes")
+'''
+
+
+def test_other_plugins_test_loop_hooks_still_run_with_the_quiet_loop(runner: Runner, http_server: HttpServer) -> None:
+    """opsproof runs pytest's loop itself (own checks' protocol without the warnings wrapper), after the
+    conftests' and later plugins' `pytest_runtestloop`; a plugin registered before it (`-p`) would be
+    skipped, so then pytest's own loop runs. Either way every such hook runs and the checks are recorded."""
+    runner.profile(http_profile(f"{{name: up, url: '{http_server.base}/health'}}"))
+    (runner.pytester.path / "checks" / "conftest.py").write_text(_LOOP_SEEN.format(name="conftest"))
+    (runner.pytester.path / "early_plugin.py").write_text(_LOOP_SEEN.format(name="early"))
+    runner.pytester.syspathinsert()
+    for args, ran in ((), {"conftest"}), (("-p", "early_plugin"), {"conftest", "early"}):
+        for name in ("conftest", "early"):
+            (runner.pytester.path / f"{name}.ran").unlink(missing_ok=True)
+        shutil.rmtree(runner.report_dir, ignore_errors=True)
+        run = runner.run("-m", "daily", *args)
+        assert run.record("http.health[up]")["outcome"] == "passed"
+        assert {name for name in ("conftest", "early") if (runner.pytester.path / f"{name}.ran").exists()} == ran
+
+
+def test_facts_wait_as_json_until_a_check_asks(tmp_path: Path, http_server: HttpServer) -> None:
+    """A probe process's facts stay parsed JSON until asked (thousands may wait for their checks), then one model."""
+    import time
+
+    from opsproof.probes import Facts
+
+    path = tmp_path / "p.yaml"
+    path.write_text(http_profile(f"{{name: a, url: '{http_server.base}/health'}}"))
+    gatherer = Gatherer(load_profile(path).profile)  # in a probe process, as a run probes
+    try:
+        gatherer.start({"http": {"a"}}, {("http", "a"): 2})
+        deadline = time.monotonic() + 30
+        while ("http", "a") not in gatherer._facts and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert isinstance(gatherer._facts[("http", "a")], dict)
+        first = gatherer.facts("http", "a")
+        assert isinstance(first, Facts) and first.status == 200
+        assert gatherer.facts("http", "a") is first
+    finally:
+        gatherer.stop()

@@ -7,11 +7,14 @@ import hashlib
 import itertools
 import re
 import time
+from datetime import date
 from typing import Any
 
 from helpers.pages import HOSTILE, OUTCOMES, make_check, make_results, parse, split_scripts
 
 from opsproof.evidence.html import render_html
+from opsproof.evidence.record_view import RecordView
+from opsproof.model.results import Results
 
 
 def test_page_is_self_contained() -> None:
@@ -175,3 +178,33 @@ def test_thousand_checks_render_fast() -> None:
     took = time.perf_counter() - start
     assert took < 1.0, took
     assert page.count('class="check ') == 1000
+
+
+def test_a_results_model_renders_the_page_its_dump_renders() -> None:
+    """The model is read through views (`RecordView`), not dumped: the page must be the dump's, byte for byte.
+
+    With what a record may hold besides plain JSON: a waiver, a maintenance window, a key this
+    version does not know, nested facts, and a tuple and an object a check of one's own observed.
+    """
+    document = make_results(240)
+    checks = document["checks"]
+    checks[3]["waiver"] = {
+        "check": "http.*",
+        "reason": "known",
+        "ticket": "OPS-7",
+        "approved_by": "lead",
+        "expires": "2099-01-01",
+        "status": "applied",
+    }
+    checks[4]["maintenance"] = {"name": "patching", "checks": "http.*", "schedule": "tue 02:00-04:00 UTC"}
+    checks[5]["team"] = {"name": "payments", "pager": ["a", 1]}
+    checks[6]["observed"] = {"pair": (1, 2), "when": date(2026, 11, 24), "nested": {"a": [1, {"b": None}]}}
+    checks[7]["measures"] = {"latency_ms": 12.5}
+    document["run"]["change"] = None
+    results = Results.model_validate(document)
+    assert render_html(results) == render_html(results.dump())
+    for model in results.checks:
+        view = RecordView(model)
+        dumped = model.model_dump(exclude_unset=True)
+        assert list(view) == list(dumped) and dict(view) == dumped
+        assert view["not-a-key"] is None and view.get("not-a-key", "x") == "x"

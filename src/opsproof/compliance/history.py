@@ -28,7 +28,7 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 from opsproof.compliance import ComplianceError
 from opsproof.errors import OpsproofError
 from opsproof.model.markers import CADENCE_MARKERS
-from opsproof.model.results import CheckRecord, Maintenance, Results, Waiver
+from opsproof.model.results import CheckRecord, Maintenance, Results, Run, Waiver
 from opsproof.redaction import mask
 from opsproof.units import utc_now
 
@@ -46,6 +46,7 @@ SQLITE_NAME = "history.sqlite"
 DSN_VARIABLE = "OPSPROOF_HISTORY_DSN"
 # How long a writer waits for another one (SQLite's busy timeout; PostgreSQL's lock_timeout).
 WAIT_S = 60
+ROWS_PER_BATCH = 1000  # records inserted per statement batch
 
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS opsproof_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -399,11 +400,21 @@ class History:
     # -- runs -------------------------------------------------------------------------------
 
     def record_bundle(self, bundle: Path, manifest_sha256: str, upload: dict[str, Any] | None = None) -> bool:
-        """Record one sealed bundle (its results.json) as a run; False when it was already recorded."""
-        results = Results.model_validate_json((bundle / "results.json").read_text())
+        """Record one sealed bundle (its results.json) as a run; False when it was already recorded.
+
+        Its checks are read one at a time (`results_json.read_streamed`), else whole, in a second transaction.
+        """
+        from opsproof.evidence.results_json import read_streamed
+
         manifest = json.loads((bundle / "manifest.json").read_text())
-        with self.transaction():
-            return self.insert_run(results, bundle.name, manifest_sha256, manifest, upload)
+        try:
+            head, checks = read_streamed(bundle / "results.json")
+            with self.transaction():
+                return self.insert_run(head, bundle.name, manifest_sha256, manifest, upload, checks)
+        except ValueError:
+            results = Results.model_validate_json((bundle / "results.json").read_text())
+            with self.transaction():
+                return self.insert_run(results, bundle.name, manifest_sha256, manifest, upload)
 
     def insert_run(
         self,
@@ -412,7 +423,9 @@ class History:
         manifest_sha256: str,
         manifest: dict[str, Any],
         upload: dict[str, Any] | None,
+        checks: Iterable[CheckRecord] | None = None,
     ) -> bool:
+        """One run's rows; its records are `checks` when given (read as they go), else `results.checks`."""
         run = results.run
         if self.execute("SELECT 1 FROM runs WHERE run_id = ?", (run.id,)):
             return False
@@ -422,15 +435,23 @@ class History:
             f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)}, ?, ?){suffix}",
             (*run_row(results, bundle, manifest_sha256, manifest), json.dumps(upload) if upload else None, utc_now()),
         )
-        self.executemany(
+        records_sql = (
             f"{prefix} INTO records (run_id, {', '.join(RECORD_COLUMNS)}) "
-            f"VALUES (?, {', '.join('?' for _ in RECORD_COLUMNS)}){suffix}",
-            [(run.id, *record_row(check)) for check in results.checks],
+            f"VALUES (?, {', '.join('?' for _ in RECORD_COLUMNS)}){suffix}"
         )
+        rows: list[tuple[Any, ...]] = []
+        observed: list[tuple[Any, ...]] = []
+        for check in results.checks if checks is None else checks:
+            rows.append((run.id, *record_row(check)))
+            observed.extend(observation_rows_of(run, check))
+            if len(rows) == ROWS_PER_BATCH:  # in batches: a 10,000-check run's rows are never all held
+                self.executemany(records_sql, rows)
+                rows.clear()
+        self.executemany(records_sql, rows)
         self.executemany(
             f"{prefix} INTO observations (run_id, environment, check_id, measure, value, observed_at) "
             f"VALUES (?, ?, ?, ?, ?, ?){suffix}",
-            observation_rows(results),
+            observed,
         )
         return True
 
@@ -654,11 +675,13 @@ def record_row(check: CheckRecord) -> tuple[Any, ...]:
 
 
 def observation_rows(results: Results) -> list[tuple[Any, ...]]:
-    """The `observations` rows of a run: each record's `measures`, at the time the record measured them."""
-    run = results.run
+    return [row for check in results.checks for row in observation_rows_of(results.run, check)]
+
+
+def observation_rows_of(run: Run, check: CheckRecord) -> list[tuple[Any, ...]]:
+    """One record's `observations` rows: its `measures`, at the time the record measured them."""
     return [
         (run.id, run.environment, check.check, measure, float(value), check.started_at or run.started_at)
-        for check in results.checks
         for measure, value in (check.measures or {}).items()
         if math.isfinite(value)  # a results.json written by hand or by another version may hold NaN
     ]

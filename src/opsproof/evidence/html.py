@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -39,12 +40,14 @@ from opsproof.evidence.html_style import REPORT_CSS
 from opsproof.evidence.page import (
     OUTCOME_ORDER,
     SEVERITY_ORDER,
+    Lenient,
     as_dict,
     as_list,
     as_text,
     duration,
     environment,
 )
+from opsproof.evidence.record_view import RecordView
 from opsproof.model.controls import control_sort_key, control_title, framework_name, framework_of
 from opsproof.model.results import Results
 
@@ -65,9 +68,15 @@ CHUNK = 100  # one-line rows per chunk the browser lays out or skips as one
 
 def render_html(document: Results | dict[str, Any]) -> str:
     """report.html of a results document: typed, or as read from any results.json (old, foreign, damaged)."""
-    results = Lenient(document.dump() if isinstance(document, Results) else as_dict(document))
+    if isinstance(document, Results):
+        # The run and the summary as dicts; the checks read from their models (`RecordView`), not dumped.
+        head = document.model_dump(exclude_unset=True, exclude={"checks", "schema_"})
+        results = Lenient(head, schema=document.schema_)
+        checks: list[Mapping[str, Any]] = [RecordView(c) for c in document.checks]
+    else:
+        results = Lenient(as_dict(document))
+        checks = [_as_check(c) for c in as_list(results.get("checks"))]
     run = Lenient(as_dict(results.get("run")))
-    checks = [_as_check(c) for c in as_list(results.get("checks"))]
     summary = as_dict(results.get("summary"))
     status = as_text(run.get("status"), "unknown")
     blocking_names = [as_text(name) for name in as_list(summary.get("blocking"))]
@@ -133,13 +142,13 @@ def _script() -> tuple[str, str]:
     return text, base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
 
-_Group = tuple[str, list[dict[str, Any]]]  # (blocking/failed/error/warned or an outcome, its checks)
+_Group = tuple[str, list[Mapping[str, Any]]]  # (blocking/failed/error/warned or an outcome, its checks)
 
 
-def _partition(ordered: list[dict[str, Any]], blocking: set[str]) -> tuple[list[_Group], list[_Group]]:
+def _partition(ordered: list[Mapping[str, Any]], blocking: set[str]) -> tuple[list[_Group], list[_Group]]:
     """The attention list (blocking; failed, not blocking; errors; warned) and the other checks by outcome."""
-    buckets: dict[str, list[dict[str, Any]]] = {key: [] for key in ATTENTION_KEYS}
-    others: dict[str, list[dict[str, Any]]] = {}
+    buckets: dict[str, list[Mapping[str, Any]]] = {key: [] for key in ATTENTION_KEYS}
+    others: dict[str, list[Mapping[str, Any]]] = {}
     for check in ordered:
         outcome = as_text(check.get("outcome"))
         if as_text(check.get("check")) in blocking or as_text(check.get("id")) in blocking:
@@ -159,21 +168,26 @@ def _rows(groups: list[_Group], entries: list[dict[str, Any]], facts: FactsData)
     few_blocking = all(len(group) <= OPEN_BLOCKING for key, group in groups if key == "blocking")
     blocks: list[tuple[str, int, Markup]] = []
     for key, group in groups:
-        parts = []
+        parts: list[str] = []
+        # Chunks of one-line rows: the browser skips laying out and painting a chunk off screen
+        # (content-visibility), which costs it less than doing so row by row. Each chunk is joined
+        # as soon as it is full, so the rows of 10,000 checks are never held one by one.
+        chunk: list[str] | None = [] if key not in ATTENTION_KEYS else None
         for check in group:
             row = by_id[id(check)]
             anchor = entries[row]["anchor"]
             drawn = row < DRAWN_ATTENTION
-            if key not in ATTENTION_KEYS:
-                parts.append(compact_row(check, anchor))
+            if chunk is not None:
+                chunk.append(compact_row(check, anchor))
+                if len(chunk) == CHUNK:
+                    parts.append(f'<div class="chunk">{"".join(chunk)}</div>')
+                    chunk.clear()
             else:
                 parts.append(check_row(check, anchor, is_open=key == "blocking" and few_blocking, body=drawn))
             if key not in ATTENTION_KEYS or not drawn:
                 facts.add(row, check)
-        if key not in ATTENTION_KEYS:
-            # Chunks of one-line rows: the browser skips laying out and painting a chunk off screen
-            # (content-visibility), which costs it less than doing so row by row.
-            parts = [f'<div class="chunk">{"".join(parts[i : i + CHUNK])}</div>' for i in range(0, len(parts), CHUNK)]
+        if chunk:
+            parts.append(f'<div class="chunk">{"".join(chunk)}</div>')
         blocks.append((key, len(group), Markup("".join(parts))))
     return blocks
 
@@ -216,7 +230,7 @@ def _change_rows(change: dict[str, Any]) -> dict[str, Any]:
     return {"rows": rows, "ci": bool(ci), "build": build, "build_url": ci.get("build_url")}
 
 
-def _by_outcome(summary: dict[str, Any], checks: list[dict[str, Any]]) -> dict[str, Any]:
+def _by_outcome(summary: dict[str, Any], checks: list[Mapping[str, Any]]) -> dict[str, Any]:
     # summary is the record; count the checks only when an odd results.json has no summary.
     recorded = summary.get("by_outcome")
     if isinstance(recorded, dict):
@@ -228,7 +242,7 @@ def _by_outcome(summary: dict[str, Any], checks: list[dict[str, Any]]) -> dict[s
     return counted
 
 
-def _severity_table(summary: dict[str, Any], checks: list[dict[str, Any]]) -> dict[str, Any]:
+def _severity_table(summary: dict[str, Any], checks: list[Mapping[str, Any]]) -> dict[str, Any]:
     table = summary.get("by_severity")
     if not isinstance(table, dict):
         table = {}
@@ -288,7 +302,7 @@ def _waivers(waivers: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str
     }
 
 
-def _check_sort_key(check: dict[str, Any]) -> tuple[int, int, str, str]:
+def _check_sort_key(check: Mapping[str, Any]) -> tuple[int, int, str, str]:
     outcome = as_text(check.get("outcome"))
     # Unknown outcomes sort just after errors: a value the renderer does not know deserves a look.
     rank = OUTCOME_ORDER.index(outcome) if outcome in OUTCOME_ORDER else 1
@@ -303,13 +317,6 @@ def _run_length(started: Any, finished: Any) -> str | None:
     except (TypeError, ValueError):
         return None
     return duration(took)
-
-
-class Lenient(dict[str, Any]):
-    """A record as the template reads it: a key it does not have is None, never an error."""
-
-    def __missing__(self, key: str) -> None:
-        return None
 
 
 def _as_check(value: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +40,7 @@ __all__ = ["FactsData"]
 
 # Texts shorter than this cost less written out than as a reference ([12345]).
 SHORTEST_SHARED = 5
-_STRING, _SCALAR, _JSON = 0, 1, 2
+_STRING, _SCALAR, _JSON, _AS_IS = 0, 1, 2, 3
 _SAFE_FLOAT = (1e-4, 1e16)  # Python's repr and JavaScript's String() agree on floats in this range
 
 
@@ -47,9 +48,9 @@ class FactsData:
     """Collects the checks whose facts are drawn on demand; `script()` is the element that carries them."""
 
     def __init__(self) -> None:
-        self._rows: dict[int, dict[str, Any]] = {}
+        self._rows: dict[int, Mapping[str, Any]] = {}
 
-    def add(self, row: int, check: dict[str, Any]) -> None:
+    def add(self, row: int, check: Mapping[str, Any]) -> None:
         self._rows[row] = check
 
     def __bool__(self) -> bool:
@@ -62,25 +63,31 @@ class FactsData:
         return f'<script type="application/json" id="check-facts">{script_safe_json(self.document())}</script>'
 
     def document(self) -> dict[str, Any]:
-        # Two passes: every record with its texts pending (a (text, kind) tuple), counting them;
-        # then each pending text written out, or as a reference when it is shared.
+        # Two passes: every record with its texts pending (a str, or a (text, kind) tuple), counting
+        # them; then each pending text written out, or as a reference when it is shared.
         draft = _Draft()
         records = {row: draft.record(check) for row, check in self._rows.items()}
         table = [text for text, seen in draft.counts.items() if seen > 1 and len(text) >= SHORTEST_SHARED]
         index = {text: at for at, text in enumerate(table)}
-        dict_counts: Counter[str] = Counter()
+        # Observed/expected written alike are one list (the first written), counted by its id: the
+        # second pass below then needs no second repr of each.
+        first: dict[str, list[Any]] = {}
+        dict_counts: Counter[int] = Counter()
         for record in records.values():
             for at, field in enumerate(record):
                 record[at] = _final(field, index)
-            for facts in record[7:9]:
+            for at in (7, 8):
+                facts = record[at]
                 if isinstance(facts, list):
-                    dict_counts[repr(facts)] += 1
-        shared: dict[str, int] = {}
+                    facts = record[at] = first.setdefault(repr(facts), facts)
+                    dict_counts[id(facts)] += 1
+        del first
+        shared: dict[int, int] = {}
         dicts: list[Any] = []
         for record in records.values():
             for at in (7, 8):
                 facts = record[at]
-                if isinstance(facts, list) and dict_counts[key := repr(facts)] > 1:
+                if isinstance(facts, list) and dict_counts[key := id(facts)] > 1:
                     record[at] = shared.setdefault(key, len(dicts))
                     if record[at] == len(dicts):
                         dicts.append(facts)
@@ -113,11 +120,12 @@ class _Draft:
         self.lists: dict[tuple[str, ...], int] = {}
         self.base_ms: int | None = None
 
-    def text(self, value: str, kind: int = _STRING) -> tuple[str, int]:
+    def text(self, value: str, kind: int = _STRING) -> str | tuple[str, int]:
+        """A pending text: the text itself (most of them: a str in a draft is pending), or (text, kind)."""
         self.counts[value] += 1
-        return (value, kind)
+        return value if kind == _STRING else (value, kind)
 
-    def record(self, check: dict[str, Any]) -> list[Any]:
+    def record(self, check: Mapping[str, Any]) -> list[Any]:
         node = as_text(check.get("id"))
         cut = node.find("[")  # "checks/health/test_http.py::test_health[svc-1]": the prefix is shared by a kind
         prefix, rest = (node, "") if cut < 0 else (node[:cut], node[cut:])
@@ -125,7 +133,7 @@ class _Draft:
         record: list[Any] = [
             self.text(prefix),
             # Most ids end in "[<target>]"; 1 says so, and the page takes the target from the row.
-            1 if isinstance(target, str) and target and rest == f"[{target}]" else rest,
+            1 if isinstance(target, str) and target and rest == f"[{target}]" else (rest, _AS_IS),
             self.text(as_text(check.get("kind"))),
             self.started(check.get("started_at")),
             self.text(as_text(check.get("phase"))),
@@ -168,7 +176,7 @@ class _Draft:
     def facts(self, value: Any) -> Any:
         """As page.kv_table shows it: None (nothing), a string (shown as it is), or [shape, values...]."""
         if not (isinstance(value, dict) and value):
-            return None if value in (None, {}, [], "") else as_text(value)
+            return None if value in (None, {}, [], "") else (as_text(value), _AS_IS)
         keys = tuple(value)
         shape = self.shapes.get(keys)
         if shape is None:
@@ -180,7 +188,7 @@ class _Draft:
             kind = type(fact)
             if kind is str:
                 counts[fact] += 1
-                drafted.append((fact, _STRING))
+                drafted.append(fact)
             elif (
                 fact is None
                 or kind is bool
@@ -199,12 +207,27 @@ class _Draft:
 
 def _final(field: Any, index: dict[str, int]) -> Any:
     """A drafted field with its pending texts written: the text, `[i]`, or `[text or i, kind]`."""
-    if type(field) is tuple:
-        text, kind = field
+    kind = type(field)
+    if kind is str:
+        at = index.get(field)
+        return field if at is None else [at]
+    if kind is tuple:
+        text, how = field
+        if how == _AS_IS:
+            return text
         at = index.get(text)
-        if kind == _STRING:
-            return text if at is None else [at]
-        return [text if at is None else at, kind]
-    if type(field) is list:
-        return [_final(item, index) for item in field]
+        return [text if at is None else at, how]
+    if kind is list:
+        # Inline for the plain items of a record's facts (most of every list): one call fewer each.
+        written: list[Any] = []
+        for item in field:
+            what = type(item)
+            if what is str:
+                at = index.get(item)
+                written.append(item if at is None else [at])
+            elif what is tuple or what is list:
+                written.append(_final(item, index))
+            else:
+                written.append(item)
+        return written
     return field

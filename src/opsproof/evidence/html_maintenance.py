@@ -7,12 +7,13 @@ Windows whose glob matched no check are listed like waivers that matched nothing
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from opsproof.evidence.page import esc as _esc
 
 
-def maintenance_tag(check: dict[str, Any]) -> str:
+def maintenance_tag(check: Mapping[str, Any]) -> str:
     """The chip beside a check's name: `maintenance <window>`."""
     window = check.get("maintenance")
     if not isinstance(window, dict):
@@ -20,7 +21,7 @@ def maintenance_tag(check: dict[str, Any]) -> str:
     return f' <span class="ticket">maintenance {_esc(window.get("name"))}</span>'
 
 
-def maintenance_section(summary: dict[str, Any], ordered: list[dict[str, Any]], anchors: list[str]) -> str:
+def maintenance_section(summary: dict[str, Any], ordered: list[Mapping[str, Any]], anchors: list[str]) -> str:
     """Failures inside maintenance windows, and the windows that matched no check; nothing when neither."""
     held = [(a, c) for a, c in zip(anchors, ordered, strict=True) if isinstance(c.get("maintenance"), dict)]
     unmatched = [w for w in (summary.get("maintenance") or {}).get("unmatched") or [] if isinstance(w, dict)]

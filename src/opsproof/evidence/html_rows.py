@@ -10,6 +10,7 @@ embedded once in the page (`html_facts`) when the row is opened, with the same m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from opsproof.evidence.html_maintenance import maintenance_tag
@@ -28,7 +29,7 @@ from opsproof.evidence.page import (
 )
 
 
-def check_row(check: dict[str, Any], anchor: str, *, is_open: bool, body: bool) -> str:
+def check_row(check: Mapping[str, Any], anchor: str, *, is_open: bool, body: bool) -> str:
     """`<details id="check-N" class="check o-OUTCOME">`: badges, name, target, message, duration; facts if `body`."""
     outcome = as_text(check.get("outcome"))
     shown_duration = esc(duration(check.get("duration_s")))
@@ -48,7 +49,7 @@ def check_row(check: dict[str, Any], anchor: str, *, is_open: bool, body: bool) 
     )
 
 
-def compact_row(check: dict[str, Any], anchor: str) -> str:
+def compact_row(check: Mapping[str, Any], anchor: str) -> str:
     """One line (severity, name, target, message, duration) for a check that needs no one; facts on demand.
 
     The same `<details id="check-N" class="check o-OUTCOME">` as `check_row`, with short tags
@@ -68,7 +69,7 @@ def compact_row(check: dict[str, Any], anchor: str) -> str:
     )
 
 
-def _tags(check: dict[str, Any]) -> str:
+def _tags(check: Mapping[str, Any]) -> str:
     """The waiver's and the maintenance window's chips beside the name, or ""."""
     waiver = check.get("waiver")
     if not isinstance(waiver, dict):
@@ -81,7 +82,7 @@ def _tags(check: dict[str, Any]) -> str:
     return chip + maintenance_tag(check)
 
 
-def check_body(check: dict[str, Any], shown_duration: str) -> str:
+def check_body(check: Mapping[str, Any], shown_duration: str) -> str:
     """The facts under a row: id, target, kind, times, markers, controls, the waiver, observed and expected."""
     # Short facts share a line; the id and the chip lists get full rows because they run long.
     meta = (

@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
-from opsproof.model.results import Results
+from opsproof.model.results import CheckRecord, Results
+
+# `json.dumps(value, default=str)`, without making an encoder for each of 10,000 lines.
+_LINE = json.JSONEncoder(default=str)
+# How `json_chunks` lays the checks out: after the head, a line opening them, one check a line, a line closing them.
+_CHECKS_LINE = '  "checks": [\n'
+_CHECKS_END = "  ]\n"
 
 
 def json_chunks(results: Results) -> Iterator[str]:
@@ -24,9 +31,46 @@ def json_chunks(results: Results) -> Iterator[str]:
     yield body[:-2] + ',\n  "checks": [\n    '
     last = len(results.checks) - 1
     for index, check in enumerate(results.checks):
-        line = json.dumps(check.model_dump(exclude_unset=True), default=str)
+        line = _LINE.encode(check.model_dump(exclude_unset=True))
         yield line + (",\n    " if index < last else "\n  ]\n}\n")
 
 
 def render_json(results: Results) -> str:
     return "".join(json_chunks(results))
+
+
+def read_streamed(path: Path) -> tuple[Results, Iterator[CheckRecord]]:
+    """results.json as its head (the document with no checks) and its checks, read one line at a time.
+
+    For readers that pass over the checks once (the history): a 10,000-check document is
+    ~9 MB of text and ~20 MiB as models. Only the layout `json_chunks` writes is read this
+    way: a document with no such line is read whole; ValueError (pydantic's ValidationError
+    is one) is raised for a head that is not one, and by the iterator for a line that is not a
+    whole check or anything but the document's end past the checks. A caller that gets it
+    reads the file with `Results.model_validate_json` instead.
+    """
+    with path.open(encoding="utf-8", newline="\n") as lines:
+        head: list[str] = []
+        for line in lines:
+            if line == _CHECKS_LINE:
+                break
+            head.append(line)
+        else:
+            whole = Results.model_validate_json("".join(head))
+            return whole, iter(whole.checks)
+    # The head ends with the summary's "  },": the document without checks is that, and an empty list.
+    document = Results.model_validate_json("".join(head).rstrip().removesuffix(",") + ',\n  "checks": []\n}')
+    return document, _checks(path, len(head) + 1)
+
+
+def _checks(path: Path, skip: int) -> Iterator[CheckRecord]:
+    with path.open(encoding="utf-8", newline="\n") as lines:
+        for _ in range(skip):
+            next(lines)
+        for line in lines:
+            if line == _CHECKS_END:
+                if lines.read() != "}\n":
+                    raise ValueError(f"{path}: something after the checks")
+                return
+            yield CheckRecord.model_validate_json(line.removesuffix("\n").removesuffix(","))
+        raise ValueError(f"{path}: the checks do not end")

@@ -14,6 +14,7 @@ their JSON Schema::
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +37,7 @@ def free_text(description: str | None = None) -> Any:
     return Field(description=description, json_schema_extra={"free_text": True})
 
 
+@cache  # asked for every record a run makes
 def free_text_fields(model: type[BaseModel]) -> tuple[str, ...]:
     """The names of `model`'s free-text fields."""
     return tuple(

@@ -12,5 +12,5 @@
 - shard_bundles.py  the shard bundles of a run (--shard), found, verified and matched with the shards expected
 - seal.py      `opsproof seal-run`: a run's shard bundles made into one run bundle, chained and recorded once
 - not_rewritten.py  opsproof's own modules imported without pytest's assertion rewriting (imported first)
-- quiet.py     the kinds' own check modules run without pytest's output and log capture (they never print)
+- quiet.py     the kinds' own check modules run without pytest's output, log and warnings capture (they never print)
 """

@@ -58,7 +58,9 @@ class Gatherer:
         self._redactor = redactor if redactor is not None else Redactor()
         self._change = change
         self._wanted: dict[str, set[str]] = {}
-        self._facts: dict[tuple[str, str], Facts] = {}
+        # A probe process's facts stay as parsed JSON until a check asks (`facts()`): with an instant
+        # server, thousands arrive before their checks run, and a model is ~1 KiB more than its JSON.
+        self._facts: dict[tuple[str, str], Facts | dict[str, Any]] = {}
         # One condition for every target (not an Event each): notified as facts arrive.
         self._arrived = threading.Condition()
         # Checks still to ask for each target's facts; the facts are dropped after the last
@@ -142,6 +144,8 @@ class Gatherer:
             while key not in self._facts and not self._done:
                 self._arrived.wait()
             found = self._facts.get(key)
+            if isinstance(found, dict):
+                found = self._facts[key] = self._registry[kind].facts.model_validate(found)
             uses = self._uses
             if found is not None and uses is not None and key in uses:
                 uses[key] -= 1
@@ -175,7 +179,9 @@ class Gatherer:
         if kind == "error":
             self._error = RuntimeError(f"the probes failed: {payload}")
             return
-        self._deliver(kind, self._registry[kind].facts.model_validate(payload))
+        with self._arrived:
+            self._facts[(kind, payload["target"])] = payload  # a model when a check asks
+            self._arrived.notify_all()
 
     def _read_children(self) -> None:
         self._registry = kinds_in_use(self._profile)

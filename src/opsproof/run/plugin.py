@@ -36,7 +36,7 @@ from opsproof.profile import ITEM_SECTIONS, Item, Profile
 from opsproof.run import custom, on_demand
 from opsproof.run.gather import Gatherer
 from opsproof.run.past import past_of
-from opsproof.run.quiet import skip_capture
+from opsproof.run.quiet import Quiet, skip_capture
 from opsproof.run.records import (
     AllureAnnotator,
     build_record,
@@ -536,14 +536,17 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         gc.freeze()
         gc.disable()
         session.config.add_cleanup(gc.enable)
-    undo = skip_capture(session, session.items)
-    if undo is not None:
-        session.config.add_cleanup(undo)
+    quiet = skip_capture(session, session.items)
+    if quiet is not None:
+        session.config.add_cleanup(quiet.undo)
     if state.share_dir is not None or session.config.option.collectonly:
         return
+    broken = session.testsfailed and not session.config.option.continue_on_collection_errors
+    if quiet is not None and quiet.protocol is not None and not broken:
+        session.stash[QUIET] = quiet
     uses = _uses(session.items)
     wanted = _wanted(session.items, uses)
-    if wanted and not (session.testsfailed and not session.config.option.continue_on_collection_errors):
+    if wanted and not broken:
         state.gatherer = (state.gatherer or _gatherer(state)).start(wanted, uses)
         # The first check waits for the first probe (~0.2 s for HTTP): the modules that
         # write the bundle load, and report.html's template compiles, in that wait rather
@@ -551,6 +554,28 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         from opsproof.run.recorder import load_bundle_writers
 
         load_bundle_writers()
+
+
+QUIET = pytest.StashKey[Quiet]()  # set when own checks' protocol can leave plugins out
+
+
+@pytest.hookimpl(specname="pytest_runtestloop")
+def pytest_runtestloop_quiet(session: pytest.Session) -> bool | None:
+    """The loop pytest would run, own checks through their protocol without what they do without.
+
+    A plain implementation, as pytest's own loop is: registered with this module, it is called
+    after the conftests' and later plugins', just before pytest's. Should a plugin registered
+    before it implement the hook too (it would be skipped), pytest runs its own loop.
+    """
+    quiet = session.stash.get(QUIET, None)
+    if quiet is None:
+        return None
+    from opsproof.run.workers import is_distributed
+
+    impls = session.config.hook.pytest_runtestloop.get_hookimpls()  # the last called first
+    ours = next(i for i, impl in enumerate(impls) if impl.function is pytest_runtestloop_quiet)
+    skipped = [impl for impl in impls[:ours] if not (impl.wrapper or impl.hookwrapper) and impl.plugin_name != "main"]
+    return None if skipped or is_distributed(session.config) else quiet.run_checks(session)
 
 
 # -- records ------------------------------------------------------------------------------

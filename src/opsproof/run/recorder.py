@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gc
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -51,6 +53,7 @@ class Recorder:
             return "error", "E", ("ERROR", {"red": True})
         return None
 
+    @pytest.hookimpl(trylast=True)  # after every other reader of the report (the terminal, junitxml, allure)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, "opsproof", None)
         if not record:
@@ -59,6 +62,10 @@ class Recorder:
         # A teardown error spoils a passing check; it never hides an earlier finding.
         if previous is None or previous["outcome"] in ("passed", "warned"):
             self.state.records[report.nodeid] = record
+        # pytest's terminal keeps every report to the end: with the record on it, the record could not
+        # be let go when the results document takes it (~20 MiB at 10,000 checks). The report keeps
+        # what `pytest_report_teststatus` reads of it, for the terminal's closing summary.
+        report.opsproof = _status_of(record)  # type: ignore[attr-defined]
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         # pytest raises its own Interrupted (a KeyboardInterrupt) for collection errors and -x.
@@ -95,10 +102,10 @@ class Recorder:
             from opsproof.evidence.bundle import bundle_path, write_bundle
             from opsproof.run.results import build_results
 
-            state.results = build_results(self.config, state)
-            # Every signal shows the results redacted; one copy serves them all.
+            # Every writer and signal shows the results redacted: one document serves them all (without
+            # a secret it is the same object; with one, the unredacted copy is dropped, not held beside it).
             redactor = state.redactor
-            shown = state.results.redacted(redactor)
+            state.results = shown = build_results(self.config, state).redacted(redactor)
             # Before sealing, so every delivery attempt is sealed in the bundle with the rest.
             sent = notify(
                 state.loaded.profile.notify,
@@ -112,7 +119,17 @@ class Recorder:
             )
             extra = {NOTIFICATIONS_FILE: sent} if sent is not None else None
             head = head_for(state.report_dir, state.history)
-            state.bundle = write_bundle(state.results, state.report_dir, redactor, state.signer, extra, head=head)
+            state.bundle = write_bundle(
+                shown,
+                state.report_dir,
+                redactor,
+                state.signer,
+                extra,
+                head=head,
+                redacted_already=True,
+                # Not in an xdist controller: execnet's threads would be forked mid-flight.
+                in_child=owns_process(self.config) and not self.config.pluginmanager.has_plugin("opsproof-xdist"),
+            )
             note = fallback_note(head)
             if note is not None:  # sealed against the local head: the shared chain breaks here, say so (exit 3)
                 state.shipping_errors.append(redactor.redact(note))
@@ -161,6 +178,18 @@ class Recorder:
             shipped=state.shipped,
             unmatched_windows=_unmatched_windows(state),
         )
+
+
+_STATUSES: dict[tuple[str, bool], Mapping[str, Any]] = {}
+
+
+def _status_of(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The outcome and whether a maintenance window held it, as one shared read-only mapping per pair."""
+    key = (record["outcome"], bool(record.get("maintenance")))
+    status = _STATUSES.get(key)
+    if status is None:
+        status = _STATUSES[key] = MappingProxyType({"outcome": key[0], "maintenance": key[1]})
+    return status
 
 
 def load_bundle_writers() -> None:

@@ -19,7 +19,7 @@ from opsproof.probes import kind_named, utc_iso
 from opsproof.profile import Waiver
 from opsproof.redaction import Redactor
 from opsproof.run import custom
-from opsproof.run.state import RunState, TargetRef, kind_of_path
+from opsproof.run.state import RunState, TargetRef
 
 IDENTITY = pytest.StashKey[tuple[str, str, str | None, str]]()  # per item: (check id, kind, target, severity)
 MARKERS = pytest.StashKey[list[str]]()  # per item: the contract's markers on it
@@ -37,10 +37,9 @@ def _identity(item: pytest.Item) -> tuple[str, str, str | None, str]:
     ref = _target_of(item)
     if ref is None:  # a check of one's own (opsproof.run.custom)
         return custom.identity(item)
-    kind = kind_of_path(item.path)
-    kind_name = kind.name if kind else item.path.stem.removeprefix("test_")
+    # The parameter names its kind: the one its module's path named when it was made (pytest_generate_tests).
     aspect = getattr(item, "originalname", item.name).removeprefix("test_")
-    return f"{kind_name}.{aspect}[{ref.label}]", kind_name, ref.name, ref.severity
+    return f"{ref.kind}.{aspect}[{ref.label}]", ref.kind, ref.name, ref.severity
 
 
 def _target_of(item: pytest.Item) -> TargetRef | None:
