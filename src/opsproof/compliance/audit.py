@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from opsproof.compliance.history import RECORD_COLUMNS, RUN_COLUMNS, observation_rows, record_row, run_row
+from opsproof.compliance.history import RECORD_COLUMNS, RUN_COLUMNS, observation_rows_of, record_row, run_row
 from opsproof.model.results import Results
 
 if TYPE_CHECKING:
@@ -141,7 +141,11 @@ def _observation_problems(history: History, run_id: str, results: Results) -> li
             "SELECT environment, check_id, measure, value, observed_at FROM observations WHERE run_id = ?", (run_id,)
         )
     }
-    sealed = {(env, check, measure, at): value for _, env, check, measure, value, at in observation_rows(results)}
+    sealed = {
+        (env, check, measure, at): value
+        for record in results.checks
+        for _, env, check, measure, value, at in observation_rows_of(results.run, record)
+    }
     problems = []
     for key in sorted(kept.keys() | sealed.keys()):
         environment, check, measure, at = key

@@ -674,10 +674,6 @@ def record_row(check: CheckRecord) -> tuple[Any, ...]:
     )
 
 
-def observation_rows(results: Results) -> list[tuple[Any, ...]]:
-    return [row for check in results.checks for row in observation_rows_of(results.run, check)]
-
-
 def observation_rows_of(run: Run, check: CheckRecord) -> list[tuple[Any, ...]]:
     """One record's `observations` rows: its `measures`, at the time the record measured them."""
     return [

@@ -254,62 +254,59 @@ def history_facts(answer: dict[str, Any]) -> dict[str, Any]:
 
 def targets_facts(answer: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
     """Active targets: per job how many are up, down or unknown; the ones not up, named."""
-    active = (answer["data"] or {}).get("activeTargets") or []
-    jobs: dict[str, dict[str, int]] = {}
-    not_up = []
-    for target in active:
+    seen = []
+    for target in (answer["data"] or {}).get("activeTargets") or []:
         labels = target.get("labels") or {}
         job = str(labels.get("job") or target.get("scrapePool") or "")
-        health = str(target.get("health") or "unknown")
-        counts = jobs.setdefault(job, {"up": 0, "down": 0, "unknown": 0})
-        counts[health if health in counts else "unknown"] += 1
-        if health != "up":
-            not_up.append(
-                {
-                    "job": job,
-                    "instance": str(labels.get("instance", "")),
-                    "health": health,
-                    "last_error": redactor.redact(str(target.get("lastError") or "")) or None,
-                    "last_scrape": target.get("lastScrape"),
-                    "scrape_url": redactor.redact(str(target.get("scrapeUrl") or "")),
-                }
-            )
-    not_up.sort(key=lambda t: (t["job"], t["instance"]))
-    return {
-        "ok": True,
-        "active_count": len(active),
-        "jobs": dict(sorted(jobs.items())),
-        "not_up_count": len(not_up),
-        "not_up": not_up[:KEPT_TARGETS],
-        "warnings": answer["warnings"],
-    }
+        seen.append((job, str(labels.get("instance", "")), str(target.get("health") or "unknown"), target))
+
+    def scrape(target: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "last_error": redactor.redact(str(target.get("lastError") or "")) or None,
+            "last_scrape": target.get("lastScrape"),
+            "scrape_url": redactor.redact(str(target.get("scrapeUrl") or "")),
+        }
+
+    return _health_facts(seen, scrape, answer["warnings"])
 
 
 def up_targets_facts(answer: dict[str, Any]) -> dict[str, Any]:
     """The same counts from the `up` series (1: the last scrape worked, 0: it failed): no scrape errors, no URLs."""
-    result = (answer["data"] or {}).get("result") or []
     if (answer["data"] or {}).get("resultType") != "vector":
         raise ApiError("the query `up` did not return an instant vector", "failed")
-    jobs: dict[str, dict[str, int]] = {}
-    not_up = []
-    for series in result:
+    seen = []
+    for series in (answer["data"] or {}).get("result") or []:
         labels = series.get("metric") or {}
-        job = str(labels.get("job") or "")
         value = number(series["value"][1])
         health = "up" if value == 1 else "down" if value == 0 else "unknown"
-        jobs.setdefault(job, {"up": 0, "down": 0, "unknown": 0})[health] += 1
+        seen.append((str(labels.get("job") or ""), str(labels.get("instance", "")), health, series))
+    return _health_facts(seen, lambda _: {"last_error": None}, answer["warnings"], source="up")
+
+
+def _health_facts(
+    seen: list[tuple[str, str, str, Any]],
+    details: Callable[[Any], dict[str, Any]],
+    warnings: Any,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Per job how many of `seen` (job, instance, health, what it was read from) are up, down or unknown;
+    the ones not up named, with `details` of what each was read from (made for those only)."""
+    jobs: dict[str, dict[str, int]] = {}
+    not_up = []
+    for job, instance, health, found in seen:
+        counts = jobs.setdefault(job, {"up": 0, "down": 0, "unknown": 0})
+        counts[health if health in counts else "unknown"] += 1
         if health != "up":
-            instance = str(labels.get("instance", ""))
-            not_up.append({"job": job, "instance": instance, "health": health, "last_error": None})
+            not_up.append({"job": job, "instance": instance, "health": health, **details(found)})
     not_up.sort(key=lambda t: (t["job"], t["instance"]))
     return {
         "ok": True,
-        "source": "up",
-        "active_count": len(result),
+        **extra,
+        "active_count": len(seen),
         "jobs": dict(sorted(jobs.items())),
         "not_up_count": len(not_up),
         "not_up": not_up[:KEPT_TARGETS],
-        "warnings": answer["warnings"],
+        "warnings": warnings,
     }
 
 

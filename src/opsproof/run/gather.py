@@ -164,8 +164,11 @@ class Gatherer:
             self._release_waiters()
 
     def _deliver(self, kind: str, facts: Facts) -> None:
+        self._arrive((kind, facts.target), facts)
+
+    def _arrive(self, key: tuple[str, str], facts: Facts | dict[str, Any]) -> None:
         with self._arrived:
-            self._facts[(kind, facts.target)] = facts
+            self._facts[key] = facts
             self._arrived.notify_all()
 
     def _release_waiters(self) -> None:
@@ -179,9 +182,7 @@ class Gatherer:
         if kind == "error":
             self._error = RuntimeError(f"the probes failed: {payload}")
             return
-        with self._arrived:
-            self._facts[(kind, payload["target"])] = payload  # a model when a check asks
-            self._arrived.notify_all()
+        self._arrive((kind, payload["target"]), payload)  # a model when a check asks
 
     def _read_children(self) -> None:
         self._registry = kinds_in_use(self._profile)
