@@ -131,7 +131,7 @@ class _Draft:
         shape = type(value)
         if shape is not dict and shape is not list and shape is not tuple:  # a subclass may show itself otherwise
             return as_text(value)
-        items = value.items() if shape is dict else enumerate(value)
+        items = value.items() if isinstance(value, dict) else enumerate(value)
         key: list[Any] = [shape]
         for name, item in items:
             kind = type(item)
