@@ -410,3 +410,19 @@ def test_the_usable_cores_are_the_affinity_unless_the_variable_says(monkeypatch:
     assert usable_cores() == len(os.sched_getaffinity(0))
     monkeypatch.setenv("OPSPROOF_USABLE_CORES", " 16 ")
     assert usable_cores() == 16
+
+
+def test_what_counts_as_only_the_kinds_checks(runner: Runner) -> None:
+    """The files collection would import, against each kind's declared checks file (`Kind.checks`)."""
+    from opsproof.run.worker_policy import only_kind_checks
+
+    pytester = runner.pytester
+    assert only_kind_checks(pytester.parseconfig("-m", "daily"))  # testpaths: the copy of checks/
+    assert only_kind_checks(pytester.parseconfig("checks/health/test_http.py::test_health"))
+    assert not only_kind_checks(pytester.parseconfig("--pyargs", "some.module"))
+    # A file of one's own, even named after a kind, is a team's code.
+    (pytester.path / "checks" / "custom").mkdir()
+    (pytester.path / "checks" / "custom" / "test_http.py").write_text(OWN_CHECK)
+    assert not only_kind_checks(pytester.parseconfig("-m", "daily"))
+    assert only_kind_checks(pytester.parseconfig("-m", "daily", "--ignore=checks/custom"))
+    assert only_kind_checks(pytester.parseconfig("checks/health", "checks/infra"))

@@ -134,7 +134,7 @@ def _test_files(config: pytest.Config) -> Iterator[Path]:
         )
 
     for root in _roots(config):
-        if root.is_file():
+        if not root.is_dir():  # a file, or what is none (`--pyargs` names a module): not a kind's
             if not left_out(root):
                 yield root
             continue
