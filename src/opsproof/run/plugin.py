@@ -141,7 +141,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="ID",
         help="the run's id, shared by its shards (default: $OPSPROOF_RUN_ID, else a new one)",
     )
-    add_worker_option(scale)
+    add_worker_option(parser)
     add_signal_options(parser)
     parser.addini("opsproof", type="bool", default=False, help="run opsproof checks without --profile")
 

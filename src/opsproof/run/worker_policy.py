@@ -23,7 +23,6 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -35,7 +34,8 @@ KINDS_ONLY = (
 )
 
 
-def add_option(group: Any) -> None:
+def add_option(parser: pytest.Parser) -> None:
+    group = parser.getgroup("opsproof-workers", "opsproof workers: pytest-xdist's -n N (docs/running.md, Workers)")
     group.addoption(
         INSIST,
         action="store_true",
