@@ -21,7 +21,7 @@ import gc
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -35,7 +35,6 @@ from opsproof.probes import Facts, kinds_in_use
 from opsproof.profile import ITEM_SECTIONS, Item, Profile
 from opsproof.run import custom, on_demand
 from opsproof.run.gather import Gatherer
-from opsproof.run.past import past_of
 from opsproof.run.quiet import Quiet, skip_capture
 from opsproof.run.records import (
     AllureAnnotator,
@@ -51,6 +50,9 @@ from opsproof.run.state import STATE, RunState, TargetRef, kind_of_path, owns_pr
 from opsproof.run.worker_policy import Declined, decline_workers
 from opsproof.run.worker_policy import add_option as add_worker_option
 from opsproof.signals.options import add_options as add_signal_options
+
+if TYPE_CHECKING:
+    from opsproof.compliance.observations import Observations
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -413,6 +415,14 @@ def _share_locations(items: list[pytest.Item]) -> None:
             item.__dict__["location"] = (*known, item.name)  # the cached_property's own slot
 
 
+def _past_of(state: RunState) -> Observations:
+    # Imported at the first check, not with the plugin: the trends reader and the history's module
+    # (~40 ms uncompiled) are then loaded while the run waits for facts, not before its first probe.
+    from opsproof.run.past import past_of
+
+    return past_of(state)
+
+
 def _is_kind_check(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
     return callspec is not None and isinstance(callspec.params.get("target"), TargetRef)
@@ -505,8 +515,9 @@ def _handed(node: pytest.Item, *asked: str) -> dict[str, Any]:
     if "item" in wants and "item" not in funcargs:
         funcargs["item"] = ref.model
     if ("check" in wants or "facts" in wants) and "check" not in funcargs:
+        past = ref.run.past if ref.run.past is not None else _past_of(ref.run)
         funcargs["check"] = Check(
-            check_id=identity(node)[0], kind=ref.kind, target=ref.name, severity=ref.severity, history=past_of(ref.run)
+            check_id=identity(node)[0], kind=ref.kind, target=ref.name, severity=ref.severity, history=past
         )
     if "facts" in wants and "facts" not in funcargs:
         found = _facts_of(ref.run, ref)

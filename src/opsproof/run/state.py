@@ -30,7 +30,7 @@ from opsproof.targets import kinds as registered_kinds
 from opsproof.units import utc_now
 
 if TYPE_CHECKING:
-    from opsproof.compliance.history import Location
+    from opsproof.compliance.history_location import Location
     from opsproof.compliance.observations import Observations
     from opsproof.compliance.upload import BucketLock, S3Target
     from opsproof.evidence.signing import Signer
@@ -229,7 +229,7 @@ def _upload(config: pytest.Config) -> Upload | None:
 
 
 def _history_location(config: pytest.Config, report_dir: Path, redactor: Redactor) -> Location:
-    from opsproof.compliance.history import DSN_VARIABLE, locate
+    from opsproof.compliance.history_location import DSN_VARIABLE, locate
 
     try:
         location = locate(report_dir, config.getoption("history_dsn") or os.environ.get(DSN_VARIABLE))
