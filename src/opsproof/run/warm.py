@@ -108,7 +108,10 @@ def start_for_run(early_config: pytest.Config) -> None:
         head = path.read_bytes()
     except Exception:  # the run reports a profile it cannot read, with its exit status
         return
-    start(guessed_kinds(head))
+    from opsproof.probes import kind_named
+
+    # A process that imported a kind's libraries already (the demo's held pytest) forks at `prepare`.
+    start(name for name in guessed_kinds(head) if not all(m in sys.modules for m in kind_named(name).imports))
     early_config.add_cleanup(dismiss_all)
 
 
@@ -121,7 +124,7 @@ def guessed_kinds(text: bytes) -> list[str]:
 
 
 def start(kinds: Iterable[str]) -> None:
-    """Fork a warm process for each of these kinds whose libraries this process has not imported."""
+    """Fork a warm process for each of these kinds (once per run: `claim` or `dismiss_all` end them)."""
     global _owner, _classes
     from opsproof.probes import kind_named
 
@@ -131,9 +134,7 @@ def start(kinds: Iterable[str]) -> None:
     _owner = os.getpid()
     _classes = _model_classes()
     for name in kinds:
-        probe = kind_named(name)
-        if all(module in sys.modules for module in probe.imports):
-            continue  # nothing to import ahead (a process that imported them, as the demo's held pytest)
+        kind_named(name)  # its probe module, imported here once for the run's processes
         payload_read, payload_write = os.pipe()
         request_read, request_write = os.pipe()
         result_read, result_write = os.pipe()
