@@ -37,11 +37,66 @@ TARGETS = {"slow": (1.5, 300.0), "instant": (1.3, 200.0)}
 BLACKBOX_RATIO_TARGET = 1.5
 
 
-# -- the slow server (runs in its own process) ---------------------------------------------
+# -- the endpoints' server (runs in its own process) ----------------------------------------
+
+BODY = b'{"status": "healthy"}'
+ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+)
+NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 
 
-def serve(delay_s: float) -> None:
-    """Serve /svc/{n} on 127.0.0.1 (a free port), answering after `delay_s`; print the port, serve forever."""
+def serve(delay_s: float, server: str = "lean") -> None:
+    """Serve /svc/{n} on 127.0.0.1 (a free port), answering after `delay_s`; print the port, serve forever.
+
+    `lean` (the default since session 8): HTTP/1.1 keep-alive on asyncio's bare protocol, one canned
+    answer. The server shares the machine's two cores with the run it serves, so its own CPU per
+    request (aiohttp.web's ~0.2 ms, about as much as the client's) was charged to opsproof's wall
+    time; the lean one spends a fraction of that. `aiohttp` keeps the server of sessions 1-7 for
+    comparing with their figures.
+    """
+    import asyncio
+
+    if server == "aiohttp":
+        return _serve_aiohttp(delay_s)
+
+    class Endpoint(asyncio.Protocol):
+        # Neither aiohttp's client nor blackbox_exporter's pipelines requests: one at a time per connection.
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: Any = transport
+            self.pending = b""
+
+        def data_received(self, data: bytes) -> None:
+            self.pending += data
+            while (end := self.pending.find(b"\r\n\r\n")) >= 0:
+                head, self.pending = self.pending[:end], self.pending[end + 4 :]
+                answer = ANSWER if head.startswith(b"GET /svc/") else NOT_FOUND
+                close = b"connection: close" in head.lower()
+                if delay_s > 0:
+                    asyncio.get_running_loop().call_later(delay_s, self.answer, answer, close)
+                else:
+                    self.answer(answer, close)
+
+        def answer(self, answer: bytes, close: bool) -> None:
+            if self.transport.is_closing():
+                return
+            self.transport.write(answer)
+            if close:
+                self.transport.close()
+
+    async def main() -> None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        # A backlog of the usual kernel maximum: 1,000 simultaneous connects must not overflow the accept queue.
+        server = await asyncio.get_running_loop().create_server(Endpoint, sock=sock, backlog=4096)
+        print(sock.getsockname()[1], flush=True)
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def _serve_aiohttp(delay_s: float) -> None:
     import asyncio
 
     from aiohttp import web
@@ -58,7 +113,6 @@ def serve(delay_s: float) -> None:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        # A backlog of the usual kernel maximum: 1,000 simultaneous connects must not overflow the accept queue.
         await web.SockSite(runner, sock, backlog=4096).start()
         print(port, flush=True)
         await asyncio.Event().wait()
@@ -67,9 +121,10 @@ def serve(delay_s: float) -> None:
 
 
 @contextmanager
-def slow_server(delay_s: float) -> Iterator[int]:
+def slow_server(delay_s: float, server: str = "lean") -> Iterator[int]:
     """Start `serve` in a separate process; yield its port once it answers."""
-    with harness.child_server([sys.executable, __file__, "--serve", "--delay", str(delay_s)]) as (line, proc):
+    command = [sys.executable, __file__, "--serve", "--delay", str(delay_s), "--server", server]
+    with harness.child_server(command) as (line, proc):
         if not line.isdigit():
             raise BenchError(f"the slow server did not start (said {line!r}, exit {proc.poll()})")
         port = int(line)
@@ -134,9 +189,10 @@ def bench(
     with_blackbox: bool = True,
     loaded: bool = False,
     bare: bool = True,
+    server: str = "lean",
 ) -> dict[str, Any]:
     """Floor, blackbox_exporter (when installed and asked) and opsproof runs, alternating; the medians."""
-    with harness.workdir(keep) as work, slow_server(delay_s) as port, ExitStack() as stack:
+    with harness.workdir(keep) as work, slow_server(delay_s, server) as port, ExitStack() as stack:
         profile = work / "bench.yaml"
         if loaded:  # bench_shards' thresholds: on a starved machine a 100 ms answer is measured in seconds
             write_profile(profile, port, items, concurrency, timeout="60s", latency="{warn: 30s, fail: 60s}")
@@ -162,6 +218,7 @@ def bench(
         "concurrency": concurrency,
         "endpoint_delay_s": delay_s,
         "loaded": loaded,
+        "server": server,
     }
     figures = harness.figures(
         setup, floors, runs, extras, floor_extra_s=delay_s, ratio_target=ratio_target, rss_target_mib=rss_target
@@ -181,7 +238,7 @@ def print_table(figures: dict[str, Any]) -> None:
     delay = figures["endpoint_delay_s"]
     answering = f"answering in {delay * 1000:.0f} ms" if delay else "against an instant server"
     harness.print_table(
-        f"HTTP benchmark: {figures['items']} items {answering}",
+        f"HTTP benchmark: {figures['items']} items {answering} ({figures.get('server', 'aiohttp')} server)",
         figures,
         extra_row=f"floor + {delay:g} s" if delay else None,
     )
@@ -211,12 +268,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a machine shared with other work: timeout 60s and latency {warn: 30s, fail: 60s}, so a "
         "starved process's slow measurements do not turn checks into warnings and abort the benchmark",
     )
+    parser.add_argument(
+        "--server",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="the endpoints' server: lean (asyncio's bare protocol, the default) or aiohttp (aiohttp.web, "
+        "the server of the figures before session 8)",
+    )
     args, _ = parser.parse_known_args(argv)
     with_blackbox = not args.no_blackbox and args.delay > 0 and blackbox.available()
     measure = functools.partial(
-        bench, delay_s=args.delay, with_blackbox=with_blackbox, loaded=args.loaded, bare=not args.plugin_floor
+        bench,
+        delay_s=args.delay,
+        with_blackbox=with_blackbox,
+        loaded=args.loaded,
+        bare=not args.plugin_floor,
+        server=args.server,
     )
-    return harness.main(parser, argv, lambda args: serve(args.delay), measure, print_table)
+    return harness.main(parser, argv, lambda args: serve(args.delay, args.server), measure, print_table)
 
 
 if __name__ == "__main__":

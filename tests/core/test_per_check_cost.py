@@ -376,3 +376,32 @@ def test_facts_wait_as_json_until_a_check_asks(tmp_path: Path, http_server: Http
         assert gatherer.facts("http", "a") is first
     finally:
         gatherer.stop()
+
+
+def test_a_kind_check_shares_its_functions_location_and_it_is_pytests_own(
+    runner: Runner, http_server: HttpServer
+) -> None:
+    """Every check's location (file, line, name: junit.xml, -v and the reports use it) is what pytest makes."""
+    names = ("a", "b", "c")
+    runner.profile(http_profile(*(f"{{name: {n}, url: '{http_server.base}/health'}}" for n in names)))
+    runner.pytester.makeconftest(
+        "import json\n"
+        "import pytest\n"
+        "from _pytest.nodes import Item\n"
+        "@pytest.hookimpl(trylast=True)\n"
+        "def pytest_collection_modifyitems(items):\n"
+        "    rows = [[i.nodeid, i.__dict__.get('location'), Item.location.func(i)] for i in items]\n"
+        "    with open('locations.json', 'w') as out:\n"
+        "        json.dump(rows, out)\n"
+    )
+    run = runner.run("-m", "daily")
+    assert run.record("http.health[a]")["outcome"] == "passed"
+    rows = json.loads((runner.pytester.path / "locations.json").read_text())
+    http = [row for row in rows if "test_http.py::test_health[" in row[0]]
+    assert [row[0].rsplit("[", 1)[1] for row in http] == ["a]", "b]", "c]"]
+    # The first is pytest's own (worked out when asked); the others are given, and equal what pytest makes.
+    assert http[0][1] is None or http[0][1] == http[0][2]
+    for nodeid, shared, own in http[1:]:
+        assert shared is not None, nodeid
+        assert shared == own, nodeid
+    assert http[1][2][2] == "test_health[b]"

@@ -114,3 +114,30 @@ def test_a_page_of_2000_checks_stays_small() -> None:
     facts = split_scripts(page)[1]
     assert len(page.encode()) < 2000 * 600, len(page.encode())
     assert len(facts.encode()) < 2000 * 150, len(facts.encode())
+
+
+def test_lists_and_dicts_written_alike_but_of_other_types_keep_their_own_texts() -> None:
+    """The texts of flat facts are remembered by their items *and* types: 1, 1.0 and True are equal in Python."""
+    values: list[Any] = [[1], [1.0], [True], {"a": 1}, {"a": True}, {"a": 1.0}, [1], {"a": 1}, ("x", None)]
+    results = _results([make_check(i, "passed", "high", observed={"v": value}) for i, value in enumerate(values)])
+    facts = json.loads(split_scripts(render_html(results))[1])
+    texts = facts["t"]
+
+    def text(record: list[Any]) -> str:
+        observed = record[7]  # [shape, the "v" fact], or the index of one written alike more than once
+        value = (facts["d"][observed] if isinstance(observed, int) else observed)[1]
+        written, how = value  # [text or i, 2]: a nested list/dict as compact JSON
+        assert how == 2
+        return texts[written] if isinstance(written, int) else written
+
+    assert [text(record) for record in facts["c"]] == [
+        "[1]",
+        "[1.0]",
+        "[true]",
+        '{"a": 1}',
+        '{"a": true}',
+        '{"a": 1.0}',
+        "[1]",
+        '{"a": 1}',
+        '["x", null]',
+    ]

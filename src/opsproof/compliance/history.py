@@ -30,6 +30,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -667,11 +668,17 @@ def record_row(check: CheckRecord) -> tuple[Any, ...]:
         check.severity,
         check.outcome,
         check.message,
-        json.dumps(check.controls),
+        _controls_text(tuple(check.controls)),
         json.dumps(check.waiver.dump()) if check.waiver else None,
         check.started_at,
         json.dumps(check.maintenance.dump()) if check.maintenance else None,
     )
+
+
+@lru_cache(maxsize=256)
+def _controls_text(controls: tuple[str, ...]) -> str:
+    # A kind's checks share their controls: one encoding for thousands of rows.
+    return json.dumps(list(controls))
 
 
 def observation_rows_of(run: Run, check: CheckRecord) -> list[tuple[Any, ...]]:

@@ -42,6 +42,9 @@ __all__ = ["FactsData"]
 SHORTEST_SHARED = 5
 _STRING, _SCALAR, _JSON, _AS_IS = 0, 1, 2, 3
 _SAFE_FLOAT = (1e-4, 1e16)  # Python's repr and JavaScript's String() agree on floats in this range
+# What a fact's list or dict may hold for its text to be remembered, and how many of them (three key parts each).
+_FLAT = frozenset({str, int, float, bool, type(None)})
+_FLAT_LONGEST = 3 * 16
 
 
 class FactsData:
@@ -119,6 +122,27 @@ class _Draft:
         self.shapes: dict[tuple[str, ...], int] = {}
         self.lists: dict[tuple[str, ...], int] = {}
         self.base_ms: int | None = None
+        # The JSON text of a small flat list or dict by its items and their types: the same
+        # thresholds, statuses and bodies recur in thousands of records (4 encodings a check).
+        self._json: dict[tuple[Any, ...], str] = {}
+
+    def json_text(self, value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> str:
+        """`as_text(value)`, worked out once for each flat value (only scalars in it) written alike."""
+        shape = type(value)
+        if shape is not dict and shape is not list and shape is not tuple:  # a subclass may show itself otherwise
+            return as_text(value)
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        key: list[Any] = [shape]
+        for name, item in items:
+            kind = type(item)
+            if kind not in _FLAT or len(key) > _FLAT_LONGEST:
+                return as_text(value)
+            key += (name, kind, item)  # with its type: 1, 1.0 and True are equal keys but different texts
+        whole = tuple(key)
+        text = self._json.get(whole)
+        if text is None:
+            text = self._json[whole] = as_text(value)
+        return text
 
     def text(self, value: str, kind: int = _STRING) -> str | tuple[str, int]:
         """A pending text: the text itself (most of them: a str in a draft is pending), or (text, kind)."""
@@ -197,7 +221,7 @@ class _Draft:
             ):
                 drafted.append(fact)
             elif isinstance(fact, (dict, list, tuple)):
-                drafted.append(self.text(as_text(fact), _JSON))
+                drafted.append(self.text(self.json_text(fact), _JSON))
             elif isinstance(fact, str):
                 drafted.append(self.text(fact))
             else:

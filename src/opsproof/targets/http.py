@@ -200,6 +200,8 @@ class HttpTarget(Item):
     @property
     def credentials(self) -> tuple[str, str] | None:
         """`user:password@` of the URL, decoded (the profile URL-encodes a password that needs it)."""
+        if "@" not in self.url:  # most URLs: no parse (the profile's load asks this of every item)
+            return None
         parts = urlsplit(self.url)
         if "@" not in parts.netloc:
             return None
