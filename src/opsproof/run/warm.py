@@ -27,7 +27,6 @@ import importlib
 import io
 import json
 import os
-import pickle
 import re
 import signal
 import sys
@@ -209,6 +208,8 @@ def _main(kind: str, payload_read: int, request_read: int, result_write: int, pa
 
 
 def _probe(kind: str, state: bytes, request_read: int, result_write: int) -> int:
+    import pickle
+
     from opsproof.run import gather
 
     try:
@@ -254,6 +255,8 @@ def courier(
 
 def dumps(state: Any, classes: dict[int, type[Any]]) -> bytes:
     """`state` pickled for a warm process (see the module's docstring for the classes)."""
+    import pickle
+
     from opsproof.profile import ProfileBase
 
     buffer = io.BytesIO()
@@ -269,6 +272,8 @@ def dumps(state: Any, classes: dict[int, type[Any]]) -> bytes:
 
 
 def _reduce_class(cls: type[Any], classes: dict[int, type[Any]]) -> Any:
+    import pickle
+
     module = sys.modules.get(cls.__module__)
     if module is not None and _named(module, cls.__qualname__) is cls:
         return cls.__qualname__  # by name, as pickle does
