@@ -107,8 +107,8 @@ def test_every_example_profile_reaches_a_warm_process_as_it_was_loaded(path: Pat
     """Every kind's models pickle: by name, or by their place in the table the processes share since the fork."""
     env = fake_environment(path.read_text(encoding="utf-8"))
     loaded = load_profile(path, environ=env)
-    state = warm.dumps((loaded.profile, {}, None, loaded.redactor, None), warm._model_classes())
-    profile, _, _, redactor, _ = pickle.loads(state)
+    state = warm.dumps((loaded.profile, {}, None, loaded.redactor, None, {}, "/"), warm._model_classes())
+    profile, _, _, redactor, *_ = pickle.loads(state)
     assert isinstance(profile, Profile)
     assert profile.model_dump() == loaded.profile.model_dump()
     assert profile.targets("http") == loaded.profile.targets("http")

@@ -214,7 +214,12 @@ def _probe(kind: str, state: bytes, request_read: int, result_write: int) -> int
     from opsproof.run import gather
 
     try:
-        profile, early, history, redactor, change = pickle.loads(state)
+        profile, early, history, redactor, change, environ, cwd = pickle.loads(state)
+        # As a process forked at `prepare` would have them: a conftest may have set a variable
+        # the probes' libraries read (AWS_PROFILE, KUBECONFIG) after this process forked.
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(cwd)
     except Exception as exc:  # every check of the kind says why, as for a probe process that failed
         with os.fdopen(result_write, "w", encoding="utf-8") as out:
             out.write(json.dumps(["error", f"the run's state did not reach the probe process: {exc}"]) + "\n")
@@ -237,7 +242,11 @@ def courier(
     try:
         try:
             state = dumps(
-                (gatherer._profile, gatherer._early, gatherer._history, gatherer._redactor, gatherer._change),
+                (
+                    *(gatherer._profile, gatherer._early, gatherer._history, gatherer._redactor, gatherer._change),
+                    dict(os.environ),
+                    os.getcwd(),
+                ),
                 process.classes,
             )
         except Exception:  # left to a process that has the state: this one (the warm one reads nothing and exits)
