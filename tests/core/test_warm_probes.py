@@ -19,7 +19,7 @@ from test_runbook_profiles import PROFILES, fake_environment
 from conftest import HttpServer, http_profile, process_alive, wait_for
 from opsproof.profile import Profile, load_profile
 from opsproof.run import warm
-from opsproof.run.gather import Gatherer
+from opsproof.run.gather import Gatherer, serve_state
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def _gatherer(tmp_path: Path, base: str) -> Gatherer:
 
 @pytest.mark.usefixtures("no_warm_left")
 def test_a_warm_process_probes_the_targets_it_is_told_after_it_started(tmp_path: Path, http_server: HttpServer) -> None:
-    warm.start(["http"])  # before the profile is loaded, as the plugin does
+    warm.start(["http"], serve_state)  # before the profile is loaded, as the plugin does
     warm_pid = warm._started["http"].pid
     gatherer = _gatherer(tmp_path, http_server.base).prepare(early={"http": {"a"}})
     try:
@@ -55,7 +55,7 @@ def test_a_warm_process_probes_the_targets_it_is_told_after_it_started(tmp_path:
 def test_a_warm_process_of_a_kind_the_profile_lacks_is_killed_before_it_contacts_anything(
     tmp_path: Path, http_server: HttpServer
 ) -> None:
-    warm.start(["http", "tls"])
+    warm.start(["http", "tls"], serve_state)
     unused = warm._started["tls"].pid
     gatherer = _gatherer(tmp_path, http_server.base).prepare()
     try:
@@ -75,7 +75,7 @@ def test_state_that_does_not_pickle_is_probed_by_the_courier_itself(
         raise pickle.PicklingError("made after the fork")
 
     monkeypatch.setattr(warm, "dumps", unpicklable)  # the courier, forked below, inherits it
-    warm.start(["http"])
+    warm.start(["http"], serve_state)
     warm_pid = warm._started["http"].pid
     gatherer = _gatherer(tmp_path, http_server.base).prepare()
     try:
@@ -90,7 +90,7 @@ def test_state_that_does_not_pickle_is_probed_by_the_courier_itself(
 def test_a_warm_process_that_died_leaves_its_checks_an_error_never_facts(
     tmp_path: Path, http_server: HttpServer
 ) -> None:
-    warm.start(["http"])
+    warm.start(["http"], serve_state)
     warm_pid = warm._started["http"].pid
     os.kill(warm_pid, signal.SIGKILL)
     gatherer = _gatherer(tmp_path, http_server.base).prepare()
@@ -103,12 +103,16 @@ def test_a_warm_process_that_died_leaves_its_checks_an_error_never_facts(
 
 
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
-def test_every_example_profile_reaches_a_warm_process_as_it_was_loaded(path: Path) -> None:
+def test_every_example_profile_reaches_a_warm_process_as_it_was_loaded(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every kind's models pickle: by name, or by their place in the table the processes share since the fork."""
     env = fake_environment(path.read_text(encoding="utf-8"))
     loaded = load_profile(path, environ=env)
-    state = warm.dumps((loaded.profile, {}, None, loaded.redactor, None, {}, "/"), warm._model_classes())
-    profile, _, _, redactor, *_ = pickle.loads(state)
+    classes = warm._model_classes()
+    monkeypatch.setattr(warm, "_classes", classes)  # the table a warm process holds since its fork
+    state = warm.dumps(((loaded.profile, {}, None, loaded.redactor, None), {}, "/"), classes)
+    (profile, _, _, redactor, _), _, _ = pickle.loads(state)
     assert isinstance(profile, Profile)
     assert profile.model_dump() == loaded.profile.model_dump()
     assert profile.targets("http") == loaded.profile.targets("http")

@@ -16,7 +16,7 @@ from test_hosts_checks import QUIET, fake_program, hosts_profile, local
 
 from opsproof.profile import load_profile
 from opsproof.run import warm
-from opsproof.run.gather import Gatherer
+from opsproof.run.gather import Gatherer, serve_state
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_a_warm_process_probes_with_the_environment_the_run_has_when_it_probes(
 
     local:// runs the host's programs from PATH: a `uname` put first on PATH after the fork names the host.
     """
-    warm.start(["hosts"])
+    warm.start(["hosts"], serve_state)
     folder = tmp_path / "bin"
     folder.mkdir()
     fake_program(folder, "uname", "echo Linux warm-test-host 6.1.0 x86_64")

@@ -20,6 +20,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from opsproof.probes import Facts, ProbeContext, ProbeKind, kind_named, kinds_in_use, redacted
@@ -114,7 +115,9 @@ class Gatherer:
             pid = os.fork()
             if pid == 0:
                 self._close_siblings(started.values(), keep=process.courier_fds)
-                warm.courier(self, kind_name, process, parent, _probe_in_child)
+                warm.courier(
+                    self._run_state(), process, parent, partial(_probe_in_child, self, kind_name, parent=parent)
+                )
             process.handed_over()
             self._children[kind_name].courier = pid
         if self._children:
@@ -230,6 +233,10 @@ class Gatherer:
                 self._reap(child)
             self._release_waiters()
 
+    def _run_state(self) -> tuple[Any, ...]:
+        """What a probe process needs of this gatherer (`serve_state` makes one of it in a warm process)."""
+        return (self._profile, self._early, self._history, self._redactor, self._change)
+
     def _close_siblings(self, started: Iterable[warm.Warm], keep: tuple[int, ...]) -> None:
         """In a process just forked: close the parent's ends of every other probe process's pipes."""
         held = [fd for child in self._children.values() for fd in (child.requests, child.results) if fd is not None]
@@ -306,6 +313,15 @@ def _probe_in_child(gatherer: Gatherer, kind: str, request_read: int, result_wri
     finally:
         # _exit: no atexit handlers, no flushing of buffers inherited from pytest.
         os._exit(status)
+
+
+def serve_state(kind: str, state: tuple[Any, ...], request_read: int, result_write: int) -> int:
+    """In a warm process (`opsproof.run.warm`): probe as a process forked by `prepare` with this state would."""
+    profile, early, history, redactor, change = state
+    gatherer = Gatherer(profile, history=history, redactor=redactor, change=change)
+    gatherer._early = early
+    settle(gatherer, kind)
+    return serve(gatherer, kind, request_read, result_write)
 
 
 def settle(gatherer: Gatherer, kind: str) -> None:

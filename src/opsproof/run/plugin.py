@@ -34,7 +34,7 @@ from opsproof.model.markers import ALL_MARKERS, CADENCE_MARKERS
 from opsproof.probes import Facts, kinds_in_use
 from opsproof.profile import ITEM_SECTIONS, Item, Profile
 from opsproof.run import custom, on_demand, warm
-from opsproof.run.gather import Gatherer
+from opsproof.run.gather import Gatherer, serve_state
 from opsproof.run.past import past_of
 from opsproof.run.quiet import Quiet, skip_capture
 from opsproof.run.records import (
@@ -155,7 +155,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     profile loads (`opsproof.run.warm`); then the blocked plugins the command line asks for are
     loaded (`opsproof.run.on_demand`).
     """
-    warm.start_for_run(early_config)
+    warm.start_for_run(early_config, serve_state)
     on_demand.load_asked_for(early_config, parser, args)
     known = early_config.known_args_namespace
     checks = early_config.invocation_params.dir / "checks"

@@ -40,7 +40,9 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     import pytest
 
-    from opsproof.run.gather import Gatherer
+# How a warm process probes once it has the run's state (`opsproof.run.gather.serve_state`): the
+# kind, the state the gatherer handed over, its request and result pipes; the exit status.
+Serve = Callable[[str, tuple[Any, ...], int, int], int]
 
 # A top-level key of a YAML profile: the kinds' sections are plain words at the start of a line.
 # A newline, not `^` and MULTILINE: 5x faster (1.7 ms over a 10,000-item profile, before it loads).
@@ -88,7 +90,7 @@ _owner = 0  # the process that forked them: a process forked from it has none of
 _classes: dict[int, type[Any]] = {}
 
 
-def start_for_run(early_config: pytest.Config) -> None:
+def start_for_run(early_config: pytest.Config, serve: Serve) -> None:
     """From `pytest_load_initial_conftests`: warm processes for the kinds of the profile the command line names.
 
     Only a run that will probe: not an xdist worker (the controller probes), not
@@ -97,7 +99,7 @@ def start_for_run(early_config: pytest.Config) -> None:
     """
     known = early_config.known_args_namespace
     chosen = getattr(known, "profile", None)
-    if not chosen or os.environ.get("PYTEST_XDIST_WORKER") or not hasattr(os, "fork"):
+    if not chosen or _xdist_worker() or not hasattr(os, "fork"):
         return
     if getattr(known, "collectonly", False) or getattr(known, "help", False):
         return
@@ -111,8 +113,16 @@ def start_for_run(early_config: pytest.Config) -> None:
     from opsproof.probes import kind_named
 
     # A process that imported a kind's libraries already (the demo's held pytest) forks at `prepare`.
-    start(name for name in guessed_kinds(head) if not all(m in sys.modules for m in kind_named(name).imports))
+    start((name for name in guessed_kinds(head) if not all(m in sys.modules for m in kind_named(name).imports)), serve)
     early_config.add_cleanup(dismiss_all)
+
+
+def _xdist_worker() -> bool:
+    """This process is a pytest-xdist worker (execnet starts it with `python -c`).
+
+    Not the variable alone: a pytest a test of an xdist run starts inherits PYTEST_XDIST_WORKER.
+    """
+    return bool(os.environ.get("PYTEST_XDIST_WORKER")) and sys.argv[:1] == ["-c"]
 
 
 def guessed_kinds(text: bytes) -> list[str]:
@@ -123,7 +133,7 @@ def guessed_kinds(text: bytes) -> list[str]:
     return [name for name in kinds() if name in keys]
 
 
-def start(kinds: Iterable[str]) -> None:
+def start(kinds: Iterable[str], serve: Serve) -> None:
     """Fork a warm process for each of these kinds (once per run: `claim` or `dismiss_all` end them)."""
     global _owner, _classes
     from opsproof.probes import kind_named
@@ -143,7 +153,7 @@ def start(kinds: Iterable[str]) -> None:
             for fd in (*held_fds(), payload_write, request_write, result_read):
                 os.close(fd)
             _started.clear()
-            _main(name, payload_read, request_read, result_write, _owner)
+            _main(name, payload_read, request_read, result_write, _owner, serve)
         os.close(payload_read)
         _started[name] = Warm(
             name, pid, payload_write, request_write, result_read, request_read, result_write, _classes
@@ -187,7 +197,7 @@ def die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _main(kind: str, payload_read: int, request_read: int, result_write: int, parent: int) -> NoReturn:
+def _main(kind: str, payload_read: int, request_read: int, result_write: int, parent: int, serve: Serve) -> NoReturn:
     """The warm process: import the kind's libraries, wait for the run's state, then probe as told."""
     from opsproof.probes import kind_named
 
@@ -201,20 +211,18 @@ def _main(kind: str, payload_read: int, request_read: int, result_write: int, pa
         with os.fdopen(payload_read, "rb") as payload:
             state = payload.read()
         if state:  # nothing: the kind has no items in this run, or the courier probes it itself
-            status = _probe(kind, state, request_read, result_write)
+            status = _probe(kind, state, request_read, result_write, serve)
     except BaseException:
         status = 1
     finally:
         os._exit(status)
 
 
-def _probe(kind: str, state: bytes, request_read: int, result_write: int) -> int:
+def _probe(kind: str, state: bytes, request_read: int, result_write: int, serve: Serve) -> int:
     import pickle
 
-    from opsproof.run import gather
-
     try:
-        profile, early, history, redactor, change, environ, cwd = pickle.loads(state)
+        run_state, environ, cwd = pickle.loads(state)
         # As a process forked at `prepare` would have them: a conftest may have set a variable
         # the probes' libraries read (AWS_PROFILE, KUBECONFIG) after this process forked.
         os.environ.clear()
@@ -224,34 +232,23 @@ def _probe(kind: str, state: bytes, request_read: int, result_write: int) -> int
         with os.fdopen(result_write, "w", encoding="utf-8") as out:
             out.write(json.dumps(["error", f"the run's state did not reach the probe process: {exc}"]) + "\n")
         return 1
-    gatherer = gather.Gatherer(profile, history=history, redactor=redactor, change=change)
-    gatherer._early = early
-    gather.settle(gatherer, kind)
-    return gather.serve(gatherer, kind, request_read, result_write)
+    return serve(kind, run_state, request_read, result_write)
 
 
 def courier(
-    gatherer: Gatherer,
-    kind: str,
-    process: Warm,
-    parent: int,
-    fallback: Callable[[Gatherer, str, int, int, int], NoReturn],
+    run_state: tuple[Any, ...], process: Warm, parent: int, fallback: Callable[[int, int], NoReturn]
 ) -> NoReturn:
-    """In a process forked by `prepare`: hand the warm process the run's state, or probe the kind in its stead."""
+    """In a process forked by `prepare`: hand the warm process the run's state, or probe the kind in its stead.
+
+    `fallback(request_read, result_write)` probes the kind in this process, as one forked by `prepare`.
+    """
     status = 0
     try:
         try:
-            state = dumps(
-                (
-                    *(gatherer._profile, gatherer._early, gatherer._history, gatherer._redactor, gatherer._change),
-                    dict(os.environ),
-                    os.getcwd(),
-                ),
-                process.classes,
-            )
+            state = dumps((run_state, dict(os.environ), os.getcwd()), process.classes)
         except Exception:  # left to a process that has the state: this one (the warm one reads nothing and exits)
             os.close(process.payload)
-            fallback(gatherer, kind, process.request_read, process.result_write, parent)
+            fallback(process.request_read, process.result_write)
         os.close(process.request_read)
         os.close(process.result_write)
         die_with(parent)
@@ -267,18 +264,24 @@ def dumps(state: Any, classes: dict[int, type[Any]]) -> bytes:
     """`state` pickled for a warm process (see the module's docstring for the classes)."""
     import pickle
 
-    from opsproof.profile import ProfileBase
-
     buffer = io.BytesIO()
     pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
     table = copyreg.dispatch_table.copy()
     table[type(BaseModel)] = lambda cls: _reduce_class(cls, classes)
-    profile = state[0]
-    if isinstance(profile, ProfileBase):
+    for profile in _profiles_in(state):
         table[type(profile)] = _reduce_profile
     pickler.dispatch_table = table
     pickler.dump(state)
     return buffer.getvalue()
+
+
+def _profiles_in(state: Any) -> list[Any]:
+    """The profiles at the top of a state (tuples of tuples): their classes are made at load."""
+    from opsproof.profile import ProfileBase
+
+    if isinstance(state, ProfileBase):
+        return [state]
+    return [found for part in state for found in _profiles_in(part)] if isinstance(state, tuple) else []
 
 
 def _reduce_class(cls: type[Any], classes: dict[int, type[Any]]) -> Any:
