@@ -262,15 +262,27 @@ def _severity_table(summary: dict[str, Any], checks: list[Mapping[str, Any]]) ->
 
 def _controls(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Results rolled up by control: what an auditor asks first ("did CC7.1 operate?"); framework rows between."""
-    counts: dict[str, Counter[str]] = {}
+    # Counted by (outcome, the check's controls) first: thousands of checks share a handful of
+    # such pairs (a kind's checks have the kind's controls), each spread over its controls once.
+    pairs: Counter[tuple[str, tuple[str, ...]]] = Counter()
+    read: dict[tuple[Any, ...], tuple[str, ...]] = {}
     open_checks: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         check = entry["check"]
         outcome = as_text(check.get("outcome"))
-        for control in dict.fromkeys(as_text(c) for c in as_list(check.get("controls"))):
-            counts.setdefault(control, Counter())[outcome] += 1
-            if outcome in OPEN_OUTCOMES or outcome not in OUTCOME_ORDER:
+        written = as_list(check.get("controls"))
+        key = tuple(written) if all(type(c) is str for c in written) else tuple(map(as_text, written))
+        controls = read.get(key)
+        if controls is None:
+            controls = read[key] = tuple(dict.fromkeys(key))  # each control once, in the check's order
+        pairs[outcome, controls] += 1
+        if outcome in OPEN_OUTCOMES or outcome not in OUTCOME_ORDER:
+            for control in controls:
                 open_checks.setdefault(control, []).append(entry)
+    counts: dict[str, Counter[str]] = {}
+    for (outcome, controls), seen in pairs.items():
+        for control in controls:
+            counts.setdefault(control, Counter())[outcome] += seen
     rows: list[dict[str, Any]] = []
     framework = None
     for control in sorted(counts, key=control_sort_key):

@@ -190,11 +190,16 @@ class _Draft:
     def chips(self, values: Any) -> int:
         # As page.chips reads them: a string is one chip, anything else not a list is none.
         items = tuple([values] if isinstance(values, str) else as_list(values))
-        if not all(isinstance(item, str) for item in items):
-            items = tuple(as_text(item) for item in items)  # a list or dict among them would not hash
-        at = self.lists.get(items)
+        try:
+            at = self.lists.get(items)  # most lists were seen before: every key is a tuple of texts
+        except TypeError:  # a list or dict among them does not hash
+            at = None
         if at is None:
-            at = self.lists[items] = len(self.lists)
+            if not all(isinstance(item, str) for item in items):
+                items = tuple(as_text(item) for item in items)
+            at = self.lists.get(items)
+            if at is None:
+                at = self.lists[items] = len(self.lists)
         return at
 
     def facts(self, value: Any) -> Any:
