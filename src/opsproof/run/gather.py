@@ -149,9 +149,7 @@ class Gatherer:
             if child.requests is not None:
                 os.close(child.requests)
                 child.requests = None
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(child.pid, 0)
-                child.reaped = True
+                self._reap(child)  # and its courier, which has handed it the state by now
             if not child.reaped:
                 for pid in (child.pid, child.courier):
                     if pid is not None:

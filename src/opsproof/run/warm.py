@@ -103,11 +103,11 @@ def start_for_run(early_config: pytest.Config, serve: Serve) -> None:
         return
     if getattr(known, "collectonly", False) or getattr(known, "help", False):
         return
-    from opsproof.profile import resolve_profile_path
+    from opsproof.profile import read_profile_bytes, resolve_profile_path
 
     try:
         path = resolve_profile_path(chosen, Path.cwd())
-        head = path.read_bytes()
+        head = read_profile_bytes(path, str(path))  # as the run reads it: a regular file (not a FIFO), bounded
     except Exception:  # the run reports a profile it cannot read, with its exit status
         return
     from opsproof.probes import kind_named
