@@ -56,7 +56,7 @@ def test_alluredir_loads_allure_and_its_results_carry_opsproof_labels(
     allure_dir = tmp_path / "allure"
     option = [f"--alluredir={allure_dir}"] if form == "equals" else ["--alluredir", str(allure_dir)]
     if form == "xdist":  # each worker parses the same command line and loads allure-pytest itself
-        option += ["-n", "2"]
+        option += ["-n", "2", "--use-workers"]
     run = _runner(runner, http_server).run("-m", "daily", *option, "--clean-alluredir", subprocess=True)
     assert run.ret == 0, run.output
     assert _registered(runner) == {"allure_pytest": True, "pytest11.testinfra": False, "platformdirs": False}

@@ -278,7 +278,7 @@ def test_xdist_gives_the_same_records_and_one_bundle(runner: Runner, http_server
     )
     serial = runner.run("-m", "daily")
     before = len(http_server.requests)
-    parallel = runner.run("-m", "daily", "-n", "2", subprocess=True)
+    parallel = runner.run("-m", "daily", "-n", "2", "--use-workers", subprocess=True)
     assert len(parallel.bundles) == 2, parallel.output
     assert parallel.ret == serial.ret == 1
     newest = json.loads((parallel.bundles[-1] / "results.json").read_text())

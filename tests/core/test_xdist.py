@@ -1,6 +1,9 @@
 """Under pytest-xdist the controller probes once and streams each target's facts to the workers.
 
-(The records and the one probe per target under `-n 2` are also tested in test_plugin.py.)
+Where workers cannot help (only the built-in kinds' checks, or fewer than N + 2 cores) `-n N`
+runs in one process instead, and says so; `--use-workers` insists (the tests of the worker path
+pass it, on this 2-core machine). (The records and the one probe per target under `-n 2` are
+also tested in test_plugin.py.)
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ def test_a_worker_checks_a_fast_target_while_a_slow_target_is_still_being_probed
         # could end before this probe did (here: never, until the test releases it).
         held = f"{{name: held, url: 'http://{address}/held', timeout: 120s}}"
         runner.profile(http_profile(held, *fast))
-        command = [sys.executable, "-m", "pytest", "-m", "daily", "-n", "2", "-v", "-p", "no:randomly"]
+        command = [sys.executable, "-m", "pytest", "-m", "daily", "-n", "2", "--use-workers", "-v", "-p", "no:randomly"]
         command += ["--profile", "test", "--report-dir", str(runner.report_dir)]
         run = subprocess.Popen(
             command, cwd=runner.pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -146,7 +149,7 @@ def test_records_and_bundle_under_xdist_are_those_of_one_process(runner: Runner,
     )
     one = runner.run("-m", "daily", subprocess=True)
     (single_bundle,) = one.bundles
-    two = runner.run("-m", "daily", "-n", "2", subprocess=True)
+    two = runner.run("-m", "daily", "-n", "2", "--use-workers", subprocess=True)
     (parallel_bundle,) = set(two.bundles) - {single_bundle}
     assert one.ret == two.ret == 1
     single = json.loads((single_bundle / "results.json").read_text())
@@ -253,3 +256,173 @@ def test_the_controllers_gatherer_spools_each_target_then_says_no_more_will_come
     assert "the http probe returned no facts for 'never-probed'" in str(missing[0])
     gatherer.stop()
     reader.close()
+
+
+# -- where workers cannot help: one process (opsproof.run.worker_policy) -----------------------
+
+WHERE_CHECKS_RAN = """
+import os
+from pathlib import Path
+
+
+def pytest_runtest_call(item):
+    # Not $PYTEST_XDIST_WORKER: a pytest run inside a worker of the project's own tests inherits it.
+    worker = getattr(item.config, "workerinput", {}).get("workerid", "controller")
+    with Path(__file__).with_name("ran-in.txt").open("a") as out:
+        out.write(f"{worker} {os.getpid()}\\n")
+"""
+KINDS_ONLY = "not used: the built-in kinds' checks wait on probes that already run concurrently"
+OWN_CHECK = """
+import pytest
+
+
+@pytest.mark.daily
+@pytest.mark.opsproof(target="app")
+def test_head(check):
+    check.observe(head="abc123")
+"""
+
+
+def _ran_in(runner: Runner) -> Counter[str]:
+    """Who ran the checks of the last run ("controller" or gw0, gw1...), by a conftest.py in the run's folder."""
+    log = runner.pytester.path / "ran-in.txt"
+    ran = Counter(line.split()[0] for line in log.read_text().splitlines())
+    pids = {line.split()[1] for line in log.read_text().splitlines()}
+    log.unlink()
+    if set(ran) == {"controller"}:
+        assert len(pids) == 1, pids  # one process ran every check
+    return ran
+
+
+def _http_items(base: str, count: int) -> list[str]:
+    return [f"{{name: up-{n}, url: '{base}/health'}}" for n in range(count)]
+
+
+def test_n_2_over_the_kinds_checks_runs_in_one_process_and_says_why(runner: Runner, http_server: HttpServer) -> None:
+    """`-n 2` over the built-in kinds' checks only: no worker starts; records, bundle and exit status are one process's."""
+    base = http_server.base
+    runner.profile(http_profile(f"{{name: down, url: '{base}/status/503'}}", *_http_items(base, 5)))
+    (runner.pytester.path / "conftest.py").write_text(WHERE_CHECKS_RAN)
+    plain = runner.run("-m", "daily", "-q", subprocess=True)
+    assert _ran_in(runner) == Counter({"controller": 6})
+    assert "not used" not in plain.output
+    (plain_bundle,) = plain.bundles
+    before = len(http_server.requests)
+    asked = runner.run("-m", "daily", "-q", "-n", "2", subprocess=True)
+    assert _ran_in(runner) == Counter({"controller": 6}), asked.output
+    assert len(http_server.requests) - before == 6  # each target probed once
+    assert asked.ret == plain.ret == 1
+    stdout = asked.result.stdout.lines
+    (line,) = [text for text in stdout if "not used" in text]
+    assert line.startswith(f"opsproof: -n 2 {KINDS_ONLY}; workers would make this run ~2x slower"), line
+    assert "running.md#workers-pytest-xdist" in line and "--use-workers" in line
+    assert not re.search(r"\[gw\d\]|bringing up nodes|created: \d|\d workers \[", asked.output), asked.output
+    # -q's last line is still the bundle's.
+    assert re.match(r"opsproof: \w+ \(exit 1\); evidence bundle: ", stdout[-1]), stdout[-3:]
+    (asked_bundle,) = set(asked.bundles) - {plain_bundle}
+    single = json.loads((plain_bundle / "results.json").read_text())
+    declined = json.loads((asked_bundle / "results.json").read_text())
+    assert _comparable(declined) == _comparable(single)
+    assert declined["summary"] == single["summary"]
+    assert _junit(asked_bundle) == _junit(plain_bundle)
+
+
+def test_n_auto_from_the_ini_is_declined_too(runner: Runner, http_server: HttpServer) -> None:
+    """A team's ini with `-n auto` in addopts, out of habit: declined the same way, naming what it asked for."""
+    runner.profile(http_profile(*_http_items(http_server.base, 3)))
+    runner.pytester.makeini(
+        "[pytest]\ntestpaths = checks\naddopts = --strict-markers -p no:cacheprovider -n auto\nopsproof = true\n"
+    )
+    (runner.pytester.path / "conftest.py").write_text(WHERE_CHECKS_RAN)
+    run = runner.run("-m", "daily", "-v", subprocess=True)
+    assert run.ret == 0, run.output
+    assert _ran_in(runner) == Counter({"controller": 3})
+    assert re.search(rf"opsproof: -n auto \(\d+ workers?\) {KINDS_ONLY}", run.output), run.output
+
+
+def test_a_check_of_ones_own_keeps_the_workers_only_with_a_core_for_each(
+    runner: Runner, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check of one's own may compute: with N + 2 usable cores `-n N` runs on workers, with fewer in one process.
+
+    This machine's cores are what they are: $OPSPROOF_USABLE_CORES (documented for containers
+    whose CPU quota their affinity does not show) stands in a larger machine for the pytest subprocess.
+    """
+    runner.profile(http_profile(*_http_items(http_server.base, 4)))
+    (runner.pytester.path / "checks" / "release").mkdir()
+    (runner.pytester.path / "checks" / "release" / "test_release.py").write_text(OWN_CHECK)
+    (runner.pytester.path / "conftest.py").write_text(WHERE_CHECKS_RAN)
+    monkeypatch.setenv("OPSPROOF_USABLE_CORES", "4")
+    kept = runner.run("-m", "daily", "-n", "2", subprocess=True)
+    assert kept.ret == 0, kept.output
+    ran = _ran_in(runner)
+    assert "controller" not in ran and set(ran) <= {"gw0", "gw1"} and sum(ran.values()) == 5, ran
+    assert "not used" not in kept.output
+    assert kept.record("release.head[app]")["observed"] == {"head": "abc123"}
+    monkeypatch.setenv("OPSPROOF_USABLE_CORES", "3")
+    declined = runner.run("-m", "daily", "-n", "2", subprocess=True)
+    assert declined.ret == 0, declined.output
+    assert _ran_in(runner) == Counter({"controller": 5})
+    assert "opsproof: -n 2 not used: 3 usable cores, fewer than the 4 it needs (one for each worker" in declined.output, declined.output
+
+
+def test_use_workers_keeps_the_workers_over_the_kinds_checks(
+    runner: Runner, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--use-workers` insists: workers run the kinds' checks, on however few cores."""
+    runner.profile(http_profile(*_http_items(http_server.base, 4)))
+    (runner.pytester.path / "conftest.py").write_text(WHERE_CHECKS_RAN)
+    monkeypatch.setenv("OPSPROOF_USABLE_CORES", "1")
+    run = runner.run("-m", "daily", "-n", "2", "--use-workers", subprocess=True)
+    assert run.ret == 0, run.output
+    ran = _ran_in(runner)
+    assert "controller" not in ran and set(ran) <= {"gw0", "gw1"} and sum(ran.values()) == 4, ran
+    assert "not used" not in run.output
+
+
+def test_n_0_and_no_n_are_untouched(runner: Runner, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without workers asked for, the policy is never consulted: not even a bad core count stops the run."""
+    runner.profile(http_profile(*_http_items(http_server.base, 2)))
+    monkeypatch.setenv("OPSPROOF_USABLE_CORES", "two")
+    for args in ((), ("-n", "0")):
+        run = runner.run("-m", "daily", *args, subprocess=True)
+        assert run.ret == 0, run.output
+        assert "not used" not in run.output and "OPSPROOF_USABLE_CORES" not in run.output
+
+
+@pytest.mark.parametrize("cores", ["two", "0", "-1", "1.5"])
+def test_a_bad_core_count_is_a_usage_error(
+    runner: Runner, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch, cores: str
+) -> None:
+    runner.profile(http_profile(*_http_items(http_server.base, 1)))
+    monkeypatch.setenv("OPSPROOF_USABLE_CORES", cores)
+    before = len(http_server.requests)
+    run = runner.run("-m", "daily", "-n", "2", subprocess=True)
+    assert run.ret == 4, run.output
+    assert f"$OPSPROOF_USABLE_CORES={cores!r}: the usable cores must be a whole number, at least 1" in run.output
+    assert len(http_server.requests) == before  # nothing contacted
+
+
+def test_the_usable_cores_are_the_affinity_unless_the_variable_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opsproof.run.worker_policy import usable_cores
+
+    monkeypatch.delenv("OPSPROOF_USABLE_CORES", raising=False)
+    assert usable_cores() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("OPSPROOF_USABLE_CORES", " 16 ")
+    assert usable_cores() == 16
+
+
+def test_what_counts_as_only_the_kinds_checks(runner: Runner) -> None:
+    """The files collection would import, against each kind's declared checks file (`Kind.checks`)."""
+    from opsproof.run.worker_policy import only_kind_checks
+
+    pytester = runner.pytester
+    assert only_kind_checks(pytester.parseconfig("-m", "daily"))  # testpaths: the copy of checks/
+    assert only_kind_checks(pytester.parseconfig("checks/health/test_http.py::test_health"))
+    assert not only_kind_checks(pytester.parseconfig("--pyargs", "some.module"))
+    # A file of one's own, even named after a kind, is a team's code.
+    (pytester.path / "checks" / "custom").mkdir()
+    (pytester.path / "checks" / "custom" / "test_http.py").write_text(OWN_CHECK)
+    assert not only_kind_checks(pytester.parseconfig("-m", "daily"))
+    assert only_kind_checks(pytester.parseconfig("-m", "daily", "--ignore=checks/custom"))
+    assert only_kind_checks(pytester.parseconfig("checks/health", "checks/infra"))

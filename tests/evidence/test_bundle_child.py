@@ -1,7 +1,7 @@
-"""results.json and junit.xml written by a forked child while report.html renders (`write_bundle(in_child=True)`).
+"""report.html rendered by a forked child while the process writes the rest (`write_bundle(in_child=True)`).
 
 The files must be the bytes the one process writes, redacted alike, and a child that fails
-must leave them to the process, whole.
+must leave its file to the process, whole.
 """
 
 from __future__ import annotations
@@ -52,14 +52,14 @@ def test_the_child_writes_the_bytes_one_process_writes(tmp_path: Path) -> None:
 
 
 def test_a_child_that_fails_leaves_its_files_to_the_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A child that dies half-way (a partial results.json) is reaped, its files removed and written again."""
+    """A child that dies half-way (a partial report.html) is reaped, its file removed and written again."""
 
     def failing_child(work: object) -> int:
         pid = os.fork()
         if pid == 0:  # never back into pytest from here
             try:
                 (folder,) = (p for p in (tmp_path / "beside").iterdir() if p.is_dir())
-                (folder / "results.json").write_text('{"schema": "opsproof/res')
+                (folder / "report.html").write_text("<!doctype html><html><head><tit")
             finally:
                 os._exit(1)
         return pid
@@ -68,7 +68,7 @@ def test_a_child_that_fails_leaves_its_files_to_the_process(tmp_path: Path, monk
     monkeypatch.setattr(bundle_module, "_start_child", failing_child)
     beside = write_bundle(_results(), tmp_path / "beside", _redactor(), in_child=True)
     assert _files(beside) == alone
-    assert not any(p.name.startswith("results.json") and p.stat().st_size < 100 for p in beside.iterdir())
+    assert not any(p.name.startswith("report.html") and p.stat().st_size < 100 for p in beside.iterdir())
 
 
 def test_a_child_that_hangs_is_killed_and_its_files_written_by_the_process(

@@ -496,11 +496,11 @@ def test_increase_under_xdist_reads_the_history_in_each_worker(runner: Runner, p
     dbname = fresh_database(pg_main, "xdist")
     query = {"name": "n", "sql": "select n from pair where id = 1", "expect": {"increase": {"fail": 5}}}
     write_profile(runner, pg_item(pg_main, dbname, deadlocks={"increase": {"fail": 1}}, queries=[query]))
-    first = runner.run("-m", "daily", "-n", "2", subprocess=True)
+    first = runner.run("-m", "daily", "-n", "2", "--use-workers", subprocess=True)
     assert first.ret == 0, first.output
     assert record_of(first, "postgres.query[db/n]")["message"] == "n 0: first observation; nothing to compare"
     pg_main.pg.execute("update pair set n = 9 where id = 1", dbname=dbname)
-    second = runner.run("-m", "daily", "-n", "2", subprocess=True)
+    second = runner.run("-m", "daily", "-n", "2", "--use-workers", subprocess=True)
     assert second.ret == 1, second.output
     assert record_of(second, "postgres.query[db/n]")["message"].startswith(
         "increase of n 9 is over the fail threshold 5"

@@ -209,7 +209,7 @@ def test_an_older_history_gains_the_maintenance_column(runner: Runner, http_serv
 def test_windows_under_xdist(runner: Runner, http_server, receiver: Receiver) -> None:
     """Workers build the records; the controller gathers them and the windows that matched nothing."""
     runner.profile(_profile(http_server.base, receiver, WINDOWS))
-    run = runner.run("-m", "daily", "-n", "2", subprocess=True)
+    run = runner.run("-m", "daily", "-n", "2", "--use-workers", subprocess=True)
     assert run.ret == 0, run.output
     assert run.record("http.health[db-api]")["maintenance"]["name"] == "db-major"
     assert [w["name"] for w in run.results["summary"]["maintenance"]["unmatched"]] == ["stale-window"]

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from opsproof.compliance.history import RECORD_COLUMNS, RUN_COLUMNS, observation_rows_of, record_row, run_row
+from opsproof.compliance.history_rows import RECORD_COLUMNS, RUN_COLUMNS, observation_rows_of, record_row, run_row
 from opsproof.model.results import Results
 
 if TYPE_CHECKING:
-    from opsproof.compliance.history import History, RunRow
+    from opsproof.compliance.history import History
+    from opsproof.compliance.history_rows import RunRow
 
 
 @dataclass

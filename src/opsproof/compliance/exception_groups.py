@@ -19,7 +19,7 @@ from opsproof.compliance.report_model import EXCEPTION_OUTCOMES, ExceptionGroup,
 from opsproof.outcomes import SEVERITY_RANK
 
 if TYPE_CHECKING:
-    from opsproof.compliance.history import RecordRow
+    from opsproof.compliance.history_rows import RecordRow
 
 
 def group_exceptions(

@@ -23,21 +23,28 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import random
 import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from opsproof.compliance import ComplianceError
+from opsproof.compliance.history_rows import (
+    RECORD_COLUMNS,
+    RUN_COLUMNS,
+    RecordRow,
+    RunRow,
+    observation_rows_of,
+    record_row,
+    run_row,
+    sealed_by,
+)
 from opsproof.errors import OpsproofError
-from opsproof.model.markers import CADENCE_MARKERS
 from opsproof.model.results import CheckRecord, Maintenance, Results, Run, Waiver
 from opsproof.redaction import mask
 from opsproof.units import utc_now
@@ -430,19 +437,53 @@ class History:
         run = results.run
         if self.execute("SELECT 1 FROM runs WHERE run_id = ?", (run.id,)):
             return False
+        self._insert_run_row(run_row(results, bundle, manifest_sha256, manifest), upload)
+        self._insert_checks(run, results.checks if checks is None else checks)
+        return True
+
+    def begin_run(self, bundle: Path) -> str | None:
+        """Inside a transaction, before the bundle is sealed: the rows of its written results.json.
+
+        The run's row is written without what only the seal makes (the manifest's digest, the
+        signer): `finish_run`, in the same transaction, adds them, so no reader ever sees the run
+        without them. The run's id; None when the run is recorded already. A results.json that
+        cannot be read one check at a time raises ValueError: the caller then records the sealed
+        bundle with `record_bundle`, which reads it whole.
+        """
+        from opsproof.evidence.results_json import read_streamed
+
+        head, checks = read_streamed(bundle / "results.json")
+        run = head.run
+        if self.execute("SELECT 1 FROM runs WHERE run_id = ?", (run.id,)):
+            return None
+        self._insert_run_row(run_row(head, bundle.name, "", {}), None)
+        self._insert_checks(run, checks)
+        return run.id
+
+    def finish_run(self, run_id: str, manifest_sha256: str, manifest: dict[str, Any]) -> None:
+        """The sealed run's digest and signer, in the transaction `begin_run` wrote its rows in."""
+        self.execute(
+            "UPDATE runs SET manifest_sha256 = ?, signed_by = ?, recorded_at = ? WHERE run_id = ?",
+            (*sealed_by(manifest_sha256, manifest), utc_now(), run_id),
+        )
+
+    def _insert_run_row(self, row: tuple[Any, ...], upload: dict[str, Any] | None) -> None:
         prefix, suffix = self.insert_or_ignore
         self.execute(
             f"{prefix} INTO runs ({', '.join(RUN_COLUMNS)}, upload, recorded_at) "
             f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)}, ?, ?){suffix}",
-            (*run_row(results, bundle, manifest_sha256, manifest), json.dumps(upload) if upload else None, utc_now()),
+            (*row, json.dumps(upload) if upload else None, utc_now()),
         )
+
+    def _insert_checks(self, run: Run, checks: Iterable[CheckRecord]) -> None:
+        prefix, suffix = self.insert_or_ignore
         records_sql = (
             f"{prefix} INTO records (run_id, {', '.join(RECORD_COLUMNS)}) "
             f"VALUES (?, {', '.join('?' for _ in RECORD_COLUMNS)}){suffix}"
         )
         rows: list[tuple[Any, ...]] = []
         observed: list[tuple[Any, ...]] = []
-        for check in results.checks if checks is None else checks:
+        for check in checks:
             rows.append((run.id, *record_row(check)))
             observed.extend(observation_rows_of(run, check))
             if len(rows) == ROWS_PER_BATCH:  # in batches: a 10,000-check run's rows are never all held
@@ -454,7 +495,6 @@ class History:
             f"VALUES (?, ?, ?, ?, ?, ?){suffix}",
             observed,
         )
-        return True
 
     def set_upload(self, run_id: str, upload: dict[str, Any]) -> None:
         with self.transaction():
@@ -549,145 +589,6 @@ def read_receipt(report_dir: Path, bundle: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return found
-
-
-# The columns of a run's row and of a record's row that come from its sealed bundle (everything
-# but when it was recorded and its upload receipt): `history verify` compares them with the bundle.
-RUN_COLUMNS = (
-    "run_id",
-    "environment",
-    "started_at",
-    "finished_at",
-    "status",
-    "exit_code",
-    "markers",
-    "bundle",
-    "manifest_sha256",
-    "signed_by",
-    "change_ticket",
-    "commit_sha",
-    "image_digest",
-    "host",
-)
-RECORD_COLUMNS = (
-    "node_id",
-    "check_id",
-    "kind",
-    "target",
-    "cadence",
-    "severity",
-    "outcome",
-    "message",
-    "controls",
-    "waiver",
-    "started_at",
-    "maintenance",
-)
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """One run as the history holds it: its RUN_COLUMNS, and its upload receipt (when it was uploaded)."""
-
-    run_id: str
-    environment: str
-    started_at: str
-    finished_at: str | None
-    status: str
-    exit_code: int | None
-    markers: str | None
-    bundle: str
-    manifest_sha256: str
-    signed_by: str | None
-    change_ticket: str | None
-    commit_sha: str | None
-    image_digest: str | None
-    host: str | None
-    upload: dict[str, Any] | None = None
-
-    def columns(self) -> tuple[Any, ...]:
-        """Its values in RUN_COLUMNS' order: what `run_row` makes of its bundle."""
-        return tuple(getattr(self, column) for column in RUN_COLUMNS)
-
-
-@dataclass(frozen=True)
-class RecordRow:
-    """One check record of a run, as a period report reads it: with its run's id and start."""
-
-    run_id: str
-    run_started_at: str
-    check_id: str
-    kind: str | None
-    target: str | None
-    cadence: str | None
-    severity: str | None
-    outcome: str
-    message: str | None
-    controls: tuple[str, ...]
-    waiver: Waiver | None
-    maintenance: Maintenance | None
-
-    @property
-    def failing(self) -> bool:
-        """Failed or error: not the state the check expects (a waived record is not failing)."""
-        return self.outcome in ("failed", "error")
-
-
-def run_row(results: Results, bundle: str, manifest_sha256: str, manifest: dict[str, Any]) -> tuple[Any, ...]:
-    """A run's row (RUN_COLUMNS) as its sealed results.json and manifest.json make it."""
-    run = results.run
-    change = run.change or {}
-    signing = manifest.get("signing") or {}
-    return (
-        run.id,
-        run.environment,
-        run.started_at,
-        run.finished_at,
-        run.status,
-        run.exit_code,
-        run.selection.markers,
-        bundle,
-        manifest_sha256,
-        signing.get("key_id"),
-        change.get("ticket"),
-        change.get("commit"),
-        change.get("image_digest"),
-        run.host,
-    )
-
-
-def record_row(check: CheckRecord) -> tuple[Any, ...]:
-    """A check record's row (RECORD_COLUMNS) as its sealed results.json makes it."""
-    cadence = next((m for m in check.markers if m in CADENCE_MARKERS), None)
-    return (
-        check.id or check.check,
-        check.check,
-        check.kind,
-        check.target,
-        cadence,
-        check.severity,
-        check.outcome,
-        check.message,
-        _controls_text(tuple(check.controls)),
-        json.dumps(check.waiver.dump()) if check.waiver else None,
-        check.started_at,
-        json.dumps(check.maintenance.dump()) if check.maintenance else None,
-    )
-
-
-@lru_cache(maxsize=256)
-def _controls_text(controls: tuple[str, ...]) -> str:
-    # A kind's checks share their controls: one encoding for thousands of rows.
-    return json.dumps(list(controls))
-
-
-def observation_rows_of(run: Run, check: CheckRecord) -> list[tuple[Any, ...]]:
-    """One record's `observations` rows: its `measures`, at the time the record measured them."""
-    return [
-        (run.id, run.environment, check.check, measure, float(value), check.started_at or run.started_at)
-        for measure, value in (check.measures or {}).items()
-        if math.isfinite(value)  # a results.json written by hand or by another version may hold NaN
-    ]
 
 
 def _database_errors(kind: str) -> tuple[type[Exception], ...]:

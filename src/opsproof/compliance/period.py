@@ -59,7 +59,8 @@ from opsproof.units import format_utc
 
 if TYPE_CHECKING:
     from opsproof.compliance.declared import Declared
-    from opsproof.compliance.history import History, RecordRow, RunRow
+    from opsproof.compliance.history import History
+    from opsproof.compliance.history_rows import RecordRow, RunRow
 
 __all__ = ["SCHEMA", "ReportRequest", "build_report", "check_period", "last_complete", "parse_day"]
 FAILING = ("failed", "error")

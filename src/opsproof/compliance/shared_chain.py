@@ -31,7 +31,10 @@ class PostgresHead:
 
     @contextlib.contextmanager
     def _locked(self, environment: str) -> Iterator[Any]:
-        with History(self.location) as history, history.transaction():
+        # create=False: on a current schema, no DDL. `CREATE INDEX IF NOT EXISTS` locks its table
+        # first, and would wait for the run's own rows, written before the seal in a transaction
+        # still open (opsproof.run.early_recording) until this head has moved: a deadlock.
+        with History(self.location, create=False) as history, history.transaction():
             history.execute(f"SET LOCAL lock_timeout = '{WAIT_S}s'")
             history.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (_CHAIN_LOCK, environment))
             yield history

@@ -48,6 +48,8 @@ from opsproof.run.records import (
 )
 from opsproof.run.scoping import Part, aspect_of, item_applies, parts_of
 from opsproof.run.state import STATE, RunState, TargetRef, kind_of_path, owns_process, start_run, state_of
+from opsproof.run.worker_policy import Declined, decline_workers
+from opsproof.run.worker_policy import add_option as add_worker_option
 from opsproof.signals.options import add_options as add_signal_options
 
 
@@ -139,6 +141,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="ID",
         help="the run's id, shared by its shards (default: $OPSPROOF_RUN_ID, else a new one)",
     )
+    add_worker_option(parser)
     add_signal_options(parser)
     parser.addini("opsproof", type="bool", default=False, help="run opsproof checks without --profile")
 
@@ -163,17 +166,35 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
         known.file_or_dir = [str(checks)]
 
 
+def _asked(config: pytest.Config) -> bool:
+    """Whether this pytest is an opsproof run (the ini's `opsproof = true`, or an opsproof option).
+
+    Any opsproof option asks for a run: pytest finds its ini before entry-point plugins add
+    their options, so `--report-dir /elsewhere` can hide the ini (and its `opsproof = true`).
+    """
+    return bool(config.getini("opsproof")) or any(
+        config.getoption(name) not in (None, []) for name in ("profile", "report_dir", "var", "shard", "zone")
+    )
+
+
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """`-n N` where workers cannot help: one process instead (run/worker_policy.py).
+
+    A plain implementation: after xdist's (tryfirst), which has turned `-n` into `dist` and
+    `tx`, and before its pytest_configure, which would start the workers.
+    """
+    if _asked(config) and not (config.option.help or config.option.markers):
+        line = decline_workers(config)
+        if line is not None:
+            config.pluginmanager.register(Declined(line), "opsproof-workers-declined")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for name, description in ALL_MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     config.addinivalue_line("markers", custom.MARKER_HELP)
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
-    # Any opsproof option asks for a run: pytest finds its ini before entry-point plugins add
-    # their options, so `--report-dir /elsewhere` can hide the ini (and its `opsproof = true`).
-    asked = config.getini("opsproof") or any(
-        config.getoption(name) not in (None, []) for name in ("profile", "report_dir", "var", "shard", "zone")
-    )
-    if not asked and not (workerinput and "opsproof_run_id" in workerinput):
+    if not _asked(config) and not (workerinput and "opsproof_run_id" in workerinput):
         return
     if config.option.help or config.option.markers:  # information only: no profile needed
         return

@@ -24,6 +24,7 @@ from opsproof.signals.options import notify_mode
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
     from opsproof.redaction import Redactor
+    from opsproof.run.early_recording import EarlyRecording
 
 
 class Recorder:
@@ -97,9 +98,11 @@ class Recorder:
                 _print_last_line(self.config, state)
         signalled = Outcome()
         shown: Results | None = None
+        early: EarlyRecording | None = None
         try:
             from opsproof.compliance.shared_chain import fallback_note, head_for
             from opsproof.evidence.bundle import bundle_path, write_bundle
+            from opsproof.run.early_recording import EarlyRecording
             from opsproof.run.results import build_results
 
             # Every writer and signal shows the results redacted: one document serves them all (without
@@ -119,6 +122,10 @@ class Recorder:
             )
             extra = {NOTIFICATIONS_FILE: sent} if sent is not None else None
             head = head_for(state.report_dir, state.history)
+            # Not in an xdist controller: execnet's threads would be forked mid-flight.
+            in_child = owns_process(self.config) and not self.config.pluginmanager.has_plugin("opsproof-xdist")
+            if in_child and state.history is not None and state.shard is None and state.upload is None:
+                early = EarlyRecording(state.history)  # the run's rows while the child renders report.html
             state.bundle = write_bundle(
                 shown,
                 state.report_dir,
@@ -127,8 +134,8 @@ class Recorder:
                 extra,
                 head=head,
                 redacted_already=True,
-                # Not in an xdist controller: execnet's threads would be forked mid-flight.
-                in_child=owns_process(self.config) and not self.config.pluginmanager.has_plugin("opsproof-xdist"),
+                in_child=in_child,
+                meanwhile=early.begin if early is not None else None,
             )
             note = fallback_note(head)
             if note is not None:  # sealed against the local head: the shared chain breaks here, say so (exit 3)
@@ -137,8 +144,12 @@ class Recorder:
         except Exception as exc:  # the evidence is the product: failing to write it is an internal error
             state.bundle_error = f"{type(exc).__name__}: {exc}"
             state.exit_code = outcomes.EXIT_INTERNAL
-        if state.bundle is not None:
-            _ship(state)
+        try:
+            if state.bundle is not None:
+                _ship(state, early)
+        finally:
+            if early is not None:
+                early.abandon()  # a no-op once finished; rolled back when the bundle was not sealed
         _signal(self.config, state, shown, signalled)
         session.exitstatus = state.exit_code
         try:
@@ -194,8 +205,8 @@ def _status_of(record: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def load_bundle_writers() -> None:
     """Import what writes the bundle and compile report.html's template, while the run waits anyway."""
-    for module in ("opsproof.evidence.bundle", "opsproof.run.results", "opsproof.run.terminal"):
-        importlib.import_module(module)
+    for module in ("evidence.bundle", "run.results", "run.terminal", "run.early_recording"):
+        importlib.import_module(f"opsproof.{module}")
     importlib.import_module("opsproof.evidence.html").load_template()
 
 
@@ -261,7 +272,7 @@ def _signal(config: pytest.Config, state: RunState, results: Results | None, sig
     state.shipping_errors += signalled.problems
 
 
-def _ship(state: RunState) -> None:
+def _ship(state: RunState, early: EarlyRecording | None = None) -> None:
     assert state.bundle is not None and state.history is not None
     if state.shard is not None:
         # A shard is part of a run, not one: `opsproof seal-run` records the whole run once.
@@ -272,6 +283,7 @@ def _ship(state: RunState) -> None:
         None if state.shard is not None else state.history,
         state.upload,
         state.redactor,
+        early,
     )
     state.shipped.extend(shipped)
     state.shipping_errors.extend(errors)
@@ -280,9 +292,17 @@ def _ship(state: RunState) -> None:
 
 
 def ship_bundle(
-    bundle: Path, report_dir: Path, history: Location | None, upload: Upload | None, redactor: Redactor
+    bundle: Path,
+    report_dir: Path,
+    history: Location | None,
+    upload: Upload | None,
+    redactor: Redactor,
+    early: EarlyRecording | None = None,
 ) -> tuple[list[str], list[str]]:
     """After sealing: upload the bundle (when asked), then record the run in the history (when given).
+
+    `early`: the run's rows, written while its report.html rendered (`run.early_recording`),
+    finished here with the seal; when it could not begin, the sealed bundle is recorded as usual.
 
     Returns what was done and what failed, one line each. The bundle is the evidence and
     stays whatever happens here; a failure is an internal error (exit 3) that says how to
@@ -307,8 +327,11 @@ def ship_bundle(
     if history is None:
         return shipped, errors
     try:
-        with History(history) as store:
-            store.record_bundle(bundle, manifest_sha256(bundle), upload=receipt)
+        if early is not None and early.begun and receipt is None:
+            early.finish(manifest_sha256(bundle), bundle)
+        else:
+            with History(history) as store:
+                store.record_bundle(bundle, manifest_sha256(bundle), upload=receipt)
         shipped.append(f"opsproof: recorded in the history {history.shown}")
     except Exception as exc:
         reason = str(exc) if isinstance(exc, HistoryError) else f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,159 @@
+"""A history's rows as a sealed bundle makes them: what `History` writes and `history verify` compares.
+
+Made from the bundle's results.json and manifest.json only, never from a run's memory, so
+that a history rebuilt from the bundles holds the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from opsproof.model.markers import CADENCE_MARKERS
+from opsproof.model.results import CheckRecord, Maintenance, Results, Run, Waiver
+
+# The columns of a run's row and of a record's row that come from its sealed bundle (everything
+# but when it was recorded and its upload receipt): `history verify` compares them with the bundle.
+RUN_COLUMNS = (
+    "run_id",
+    "environment",
+    "started_at",
+    "finished_at",
+    "status",
+    "exit_code",
+    "markers",
+    "bundle",
+    "manifest_sha256",
+    "signed_by",
+    "change_ticket",
+    "commit_sha",
+    "image_digest",
+    "host",
+)
+RECORD_COLUMNS = (
+    "node_id",
+    "check_id",
+    "kind",
+    "target",
+    "cadence",
+    "severity",
+    "outcome",
+    "message",
+    "controls",
+    "waiver",
+    "started_at",
+    "maintenance",
+)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run as the history holds it: its RUN_COLUMNS, and its upload receipt (when it was uploaded)."""
+
+    run_id: str
+    environment: str
+    started_at: str
+    finished_at: str | None
+    status: str
+    exit_code: int | None
+    markers: str | None
+    bundle: str
+    manifest_sha256: str
+    signed_by: str | None
+    change_ticket: str | None
+    commit_sha: str | None
+    image_digest: str | None
+    host: str | None
+    upload: dict[str, Any] | None = None
+
+    def columns(self) -> tuple[Any, ...]:
+        """Its values in RUN_COLUMNS' order: what `run_row` makes of its bundle."""
+        return tuple(getattr(self, column) for column in RUN_COLUMNS)
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    """One check record of a run, as a period report reads it: with its run's id and start."""
+
+    run_id: str
+    run_started_at: str
+    check_id: str
+    kind: str | None
+    target: str | None
+    cadence: str | None
+    severity: str | None
+    outcome: str
+    message: str | None
+    controls: tuple[str, ...]
+    waiver: Waiver | None
+    maintenance: Maintenance | None
+
+    @property
+    def failing(self) -> bool:
+        """Failed or error: not the state the check expects (a waived record is not failing)."""
+        return self.outcome in ("failed", "error")
+
+
+def run_row(results: Results, bundle: str, manifest_sha256: str, manifest: dict[str, Any]) -> tuple[Any, ...]:
+    """A run's row (RUN_COLUMNS) as its sealed results.json and manifest.json make it."""
+    run = results.run
+    change = run.change or {}
+    digest, signed_by = sealed_by(manifest_sha256, manifest)
+    return (
+        run.id,
+        run.environment,
+        run.started_at,
+        run.finished_at,
+        run.status,
+        run.exit_code,
+        run.selection.markers,
+        bundle,
+        digest,
+        signed_by,
+        change.get("ticket"),
+        change.get("commit"),
+        change.get("image_digest"),
+        run.host,
+    )
+
+
+def sealed_by(manifest_sha256: str, manifest: dict[str, Any]) -> tuple[str, str | None]:
+    """The run row's columns that only the seal makes: the manifest's digest and the key that signed it."""
+    return manifest_sha256, (manifest.get("signing") or {}).get("key_id")
+
+
+def record_row(check: CheckRecord) -> tuple[Any, ...]:
+    """A check record's row (RECORD_COLUMNS) as its sealed results.json makes it."""
+    cadence = next((m for m in check.markers if m in CADENCE_MARKERS), None)
+    return (
+        check.id or check.check,
+        check.check,
+        check.kind,
+        check.target,
+        cadence,
+        check.severity,
+        check.outcome,
+        check.message,
+        _controls_text(tuple(check.controls)),
+        json.dumps(check.waiver.dump()) if check.waiver else None,
+        check.started_at,
+        json.dumps(check.maintenance.dump()) if check.maintenance else None,
+    )
+
+
+@lru_cache(maxsize=256)
+def _controls_text(controls: tuple[str, ...]) -> str:
+    # A kind's checks share their controls: one encoding for thousands of rows.
+    return json.dumps(list(controls))
+
+
+def observation_rows_of(run: Run, check: CheckRecord) -> list[tuple[Any, ...]]:
+    """One record's `observations` rows: its `measures`, at the time the record measured them."""
+    return [
+        (run.id, run.environment, check.check, measure, float(value), check.started_at or run.started_at)
+        for measure, value in (check.measures or {}).items()
+        if math.isfinite(value)  # a results.json written by hand or by another version may hold NaN
+    ]

@@ -1,0 +1,70 @@
+"""A run's rows written to its history while its report.html renders; the run row finished after the seal.
+
+The bundle's writers share two cores: a forked child renders report.html (the longest of
+the files: ~0.45 s of CPU at 10,000 checks) while this process writes results.json and
+junit.xml (~0.3 s). Recording the run in the history (~0.14 s, reading results.json back)
+used to wait for the seal; its rows need only results.json, so they are written in the
+child's time, in a transaction left open until the bundle is sealed. Then the run row gets
+what only the seal makes (the manifest's digest, the signer) and the transaction commits:
+the history still holds exactly what the sealed bundle holds, all of a run or none of it.
+
+Anything that goes wrong here rolls the transaction back and leaves the run to
+`recorder.ship_bundle`'s usual path, which records the sealed bundle and names any error.
+Not used with `--upload` (the run row carries the upload's receipt, known only after the
+upload, which must not hold the history's write lock) nor for a shard (`seal-run` records).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from opsproof.compliance.history import History, Location
+
+
+class EarlyRecording:
+    """One run's recording, begun before its bundle is sealed; `finish` or `abandon` ends it."""
+
+    def __init__(self, location: Location) -> None:
+        self._location = location
+        self._stack = contextlib.ExitStack()
+        self._store: History | None = None
+        self._run_id: str | None = None
+        self.begun = False
+
+    def begin(self, bundle: Path) -> None:
+        """Write the rows of the bundle's results.json, in an open transaction; never raises."""
+        try:
+            store = self._stack.enter_context(History(self._location))
+            self._stack.enter_context(store.transaction())
+            self._run_id = store.begin_run(bundle)
+            self._store = store
+            self.begun = True
+        except Exception:  # the usual path records the sealed bundle, and says what is wrong
+            self.abandon()
+
+    def finish(self, manifest_sha256: str, bundle: Path) -> bool:
+        """Complete the run row with the seal and commit; False when the run was recorded already.
+
+        Raises what the store raises (HistoryError), the transaction rolled back.
+        """
+        assert self._store is not None, "finish() after a begin() that failed"
+        try:
+            if self._run_id is not None:
+                manifest = json.loads((bundle / "manifest.json").read_text())
+                self._store.finish_run(self._run_id, manifest_sha256, manifest)
+        except BaseException as exc:
+            self._close(exc)
+            raise
+        self._stack.close()  # commits, then closes the connection
+        return self._run_id is not None
+
+    def abandon(self) -> None:
+        """Roll back whatever was written (a no-op once finished)."""
+        self._close(RuntimeError("the run's recording was abandoned"))
+
+    def _close(self, exc: BaseException) -> None:
+        self.begun = False
+        with contextlib.suppress(Exception):  # rolling back a broken connection may fail too
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
