@@ -335,27 +335,16 @@ def settle(gatherer: Gatherer, kind: str) -> None:
 def serve(gatherer: Gatherer, kind: str, request_read: int, result_write: int) -> int:
     """In a kind's probe process: probe what the parent asks for; each target's facts a JSON line. The exit status."""
     with os.fdopen(result_write, "w", encoding="utf-8") as out:
-        lines: list[str] = []
-
-        def flush() -> None:
-            out.write("".join(lines))
-            out.flush()
-            lines.clear()
 
         def send(kind: str, facts: Facts) -> None:
-            # Facts done in the same turn of the event loop leave in one write: the parent's
-            # reader thread wakes (and takes the GIL from the checks) once per batch, not per target.
-            if not lines:
-                asyncio.get_running_loop().call_soon(flush)
-            lines.append(json.dumps([kind, facts.model_dump(mode="json")]) + "\n")
+            out.write(json.dumps([kind, facts.model_dump(mode="json")]) + "\n")
+            out.flush()
 
         try:
             asyncio.run(_child_work(gatherer, kind, request_read, send))
         except BaseException as exc:
-            flush()
             out.write(json.dumps(["error", f"{type(exc).__name__}: {exc}"]) + "\n")
             return 1
-        flush()
     return 0
 
 
