@@ -357,6 +357,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if state.shard is not None or state.only is not None:
         items[:] = [i for i in items if _is_kind_check(i) or custom.runs_in(i, state.shard, state.only)]
     _share_locations(items)
+    refused: set[tuple[object, str]] = set()
     for item in items:
         cadences = [name for name in markers_of(item) if name in CADENCE_MARKERS]
         if len(set(cadences)) != 1:
@@ -364,8 +365,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 f"{item.nodeid}: a check needs exactly one cadence marker "
                 f"({', '.join(CADENCE_MARKERS)}); has {cadences or 'none'}"
             )
-        if _is_kind_check(item):
+        function = (item.parent, getattr(item, "originalname", item.name))
+        if function not in refused and _is_kind_check(item):
+            # Once per function: its checks differ only in their params' marks, which are opsproof's own.
             custom.refuse_on_kind_checks(item)
+            refused.add(function)
         state.collected_check_ids.add(identity(item)[0])  # a check of one's own: its marker is checked here
     state.unmatched_waivers = [
         waiver_dict(w)
