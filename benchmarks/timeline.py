@@ -88,6 +88,19 @@ def _patch_gather() -> None:
         _time_the_first_request()
         return probe_in_child(*args)
 
+    warm = sys.modules["opsproof.run.warm"]
+    warm_main, warm_probe = warm._main, warm._probe
+
+    def timed_warm_main(*args: Any) -> Any:
+        mark(f"child {args[0]}: forked (warm, before the profile is loaded)")
+        _time_the_first_request()
+        return warm_main(*args)
+
+    def timed_warm_probe(*args: Any) -> Any:
+        mark(f"child {args[0]}: the run's state received")
+        return warm_probe(*args)
+
+    warm._main, warm._probe = timed_warm_main, timed_warm_probe
     gather.Gatherer.prepare = timed_prepare  # type: ignore[method-assign]
     gather.Gatherer._received = timed_received  # type: ignore[method-assign]
     gather._child_work = timed_child_work  # type: ignore[assignment]
@@ -107,15 +120,17 @@ def _time_the_first_request() -> None:
     http._exchange = timed_exchange
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests() -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_load_initial_conftests() -> Any:
+    # A wrapper: before opsproof's own, which forks the warm probe processes.
     mark("pytest_load_initial_conftests")
+    _patch_gather()
+    return (yield)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure() -> None:
     mark("pytest_configure begins (profile load next)")
-    _patch_gather()
 
 
 @pytest.hookimpl(trylast=True)

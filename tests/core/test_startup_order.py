@@ -67,7 +67,8 @@ def test_the_benchmarks_timeline_marks_every_phase_of_a_run(
     for phase in (
         "pytest_load_initial_conftests",
         "parent: prepare (fork probe processes) begins",
-        "child http: forked",
+        "child http: forked (warm, before the profile is loaded)",  # opsproof.run.warm: --profile names http
+        "child http: the run's state received",
         "child http: libraries imported, event loop running",
         "child http: first request sent",
         "child http: first facts sent",

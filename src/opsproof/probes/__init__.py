@@ -111,21 +111,45 @@ def redacted(facts: FactsT, redactor: Redactor) -> FactsT:
     return type(facts).model_validate(redactor.redact_data(facts.model_dump(), short=False))
 
 
+# Probes started per turn of the event loop. Started all at once, 1,000 HTTP probes spent ~0.25 s
+# of CPU opening connections before the loop read a single answer: answers due after 100 ms were
+# read after 0.4 s, and the checks waited. A turn between slices lets the first requests leave,
+# and answers that are in be read, while the rest start.
+RAMP = 16
+
+
 async def each_as_done(probes: Iterable[Awaitable[FactsT]]) -> AsyncIterator[FactsT]:
     """Run the probes together; yield each one's facts the moment it is done.
 
-    The tasks are created here, in the profile's order: handed coroutines, `as_completed`
-    would schedule them in the order of a set (by address), and under the run's
-    concurrency limit the last items could be probed first while the checks, which run
-    in profile order, wait for the first ones.
+    The tasks are created here, in the profile's order and `RAMP` per turn of the event
+    loop: handed coroutines, `as_completed` would schedule them in the order of a set (by
+    address), and under the run's concurrency limit the last items could be probed first
+    while the checks, which run in profile order, wait for the first ones.
     """
-    tasks = [asyncio.ensure_future(probe) for probe in probes]
+    pending = list(probes)
+    finished: asyncio.Queue[asyncio.Future[FactsT]] = asyncio.Queue()
+    tasks: list[asyncio.Future[FactsT]] = []
+
+    async def start_all() -> None:
+        for n, probe in enumerate(pending):
+            task = asyncio.ensure_future(probe)
+            task.add_done_callback(finished.put_nowait)
+            tasks.append(task)
+            if n % RAMP == RAMP - 1:
+                await asyncio.sleep(0)
+
+    starter = asyncio.ensure_future(start_all())
     try:
-        for done in asyncio.as_completed(tasks):
-            yield await done
+        for _ in range(len(pending)):
+            yield (await finished.get()).result()
+        await starter
     finally:  # a consumer that stops early (cancelled, failed) leaves no probe running
+        starter.cancel()
         for task in tasks:
             task.cancel()
+        for probe in pending[len(tasks) :]:  # never started: closed, not left to warn "never awaited"
+            if asyncio.iscoroutine(probe):
+                probe.close()
 
 
 def describe_connect_error(error: OSError, host: str, address: str) -> str:

@@ -18,13 +18,15 @@ import os
 import selectors
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from opsproof.probes import Facts, ProbeContext, ProbeKind, kinds_in_use, redacted
+from opsproof.probes import Facts, ProbeContext, ProbeKind, kind_named, kinds_in_use, redacted
 from opsproof.profile import Profile
 from opsproof.redaction import Redactor
+from opsproof.run import warm
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
@@ -41,7 +43,10 @@ class Gatherer:
     HTTP endpoint would look slow because a Kubernetes list was being parsed. The
     children are forked by `prepare()` as soon as the profile is loaded, so they import
     their libraries while pytest collects; `start(wanted)` tells each what to probe, and
-    each target's facts come back as a JSON line the moment its probe is done.
+    each target's facts come back as a JSON line the moment its probe is done. A kind whose
+    process was forked earlier still (`opsproof.run.warm`, before the profile was loaded)
+    gets that process: it has its libraries imported by now, and a courier forked here
+    hands it the run's profile and secrets.
     """
 
     def __init__(
@@ -85,7 +90,13 @@ class Gatherer:
             return self
         self._early = {kind: set(names) for kind, names in (early or {}).items() if names}
         parent = os.getpid()
-        for kind in kinds_in_use(self._profile).values():  # no items of a kind: no process
+        in_use = kinds_in_use(self._profile)
+        started = warm.claim(set(in_use))  # processes forked before the profile was loaded, by kind
+        for kind in in_use.values():  # no items of a kind: no process
+            if kind.name in started:
+                process = started[kind.name]
+                self._children[kind.name] = _Child(process.pid, process.requests, process.results)
+                continue
             request_read, request_write = os.pipe()
             result_read, result_write = os.pipe()
             pid = os.fork()
@@ -93,14 +104,22 @@ class Gatherer:
                 os.close(request_write)
                 os.close(result_read)
                 # A sibling's pipe ends held here would keep its EOF from ever arriving.
-                for child in self._children.values():
-                    for fd in (child.requests, child.results):
-                        if fd is not None:
-                            os.close(fd)
+                self._close_siblings(started.values(), keep=())
                 _probe_in_child(self, kind.name, request_read, result_write, parent)
             os.close(request_read)
             os.close(result_write)
             self._children[kind.name] = _Child(pid, request_write, result_read)
+        for kind_name, process in started.items():
+            # Forked here, from the loaded profile: it hands the warm process the run's state, or,
+            # should the state not pickle, probes this kind itself (a process forked here, as above).
+            pid = os.fork()
+            if pid == 0:
+                self._close_siblings(started.values(), keep=process.courier_fds)
+                warm.courier(
+                    self._run_state(), process, parent, partial(_probe_in_child, self, kind_name, parent=parent)
+                )
+            process.handed_over()
+            self._children[kind_name].courier = pid
         if self._children:
             # Read from the start: early facts must not fill a pipe and stall a child.
             self._thread = threading.Thread(target=self._read_children, name="opsproof-probes", daemon=True)
@@ -130,12 +149,12 @@ class Gatherer:
             if child.requests is not None:
                 os.close(child.requests)
                 child.requests = None
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(child.pid, 0)
-                child.reaped = True
+                self._reap(child)  # and its courier, which has handed it the state by now
             if not child.reaped:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signal.SIGKILL)
+                for pid in (child.pid, child.courier):
+                    if pid is not None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
 
     def facts(self, kind: str, name: str) -> Facts:
         """The facts of one target, as soon as its probe is done."""
@@ -212,11 +231,26 @@ class Gatherer:
                 self._reap(child)
             self._release_waiters()
 
+    def _run_state(self) -> tuple[Any, ...]:
+        """What a probe process needs of this gatherer (`serve_state` makes one of it in a warm process)."""
+        return (self._profile, self._early, self._history, self._redactor, self._change)
+
+    def _close_siblings(self, started: Iterable[warm.Warm], keep: tuple[int, ...]) -> None:
+        """In a process just forked: close the parent's ends of every other probe process's pipes."""
+        held = [fd for child in self._children.values() for fd in (child.requests, child.results) if fd is not None]
+        held += [fd for process in started for fd in process.courier_fds]
+        for fd in held + warm.held_fds():
+            if fd not in keep:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
     @staticmethod
     def _reap(child: _Child) -> None:
         if not child.reaped:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(child.pid, 0)
+            for pid in (child.pid, child.courier):
+                if pid is not None:
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(pid, 0)
             child.reaped = True
 
     def _context(self) -> ProbeContext:
@@ -251,6 +285,7 @@ class _Child:
     requests: int | None  # the pipe it reads its work from (closed once sent)
     results: int | None  # the pipe it writes facts to
     reaped: bool = False
+    courier: int | None = None  # the process that handed a warm process its state (opsproof.run.warm)
 
     def send(self, names: list[str]) -> None:
         if self.requests is not None:
@@ -261,51 +296,56 @@ class _Child:
                 json.dump(names, requests)
 
 
-def _die_with(parent: int) -> None:
-    """This process gets SIGKILL when the run dies, even killed outright (Linux; elsewhere a no-op).
-
-    A probe inside a 30-second query would otherwise outlive a SIGKILLed run by that long.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # it died before the line above: nobody will send the signal
-        os._exit(1)
-
-
 def _probe_in_child(gatherer: Gatherer, kind: str, request_read: int, result_write: int, parent: int) -> NoReturn:
     status = 0
     try:
-        registry = kinds_in_use(gatherer._profile)
-        if not registry[kind].cleans_up:
-            _die_with(parent)
-        timed = any(k.times_targets for k in registry.values())
-        if timed and not registry[kind].times_targets:
-            # Yield the CPU to the kinds whose checks judge time; without one in the run,
-            # nicing would only slow the probes the checks are waiting for.
-            os.nice(10)
+        if not kind_named(kind).cleans_up:
+            warm.die_with(parent)
+        settle(gatherer, kind)
         # Import what the probes need while the parent collects, then wait for the work.
-        for module in registry[kind].imports:
+        for module in kind_named(kind).imports:
             importlib.import_module(module)
-        with os.fdopen(result_write, "w", encoding="utf-8") as out:
-
-            def send(kind: str, facts: Facts) -> None:
-                out.write(json.dumps([kind, facts.model_dump(mode="json")]) + "\n")
-                out.flush()
-
-            try:
-                asyncio.run(_child_work(gatherer, kind, request_read, send))
-            except BaseException as exc:
-                out.write(json.dumps(["error", f"{type(exc).__name__}: {exc}"]) + "\n")
-                status = 1
+        status = serve(gatherer, kind, request_read, result_write)
     except BaseException:
         status = 1
     finally:
         # _exit: no atexit handlers, no flushing of buffers inherited from pytest.
         os._exit(status)
+
+
+def serve_state(kind: str, state: tuple[Any, ...], request_read: int, result_write: int) -> int:
+    """In a warm process (`opsproof.run.warm`): probe as a process forked by `prepare` with this state would."""
+    profile, early, history, redactor, change = state
+    gatherer = Gatherer(profile, history=history, redactor=redactor, change=change)
+    gatherer._early = early
+    settle(gatherer, kind)
+    return serve(gatherer, kind, request_read, result_write)
+
+
+def settle(gatherer: Gatherer, kind: str) -> None:
+    """In a kind's probe process: yield the CPU to the kinds whose checks judge time.
+
+    Without one in the run, nicing would only slow the probes the checks are waiting for.
+    """
+    registry = kinds_in_use(gatherer._profile)
+    if any(k.times_targets for k in registry.values()) and not registry[kind].times_targets:
+        os.nice(10)
+
+
+def serve(gatherer: Gatherer, kind: str, request_read: int, result_write: int) -> int:
+    """In a kind's probe process: probe what the parent asks for; each target's facts a JSON line. The exit status."""
+    with os.fdopen(result_write, "w", encoding="utf-8") as out:
+
+        def send(kind: str, facts: Facts) -> None:
+            out.write(json.dumps([kind, facts.model_dump(mode="json")]) + "\n")
+            out.flush()
+
+        try:
+            asyncio.run(_child_work(gatherer, kind, request_read, send))
+        except BaseException as exc:
+            out.write(json.dumps(["error", f"{type(exc).__name__}: {exc}"]) + "\n")
+            return 1
+    return 0
 
 
 async def _child_work(gatherer: Gatherer, kind: str, request_read: int, send: Callable[[str, Facts], None]) -> None:

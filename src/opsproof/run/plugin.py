@@ -33,8 +33,8 @@ from opsproof.model.fields import own_cadences
 from opsproof.model.markers import ALL_MARKERS, CADENCE_MARKERS
 from opsproof.probes import Facts, kinds_in_use
 from opsproof.profile import ITEM_SECTIONS, Item, Profile
-from opsproof.run import custom, on_demand
-from opsproof.run.gather import Gatherer
+from opsproof.run import custom, on_demand, warm
+from opsproof.run.gather import Gatherer, serve_state
 from opsproof.run.quiet import Quiet, skip_capture
 from opsproof.run.records import (
     AllureAnnotator,
@@ -156,8 +156,11 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     it takes the path for a test path: it finds no pyproject.toml above it, loses `testpaths =
     checks`, and would import the conftest.py of every test* folder of the repository (tests/
     needs the test extras). Written with `=`, or as a name, the value is no path and nothing of this happens.
-    First, the blocked plugins the command line asks for are loaded (`opsproof.run.on_demand`).
+    First, the probe processes of the profile's kinds fork, to import their libraries while the
+    profile loads (`opsproof.run.warm`); then the blocked plugins the command line asks for are
+    loaded (`opsproof.run.on_demand`).
     """
+    warm.start_for_run(early_config, serve_state)
     on_demand.load_asked_for(early_config, parser, args)
     known = early_config.known_args_namespace
     checks = early_config.invocation_params.dir / "checks"
