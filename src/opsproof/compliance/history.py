@@ -374,12 +374,8 @@ class History:
         from opsproof.evidence.results_json import read_streamed
 
         head, checks = read_streamed(bundle / "results.json")
-        run = head.run
-        if self.execute("SELECT 1 FROM runs WHERE run_id = ?", (run.id,)):
-            return None
-        self._insert_run_row(run_row(head, bundle.name, "", {}), None)
-        self._insert_checks(run, checks)
-        return run.id
+        # Unsealed: no digest, no signer (an empty manifest) and no upload yet.
+        return head.run.id if self.insert_run(head, bundle.name, "", {}, None, checks) else None
 
     def finish_run(self, run_id: str, manifest_sha256: str, manifest: dict[str, Any]) -> None:
         """The sealed run's digest and signer, in the transaction `begin_run` wrote its rows in."""

@@ -29,9 +29,13 @@ class EarlyRecording:
     def __init__(self, location: Location) -> None:
         self._location = location
         self._stack = contextlib.ExitStack()
-        self._store: History | None = None
+        self._store: History | None = None  # the open store while the recording is under way
         self._run_id: str | None = None
-        self.begun = False
+
+    @property
+    def begun(self) -> bool:
+        """Its rows are written and wait for `finish` (False when `begin` failed, or once ended)."""
+        return self._store is not None
 
     def begin(self, bundle: Path) -> None:
         """Write the rows of the bundle's results.json, in an open transaction; never raises."""
@@ -40,7 +44,6 @@ class EarlyRecording:
             self._stack.enter_context(store.transaction())
             self._run_id = store.begin_run(bundle)
             self._store = store
-            self.begun = True
         except Exception:  # the usual path records the sealed bundle, and says what is wrong
             self.abandon()
 
@@ -49,14 +52,16 @@ class EarlyRecording:
 
         Raises what the store raises (HistoryError), the transaction rolled back.
         """
-        assert self._store is not None, "finish() after a begin() that failed"
+        store = self._store
+        assert store is not None, "finish() after a begin() that failed"
         try:
             if self._run_id is not None:
                 manifest = json.loads((bundle / "manifest.json").read_text())
-                self._store.finish_run(self._run_id, manifest_sha256, manifest)
+                store.finish_run(self._run_id, manifest_sha256, manifest)
         except BaseException as exc:
             self._close(exc)
             raise
+        self._store = None
         self._stack.close()  # commits, then closes the connection
         return self._run_id is not None
 
@@ -65,6 +70,6 @@ class EarlyRecording:
         self._close(RuntimeError("the run's recording was abandoned"))
 
     def _close(self, exc: BaseException) -> None:
-        self.begun = False
+        self._store = None
         with contextlib.suppress(Exception):  # rolling back a broken connection may fail too
             self._stack.__exit__(type(exc), exc, exc.__traceback__)

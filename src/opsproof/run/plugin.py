@@ -421,6 +421,8 @@ def _share_locations(items: list[pytest.Item]) -> None:
 def _past_of(state: RunState) -> Observations:
     # Imported at the first check, not with the plugin: the trends reader and the history's module
     # (~40 ms uncompiled) are then loaded while the run waits for facts, not before its first probe.
+    if state.past is not None:  # made by the first check (every check asks: no import statement each)
+        return state.past
     from opsproof.run.past import past_of
 
     return past_of(state)
@@ -518,9 +520,8 @@ def _handed(node: pytest.Item, *asked: str) -> dict[str, Any]:
     if "item" in wants and "item" not in funcargs:
         funcargs["item"] = ref.model
     if ("check" in wants or "facts" in wants) and "check" not in funcargs:
-        past = ref.run.past if ref.run.past is not None else _past_of(ref.run)
         funcargs["check"] = Check(
-            check_id=identity(node)[0], kind=ref.kind, target=ref.name, severity=ref.severity, history=past
+            check_id=identity(node)[0], kind=ref.kind, target=ref.name, severity=ref.severity, history=_past_of(ref.run)
         )
     if "facts" in wants and "facts" not in funcargs:
         found = _facts_of(ref.run, ref)
