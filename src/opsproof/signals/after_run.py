@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsproof.signals.delivery import deliver_all, describe
-from opsproof.signals.payloads import Outgoing, RunFacts, outgoing
-from opsproof.signals.state import Timeline, changes, load_timeline
-
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
     from opsproof.model.results import Results
     from opsproof.model.signals import Notify, Pushgateway
+    from opsproof.signals.payloads import Outgoing
+    from opsproof.signals.state import Timeline
 
 NOTIFICATIONS_SCHEMA = "opsproof/notifications/v1"
 NOTIFICATIONS_FILE = "notifications.json"
@@ -74,6 +72,12 @@ def _notify(
 ) -> str | None:
     if not rules:
         return None
+    # Here, not at import: a run without `notify:` (most) never loads the payloads, the history's
+    # reader of past states or urllib's HTTP client (~9 ms of the pytest process's CPU, compiled).
+    from opsproof.signals.delivery import deliver_all, describe
+    from opsproof.signals.payloads import RunFacts, outgoing
+    from opsproof.signals.state import changes
+
     clock = time.monotonic()
     run = results["run"]
     document: dict[str, Any] = {"schema": NOTIFICATIONS_SCHEMA, "mode": mode, "deliveries": []}
@@ -119,6 +123,8 @@ def _notify(
 
 def _timeline(history: Location | None, run: Mapping[str, Any], check_ids: list[str]) -> tuple[Timeline, str]:
     """The checks' earlier records; without a readable history every problem is new (a page too many, none lost)."""
+    from opsproof.signals.state import Timeline, load_timeline
+
     if history is None:
         return Timeline(), "none: no history store"
     from opsproof.compliance.history import History
