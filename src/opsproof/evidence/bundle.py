@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsproof.evidence.html import render_html
+from opsproof.evidence.ahead import Ahead
 from opsproof.evidence.junit import junit_chunks
 from opsproof.evidence.manifest import seal
 from opsproof.evidence.results_json import json_chunks
@@ -22,16 +22,25 @@ if TYPE_CHECKING:
     from opsproof.evidence.chain_head import ChainHead
     from opsproof.evidence.signing import Signer
 
+
+def _page(results: Results) -> Iterable[str]:
+    # Imported here: a run's process hands report.html to a process forked ahead (`start_renderer`),
+    # which imports the page's modules and jinja2 itself; the run's own process need not load them.
+    from opsproof.evidence.html import render_html
+
+    return (render_html(results),)
+
+
 # Each format as the pieces it is written in: results.json and junit.xml one check at a time.
 RENDERERS: dict[str, Callable[[Results], Iterable[str]]] = {
     "results.json": json_chunks,
     "junit.xml": junit_chunks,
-    "report.html": lambda results: (render_html(results),),
+    "report.html": _page,
 }
 
 
-# What a forked child writes when `write_bundle` is asked to (`in_child`): report.html, the longest to
-# make; this process writes the two written a check at a time, then does its `meanwhile` (the history).
+# What another process writes when `write_bundle` is asked to (`renderer`, `in_child`): report.html, the
+# longest to make; this process writes the two written a check at a time, then does its `meanwhile` (the history).
 BESIDE = ("report.html",)
 # The longest the process waits for that child after its own files (10,000 checks take ~0.45 s of CPU).
 CHILD_WAIT_S = 60.0
@@ -48,6 +57,26 @@ def _write_file(path: Path, chunks: Iterable[str], redactor: Redactor) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         for chunk in chunks:
             out.write(redactor.redact(chunk, short=False))
+
+
+def start_renderer() -> Ahead | None:
+    """A process forked now that loads what renders BESIDE, to render it when `write_bundle` hands it the results.
+
+    None where it cannot fork (see `Ahead.start`). Its owner passes it to `write_bundle(renderer=...)`,
+    or dismisses it (`Ahead.dismiss`) when the run writes no bundle.
+    """
+    return Ahead.start(_load_renderers, _render_handed)
+
+
+def _load_renderers() -> None:
+    from opsproof.evidence.html import load_template
+
+    load_template()
+
+
+def _render_handed(payload: tuple[Path, Results, Redactor]) -> None:
+    bundle, results, redactor = payload
+    _write_files(bundle, results, redactor, BESIDE)
 
 
 def _start_child(work: Callable[[], None]) -> int | None:
@@ -109,6 +138,7 @@ def write_bundle(
     shards: list[dict[str, Any]] | None = None,
     redacted_already: bool = False,
     in_child: bool = False,
+    renderer: Ahead | None = None,
     meanwhile: Callable[[Path], None] | None = None,
 ) -> Path:
     """Every format, plus `extra_files` (notifications.json), redacted, then sealed together (`manifest.seal`).
@@ -122,6 +152,9 @@ def write_bundle(
     Only for a process that is its own (the plugin's run as a command): a fork copies every
     thread's locks, and a library embedding pytest may hold one. `meanwhile` must not raise;
     it runs before the bundle is sealed, with every file but the child's written.
+    `renderer`: a process forked ahead by `start_renderer`, which has the page's modules loaded
+    already; it is handed the results and renders as that child would (the same files, the same
+    fallback). When it cannot take them, a child is forked as with `in_child`, if asked for.
     """
     run = results.run
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -134,7 +167,9 @@ def write_bundle(
     # A piece holds whole records, so a secret in a record is always inside one piece.
     if not redacted_already:
         results = results.redacted(redactor)
-    beside = _start_child(lambda: _write_files(bundle, results, redactor, BESIDE)) if in_child else None
+    beside = renderer.hand((bundle, results, redactor)) if renderer is not None else None
+    if beside is None and in_child:
+        beside = _start_child(lambda: _write_files(bundle, results, redactor, BESIDE))
     try:
         _write_files(bundle, results, redactor, [name for name in RENDERERS if beside is None or name not in BESIDE])
         if meanwhile is not None:

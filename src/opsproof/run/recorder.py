@@ -23,6 +23,7 @@ from opsproof.signals.options import notify_mode
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
+    from opsproof.evidence.ahead import Ahead
     from opsproof.redaction import Redactor
     from opsproof.run.early_recording import EarlyRecording
 
@@ -33,6 +34,23 @@ class Recorder:
     def __init__(self, config: pytest.Config, state: RunState) -> None:
         self.config = config
         self.state = state
+        self.renderer: Ahead | None = None  # report.html's process, forked ahead (`render_ahead`)
+
+    def render_ahead(self) -> None:
+        """Fork the process that will render report.html: it loads the page's modules while the run goes on.
+
+        Called once the probe processes are forked (they must not wait for this one), in a run
+        that is its own process and no xdist controller (as `write_bundle(in_child=...)`). The
+        page's modules and jinja2 (~30 ms of CPU, compiled) are then never loaded by this
+        process, whose CPU is the run's wall time; the forked one loads them on the other core.
+        """
+        if not owns_process(self.config):
+            return
+        from opsproof.evidence.bundle import start_renderer
+
+        self.renderer = start_renderer()
+        if self.renderer is not None:
+            self.config.add_cleanup(self.renderer.dismiss)  # a run that wrote no bundle: not needed
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         # A checks module that cannot be collected is a bug in the suite: an internal error.
@@ -135,6 +153,7 @@ class Recorder:
                 head=head,
                 redacted_already=True,
                 in_child=in_child,
+                renderer=self.renderer if in_child else None,
                 meanwhile=early.begin if early is not None else None,
             )
             note = fallback_note(head)
@@ -203,11 +222,16 @@ def _status_of(record: Mapping[str, Any]) -> Mapping[str, Any]:
     return status
 
 
-def load_bundle_writers() -> None:
-    """Import what writes the bundle and compile report.html's template, while the run waits anyway."""
+def load_bundle_writers(config: pytest.Config) -> None:
+    """Import what writes the bundle while the run waits for its first facts.
+
+    report.html's modules and template too, unless a process forked ahead renders it (`Recorder.render_ahead`).
+    """
     for module in ("evidence.bundle", "run.results", "run.terminal", "run.early_recording"):
         importlib.import_module(f"opsproof.{module}")
-    importlib.import_module("opsproof.evidence.html").load_template()
+    recorder = config.pluginmanager.get_plugin("opsproof-recorder")
+    if getattr(recorder, "renderer", None) is None:
+        importlib.import_module("opsproof.evidence.html").load_template()
 
 
 def _exit_code(state: RunState, pytest_status: int) -> int:
@@ -309,13 +333,14 @@ def ship_bundle(
     recover, since the history is rebuilt from bundles (and their upload receipts).
     """
     from opsproof.compliance.history import History, HistoryError
-    from opsproof.compliance.upload import describe_error, describe_receipt, upload_bundle, write_receipt
     from opsproof.evidence.manifest import manifest_sha256
 
     shipped: list[str] = []
     errors: list[str] = []
     receipt = None
     if upload is not None:
+        from opsproof.compliance.upload import describe_error, describe_receipt, upload_bundle, write_receipt
+
         try:
             receipt = upload_bundle(bundle, upload.target, upload.retain, upload.lock)
         except Exception as exc:

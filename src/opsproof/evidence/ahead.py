@@ -1,0 +1,146 @@
+"""A process forked ahead of the work it will do: it loads what that work needs meanwhile, then waits for it.
+
+The bundle's report.html needs jinja2, the page's modules and its compiled template (~30 ms of
+CPU, compiled). A run's own process is busy from start to end, so whatever it imports adds to
+the run's wall time; it used to import them while the checks ran and fork a child to render the
+page at the end. `Ahead.start` forks that child early instead: it runs `prepare` (the imports) on
+the other core, mostly while the probe processes wait for their answers, then blocks until it is
+handed its work (`hand`), or told it is not needed (`dismiss`, or the run's process ending).
+
+The work travels pickled through a memory file (memfd) both processes hold since the fork, and
+a length through a pipe: writing it never waits on the reader, so a process that is slow, stuck
+or gone never holds the run up (the caller waits for it within a bound and does the work itself
+when it failed). Nothing of it touches the disk. Linux only (memfd); elsewhere `start` says None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import struct
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+_LENGTH = struct.Struct("!Q")  # the pickled work's size: the whole message on the pipe
+
+
+class Ahead:
+    """The caller's view of a process forked ahead: its pid, and the ends of the pipe and memory file it reads."""
+
+    def __init__(self, pid: int, control: int, memory: int) -> None:
+        self.pid = pid
+        self._control: int | None = control
+        self._memory: int | None = memory
+
+    @classmethod
+    def start(cls, prepare: Callable[[], None], work: Callable[[Any], None]) -> Ahead | None:
+        """Fork a process that runs `prepare()` now and `work(payload)` once handed one; None without fork or memfd.
+
+        Call it from the main thread: the process never returns into the caller's code, and it
+        closes every file descriptor it inherited (a pipe end held there would keep another
+        process of the caller's from ever seeing its end of file).
+        """
+        if not hasattr(os, "fork") or not hasattr(os, "memfd_create"):
+            return None
+        memory = os.memfd_create("opsproof-ahead")
+        read, write = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (memory, read, write):
+                os.close(fd)
+            return None
+        if pid == 0:
+            _serve(read, memory, prepare, work)
+        os.close(read)
+        return cls(pid, write, memory)
+
+    @property
+    def waiting(self) -> bool:
+        """Neither handed its work nor dismissed yet."""
+        return self._control is not None
+
+    def hand(self, payload: Any) -> int | None:
+        """Hand the process its work; its pid, for the caller to reap (see `bundle._finished`).
+
+        None when it cannot take it (the payload does not pickle, the process is gone): it is
+        then dismissed, and the caller does the work itself.
+        """
+        if self._control is None or self._memory is None:
+            return None
+        try:
+            data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+            written = 0
+            while written < len(data):
+                written += os.pwrite(self._memory, memoryview(data)[written:], written)
+            os.write(self._control, _LENGTH.pack(len(data)))
+        except Exception:  # not picklable, or the process is gone (a broken pipe): the caller does the work
+            self.dismiss()
+            return None
+        self._close()
+        return self.pid
+
+    def dismiss(self) -> None:
+        """Not needed: killed (it has written nothing: it only writes once handed its work) and reaped."""
+        if self._control is None:
+            return
+        self._close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+    def _close(self) -> None:
+        for fd in (self._control, self._memory):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._control = self._memory = None
+
+
+def _serve(control: int, memory: int, prepare: Callable[[], None], work: Callable[[Any], None]) -> NoReturn:
+    """The process forked ahead: prepare, wait for the payload's length, do the work; exit 0 (1 if anything failed).
+
+    The end of file on `control` before a length (the caller dismissed it, or ended) exits 0, having done nothing.
+    """
+    code = 1
+    try:
+        _close_inherited(keep=(control, memory))
+        prepare()
+        head = _read_exactly(control, _LENGTH.size)
+        if len(head) < _LENGTH.size:
+            code = 0
+        else:
+            (size,) = _LENGTH.unpack(head)
+            data = bytearray()
+            while len(data) < size:
+                piece = os.pread(memory, size - len(data), len(data))
+                if not piece:
+                    raise EOFError("the payload is shorter than its length")
+                data += piece
+            work(pickle.loads(data))
+            code = 0
+    finally:
+        os._exit(code)  # never back into the caller's code, no atexit handler, no inherited buffer flushed
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        piece = os.read(fd, size - len(data))
+        if not piece:
+            break
+        data += piece
+    return data
+
+
+def _close_inherited(keep: tuple[int, ...]) -> None:
+    """Close every descriptor but stdin, stdout, stderr and `keep`."""
+    low = 3
+    for fd in sorted(keep):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
