@@ -161,7 +161,7 @@ def pytest_runtest_call() -> None:
 
 
 def pytest_runtest_logfinish() -> None:
-    _last["check"] = time.time()
+    _last["check"], _last["check cpu"] = time.time(), time.process_time()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -170,7 +170,8 @@ def pytest_sessionfinish() -> Any:
         return f"{_last[key] - T0:7.3f}" if key in _last else "      -"
 
     os.write(_OUT, f"timeline {at('facts')} [{os.getpid()}] parent: last facts received\n".encode())
-    os.write(_OUT, f"timeline {at('check')} [{os.getpid()}] last check ends\n".encode())
+    cpu = f"cpu {_last['check cpu']:6.3f}  " if "check cpu" in _last else ""
+    os.write(_OUT, f"timeline {at('check')} [{os.getpid()}] {cpu}last check ends\n".encode())
     mark("sessionfinish begins (bundle)")
     try:
         return (yield)
