@@ -81,3 +81,25 @@ def test_a_run_that_notifies_loads_the_delivery(runner: Runner, http_server: Htt
     loaded = _modules_at_end(runner)
     assert {"opsproof.signals.delivery", "opsproof.signals.payloads", "opsproof.signals.state"} <= loaded
     assert "jinja2" not in loaded
+
+
+def test_the_suite_commit_asked_as_the_checks_begin_is_the_one_recorded(
+    runner: Runner, http_server: HttpServer
+) -> None:
+    """`git rev-parse HEAD` starts with the checks (run.results.GitCommit); results.json has its answer."""
+    import subprocess
+
+    runner.profile(http_profile(f"{{name: up, url: '{http_server.base}/health'}}"))
+    root = runner.pytester.path
+    first = runner.run("-m", "daily", subprocess=True)
+    assert first.ret == 0, first.output
+    assert first.results["run"]["suite"]["commit"] is None  # not a repository
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "profiles"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "profiles"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    second = runner.run("-m", "daily", subprocess=True)
+    assert second.ret == 0, second.output
+    newest = max(second.bundles, key=lambda bundle: json.loads((bundle / "results.json").read_text())["run"]["started_at"])
+    assert json.loads((newest / "results.json").read_text())["run"]["suite"]["commit"] == head

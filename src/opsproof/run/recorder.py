@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from opsproof.evidence.ahead import Ahead
     from opsproof.redaction import Redactor
     from opsproof.run.early_recording import EarlyRecording
+    from opsproof.run.results import GitCommit
 
 
 class Recorder:
@@ -35,6 +36,12 @@ class Recorder:
         self.config = config
         self.state = state
         self.renderer: Ahead | None = None  # report.html's process, forked ahead (`render_ahead`)
+        self._commit: GitCommit | None = None  # the suite's commit, asked as the checks begin
+
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        from opsproof.run.results import GitCommit
+
+        self._commit = GitCommit(self.config.rootpath)
 
     def render_ahead(self) -> None:
         """Fork the process that will render report.html: it loads the page's modules while the run goes on.
@@ -126,7 +133,7 @@ class Recorder:
             # Every writer and signal shows the results redacted: one document serves them all (without
             # a secret it is the same object; with one, the unredacted copy is dropped, not held beside it).
             redactor = state.redactor
-            state.results = shown = build_results(self.config, state).redacted(redactor)
+            state.results = shown = build_results(self.config, state, self._commit).redacted(redactor)
             # Before sealing, so every delivery attempt is sealed in the bundle with the rest.
             sent = notify(
                 state.loaded.profile.notify,

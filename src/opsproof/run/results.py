@@ -21,8 +21,11 @@ if TYPE_CHECKING:
     from opsproof.run.state import RunState
 
 
-def build_results(config: pytest.Config, state: RunState) -> Results:
-    """The run's results document; it takes the records out of `state.records` (see `_take_records`)."""
+def build_results(config: pytest.Config, state: RunState, commit: GitCommit | None = None) -> Results:
+    """The run's results document; it takes the records out of `state.records` (see `_take_records`).
+
+    `commit`: the suite's commit, asked for when the checks began (else asked now).
+    """
     checks = list(state.records.values())
     exit_code = state.exit_code if state.exit_code is not None else outcomes.EXIT_INTERNAL
     loaded = state.loaded
@@ -37,7 +40,7 @@ def build_results(config: pytest.Config, state: RunState) -> Results:
             "keywords": config.option.keyword or None,
             "paths": [str(a) for a in config.args],
         },
-        "suite": {"version": __version__, "commit": git_commit(config.rootpath)},
+        "suite": {"version": __version__, "commit": (commit or GitCommit(config.rootpath)).result()},
         "host": platform.node(),
         "user": current_user(),
         # `pytest` whether it ran as `pytest`, `python -m pytest` or through `opsproof demo`.
@@ -141,14 +144,40 @@ def summarize(
     }
 
 
+class GitCommit:
+    """`git rev-parse HEAD` in a folder, started now and read with `result()`.
+
+    A run starts it as its checks begin: at the end, the answer is there (the wait for git was
+    ~3 ms of the bundle's critical path).
+    """
+
+    def __init__(self, root: Path) -> None:
+        try:
+            self._git: subprocess.Popen[str] | None = subprocess.Popen(
+                ["git", "-C", str(root), "rev-parse", "HEAD"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        except OSError:
+            self._git = None
+
+    def result(self) -> str | None:
+        """The commit, or None (no git, not a repository, or no answer within 5 s)."""
+        git = self._git
+        if git is None:
+            return None
+        try:
+            out, _ = git.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            git.kill()
+            git.communicate()
+            return None
+        return out.strip() or None if git.returncode == 0 else None
+
+
 def git_commit(root: Path) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
+    return GitCommit(root).result()
 
 
 def current_user() -> str:
