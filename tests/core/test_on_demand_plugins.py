@@ -46,12 +46,7 @@ def test_the_repository_ini_blocks_both(runner: Runner, http_server: HttpServer)
     run = _runner(runner, http_server).run("-m", "daily", subprocess=True)
     assert run.ret == 0, run.output
     # platformdirs' plugin (its own tests' fixture) is blocked too, and nothing loads it back.
-    assert _registered(runner) == {
-        "allure_pytest": False,
-        "pytest11.testinfra": False,
-        "platformdirs": False,
-        "timeout": False,
-    }
+    assert _registered(runner) == {"allure_pytest": False, "pytest11.testinfra": False, "platformdirs": False, "timeout": False}
 
 
 @pytest.mark.parametrize("form", ["space", "equals", "xdist"])
@@ -64,12 +59,7 @@ def test_alluredir_loads_allure_and_its_results_carry_opsproof_labels(
         option += ["-n", "2", "--use-workers"]
     run = _runner(runner, http_server).run("-m", "daily", *option, "--clean-alluredir", subprocess=True)
     assert run.ret == 0, run.output
-    assert _registered(runner) == {
-        "allure_pytest": True,
-        "pytest11.testinfra": False,
-        "platformdirs": False,
-        "timeout": False,
-    }
+    assert _registered(runner) == {"allure_pytest": True, "pytest11.testinfra": False, "platformdirs": False, "timeout": False}
     results = [json.loads(p.read_text()) for p in allure_dir.glob("*-result.json")]
     labels = {label["name"]: label["value"] for r in results if r["name"] == "test_health[up]" for label in r["labels"]}
     assert labels["opsproof_check"] == "http.health[up]"
@@ -79,23 +69,16 @@ def test_alluredir_loads_allure_and_its_results_carry_opsproof_labels(
 def test_a_testinfra_option_loads_testinfra(runner: Runner, http_server: HttpServer) -> None:
     run = _runner(runner, http_server).run("-m", "daily", "--hosts=local://", subprocess=True)
     assert run.ret == 0, run.output
-    assert _registered(runner) == {
-        "allure_pytest": False,
-        "pytest11.testinfra": True,
-        "platformdirs": False,
-        "timeout": False,
-    }
-
-
-def _team_check(runner: Runner, name: str, imports: str, body: str) -> None:
-    """A team's own daily health check, checks/health/test_NAME.py."""
-    path = runner.pytester.path / "checks" / "health" / f"test_{name}.py"
-    path.write_text(f"{imports}import pytest\n\n@pytest.mark.daily\n@pytest.mark.health\n{body}")
+    assert _registered(runner) == {"allure_pytest": False, "pytest11.testinfra": True, "platformdirs": False, "timeout": False}
 
 
 def test_p_loads_testinfra_for_a_teams_host_fixture(runner: Runner, http_server: HttpServer) -> None:
     runner = _runner(runner, http_server)
-    _team_check(runner, "team_host", "", "def test_hostname(host):\n    assert host.run('true').rc == 0\n")
+    custom = runner.pytester.path / "checks" / "health" / "test_team_host.py"
+    custom.write_text(
+        "import pytest\n\n@pytest.mark.daily\n@pytest.mark.health\n"
+        "def test_hostname(host):\n    assert host.run('true').rc == 0\n"
+    )
     run = runner.run("-m", "daily", "-p", "pytest11.testinfra", subprocess=True)
     assert run.ret == 0, run.output
     assert _registered(runner)["pytest11.testinfra"] is True
@@ -106,7 +89,11 @@ def test_p_loads_testinfra_for_a_teams_host_fixture(runner: Runner, http_server:
 
 def test_a_timeout_option_loads_pytest_timeout_and_it_applies(runner: Runner, http_server: HttpServer) -> None:
     runner = _runner(runner, http_server)
-    _team_check(runner, "team_slow", "import time\n", "def test_slow():\n    time.sleep(30)\n")
+    custom = runner.pytester.path / "checks" / "health" / "test_team_slow.py"
+    custom.write_text(
+        "import time\nimport pytest\n\n@pytest.mark.daily\n@pytest.mark.health\n"
+        "def test_slow():\n    time.sleep(30)\n"
+    )
     run = runner.run("-m", "daily", "--timeout=1", subprocess=True)
     assert _registered(runner)["timeout"] is True
     assert run.ret != 0 and "Timeout (>1.0s)" in run.output
