@@ -1,4 +1,4 @@
-"""allure-pytest, pytest-testinfra, pytest-timeout: blocked by the repository's ini, loaded when their options are given.
+"""allure-pytest and pytest-testinfra: blocked by the repository's ini, loaded when their options are given.
 
 Each run is a pytest subprocess in a folder whose pytest.ini carries the repository's own addopts
 (read from pyproject.toml), against the HTTP server the tests start. A conftest.py there writes
@@ -24,7 +24,7 @@ from pathlib import Path
 
 def pytest_sessionfinish(session):
     manager = session.config.pluginmanager
-    names = ("allure_pytest", "pytest11.testinfra", "platformdirs", "timeout")
+    names = ("allure_pytest", "pytest11.testinfra", "platformdirs")
     registered = {name: manager.has_plugin(name) for name in names}
     Path(__file__).with_name("registered.json").write_text(json.dumps(registered))
 """
@@ -42,11 +42,11 @@ def _registered(runner: Runner) -> dict[str, bool]:
 
 
 def test_the_repository_ini_blocks_both(runner: Runner, http_server: HttpServer) -> None:
-    assert "-p no:allure_pytest" in ADDOPTS and "-p no:pytest11.testinfra" in ADDOPTS and "-p no:timeout" in ADDOPTS
+    assert "-p no:allure_pytest" in ADDOPTS and "-p no:pytest11.testinfra" in ADDOPTS
     run = _runner(runner, http_server).run("-m", "daily", subprocess=True)
     assert run.ret == 0, run.output
     # platformdirs' plugin (its own tests' fixture) is blocked too, and nothing loads it back.
-    assert _registered(runner) == {"allure_pytest": False, "pytest11.testinfra": False, "platformdirs": False, "timeout": False}
+    assert _registered(runner) == {"allure_pytest": False, "pytest11.testinfra": False, "platformdirs": False}
 
 
 @pytest.mark.parametrize("form", ["space", "equals", "xdist"])
@@ -59,7 +59,7 @@ def test_alluredir_loads_allure_and_its_results_carry_opsproof_labels(
         option += ["-n", "2", "--use-workers"]
     run = _runner(runner, http_server).run("-m", "daily", *option, "--clean-alluredir", subprocess=True)
     assert run.ret == 0, run.output
-    assert _registered(runner) == {"allure_pytest": True, "pytest11.testinfra": False, "platformdirs": False, "timeout": False}
+    assert _registered(runner) == {"allure_pytest": True, "pytest11.testinfra": False, "platformdirs": False}
     results = [json.loads(p.read_text()) for p in allure_dir.glob("*-result.json")]
     labels = {label["name"]: label["value"] for r in results if r["name"] == "test_health[up]" for label in r["labels"]}
     assert labels["opsproof_check"] == "http.health[up]"
@@ -69,7 +69,7 @@ def test_alluredir_loads_allure_and_its_results_carry_opsproof_labels(
 def test_a_testinfra_option_loads_testinfra(runner: Runner, http_server: HttpServer) -> None:
     run = _runner(runner, http_server).run("-m", "daily", "--hosts=local://", subprocess=True)
     assert run.ret == 0, run.output
-    assert _registered(runner) == {"allure_pytest": False, "pytest11.testinfra": True, "platformdirs": False, "timeout": False}
+    assert _registered(runner) == {"allure_pytest": False, "pytest11.testinfra": True, "platformdirs": False}
 
 
 def test_p_loads_testinfra_for_a_teams_host_fixture(runner: Runner, http_server: HttpServer) -> None:
@@ -85,18 +85,6 @@ def test_p_loads_testinfra_for_a_teams_host_fixture(runner: Runner, http_server:
     without = runner.run("-m", "daily", subprocess=True)
     assert without.ret != 0
     assert "fixture 'host' not found" in without.output
-
-
-def test_a_timeout_option_loads_pytest_timeout_and_it_applies(runner: Runner, http_server: HttpServer) -> None:
-    runner = _runner(runner, http_server)
-    custom = runner.pytester.path / "checks" / "health" / "test_team_slow.py"
-    custom.write_text(
-        "import time\nimport pytest\n\n@pytest.mark.daily\n@pytest.mark.health\n"
-        "def test_slow():\n    time.sleep(30)\n"
-    )
-    run = runner.run("-m", "daily", "--timeout=1", subprocess=True)
-    assert _registered(runner)["timeout"] is True
-    assert run.ret != 0 and "Timeout (>1.0s)" in run.output
 
 
 def test_asked_for_stops_at_a_double_dash() -> None:

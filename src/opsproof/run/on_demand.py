@@ -1,4 +1,4 @@
-"""Entry-point plugins loaded only for runs that use them: allure-pytest, pytest-testinfra, pytest-timeout.
+"""Entry-point plugins loaded only for runs that use them: allure-pytest and pytest-testinfra.
 
 pytest imports every installed `pytest11` plugin before opsproof can look at the command line.
 A plain opsproof run uses neither of these two (the `hosts` and `logs` kinds call testinfra as a
@@ -8,12 +8,6 @@ opsproof loads a blocked one again when the command line (or addopts, or `PYTEST
 names one of its options, before pytest parses the command line: `--alluredir DIR` works as it
 did. A team whose own checks use testinfra's `host` fixture without any of its options adds
 `-p pytest11.testinfra` (see docs/custom-checks.md).
-
-pytest-timeout is not opsproof's dependency (the project's own tests use it): where it is installed
-it cost ~45 ms of CPU per 1,000 checks (its import and its hooks around every check), while a
-check's deadline is its item's `timeout:`. Blocked the same way, it loads for `--timeout` or
-`--session-timeout`; its ini keys and `@pytest.mark.timeout` then need `-p timeout`, as they
-would need it installed where opsproof runs without the test extras.
 """
 
 from __future__ import annotations
@@ -36,7 +30,6 @@ ON_DEMAND: dict[str, tuple[str, ...]] = {
         "--force-ansible",
         "--nagios",
     ),
-    "timeout": ("--timeout", "--session-timeout"),
 }
 
 
