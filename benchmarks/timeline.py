@@ -215,6 +215,8 @@ def _timed(module: Any, name: str, label: str) -> None:
 def _time_the_renderers() -> None:
     """Each file's rendering timed, in this process and in report.html's, forked ahead at configure.
 
+    The renderer loads the page's modules when the probes are done (or when handed the results).
+
     Before opsproof's pytest_configure (this one is tryfirst), so the process forked there has
     the timed renderers, and keeps this plugin's copy of stderr open (it closes what it inherits).
     """
@@ -232,7 +234,7 @@ def _time_the_renderers() -> None:
         close_inherited((*keep, _OUT))
 
     def timed_load() -> None:
-        mark("renderer: forked ahead (report.html's modules load next)")
+        mark("renderer: told to prepare (report.html's modules load next)")
         load_renderers()
         mark("renderer: report.html's modules loaded, waiting for the results")
 

@@ -101,5 +101,7 @@ def test_the_suite_commit_asked_as_the_checks_begin_is_the_one_recorded(
     head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
     second = runner.run("-m", "daily", subprocess=True)
     assert second.ret == 0, second.output
-    newest = max(second.bundles, key=lambda bundle: json.loads((bundle / "results.json").read_text())["run"]["started_at"])
+    newest = max(
+        second.bundles, key=lambda bundle: json.loads((bundle / "results.json").read_text())["run"]["started_at"]
+    )
     assert json.loads((newest / "results.json").read_text())["run"]["suite"]["commit"] == head

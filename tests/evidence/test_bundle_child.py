@@ -128,7 +128,9 @@ def test_a_renderer_forked_ahead_writes_the_bytes_one_process_writes(
     alone = _files(write_bundle(_results(), tmp_path / "alone", _redactor()))
     renderer = start_renderer()
     assert renderer is not None  # Linux: fork and memfd
-    time.sleep(0.2)  # it has loaded the page's modules by now (the run forks it long before the end)
+    renderer.prepare_now()  # as the run does once its probes are done
+    renderer.prepare_now()  # twice is harmless: it loads them once
+    time.sleep(0.2)
 
     def not_here(results: Results) -> list[str]:
         raise AssertionError("report.html rendered by the process that writes the bundle, not the renderer")
@@ -139,6 +141,21 @@ def test_a_renderer_forked_ahead_writes_the_bytes_one_process_writes(
     assert ahead == alone
     assert all(SECRET.encode() not in data for data in ahead.values())
     assert not renderer.waiting and _gone(renderer.pid)
+
+
+def test_a_renderer_never_told_to_prepare_prepares_when_handed_the_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run without probes (or that ended before they did) hands the results to a renderer that loaded nothing yet."""
+    alone = _files(write_bundle(_results(), tmp_path / "alone", _redactor()))
+    renderer = start_renderer()
+    assert renderer is not None
+
+    def not_here(results: Results) -> list[str]:
+        raise AssertionError("report.html rendered by the process that writes the bundle, not the renderer")
+
+    monkeypatch.setitem(bundle_module.RENDERERS, "report.html", not_here)
+    assert _files(write_bundle(_results(), tmp_path / "ahead", _redactor(), renderer=renderer)) == alone
 
 
 def test_a_renderer_that_is_gone_leaves_its_file_to_the_process(tmp_path: Path) -> None:

@@ -1,16 +1,19 @@
-"""A process forked ahead of the work it will do: it loads what that work needs meanwhile, then waits for it.
+"""A process forked ahead of the work it will do: it loads what that work needs when told, then waits for it.
 
 The bundle's report.html needs jinja2, the page's modules and its compiled template (~30 ms of
-CPU, compiled). A run's own process is busy from start to end, so whatever it imports adds to
-the run's wall time; it used to import them while the checks ran and fork a child to render the
-page at the end. `Ahead.start` forks that child early instead: it runs `prepare` (the imports) on
-the other core, mostly while the probe processes wait for their answers, then blocks until it is
-handed its work (`hand`), or told it is not needed (`dismiss`, or the run's process ending).
+CPU, compiled). A run's own process imported them while the checks ran and forked a child to
+render the page at the end; the import delayed the first check whenever the first facts came
+sooner. `Ahead.start` forks that child early instead, and it does nothing until it is told
+to prepare (`prepare_now`: the run says so once its probe processes are done, so the import
+takes a core nobody needs rather than the probes' or the run's), or handed its work (`hand`,
+which prepares first if need be), or told it is not needed (`dismiss`, or the run's process
+ending).
 
 The work travels pickled through a memory file (memfd) both processes hold since the fork, and
-a length through a pipe: writing it never waits on the reader, so a process that is slow, stuck
-or gone never holds the run up (the caller waits for it within a bound and does the work itself
-when it failed). Nothing of it touches the disk. Linux only (memfd); elsewhere `start` says None.
+a tag and a length through a pipe: writing them never waits on the reader, so a process that is
+slow, stuck or gone never holds the run up (the caller waits for it within a bound and does the
+work itself when it failed). Nothing of it touches the disk. Linux only (memfd); elsewhere
+`start` says None.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import struct
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-_LENGTH = struct.Struct("!Q")  # the pickled work's size: the whole message on the pipe
+_LENGTH = struct.Struct("!Q")  # the pickled work's size, after the tag WORK
+PREPARE, WORK = b"p", b"w"  # the tags of the two messages on the pipe
 
 
 class Ahead:
@@ -36,7 +40,7 @@ class Ahead:
 
     @classmethod
     def start(cls, prepare: Callable[[], None], work: Callable[[Any], None]) -> Ahead | None:
-        """Fork a process that runs `prepare()` now and `work(payload)` once handed one; None without fork or memfd.
+        """Fork a process to run `prepare()` when told and `work(payload)` when handed one; None without fork or memfd.
 
         Call it from the main thread: the process never returns into the caller's code, and it
         closes every file descriptor it inherited (a pipe end held there would keep another
@@ -62,6 +66,12 @@ class Ahead:
         """Neither handed its work nor dismissed yet."""
         return self._control is not None
 
+    def prepare_now(self) -> None:
+        """Tell the process to run `prepare()` (once; `hand` does it first otherwise)."""
+        if self._control is not None:
+            with contextlib.suppress(OSError):  # gone: `hand` finds out, and the caller does the work
+                os.write(self._control, PREPARE)
+
     def hand(self, payload: Any) -> int | None:
         """Hand the process its work; its pid, for the caller to reap (see `bundle._finished`).
 
@@ -75,7 +85,7 @@ class Ahead:
             written = 0
             while written < len(data):
                 written += os.pwrite(self._memory, memoryview(data)[written:], written)
-            os.write(self._control, _LENGTH.pack(len(data)))
+            os.write(self._control, WORK + _LENGTH.pack(len(data)))
         except Exception:  # not picklable, or the process is gone (a broken pipe): the caller does the work
             self.dismiss()
             return None
@@ -101,19 +111,25 @@ class Ahead:
 
 
 def _serve(control: int, memory: int, prepare: Callable[[], None], work: Callable[[Any], None]) -> NoReturn:
-    """The process forked ahead: prepare, wait for the payload's length, do the work; exit 0 (1 if anything failed).
+    """The process forked ahead: prepare when told, do the work when handed it; exit 0 (1 if anything failed).
 
-    The end of file on `control` before a length (the caller dismissed it, or ended) exits 0, having done nothing.
+    The end of file on `control` before the work (the caller dismissed it, or ended) exits 0, having done nothing.
     """
     code = 1
     try:
         _close_inherited(keep=(control, memory))
-        prepare()
-        head = _read_exactly(control, _LENGTH.size)
+        prepared = False
+        while (tag := os.read(control, 1)) == PREPARE:
+            if not prepared:
+                prepare()
+                prepared = True
+        head = _read_exactly(control, _LENGTH.size) if tag == WORK else b""
         if len(head) < _LENGTH.size:
             code = 0
         else:
             (size,) = _LENGTH.unpack(head)
+            if not prepared:
+                prepare()
             data = bytearray()
             while len(data) < size:
                 piece = os.pread(memory, size - len(data), len(data))

@@ -156,6 +156,11 @@ class Gatherer:
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(pid, signal.SIGKILL)
 
+    @property
+    def probed(self) -> bool:
+        """No more facts will come: every probe process is done (or the probing failed, or was stopped)."""
+        return self._done
+
     def facts(self, kind: str, name: str) -> Facts:
         """The facts of one target, as soon as its probe is done."""
         key = (kind, name)

@@ -36,6 +36,7 @@ class Recorder:
         self.config = config
         self.state = state
         self.renderer: Ahead | None = None  # report.html's process, forked ahead (`render_ahead`)
+        self._renderer_idle = False  # forked, not yet told to load the page's modules
         self._commit: GitCommit | None = None  # the suite's commit, asked as the checks begin
 
     def pytest_runtestloop(self, session: pytest.Session) -> None:
@@ -44,12 +45,14 @@ class Recorder:
         self._commit = GitCommit(self.config.rootpath)
 
     def render_ahead(self) -> None:
-        """Fork the process that will render report.html: it loads the page's modules while the run goes on.
+        """Fork the process that will render report.html; it loads the page's modules once the probes are done.
 
         Called once the probe processes are forked (they must not wait for this one), in a run
         that is its own process and no xdist controller (as `write_bundle(in_child=...)`). The
         page's modules and jinja2 (~30 ms of CPU, compiled) are then never loaded by this
-        process, whose CPU is the run's wall time; the forked one loads them on the other core.
+        process, whose import of them delayed the first check whenever the first facts came
+        sooner; the forked one loads them when the probe processes have ended and their core
+        is free (told by `pytest_runtest_logreport`), else when handed the results.
         """
         if not owns_process(self.config):
             return
@@ -57,6 +60,7 @@ class Recorder:
 
         self.renderer = start_renderer()
         if self.renderer is not None:
+            self._renderer_idle = True
             self.config.add_cleanup(self.renderer.dismiss)  # a run that wrote no bundle: not needed
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -84,6 +88,9 @@ class Recorder:
         record = getattr(report, "opsproof", None)
         if not record:
             return
+        if self._renderer_idle and self.state.gatherer is not None and self.state.gatherer.probed:
+            self._renderer_idle = False
+            self.renderer.prepare_now()  # type: ignore[union-attr]  # idle only once forked
         previous = self.state.records.get(report.nodeid)
         # A teardown error spoils a passing check; it never hides an earlier finding.
         if previous is None or previous["outcome"] in ("passed", "warned"):
