@@ -243,6 +243,39 @@ def test_junit_carries_any_message_as_valid_xml() -> None:
     assert suite.get("failures") == "1" and suite.get("tests") == "1"
 
 
+def test_junit_escapes_every_attribute_of_a_testcase() -> None:
+    """Names, targets and ids come from the profile: any character in them reaches the parser as it was."""
+    odd = 'a"b&c<d>e\nf\tg\rh\x00i'
+    shown = odd.replace("\x00", "\ufffd")
+    check = {
+        "id": f"checks/health/test_http.py::test_health[{odd}]",
+        "check": f"http.health[{odd}]",
+        "outcome": "passed",
+        "severity": "high",
+        "target": odd,
+        "message": "fine",
+        "duration_s": 0.25,
+    }
+    run = {"environment": "t", "started_at": "2026-11-24T10:00:00.000Z", "host": "h", "id": "r1"}
+    run |= {"status": "passed", "exit_code": 0, "fail_on": "high", "change": None}
+    outcomes = dict.fromkeys(("passed", "warned", "failed", "error", "skipped", "waived"), 0) | {"passed": 1}
+    document = Results.model_construct(
+        run=Run.model_construct(**run),
+        checks=[CheckRecord.model_construct(**check)],
+        summary=Summary.model_construct(by_outcome=outcomes),
+    )
+    case = ET.fromstring(render_junit(document)).find("testcase")
+    assert case is not None
+    assert case.get("classname") == "checks.health.test_http" and case.get("name") == f"test_health[{shown}]"
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props == {
+        "opsproof.check": f"http.health[{shown}]",
+        "opsproof.outcome": "passed",
+        "opsproof.severity": "high",
+        "opsproof.target": shown,
+    }
+
+
 def test_schema_results_prints_the_json_schema_of_results_json(capsys: pytest.CaptureFixture[str]) -> None:
     import jsonschema
     from helpers.compliance_data import record, results
