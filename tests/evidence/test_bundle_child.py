@@ -17,7 +17,7 @@ from helpers.pages import make_check, make_results
 
 from conftest import Runner, http_profile
 from opsproof.evidence import bundle as bundle_module
-from opsproof.evidence.bundle import start_renderer, write_bundle
+from opsproof.evidence.bundle import hand_document, start_renderer, write_bundle
 from opsproof.evidence.manifest import bundle_files
 from opsproof.model.results import Results
 from opsproof.redaction import Redactor
@@ -156,6 +156,44 @@ def test_a_renderer_never_told_to_prepare_prepares_when_handed_the_results(
 
     monkeypatch.setitem(bundle_module.RENDERERS, "report.html", not_here)
     assert _files(write_bundle(_results(), tmp_path / "ahead", _redactor(), renderer=renderer)) == alone
+
+
+def test_a_renderer_handed_the_plain_document_first_writes_the_bytes_one_process_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the run's end does: the document before validation (and before the bundle's folder), redacted there."""
+    alone = _files(write_bundle(_results(), tmp_path / "alone", _redactor()))
+    renderer = start_renderer()
+    assert renderer is not None
+    document = _results().dump()  # plain data, the secret still in a message
+    hand_document(renderer, document, tmp_path / "ahead", _redactor())
+    assert renderer.working and not renderer.waiting
+    time.sleep(0.3)  # it has rendered by now, and waits for the folder the bundle makes
+
+    def not_here(results: Results) -> list[str]:
+        raise AssertionError("report.html rendered by the process that writes the bundle, not the renderer")
+
+    monkeypatch.setitem(bundle_module.RENDERERS, "report.html", not_here)
+    shown = Results.model_validate(document).redacted(_redactor())
+    ahead = _files(write_bundle(shown, tmp_path / "ahead", _redactor(), redacted_already=True, renderer=renderer))
+    assert ahead == alone
+    assert all(SECRET.encode() not in data for data in ahead.values())
+    assert not renderer.working and _gone(renderer.pid)
+
+
+def test_a_renderer_handed_the_document_never_writes_into_a_folder_the_bundle_did_not_make(tmp_path: Path) -> None:
+    """The bundle's folder exists already (a run id given twice): the bundle fails, and the renderer is dismissed."""
+    renderer = start_renderer()
+    assert renderer is not None
+    document = _results().dump()
+    first = write_bundle(_results(), tmp_path, _redactor())
+    (first / "report.html").unlink()  # a folder it could write into
+    hand_document(renderer, document, tmp_path, _redactor())
+    with pytest.raises(FileExistsError):
+        write_bundle(Results.model_validate(document).redacted(_redactor()), tmp_path, _redactor(), renderer=renderer)
+    assert _gone(renderer.pid)
+    time.sleep(0.2)
+    assert not (first / "report.html").exists()
 
 
 def test_a_renderer_that_is_gone_leaves_its_file_to_the_process(tmp_path: Path) -> None:

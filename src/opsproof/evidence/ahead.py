@@ -23,6 +23,7 @@ import os
 import pickle
 import signal
 import struct
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -37,6 +38,7 @@ class Ahead:
         self.pid = pid
         self._control: int | None = control
         self._memory: int | None = memory
+        self._handed = False  # handed its work, not reaped yet
 
     @classmethod
     def start(cls, prepare: Callable[[], None], work: Callable[[Any], None]) -> Ahead | None:
@@ -66,6 +68,11 @@ class Ahead:
         """Neither handed its work nor dismissed yet."""
         return self._control is not None
 
+    @property
+    def working(self) -> bool:
+        """Handed its work, and not reaped yet (`finish`)."""
+        return self._handed
+
     def prepare_now(self) -> None:
         """Tell the process to run `prepare()` (once; `hand` does it first otherwise)."""
         if self._control is not None:
@@ -73,7 +80,7 @@ class Ahead:
                 os.write(self._control, PREPARE)
 
     def hand(self, payload: Any) -> int | None:
-        """Hand the process its work; its pid, for the caller to reap (see `bundle._finished`).
+        """Hand the process its work; its pid (`finish` reaps it).
 
         None when it cannot take it (the payload does not pickle, the process is gone): it is
         then dismissed, and the caller does the work itself.
@@ -90,13 +97,22 @@ class Ahead:
             self.dismiss()
             return None
         self._close()
+        self._handed = True
         return self.pid
 
+    def finish(self, wait_s: float) -> bool:
+        """Reap it once handed its work: True when it did the work (exit 0); killed past `wait_s` (False)."""
+        if not self._handed:
+            return False
+        self._handed = False
+        return reap(self.pid, wait_s)
+
     def dismiss(self) -> None:
-        """Not needed: killed (it has written nothing: it only writes once handed its work) and reaped."""
-        if self._control is None:
+        """Not needed (any more): killed and reaped. A process not handed its work has written nothing."""
+        if self._control is None and not self._handed:
             return
         self._close()
+        self._handed = False
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
@@ -140,6 +156,28 @@ def _serve(control: int, memory: int, prepare: Callable[[], None], work: Callabl
             code = 0
     finally:
         os._exit(code)  # never back into the caller's code, no atexit handler, no inherited buffer flushed
+
+
+def reap(pid: int, wait_s: float) -> bool:
+    """Reap a child; True when it exited 0. One that outlives `wait_s` is killed (False).
+
+    Bounded because a fork copies other threads' locks: a child stuck on one must not hang the
+    caller, which then does the child's work itself, as when it fails.
+    """
+    deadline = time.monotonic() + wait_s
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status) == 0
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return False
+            time.sleep(min(0.002, left))  # the caller did its own work meanwhile: the wait is short
+    except ChildProcessError:
+        return False
 
 
 def _read_exactly(fd: int, size: int) -> bytes:

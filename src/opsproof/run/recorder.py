@@ -133,14 +133,23 @@ class Recorder:
         early: EarlyRecording | None = None
         try:
             from opsproof.compliance.shared_chain import fallback_note, head_for
-            from opsproof.evidence.bundle import bundle_path, write_bundle
+            from opsproof.evidence.bundle import bundle_path, hand_document, write_bundle
             from opsproof.run.early_recording import EarlyRecording
             from opsproof.run.results import build_results
 
             # Every writer and signal shows the results redacted: one document serves them all (without
             # a secret it is the same object; with one, the unredacted copy is dropped, not held beside it).
             redactor = state.redactor
-            state.results = shown = build_results(self.config, state, self._commit).redacted(redactor)
+            # Not in an xdist controller: execnet's threads would be forked mid-flight.
+            in_child = owns_process(self.config) and not self.config.pluginmanager.has_plugin("opsproof-xdist")
+            renderer = self.renderer if in_child else None
+
+            def handing(document: dict[str, Any]) -> None:
+                # The renderer gets the document before this process validates it: both validate at once.
+                if renderer is not None and renderer.waiting:
+                    hand_document(renderer, document, state.report_dir, redactor)
+
+            state.results = shown = build_results(self.config, state, self._commit, handing).redacted(redactor)
             # Before sealing, so every delivery attempt is sealed in the bundle with the rest.
             sent = notify(
                 state.loaded.profile.notify,
@@ -154,8 +163,6 @@ class Recorder:
             )
             extra = {NOTIFICATIONS_FILE: sent} if sent is not None else None
             head = head_for(state.report_dir, state.history)
-            # Not in an xdist controller: execnet's threads would be forked mid-flight.
-            in_child = owns_process(self.config) and not self.config.pluginmanager.has_plugin("opsproof-xdist")
             if in_child and state.history is not None and state.shard is None and state.upload is None:
                 early = EarlyRecording(state.history)  # the run's rows while the child renders report.html
             state.bundle = write_bundle(
@@ -167,7 +174,7 @@ class Recorder:
                 head=head,
                 redacted_already=True,
                 in_child=in_child,
-                renderer=self.renderer if in_child else None,
+                renderer=renderer,
                 meanwhile=early.begin if early is not None else None,
             )
             note = fallback_note(head)
