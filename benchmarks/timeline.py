@@ -141,7 +141,6 @@ def pytest_load_initial_conftests() -> Any:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure() -> None:
     mark("pytest_configure begins (profile load next)")
-    _time_the_renderers()
 
 
 @pytest.hookimpl(trylast=True)
@@ -212,42 +211,17 @@ def _timed(module: Any, name: str, label: str) -> None:
     setattr(module, name, timed)
 
 
-def _time_the_renderers() -> None:
-    """Each file's rendering timed, in this process and in report.html's, forked ahead at configure.
-
-    The renderer loads the page's modules when the probes are done (or when handed the results).
-
-    Before opsproof's pytest_configure (this one is tryfirst), so the process forked there has
-    the timed renderers, and keeps this plugin's copy of stderr open (it closes what it inherits).
-    """
-    if "opsproof.run.plugin" not in sys.modules:  # the floor: a bare pytest
+def _time_the_bundle() -> None:
+    """The bundle's parts, each timed."""
+    bundle = sys.modules.get("opsproof.evidence.bundle")
+    if bundle is None:
         return
-    import opsproof.evidence.ahead as ahead
-    import opsproof.evidence.bundle as bundle
-
     for name in list(bundle.RENDERERS):
         render = bundle.RENDERERS[name]
         bundle.RENDERERS[name] = lambda results, render=render, name=name: _materialized(render, results, name)
-    close_inherited, load_renderers = ahead._close_inherited, bundle._load_renderers
-
-    def keeping_timeline(keep: tuple[int, ...]) -> None:
-        close_inherited((*keep, _OUT))
-
-    def timed_load() -> None:
-        mark("renderer: told to prepare (report.html's modules load next)")
-        load_renderers()
-        mark("renderer: report.html's modules loaded, waiting for the results")
-
-    ahead._close_inherited, bundle._load_renderers = keeping_timeline, timed_load
-
-
-def _time_the_bundle() -> None:
-    """The bundle's parts, each timed."""
-    if "opsproof.evidence.bundle" not in sys.modules:
-        return
     recorder = sys.modules["opsproof.run.recorder"]
     _timed(recorder, "ship_bundle", "  bundle: history (and upload)")
-    _timed(sys.modules["opsproof.evidence.bundle"], "seal", "  bundle: manifest and seal")
+    _timed(bundle, "seal", "  bundle: manifest and seal")
     results = sys.modules["opsproof.run.results"]
     _timed(results, "build_results", "  bundle: results document")
 

@@ -1,13 +1,12 @@
 """What the pytest process of a run never imports when the run does not use it (issue 18).
 
-The pytest process is busy from a run's start to its end, so every module it imports adds to
-the run's wall time. A run of HTTP checks with no `notify:`, no Pushgateway and no upload
-needs none of: the notifications' payloads and deliveries (urllib's HTTP client), the upload,
-and report.html's modules and jinja2, which a process forked ahead loads and renders with
-(`opsproof.evidence.ahead`). A conftest of the run records the process's modules as it ends;
-the run is a real one, against the HTTP server the test starts, in a subprocess (the process
-must be its own for the renderer to fork). Each name below fails the test when someone imports
-its module at the top of a module the run loads.
+The pytest process is busy for most of a run, so a module it imports for nothing costs the
+run's wall time. A run of HTTP checks with no `notify:`, no Pushgateway, no `--ping` and no
+upload needs none of: the notifications' payloads, deliveries and past states, urllib's HTTP
+client, the upload. A conftest of the run records the process's modules as it ends; the run
+is a real one, against the HTTP server the test starts, in a subprocess (the process is its
+own, as a cron run's is). Each name below fails the test when someone imports its module at
+the top of a module the run loads.
 """
 
 from __future__ import annotations
@@ -30,11 +29,6 @@ def pytest_unconfigure(config):
 """
 
 NOT_IN_THE_PARENT = {
-    # report.html's: rendered by the process forked ahead
-    "jinja2",
-    "opsproof.evidence.html",
-    "opsproof.evidence.page",
-    "opsproof.evidence.html_facts",
     # notify: delivery, payloads and the history's past states; metrics pushed; the end ping
     "opsproof.signals.delivery",
     "opsproof.signals.payloads",
@@ -50,9 +44,7 @@ def _modules_at_end(runner: Runner) -> set[str]:
     return set(json.loads((runner.pytester.path / "at-end.json").read_text()))
 
 
-def test_an_http_run_loads_neither_the_page_nor_the_signals_it_does_not_send(
-    runner: Runner, http_server: HttpServer
-) -> None:
+def test_an_http_run_loads_none_of_the_signals_it_does_not_send(runner: Runner, http_server: HttpServer) -> None:
     base = http_server.base
     runner.profile(http_profile(f"{{name: up, url: '{base}/health'}}", f"{{name: down, url: '{base}/status/503'}}"))
     (runner.pytester.path / "conftest.py").write_text(RECORD_AT_END)
@@ -61,7 +53,7 @@ def test_an_http_run_loads_neither_the_page_nor_the_signals_it_does_not_send(
     loaded = _modules_at_end(runner)
     assert "opsproof.evidence.bundle" in loaded and "opsproof.signals.after_run" in loaded  # the run did end
     assert not NOT_IN_THE_PARENT & loaded, sorted(NOT_IN_THE_PARENT & loaded)
-    # The page was written all the same, by the process forked ahead, with every check on it.
+    # The bundle is whole all the same.
     page = (run.bundle / "report.html").read_text()
     assert page.startswith("<!doctype html>") and "http.health[down]" in page and "http.health[up]" in page
     from opsproof.cli import main as opsproof
@@ -80,7 +72,6 @@ def test_a_run_that_notifies_loads_the_delivery(runner: Runner, http_server: Htt
     assert "would send to" in run.output, run.output
     loaded = _modules_at_end(runner)
     assert {"opsproof.signals.delivery", "opsproof.signals.payloads", "opsproof.signals.state"} <= loaded
-    assert "jinja2" not in loaded
 
 
 def test_the_suite_commit_asked_as_the_checks_begin_is_the_one_recorded(

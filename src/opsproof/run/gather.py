@@ -72,7 +72,6 @@ class Gatherer:
         # one (None: kept for every caller). The records keep what the checks observed.
         self._uses: dict[tuple[str, str], int] | None = None
         self._done = False  # no more facts will come: waiters are released, new ones too
-        self._sent_all = False  # every probe process has closed its facts pipe (it may not have exited yet)
         self._early: dict[str, set[str]] = {}
         self._error: BaseException | None = None
         self._in_child = in_child and hasattr(os, "fork")
@@ -157,11 +156,6 @@ class Gatherer:
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(pid, signal.SIGKILL)
 
-    @property
-    def probed(self) -> bool:
-        """No more facts will come: every probe process has sent its last (or the probing failed, or was stopped)."""
-        return self._sent_all or self._done
-
     def facts(self, kind: str, name: str) -> Facts:
         """The facts of one target, as soon as its probe is done."""
         key = (kind, name)
@@ -225,7 +219,6 @@ class Gatherer:
                             selector.unregister(fd)
                             os.close(fd)
                             del pending[fd]
-                            self._sent_all = not pending
                             self._reap(by_fd[fd])
                             continue
                         *lines, pending[fd] = (pending[fd] + chunk).split(b"\n")

@@ -228,12 +228,9 @@ def pytest_configure(config: pytest.Config) -> None:
         # pytest in this environment) never imports what writes bundles.
         from opsproof.run.recorder import Recorder
 
-        recorder = Recorder(config, state)
-        config.pluginmanager.register(recorder, "opsproof-recorder")
+        config.pluginmanager.register(Recorder(config, state), "opsproof-recorder")
         if xdist is not None:
             config.pluginmanager.register(xdist, "opsproof-xdist")
-        elif not config.option.collectonly:
-            recorder.render_ahead()  # after the probe processes' fork: report.html's, loading its modules meanwhile
         _trap_sigterm(config, state)
         _skip_final_collection()
 
@@ -618,7 +615,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         # than after the last check.
         from opsproof.run.recorder import load_bundle_writers
 
-        load_bundle_writers(session.config)
+        load_bundle_writers()
 
 
 QUIET = pytest.StashKey[Quiet]()  # set when own checks' protocol can leave plugins out

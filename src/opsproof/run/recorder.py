@@ -23,7 +23,6 @@ from opsproof.signals.options import notify_mode
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
-    from opsproof.evidence.ahead import Ahead
     from opsproof.redaction import Redactor
     from opsproof.run.early_recording import EarlyRecording
     from opsproof.run.results import GitCommit
@@ -35,33 +34,12 @@ class Recorder:
     def __init__(self, config: pytest.Config, state: RunState) -> None:
         self.config = config
         self.state = state
-        self.renderer: Ahead | None = None  # report.html's process, forked ahead (`render_ahead`)
-        self._renderer_idle = False  # forked, not yet told to load the page's modules
         self._commit: GitCommit | None = None  # the suite's commit, asked as the checks begin
 
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         from opsproof.run.results import GitCommit
 
         self._commit = GitCommit(self.config.rootpath)
-
-    def render_ahead(self) -> None:
-        """Fork the process that will render report.html; it loads the page's modules once the probes are done.
-
-        Called once the probe processes are forked (they must not wait for this one), in a run
-        that is its own process and no xdist controller (as `write_bundle(in_child=...)`). The
-        page's modules and jinja2 (~30 ms of CPU, compiled) are then never loaded by this
-        process, whose import of them delayed the first check whenever the first facts came
-        sooner; the forked one loads them when the probe processes have ended and their core
-        is free (told by `pytest_runtest_logreport`), else when handed the results.
-        """
-        if not owns_process(self.config):
-            return
-        from opsproof.evidence.bundle import start_renderer
-
-        self.renderer = start_renderer()
-        if self.renderer is not None:
-            self._renderer_idle = True
-            self.config.add_cleanup(self.renderer.dismiss)  # a run that wrote no bundle: not needed
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         # A checks module that cannot be collected is a bug in the suite: an internal error.
@@ -88,9 +66,6 @@ class Recorder:
         record = getattr(report, "opsproof", None)
         if not record:
             return
-        if self._renderer_idle and self.state.gatherer is not None and self.state.gatherer.probed:
-            self._renderer_idle = False
-            self.renderer.prepare_now()  # type: ignore[union-attr]  # idle only once forked
         previous = self.state.records.get(report.nodeid)
         # A teardown error spoils a passing check; it never hides an earlier finding.
         if previous is None or previous["outcome"] in ("passed", "warned"):
@@ -133,23 +108,14 @@ class Recorder:
         early: EarlyRecording | None = None
         try:
             from opsproof.compliance.shared_chain import fallback_note, head_for
-            from opsproof.evidence.bundle import bundle_path, hand_document, write_bundle
+            from opsproof.evidence.bundle import bundle_path, write_bundle
             from opsproof.run.early_recording import EarlyRecording
             from opsproof.run.results import build_results
 
             # Every writer and signal shows the results redacted: one document serves them all (without
             # a secret it is the same object; with one, the unredacted copy is dropped, not held beside it).
             redactor = state.redactor
-            # Not in an xdist controller: execnet's threads would be forked mid-flight.
-            in_child = owns_process(self.config) and not self.config.pluginmanager.has_plugin("opsproof-xdist")
-            renderer = self.renderer if in_child else None
-
-            def handing(document: dict[str, Any]) -> None:
-                # The renderer gets the document before this process validates it: both validate at once.
-                if renderer is not None and renderer.waiting:
-                    hand_document(renderer, document, state.report_dir, redactor)
-
-            state.results = shown = build_results(self.config, state, self._commit, handing).redacted(redactor)
+            state.results = shown = build_results(self.config, state, self._commit).redacted(redactor)
             # Before sealing, so every delivery attempt is sealed in the bundle with the rest.
             sent = notify(
                 state.loaded.profile.notify,
@@ -163,6 +129,8 @@ class Recorder:
             )
             extra = {NOTIFICATIONS_FILE: sent} if sent is not None else None
             head = head_for(state.report_dir, state.history)
+            # Not in an xdist controller: execnet's threads would be forked mid-flight.
+            in_child = owns_process(self.config) and not self.config.pluginmanager.has_plugin("opsproof-xdist")
             if in_child and state.history is not None and state.shard is None and state.upload is None:
                 early = EarlyRecording(state.history)  # the run's rows while the child renders report.html
             state.bundle = write_bundle(
@@ -174,7 +142,6 @@ class Recorder:
                 head=head,
                 redacted_already=True,
                 in_child=in_child,
-                renderer=renderer,
                 meanwhile=early.begin if early is not None else None,
             )
             note = fallback_note(head)
@@ -243,16 +210,11 @@ def _status_of(record: Mapping[str, Any]) -> Mapping[str, Any]:
     return status
 
 
-def load_bundle_writers(config: pytest.Config) -> None:
-    """Import what writes the bundle while the run waits for its first facts.
-
-    report.html's modules and template too, unless a process forked ahead renders it (`Recorder.render_ahead`).
-    """
+def load_bundle_writers() -> None:
+    """Import what writes the bundle and compile report.html's template, while the run waits anyway."""
     for module in ("evidence.bundle", "run.results", "run.terminal", "run.early_recording"):
         importlib.import_module(f"opsproof.{module}")
-    recorder = config.pluginmanager.get_plugin("opsproof-recorder")
-    if getattr(recorder, "renderer", None) is None:
-        importlib.import_module("opsproof.evidence.html").load_template()
+    importlib.import_module("opsproof.evidence.html").load_template()
 
 
 def _exit_code(state: RunState, pytest_status: int) -> int:

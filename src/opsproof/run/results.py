@@ -6,7 +6,6 @@ import getpass
 import platform
 import subprocess
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,17 +21,10 @@ if TYPE_CHECKING:
     from opsproof.run.state import RunState
 
 
-def build_results(
-    config: pytest.Config,
-    state: RunState,
-    commit: GitCommit | None = None,
-    handing: Callable[[dict[str, Any]], None] | None = None,
-) -> Results:
+def build_results(config: pytest.Config, state: RunState, commit: GitCommit | None = None) -> Results:
     """The run's results document; it takes the records out of `state.records` (see `_take_records`).
 
     `commit`: the suite's commit, asked for when the checks began (else asked now).
-    `handing`: called with the document as plain data (its records the run's dicts) just before
-    they are validated, for another process to validate its own copy meanwhile (`bundle.hand_document`).
     """
     checks = list(state.records.values())
     exit_code = state.exit_code if state.exit_code is not None else outcomes.EXIT_INTERNAL
@@ -69,8 +61,6 @@ def build_results(
     if state.collect_errors:
         run["collection_errors"] = state.collect_errors
     summary = summarize(checks, state.fail_on, state.unmatched_waivers, state.unmatched_windows)
-    if handing is not None:
-        handing({"schema": SCHEMA, "run": run, "checks": checks, "summary": summary})
     del checks
     return Results.model_validate({"schema": SCHEMA, "run": run, "checks": _take_records(state), "summary": summary})
 

@@ -60,7 +60,7 @@ class XdistHooks:
         # (a second or more): the bundle's modules load now, not after the last check.
         from opsproof.run.recorder import load_bundle_writers
 
-        load_bundle_writers(session.config)
+        load_bundle_writers()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
