@@ -37,9 +37,12 @@ class Recorder:
         self._commit: GitCommit | None = None  # the suite's commit, asked as the checks begin
 
     def pytest_runtestloop(self, session: pytest.Session) -> None:
+        if session.config.option.collectonly:
+            return
         from opsproof.run.results import GitCommit
 
         self._commit = GitCommit(self.config.rootpath)
+        self.config.add_cleanup(self._commit.close)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         # A checks module that cannot be collected is a bug in the suite: an internal error.

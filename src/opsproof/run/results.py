@@ -152,6 +152,7 @@ class GitCommit:
     """
 
     def __init__(self, root: Path) -> None:
+        self._answer: str | None = None
         try:
             self._git: subprocess.Popen[str] | None = subprocess.Popen(
                 ["git", "-C", str(root), "rev-parse", "HEAD"],
@@ -163,17 +164,22 @@ class GitCommit:
             self._git = None
 
     def result(self) -> str | None:
-        """The commit, or None (no git, not a repository, or no answer within 5 s)."""
-        git = self._git
+        """The commit, or None (no git, not a repository, or no answer within 5 s); git is reaped once read."""
+        git, self._git = self._git, None
         if git is None:
-            return None
+            return self._answer
         try:
             out, _ = git.communicate(timeout=5)
         except subprocess.TimeoutExpired:
             git.kill()
             git.communicate()
             return None
-        return out.strip() or None if git.returncode == 0 else None
+        self._answer = out.strip() or None if git.returncode == 0 else None
+        return self._answer
+
+    def close(self) -> None:
+        """Reap git when nothing asked for its answer (a run that wrote no bundle)."""
+        self.result()
 
 
 def git_commit(root: Path) -> str | None:
