@@ -116,9 +116,7 @@ class Gatherer:
             pid = os.fork()
             if pid == 0:
                 self._close_siblings(started.values(), keep=process.courier_fds)
-                warm.courier(
-                    self._run_state(), process, parent, partial(_probe_in_child, self, kind_name, parent=parent)
-                )
+                warm.courier(self._run_state(), process, partial(_probe_in_child, self, kind_name, parent=parent))
             process.handed_over()
             self._children[kind_name].courier = pid
         if self._children:

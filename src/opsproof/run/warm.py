@@ -235,9 +235,7 @@ def _probe(kind: str, state: bytes, request_read: int, result_write: int, serve:
     return serve(kind, run_state, request_read, result_write)
 
 
-def courier(
-    run_state: tuple[Any, ...], process: Warm, parent: int, fallback: Callable[[int, int], NoReturn]
-) -> NoReturn:
+def courier(run_state: tuple[Any, ...], process: Warm, fallback: Callable[[int, int], NoReturn]) -> NoReturn:
     """In a process forked by `prepare`: hand the warm process the run's state, or probe the kind in its stead.
 
     `fallback(request_read, result_write)` probes the kind in this process, as one forked by `prepare`.
@@ -251,7 +249,9 @@ def courier(
             fallback(process.request_read, process.result_write)
         os.close(process.request_read)
         os.close(process.result_write)
-        die_with(parent)
+        # No `die_with` here: its ctypes import was ~4 ms of CPU between the state and the warm process.
+        # Should the run die, the warm process dies with it (this write then fails) or, a kind that cleans
+        # up, reads the state and finds nothing to probe: this process ends either way.
         with os.fdopen(process.payload, "wb") as out:  # a warm process that died: its checks say so, not this
             out.write(state)
     except BaseException:
