@@ -346,10 +346,12 @@ def parser(doc: str | None, items: int, what: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--compiled",
-        action="store_true",
-        help="compile opsproof's modules to bytecode first, as a wheel install or the image has them "
-        "(with PYTHONDONTWRITEBYTECODE an editable install compiles them from source on every run); "
-        "removed again after, unless they were there before",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compile opsproof's modules to bytecode first (the default since session 9), as pip compiles "
+        "a wheel's at install and as the floor's pytest has its own; removed again after, unless they were "
+        "there before. --no-compiled: from source on every run, as an editable install under this "
+        "machine's PYTHONDONTWRITEBYTECODE=1 does",
     )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     return parser

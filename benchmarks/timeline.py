@@ -83,10 +83,10 @@ def _patch_gather() -> None:
         await child_work(g, kind, request_read, timed_send)
         mark(f"child {kind}: last facts sent ({sent})")
 
-    def timed_probe_in_child(*args: Any) -> Any:
+    def timed_probe_in_child(*args: Any, **kwargs: Any) -> Any:
         mark(f"child {args[1]}: forked")
         _time_the_first_request()
-        return probe_in_child(*args)
+        return probe_in_child(*args, **kwargs)
 
     warm = sys.modules["opsproof.run.warm"]
     warm_main, warm_probe = warm._main, warm._probe

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from conftest import HttpServer, Runner, http_profile
 from opsproof.model.kind import Kind
 from opsproof.model.markers import AREA_MARKERS
 from opsproof.probes import ProbeKind, kind_named
 from opsproof.profile import ITEM_SECTIONS, Profile, profile_json_schema
-from opsproof.targets import catalogue, kinds
+from opsproof.targets import HELPERS, catalogue, kind, kinds, names
 
 REPO = Path(__file__).resolve().parents[2]
 KINDS = sorted(kinds())
@@ -80,6 +83,45 @@ def test_every_checks_file_belongs_to_a_kind() -> None:
     declared = {kind.checks for kind in kinds().values()}
     for path in sorted((REPO / "checks").glob("*/test_*.py")):
         assert path.relative_to(REPO).as_posix() in declared, f"{path.relative_to(REPO)} is not any kind's checks file"
+
+
+def test_a_module_of_the_registry_is_a_kind_or_a_named_helper() -> None:
+    """A kind's name is its module's: a module that declares none must be named in HELPERS, or kinds() fails."""
+    modules = {path.stem for path in (REPO / "src" / "opsproof" / "targets").glob("*.py")} - {"__init__"}
+    assert set(names()) == modules - HELPERS
+    for helper in HELPERS:
+        assert not hasattr(importlib.import_module(f"opsproof.targets.{helper}"), "KIND"), helper
+    with pytest.raises(KeyError):
+        kind("valued")
+
+
+def test_a_run_imports_only_its_own_kinds_modules(tmp_path: Path, http_server: HttpServer) -> None:
+    """In a fresh interpreter: an http profile loads, validates and is a `Profile` with no other kind imported."""
+    path = tmp_path / "p.yaml"
+    path.write_text(http_profile(f"{{name: api, url: '{http_server.base}/health'}}"))
+    script = f"""
+import sys
+from pathlib import Path
+from opsproof import Profile, load_profile
+from opsproof.targets import controls_for
+profile = load_profile(Path({str(path)!r})).profile
+assert isinstance(profile, Profile), type(profile)
+assert type(profile.http[0]).__name__ == "HttpTarget"
+assert controls_for("http", "health")
+print(sorted(m for m in sys.modules if m.startswith("opsproof.targets.")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['opsproof.targets.http',", "'opsproof.targets.valued']"]
+
+
+def test_profile_validated_directly_is_typed_by_its_sections() -> None:
+    profile = Profile.model_validate({"environment": "x", "http": [{"name": "a", "url": "http://127.0.0.1:1/"}]})
+    assert isinstance(profile, Profile) and type(profile.http[0]).__name__ == "HttpTarget"
+    with pytest.raises(ValidationError, match=r"http\.0\.url"):
+        Profile.model_validate({"environment": "x", "http": [{"name": "a"}]})
+    with pytest.raises(ValidationError, match="htp"):
+        Profile.model_validate({"environment": "x", "htp": []})
 
 
 def test_every_controls_key_names_a_kind() -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,6 +120,36 @@ def test_every_example_profile_reaches_a_warm_process_as_it_was_loaded(
     assert profile.targets("http") == loaded.profile.targets("http")
     secrets = [value for value in env.values() if value not in loaded.redactor.redact(value)]
     assert secrets and all(value not in redactor.redact(value) for value in secrets)
+
+
+def test_a_fresh_run_hands_the_state_over_rather_than_fall_back(tmp_path: Path, http_server: HttpServer) -> None:
+    """In a fresh interpreter, as a run: the kind's modules are imported before the table of classes is taken.
+
+    A run imports only its own kinds' modules, and those make generic models on import
+    (`Threshold[Duration]`): made after the table, the state would not pickle and every run
+    would fall back to the courier probing (correct, and slower).
+    """
+    path = tmp_path / "p.yaml"
+    # A latency threshold: a `Threshold[Duration]` in the state, the generic model its module makes.
+    item = f"{{name: api, url: '{http_server.base}/health', expect: {{latency: {{warn: 1s, fail: 3s}}}}}}"
+    path.write_text(http_profile(item))
+    script = f"""
+from pathlib import Path
+from opsproof.run import warm
+from opsproof.run.gather import serve_state
+warm.start(["http"], serve_state)
+from opsproof.profile import load_profile
+loaded = load_profile(Path({str(path)!r}))
+process = warm._started["http"]
+try:
+    warm.dumps(((loaded.profile, {{}}, None, loaded.redactor, None), {{}}, "/"), process.classes)
+finally:
+    warm.dismiss_all()
+print("handed over")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "handed over"
 
 
 def test_a_class_made_after_the_fork_without_a_name_does_not_pickle() -> None:

@@ -162,13 +162,25 @@ class ControlMap:
         self, catalogue: Mapping[str, Sequence[str]], overrides: Mapping[str, Sequence[str]] | None = None
     ) -> None:
         overrides = overrides or {}
-        self._catalogue = {k: tuple(v) for k, v in catalogue.items()}
-        self._table = {**self._catalogue, **{k: tuple(v) for k, v in overrides.items() if _KIND_KEY.fullmatch(k)}}
+        # Looked up, not copied: the run's catalogue reads a kind's declaration only when one of
+        # its checks asks (`opsproof.targets.lazy_catalogue`).
+        self._catalogue = catalogue
+        self._overrides = {k: tuple(v) for k, v in overrides.items() if _KIND_KEY.fullmatch(k)}
         self._globs = [(glob_to_regex(k), tuple(v)) for k, v in overrides.items() if not _KIND_KEY.fullmatch(k)]
         self._by_aspect = lru_cache(maxsize=None)(self._lookup)
 
+    def _entry(self, key: str) -> tuple[str, ...] | None:
+        """The profile's entry for `kind` or `kind.aspect`, else the catalogue's; None: neither has one."""
+        if key in self._overrides:
+            return self._overrides[key]
+        found = self._catalogue.get(key)
+        return None if found is None else tuple(found)
+
     def _lookup(self, kind: str, aspect: str) -> tuple[str, ...]:
-        return self._table.get(f"{kind}.{aspect}", self._table.get(kind, ()))
+        found = self._entry(f"{kind}.{aspect}")
+        if found is None:
+            found = self._entry(kind)
+        return found or ()
 
     def _matching_glob(self, check_id: str) -> tuple[str, ...]:
         for pattern, controls in self._globs:
@@ -178,7 +190,7 @@ class ControlMap:
 
     def unknown_kinds(self, known: Sequence[str]) -> list[str]:
         """Keys of the table that name no kind in `known` (a typo in a profile's `controls:`)."""
-        return sorted({k for k in self._table if k.split(".", 1)[0] not in known and k not in self._catalogue})
+        return sorted({k for k in self._overrides if k.split(".", 1)[0] not in known and k not in self._catalogue})
 
     def controls(
         self,

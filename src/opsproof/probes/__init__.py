@@ -21,8 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from opsproof.profile import Item, Profile
 from opsproof.redaction import Redactor
-from opsproof.targets import Kind, kind
-from opsproof.targets import kinds as registered
+from opsproof.targets import Kind, kind, names
 from opsproof.units import format_utc, utc_now
 
 if TYPE_CHECKING:
@@ -168,7 +167,7 @@ def utc_iso(timestamp: float) -> str:
 
 def kinds() -> dict[str, ProbeKind[Any, Any]]:
     """Every registered kind's probe, by name (imports every probe module)."""
-    return {name: kind_named(name) for name in registered()}
+    return {name: kind_named(name) for name in names()}
 
 
 @cache
@@ -183,4 +182,4 @@ def kind_named(name: str) -> ProbeKind[Any, Any]:
 
 def kinds_in_use(profile: Profile) -> dict[str, ProbeKind[Any, Any]]:
     """The kinds the profile has items of, by name."""
-    return {name: kind_named(name) for name in registered() if profile.targets(name)}
+    return {name: kind_named(name) for name in names() if profile.targets(name)}

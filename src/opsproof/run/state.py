@@ -25,8 +25,7 @@ from opsproof.probes import ProbeKind, kind_named
 from opsproof.profile import Item, LoadedProfile, ProfileError, load_profile, parse_cli_vars, resolve_profile_path
 from opsproof.redaction import Redactor
 from opsproof.signals.options import check_options as check_signal_options
-from opsproof.targets import catalogue
-from opsproof.targets import kinds as registered_kinds
+from opsproof.targets import lazy_catalogue, names
 from opsproof.units import utc_now
 
 if TYPE_CHECKING:
@@ -66,7 +65,7 @@ class RunState:
     bundle: Path | None = None
     bundle_error: str | None = None
     exit_code: int | None = None
-    controls: ControlMap = field(default_factory=lambda: ControlMap(catalogue()))
+    controls: ControlMap = field(default_factory=lambda: ControlMap(lazy_catalogue))
     change: dict[str, Any] = field(default_factory=dict)
     signer: Signer | None = None
     history: Location | None = None
@@ -256,8 +255,8 @@ def _signer(config: pytest.Config) -> Signer | None:
 def _control_map(loaded: LoadedProfile) -> ControlMap:
     """The catalogue with the profile's `controls:` applied; a key naming no kind is a usage error."""
     overrides = getattr(loaded.profile, "controls", None) or {}
-    controls = ControlMap(catalogue(), overrides)
-    known = sorted(registered_kinds())
+    controls = ControlMap(lazy_catalogue, overrides)
+    known = list(names())
     unknown = controls.unknown_kinds(known) if overrides else []
     if unknown:
         raise pytest.UsageError(

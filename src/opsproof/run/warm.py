@@ -127,10 +127,10 @@ def _xdist_worker() -> bool:
 
 def guessed_kinds(text: bytes) -> list[str]:
     """The kinds whose sections a profile's text seems to have (a guess: what to import ahead)."""
-    from opsproof.targets import kinds
+    from opsproof.targets import names
 
     keys = {match.decode() for match in _TOP_LEVEL_KEY.findall(b"\n" + text)}
-    return [name for name in kinds() if name in keys]
+    return [name for name in names() if name in keys]
 
 
 def start(kinds: Iterable[str], serve: Serve) -> None:
@@ -142,9 +142,12 @@ def start(kinds: Iterable[str], serve: Serve) -> None:
         return
     _started.clear()
     _owner = os.getpid()
+    wanted = list(kinds)
+    for name in wanted:
+        kind_named(name)  # its probe and target modules, imported here once for the run's processes
+    # After those imports: the generic models their targets made (`Threshold[Duration]`) are in the table.
     _classes = _model_classes()
-    for name in kinds:
-        kind_named(name)  # its probe module, imported here once for the run's processes
+    for name in wanted:
         payload_read, payload_write = os.pipe()
         request_read, request_write = os.pipe()
         result_read, result_write = os.pipe()
