@@ -11,6 +11,8 @@ import asyncio
 import gc
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +175,24 @@ def test_a_probe_process_freezes_the_heap_it_starts_with(tmp_path: Path) -> None
     assert os.waitstatus_to_exitcode(status) == 0
     before, collectable, after = json.loads(_read_all(report_read))
     assert after - before >= 0.9 * collectable, (before, collectable, after)  # a few were freed before the freeze
+
+
+def test_a_probe_process_imports_its_libraries_with_no_trust_store_for_a_context_that_verifies_nothing() -> None:
+    """aiohttp's two contexts, made at import: the verifying one with the system's CAs, the other (verify_tls: false) without."""
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import ssl; from opsproof.probes import import_libraries, kind_named; import_libraries(kind_named('http'));"
+            "from aiohttp import connector;"
+            "print(connector._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca'],"
+            " connector._SSL_CONTEXT_UNVERIFIED.cert_store_stats()['x509_ca'],"
+            " connector._SSL_CONTEXT_UNVERIFIED.verify_mode == ssl.CERT_NONE,"
+            " 'set_default_verify_paths' in vars(ssl.SSLContext))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    verifying_cas, unverifying_cas, verifies_nothing, still_patched = shown
+    assert int(verifying_cas) > 0 and (unverifying_cas, verifies_nothing, still_patched) == ("0", "True", "False")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib
 import json
 import os
 import selectors
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from opsproof.probes import Facts, ProbeContext, ProbeKind, kind_named, kinds_in_use, redacted
+from opsproof.probes import Facts, ProbeContext, ProbeKind, import_libraries, kind_named, kinds_in_use, redacted
 from opsproof.profile import Profile
 from opsproof.redaction import Redactor
 from opsproof.run import warm
@@ -302,8 +301,7 @@ def _probe_in_child(gatherer: Gatherer, kind: str, request_read: int, result_wri
             warm.die_with(parent)
         settle(gatherer, kind)
         # Import what the probes need while the parent collects, then wait for the work.
-        for module in kind_named(kind).imports:
-            importlib.import_module(module)
+        import_libraries(kind_named(kind))
         status = serve(gatherer, kind, request_read, result_write)
     except BaseException:
         status = 1

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import copyreg
-import importlib
 import io
 import json
 import os
@@ -202,15 +201,14 @@ def die_with(parent: int) -> None:
 
 def _main(kind: str, payload_read: int, request_read: int, result_write: int, parent: int, serve: Serve) -> NoReturn:
     """The warm process: import the kind's libraries, wait for the run's state, then probe as told."""
-    from opsproof.probes import kind_named
+    from opsproof.probes import import_libraries, kind_named
 
     status = 0
     try:
         probe = kind_named(kind)
         if not probe.cleans_up:
             die_with(parent)
-        for module in probe.imports:
-            importlib.import_module(module)
+        import_libraries(probe)
         with os.fdopen(payload_read, "rb") as payload:
             state = payload.read()
         if state:  # nothing: the kind has no items in this run, or the courier probes it itself
