@@ -191,6 +191,7 @@ def import_libraries(probe: ProbeKind[Any, Any]) -> None:
     import ssl
 
     load = ssl.SSLContext.set_default_verify_paths
+    own = vars(ssl.SSLContext).get("set_default_verify_paths")  # None: inherited from _ssl's class
 
     def unless_unverified(context: ssl.SSLContext) -> None:
         if context.verify_mode != ssl.CERT_NONE:
@@ -201,7 +202,10 @@ def import_libraries(probe: ProbeKind[Any, Any]) -> None:
         for module in probe.imports:
             importlib.import_module(module)
     finally:
-        del ssl.SSLContext.set_default_verify_paths  # the inherited method again
+        if own is None:
+            del ssl.SSLContext.set_default_verify_paths
+        else:
+            ssl.SSLContext.set_default_verify_paths = own  # type: ignore[method-assign]
 
 
 def kinds_in_use(profile: Profile) -> dict[str, ProbeKind[Any, Any]]:
