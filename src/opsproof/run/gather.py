@@ -334,7 +334,7 @@ def serve(gatherer: Gatherer, kind: str, request_read: int, result_write: int) -
     # What exists now (modules, the profile, the run's state) lives as long as this process: frozen,
     # no collection walks it again. And a young collection every 10,000 objects, not 700: each walks
     # the probes in flight (256 HTTP exchanges' tasks, futures, buffers). Measured over 1,000 HTTP
-    # probes: the collector's ~60 passes took 16-78 ms of CPU, now ~5 take a few. Cycles are still
+    # probes: the collector's 50-80 passes took 16-78 ms of CPU, now 2-3 take 3-11 ms. Cycles are still
     # collected (a few per 1,000 HTTP probes), so a long probe of another kind keeps its memory.
     gc.freeze()
     gc.set_threshold(10_000)
