@@ -50,21 +50,12 @@ def _patch_gather() -> None:
     if gather is None:
         return
 
-    prepare, received, child_work, probe_in_child, stop = (
+    prepare, received, child_work, probe_in_child = (
         gather.Gatherer.prepare,
         gather.Gatherer._received,
         gather._child_work,
         gather._probe_in_child,
-        gather.Gatherer.stop,
     )
-
-    def patient_stop(self: Any) -> None:
-        # The run kills a probe process still running when it stops the gatherer: one that sent
-        # every fact but has not ended yet (a faster end of the run) would lose its last mark.
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline and not all(child.reaped for child in self._children.values()):
-            time.sleep(0.002)
-        stop(self)
 
     def timed_prepare(self: Any, *args: Any, **kwargs: Any) -> Any:
         mark("parent: prepare (fork probe processes) begins")
@@ -111,7 +102,6 @@ def _patch_gather() -> None:
 
     warm._main, warm._probe = timed_warm_main, timed_warm_probe
     gather.Gatherer.prepare = timed_prepare  # type: ignore[method-assign]
-    gather.Gatherer.stop = patient_stop  # type: ignore[method-assign]
     gather.Gatherer._received = timed_received  # type: ignore[method-assign]
     gather._child_work = timed_child_work  # type: ignore[assignment]
     gather._probe_in_child = timed_probe_in_child  # type: ignore[assignment]
