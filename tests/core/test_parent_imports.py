@@ -40,6 +40,27 @@ NOT_IN_THE_PARENT = {
 }
 
 
+RECORD_AT_PREPARE = """
+import json
+import sys
+from pathlib import Path
+
+from opsproof.run import gather
+
+_prepare = gather.Gatherer.prepare
+_seen = Path(__file__).with_name("at-prepare.json")
+
+
+def prepare(self, *args, **kwargs):
+    if not _seen.exists():
+        _seen.write_text(json.dumps(sorted(sys.modules)))
+    return _prepare(self, *args, **kwargs)
+
+
+gather.Gatherer.prepare = prepare
+"""
+
+
 def _modules_at_end(runner: Runner) -> set[str]:
     return set(json.loads((runner.pytester.path / "at-end.json").read_text()))
 
@@ -96,3 +117,21 @@ def test_the_suite_commit_asked_as_the_checks_begin_is_the_one_recorded(
         second.bundles, key=lambda bundle: json.loads((bundle / "results.json").read_text())["run"]["started_at"]
     )
     assert json.loads((newest / "results.json").read_text())["run"]["suite"]["commit"] == head
+
+
+def test_the_results_models_and_the_bundle_load_after_the_probes_have_their_work(
+    runner: Runner, http_server: HttpServer
+) -> None:
+    """The probe processes wait for `Gatherer.prepare` (the warm ones for the run's state): nothing later comes first.
+
+    The results document's models (~9 ms to import, compiled), what writes the bundle and the
+    signals load once the probes have their work, while the run waits for its first facts.
+    """
+    runner.profile(http_profile(f"{{name: up, url: '{http_server.base}/health'}}"))
+    (runner.pytester.path / "conftest.py").write_text(RECORD_AT_PREPARE)
+    run = runner.run("-m", "daily", subprocess=True)
+    assert run.ret == 0, run.output
+    at_prepare = set(json.loads((runner.pytester.path / "at-prepare.json").read_text()))
+    assert "opsproof.profile" in at_prepare and "opsproof.run.records" in at_prepare  # recorded at the run's prepare
+    late = {"opsproof.model.results", "opsproof.run.recorder", "opsproof.signals.after_run", "opsproof.evidence.bundle"}
+    assert not late & at_prepare, sorted(late & at_prepare)

@@ -7,6 +7,7 @@ report), redacted before it leaves: the Recorder only collects them.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import pytest
@@ -14,7 +15,6 @@ import pytest
 from opsproof.judging import maintenance
 from opsproof.model.check import Check, CheckError
 from opsproof.model.markers import ALL_MARKERS
-from opsproof.model.results import CheckRecord, free_text_fields
 from opsproof.probes import kind_named, utc_iso
 from opsproof.profile import Waiver
 from opsproof.redaction import Redactor
@@ -114,7 +114,7 @@ def build_record(
     if outcome in ("failed", "error"):
         _apply_waiver(record, state.loaded.profile.waivers)
         maintenance.apply(record, state.loaded.profile.maintenance)
-    return state.redactor.redact_fields(record, free_text_fields(CheckRecord))
+    return state.redactor.redact_fields(record, _free_text())
 
 
 def unreported_record(item: pytest.Item, state: RunState, message: str, at: str) -> dict[str, Any]:
@@ -206,3 +206,13 @@ def _apply_waiver(record: dict[str, Any], waivers: list[Waiver]) -> None:
 def waiver_dict(waiver: Waiver) -> dict[str, Any]:
     data = waiver.model_dump(mode="json")
     return {key: data[key] for key in ("check", "reason", "ticket", "approved_by", "expires")}
+
+
+@cache
+def _free_text() -> tuple[str, ...]:
+    # At the first record, not with the plugin: the results document's models (~9 ms to import,
+    # compiled) are not needed before the probe processes get their work, and load while the run
+    # waits for its first facts (`recorder.load_bundle_writers`).
+    from opsproof.model.results import CheckRecord, free_text_fields
+
+    return free_text_fields(CheckRecord)
