@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from urllib.parse import quote
 
 import yaml
-from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, create_model, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, ValidatorFunctionWrapHandler, create_model, model_validator
 
 from opsproof.errors import ProfileError
 from opsproof.heap import collector_paused
@@ -113,11 +113,12 @@ class _Sections(ProfileBase):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _typed(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    def _typed(cls, data: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
         # `Profile.model_validate(data)`: validated as the model typed for the document's sections.
         if cls is not Profile or not isinstance(data, dict):
             return handler(data)
-        return profile_model(frozenset(data).intersection(ITEM_SECTIONS)).model_validate(data)
+        typed = profile_model(frozenset(data).intersection(ITEM_SECTIONS))
+        return typed.model_validate(data, context=info.context)
 
 
 if TYPE_CHECKING:

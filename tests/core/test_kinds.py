@@ -124,6 +124,14 @@ def test_profile_validated_directly_is_typed_by_its_sections() -> None:
         Profile.model_validate({"environment": "x", "htp": []})
 
 
+def test_profile_validated_directly_keeps_its_context(tmp_path: Path) -> None:
+    """The context (the profile's folder, which relative paths are read from) reaches the typed model."""
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    data = {"environment": "x", "http": [{"name": "a", "url": "https://127.0.0.1:1/", "ca_file": "ca.pem"}]}
+    profile = Profile.model_validate(data, context={"profile_dir": str(tmp_path)})
+    assert profile.http[0].ca_file == tmp_path / "ca.pem"
+
+
 def test_every_controls_key_names_a_kind() -> None:
     for key in catalogue():
         assert key.split(".", 1)[0] in kinds(), key
