@@ -41,14 +41,17 @@ def _xml_chars(value: object) -> str:
     return _NOT_XML.sub("\ufffd", str(value))
 
 
-def _text(value: object) -> str:
+def _escaped(value: object, changed: re.Pattern[str], table: dict[int, str]) -> str:
     text = str(value)
-    return _xml_chars(text).translate(_TEXT) if _TEXT_CHANGED.search(text) else text
+    return _xml_chars(text).translate(table) if changed.search(text) else text
+
+
+def _text(value: object) -> str:
+    return _escaped(value, _TEXT_CHANGED, _TEXT)
 
 
 def _attr(value: object) -> str:
-    text = str(value)
-    return _xml_chars(text).translate(_ATTR) if _ATTR_CHANGED.search(text) else text
+    return _escaped(value, _ATTR_CHANGED, _ATTR)
 
 
 def _attrs(pairs: Mapping[str, object]) -> str:
