@@ -208,7 +208,9 @@ def _time_the_bundle() -> None:
         return
     for name in list(bundle.RENDERERS):
         render = bundle.RENDERERS[name]
-        bundle.RENDERERS[name] = lambda results, render=render, name=name: _materialized(render, results, name)
+        bundle.RENDERERS[name] = lambda results, premade, render=render, name=name: _materialized(
+            render, results, premade, name
+        )
     recorder = sys.modules["opsproof.run.recorder"]
     _timed(recorder, "ship_bundle", "  bundle: history (and upload)")
     _timed(bundle, "seal", "  bundle: manifest and seal")
@@ -216,9 +218,9 @@ def _time_the_bundle() -> None:
     _timed(results, "build_results", "  bundle: results document")
 
 
-def _materialized(render: Any, results: Any, name: str) -> list[str]:
+def _materialized(render: Any, results: Any, premade: Any, name: str) -> list[str]:
     started, cpu = time.perf_counter(), time.process_time()
-    chunks = list(render(results))
+    chunks = list(render(results, premade))
     took, used = time.perf_counter() - started, time.process_time() - cpu
     os.write(
         _OUT,

@@ -132,6 +132,9 @@ class Redactor:
         # Compiled on first use after a change, with short secrets and without: (pattern, group name -> placeholder,
         # the literal forms that are all a text holding no escape can hold).
         self._compiled: dict[bool, tuple[re.Pattern[str], dict[str, str], tuple[str, ...]]] = {}
+        # Counts the changes: what was redacted ahead (a record's pieces, made as its check ended) is
+        # used only when the redactor has not changed since.
+        self.version = 0
 
     def add(self, name: str, value: str, *, shown: str | None = None) -> None:
         """Redact `value` as `${name}` (or as `shown`)."""
@@ -140,6 +143,7 @@ class Redactor:
             return
         self._secrets[value] = placeholder  # the latest name wins, as the reference the profile now uses
         self._compiled.clear()
+        self.version += 1
 
     def add_basic_auth(self, user: str, value: str) -> None:
         """A Basic-auth pair: the base64 of `user:value` is known as well (a server may echo the header)."""
@@ -148,6 +152,7 @@ class Redactor:
             return
         self._basic[(user, value)] = placeholder
         self._compiled.clear()
+        self.version += 1
 
     def update(self, other: Redactor) -> None:
         """Take on every secret `other` knows."""

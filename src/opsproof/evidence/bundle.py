@@ -20,13 +20,15 @@ from opsproof.redaction import Redactor
 
 if TYPE_CHECKING:
     from opsproof.evidence.chain_head import ChainHead
+    from opsproof.evidence.premade import Premade
     from opsproof.evidence.signing import Signer
 
-# Each format as the pieces it is written in: results.json and junit.xml one check at a time.
-RENDERERS: dict[str, Callable[[Results], Iterable[str]]] = {
+# Each format as the pieces it is written in: results.json and junit.xml one check at a time. Each
+# renderer takes the checks' pieces made ahead, if any (`evidence.premade`).
+RENDERERS: dict[str, Callable[[Results, Premade | None], Iterable[str]]] = {
     "results.json": json_chunks,
     "junit.xml": junit_chunks,
-    "report.html": lambda results: (render_html(results),),
+    "report.html": lambda results, premade: (render_html(results, premade),),
 }
 
 
@@ -37,9 +39,11 @@ BESIDE = ("report.html",)
 CHILD_WAIT_S = 60.0
 
 
-def _write_files(bundle: Path, results: Results, redactor: Redactor, names: Iterable[str]) -> None:
+def _write_files(
+    bundle: Path, results: Results, redactor: Redactor, names: Iterable[str], premade: Premade | None = None
+) -> None:
     for name in names:
-        _write_file(bundle / name, RENDERERS[name](results), redactor)
+        _write_file(bundle / name, RENDERERS[name](results, premade), redactor)
 
 
 def _write_file(path: Path, chunks: Iterable[str], redactor: Redactor) -> None:
@@ -110,6 +114,7 @@ def write_bundle(
     redacted_already: bool = False,
     in_child: bool = False,
     meanwhile: Callable[[Path], None] | None = None,
+    premade: Premade | None = None,
 ) -> Path:
     """Every format, plus `extra_files` (notifications.json), redacted, then sealed together (`manifest.seal`).
 
@@ -122,6 +127,8 @@ def write_bundle(
     Only for a process that is its own (the plugin's run as a command): a fork copies every
     thread's locks, and a library embedding pytest may hold one. `meanwhile` must not raise;
     it runs before the bundle is sealed, with every file but the child's written.
+    `premade`: the checks' pieces made as each check ended (`evidence.premade`); the writers join
+    them instead of making them, for the records they were made of. The files are the same.
     """
     run = results.run
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -133,10 +140,11 @@ def write_bundle(
     # redacted as it goes: a 10,000-check bundle never holds a whole file, nor a redacted copy of one.
     # A piece holds whole records, so a secret in a record is always inside one piece.
     if not redacted_already:
-        results = results.redacted(redactor)
-    beside = _start_child(lambda: _write_files(bundle, results, redactor, BESIDE)) if in_child else None
+        results = results.redacted(redactor)  # new records: no piece made ahead is used for them
+    beside = _start_child(lambda: _write_files(bundle, results, redactor, BESIDE, premade)) if in_child else None
     try:
-        _write_files(bundle, results, redactor, [name for name in RENDERERS if beside is None or name not in BESIDE])
+        own = [name for name in RENDERERS if beside is None or name not in BESIDE]
+        _write_files(bundle, results, redactor, own, premade)
         if meanwhile is not None:
             meanwhile(bundle)
     finally:
@@ -144,7 +152,7 @@ def write_bundle(
     if beside is not None and not written:  # the child failed (or could not start): written here, as without one
         for name in BESIDE:
             (bundle / name).unlink(missing_ok=True)
-        _write_files(bundle, results, redactor, BESIDE)
+        _write_files(bundle, results, redactor, BESIDE, premade)
     for name, text in (extra_files or {}).items():
         _write_file(bundle / name, (text,), redactor)
     seal(bundle, run.dump(), signer, head, shards)

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
@@ -51,7 +51,10 @@ from opsproof.evidence.record_view import RecordView
 from opsproof.model.controls import control_sort_key, control_title, framework_name, framework_of
 from opsproof.model.results import Results
 
-__all__ = ["control_sort_key", "load_template", "render_html"]
+if TYPE_CHECKING:
+    from opsproof.evidence.premade import CheckPieces, Premade
+
+__all__ = ["check_sort_key", "control_sort_key", "load_template", "render_html"]
 
 RUN_STATUSES = ("passed", "failed", "interrupted", "internal_error", "usage_error", "no_checks")
 # Failures, errors and warnings need attention; the controls table names them.
@@ -66,13 +69,22 @@ ATTENTION_KEYS = ("blocking", "failed", "error", "warned")
 CHUNK = 100  # one-line rows per chunk the browser lays out or skips as one
 
 
-def render_html(document: Results | dict[str, Any]) -> str:
-    """report.html of a results document: typed, or as read from any results.json (old, foreign, damaged)."""
+def render_html(document: Results | dict[str, Any], premade: Premade | None = None) -> str:
+    """report.html of a results document: typed, or as read from any results.json (old, foreign, damaged).
+
+    `premade`: the checks' rows made ahead (`evidence.premade`), used for the records they were made of.
+    """
+    ahead: dict[int, CheckPieces] = {}
     if isinstance(document, Results):
         # The run and the summary as dicts; the checks read from their models (`RecordView`), not dumped.
         head = document.model_dump(exclude_unset=True, exclude={"checks", "schema_"})
         results = Lenient(head, schema=document.schema_)
         checks: list[Mapping[str, Any]] = [RecordView(c) for c in document.checks]
+        if premade is not None:
+            for record, view in zip(document.checks, checks, strict=True):
+                pieces = premade.get(record)
+                if pieces is not None:
+                    ahead[id(view)] = pieces
     else:
         results = Lenient(as_dict(document))
         checks = [_as_check(c) for c in as_list(results.get("checks"))]
@@ -80,14 +92,19 @@ def render_html(document: Results | dict[str, Any]) -> str:
     summary = as_dict(results.get("summary"))
     status = as_text(run.get("status"), "unknown")
     blocking_names = [as_text(name) for name in as_list(summary.get("blocking"))]
-    attention, others = _partition(sorted(checks, key=_check_sort_key), set(blocking_names))
+
+    def sort_key(check: Mapping[str, Any]) -> tuple[int, int, str, str]:
+        pieces = ahead.get(id(check))
+        return pieces.key if pieces is not None else check_sort_key(check)
+
+    attention, others = _partition(sorted(checks, key=sort_key), set(blocking_names))
     # Anchors follow the page: the attention list, then the other checks.
     entries: list[dict[str, Any]] = []
     for _, group in (*attention, *others):
         for check in group:
             entries.append({"anchor": f"check-{len(entries)}", "check": check})
     facts = FactsData()
-    attention_html, others_html = _rows(attention, entries, facts), _rows(others, entries, facts)
+    attention_html, others_html = _rows(attention, entries, facts, ahead), _rows(others, entries, facts, ahead)
     blocking_rows = attention[0][1] if attention and attention[0][0] == "blocking" else []
     listed = {as_text(c.get(k)) for c in blocking_rows for k in ("check", "id")}
     by_outcome = _by_outcome(summary, checks)
@@ -162,7 +179,9 @@ def _partition(ordered: list[Mapping[str, Any]], blocking: set[str]) -> tuple[li
     return [(key, group) for key, group in buckets.items() if group], list(others.items())
 
 
-def _rows(groups: list[_Group], entries: list[dict[str, Any]], facts: FactsData) -> list[tuple[str, int, Markup]]:
+def _rows(
+    groups: list[_Group], entries: list[dict[str, Any]], facts: FactsData, ahead: dict[int, CheckPieces]
+) -> list[tuple[str, int, Markup]]:
     """Each group's key, size and rows (one block of escaped HTML, see html_rows); rows not drawn here go to `facts`."""
     by_id = {id(e["check"]): i for i, e in enumerate(entries)}
     few_blocking = all(len(group) <= OPEN_BLOCKING for key, group in groups if key == "blocking")
@@ -178,7 +197,8 @@ def _rows(groups: list[_Group], entries: list[dict[str, Any]], facts: FactsData)
             anchor = entries[row]["anchor"]
             drawn = row < DRAWN_ATTENTION
             if chunk is not None:
-                chunk.append(compact_row(check, anchor))
+                pieces = ahead.get(id(check))
+                chunk.append(compact_row(check, anchor) if pieces is None else f'<details id="{anchor}"' + pieces.row)
                 if len(chunk) == CHUNK:
                     parts.append(f'<div class="chunk">{"".join(chunk)}</div>')
                     chunk.clear()
@@ -314,7 +334,7 @@ def _waivers(waivers: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str
     }
 
 
-def _check_sort_key(check: Mapping[str, Any]) -> tuple[int, int, str, str]:
+def check_sort_key(check: Mapping[str, Any]) -> tuple[int, int, str, str]:
     outcome = as_text(check.get("outcome"))
     # Unknown outcomes sort just after errors: a value the renderer does not know deserves a look.
     rank = OUTCOME_ORDER.index(outcome) if outcome in OUTCOME_ORDER else 1

@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
-from opsproof.model.results import Results
+from opsproof.model.results import CheckRecord, Results
+
+if TYPE_CHECKING:
+    from opsproof.evidence.premade import Premade
 
 # Characters XML 1.0 cannot carry at all (a body excerpt may hold them): shown as U+FFFD,
 # so a CI system's parser never rejects the whole file over one check's message.
@@ -62,8 +66,11 @@ def render_junit(results: Results) -> str:
     return "".join(junit_chunks(results))
 
 
-def junit_chunks(results: Results) -> Iterator[str]:
-    """junit.xml in pieces, each ending with a newline; joined, they are `render_junit`'s text."""
+def junit_chunks(results: Results, premade: Premade | None = None) -> Iterator[str]:
+    """junit.xml in pieces, each ending with a newline; joined, they are `render_junit`'s text.
+
+    `premade`: the checks' testcases made ahead (`evidence.premade`), used for the records they were made of.
+    """
     checks = results.checks
     run = results.run
     counts = results.summary.by_outcome
@@ -94,35 +101,41 @@ def junit_chunks(results: Results) -> Iterator[str]:
     out.append("  </properties>")
     yield "\n".join(out) + "\n"
     for check in checks:
-        module, _, name = check.id.partition("::")
-        message = check.message
-        outcome = check.outcome
-        # As `_attrs` writes them; the properties' names need no escaping.
-        out = [
-            f'  <testcase classname="{_attr(module.removesuffix(".py").replace("/", "."))}" name="{_attr(name)}"'
-            f' time="{check.duration_s or 0:.3f}">',
-            "    <properties>",
-            f'      <property name="opsproof.check" value="{_attr(check.check)}" />',
-            f'      <property name="opsproof.outcome" value="{_attr(outcome)}" />',
-            f'      <property name="opsproof.severity" value="{_attr(check.severity)}" />',
-            f'      <property name="opsproof.target" value="{_attr(check.target)}" />',
-            "    </properties>",
-        ]
-        if check.maintenance is not None and outcome in ("failed", "error"):
-            note = f"{outcome} inside maintenance window {check.maintenance.name}: {message}"
-            held_case = {"type": "maintenance", "message": note}
-            out.append(f"    <skipped{_attrs(held_case)} />")
-        elif outcome in ("failed", "error"):
-            tag = "failure" if outcome == "failed" else "error"
-            out.append(f"    <{tag}{_attrs({'message': message, 'type': check.severity})}>{_text(message)}</{tag}>")
-        elif outcome == "waived":
-            ticket = check.waiver.ticket if check.waiver is not None else None
-            waived = {"type": "waived", "message": f"waived by {ticket}: {message}"}
-            out.append(f"    <skipped{_attrs(waived)} />")
-        elif outcome == "skipped":
-            out.append(f"    <skipped{_attrs({'message': message})} />")
-        elif outcome == "warned":
-            out.append(f"    <system-out>{_text(f'WARNED: {message}')}</system-out>")
-        out.append("  </testcase>")
-        yield "\n".join(out) + "\n"
+        piece = premade.get(check) if premade is not None else None
+        yield piece.junit if piece is not None else testcase(check)
     yield "</testsuite>\n"
+
+
+def testcase(check: CheckRecord) -> str:
+    """One check's `<testcase>` element, its lines ending with a newline (a piece of `junit_chunks`)."""
+    module, _, name = check.id.partition("::")
+    message = check.message
+    outcome = check.outcome
+    # As `_attrs` writes them; the properties' names need no escaping.
+    out = [
+        f'  <testcase classname="{_attr(module.removesuffix(".py").replace("/", "."))}" name="{_attr(name)}"'
+        f' time="{check.duration_s or 0:.3f}">',
+        "    <properties>",
+        f'      <property name="opsproof.check" value="{_attr(check.check)}" />',
+        f'      <property name="opsproof.outcome" value="{_attr(outcome)}" />',
+        f'      <property name="opsproof.severity" value="{_attr(check.severity)}" />',
+        f'      <property name="opsproof.target" value="{_attr(check.target)}" />',
+        "    </properties>",
+    ]
+    if check.maintenance is not None and outcome in ("failed", "error"):
+        note = f"{outcome} inside maintenance window {check.maintenance.name}: {message}"
+        held_case = {"type": "maintenance", "message": note}
+        out.append(f"    <skipped{_attrs(held_case)} />")
+    elif outcome in ("failed", "error"):
+        tag = "failure" if outcome == "failed" else "error"
+        out.append(f"    <{tag}{_attrs({'message': message, 'type': check.severity})}>{_text(message)}</{tag}>")
+    elif outcome == "waived":
+        ticket = check.waiver.ticket if check.waiver is not None else None
+        waived = {"type": "waived", "message": f"waived by {ticket}: {message}"}
+        out.append(f"    <skipped{_attrs(waived)} />")
+    elif outcome == "skipped":
+        out.append(f"    <skipped{_attrs({'message': message})} />")
+    elif outcome == "warned":
+        out.append(f"    <system-out>{_text(f'WARNED: {message}')}</system-out>")
+    out.append("  </testcase>")
+    return "\n".join(out) + "\n"

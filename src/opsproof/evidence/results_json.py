@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opsproof.model.results import CheckRecord, Results
+
+if TYPE_CHECKING:
+    from opsproof.evidence.premade import Premade
 
 # `json.dumps(value, default=str)`, without making an encoder for each of 10,000 lines.
 _LINE = json.JSONEncoder(default=str)
@@ -21,8 +25,11 @@ _CHECKS_LINE = '  "checks": [\n'
 _CHECKS_END = "  ]\n"
 
 
-def json_chunks(results: Results) -> Iterator[str]:
-    """results.json in pieces; joined, they are `render_json`'s text."""
+def json_chunks(results: Results, premade: Premade | None = None) -> Iterator[str]:
+    """results.json in pieces; joined, they are `render_json`'s text.
+
+    `premade`: the checks' lines made ahead (`evidence.premade`), used for the records they were made of.
+    """
     head = {"schema": results.schema_, **results.model_dump(exclude_unset=True, exclude={"schema_", "checks"})}
     body = json.dumps(head, indent=2, default=str)
     if not results.checks:
@@ -31,8 +38,14 @@ def json_chunks(results: Results) -> Iterator[str]:
     yield body[:-2] + ',\n  "checks": [\n    '
     last = len(results.checks) - 1
     for index, check in enumerate(results.checks):
-        line = _LINE.encode(check.model_dump(exclude_unset=True))
+        piece = premade.get(check) if premade is not None else None
+        line = piece.json if piece is not None else check_line(check)
         yield line + (",\n    " if index < last else "\n  ]\n}\n")
+
+
+def check_line(check: CheckRecord) -> str:
+    """One check's line of results.json, without the separator after it."""
+    return _LINE.encode(check.model_dump(exclude_unset=True))
 
 
 def render_json(results: Results) -> str:

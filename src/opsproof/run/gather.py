@@ -78,6 +78,9 @@ class Gatherer:
         self._children: dict[str, _Child] = {}  # kind -> its probe process
         self._thread: threading.Thread | None = None
         self._registry: dict[str, ProbeKind[Any, Any]] = {}
+        # Work for the wait: called while a check waits for facts not in yet, with the lock let go
+        # (the Recorder makes the ended checks' pieces of the bundle); False when it has none left.
+        self.while_waiting: Callable[[], bool] | None = None
 
     def prepare(self, early: Mapping[str, set[str]] | None = None) -> Gatherer:
         """Fork the probe children now (from the main thread, before any helper thread exists).
@@ -159,6 +162,8 @@ class Gatherer:
         key = (kind, name)
         with self._arrived:
             while key not in self._facts and not self._done:
+                if self.while_waiting is not None and self._spare_work():
+                    continue
                 self._arrived.wait()
             found = self._facts.get(key)
             if isinstance(found, dict):
@@ -171,6 +176,15 @@ class Gatherer:
         if found is None:
             raise self._error or RuntimeError(f"the {kind} probe returned no facts for {name!r}")
         return found
+
+    def _spare_work(self) -> bool:
+        """One piece of `while_waiting`'s work, the facts' lock let go meanwhile; False when there was none."""
+        assert self.while_waiting is not None
+        self._arrived.release()
+        try:
+            return self.while_waiting()
+        finally:
+            self._arrived.acquire()
 
     def _run(self) -> None:
         try:

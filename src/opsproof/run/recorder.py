@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from opsproof import outcomes
-from opsproof.model.results import Maintenance, Results
+from opsproof.model.results import CheckRecord, Maintenance, Results
 from opsproof.run.state import RunState, Upload, owns_process
 from opsproof.signals.after_run import NOTIFICATIONS_FILE, Outcome, export_metrics, github_summary, notify
 from opsproof.signals.options import notify_mode
@@ -35,6 +36,8 @@ class Recorder:
         self.config = config
         self.state = state
         self._commit: GitCommit | None = None  # the suite's commit, asked as the checks begin
+        # The records still dicts, oldest first: made into what the bundle joins while a check waits for facts.
+        self._unmade: deque[str] = deque()
 
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         if session.config.option.collectonly:
@@ -43,6 +46,25 @@ class Recorder:
 
         self._commit = GitCommit(self.config.rootpath)
         self.config.add_cleanup(self._commit.close)
+        if self.state.gatherer is not None:
+            self.state.gatherer.while_waiting = self.make_one
+
+    def make_one(self) -> bool:
+        """Keep the oldest record not yet made as its model and its pieces (`run.results.keep_record`).
+
+        Called while a check waits for its facts: the run would be idle then, and each record
+        made is work the bundle does not do after the last check. False when none is left.
+        """
+        from opsproof.run.results import keep_record
+
+        records = self.state.records
+        while self._unmade:
+            nodeid = self._unmade.popleft()
+            record = records.get(nodeid)
+            if type(record) is dict:  # not made yet (nor taken by the results document)
+                records[nodeid] = keep_record(record, self.state.redactor)
+                return True
+        return False
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         # A checks module that cannot be collected is a bug in the suite: an internal error.
@@ -73,6 +95,7 @@ class Recorder:
         # A teardown error spoils a passing check; it never hides an earlier finding.
         if previous is None or previous["outcome"] in ("passed", "warned"):
             self.state.records[report.nodeid] = record
+            self._unmade.append(report.nodeid)
         # pytest's terminal keeps every report to the end: with the record on it, the record could not
         # be let go when the results document takes it (~20 MiB at 10,000 checks). The report keeps
         # what `pytest_report_teststatus` reads of it, for the terminal's closing summary.
@@ -112,13 +135,15 @@ class Recorder:
         try:
             from opsproof.compliance.shared_chain import fallback_note, head_for
             from opsproof.evidence.bundle import bundle_path, write_bundle
+            from opsproof.evidence.premade import Premade
             from opsproof.run.early_recording import EarlyRecording
             from opsproof.run.results import build_results
 
             # Every writer and signal shows the results redacted: one document serves them all (without
             # a secret it is the same object; with one, the unredacted copy is dropped, not held beside it).
             redactor = state.redactor
-            state.results = shown = build_results(self.config, state, self._commit).redacted(redactor)
+            premade = Premade()  # the checks' pieces of the bundle's files, made as each ended
+            state.results = shown = build_results(self.config, state, self._commit, shown_by=redactor, premade=premade)
             # Before sealing, so every delivery attempt is sealed in the bundle with the rest.
             sent = notify(
                 state.loaded.profile.notify,
@@ -146,6 +171,7 @@ class Recorder:
                 redacted_already=True,
                 in_child=in_child,
                 meanwhile=early.begin if early is not None else None,
+                premade=premade,
             )
             note = fallback_note(head)
             if note is not None:  # sealed against the local head: the shared chain breaks here, say so (exit 3)
@@ -180,13 +206,13 @@ class Recorder:
             print(text)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        from opsproof.model.results import CheckRecord, Waiver
+        from opsproof.model.results import Waiver
         from opsproof.run.terminal import write_summary
 
         state = self.state
         results = state.results
         # Without a results document (collection only, or it could not be built): the records as they are.
-        records = results.checks if results else [CheckRecord.model_validate(r) for r in state.records.values()]
+        records = results.checks if results else [_model_of(r) for r in state.records.values()]
         waivers = results.summary.waivers.unmatched if results else None
         unmatched = waivers if waivers is not None else [Waiver.model_validate(w) for w in state.unmatched_waivers]
         write_summary(
@@ -199,6 +225,13 @@ class Recorder:
             shipped=state.shipped,
             unmatched_windows=_unmatched_windows(state),
         )
+
+
+def _model_of(record: Mapping[str, Any]) -> CheckRecord:
+    """A kept record's model (`run.results.Kept`), or a record's dict validated."""
+    from opsproof.run.results import Kept
+
+    return record.model if isinstance(record, Kept) else CheckRecord.model_validate(record)
 
 
 _STATUSES: dict[tuple[str, bool], Mapping[str, Any]] = {}
@@ -215,7 +248,7 @@ def _status_of(record: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def load_bundle_writers() -> None:
     """Import what writes the bundle and compile report.html's template, while the run waits anyway."""
-    for module in ("evidence.bundle", "run.results", "run.terminal", "run.early_recording"):
+    for module in ("evidence.bundle", "evidence.premake", "run.results", "run.terminal", "run.early_recording"):
         importlib.import_module(f"opsproof.{module}")
     importlib.import_module("opsproof.evidence.html").load_template()
 

@@ -6,25 +6,39 @@ import getpass
 import platform
 import subprocess
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsproof import outcomes
+from opsproof.evidence.record_view import RecordView
 from opsproof.judging import maintenance
-from opsproof.model.results import SCHEMA, CheckRecord, Results
+from opsproof.model.results import SCHEMA, CheckRecord, Results, free_text_fields
 from opsproof.units import utc_now
 from opsproof.version import __version__
 
 if TYPE_CHECKING:
     import pytest
 
+    from opsproof.evidence.premade import CheckPieces, Premade
+    from opsproof.redaction import Redactor
     from opsproof.run.state import RunState
 
 
-def build_results(config: pytest.Config, state: RunState, commit: GitCommit | None = None) -> Results:
+def build_results(
+    config: pytest.Config,
+    state: RunState,
+    commit: GitCommit | None = None,
+    *,
+    shown_by: Redactor | None = None,
+    premade: Premade | None = None,
+) -> Results:
     """The run's results document; it takes the records out of `state.records` (see `_take_records`).
 
     `commit`: the suite's commit, asked for when the checks began (else asked now).
+    `shown_by`: the document as the bundle shows it, `Results.redacted(shown_by)`'s copy; the
+    records made as their checks ended (`keep_record`) are that copy's already, and their pieces
+    of the bundle's files go to `premade`.
     """
     checks = list(state.records.values())
     exit_code = state.exit_code if state.exit_code is not None else outcomes.EXIT_INTERNAL
@@ -62,38 +76,95 @@ def build_results(config: pytest.Config, state: RunState, commit: GitCommit | No
         run["collection_errors"] = state.collect_errors
     summary = summarize(checks, state.fail_on, state.unmatched_waivers, state.unmatched_windows)
     del checks
-    return Results.model_validate({"schema": SCHEMA, "run": run, "checks": _take_records(state), "summary": summary})
+    if shown_by is None:
+        return Results.model_validate(
+            {"schema": SCHEMA, "run": run, "checks": _take_records(state), "summary": summary}
+        )
+    # The run and the summary as `Results.redacted` makes them; the records each as it makes them.
+    head = Results.model_validate({"schema": SCHEMA, "run": run, "checks": [], "summary": summary})
+    shown = head.redacted(shown_by)
+    return shown.model_copy(update={"checks": _take_records(state, shown_by, premade)})
 
 
-def _take_records(state: RunState) -> list[CheckRecord]:
-    """Each record as its model, taken out of `state.records` as it is made.
+class Kept(RecordView):
+    """A record kept as its check ended: read as its dict (a `RecordView` of its model), with its pieces.
 
-    The document then holds the records, and the run never holds them twice: at 10,000
-    checks, the dicts and the models side by side were ~20 MiB of the run's peak. Should a
-    record not validate, the records are put back as they were (the terminal summary then
-    shows them) and the error goes on (the bundle could not be written: exit 3).
+    `pieces` were made of the record as the bundle shows it, redacted by the run's redactor
+    as it was then (`version`): `pieces.record` is `model` itself when there was no secret.
+    """
+
+    __slots__ = ("model", "pieces", "version")
+
+    def __init__(self, model: CheckRecord, pieces: CheckPieces, version: int) -> None:
+        super().__init__(model)
+        self.model = model
+        self.pieces = pieces
+        self.version = version
+
+
+def keep_record(record: dict[str, Any], redactor: Redactor) -> Mapping[str, Any]:
+    """What the run keeps of a check's record as the check ends (the Recorder, between two checks' facts).
+
+    Its model, the model as the bundle shows it (redacted, as `Results.redacted` makes each
+    record) and the pieces of the bundle's files made of that: at the end they are joined,
+    not made (`evidence.premade`). The dict is let go. A record that does not validate is
+    kept as it is: the results document then fails on it, as it always did (exit 3).
+    """
+    from opsproof.evidence.premake import make_pieces
+
+    try:
+        model = _model(record)
+        shown = _shown(model, redactor) if redactor else model
+        pieces = make_pieces(shown)
+    except Exception:
+        return record
+    return Kept(model, pieces, redactor.version)
+
+
+def _take_records(
+    state: RunState, shown_by: Redactor | None = None, premade: Premade | None = None
+) -> list[CheckRecord]:
+    """Each record as its model (redacted by `shown_by`, if given), taken out of `state.records`.
+
+    The records kept as their checks ended (`Kept`) are models already; a dict is made one
+    here. Should a record not validate, the records stay as they were (the terminal summary
+    then shows them) and the error goes on (the bundle could not be written: exit 3).
     """
     records = state.records
     models: list[CheckRecord] = []
-    shared: dict[frozenset[str], _SharedFieldsSet] = {}
-    try:
-        for key in list(records):
-            model = CheckRecord.model_validate(records[key])
-            given = frozenset(model.__pydantic_fields_set__)
-            # pydantic keeps a set of the fields given per model (~0.7 KiB: 7 MiB at 10,000 checks); the
-            # records given the same keys share one, which refuses a field not in it (see _SharedFieldsSet).
-            object.__setattr__(
-                model, "__pydantic_fields_set__", shared.get(given) or shared.setdefault(given, _SharedFieldsSet(given))
-            )
-            models.append(model)
-            del records[key]
-    except Exception:
-        remaining = dict(records)
-        records.clear()
-        records.update((model.id, model.dump()) for model in models)
-        records.update(remaining)
-        raise
+    for kept in records.values():
+        if not isinstance(kept, Kept):
+            model = _model(kept)
+        elif shown_by is not None and kept.version == shown_by.version:
+            models.append(kept.pieces.record)
+            if premade is not None:
+                premade.add(kept.pieces)
+            continue
+        else:  # no secret to hide, or the redactor changed since: made again, as it was made then
+            model = kept.model
+        models.append(_shown(model, shown_by) if shown_by else model)
+    records.clear()
     return models
+
+
+# The records given the same keys share one fields-set (see _SharedFieldsSet).
+_SHARED: dict[frozenset[str], _SharedFieldsSet] = {}
+
+
+def _model(record: Mapping[str, Any]) -> CheckRecord:
+    model = CheckRecord.model_validate(record)
+    given = frozenset(model.__pydantic_fields_set__)
+    # pydantic keeps a set of the fields given per model (~0.7 KiB: 7 MiB at 10,000 checks); the
+    # records given the same keys share one, which refuses a field not in it (see _SharedFieldsSet).
+    object.__setattr__(
+        model, "__pydantic_fields_set__", _SHARED.get(given) or _SHARED.setdefault(given, _SharedFieldsSet(given))
+    )
+    return model
+
+
+def _shown(model: CheckRecord, redactor: Redactor) -> CheckRecord:
+    """The record as `Results.redacted` makes it: its dump's free text redacted, validated again."""
+    return _model(redactor.redact_fields(model.dump(), free_text_fields(CheckRecord)))
 
 
 class _SharedFieldsSet(set[str]):
@@ -111,7 +182,7 @@ class _SharedFieldsSet(set[str]):
 
 
 def summarize(
-    checks: list[dict[str, Any]],
+    checks: Sequence[Mapping[str, Any]],
     fail_on: str,
     unmatched_waivers: list[dict[str, Any]],
     unmatched_windows: list[dict[str, Any]] | None = None,

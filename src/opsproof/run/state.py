@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,8 @@ class RunState:
     spool: SpoolReader | None = None  # xdist workers: the facts, read from the spool as they come
     gatherer: Gatherer | None = None
     items: list[pytest.Item] = field(default_factory=list)
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Each check's record: its dict, or a read-only view of its model once made (run.results.Premade).
+    records: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     collected_check_ids: set[str] = field(default_factory=set)
     unmatched_waivers: list[dict[str, Any]] = field(default_factory=list)
     unmatched_windows: list[dict[str, Any]] = field(default_factory=list)  # maintenance windows matching no check
