@@ -15,6 +15,8 @@ from typing import Any, cast
 import pytest
 from helpers.pages import HOSTILE, make_check, make_results
 
+from conftest import HttpServer, Runner, http_profile
+from opsproof.evidence import bundle as bundle_module
 from opsproof.evidence.bundle import write_bundle
 from opsproof.evidence.manifest import bundle_files
 from opsproof.evidence.premade import Premade
@@ -179,3 +181,37 @@ def test_a_kept_record_reads_as_its_dict() -> None:
     assert dict(kept) == CheckRecord.model_validate(record).dump() == record
     assert kept["outcome"] == "waived" and kept.get("waiver", {}).get("ticket") == "OPS-42"
     assert kept.get("measures") is None and kept["maintenance"]["name"] == "patching"
+
+
+def test_a_run_makes_the_pieces_while_checks_wait_for_facts_and_writes_the_same_bundle(
+    runner: Runner, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A real run: the records of the checks done are made while a check waits for a slow target.
+
+    The bundle it writes from those pieces is the bundle the whole-document renderers make of
+    its results document, and the secret a server echoed is redacted in every file.
+    """
+    seen: dict[str, Any] = {}
+    real = bundle_module.write_bundle
+
+    def spy(results: Results, report_dir: Path, redactor: Redactor, *args: Any, **kwargs: Any) -> Path:
+        seen.update(results=results, redactor=redactor, premade=kwargs.get("premade"))
+        return real(results, report_dir, redactor, *args, **kwargs)
+
+    monkeypatch.setattr(bundle_module, "write_bundle", spy)
+    monkeypatch.setenv("APP_TOKEN", SECRET)
+    fast = [f"{{name: echo{i}, url: '{http_server.base}/echo/200/0/e{i}?token=${{APP_TOKEN}}'}}" for i in range(6)]
+    runner.profile(http_profile(*fast, f"{{name: slow, url: '{http_server.base}/slow/700'}}"))
+    run = runner.run("-m", "daily")
+    assert run.ret in (0, 1), run.output
+    premade: Premade = seen["premade"]
+    # At least the six echo checks before the slow one were made while it waited.
+    assert len(premade) >= 6, len(premade)
+    results: Results = seen["results"]
+    assert sum(premade.get(check) is not None for check in results.checks) == len(premade)
+    whole = real(results, tmp_path / "whole", seen["redactor"], redacted_already=True)
+    assert _files(run.bundle) == _files(whole)
+    texts = {name: data.decode() for name, data in _files(run.bundle).items()}
+    assert "${APP_TOKEN}" in texts["results.json"]
+    for form in encoded_forms(SECRET):
+        assert all(form not in text for text in texts.values()), form
