@@ -118,6 +118,7 @@ def test_a_bundle_joined_from_pieces_is_the_bundle_made_at_the_end(
 def test_the_pieces_are_what_the_whole_document_renderers_make_of_the_record() -> None:
     """Each piece alone: a renderer given pieces it did not make would still be caught here."""
     from opsproof.evidence.html import check_sort_key
+    from opsproof.evidence.html_facts import FactsDrafter
     from opsproof.evidence.html_rows import compact_row
     from opsproof.evidence.junit import junit_chunks
     from opsproof.evidence.record_view import RecordView
@@ -132,6 +133,7 @@ def test_the_pieces_are_what_the_whole_document_renderers_make_of_the_record() -
         assert cases[at] == pieces.junit
         assert compact_row(RecordView(record), "check-7") == '<details id="check-7"' + pieces.row
         assert pieces.key == check_sort_key(RecordView(record))
+        assert pieces.draft == FactsDrafter().record(RecordView(record))
 
 
 def test_pieces_are_used_only_for_the_very_record_they_were_made_of(tmp_path: Path) -> None:

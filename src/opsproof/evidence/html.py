@@ -205,7 +205,8 @@ def _rows(
             else:
                 parts.append(check_row(check, anchor, is_open=key == "blocking" and few_blocking, body=drawn))
             if key not in ATTENTION_KEYS or not drawn:
-                facts.add(row, check)
+                pieces = ahead.get(id(check))
+                facts.add(row, check, pieces.draft if pieces is not None else None)
         if chunk:
             parts.append(f'<div class="chunk">{"".join(chunk)}</div>')
         blocks.append((key, len(group), Markup("".join(parts))))

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -52,9 +52,13 @@ class FactsData:
 
     def __init__(self) -> None:
         self._rows: dict[int, Mapping[str, Any]] = {}
+        self._drafts: dict[int, list[Any]] = {}
 
-    def add(self, row: int, check: Mapping[str, Any]) -> None:
+    def add(self, row: int, check: Mapping[str, Any], draft: list[Any] | None = None) -> None:
+        """The check of row `row`; `draft`: its record drafted already (`FactsDrafter.record`), as its check ended."""
         self._rows[row] = check
+        if draft is not None:
+            self._drafts[row] = draft
 
     def __bool__(self) -> bool:
         return bool(self._rows)
@@ -66,11 +70,16 @@ class FactsData:
         return f'<script type="application/json" id="check-facts">{script_safe_json(self.document())}</script>'
 
     def document(self) -> dict[str, Any]:
-        # Two passes: every record with its texts pending (a str, or a (text, kind) tuple), counting
-        # them; then each pending text written out, or as a reference when it is shared.
-        draft = _Draft()
-        records = {row: draft.record(check) for row, check in self._rows.items()}
-        table = [text for text, seen in draft.counts.items() if seen > 1 and len(text) >= SHORTEST_SHARED]
+        # Each record drafted alone (its texts pending, its shapes, chip lists and start as they are), then
+        # in the rows' order: the shapes and lists numbered, the starts made relative to the first, the
+        # texts counted; then each pending text written out, or as a reference when it is shared.
+        drafter = FactsDrafter()
+        drafts = self._drafts
+        records = {
+            row: list(drafts[row]) if row in drafts else drafter.record(check) for row, check in self._rows.items()
+        }
+        counts, shapes, lists, base_ms = _number(records.values())
+        table = [text for text, seen in counts.items() if seen > 1 and len(text) >= SHORTEST_SHARED]
         index = {text: at for at, text in enumerate(table)}
         # Observed/expected written alike are one list (the first written), counted by its id: the
         # second pass below then needs no second repr of each.
@@ -99,13 +108,54 @@ class FactsData:
             rows[row] = record
         return {
             "v": 1,
-            "b": draft.base_ms,
+            "b": base_ms,
             "t": table,
-            "k": [[as_text(key) for key in keys] for keys in draft.shapes],
-            "l": [[as_text(item) for item in items] for items in draft.lists],
+            "k": [[as_text(key) for key in keys] for keys in shapes],
+            "l": [[as_text(item) for item in items] for items in lists],
             "d": dicts,
             "c": rows,
         }
+
+
+def _number(
+    records: Iterable[list[Any]],
+) -> tuple[Counter[str], dict[tuple[Any, ...], int], dict[tuple[str, ...], int], int | None]:
+    """Drafted records, in the rows' order, made ready for `_final` (in place); what they share.
+
+    Their facts' shapes and chip lists numbered in the order they first appear, the starts in
+    milliseconds after the first, and their pending texts counted in the order a reader meets them
+    (record by record, field by field): the table of shared texts lists them in that order.
+    """
+    counts: Counter[str] = Counter()
+    shapes: dict[tuple[Any, ...], int] = {}
+    lists: dict[tuple[str, ...], int] = {}
+    base_ms: int | None = None
+    for record in records:
+        counts[record[0]] += 1
+        counts[record[2]] += 1
+        started = record[3]
+        if type(started) is int:  # the milliseconds since the epoch: a text is pending
+            if base_ms is None:
+                base_ms = started
+            record[3] = started - base_ms
+        else:
+            counts[started] += 1
+        counts[record[4]] += 1
+        record[5] = lists.setdefault(record[5], len(lists))
+        record[6] = lists.setdefault(record[6], len(lists))
+        for at in (7, 8):
+            facts = record[at]
+            if type(facts) is list:
+                record[at] = facts = [shapes.setdefault(facts[0], len(shapes)), *facts[1:]]
+                for item in facts:
+                    if isinstance(item, str):
+                        counts[item] += 1
+                    elif type(item) is tuple:  # (text, how): a scalar's text or a nested value's JSON
+                        counts[item[0]] += 1
+        if len(record) > 9:
+            for text in record[9]:
+                counts[text] += 1
+    return counts, shapes, lists, base_ms
 
 
 def script_safe_json(value: Any) -> str:
@@ -114,17 +164,18 @@ def script_safe_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-class _Draft:
-    """Records with their texts pending, the texts counted, the shapes and chip lists numbered."""
+class FactsDrafter:
+    """Drafts one check's record alone: its texts pending, its facts' shapes, chip lists and start as they are.
+
+    A draft depends on its record only (`FactsData.document` numbers and counts what records share),
+    so a record can be drafted as its check ends (`evidence.premade`) and the page made the same.
+    """
 
     def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.shapes: dict[tuple[str, ...], int] = {}
-        self.lists: dict[tuple[str, ...], int] = {}
-        self.base_ms: int | None = None
         # The JSON text of a small flat list or dict by its items and their types: the same
         # thresholds, statuses and bodies recur in thousands of records (4 encodings a check).
         self._json: dict[tuple[Any, ...], str] = {}
+        self._lists: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple for each chip list drafted alike
 
     def json_text(self, value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> str:
         """`as_text(value)`, worked out once for each flat value (only scalars in it) written alike."""
@@ -144,23 +195,24 @@ class _Draft:
             text = self._json[whole] = as_text(value)
         return text
 
-    def text(self, value: str, kind: int = _STRING) -> str | tuple[str, int]:
-        """A pending text: the text itself (most of them: a str in a draft is pending), or (text, kind)."""
-        self.counts[value] += 1
-        return value if kind == _STRING else (value, kind)
-
     def record(self, check: Mapping[str, Any]) -> list[Any]:
+        """`[id prefix, id rest, kind, started, phase, markers, controls, observed, expected, waiver?]`, pending.
+
+        A pending text is a str, or (text, kind) for a scalar's text, a nested value's JSON or a
+        text shown as it is; started is Unix milliseconds (an int) when the page can write it back
+        exactly; markers and controls are tuples of texts; facts are `[keys, value, ...]`.
+        """
         node = as_text(check.get("id"))
         cut = node.find("[")  # "checks/health/test_http.py::test_health[svc-1]": the prefix is shared by a kind
         prefix, rest = (node, "") if cut < 0 else (node[:cut], node[cut:])
         target = check.get("target")
         record: list[Any] = [
-            self.text(prefix),
+            prefix,
             # Most ids end in "[<target>]"; 1 says so, and the page takes the target from the row.
             1 if isinstance(target, str) and target and rest == f"[{target}]" else (rest, _AS_IS),
-            self.text(as_text(check.get("kind"))),
-            self.started(check.get("started_at")),
-            self.text(as_text(check.get("phase"))),
+            as_text(check.get("kind")),
+            _started(check.get("started_at")),
+            as_text(check.get("phase")),
             self.chips(check.get("markers")),
             self.chips(check.get("controls")),
             self.facts(check.get("observed")),
@@ -170,68 +222,50 @@ class _Draft:
         if isinstance(waiver, dict):
             # The order the page's script reads them in; the status first, "expired" or anything else.
             keys = ("status", "ticket", "approved_by", "expires", "check", "reason")
-            record.append([self.text(as_text(waiver.get(k))) for k in keys])
+            record.append([as_text(waiver.get(k)) for k in keys])
         return record
 
-    def started(self, value: Any) -> Any:
-        """Milliseconds after the first check's start when the page can write it back exactly, else the text."""
-        if isinstance(value, str) and len(value) == 24 and value.endswith("Z"):
-            try:
-                at = datetime.fromisoformat(value)
-            except ValueError:
-                at = None
-            if at is not None and at.isoformat(timespec="milliseconds").replace("+00:00", "Z") == value:
-                ms = int(at.timestamp() * 1000 + 0.5)
-                if self.base_ms is None:
-                    self.base_ms = ms
-                return ms - self.base_ms
-        return self.text(timestamp(value))
-
-    def chips(self, values: Any) -> int:
+    def chips(self, values: Any) -> tuple[str, ...]:
         # As page.chips reads them: a string is one chip, anything else not a list is none.
         items = tuple([values] if isinstance(values, str) else as_list(values))
-        try:
-            at = self.lists.get(items)  # most lists were seen before: every key is a tuple of texts
-        except TypeError:  # a list or dict among them does not hash
-            at = None
-        if at is None:
-            if not all(isinstance(item, str) for item in items):
-                items = tuple(as_text(item) for item in items)
-            at = self.lists.get(items)
-            if at is None:
-                at = self.lists[items] = len(self.lists)
-        return at
+        if not all(isinstance(item, str) for item in items):
+            items = tuple(as_text(item) for item in items)
+        return self._lists.setdefault(items, items)
 
     def facts(self, value: Any) -> Any:
-        """As page.kv_table shows it: None (nothing), a string (shown as it is), or [shape, values...]."""
+        """As page.kv_table shows it: None (nothing), a string (shown as it is), or [keys, values...]."""
         if not (isinstance(value, dict) and value):
             return None if value in (None, {}, [], "") else (as_text(value), _AS_IS)
-        keys = tuple(value)
-        shape = self.shapes.get(keys)
-        if shape is None:
-            shape = self.shapes[keys] = len(self.shapes)
-        drafted: list[Any] = [shape]
-        counts = self.counts
+        drafted: list[Any] = [tuple(value)]
         # The loop every fact of every collapsed row goes through: the common types first, inline.
         for fact in value.values():
             kind = type(fact)
-            if kind is str:
-                counts[fact] += 1
-                drafted.append(fact)
-            elif (
-                fact is None
+            if (
+                kind is str
+                or fact is None
                 or kind is bool
                 or (kind is int and -(2**53) < fact < 2**53)
                 or (kind is float and _SAFE_FLOAT[0] <= abs(fact) < _SAFE_FLOAT[1] and not fact.is_integer())
+                or isinstance(fact, str)  # a subclass: a text, pending like the others
             ):
                 drafted.append(fact)
             elif isinstance(fact, (dict, list, tuple)):
-                drafted.append(self.text(self.json_text(fact), _JSON))
-            elif isinstance(fact, str):
-                drafted.append(self.text(fact))
+                drafted.append((self.json_text(fact), _JSON))
             else:
-                drafted.append(self.text(as_text(fact), _SCALAR))
+                drafted.append((as_text(fact), _SCALAR))
         return drafted
+
+
+def _started(value: Any) -> Any:
+    """Unix milliseconds when the page can write the start back exactly from them, else its text."""
+    if isinstance(value, str) and len(value) == 24 and value.endswith("Z"):
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            at = None
+        if at is not None and at.isoformat(timespec="milliseconds").replace("+00:00", "Z") == value:
+            return int(at.timestamp() * 1000 + 0.5)
+    return timestamp(value)
 
 
 def _final(field: Any, index: dict[str, int]) -> Any:

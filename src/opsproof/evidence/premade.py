@@ -2,7 +2,8 @@
 
 During the checks the run waits for facts most of the time; after the last one, everything
 it does delays its exit. So each check's line of results.json, its `<testcase>` of junit.xml
-and its one-line row of report.html (with the key the page sorts it by) are made as its
+and its one-line row of report.html (with the key the page sorts it by and its facts drafted
+for the page's embedded data) are made as its
 record is (`evidence.premake.make_pieces`, from the final record: redacted as the bundle
 shows it), and the writers join them. The writers take a piece only for the very record
 object it was made of: a record copied, replaced or redacted again is rendered as it is.
@@ -12,6 +13,7 @@ The files are the same bytes either way (tests/evidence/test_premade.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from opsproof.model.results import CheckRecord
 
@@ -25,6 +27,7 @@ class CheckPieces:
     junit: str  # its <testcase> element (junit.testcase)
     row: str  # its report.html one-line row after the anchor (html_rows.compact_rest)
     key: tuple[int, int, str, str]  # where report.html sorts it (html.check_sort_key)
+    draft: list[Any]  # its record in report.html's embedded facts, drafted (html_facts.FactsDrafter.record)
 
 
 class Premade:

@@ -24,6 +24,7 @@ from opsproof.signals.options import notify_mode
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
+    from opsproof.evidence.html_facts import FactsDrafter
     from opsproof.redaction import Redactor
     from opsproof.run.early_recording import EarlyRecording
     from opsproof.run.results import GitCommit
@@ -38,6 +39,7 @@ class Recorder:
         self._commit: GitCommit | None = None  # the suite's commit, asked as the checks begin
         # The records still dicts, oldest first: made into what the bundle joins while a check waits for facts.
         self._unmade: deque[str] = deque()
+        self._drafter: FactsDrafter | None = None  # report.html's facts of the records made, drafted alike
 
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         if session.config.option.collectonly:
@@ -62,7 +64,11 @@ class Recorder:
             nodeid = self._unmade.popleft()
             record = records.get(nodeid)
             if type(record) is dict:  # not made yet (nor taken by the results document)
-                records[nodeid] = keep_record(record, self.state.redactor)
+                if self._drafter is None:
+                    from opsproof.evidence.html_facts import FactsDrafter
+
+                    self._drafter = FactsDrafter()
+                records[nodeid] = keep_record(record, self.state.redactor, self._drafter)
                 return True
         return False
 

@@ -20,6 +20,7 @@ from opsproof.version import __version__
 if TYPE_CHECKING:
     import pytest
 
+    from opsproof.evidence.html_facts import FactsDrafter
     from opsproof.evidence.premade import CheckPieces, Premade
     from opsproof.redaction import Redactor
     from opsproof.run.state import RunState
@@ -102,20 +103,21 @@ class Kept(RecordView):
         self.version = version
 
 
-def keep_record(record: dict[str, Any], redactor: Redactor) -> Mapping[str, Any]:
+def keep_record(record: dict[str, Any], redactor: Redactor, drafter: FactsDrafter | None = None) -> Mapping[str, Any]:
     """What the run keeps of a check's record as the check ends (the Recorder, between two checks' facts).
 
     Its model, the model as the bundle shows it (redacted, as `Results.redacted` makes each
     record) and the pieces of the bundle's files made of that: at the end they are joined,
     not made (`evidence.premade`). The dict is let go. A record that does not validate is
     kept as it is: the results document then fails on it, as it always did (exit 3).
+    `drafter`: the run's, for report.html's facts (`evidence.premake.make_pieces`).
     """
     from opsproof.evidence.premake import make_pieces
 
     try:
         model = _model(record)
         shown = _shown(model, redactor) if redactor else model
-        pieces = make_pieces(shown)
+        pieces = make_pieces(shown, drafter)
     except Exception:
         return record
     return Kept(model, pieces, redactor.version)
