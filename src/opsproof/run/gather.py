@@ -78,8 +78,8 @@ class Gatherer:
         self._children: dict[str, _Child] = {}  # kind -> its probe process
         self._thread: threading.Thread | None = None
         self._registry: dict[str, ProbeKind[Any, Any]] = {}
-        # Work for the wait: called while a check waits for facts not in yet, with the lock let go
-        # (the Recorder makes the ended checks' pieces of the bundle); False when it has none left.
+        # Work for the wait: called while a check waits for facts not in yet, one piece a call (the
+        # Recorder makes the ended checks' pieces of the bundle); False when it has none left.
         self.while_waiting: Callable[[], bool] | None = None
 
     def prepare(self, early: Mapping[str, set[str]] | None = None) -> Gatherer:
@@ -160,10 +160,13 @@ class Gatherer:
     def facts(self, kind: str, name: str) -> Facts:
         """The facts of one target, as soon as its probe is done."""
         key = (kind, name)
+        spare = self.while_waiting
+        # The spare work one piece at a time, outside the lock, while the facts are not in (a look without
+        # the lock: the wait below looks again with it).
+        while spare is not None and key not in self._facts and not self._done and spare():
+            pass
         with self._arrived:
             while key not in self._facts and not self._done:
-                if self.while_waiting is not None and self._spare_work():
-                    continue
                 self._arrived.wait()
             found = self._facts.get(key)
             if isinstance(found, dict):
@@ -176,15 +179,6 @@ class Gatherer:
         if found is None:
             raise self._error or RuntimeError(f"the {kind} probe returned no facts for {name!r}")
         return found
-
-    def _spare_work(self) -> bool:
-        """One piece of `while_waiting`'s work, the facts' lock let go meanwhile; False when there was none."""
-        assert self.while_waiting is not None
-        self._arrived.release()
-        try:
-            return self.while_waiting()
-        finally:
-            self._arrived.acquire()
 
     def _run(self) -> None:
         try:
