@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +45,8 @@ _SAFE_FLOAT = (1e-4, 1e16)  # Python's repr and JavaScript's String() agree on f
 # What a fact's list or dict may hold for its text to be remembered, and how many of them (three key parts each).
 _FLAT = frozenset({str, int, float, bool, type(None)})
 _FLAT_LONGEST = 3 * 16
+# One record drafted alone (`FactsDrafter.record`): its fields, and its pending texts in the order a reader meets them.
+Draft = tuple[list[Any], list[str]]
 
 
 class FactsData:
@@ -52,9 +54,9 @@ class FactsData:
 
     def __init__(self) -> None:
         self._rows: dict[int, Mapping[str, Any]] = {}
-        self._drafts: dict[int, list[Any]] = {}
+        self._drafts: dict[int, Draft] = {}
 
-    def add(self, row: int, check: Mapping[str, Any], draft: list[Any] | None = None) -> None:
+    def add(self, row: int, check: Mapping[str, Any], draft: Draft | None = None) -> None:
         """The check of row `row`; `draft`: its record drafted already (`FactsDrafter.record`), as its check ended."""
         self._rows[row] = check
         if draft is not None:
@@ -70,15 +72,34 @@ class FactsData:
         return f'<script type="application/json" id="check-facts">{script_safe_json(self.document())}</script>'
 
     def document(self) -> dict[str, Any]:
-        # Each record drafted alone (its texts pending, its shapes, chip lists and start as they are), then
-        # in the rows' order: the shapes and lists numbered, the starts made relative to the first, the
-        # texts counted; then each pending text written out, or as a reference when it is shared.
+        # Each record drafted alone (`FactsDrafter`: as its check ended, or now), then in the rows' order its
+        # texts counted, its facts' shapes and chip lists numbered, its start made relative to the first;
+        # then each pending text written out, or as a reference when it is shared.
         drafter = FactsDrafter()
         drafts = self._drafts
-        records = {
-            row: list(drafts[row]) if row in drafts else drafter.record(check) for row, check in self._rows.items()
-        }
-        counts, shapes, lists, base_ms = _number(records.values())
+        counts: Counter[str] = Counter()
+        shapes: dict[tuple[Any, ...], int] = {}
+        lists: dict[tuple[str, ...], int] = {}
+        base_ms: int | None = None
+        records: dict[int, list[Any]] = {}
+        for row, check in self._rows.items():
+            given = drafts.get(row)
+            record, texts = (list(given[0]), given[1]) if given is not None else drafter.record(check)
+            counts.update(texts)  # in the order a reader meets them: the table lists the shared ones so
+            started = record[3]
+            if type(started) is int:  # milliseconds since the epoch (else a pending text)
+                if base_ms is None:
+                    base_ms = started
+                record[3] = started - base_ms
+            record[5] = lists.setdefault(record[5], len(lists))
+            record[6] = lists.setdefault(record[6], len(lists))
+            for at in (7, 8):
+                facts = record[at]
+                if type(facts) is list:
+                    if given is not None:  # a draft made ahead stays as it was made
+                        facts = record[at] = facts.copy()
+                    facts[0] = shapes.setdefault(facts[0], len(shapes))
+            records[row] = record
         table = [text for text, seen in counts.items() if seen > 1 and len(text) >= SHORTEST_SHARED]
         index = {text: at for at, text in enumerate(table)}
         # Observed/expected written alike are one list (the first written), counted by its id: the
@@ -115,47 +136,6 @@ class FactsData:
             "d": dicts,
             "c": rows,
         }
-
-
-def _number(
-    records: Iterable[list[Any]],
-) -> tuple[Counter[str], dict[tuple[Any, ...], int], dict[tuple[str, ...], int], int | None]:
-    """Drafted records, in the rows' order, made ready for `_final` (in place); what they share.
-
-    Their facts' shapes and chip lists numbered in the order they first appear, the starts in
-    milliseconds after the first, and their pending texts counted in the order a reader meets them
-    (record by record, field by field): the table of shared texts lists them in that order.
-    """
-    counts: Counter[str] = Counter()
-    shapes: dict[tuple[Any, ...], int] = {}
-    lists: dict[tuple[str, ...], int] = {}
-    base_ms: int | None = None
-    for record in records:
-        counts[record[0]] += 1
-        counts[record[2]] += 1
-        started = record[3]
-        if type(started) is int:  # the milliseconds since the epoch: a text is pending
-            if base_ms is None:
-                base_ms = started
-            record[3] = started - base_ms
-        else:
-            counts[started] += 1
-        counts[record[4]] += 1
-        record[5] = lists.setdefault(record[5], len(lists))
-        record[6] = lists.setdefault(record[6], len(lists))
-        for at in (7, 8):
-            facts = record[at]
-            if type(facts) is list:
-                record[at] = facts = [shapes.setdefault(facts[0], len(shapes)), *facts[1:]]
-                for item in facts:
-                    if isinstance(item, str):
-                        counts[item] += 1
-                    elif type(item) is tuple:  # (text, how): a scalar's text or a nested value's JSON
-                        counts[item[0]] += 1
-        if len(record) > 9:
-            for text in record[9]:
-                counts[text] += 1
-    return counts, shapes, lists, base_ms
 
 
 def script_safe_json(value: Any) -> str:
@@ -195,35 +175,41 @@ class FactsDrafter:
             text = self._json[whole] = as_text(value)
         return text
 
-    def record(self, check: Mapping[str, Any]) -> list[Any]:
+    def record(self, check: Mapping[str, Any]) -> Draft:
         """`[id prefix, id rest, kind, started, phase, markers, controls, observed, expected, waiver?]`, pending.
 
         A pending text is a str, or (text, kind) for a scalar's text, a nested value's JSON or a
         text shown as it is; started is Unix milliseconds (an int) when the page can write it back
-        exactly; markers and controls are tuples of texts; facts are `[keys, value, ...]`.
+        exactly; markers and controls are tuples of texts; facts are `[keys, value, ...]`. With it,
+        its pending texts in the order a reader meets them (the page counts them).
         """
         node = as_text(check.get("id"))
         cut = node.find("[")  # "checks/health/test_http.py::test_health[svc-1]": the prefix is shared by a kind
         prefix, rest = (node, "") if cut < 0 else (node[:cut], node[cut:])
         target = check.get("target")
+        kind, phase = as_text(check.get("kind")), as_text(check.get("phase"))
+        started = _started(check.get("started_at"))
+        texts = [prefix, kind, phase] if type(started) is int else [prefix, kind, started, phase]
         record: list[Any] = [
             prefix,
             # Most ids end in "[<target>]"; 1 says so, and the page takes the target from the row.
             1 if isinstance(target, str) and target and rest == f"[{target}]" else (rest, _AS_IS),
-            as_text(check.get("kind")),
-            _started(check.get("started_at")),
-            as_text(check.get("phase")),
+            kind,
+            started,
+            phase,
             self.chips(check.get("markers")),
             self.chips(check.get("controls")),
-            self.facts(check.get("observed")),
-            self.facts(check.get("expected")),
+            self.facts(check.get("observed"), texts),
+            self.facts(check.get("expected"), texts),
         ]
         waiver = check.get("waiver")
         if isinstance(waiver, dict):
             # The order the page's script reads them in; the status first, "expired" or anything else.
             keys = ("status", "ticket", "approved_by", "expires", "check", "reason")
-            record.append([as_text(waiver.get(k)) for k in keys])
-        return record
+            shown = [as_text(waiver.get(k)) for k in keys]
+            texts += shown
+            record.append(shown)
+        return record, texts
 
     def chips(self, values: Any) -> tuple[str, ...]:
         # As page.chips reads them: a string is one chip, anything else not a list is none.
@@ -232,27 +218,34 @@ class FactsDrafter:
             items = tuple(as_text(item) for item in items)
         return self._lists.setdefault(items, items)
 
-    def facts(self, value: Any) -> Any:
+    def facts(self, value: Any, texts: list[str]) -> Any:
         """As page.kv_table shows it: None (nothing), a string (shown as it is), or [keys, values...]."""
         if not (isinstance(value, dict) and value):
             return None if value in (None, {}, [], "") else (as_text(value), _AS_IS)
         drafted: list[Any] = [tuple(value)]
+        pending = texts.append
         # The loop every fact of every collapsed row goes through: the common types first, inline.
         for fact in value.values():
             kind = type(fact)
-            if (
-                kind is str
-                or fact is None
+            if kind is str:
+                pending(fact)
+                drafted.append(fact)
+            elif (
+                fact is None
                 or kind is bool
                 or (kind is int and -(2**53) < fact < 2**53)
                 or (kind is float and _SAFE_FLOAT[0] <= abs(fact) < _SAFE_FLOAT[1] and not fact.is_integer())
-                or isinstance(fact, str)  # a subclass: a text, pending like the others
             ):
                 drafted.append(fact)
-            elif isinstance(fact, (dict, list, tuple)):
-                drafted.append((self.json_text(fact), _JSON))
             else:
-                drafted.append((as_text(fact), _SCALAR))
+                if isinstance(fact, (dict, list, tuple)):
+                    text, how = self.json_text(fact), _JSON
+                elif isinstance(fact, str):  # a subclass: a text like the others
+                    text, how = fact, _STRING
+                else:
+                    text, how = as_text(fact), _SCALAR
+                pending(text)
+                drafted.append(text if how == _STRING else (text, how))
         return drafted
 
 

@@ -13,9 +13,12 @@ The files are the same bytes either way (tests/evidence/test_premade.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from opsproof.model.results import CheckRecord
+
+if TYPE_CHECKING:
+    from opsproof.evidence.html_facts import Draft
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +30,7 @@ class CheckPieces:
     junit: str  # its <testcase> element (junit.testcase)
     row: str  # its report.html one-line row after the anchor (html_rows.compact_rest)
     key: tuple[int, int, str, str]  # where report.html sorts it (html.check_sort_key)
-    draft: list[Any]  # its record in report.html's embedded facts, drafted (html_facts.FactsDrafter.record)
+    draft: Draft  # its record in report.html's embedded facts, drafted (html_facts.FactsDrafter.record)
 
 
 class Premade:
