@@ -169,10 +169,11 @@ def test_a_record_that_does_not_validate_stays_a_dict_and_fails_the_document_as_
     broken = make_check(1, "passed", "urgent")
     kept_good = keep_record(make_check(2, "passed", "low"), Redactor())
     assert keep_record(broken, Redactor()) is broken
-    state = SimpleNamespace(records={"good": kept_good, "broken": broken})
+    state = SimpleNamespace(records={kept_good["id"]: kept_good, broken["id"]: broken})  # by node id, as a run keeps them
     with pytest.raises(ValueError):
         _take_records(cast(RunState, state), Redactor(), Premade())
-    assert state.records == {"good": kept_good, "broken": broken}  # left for the terminal summary
+    # Put back for the terminal summary, as dicts.
+    assert state.records == {kept_good["id"]: dict(kept_good), broken["id"]: broken}
 
 
 def test_a_kept_record_reads_as_its_dict() -> None:
