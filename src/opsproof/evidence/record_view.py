@@ -29,30 +29,32 @@ _TYPED = frozenset(
     if not any(word in str(field.annotation) for word in ("Any", "Waiver", "Maintenance"))
 )
 
-# A record's keys in the dump's order, by the fields set and the extra keys: one tuple shared by the records alike.
-_KEYS: dict[tuple[frozenset[str], tuple[str, ...]], tuple[str, ...]] = {}
+# A record's keys in the dump's order, by the fields set and the extra keys: one tuple shared by the records
+# alike, with them as a set (looked up on every read).
+_KEYS: dict[tuple[frozenset[str], tuple[str, ...]], tuple[tuple[str, ...], frozenset[str]]] = {}
 
 
 class RecordView(Mapping[str, Any]):
     """One `CheckRecord` as a read-only mapping; see the module docstring."""
 
-    __slots__ = ("_keys", "_record")
+    __slots__ = ("_keys", "_known", "_record")
 
     def __init__(self, record: CheckRecord) -> None:
         self._record = record
         given = (frozenset(record.model_fields_set), tuple(record.__pydantic_extra__ or ()))
-        keys = _KEYS.get(given)
-        if keys is None:
+        known = _KEYS.get(given)
+        if known is None:
             # The dump's keys, in its order: the declared fields that were set, then the extra ones.
-            keys = _KEYS[given] = (*(name for name in type(record).model_fields if name in given[0]), *given[1])
-        self._keys = keys
+            keys = (*(name for name in type(record).model_fields if name in given[0]), *given[1])
+            known = _KEYS[given] = (keys, frozenset(keys))
+        self._keys, self._known = known
 
     def __getitem__(self, key: str) -> Any:
         # As `page.Lenient`: what the record does not have is None, never a KeyError.
         return self.get(key)
 
     def get(self, key: str, default: Any = None) -> Any:
-        if key not in self._keys:
+        if key not in self._known:
             return default
         if key in _TYPED:  # typed str, float, list[str]...: the dump's value is the model's own
             return self._record.__dict__[key]
@@ -64,7 +66,7 @@ class RecordView(Mapping[str, Any]):
         return self._record.model_dump(exclude_unset=True, include={key})[key]
 
     def __contains__(self, key: object) -> bool:
-        return key in self._keys
+        return key in self._known
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys)
