@@ -268,7 +268,15 @@ def _status_of(record: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def load_bundle_writers() -> None:
     """Import what writes the bundle and compile report.html's template, while the run waits anyway."""
-    for module in ("evidence.bundle", "evidence.premake", "run.results", "run.terminal", "run.early_recording"):
+    for module in (
+        "evidence.bundle",
+        "evidence.premake",
+        "run.results",
+        "run.terminal",
+        "run.early_recording",
+        "compliance.shared_chain",  # the chain's head, asked before sealing
+        "signals.metrics",  # the run's cadence, asked after it
+    ):
         importlib.import_module(f"opsproof.{module}")
     importlib.import_module("opsproof.evidence.html").load_template()
 
