@@ -17,6 +17,7 @@ import contextlib
 import gc
 import json
 import os
+import select
 import selectors
 import signal
 import threading
@@ -83,6 +84,9 @@ class Gatherer:
         # Work for the wait: called while a check waits for facts not in yet, one piece a call (the
         # Recorder makes the ended checks' pieces of the bundle); False when it has none left.
         self.while_waiting: Callable[[], bool] | None = None
+        # The probe processes' pipes, looked at between two pieces of that work: a line waiting there needs
+        # the reader thread, and so the GIL, which the work would otherwise hold up to the switch interval.
+        self._incoming: select.poll | None = None
 
     def prepare(self, early: Mapping[str, set[str]] | None = None) -> Gatherer:
         """Fork the probe children now (from the main thread, before any helper thread exists).
@@ -124,6 +128,10 @@ class Gatherer:
             process.handed_over()
             self._children[kind_name].courier = pid
         if self._children:
+            self._incoming = select.poll()
+            for child in self._children.values():
+                if child.results is not None:
+                    self._incoming.register(child.results, select.POLLIN)
             # Read from the start: early facts must not fill a pipe and stall a child.
             self._thread = threading.Thread(target=self._read_children, name="opsproof-probes", daemon=True)
             self._thread.start()
@@ -162,11 +170,20 @@ class Gatherer:
     def facts(self, kind: str, name: str) -> Facts:
         """The facts of one target, as soon as its probe is done."""
         key = (kind, name)
-        spare = self.while_waiting
-        # The spare work one piece at a time, outside the lock, while the facts are not in (a look without
-        # the lock: the wait below looks again with it).
-        while spare is not None and key not in self._facts and not self._done and spare():
-            pass
+        spare = self.while_waiting if self._incoming is not None else None
+        while spare is not None:
+            # The spare work one piece at a time, outside the lock, while the facts are not in (a look without
+            # the lock: the wait looks again with it) and no line waits for the reader thread; then the next
+            # facts to arrive are awaited, for any target, and the work goes on if these are not in yet.
+            while key not in self._facts and not self._done and self._quiet():
+                if not spare():
+                    spare = None
+                    break
+            with self._arrived:
+                if key in self._facts or self._done:
+                    break
+                if spare is not None:
+                    self._arrived.wait()
         with self._arrived:
             while key not in self._facts and not self._done:
                 self._arrived.wait()
@@ -181,6 +198,16 @@ class Gatherer:
         if found is None:
             raise self._error or RuntimeError(f"the {kind} probe returned no facts for {name!r}")
         return found
+
+    def _quiet(self) -> bool:
+        """No probe process has written a line the reader thread has yet to read (as far as one look tells)."""
+        assert self._incoming is not None
+        try:
+            # A pipe the reader closed is POLLNVAL (or, its number taken again, what that file says: no harm,
+            # the spare work then waits for the end).
+            return not any(events & (select.POLLIN | select.POLLHUP) for _, events in self._incoming.poll(0))
+        except (OSError, RuntimeError):
+            return False
 
     def _run(self) -> None:
         import asyncio
