@@ -218,3 +218,18 @@ def test_a_run_makes_the_pieces_while_checks_wait_for_facts_and_writes_the_same_
     assert "${APP_TOKEN}" in texts["results.json"]
     for form in encoded_forms(SECRET):
         assert all(form not in text for text in texts.values()), form
+
+
+def test_the_recorder_makes_the_oldest_records_first_and_no_more_than_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each record made holds its pieces: past MADE_AT_MOST the records are left for the end, as dicts."""
+    from opsproof.run import recorder as recorder_module
+
+    monkeypatch.setattr(recorder_module, "MADE_AT_MOST", 2)
+    records = {f"n{i}": make_check(i, "passed", "low") for i in range(3)}
+    state = SimpleNamespace(records=dict(records), redactor=Redactor())
+    recorder = recorder_module.Recorder(cast(pytest.Config, None), cast(RunState, state))
+    recorder._unmade.extend(records)
+    assert recorder.make_one() and recorder.make_one()
+    assert not recorder.make_one()
+    assert [type(state.records[key]) for key in records] == [Kept, Kept, dict]
+    assert state.records["n2"] is records["n2"]

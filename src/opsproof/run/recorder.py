@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 # on the first write to each page, in both processes and again as the process exits) is as much: a tail of
 # 84-128 ms in-process against 116-146 ms with the child (8 runs each alternating, all records made).
 UNMADE_FOR_A_CHILD = 4
+# The most records made while the checks wait. A record made holds its pieces (~2.5 KiB more than its dict:
+# its results.json line, testcase, row and drafted facts), so a run of 10,000 slow checks would hold ~25 MiB
+# more at its end; past this many, the records are left for the end, as before.
+MADE_AT_MOST = 4000
 
 
 class Recorder:
@@ -48,6 +52,7 @@ class Recorder:
         # The records still dicts, oldest first: made into what the bundle joins while a check waits for facts.
         self._unmade: deque[str] = deque()
         self._drafter: FactsDrafter | None = None  # report.html's facts of the records made, drafted alike
+        self._made = 0
 
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         if session.config.option.collectonly:
@@ -69,6 +74,9 @@ class Recorder:
 
         records = self.state.records
         while self._unmade:
+            if self._made >= MADE_AT_MOST:
+                self._unmade.clear()
+                return False
             nodeid = self._unmade.popleft()
             record = records.get(nodeid)
             if type(record) is dict:  # not made yet (nor taken by the results document)
@@ -77,6 +85,7 @@ class Recorder:
 
                     self._drafter = FactsDrafter()
                 records[nodeid] = keep_record(record, self.state.redactor, self._drafter)
+                self._made += 1
                 return True
         return False
 
@@ -109,7 +118,8 @@ class Recorder:
         # A teardown error spoils a passing check; it never hides an earlier finding.
         if previous is None or previous["outcome"] in ("passed", "warned"):
             self.state.records[report.nodeid] = record
-            self._unmade.append(report.nodeid)
+            if self._made < MADE_AT_MOST:
+                self._unmade.append(report.nodeid)
         # pytest's terminal keeps every report to the end: with the record on it, the record could not
         # be let go when the results document takes it (~20 MiB at 10,000 checks). The report keeps
         # what `pytest_report_teststatus` reads of it, for the terminal's closing summary.
