@@ -183,12 +183,15 @@ def test_a_probe_process_freezes_the_heap_it_starts_with(tmp_path: Path) -> None
 
 
 def test_a_probe_process_imports_its_libraries_with_no_trust_store_for_a_context_that_verifies_nothing() -> None:
-    """aiohttp's two contexts, made at import: the verifying one with the system's CAs, the other (verify_tls: false) without."""
+    """aiohttp's two contexts, made at import: the verifying one with the system's CAs, the other (verify_tls: false) without.
+
+    `metrics` imports aiohttp in its probe process; `http` no longer does (its lean client, test_http_wire.py).
+    """
     shown = subprocess.run(
         [
             sys.executable,
             "-c",
-            "import ssl; from opsproof.probes import import_libraries, kind_named; import_libraries(kind_named('http'));"
+            "import ssl; from opsproof.probes import import_libraries, kind_named; import_libraries(kind_named('metrics'));"
             "from aiohttp import connector;"
             "print(connector._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca'],"
             " connector._SSL_CONTEXT_UNVERIFIED.cert_store_stats()['x509_ca'],"
