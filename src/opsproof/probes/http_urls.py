@@ -203,7 +203,9 @@ def _absolute(scheme: str, netloc: str, path: str, query: str) -> WireUrl | None
     if not netloc or "@" in netloc:
         return None
     if netloc.startswith("["):
-        host_text, _, after = netloc.partition("]")
+        host_text, bracket, after = netloc.partition("]")
+        if not bracket:
+            return None
         host_text += "]"
         if after and not after.startswith(":"):
             return None

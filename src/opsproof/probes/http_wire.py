@@ -376,18 +376,22 @@ class Request:
     max_body: int
 
 
-def _head(request: Request, url: WireUrl, method: str, headers: list[tuple[str, str]], auth: str | None) -> bytes:
-    """The request's head, headers in aiohttp's order: Host, User-Agent, the target's, Accept, Accept-Encoding, auth."""
-    lines = [f"{method} {url.target} HTTP/1.1"]
-    host = url.host_header
+def _head(url: WireUrl, method: str, headers: list[tuple[str, str]], auth: str | None) -> bytes:
+    """The request's head in aiohttp's order: Host, User-Agent (the target's in its place), the target's headers,
+    Accept, Accept-Encoding, Authorization."""
+    host = f"Host: {url.host_header}"
+    agent = f"User-Agent: {USER_AGENT}"
+    rest = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == "host":
+            host = f"{name}: {value}"
+        elif lowered == "user-agent":
+            agent = f"{name}: {value}"
+        else:
+            rest.append(f"{name}: {value}")
+    lines = [f"{method} {url.target} HTTP/1.1", host, agent, *rest]
     given = {name.lower() for name, _ in headers}
-    if "host" in given:
-        lines += [f"{name}: {value}" for name, value in headers if name.lower() == "host"][:1]
-    else:
-        lines.append(f"Host: {host}")
-    if "user-agent" not in given:
-        lines.append(f"User-Agent: {USER_AGENT}")
-    lines += [f"{name}: {value}" for name, value in headers if name.lower() != "host"]
     if "accept" not in given:
         lines.append("Accept: */*")
     if "accept-encoding" not in given:
@@ -415,7 +419,7 @@ async def exchange(pool: Pool, request: Request) -> WireAnswer:
             raise ExchangeFailed(
                 "ValueError: Cannot combine AUTHORIZATION header with AUTH argument or credentials encoded in URL"
             )
-        head = _head(request, url, method, headers, auth)
+        head = _head(url, method, headers, auth)
         while True:
             try:
                 answer = await _one(pool, request, url, method, head)
