@@ -182,7 +182,8 @@ _PLAIN_HEADER_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
 
 def wire_request(target: HttpTarget, contexts: dict[Any, Any]) -> Request | None:
     """The target as the lean client's request, or None: it needs aiohttp (a URL or header outside http_wire's set)."""
-    url = parse_url(target.request_url)
+    # request_url re-parses the URL to drop `user:password@`; without one the URL is what aiohttp is given.
+    url = parse_url(target.url if "@" not in target.url else target.request_url)
     if url is None:
         return None
     headers = list(target.headers.items())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from string import ascii_letters, digits
 
 _ALLOWED = ascii_letters + digits + "-._~" + "!$'()*,"
@@ -149,6 +150,7 @@ class WireUrl:
         return f"{self.scheme}://{netloc}{self.target}"
 
 
+@lru_cache(maxsize=4096)  # a fleet's URLs share a few hosts: ip_address() once per host, not per request
 def _host(text: str) -> str | None:
     """The host as yarl encodes it, or None when it is not one the lean client takes."""
     if text.startswith("["):
