@@ -6,6 +6,7 @@ Usage errors exit 4, as everywhere in opsproof (argparse's own default is 2).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from opsproof.evidence.chain_head import ChainHead
 
 
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -36,6 +40,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _command(argv)
+    except BrokenPipeError:
+        # The reader left (`opsproof schema | head`): the rest of the output is not wanted, and no
+        # traceback either. stdout goes to /dev/null so the interpreter's last flush does not fail
+        # again; the status is a shell's for a process its pipe's SIGPIPE ended (128 + 13).
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _command(argv: Sequence[str] | None) -> int:
     parser = _Parser(prog="opsproof", description="Operational runbooks as evidenced pytest checks.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

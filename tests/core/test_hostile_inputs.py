@@ -192,3 +192,17 @@ def test_a_hostile_kubeconfig_is_refused_naming_it(tmp_path: Path, kind: str) ->
         path.write_text(LAUGHS)
     message = profile_error(tmp_path, f"environment: test\nkubernetes:\n  - {{name: k, kubeconfig: '{path}'}}\n")
     assert f"kubeconfig file '{path}'" in message and expected in message, message
+
+
+def test_output_piped_into_a_reader_that_leaves_ends_quietly() -> None:
+    """`opsproof schema | head -1`: the reader closes the pipe after one line. No traceback, no
+    "Exception ignored" at exit: the status a shell gives a process its SIGPIPE ended (141)."""
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "opsproof.cli", "schema"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    assert reader.stdout.readline().strip() == b"{"
+    reader.stdout.close()  # the output (~200 KB) is far larger than the pipe's buffer: the next write fails
+    errors = reader.stderr.read()
+    assert reader.wait(timeout=60) == 141, errors
+    assert errors == b""

@@ -189,3 +189,39 @@ def test_a_profile_missing_a_citation_is_caught(tmp_path: Path) -> None:
     assert coverage.uncommented == ["http b"]
     assert coverage.covered == [(61, "http a")]
     assert coverage.left_out == {79: "a write"}
+
+
+def _every_field(model: object, depth: int = 3) -> set[str]:
+    """The reference for `own_cadences`: every field of every model walked, whatever its type."""
+    from pydantic import BaseModel
+
+    from opsproof.model.fields import own_severity_cadence
+
+    found: set[str] = set()
+    if depth == 0 or not isinstance(model, BaseModel):
+        return found
+    for value in model.__dict__.values():
+        values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else (value,)
+        for element in values:
+            own = own_severity_cadence(element)
+            if own is not None and own.cadence is not None:
+                found.add(own.cadence)
+            found |= _every_field(element, depth - 1)
+    return found
+
+
+def test_own_cadences_walks_only_the_fields_that_can_hold_parts_and_misses_none() -> None:
+    """`own_cadences` skips fields whose types hold no model (issue 18): over every item of the example
+    profiles, it finds exactly what a walk of every field finds, and they have parts of their own
+    cadence for it to find."""
+    from opsproof.model.fields import own_cadences
+
+    found_any = 0
+    for path in PROFILES:
+        env = fake_environment(path.read_text(encoding="utf-8"))
+        profile = load_profile(path, environ=env).profile
+        for section in ITEM_SECTIONS:
+            for item in getattr(profile, section):
+                assert own_cadences(item) == _every_field(item), (path.name, section, item.name)
+                found_any += bool(own_cadences(item))
+    assert found_any >= 3

@@ -7,10 +7,8 @@ finds every probe through the registry of kinds (`opsproof.targets.kinds()`).
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import os
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +23,12 @@ from opsproof.targets import Kind, kind, names
 from opsproof.units import format_utc, utc_now
 
 if TYPE_CHECKING:
+    import asyncio
+
     from opsproof.compliance.history import Location
+
+# asyncio and socket are imported where they are used: the pytest process imports this package
+# before the profile loads and never runs an event loop itself (its probe processes do).
 
 
 class Facts(BaseModel):
@@ -125,6 +128,8 @@ async def each_as_done(probes: Iterable[Awaitable[FactsT]]) -> AsyncIterator[Fac
     address), and under the run's concurrency limit the last items could be probed first
     while the checks, which run in profile order, wait for the first ones.
     """
+    import asyncio
+
     pending = list(probes)
     finished: asyncio.Queue[asyncio.Future[FactsT]] = asyncio.Queue()
     tasks: list[asyncio.Future[FactsT]] = []
@@ -153,6 +158,8 @@ async def each_as_done(probes: Iterable[Awaitable[FactsT]]) -> AsyncIterator[Fac
 
 def describe_connect_error(error: OSError, host: str, address: str) -> str:
     """A failed connect in words: `cannot resolve HOST: ...` or `cannot connect to ADDRESS: connection refused`."""
+    import socket
+
     if isinstance(error, socket.gaierror):
         return f"cannot resolve {host}: {(error.strerror or str(error)).lower()}"
     # asyncio's message ("Connect call failed (...)") hides the reason the errno names.

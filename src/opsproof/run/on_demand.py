@@ -1,12 +1,13 @@
-"""Entry-point plugins loaded only for runs that use them: allure-pytest and pytest-testinfra.
+"""Entry-point plugins loaded only for runs that use them: allure-pytest, pytest-testinfra, xdist's looponfail.
 
 pytest imports every installed `pytest11` plugin before opsproof can look at the command line.
-A plain opsproof run uses neither of these two (the `hosts` and `logs` kinds call testinfra as a
-library, not through its plugin), yet importing them cost ~30-40 ms of every run's start-up.
-The repository's ini blocks them (`-p no:allure_pytest -p no:pytest11.testinfra`), and
-opsproof loads a blocked one again when the command line (or addopts, or `PYTEST_ADDOPTS`)
-names one of its options, before pytest parses the command line: `--alluredir DIR` works as it
-did. A team whose own checks use testinfra's `host` fixture without any of its options adds
+A plain opsproof run uses none of these three (the `hosts` and `logs` kinds call testinfra as a
+library, not through its plugin; `-n` does not need looponfail), yet importing them cost ~40-50 ms
+of every run's start-up (looponfail ~8 ms: it imports execnet). The repository's ini blocks them
+(`-p no:allure_pytest -p no:pytest11.testinfra -p no:xdist.looponfail`), and opsproof loads a
+blocked one again when the command line (or addopts, or `PYTEST_ADDOPTS`) names one of its
+options, before pytest parses the command line: `--alluredir DIR` and `-f` work as they did.
+A team whose own checks use testinfra's `host` fixture without any of its options adds
 `-p pytest11.testinfra` (see docs/custom-checks.md).
 """
 
@@ -30,7 +31,10 @@ ON_DEMAND: dict[str, tuple[str, ...]] = {
         "--force-ansible",
         "--nagios",
     ),
+    "xdist.looponfail": ("--looponfail", "-f"),
 }
+# Short options: asked for only when written alone (`-f`), not as the start of another word.
+_SHORT = 2
 
 
 def asked_for(prefixes: tuple[str, ...], args: list[str]) -> bool:
@@ -38,7 +42,7 @@ def asked_for(prefixes: tuple[str, ...], args: list[str]) -> bool:
     for arg in args:
         if arg == "--":
             return False
-        if arg.startswith(prefixes):
+        if any(arg == prefix if len(prefix) == _SHORT else arg.startswith(prefix) for prefix in prefixes):
             return True
     return False
 
