@@ -350,3 +350,33 @@ def test_the_http_probe_process_imports_no_aiohttp_but_metrics_does(scripted: Sc
     )
     shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert json.loads(shown.splitlines()[-1]) == [200, []]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "text/plain",
+        'Text/HTML; Charset="ISO-8859-1"',
+        ";charset=utf-8",
+        "text/plain; charset=",
+        "application/json;charset=UTF-8",
+        "text",
+        "a/b/c; charset=x",
+        "text/plain; format=flowed; charset=utf-8",
+        " text/plain ; charset = utf-8 ",
+        'text/plain; charset="utf\\"8"',
+        "TEXT/PLAIN;CHARSET=ascii",
+        "text/plain; charset=utf-8; charset=latin1",
+        "ünï/cøde; charset=é",
+        "",
+    ],
+)
+def test_content_type_and_charset_read_as_aiohttp_reads_them(raw: str) -> None:
+    """The lean client's reading of Content-Type (a fast path, else the email parser aiohttp uses)."""
+    from aiohttp.helpers import parse_content_type
+
+    from opsproof.probes.http_wire import content_type_of
+
+    mimetype, params = parse_content_type(raw)
+    assert content_type_of(raw) == (mimetype, params.get("charset"))
+    assert content_type_of(None) == ("application/octet-stream", None)

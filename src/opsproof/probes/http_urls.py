@@ -188,8 +188,24 @@ def _split(text: str) -> tuple[str, str, str, str] | None:
     return scheme.lower(), netloc, path, query
 
 
+# Most health URLs: a lowercase host, maybe a port, a path and query with nothing to re-quote.
+_SIMPLE_URL = re.compile(
+    r"(https?)://([a-z0-9_.-]+)(?::([0-9]{1,5}))?(/[A-Za-z0-9\-._~!$'()*,@:+&=;/]*)?(?:\?([A-Za-z0-9\-._~!$'()*,@:+&=;/?]*))?"
+)
+
+
 def parse_url(text: str) -> WireUrl | None:
     """An absolute http(s) URL, or None when the lean client leaves it to aiohttp (see the module's note)."""
+    simple = _SIMPLE_URL.fullmatch(text)
+    if simple:
+        scheme, host_text, port_text, path, query = simple.groups()
+        host = _host(host_text)
+        if host is not None and (port_text is None or 0 < int(port_text) <= 65535):
+            path = path or ""
+            port = int(port_text) if port_text else _DEFAULT_PORTS[scheme]
+            return WireUrl(
+                scheme, host, port, port_text is not None, _normalized(path) if "." in path else path, query or ""
+            )
     if _CONTROL.search(text) or text[:1].isspace():
         return None
     parts = _split(text)

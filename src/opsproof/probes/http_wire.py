@@ -104,14 +104,14 @@ def _parsed_content_type(raw: str) -> tuple[str, str | None]:
     from email.parser import HeaderParser
     from email.policy import HTTP
 
-    class _OctetStream(EmailMessage):  # aiohttp's EnsureOctetStream
-        def __init__(self, policy: Any = HTTP) -> None:
-            super().__init__(policy=policy)
+    class _OctetStream(EmailMessage):  # aiohttp's EnsureOctetStream, as it is (no policy argument: the default's)
+        def __init__(self) -> None:
+            super().__init__()
             self.set_default_type("application/octet-stream")
 
         def get_content_type(self) -> str:
             value = self.get("content-type", "").lower()
-            ctype = value.split(";", 1)[0].strip() if value else ""
+            ctype = value.partition(";")[0].strip()
             return ctype if ctype.count("/") == 1 else self.get_default_type()
 
     message = HeaderParser(_OctetStream, policy=HTTP).parsestr(f"Content-Type: {raw}")
@@ -561,8 +561,9 @@ async def _read_answer(connection: _Connection, method: str, cap: int) -> tuple[
     elif length is not None:
         whole = await _read_length(connection, body, length)
     else:
-        await _read_to_close(connection, body)
-        whole = False
+        if await _read_to_close(connection, body):
+            body.finish()
+        return WireAnswer(status, reason, headers, body.data()), False
     if whole:
         body.finish()
     return WireAnswer(status, reason, headers, body.data()), whole and keep_alive
@@ -701,14 +702,16 @@ async def _read_length(connection: _Connection, body: _Body, length: int) -> boo
     return left == 0
 
 
-async def _read_to_close(connection: _Connection, body: _Body) -> None:
+async def _read_to_close(connection: _Connection, body: _Body) -> bool:
+    """A body without a length: to the connection's end (True), or until the cap (False)."""
     while not body.full:
         if connection.buffer:
             body.feed(connection.take())
             continue
         if connection.eof:
-            return
+            return True
         await connection.more()
+    return False
 
 
 async def _line(connection: _Connection) -> bytes:
