@@ -24,6 +24,9 @@
     ├── DemoStartError        a demo service did not start or settle (opsproof.demo.startup; a RuntimeError, exit 3)
     ├── DemoUsageError        $OPSPROOF_PROMETHEUS is no program (opsproof.demo.startup; a ValueError, exit 4)
     ├── HandshakeFailed       a TLS handshake did not complete (opsproof.probes.tls)
+    ├── ExchangeFailed        an HTTP request failed, in aiohttp's words (opsproof.probes.http_answer)
+    │   └── Disconnected      ... its connection ended before the answer's head (sent once more)
+    ├── ForAiohttp            the lean HTTP client leaves a request to aiohttp (opsproof.probes.http_wire)
     ├── ApiError              the Prometheus API answered with an error (opsproof.probes.prometheus)
     │   └── Denied            ... with 401 or 403
     ├── ConfigProblem         a kubeconfig that cannot be used (opsproof.probes.kubernetes_client)

@@ -375,7 +375,7 @@ def test_content_type_and_charset_read_as_aiohttp_reads_them(raw: str) -> None:
     """The lean client's reading of Content-Type (a fast path, else the email parser aiohttp uses)."""
     from aiohttp.helpers import parse_content_type
 
-    from opsproof.probes.http_wire import content_type_of
+    from opsproof.probes.http_answer import content_type_of
 
     mimetype, params = parse_content_type(raw)
     assert content_type_of(raw) == (mimetype, params.get("charset"))

@@ -28,8 +28,9 @@ from pydantic import Field
 
 from opsproof.outcomes import reaches
 from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
+from opsproof.probes.http_answer import ExchangeFailed, content_type_of
 from opsproof.probes.http_urls import parse_url
-from opsproof.probes.http_wire import ExchangeFailed, ForAiohttp, Pool, Request, content_type_of
+from opsproof.probes.http_wire import ForAiohttp, Pool, Request
 from opsproof.probes.http_wire import exchange as wire_exchange
 from opsproof.targets.http import HttpTarget
 
