@@ -329,6 +329,9 @@ def test_the_lean_client_gives_the_facts_aiohttp_gives(
     assert (said["unresolvable"].failure or "").startswith("cannot resolve nonexistent.invalid: ")
     assert said["tls-ca-file"].status == said["tls-localhost"].status == said["tls-unverified"].status == 200
     assert (said["tls-unknown-ca"].failure or "").startswith("TLS certificate verification failed: ")
+    from opsproof.probes.http_wire import verifying_context
+
+    assert verifying_context.cache_info().currsize == 1  # made once, for the items that verify with the system's CAs
     assert "mismatch" in (said["tls-wrong-host"].failure or "").lower()
     assert (said["tls-to-plain"].failure or "").startswith("TLS handshake failed: ")
     assert said["http-to-https"].body_text.startswith("GET /echo?tls HTTP/1.1\r\n")
@@ -360,10 +363,13 @@ def test_the_http_probe_process_imports_no_aiohttp_but_metrics_does(scripted: Sc
         f"loaded = load_profile(Path({str(path)!r}));"
         "gatherer = Gatherer(loaded.profile, in_child=False, redactor=loaded.redactor);"
         "gatherer.start({'http': {'a'}}); status = gatherer.facts('http', 'a').status; gatherer.stop();"
-        "print(json.dumps([status, sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'yarl'))]))"
+        "from opsproof.probes.http_wire import verifying_context;"
+        "print(json.dumps([status, sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'yarl')),"
+        " verifying_context.cache_info().currsize]))"
     )
     shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    assert json.loads(shown.splitlines()[-1]) == [200, []]
+    # Answered, without aiohttp or yarl, and no verifying TLS context made (the system's trust store unread).
+    assert json.loads(shown.splitlines()[-1]) == [200, [], 0]
 
 
 @pytest.mark.parametrize(
