@@ -213,6 +213,9 @@ def _items(s: Scripted) -> list[str]:
         f"{{name: tls-to-plain-unverified, url: 'https://127.0.0.1:{s.blurter}/echo', verify_tls: false}}",
         f"{{name: tls-to-plain-ca-file, url: 'https://127.0.0.1:{s.blurter}/echo', ca_file: '{s.ca_file}'}}",
         f"{{name: http-to-https, url: '{plain}/to-tls', {follow}, ca_file: '{s.ca_file}'}}",
+        # URLs the lean client leaves to aiohttp from the start: a host ending in a dot, an IDNA host name.
+        f"{{name: trailing-dot, url: 'http://localhost.:{s.plain}/echo'}}",
+        "{name: idna, url: 'http://bücher.invalid/health'}",
     ]
     return items
 
@@ -263,8 +266,8 @@ def test_the_lean_client_gives_the_facts_aiohttp_gives(
     with monkeypatch.context() as patched:
         patched.setattr(http, "via_aiohttp", counted)
         lean = _probe(path, lean=True)
-    # Only the redirect to ftp:// is aiohttp's (the lean client takes no other scheme): every other case was lean.
-    assert handed_over == ["to-ftp-followed"]
+    # aiohttp's: the two URLs the lean client does not take, and the redirect to ftp://; every other case was lean.
+    assert sorted(handed_over) == ["idna", "to-ftp-followed", "trailing-dot"]
     reference = _probe(path, lean=False)
     assert set(lean) == set(reference)
     differences = {
@@ -400,3 +403,21 @@ def test_content_type_and_charset_read_as_aiohttp_reads_them(raw: str) -> None:
     mimetype, params = parse_content_type(raw)
     assert content_type_of(raw) == (mimetype, params.get("charset"))
     assert content_type_of(None) == ("application/octet-stream", None)
+
+
+def test_aiohttp_is_opened_before_any_request_when_a_target_needs_it(tmp_path: Path) -> None:
+    """Imported mid-run, aiohttp (~0.1 s of CPU) would stall the loop and inflate the latency of the answers then due."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        http_profile("{name: plain, url: 'http://127.0.0.1:9/a'}", "{name: idna, url: 'http://bücher.invalid/'}")
+    )
+    targets = list(load_profile(path).profile.targets("http").values())
+
+    async def sessions() -> tuple[bool, bool]:
+        mixed, lean_only = http.Clients(targets), http.Clients(targets[:1])  # type: ignore[arg-type]
+        opened = (mixed.session is not None, lean_only.session is not None)
+        await mixed.close()
+        await lean_only.close()
+        return opened
+
+    assert asyncio.run(sessions()) == (True, False)

@@ -197,14 +197,20 @@ def wire_request(target: HttpTarget, contexts: dict[Any, Any]) -> Request | None
 class Clients:
     """A run's two clients: the lean one for each target it takes, aiohttp (opened when needed) for the rest."""
 
-    def __init__(self, lean: bool = True) -> None:
+    def __init__(self, targets: Sequence[HttpTarget], lean: bool = True) -> None:
         self.lean = lean
         self.contexts: dict[Any, Any] = {}
         self.pool = Pool()
         self.session: Any = None
+        # Each target's request, made once (the second latency sample reuses it); None: aiohttp's.
+        self.requests = {target.name: wire_request(target, self.contexts) if lean else None for target in targets}
+        if None in self.requests.values():
+            # aiohttp imported now, before any request is in flight: imported mid-run (~0.1 s of CPU), it
+            # would stall the event loop and add that to the latency of every answer then arriving.
+            self.session = open_session()
 
     async def exchange(self, target: HttpTarget) -> Answer:
-        request = wire_request(target, self.contexts) if self.lean else None
+        request = self.requests.get(target.name)
         if request is not None:
             try:
                 answer = await wire_exchange(self.pool, request)
@@ -320,7 +326,7 @@ async def probe_one(exchange: Exchange, target: HttpTarget, ctx: ProbeContext) -
 
 async def gather_http(targets: Sequence[HttpTarget], ctx: ProbeContext, lean: bool = True) -> AsyncIterator[HttpFacts]:
     """Probe every target through one run's clients (`lean=False`: all through aiohttp); yield facts as they come."""
-    clients = Clients(lean=lean)
+    clients = Clients(targets, lean=lean)
     try:
         async for facts in each_as_done(probe_one(clients.exchange, t, ctx) for t in targets):
             yield facts
