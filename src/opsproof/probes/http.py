@@ -82,10 +82,12 @@ class _Verified(Protocol):
 def ssl_context_for(
     target: _Verified, cache: dict[tuple[str | None, bool], ssl.SSLContext | bool]
 ) -> ssl.SSLContext | bool:
-    """`True` (aiohttp's verifying context, made once when it is imported), `False`, or one with `ca_file` added.
+    """`True` (the default verifying context), `False`, or one with `ca_file` added.
 
-    A context of our own costs ~25 ms (the system trust store is read again), paid
-    before the first request: only a `ca_file` needs one.
+    `True` is aiohttp's context (made when aiohttp is imported) or the lean client's
+    (`http_wire.verifying_context`, made once, at the first https connection that needs it).
+    A context of our own costs ~25 ms (the system trust store is read again): only a
+    `ca_file` needs one.
     """
     if not target.verify_tls:
         return False
