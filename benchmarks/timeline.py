@@ -111,13 +111,13 @@ def _time_the_first_request() -> None:
     http = sys.modules.get("opsproof.probes.http")  # imported by the parent before it forks
     if http is None:
         return
-    exchange = http._exchange
+    timed = http._timed  # one request, whichever client makes it
 
     async def timed_exchange(*args: Any) -> Any:
         mark("child http: first request sent", once=True)
-        return await exchange(*args)
+        return await timed(*args)
 
-    http._exchange = timed_exchange
+    http._timed = timed_exchange
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

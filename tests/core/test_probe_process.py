@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SECRET, HttpServer, http_profile
+from conftest import SECRET, HttpServer, Runner, http_profile
 from opsproof.probes.http import HttpFacts
 from opsproof.profile import load_profile
 from opsproof.run import gather
@@ -183,12 +183,15 @@ def test_a_probe_process_freezes_the_heap_it_starts_with(tmp_path: Path) -> None
 
 
 def test_a_probe_process_imports_its_libraries_with_no_trust_store_for_a_context_that_verifies_nothing() -> None:
-    """aiohttp's two contexts, made at import: the verifying one with the system's CAs, the other (verify_tls: false) without."""
+    """aiohttp's two contexts, made at import: the verifying one with the system's CAs, the other (verify_tls: false) without.
+
+    `metrics` imports aiohttp in its probe process; `http` no longer does (its lean client, test_http_wire.py).
+    """
     shown = subprocess.run(
         [
             sys.executable,
             "-c",
-            "import ssl; from opsproof.probes import import_libraries, kind_named; import_libraries(kind_named('http'));"
+            "import ssl; from opsproof.probes import import_libraries, kind_named; import_libraries(kind_named('metrics'));"
             "from aiohttp import connector;"
             "print(connector._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca'],"
             " connector._SSL_CONTEXT_UNVERIFIED.cert_store_stats()['x509_ca'],"
@@ -201,3 +204,50 @@ def test_a_probe_process_imports_its_libraries_with_no_trust_store_for_a_context
     ).stdout.split()
     verifying_cas, unverifying_cas, verifies_nothing, still_patched = shown
     assert int(verifying_cas) > 0 and (unverifying_cas, verifies_nothing, still_patched) == ("0", "True", "False")
+
+
+KILL_THE_PROBE_PROCESS = """
+import contextlib
+import os
+import signal
+
+from opsproof.run import gather
+
+_prepare = gather.Gatherer.prepare
+
+
+def prepare(self, *args, **kwargs):
+    # As the kernel's out-of-memory killer would: SIGKILL, before the probe process has sent a line.
+    prepared = _prepare(self, *args, **kwargs)
+    for child in self._children.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)
+    return prepared
+
+
+gather.Gatherer.prepare = prepare
+"""
+
+
+def test_a_probe_process_killed_leaves_each_check_an_error_that_says_so_and_costs_no_traceback(
+    runner: Runner, http_server: HttpServer
+) -> None:
+    """A real run whose http probe process is SIGKILLed (an OOM kill, staged): each check is an `error`
+    naming the signal, pytest shows each by its message (formatting a traceback through opsproof's
+    frames cost ~12 ms a check: 20 s for 1,000 of them), and the run ends with exit 1 and a bundle."""
+    items = [f"{{name: svc-{n:03d}, url: '{http_server.base}/health?n={n}'}}" for n in range(60)]
+    runner.profile(http_profile(*items))
+    (runner.pytester.path / "conftest.py").write_text(KILL_THE_PROBE_PROCESS)
+    run = runner.run("-m", "daily", subprocess=True)
+    assert run.ret == 1, run.output
+    outcomes = run.outcomes("http.health")
+    assert len(outcomes) == 60
+    for check, (outcome, message) in outcomes.items():
+        name = check.removeprefix("http.health[").removesuffix("]")
+        assert outcome == "error"
+        assert message == (
+            f"the http probe process was killed by SIGKILL (the out-of-memory killer's signal: see dmesg) "
+            f"before it probed {name!r}"
+        )
+    assert run.output.count("All traceback entries are hidden") == 60
+    assert "gather.py" not in run.output and "plugin.py" not in run.output

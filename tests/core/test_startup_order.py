@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from conftest import REPO, HttpServer, Runner, http_profile
+from conftest import REPO, HttpServer, Runner, TlsServer, http_profile
 
 RECORD_AT_FORK = """
 import json
@@ -55,10 +55,18 @@ def test_the_probe_process_forks_before_collection_and_before_the_bundle_writers
 
 
 def test_the_benchmarks_timeline_marks_every_phase_of_a_run(
-    runner: Runner, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch
+    runner: Runner, http_server: HttpServer, tls_server: TlsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """benchmarks/timeline.py wraps private functions of the run: this fails when one of them moves."""
-    runner.profile(http_profile(*(f"{{name: up-{n}, url: '{http_server.base}/health'}}" for n in range(3))))
+    """benchmarks/timeline.py wraps private functions of the run: this fails when one of them moves.
+
+    A `tls` item too: its kind has a library to import (cryptography), so its probe process is the warm
+    one forked before the profile is loaded; `http`'s imports nothing the run has not (its lean client),
+    so its process forks once the profile is loaded.
+    """
+    address = tls_server.base.removeprefix("https://")
+    host, port = address.rsplit(":", 1)
+    tls = f"tls:\n  - {{name: t, host: {host}, port: {port}, ca_file: '{tls_server.ca_file}'}}\n"
+    runner.profile(http_profile(*(f"{{name: up-{n}, url: '{http_server.base}/health'}}" for n in range(3)), extra=tls))
     monkeypatch.setenv("PYTHONPATH", str(REPO / "benchmarks"))
     run = runner.run("-m", "daily", "-p", "timeline", subprocess=True)
     assert run.ret == 0, run.output
@@ -67,8 +75,9 @@ def test_the_benchmarks_timeline_marks_every_phase_of_a_run(
     for phase in (
         "pytest_load_initial_conftests",
         "parent: prepare (fork probe processes) begins",
-        "child http: forked (warm, before the profile is loaded)",  # opsproof.run.warm: --profile names http
-        "child http: the run's state received",
+        "child tls: forked (warm, before the profile is loaded)",  # opsproof.run.warm: --profile names tls
+        "child tls: the run's state received",
+        "child http: forked",
         "child http: libraries imported, event loop running",
         "child http: first request sent",
         "child http: first facts sent",

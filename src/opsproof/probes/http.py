@@ -1,6 +1,14 @@
 """HTTP health endpoints: one read-only request per target, all targets concurrently.
 
-aiohttp, not httpx: measured here, one aiohttp session fetched 1,000 endpoints
+The requests go through the lean HTTP/1.1 client in `http_wire` (asyncio's Protocol and
+Transport; ~half the probe process's CPU per request of aiohttp's, and no aiohttp import),
+except for a target it does not take (see `wire_request` and `http_wire`'s note): that one
+goes through aiohttp, as every target did before. Both give the same facts, through
+`probe_one` (tests/kinds/test_http_wire.py runs both against scripted servers).
+`metrics`, `prometheus` and `logs` (Loki) keep aiohttp: `open_session`, `read_body` and
+`describe_http_error` are theirs too.
+
+aiohttp, not httpx, for those: measured here, one aiohttp session fetched 1,000 endpoints
 answering in 100 ms in ~0.4 s where one httpx AsyncClient took ~23 s.
 """
 
@@ -8,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +28,10 @@ from pydantic import Field
 
 from opsproof.outcomes import reaches
 from opsproof.probes import Facts, ProbeContext, ProbeKind, describe_connect_error, each_as_done
+from opsproof.probes.http_answer import ExchangeFailed, content_type_of
+from opsproof.probes.http_urls import parse_url
+from opsproof.probes.http_wire import ForAiohttp, Pool, Request
+from opsproof.probes.http_wire import exchange as wire_exchange
 from opsproof.targets.http import HttpTarget
 
 CHUNK_BYTES = 64 * 1024
@@ -68,10 +82,12 @@ class _Verified(Protocol):
 def ssl_context_for(
     target: _Verified, cache: dict[tuple[str | None, bool], ssl.SSLContext | bool]
 ) -> ssl.SSLContext | bool:
-    """`True` (aiohttp's verifying context, made once when it is imported), `False`, or one with `ca_file` added.
+    """`True` (the default verifying context), `False`, or one with `ca_file` added.
 
-    A context of our own costs ~25 ms (the system trust store is read again), paid
-    before the first request: only a `ca_file` needs one.
+    `True` is aiohttp's context (made when aiohttp is imported) or the lean client's
+    (`http_wire.verifying_context`, made once, at the first https connection that needs it).
+    A context of our own costs ~25 ms (the system trust store is read again): only a
+    `ca_file` needs one.
     """
     if not target.verify_tls:
         return False
@@ -118,23 +134,110 @@ async def read_body(response: Any, cap: int) -> bytes:
     return b"".join(chunks)[: cap + 1]
 
 
-async def _exchange(session: Any, target: HttpTarget, contexts: dict[Any, Any]) -> tuple[Any, bytes, float]:
-    """One request, connect to last body byte: the response, its body (up to max_body + 1 bytes), the latency."""
-    import aiohttp
+@dataclass(slots=True)
+class Answer:
+    """What the probe keeps of an answer, whichever client fetched it."""
 
+    status: int
+    reason: str | None
+    content_type: str
+    charset: str | None
+    location: str | None
+    body: bytes  # up to max_body + 1 bytes
+
+
+# One request and its answer; ExchangeFailed (in words) or TimeoutError otherwise.
+Exchange = Callable[[HttpTarget], Awaitable[Answer]]
+
+
+def via_aiohttp(session: Any, contexts: dict[Any, Any]) -> Exchange:
+    """The exchange through an aiohttp session: targets the lean client leaves, and the tests' reference."""
+
+    async def exchange(target: HttpTarget) -> Answer:
+        import aiohttp
+
+        credentials = target.credentials
+        try:
+            async with session.request(
+                target.method,
+                target.request_url,
+                # UTF-8 (RFC 7617), not aiohttp's latin-1 default: a non-ASCII password must not crash the request.
+                auth=aiohttp.BasicAuth(*credentials, encoding="utf-8") if credentials else None,
+                headers=target.headers,
+                ssl=ssl_context_for(target, contexts),
+                allow_redirects=target.follow_redirects,
+            ) as response:
+                body = await read_body(response, target.max_body)
+                location = response.headers.get("Location")
+                return Answer(response.status, response.reason, response.content_type, response.charset, location, body)
+        except TimeoutError:
+            raise
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            raise ExchangeFailed(describe_http_error(exc)) from None
+
+    return exchange
+
+
+# Header names and values the lean client writes as given; anything else (a newline, a space in a name) is aiohttp's.
+_PLAIN_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_PLAIN_HEADER_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
+
+
+def wire_request(target: HttpTarget, contexts: dict[Any, Any]) -> Request | None:
+    """The target as the lean client's request, or None: it needs aiohttp (a URL or header outside http_wire's set)."""
+    # request_url re-parses the URL to drop `user:password@`; without one the URL is what aiohttp is given.
+    url = parse_url(target.url if "@" not in target.url else target.request_url)
+    if url is None:
+        return None
+    headers = list(target.headers.items())
+    if not all(_PLAIN_HEADER_NAME.fullmatch(name) and _PLAIN_HEADER_VALUE.fullmatch(value) for name, value in headers):
+        return None
+    tls = ssl_context_for(target, contexts)  # every hop of a redirect chain, as aiohttp applies `ssl=`
+    return Request(url, target.method, headers, target.credentials, tls, target.follow_redirects, target.max_body)
+
+
+class Clients:
+    """A run's two clients: the lean one for each target it takes, aiohttp (opened when needed) for the rest."""
+
+    def __init__(self, targets: Sequence[HttpTarget], lean: bool = True) -> None:
+        self.lean = lean
+        self.contexts: dict[Any, Any] = {}
+        self.pool = Pool()
+        self.session: Any = None
+        # Each target's request, made once (the second latency sample reuses it); None: aiohttp's.
+        self.requests = {target.name: wire_request(target, self.contexts) if lean else None for target in targets}
+        if None in self.requests.values():
+            # aiohttp imported now, before any request is in flight: imported mid-run (~0.1 s of CPU), it
+            # would stall the event loop and add that to the latency of every answer then arriving.
+            self.session = open_session()
+
+    async def exchange(self, target: HttpTarget) -> Answer:
+        request = self.requests.get(target.name)
+        if request is not None:
+            try:
+                answer = await wire_exchange(self.pool, request)
+            except ForAiohttp:
+                pass
+            else:
+                content_type, charset = content_type_of(answer.header("content-type"))
+                return Answer(
+                    answer.status, answer.reason, content_type, charset, answer.header("location"), answer.body
+                )
+        if self.session is None:
+            self.session = open_session()
+        return await via_aiohttp(self.session, self.contexts)(target)
+
+    async def close(self) -> None:
+        self.pool.close()
+        if self.session is not None:
+            await self.session.close()
+
+
+async def _timed(exchange: Exchange, target: HttpTarget) -> tuple[Answer, float]:
+    """One request, connect to last body byte: the answer and the latency."""
     started = time.perf_counter()
-    credentials = target.credentials
-    async with session.request(
-        target.method,
-        target.request_url,
-        # UTF-8 (RFC 7617), not aiohttp's latin-1 default: a non-ASCII password must not crash the request.
-        auth=aiohttp.BasicAuth(*credentials, encoding="utf-8") if credentials else None,
-        headers=target.headers,
-        ssl=ssl_context_for(target, contexts),
-        allow_redirects=target.follow_redirects,
-    ) as response:
-        body = await read_body(response, target.max_body)
-        return response, body, time.perf_counter() - started
+    answer = await exchange(target)
+    return answer, time.perf_counter() - started
 
 
 def _lowest_limit(target: HttpTarget) -> float | None:
@@ -143,9 +246,7 @@ def _lowest_limit(target: HttpTarget) -> float | None:
     return min(limits) if limits else None
 
 
-async def _confirm(
-    session: Any, target: HttpTarget, contexts: dict[Any, Any], first: float, timeout: float
-) -> list[float]:
+async def _confirm(exchange: Exchange, target: HttpTarget, first: float, timeout: float) -> list[float]:
     """A second sample when the first crossed a latency limit: one slow answer is noise, two are a finding.
 
     The first request pays for DNS, the TCP and TLS handshakes and, on a busy machine,
@@ -153,19 +254,16 @@ async def _confirm(
     judges the faster of the two, and the record shows both. A second request that fails
     or takes longer than the timeout leaves the first sample alone.
     """
-    import aiohttp
-
     try:
         async with asyncio.timeout(timeout):
-            _, _, second = await _exchange(session, target, contexts)
-    except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            _, second = await _timed(exchange, target)
+    except (TimeoutError, ExchangeFailed):
         return [first]
     return [first, second]
 
 
-async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contexts: dict[Any, Any]) -> HttpFacts:
-    import aiohttp
-
+async def probe_one(exchange: Exchange, target: HttpTarget, ctx: ProbeContext) -> HttpFacts:
+    """One target's facts through `exchange` (the lean client or aiohttp: the differential test runs both)."""
     timeout = ctx.profile.timeout_of(target)
     url_shown = ctx.redactor.redact(target.url)
     async with ctx.limit:
@@ -174,7 +272,7 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
             # The whole exchange, connect to last body byte, lives inside one deadline:
             # a black hole that accepts and never answers costs `timeout`, no more.
             async with asyncio.timeout(timeout):
-                response, body, latency = await _exchange(session, target, contexts)
+                answer, latency = await _timed(exchange, target)
         except TimeoutError:
             elapsed = time.perf_counter() - started
             return HttpFacts(
@@ -185,21 +283,22 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
                 failure=f"timed out after {elapsed:.2f}s (timeout {timeout:g}s)",
                 elapsed_s=elapsed,
             )
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except ExchangeFailed as exc:
             return HttpFacts(
                 target=target.name,
                 url=url_shown,
                 reached=False,
-                failure=ctx.redactor.redact(describe_http_error(exc)),
+                failure=ctx.redactor.redact(str(exc)),
                 elapsed_s=time.perf_counter() - started,
             )
         limit = _lowest_limit(target)
         samples = [latency]
         if limit is not None and reaches(latency, limit):
-            samples = await _confirm(session, target, contexts, latency, timeout)
+            samples = await _confirm(exchange, target, latency, timeout)
+    body = answer.body
     truncated = len(body) > target.max_body
     body = body[: target.max_body]
-    text = body.decode(response.charset or "utf-8", errors="replace")
+    text = body.decode(answer.charset or "utf-8", errors="replace")
     json_body: Any = None
     json_error: str | None = None
     if not truncated and text.strip():
@@ -211,12 +310,12 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
         target=target.name,
         url=url_shown,
         reached=True,
-        status=response.status,
-        reason=response.reason,
+        status=answer.status,
+        reason=answer.reason,
         latency_s=min(samples),
         latency_samples_ms=[round(sample * 1000, 1) for sample in samples] if len(samples) > 1 else None,
-        content_type=response.content_type,
-        location=ctx.redactor.redact(response.headers.get("Location", "")) or None,
+        content_type=answer.content_type,
+        location=ctx.redactor.redact(answer.location or "") or None,
         body_bytes=len(body),
         body_truncated=truncated,
         max_body=target.max_body,
@@ -227,12 +326,14 @@ async def _probe_one(session: Any, target: HttpTarget, ctx: ProbeContext, contex
     )
 
 
-async def gather_http(targets: Sequence[HttpTarget], ctx: ProbeContext) -> AsyncIterator[HttpFacts]:
-    """Probe every target through one session; yield each one's facts as it completes."""
-    contexts: dict[Any, Any] = {}
-    async with open_session() as session:
-        async for facts in each_as_done(_probe_one(session, t, ctx, contexts) for t in targets):
+async def gather_http(targets: Sequence[HttpTarget], ctx: ProbeContext, lean: bool = True) -> AsyncIterator[HttpFacts]:
+    """Probe every target through one run's clients (`lean=False`: all through aiohttp); yield facts as they come."""
+    clients = Clients(targets, lean=lean)
+    try:
+        async for facts in each_as_done(probe_one(clients.exchange, t, ctx) for t in targets):
             yield facts
+    finally:
+        await clients.close()
 
 
 def open_session() -> Any:
@@ -256,6 +357,7 @@ PROBE: ProbeKind[HttpTarget, HttpFacts] = ProbeKind(
     name="http",
     facts=HttpFacts,
     gather=gather_http,
-    imports=("aiohttp",),
+    # The lean client's modules only: aiohttp is imported when a target needs it (see wire_request).
+    imports=("opsproof.probes.http_wire",),
     times_targets=True,  # latency thresholds
 )

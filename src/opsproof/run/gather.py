@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from opsproof.errors import NoFacts, hide_plumbing
 from opsproof.probes import Facts, ProbeContext, ProbeKind, import_libraries, kind_named, kinds_in_use, redacted
 from opsproof.profile import Profile
 from opsproof.redaction import Redactor
@@ -33,6 +34,9 @@ from opsproof.run import warm
 
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
+
+# pytest shows a check whose target has no facts by its message, not these frames (opsproof.errors.NoFacts).
+__tracebackhide__ = hide_plumbing
 
 
 class Gatherer:
@@ -196,7 +200,7 @@ class Gatherer:
                 if uses[key] <= 0:  # the last check of this target has them: released with its record
                     del uses[key], self._facts[key]
         if found is None:
-            raise self._error or RuntimeError(f"the {kind} probe returned no facts for {name!r}")
+            raise self._no_facts(kind, name)
         return found
 
     def _quiet(self) -> bool:
@@ -208,6 +212,21 @@ class Gatherer:
             return not any(events & (select.POLLIN | select.POLLHUP) for _, events in self._incoming.poll(0))
         except (OSError, RuntimeError):
             return False
+
+    def _no_facts(self, kind: str, name: str) -> NoFacts:
+        """A new exception for each check (raising one object again and again grows its traceback each time)."""
+        error = self._error
+        child = self._children.get(kind)
+        if error is None and child is not None and child.ended is not None:
+            return NoFacts(f"the {kind} probe process {child.ended} before it probed {name!r}")
+        if error is None:
+            return NoFacts(f"the {kind} probe returned no facts for {name!r}")
+        if isinstance(error, NoFacts):  # a probe process's own words
+            return NoFacts(str(error))
+        # The probing in this process failed: the cause (a probe's bug) keeps its traceback.
+        failure = NoFacts(f"the probes failed: {type(error).__name__}: {error}")
+        failure.__cause__ = error
+        return failure
 
     def _run(self) -> None:
         import asyncio
@@ -236,7 +255,7 @@ class Gatherer:
         """One line from a probe process: `[kind, facts]` as JSON, or `["error", message]`."""
         kind, payload = json.loads(line)
         if kind == "error":
-            self._error = RuntimeError(f"the probes failed: {payload}")
+            self._error = NoFacts(f"the probes failed: {payload}")
             return
         self._arrive((kind, payload["target"]), payload)  # a model when a check asks
 
@@ -287,7 +306,9 @@ class Gatherer:
             for pid in (child.pid, child.courier):
                 if pid is not None:
                     with contextlib.suppress(ChildProcessError):
-                        os.waitpid(pid, 0)
+                        _, status = os.waitpid(pid, 0)
+                        if pid == child.pid:
+                            child.ended = _ended_badly(status)
             child.reaped = True
 
     def _context(self) -> ProbeContext:
@@ -327,6 +348,8 @@ class _Child:
     results: int | None  # the pipe it writes facts to
     reaped: bool = False
     courier: int | None = None  # the process that handed a warm process its state (opsproof.run.warm)
+    ended: str | None = None  # how the process ended, once reaped, when it did not end well
+
 
     def send(self, names: list[str]) -> None:
         if self.requests is not None:
@@ -335,6 +358,21 @@ class _Child:
             # by the reader (as an `error` for each of its checks), not by a crash here.
             with contextlib.suppress(BrokenPipeError), os.fdopen(fd, "w", encoding="utf-8") as requests:
                 json.dump(names, requests)
+
+
+def _ended_badly(status: int) -> str | None:
+    """How a reaped probe process ended, in words (`was killed by SIGKILL ...`); None when it exited 0."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        # Nobody in the run sends a probe process SIGKILL while it probes: the kernel's out-of-memory killer does.
+        oom = " (the out-of-memory killer's signal: see dmesg)" if number == signal.SIGKILL else ""
+        return f"was killed by {name}{oom}"
+    code = os.waitstatus_to_exitcode(status)
+    return f"exited with status {code}" if code else None
 
 
 def _probe_in_child(gatherer: Gatherer, kind: str, request_read: int, result_write: int, parent: int) -> NoReturn:

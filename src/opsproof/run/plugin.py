@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from opsproof import outcomes
+from opsproof.errors import hide_plumbing
 from opsproof.heap import collector_paused
 from opsproof.judging import maintenance
 from opsproof.model.check import Check
@@ -53,6 +54,9 @@ from opsproof.signals.options import add_options as add_signal_options
 
 if TYPE_CHECKING:
     from opsproof.compliance.observations import Observations
+
+# pytest shows a check whose target has no facts by its message, not these frames (opsproof.errors.NoFacts).
+__tracebackhide__ = hide_plumbing
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -24,9 +24,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from opsproof.errors import NoFacts, hide_plumbing
 from opsproof.probes import Facts, kind_named
 from opsproof.profile import Profile
 from opsproof.run.gather import Gatherer
+
+# pytest shows a check whose target has no facts by its message, not these frames (opsproof.errors.NoFacts).
+__tracebackhide__ = hide_plumbing
 
 SPOOL = "facts.jsonl"
 WANTED = "wanted.json"
@@ -100,8 +104,8 @@ class SpoolReader:
                 continue
             if self._ended:
                 if self._error is not None:
-                    raise RuntimeError(f"the probes failed: {self._error}")
-                raise RuntimeError(f"the {kind} probe returned no facts for {name!r}")
+                    raise NoFacts(f"the probes failed: {self._error}")
+                raise NoFacts(f"the {kind} probe returned no facts for {name!r}")
             time.sleep(pause)
             pause = min(pause * 2, _LONGEST_PAUSE_S)
         _, payload = json.loads(self._unasked.pop(key))
