@@ -53,6 +53,9 @@ class Recorder:
         self._unmade: deque[str] = deque()
         self._drafter: FactsDrafter | None = None  # report.html's facts of the records made, drafted alike
         self._made = 0
+        # The run's recording in the history, its store opened while the first checks wait (`EarlyRecording.open`).
+        self._early: EarlyRecording | None = None
+        self._early_pending = False
 
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         if session.config.option.collectonly:
@@ -61,8 +64,34 @@ class Recorder:
 
         self._commit = GitCommit(self.config.rootpath)
         self.config.add_cleanup(self._commit.close)
-        if self.state.gatherer is not None:
-            self.state.gatherer.while_waiting = self.make_one
+        state = self.state
+        if state.gatherer is not None:
+            state.gatherer.while_waiting = self.spare_work
+        # As `pytest_sessionfinish` records the run early: not in an xdist controller (execnet's threads), nor
+        # for a shard (seal-run records) or an upload (the run row carries its receipt).
+        self._early_pending = (
+            owns_process(self.config)
+            and not self.config.pluginmanager.has_plugin("opsproof-xdist")
+            and state.history is not None
+            and state.shard is None
+            and state.upload is None
+        )
+
+    def spare_work(self) -> bool:
+        """One piece of what the end of the run would do, done while a check waits for facts; False: none left.
+
+        The history's store opened first, then one record made (`make_one`).
+        """
+        if self._early_pending:
+            from opsproof.run.early_recording import EarlyRecording
+
+            self._early_pending = False
+            assert self.state.history is not None
+            self._early = EarlyRecording(self.state.history)
+            self.config.add_cleanup(self._early.abandon)  # a run that records nothing closes it (a no-op after)
+            self._early.open()
+            return True
+        return self.make_one()
 
     def make_one(self) -> bool:
         """Keep the oldest record not yet made as its model and its pieces (`run.results.keep_record`).
@@ -189,7 +218,9 @@ class Recorder:
                 and not self.config.pluginmanager.has_plugin("opsproof-xdist")
                 and unmade * UNMADE_FOR_A_CHILD >= len(shown.checks)
             )
-            if in_child and state.history is not None and state.shard is None and state.upload is None:
+            if self._early is not None:
+                early = self._early  # its store opened while the checks waited; its rows written after ours
+            elif in_child and state.history is not None and state.shard is None and state.upload is None:
                 early = EarlyRecording(state.history)  # the run's rows while the child renders report.html
             state.bundle = write_bundle(
                 shown,
