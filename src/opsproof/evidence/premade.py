@@ -3,11 +3,11 @@
 During the checks the run waits for facts most of the time; after the last one, everything
 it does delays its exit. So each check's line of results.json, its `<testcase>` of junit.xml
 and its one-line row of report.html (with the key the page sorts it by and its facts drafted
-for the page's embedded data) are made as its
-record is (`evidence.premake.make_pieces`, from the final record: redacted as the bundle
-shows it), and the writers join them. The writers take a piece only for the very record
-object it was made of: a record copied, replaced or redacted again is rendered as it is.
-The files are the same bytes either way (tests/evidence/test_premade.py).
+for the page's embedded data) are made while a later check waits (`evidence.premake.make_pieces`,
+from the final record: redacted as the bundle shows it), and the writers join them. The
+writers take a piece only for the very record object it was made of: a record copied,
+replaced or redacted again is rendered as it is. The files are the same bytes either way
+(tests/evidence/test_premade.py).
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ child's time, in a transaction left open until the bundle is sealed. Then the ru
 what only the seal makes (the manifest's digest, the signer) and the transaction commits:
 the history still holds exactly what the sealed bundle holds, all of a run or none of it.
 
+Where the run had time while its checks waited, the store was opened then (`open`), and the
+rows are written through it after the process's own files, child or none.
+
 Anything that goes wrong here rolls the transaction back and leaves the run to
 `recorder.ship_bundle`'s usual path, which records the sealed bundle and names any error.
 Not used with `--upload` (the run row carries the upload's receipt, known only after the
