@@ -35,6 +35,7 @@ from opsproof.model.markers import ALL_MARKERS, CADENCE_MARKERS
 from opsproof.probes import Facts, kinds_in_use
 from opsproof.profile import ITEM_SECTIONS, Item, Profile
 from opsproof.run import custom, on_demand, warm
+from opsproof.run.brief_failures import brief_failures
 from opsproof.run.gather import Gatherer, serve_state
 from opsproof.run.quiet import Quiet, skip_capture
 from opsproof.run.records import (
@@ -363,6 +364,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if state.shard is not None or state.only is not None:
         items[:] = [i for i in items if _is_kind_check(i) or custom.runs_in(i, state.shard, state.only)]
     _share_locations(items)
+    brief_failures([item for item in items if _is_kind_check(item)])
     refused: set[tuple[object, str]] = set()
     for item in items:
         cadences = [name for name in markers_of(item) if name in CADENCE_MARKERS]
