@@ -67,15 +67,18 @@ class Recorder:
         state = self.state
         if state.gatherer is not None:
             state.gatherer.while_waiting = self.spare_work
-        # As `pytest_sessionfinish` records the run early: not in an xdist controller (execnet's threads), nor
-        # for a shard (seal-run records) or an upload (the run row carries its receipt).
-        self._early_pending = (
-            owns_process(self.config)
-            and not self.config.pluginmanager.has_plugin("opsproof-xdist")
-            and state.history is not None
-            and state.shard is None
-            and state.upload is None
-        )
+        self._early_pending = self._early_history() is not None
+
+    def _early_history(self) -> Location | None:
+        """The history the run's rows may go into before the seal (`EarlyRecording`), or None.
+
+        Only in a process that is the run's own (not an xdist controller: execnet's threads), and not
+        for a shard (seal-run records it) nor an upload (the run row carries its receipt).
+        """
+        state = self.state
+        if not owns_process(self.config) or self.config.pluginmanager.has_plugin("opsproof-xdist"):
+            return None
+        return state.history if state.shard is None and state.upload is None else None
 
     def spare_work(self) -> bool:
         """One piece of what the end of the run would do, done while a check waits for facts; False: none left.
@@ -220,8 +223,8 @@ class Recorder:
             )
             if self._early is not None:
                 early = self._early  # its store opened while the checks waited; its rows written after ours
-            elif in_child and state.history is not None and state.shard is None and state.upload is None:
-                early = EarlyRecording(state.history)  # the run's rows while the child renders report.html
+            elif in_child and (history := self._early_history()) is not None:
+                early = EarlyRecording(history)  # the run's rows while the child renders report.html
             state.bundle = write_bundle(
                 shown,
                 state.report_dir,
