@@ -14,6 +14,7 @@ import asyncio
 import gzip
 import json
 import re
+import socket
 import subprocess
 import sys
 import zlib
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 from helpers.wire_servers import CLOSE, Scripted, Step, answer, chunked, scripted_servers
 
-from conftest import http_profile
+from conftest import http_profile, listening_black_hole
 from opsproof import load_profile
 from opsproof.probes import ProbeContext, http, kind_named
 from opsproof.probes.http import HttpFacts, gather_http
@@ -421,3 +422,61 @@ def test_aiohttp_is_opened_before_any_request_when_a_target_needs_it(tmp_path: P
         return opened
 
     assert asyncio.run(sessions()) == (True, False)
+
+
+def test_a_connect_to_this_machine_skips_the_loop_and_one_that_fails_says_what_asyncio_says(
+    scripted: Scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loopback connect is done when the non-blocking call returns: its socket goes to its transport without
+    asyncio's `sock_connect` (a writer registered, a turn of the loop, SO_ERROR asked). A connect still under way
+    (the listener's backlog full: the SYN is dropped) goes through it as before; a refused one raises the very
+    error `sock_connect` raises (the probe's words come from it: `connection refused`, and the address list when
+    several addresses fail differently)."""
+    from asyncio.selector_events import BaseSelectorEventLoop
+
+    from opsproof.probes.http_wire import _connect_socket
+    from opsproof.testing.servers import free_port
+
+    through_asyncio: list[Any] = []
+    original = BaseSelectorEventLoop.sock_connect
+
+    async def counted(loop: Any, sock: socket.socket, address: Any) -> None:
+        through_asyncio.append(address)
+        await original(loop, sock, address)
+
+    monkeypatch.setattr(BaseSelectorEventLoop, "sock_connect", counted)
+    tcp = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+
+    async def refused_by_asyncio(address: tuple[str, int]) -> OSError:
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            try:
+                await original(asyncio.get_running_loop(), sock, address)
+            except OSError as exc:
+                return exc
+        raise AssertionError(f"{address} accepted a connection")
+
+    async def connects() -> tuple[tuple[str, int], OSError, OSError]:
+        with await _connect_socket((*tcp, ("127.0.0.1", scripted.plain))) as sock:
+            peer = sock.getpeername()
+        closed = ("127.0.0.1", free_port(0))
+        with pytest.raises(OSError) as ours:
+            await _connect_socket((*tcp, closed))
+        return peer, ours.value, await refused_by_asyncio(closed)
+
+    peer, ours, asyncios = asyncio.run(connects())
+    assert peer == ("127.0.0.1", scripted.plain)
+    assert through_asyncio == []  # neither the connect that was done nor the refused one took a turn of the loop
+    assert (type(ours), ours.errno, str(ours)) == (type(asyncios), asyncios.errno, str(asyncios))
+    assert isinstance(ours, ConnectionRefusedError)
+
+    with listening_black_hole(backlog=0) as port, socket.socket() as first:
+        first.connect(("127.0.0.1", port))  # the backlog's one place taken: the next SYN is dropped
+
+        async def under_way() -> None:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await _connect_socket((*tcp, ("127.0.0.1", port)))
+
+        asyncio.run(under_way())
+    assert through_asyncio == [("127.0.0.1", port)]
