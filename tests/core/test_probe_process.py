@@ -13,6 +13,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ import pytest
 from conftest import SECRET, HttpServer, Runner, http_profile
 from opsproof.probes.http import HttpFacts
 from opsproof.profile import load_profile
-from opsproof.run import gather
+from opsproof.run import gather, warm
 from opsproof.run.gather import FactsLines, Gatherer
 
 # What two probes of one endpoint never share: when they ran and how long they took.
@@ -204,6 +207,62 @@ def test_a_probe_process_imports_its_libraries_with_no_trust_store_for_a_context
     ).stdout.split()
     verifying_cas, unverifying_cas, verifies_nothing, still_patched = shown
     assert int(verifying_cas) > 0 and (unverifying_cas, verifies_nothing, still_patched) == ("0", "True", "False")
+
+
+
+def test_a_probe_process_reads_its_work_in_its_event_loop_however_many_writes_it_takes() -> None:
+    """The parent's list of targets, read by the loop itself: a thread's blocking read (the loop's default
+    executor, and its module's import) was ~1 ms of a just-forked process's CPU before its first request."""
+    read_end, write_end = os.pipe()
+    data = json.dumps([f"svc-{n:06d}" for n in range(30_000)]).encode()  # ~390 KB: a pipe holds 64 KiB
+
+    def parent() -> None:
+        with os.fdopen(write_end, "wb") as out:
+            for start in range(0, len(data), 50_000):
+                out.write(data[start : start + 50_000])
+                out.flush()
+                time.sleep(0.01)
+
+    async def child() -> tuple[bytes, list[str]]:
+        read = await gather._read_to_end(read_end)
+        return read, [thread.name for thread in threading.enumerate() if thread.name.startswith("asyncio")]
+
+    writer = threading.Thread(target=parent)
+    writer.start()
+    read, executor_threads = asyncio.run(child())
+    writer.join()
+    assert read == data
+    assert executor_threads == []
+    with pytest.raises(OSError):
+        os.fstat(read_end)  # closed once read
+
+
+def test_a_probe_process_arms_its_death_with_the_run_while_its_first_request_is_in_flight(
+    tmp_path: Path, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`warm.die_with` (SIGKILL when the run dies; its ctypes import ~4 ms of a forked process's CPU) is armed
+    `DIE_WITH_AFTER_S` into the probing, after the first request has left, not between the fork and it."""
+    path = tmp_path / "p.yaml"
+    path.write_text(http_profile(f"{{name: slow, url: '{http_server.base}/slow/400'}}"))
+    report_read, report_write = os.pipe()
+
+    def armed(parent: int) -> None:  # in the probe process
+        os.write(report_write, json.dumps([parent, time.time()]).encode())
+
+    monkeypatch.setattr(warm, "die_with", armed)
+    gatherer = Gatherer(load_profile(path).profile)
+    try:
+        gatherer.prepare(early={"http": {"slow"}}).start({"http": {"slow"}})
+        facts = gatherer.facts("http", "slow")
+    finally:
+        gatherer.stop()
+    os.close(report_write)
+    parent, armed_at = json.loads(_read_all(report_read))
+    answered = datetime.fromisoformat(facts.probed_at.replace("Z", "+00:00")).timestamp()
+    assert facts.reached and facts.elapsed_s >= 0.4
+    assert parent == os.getpid()
+    # The request left before (its answer came 400 ms later), and the arming came well before that answer.
+    assert answered - facts.elapsed_s < armed_at < answered - 0.2, (answered - facts.elapsed_s, armed_at, answered)
 
 
 KILL_THE_PROBE_PROCESS = """

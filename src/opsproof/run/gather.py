@@ -21,7 +21,7 @@ import select
 import selectors
 import signal
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -375,15 +375,21 @@ def _ended_badly(status: int) -> str | None:
     return f"exited with status {code}" if code else None
 
 
+# After the fork, the probes' first requests go out before `warm.die_with` (its ctypes import is ~4 ms of a
+# forked process's CPU): its event loop arms it this long after it starts, while the first answers are awaited.
+# A run that dies before then is noticed there (`die_with` looks at the parent); and until the parent sends the
+# work, its death is also the request pipe's end, which ends the probing (`_child_work`).
+DIE_WITH_AFTER_S = 0.05
+
+
 def _probe_in_child(gatherer: Gatherer, kind: str, request_read: int, result_write: int, parent: int) -> NoReturn:
     status = 0
     try:
-        if not kind_named(kind).cleans_up:
-            warm.die_with(parent)
+        armed = kind_named(kind).cleans_up  # a kind that cleans up is left to notice the run's end and clean up
         settle(gatherer, kind)
         # Import what the probes need while the parent collects, then wait for the work.
         import_libraries(kind_named(kind))
-        status = serve(gatherer, kind, request_read, result_write)
+        status = serve(gatherer, kind, request_read, result_write, None if armed else partial(warm.die_with, parent))
     except BaseException:
         status = 1
     finally:
@@ -410,8 +416,13 @@ def settle(gatherer: Gatherer, kind: str) -> None:
         os.nice(10)
 
 
-def serve(gatherer: Gatherer, kind: str, request_read: int, result_write: int) -> int:
-    """In a kind's probe process: probe what the parent asks for; each target's facts a JSON line. The exit status."""
+def serve(
+    gatherer: Gatherer, kind: str, request_read: int, result_write: int, die_with: Callable[[], None] | None = None
+) -> int:
+    """In a kind's probe process: probe what the parent asks for; each target's facts a JSON line. The exit status.
+
+    `die_with`: called `DIE_WITH_AFTER_S` into the probing (see there).
+    """
     import asyncio
 
     # What exists now (modules, the profile, the run's state) lives as long as this process: frozen,
@@ -423,7 +434,7 @@ def serve(gatherer: Gatherer, kind: str, request_read: int, result_write: int) -
     gc.set_threshold(10_000)
     lines = FactsLines(result_write)
     try:
-        asyncio.run(_child_work(gatherer, kind, request_read, lines.send))
+        asyncio.run(_armed(die_with, _child_work(gatherer, kind, request_read, lines.send)))
     except BaseException as exc:
         lines.add(["error", f"{type(exc).__name__}: {exc}"])
         return 1
@@ -481,6 +492,15 @@ class FactsLines:
             os.close(self._fd)
 
 
+async def _armed(die_with: Callable[[], None] | None, work: Coroutine[Any, Any, None]) -> None:
+    """`work`, with `die_with` called `DIE_WITH_AFTER_S` after it starts (while it goes on)."""
+    import asyncio
+
+    if die_with is not None:
+        asyncio.get_running_loop().call_later(DIE_WITH_AFTER_S, die_with)
+    await work
+
+
 async def _child_work(gatherer: Gatherer, kind: str, request_read: int, send: Callable[[str, Facts], None]) -> None:
     """Probe this kind's early targets now; then what the parent asks for that they did not cover."""
     import asyncio
@@ -488,12 +508,7 @@ async def _child_work(gatherer: Gatherer, kind: str, request_read: int, send: Ca
     ctx = gatherer._context()
     early_names = gatherer._early.get(kind, set())
     early = asyncio.create_task(gatherer._probe_all({kind: early_names}, send, ctx)) if early_names else None
-
-    def read_requests() -> str:
-        with os.fdopen(request_read, encoding="utf-8") as requests:
-            return requests.read()
-
-    text = await asyncio.get_running_loop().run_in_executor(None, read_requests)
+    text = (await _read_to_end(request_read)).decode("utf-8")
     wanted = set(json.loads(text)) if text else set()
     if early is not None and not wanted:  # none selected, or the run ended before its test loop
         early.cancel()
@@ -505,3 +520,40 @@ async def _child_work(gatherer: Gatherer, kind: str, request_read: int, send: Ca
         *([early] if early is not None else []),
         *([gatherer._probe_all({kind: rest}, send, ctx)] if rest else []),
     )
+
+
+async def _read_to_end(fd: int) -> bytes:
+    """Everything a pipe brings until its writer closes it (then closed here), read by the event loop.
+
+    Not a thread's blocking read: the loop's default executor (a thread, and its module's import) was ~1 ms
+    of a just-forked probe process's CPU before its first request.
+    """
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    chunks: list[bytes] = []
+    ended: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        try:
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+        except BlockingIOError:  # all there is for now
+            return
+        except OSError as exc:
+            if not ended.done():
+                ended.set_exception(exc)
+            return
+        if not ended.done():
+            ended.set_result(None)
+
+    try:
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, readable)
+        try:
+            await ended
+        finally:
+            loop.remove_reader(fd)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
