@@ -430,9 +430,12 @@ def serve(
     # the probes in flight (256 HTTP exchanges' tasks, futures, buffers). Measured over 1,000 HTTP
     # probes: the collector's 50-80 passes took 16-78 ms of CPU; at 10,000 objects 2-3 passes took
     # 3-11 ms, both while the first 256 connections opened (their requests' delay); at 30,000, none.
-    # Cycles are still collected (a few per 1,000 HTTP probes), so a long probe of another kind keeps its memory.
+    # Cycles are still collected (a few per 1,000 HTTP probes), so a long probe of another kind keeps its memory:
+    # the collector on, though the parent forked this process while it had it paused for the run's start
+    # (`opsproof.heap`), and a forked process inherits that.
     gc.freeze()
     gc.set_threshold(30_000)
+    gc.enable()
     lines = FactsLines(result_write)
     try:
         asyncio.run(_armed(die_with, _child_work(gatherer, kind, request_read, lines.send)))
