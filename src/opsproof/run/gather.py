@@ -376,10 +376,11 @@ def _ended_badly(status: int) -> str | None:
 
 
 # After the fork, the probes' first requests go out before `warm.die_with` (its ctypes import is ~4 ms of a
-# forked process's CPU): its event loop arms it this long after it starts, while the first answers are awaited.
-# A run that dies before then is noticed there (`die_with` looks at the parent); and until the parent sends the
-# work, its death is also the request pipe's end, which ends the probing (`_child_work`).
-DIE_WITH_AFTER_S = 0.05
+# forked process's CPU): its event loop arms it this long after it starts, while the first answers are awaited
+# (measured in 1,000-item runs at concurrency 256: the 256th request left 21-47 ms after the fork, the first
+# answer came at 113-124 ms). A run that dies before then is noticed there (`die_with` looks at the parent); and
+# until the parent sends the work, its death is also the request pipe's end, which ends the probing (`_child_work`).
+DIE_WITH_AFTER_S = 0.08
 
 
 def _probe_in_child(gatherer: Gatherer, kind: str, request_read: int, result_write: int, parent: int) -> NoReturn:
