@@ -102,7 +102,7 @@ class Recorder:
         Called while a check waits for its facts: the run would be idle then, and each record
         made is work the bundle does not do after the last check. False when none is left.
         """
-        from opsproof.run.results import keep_record
+        from opsproof.run.results import Kept, keep_record
 
         records = self.state.records
         while self._unmade:
@@ -116,7 +116,9 @@ class Recorder:
                     from opsproof.evidence.html_facts import FactsDrafter
 
                     self._drafter = FactsDrafter()
-                records[nodeid] = keep_record(record, self.state.redactor, self._drafter)
+                kept = records[nodeid] = keep_record(record, self.state.redactor, self._drafter)
+                if self._early is not None and isinstance(kept, Kept):  # its history rows, made of its line
+                    self._early.keep(kept.pieces.json, kept.pieces.record)
                 self._made += 1
                 return True
         return False
