@@ -78,7 +78,7 @@ class FactsData:
         # written out, or as a reference when it is shared, once for each set of facts drafted alike.
         drafter = FactsDrafter()
         drafts = self._drafts
-        counts: Counter[str] = Counter()
+        texts_met: list[str] = []  # every record's pending texts, in the order a reader meets them
         shapes: dict[tuple[Any, ...], int] = {}
         lists: dict[tuple[str, ...], int] = {}
         alike = _Alike()
@@ -89,7 +89,7 @@ class FactsData:
         for row, check in self._rows.items():
             given = drafts.get(row)
             record, texts = given if given is not None else drafter.record(check)
-            counts.update(texts)  # in the order a reader meets them: the table lists the shared ones so
+            texts_met += texts
             started = record[3]
             if type(started) is int:  # milliseconds since the epoch (else a pending text)
                 if base_ms is None:
@@ -103,6 +103,9 @@ class FactsData:
             if type(expected) is list:
                 expected = alike.first(expected, shapes)
             records[row] = (record, started, markers, controls, observed, expected)
+        # The table lists the shared texts in the order a reader first meets them.
+        counts = Counter(texts_met)
+        del texts_met
         table = [text for text, seen in counts.items() if seen > 1 and len(text) >= SHORTEST_SHARED]
         index = {text: at for at, text in enumerate(table)}
         alike.merge(lambda facts: _final_facts(facts, shapes, index))
@@ -111,14 +114,18 @@ class FactsData:
         written: dict[int, list[Any]] = {}
         shared: dict[int, int] = {}
         dicts: list[Any] = []
+        seen = alike.seen
         rows: list[Any] = [None] * (max(records) + 1)
+        shared_at = index.get
         for row, (record, started, markers, controls, *facts) in records.items():
+            prefix, rest, kind, _, phase = record[:5]
+            # Inline for the texts every record has (the id's prefix, the kind, the phase): `_final` of each.
             final = [
-                _final(record[0], index),
-                _final(record[1], index),
-                _final(record[2], index),
-                _final(started, index),
-                _final(record[4], index),
+                prefix if type(prefix) is not str or (at := shared_at(prefix)) is None else [at],
+                rest if rest == 1 else _final(rest, index),
+                kind if type(kind) is not str or (at := shared_at(kind)) is None else [at],
+                started if type(started) is int else _final(started, index),
+                phase if type(phase) is not str or (at := shared_at(phase)) is None else [at],
                 markers,
                 controls,
             ]
@@ -128,7 +135,7 @@ class FactsData:
                     continue
                 drafted = alike.of(drafted)
                 key = id(drafted)
-                if alike.seen[key] > 1:
+                if seen[key] > 1:
                     at = shared.get(key)
                     if at is None:
                         at = shared[key] = len(dicts)
@@ -139,7 +146,8 @@ class FactsData:
                     if once is None:
                         once = written[key] = _final_facts(drafted, shapes, index)
                     final.append(once)
-            final.extend(_final(field, index) for field in record[9:])
+            if len(record) > 9:
+                final.extend(_final(field, index) for field in record[9:])
             rows[row] = final
         return {
             "v": 1,
@@ -160,7 +168,7 @@ class _Alike:
     their items, where the repr of each record's written facts (~3 ms for 1,000 records) was the key.
     """
 
-    __slots__ = ("_firsts", "_into", "_variants", "seen")
+    __slots__ = ("_firsts", "_into", "_types", "_variants", "seen")
 
     def __init__(self) -> None:
         self._firsts: dict[tuple[Any, ...], list[Any]] = {}  # the first facts of equal items
@@ -168,6 +176,7 @@ class _Alike:
         # the first of each types, written alike or not (`merge`).
         self._variants: dict[tuple[tuple[Any, ...], tuple[type, ...]], list[Any]] = {}
         self._into: dict[int, list[Any]] = {}  # a variant written as an earlier one, by its id
+        self._types: dict[int, tuple[type, ...]] = {}  # the types of a first one's items, by its id, once asked
         self.seen: Counter[int] = Counter()  # how many records hold each first one, by its id
 
     def first(self, facts: list[Any], shapes: dict[tuple[Any, ...], int]) -> list[Any]:
@@ -177,8 +186,13 @@ class _Alike:
         if found is None:
             found = self._firsts[items] = facts
             shapes.setdefault(facts[0], len(shapes))
-        elif found is not facts and (types := tuple(map(type, facts))) != tuple(map(type, found)):
-            found = self._variants.setdefault((items, types), facts)
+        elif found is not facts:
+            types = tuple(map(type, facts))
+            first_types = self._types.get(id(found))
+            if first_types is None:
+                first_types = self._types[id(found)] = tuple(map(type, found))
+            if types != first_types:
+                found = self._variants.setdefault((items, types), facts)
         self.seen[id(found)] += 1
         return found
 
