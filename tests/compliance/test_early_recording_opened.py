@@ -81,8 +81,8 @@ def test_rows_made_ahead_are_used_for_the_lines_of_exactly_their_text_and_are_th
     location = locate(tmp_path / "reports", None)
     early = EarlyRecording(location)
     early.open()
-    for check in document.checks[:8]:  # made while later checks waited
-        early.keep(check_line(check), check)
+    for at in (5, 6, 7, 0, 1, 2, 3, 4):  # made while later checks waited (not always in the file's order)
+        early.keep(check_line(document.checks[at]), document.checks[at])
     stale = document.checks[8].model_copy(update={"outcome": "error", "message": "before its teardown failed"})
     early.keep(check_line(stale), stale)
     read: list[str] = []
@@ -100,6 +100,29 @@ def test_rows_made_ahead_are_used_for_the_lines_of_exactly_their_text_and_are_th
         assert store.record_bundle(bundle, manifest_sha256(bundle)) is True
     assert recorded == _rows(afterwards)
     assert [row[7] for row in recorded[1]].count("failed") == 3  # outcome: svc-008 as sealed, not as kept
+    with History(location) as store:  # written in the file's order, as the usual path writes them
+        assert [row[0] for row in store.execute("SELECT node_id FROM records ORDER BY rowid")] == [
+            check.id for check in document.checks
+        ]
+
+
+def test_rows_made_ahead_of_a_bundle_never_sealed_leave_nothing(tmp_path: Path) -> None:
+    location = locate(tmp_path / "reports", None)
+    early = EarlyRecording(location)
+    early.open()
+    document = _document()
+    for check in document.checks:
+        early.keep(check_line(check), check)
+
+    def begin_then_fail(bundle: Path) -> None:
+        early.begin(bundle)
+        assert early.begun
+        raise OSError("disk full")  # as the seal failing after the rows went in
+
+    with pytest.raises(OSError, match="disk full"):
+        write_bundle(document, tmp_path / "reports", Redactor(), meanwhile=begin_then_fail)
+    early.abandon()
+    assert [len(table) for table in _rows(location)] == [0, 0, 0]
 
 
 def test_a_store_that_cannot_be_opened_ahead_is_left_to_the_usual_path(tmp_path: Path) -> None:

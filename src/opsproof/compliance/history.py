@@ -394,23 +394,63 @@ class History:
             (*row, json.dumps(upload) if upload else None, utc_now()),
         )
 
+    def hold_records(self) -> bool:
+        """Make this connection's own table of records' rows written ahead of their run; False where there is none.
+
+        SQLite: a TEMP table, which no other connection sees and which takes no lock on the store
+        (its writers go on meanwhile), gone with the connection: rows held there and never
+        inserted (a run that is not sealed) leave nothing. `hold_record` fills it as checks end;
+        `begin_run` copies a run's rows from it, one statement for each run of them.
+        """
+        if self.location.kind != "sqlite":
+            return False  # PostgreSQL: a round trip for each record, while a check waits; rows are written at the end
+        columns = ", ".join(RECORD_COLUMNS)  # no types: the values are kept as given, as the records table gets them
+        self._conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS held_records (held INTEGER PRIMARY KEY, {columns})")
+        return True
+
+    def hold_record(self, held: int, record: tuple[Any, ...]) -> None:
+        """A record's row (RECORD_COLUMNS) written ahead as number `held` (see `hold_records`)."""
+        marks = ", ".join("?" for _ in record)
+        self._conn.execute(f"INSERT INTO temp.held_records VALUES (?, {marks})", (held, *record))
+
     def _insert_checks(self, run: Run, checks: Iterable[CheckRecord | CheckRows]) -> None:
         prefix, suffix = self.insert_or_ignore
+        columns = ", ".join(RECORD_COLUMNS)
         records_sql = (
-            f"{prefix} INTO records (run_id, {', '.join(RECORD_COLUMNS)}) "
-            f"VALUES (?, {', '.join('?' for _ in RECORD_COLUMNS)}){suffix}"
+            f"{prefix} INTO records (run_id, {columns}) VALUES (?, {', '.join('?' for _ in RECORD_COLUMNS)}){suffix}"
+        )
+        held_sql = (
+            f"{prefix} INTO records (run_id, {columns}) SELECT ?, {columns} FROM temp.held_records "
+            f"WHERE held BETWEEN ? AND ? ORDER BY held{suffix}"
         )
         rows: list[tuple[Any, ...]] = []
+        held: list[int] = []  # the first and last of a run of rows held ahead, in the order the checks come
         observed: list[tuple[Any, ...]] = []
+
+        def write() -> None:  # what is pending, in the order the checks came
+            if rows:
+                self.executemany(records_sql, rows)
+                rows.clear()
+            if held:
+                self.execute(held_sql, (run.id, *held))
+                held.clear()
+
         for check in checks:
             made = check if isinstance(check, CheckRows) else check_rows(check)
-            rows.append((run.id, *made.record))
+            if made.held is None:
+                if held:
+                    write()
+                rows.append((run.id, *made.record))
+            elif held and made.held == held[1] + 1:
+                held[1] = made.held
+            else:
+                write()
+                held[:] = [made.held, made.held]
             if made.measures:
                 observed.extend(made.observations(run))
             if len(rows) == ROWS_PER_BATCH:  # in batches: a 10,000-check run's rows are never all held
-                self.executemany(records_sql, rows)
-                rows.clear()
-        self.executemany(records_sql, rows)
+                write()
+        write()
         self.executemany(
             f"{prefix} INTO observations (run_id, environment, check_id, measure, value, observed_at) "
             f"VALUES (?, ?, ?, ?, ?, ?){suffix}",

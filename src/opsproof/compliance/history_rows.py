@@ -167,6 +167,7 @@ class CheckRows(NamedTuple):
     check: str
     started_at: str | None
     measures: tuple[tuple[str, float], ...]  # its finite measures, as numbers
+    held: int | None = None  # where `History.hold_record` put its record's row ahead, in the store that writes it
 
     def observations(self, run: Run) -> list[tuple[Any, ...]]:
         """Its `observations` rows in this run: its measures, at the time the record measured them."""

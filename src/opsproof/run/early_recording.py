@@ -40,6 +40,7 @@ class EarlyRecording:
         self._opened: History | None = None  # the store opened ahead (`open`), for `begin`
         self._run_id: str | None = None
         self._known: dict[str, CheckRows] = {}  # each check's rows made ahead (`keep`), by its line's text
+        self._held: int | None = None  # how many records' rows the store opened ahead holds (`History.hold_records`)
 
     @property
     def begun(self) -> bool:
@@ -55,6 +56,7 @@ class EarlyRecording:
         if self._opened is None and self._store is None:
             with contextlib.suppress(Exception):
                 self._opened = self._stack.enter_context(History(self._location))
+                self._held = 0 if self._opened.hold_records() else None
 
     def keep(self, line: str, record: CheckRecord) -> None:
         """Make a check's rows now, of its line of results.json (`results_json.check_line` of `record`).
@@ -66,7 +68,13 @@ class EarlyRecording:
         with contextlib.suppress(Exception):
             rows = check_rows(CheckRecord.model_validate_json(line))
             own = check_rows(record)
-            self._known[line] = own if own == rows else rows
+            rows = own if own == rows else rows
+            if self._opened is not None and self._held is not None:
+                # Its record's row written now, into the store's table of this connection's own.
+                self._opened.hold_record(self._held, rows.record)
+                rows = rows._replace(held=self._held)
+                self._held += 1
+            self._known[line] = rows
 
     def begin(self, bundle: Path) -> None:
         """Write the rows of the bundle's results.json, in an open transaction; never raises."""
@@ -102,7 +110,7 @@ class EarlyRecording:
         self._close(RuntimeError("the run's recording was abandoned"))
 
     def _close(self, exc: BaseException) -> None:
-        self._store = self._opened = None
+        self._store = self._opened = self._held = None
         self._known = {}
         with contextlib.suppress(Exception):  # rolling back a broken connection may fail too
             self._stack.__exit__(type(exc), exc, exc.__traceback__)
