@@ -18,10 +18,10 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cache, cached_property, partial
 from pathlib import Path
 from types import GenericAlias
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import yaml
@@ -33,8 +33,8 @@ from opsproof.model.bounded_read import MIB, UnreadableFile, read_regular_file
 from opsproof.model.controls import ControlsOverride
 from opsproof.model.fields import Defaults, IsoDate, Item, Strict, Threshold, glob_to_regex
 from opsproof.model.signals import MaintenanceWindow, Notify, Pushgateway
-from opsproof.model.yaml_events import Unsupported, read_mapping
 from opsproof.model.yaml_limits import MAX_DEPTH, TooLarge, check_expansion, check_nesting, may_have_aliases
+from opsproof.model.yaml_plain import ProfileLoader, read_plain
 from opsproof.redaction import Redactor
 from opsproof.targets import kind, names
 
@@ -49,6 +49,12 @@ __all__ = [
     "glob_to_regex",
     "load_profile",
 ]
+
+
+def no_items() -> list[Any]:
+    """An empty section: `list` itself as a default factory cost ~75 us each when a model is built
+    (pydantic asks `inspect.signature(list)` whether it takes the data), ~3 ms of the first profile's load."""
+    return []
 
 
 class Waiver(Strict):
@@ -77,9 +83,9 @@ class ProfileBase(Strict):
     description: str | None = None
     defaults: Defaults = Field(default_factory=Defaults)
     controls: ControlsOverride = Field(default_factory=dict)
-    waivers: list[Waiver] = Field(default_factory=list)
-    notify: list[Notify] = Field(default_factory=list, description="where state changes are sent")
-    maintenance: list[MaintenanceWindow] = Field(default_factory=list, description="planned windows")
+    waivers: list[Waiver] = Field(default_factory=no_items)
+    notify: list[Notify] = Field(default_factory=no_items, description="where state changes are sent")
+    maintenance: list[MaintenanceWindow] = Field(default_factory=no_items, description="planned windows")
     # Not `metrics:`: that is the section of the exporter-scraping kind.
     pushgateway: Pushgateway | None = Field(
         None, description="where each run pushes its Prometheus metrics (also --pushgateway URL), with its auth"
@@ -95,13 +101,6 @@ class ProfileBase(Strict):
 
     def timeout_of(self, item: Item) -> float:
         return item.timeout if item.timeout is not None else self.defaults.timeout
-
-
-def _no_sexagesimal(tag: str, regexp: re.Pattern[str]) -> tuple[str, re.Pattern[str]]:
-    # YAML 1.1 reads `1:30` as 90 (base 60): a port or a time written so must stay text, and be refused.
-    if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
-        return tag, re.compile("(?=[^:]*$)" + regexp.pattern, regexp.flags)
-    return tag, regexp
 
 
 class _Sections(ProfileBase):
@@ -135,7 +134,7 @@ else:
         __base__=_Sections,
         __module__=__name__,
         __doc__=ProfileBase.__doc__,
-        **{name: (list[Any], Field(default_factory=list)) for name in ITEM_SECTIONS},
+        **{name: (list[Any], Field(default_factory=no_items)) for name in ITEM_SECTIONS},
     )
 
 
@@ -149,22 +148,8 @@ def profile_model(sections: frozenset[str]) -> type[Profile]:
     """
     fields: dict[str, Any] = {}
     for name in sorted(sections):
-        fields[name] = (GenericAlias(list, kind(name).target), Field(default_factory=list))
+        fields[name] = (GenericAlias(list, kind(name).target), Field(default_factory=no_items))
     return create_model("Profile", __base__=Profile, __module__=__name__, __doc__=Profile.__doc__, **fields)
-
-
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """One pass (libyaml where built in), keeping nodes for line numbers.
-
-    Dates stay strings: pydantic parses them and names the key and line of a bad one,
-    where PyYAML would raise a bare ValueError for `expires: 2026-13-01`. Numbers with a
-    colon (YAML 1.1's base 60: `port: 1:30` is 90) stay strings too.
-    """
-
-    yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {
-        first: [_no_sexagesimal(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
 
 
 @dataclass(frozen=True)
@@ -505,32 +490,30 @@ def _read_data(text: str, shown: str, values: Substitution) -> tuple[dict[str, A
     """The profile's values, and where to find the line of each key for a message.
 
     From libyaml's events when the document is a plain one (most are; see
-    opsproof.model.yaml_events), else from the node walk, which also names every mistake.
+    opsproof.model.yaml_plain), else from the node walk, which also names every mistake.
     """
-    loader = _Loader(text)
-    try:
-        check_nesting(text, _Loader)
-        constructing = Document(loader, None, shown)
+    plain = read_plain(text)
+    if plain is None:
+        document = read_document(text, shown)  # names the mistake if there is one
+        return document.data(values), document
+    data = plain.data
+    for path, line in plain.references:  # in the document's order, as the node walk substitutes
+        holder: Any = data
+        for part in path[:-1]:
+            holder = holder[part]
+        holder[path[-1]] = values.apply(holder[path[-1]], partial(_where, shown, line, path))
+    return data, _Lines(text, shown)
 
-        def string(value: str, mark: Any, path: tuple[Any, ...]) -> str:
-            if "$" in value:
-                return values.apply(value, lambda: f"{shown}:{mark.line + 1}: {_dotted(path)}")
-            return value
 
-        return read_mapping(loader, string, constructing._construct, MAX_DEPTH), _Lines(text, shown)
-    except (Unsupported, ProfileError, TooLarge, yaml.YAMLError):
-        pass  # the node walk reads it again, and names the mistake if there is one
-    finally:
-        loader.dispose()
-    document = read_document(text, shown)
-    return document.data(values), document
+def _where(shown: str, line: int, path: tuple[Any, ...]) -> str:
+    return f"{shown}:{line}: {_dotted(path)}"
 
 
 def read_document(text: str, shown: str) -> Document:
     """Parse one profile's YAML (libyaml where built in); ProfileError names the line of a syntax error."""
-    loader = _Loader(text)
+    loader = ProfileLoader(text)
     try:
-        check_nesting(text, _Loader)  # before libyaml composes it: a deep document crashes the composer
+        check_nesting(text, ProfileLoader)  # before libyaml composes it: a deep document crashes the composer
         node = loader.get_single_node()
         if may_have_aliases(text):
             check_expansion(node)

@@ -8,6 +8,7 @@ regression fails the test instead of taking the machine down.
 from __future__ import annotations
 
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 from conftest import Runner, profile_error
 from opsproof.cli import main as opsproof
+from opsproof.model.yaml_limits import _bracket_depth
 
 LAUGHS = "environment: test\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
     f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n"
@@ -78,6 +80,26 @@ def _bounded(args: list[str], cwd: Path, seconds: float = 60) -> tuple[int, str,
 )
 def test_a_hostile_profile_is_refused_naming_file_line_and_key(tmp_path: Path, text: str, message: str) -> None:
     assert message in profile_error(tmp_path, text)
+
+
+def _walked_depth(text: str) -> int:
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def test_the_bracket_depth_is_the_clamped_walk_over_every_kind_of_text() -> None:
+    """`_bracket_depth` works the depth out by running sums: it must agree with the walk it stands for."""
+    chooser = random.Random(18)
+    texts = ["", "]]]", "[[[", "}{", "é[€{]]", "x: " + "[" * 3_000 + "]" * 3_000, "a: {b: [1, {c: 2}]}\n" * 500]
+    texts += ["".join(chooser.choice("[]{}aé€\n ") for _ in range(chooser.randint(0, 80))) for _ in range(5_000)]
+    for text in texts:
+        assert _bracket_depth(text) == _walked_depth(text), text
 
 
 def test_sexagesimal_numbers_stay_text(tmp_path: Path) -> None:

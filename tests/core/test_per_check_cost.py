@@ -18,7 +18,8 @@ import yaml
 from conftest import REPO, HttpServer, Runner, http_profile
 from opsproof.model.yaml_events import Unsupported, read_mapping
 from opsproof.model.yaml_limits import MAX_DEPTH
-from opsproof.profile import Substitution, _Loader, load_profile, read_document
+from opsproof.model.yaml_plain import ProfileLoader as _Loader
+from opsproof.profile import Substitution, load_profile, read_document
 from opsproof.redaction import Redactor
 from opsproof.run.gather import Gatherer
 
@@ -147,6 +148,8 @@ def test_documents_the_event_reader_leaves_to_the_node_walk(text: str, why: str)
 
 def test_a_plain_profile_is_read_from_events_with_types_as_the_node_walk_reads_them() -> None:
     text = "environment: e\nn: 5\nyes_: true\nnull_: ~\nport: '80'\nsexagesimal: 1:30\nwhen: 2026-01-01\nf: 1.5\n"
+    # The same texts again, where the reader takes their tags and values from what it read before.
+    text += "again: [5, '5', true, 'true', ~, 1.5, 1:30, 5, {5: five, true: yes, n: [5, 1.5]}]\n"
     loader = _Loader(text)
     try:
         data = read_mapping(

@@ -17,6 +17,8 @@ as profile.Document walks it.
 from __future__ import annotations
 
 import re
+from itertools import accumulate
+from operator import sub
 from typing import Any
 
 import yaml
@@ -27,7 +29,6 @@ MAX_DEPTH = 100  # a profile is ~6 levels deep; a JSON expectation may add a few
 MAX_VALUES = 1_000_000  # values once aliases are expanded: a 5,000-item profile has ~150,000
 
 # What could nest deeply on few bytes: flow brackets, and compact block entries (`- - - x`, `? ? x`).
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _ANCHOR = re.compile(r"&[^\s,\[\]{}]")  # may also match inside a string: then the walk is merely not skipped
 _DASH_PAIR = re.compile(r"-[ \t]+[-?][ \t]")
 _QUESTION_PAIR = re.compile(r"\?[ \t]+[-?][ \t]")
@@ -41,19 +42,19 @@ _OPENS = (
 _CLOSES = (yaml.BlockEndToken, yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken)
 
 
+# Every byte but the four brackets (UTF-8 never has an ASCII byte inside a longer character).
+_NOT_BRACKET_BYTES = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = bytes.maketrans(b"[]{}", b"\x02\x00\x02\x00")  # an opening bracket's step + 1, a closing one's
+
+
 class TooLarge(OpsproofError):
     """A document past a bound; the message names the line where it was seen."""
 
 
 def _may_be_deep(text: str) -> bool:
     """A cheap look that never misses a deep document (quoted brackets may make it cry wolf)."""
-    if text.count("[") + text.count("{") > MAX_DEPTH:
-        brackets = _NOT_BRACKET.sub("", text)  # in C: the Python loop below sees only the brackets
-        depth = 0
-        for char in brackets:
-            depth = depth + 1 if char in "[{" else max(depth - 1, 0)
-            if depth > MAX_DEPTH:
-                return True
+    if text.count("[") + text.count("{") > MAX_DEPTH and _bracket_depth(text) > MAX_DEPTH:
+        return True
     # The literal-led patterns cost a millisecond over 1 MB where _COMPACT alone costs ~100 ms.
     if _DASH_PAIR.search(text) is None and _QUESTION_PAIR.search(text) is None:
         return False
@@ -134,3 +135,18 @@ def safe_load_bounded(text: str) -> Any:
         return loader.construct_document(node) if node is not None else None
     finally:
         loader.dispose()
+
+
+def _bracket_depth(text: str) -> int:
+    """The deepest the brackets nest, a close with none open counting as nothing (a bracket in a string).
+
+    The walk is `depth = depth + 1` on an opening bracket and `max(depth - 1, 0)` on a closing one;
+    that clamped depth is the running sum less the lowest the sum has been so far (zero included),
+    worked out by C-level iterators: a 1,000-item profile of flow mappings has 6,000 brackets.
+    """
+    brackets = text.encode("utf-8", "surrogatepass").translate(None, _NOT_BRACKET_BYTES)
+    steps = brackets.translate(_STEP)
+    sums = list(map(sub, accumulate(steps), range(1, len(steps) + 1)))  # the running sum of +1 and -1
+    lowest = accumulate(sums, min, initial=0)
+    next(lowest)  # zero, before the first bracket
+    return max(map(sub, sums, lowest), default=0)

@@ -25,33 +25,36 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from opsproof import outcomes
-from opsproof.errors import hide_plumbing
+from opsproof import heap
 from opsproof.heap import collector_paused
-from opsproof.judging import maintenance
-from opsproof.model.check import Check
-from opsproof.model.fields import own_cadences
-from opsproof.model.markers import ALL_MARKERS, CADENCE_MARKERS
-from opsproof.probes import Facts, kinds_in_use
-from opsproof.profile import ITEM_SECTIONS, Item, Profile
-from opsproof.run import custom, on_demand, warm
-from opsproof.run.brief_failures import brief_failures
-from opsproof.run.gather import Gatherer, serve_state
-from opsproof.run.quiet import Quiet, skip_capture
-from opsproof.run.records import (
-    AllureAnnotator,
-    build_record,
-    check_of,
-    identity,
-    markers_of,
-    redact_report,
-    waiver_dict,
-)
-from opsproof.run.scoping import Part, aspect_of, item_applies, parts_of
-from opsproof.run.state import STATE, RunState, TargetRef, kind_of_path, owns_process, start_run, state_of
-from opsproof.run.worker_policy import Declined, decline_workers
-from opsproof.run.worker_policy import add_option as add_worker_option
-from opsproof.signals.options import add_options as add_signal_options
+
+with collector_paused():  # the run's modules, made for good: no collection walks them (see opsproof.heap)
+    from opsproof import outcomes
+    from opsproof.errors import hide_plumbing
+    from opsproof.judging import maintenance
+    from opsproof.model.check import Check
+    from opsproof.model.fields import own_cadences
+    from opsproof.model.markers import ALL_MARKERS, CADENCE_MARKERS
+    from opsproof.probes import Facts, kinds_in_use
+    from opsproof.profile import ITEM_SECTIONS, Item, Profile
+    from opsproof.run import custom, on_demand, warm
+    from opsproof.run.brief_failures import brief_failures
+    from opsproof.run.gather import Gatherer, serve_state
+    from opsproof.run.quiet import Quiet, skip_capture
+    from opsproof.run.records import (
+        AllureAnnotator,
+        build_record,
+        check_of,
+        identity,
+        markers_of,
+        redact_report,
+        waiver_dict,
+    )
+    from opsproof.run.scoping import Part, aspect_of, item_applies, parts_of
+    from opsproof.run.state import STATE, RunState, TargetRef, kind_of_path, owns_process, start_run, state_of
+    from opsproof.run.worker_policy import Declined, decline_workers
+    from opsproof.run.worker_policy import add_option as add_worker_option
+    from opsproof.signals.options import add_options as add_signal_options
 
 if TYPE_CHECKING:
     from opsproof.compliance.observations import Observations
@@ -60,7 +63,10 @@ if TYPE_CHECKING:
 __tracebackhide__ = hide_plumbing
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    config = pluginmanager.get_plugin("pytestconfig")
+    if config is not None:  # called as pytest registers the plugin: the start of the run (see opsproof.heap)
+        heap.pause_for_the_start(config)
     group = parser.getgroup("opsproof", "opsproof operational checks")
     group.addoption(
         "--profile",
@@ -201,7 +207,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {description}")
     config.addinivalue_line("markers", custom.MARKER_HELP)
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if not owns_process(config):  # in another program's process (pytest.main, pytester): its collector, as it was
+        heap.resume_after_the_start()
     if not _asked(config) and not (workerinput and "opsproof_run_id" in workerinput):
+        heap.resume_after_the_start()  # no opsproof run: pytest as it would be without the plugin
         return
     if config.option.help or config.option.markers:  # information only: no profile needed
         return
