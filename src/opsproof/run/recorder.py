@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 # 84-128 ms in-process against 116-146 ms with the child (8 runs each alternating, all records made).
 UNMADE_FOR_A_CHILD = 4
 # The most records made while the checks wait. A record made holds its pieces (~2.5 KiB more than its dict:
-# its results.json line, testcase, row and drafted facts), so a run of 10,000 slow checks would hold ~25 MiB
-# more at its end; past this many, the records are left for the end, as before.
+# its results.json line, testcase, row and drafted facts) and its history rows (~0.6 KiB, `EarlyRecording.keep`),
+# so a run of 10,000 slow checks would hold ~30 MiB more at its end; past this many, the records are left for
+# the end, as before.
 MADE_AT_MOST = 4000
 
 
