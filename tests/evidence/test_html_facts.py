@@ -66,3 +66,14 @@ def test_drafts_made_ahead_are_left_as_they_were_made() -> None:
     for row, check in enumerate(checks):
         alone.add(row, check)
     assert alone.script() == pages[0]
+
+
+def test_a_drafter_holds_one_list_of_the_short_facts_drafted_alike() -> None:
+    """The same thresholds in thousands of records: one list, which the page finds at once; 1 and True are two."""
+    drafter = FactsDrafter()
+    one, two, other = (
+        drafter.record(make_check(row, "passed", "low", expected=expected))[0][8]
+        for row, expected in enumerate([{"x": 1}, {"x": 1}, {"x": True}])
+    )
+    assert one is two and one == [("x",), 1]
+    assert other == [("x",), True] and other is not one

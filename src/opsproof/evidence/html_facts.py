@@ -45,6 +45,8 @@ _SAFE_FLOAT = (1e-4, 1e16)  # Python's repr and JavaScript's String() agree on f
 # What a fact's list or dict may hold for its text to be remembered, and how many of them (three key parts each).
 _FLAT = frozenset({str, int, float, bool, type(None)})
 _FLAT_LONGEST = 3 * 16
+# The most items (and keys) of the facts a drafter holds one list of for those drafted alike.
+_ALIKE_LONGEST = 8
 # One record drafted alone (`FactsDrafter.record`): its fields, and its pending texts in the order a reader meets them.
 Draft = tuple[list[Any], list[str]]
 
@@ -168,7 +170,7 @@ class _Alike:
     their items, where the repr of each record's written facts (~3 ms for 1,000 records) was the key.
     """
 
-    __slots__ = ("_firsts", "_into", "_types", "_variants", "seen")
+    __slots__ = ("_by_id", "_firsts", "_into", "_types", "_variants", "seen")
 
     def __init__(self) -> None:
         self._firsts: dict[tuple[Any, ...], list[Any]] = {}  # the first facts of equal items
@@ -177,10 +179,18 @@ class _Alike:
         self._variants: dict[tuple[tuple[Any, ...], tuple[type, ...]], list[Any]] = {}
         self._into: dict[int, list[Any]] = {}  # a variant written as an earlier one, by its id
         self._types: dict[int, tuple[type, ...]] = {}  # the types of a first one's items, by its id, once asked
+        self._by_id: dict[int, list[Any]] = {}  # the first one of each list met, by the list's id
         self.seen: Counter[int] = Counter()  # how many records hold each first one, by its id
 
     def first(self, facts: list[Any], shapes: dict[tuple[Any, ...], int]) -> list[Any]:
         """The first facts drafted alike (`facts` when they are the first); numbers a new shape, in order."""
+        found = self._by_id.get(id(facts))
+        if found is None:  # a list not met yet (a drafter gives short facts drafted alike as one list)
+            found = self._by_id[id(facts)] = self._find(facts, shapes)
+        self.seen[id(found)] += 1
+        return found
+
+    def _find(self, facts: list[Any], shapes: dict[tuple[Any, ...], int]) -> list[Any]:
         items = tuple(facts)
         found = self._firsts.get(items)
         if found is None:
@@ -193,7 +203,6 @@ class _Alike:
                 first_types = self._types[id(found)] = tuple(map(type, found))
             if types != first_types:
                 found = self._variants.setdefault((items, types), facts)
-        self.seen[id(found)] += 1
         return found
 
     def merge(self, written: Callable[[list[Any]], list[Any]]) -> None:
@@ -235,6 +244,9 @@ class FactsDrafter:
         # thresholds, statuses and bodies recur in thousands of records (4 encodings a check).
         self._json: dict[tuple[Any, ...], str] = {}
         self._lists: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple for each chip list drafted alike
+        # Short facts drafted alike (the same items of the same types) as one list: the same thresholds recur
+        # in thousands of records, and the page finds one list at once among those it holds (`_Alike.first`).
+        self._alike: dict[tuple[Any, ...], list[Any]] = {}
 
     def json_text(self, value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> str:
         """`as_text(value)`, worked out once for each flat value (only scalars in it) written alike."""
@@ -325,6 +337,8 @@ class FactsDrafter:
                     text, how = as_text(fact), _SCALAR
                 pending(text)
                 drafted.append(text if how == _STRING else (text, how))
+        if len(drafted) <= _ALIKE_LONGEST:
+            drafted = self._alike.setdefault((*drafted, *map(type, drafted)), drafted)
         return drafted
 
 
