@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from helpers.compliance_data import record, results
+from helpers.pages import make_check
 
 from conftest import HttpServer, Runner, http_profile
 from opsproof.compliance.history import History, Location, locate
@@ -21,6 +24,9 @@ from opsproof.evidence.results_json import check_line
 from opsproof.model.results import CheckRecord, Results
 from opsproof.redaction import Redactor
 from opsproof.run.early_recording import EarlyRecording
+from opsproof.run.recorder import Recorder
+from opsproof.run.results import Kept
+from opsproof.run.state import RunState
 
 AT = datetime(2026, 7, 1, 6, tzinfo=UTC)
 
@@ -161,3 +167,19 @@ def test_a_run_that_made_rows_while_its_checks_waited_records_the_rows_of_its_se
     recorded = _rows(locate(runner.report_dir, None))
     assert [len(table) for table in recorded] == [1, 7, 0]
     assert recorded == _rows(afterwards)
+
+
+def test_the_recorder_makes_the_records_first_then_their_rows(tmp_path: Path) -> None:
+    """A wait may be short: a record made spares the end more than its rows do, so the rows come after."""
+    records = {f"n{i}": make_check(i, "passed", "low") for i in range(3)}
+    state = SimpleNamespace(records=dict(records), redactor=Redactor(), history=locate(tmp_path, None))
+    recorder = Recorder(cast(pytest.Config, None), cast(RunState, state))
+    recorder._early = EarlyRecording(state.history)
+    recorder._early.open()
+    recorder._unmade.extend(records)
+    assert [recorder.spare_work() for _ in range(3)] == [True, True, True]
+    assert all(isinstance(state.records[key], Kept) for key in records) and not recorder._early._known
+    assert [recorder.spare_work() for _ in range(4)] == [True, True, True, False]
+    lines = {state.records[key].pieces.json for key in records}
+    assert set(recorder._early._known) == lines
+    recorder._early.abandon()

@@ -25,6 +25,7 @@ from opsproof.signals.options import notify_mode
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
     from opsproof.evidence.html_facts import FactsDrafter
+    from opsproof.evidence.premade import CheckPieces
     from opsproof.redaction import Redactor
     from opsproof.run.early_recording import EarlyRecording
     from opsproof.run.results import GitCommit
@@ -57,6 +58,8 @@ class Recorder:
         # The run's recording in the history, its store opened while the first checks wait (`EarlyRecording.open`).
         self._early: EarlyRecording | None = None
         self._early_pending = False
+        # The pieces of the records made whose history rows are still to be made (`EarlyRecording.keep`).
+        self._unkept: deque[CheckPieces] = deque()
 
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         if session.config.option.collectonly:
@@ -84,7 +87,8 @@ class Recorder:
     def spare_work(self) -> bool:
         """One piece of what the end of the run would do, done while a check waits for facts; False: none left.
 
-        The history's store opened first, then one record made (`make_one`).
+        The history's store opened first, then one record made (`make_one`); with none left to make,
+        one made record's rows in the history (it spares the end less than a record made does).
         """
         if self._early_pending:
             from opsproof.run.early_recording import EarlyRecording
@@ -95,7 +99,13 @@ class Recorder:
             self.config.add_cleanup(self._early.abandon)  # a run that records nothing closes it (a no-op after)
             self._early.open()
             return True
-        return self.make_one()
+        if self.make_one():
+            return True
+        if self._unkept and self._early is not None:
+            pieces = self._unkept.popleft()
+            self._early.keep(pieces.json, pieces.record)
+            return True
+        return False
 
     def make_one(self) -> bool:
         """Keep the oldest record not yet made as its model and its pieces (`run.results.keep_record`).
@@ -118,8 +128,8 @@ class Recorder:
 
                     self._drafter = FactsDrafter()
                 kept = records[nodeid] = keep_record(record, self.state.redactor, self._drafter)
-                if self._early is not None and isinstance(kept, Kept):  # its history rows, made of its line
-                    self._early.keep(kept.pieces.json, kept.pieces.record)
+                if self._early is not None and isinstance(kept, Kept):  # its history rows, made of its line, later
+                    self._unkept.append(kept.pieces)
                 self._made += 1
                 return True
         return False
