@@ -32,11 +32,16 @@ if TYPE_CHECKING:
 
 
 # report.html is rendered by a forked child (beside results.json, junit.xml and the history's rows) when at
-# least one record in this many was not made while the checks waited. With all of them made, the rest of
-# the page at 1,000 checks is ~15 ms of CPU, and the fork's own cost (copying the page tables, then a fault
-# on the first write to each page, in both processes and again as the process exits) is as much: a tail of
-# 84-128 ms in-process against 116-146 ms with the child (8 runs each alternating, all records made).
+# least one record in this many was not made while the checks waited, and at least this many records were
+# not. With all of them made, the rest of the page at 1,000 checks is ~15 ms of CPU, and the fork's own cost
+# (copying the page tables, then a fault on the first write to each page, in both processes and again as the
+# process exits) is as much: a tail of 84-128 ms in-process against 116-146 ms with the child (8 runs each
+# alternating, all records made). With none made, the child pays from a few thousand records on (alternating
+# runs, the tail's median, load ~2: 1,000 slow checks 104 ms in-process against 129 ms with the child, 3,000
+# 250 against 264; against an instant server 2,000 176 against 161, 3,000 293 against 314, 5,000 408 against
+# 287, 10,000 876 against 607).
 UNMADE_FOR_A_CHILD = 4
+UNMADE_FOR_A_CHILD_AT_LEAST = 2500
 # The most records made while the checks wait. A record made holds its pieces (~2.5 KiB more than its dict:
 # its results.json line, testcase, row and drafted facts) and its history rows (~0.6 KiB, `EarlyRecording.keep`),
 # so a run of 10,000 slow checks would hold ~30 MiB more at its end; past this many, the records are left for
@@ -228,11 +233,13 @@ class Recorder:
             extra = {NOTIFICATIONS_FILE: sent} if sent is not None else None
             head = head_for(state.report_dir, state.history)
             # Not in an xdist controller: execnet's threads would be forked mid-flight. Nor when most records
-            # were made while the checks waited: what is left of report.html then takes less than forking does.
+            # were made while the checks waited, or few were left: what is left of report.html then takes
+            # less than forking does.
             in_child = (
                 owns_process(self.config)
                 and not self.config.pluginmanager.has_plugin("opsproof-xdist")
                 and unmade * UNMADE_FOR_A_CHILD >= len(shown.checks)
+                and unmade >= UNMADE_FOR_A_CHILD_AT_LEAST
             )
             if self._early is not None:
                 early = self._early  # its store opened while the checks waited; its rows written after ours
