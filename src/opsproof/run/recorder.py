@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from opsproof import outcomes
-from opsproof.model.results import CheckRecord, Maintenance, Results
 from opsproof.run.state import RunState, Upload, owns_process
 from opsproof.signals.after_run import NOTIFICATIONS_FILE, Outcome, export_metrics, github_summary, notify
 from opsproof.signals.options import notify_mode
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     from opsproof.compliance.history import Location
     from opsproof.evidence.html_facts import FactsDrafter
     from opsproof.evidence.premade import CheckPieces
+    from opsproof.model.results import CheckRecord, Maintenance, Results
     from opsproof.redaction import Redactor
     from opsproof.run.early_recording import EarlyRecording
     from opsproof.run.results import GitCommit
@@ -313,6 +313,7 @@ class Recorder:
 
 def _model_of(record: Mapping[str, Any]) -> CheckRecord:
     """A kept record's model (`run.results.Kept`), or a record's dict validated."""
+    from opsproof.model.results import CheckRecord
     from opsproof.run.results import Kept
 
     return record.model if isinstance(record, Kept) else CheckRecord.model_validate(record)
@@ -367,6 +368,8 @@ def _unmatched_windows(state: RunState) -> list[Maintenance]:
     totals = state.results.summary.maintenance if state.results is not None else None
     if totals is not None:
         return totals.unmatched
+    from opsproof.model.results import Maintenance
+
     return [Maintenance.model_validate(w) for w in state.unmatched_windows]
 
 
