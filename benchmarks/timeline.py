@@ -216,6 +216,8 @@ def _time_the_bundle() -> None:
     _timed(bundle, "seal", "  bundle: manifest and seal")
     results = sys.modules["opsproof.run.results"]
     _timed(results, "build_results", "  bundle: results document")
+    early = sys.modules["opsproof.run.early_recording"]
+    _timed(early.EarlyRecording, "begin", "  bundle: the history's rows (before the seal)")
 
 
 def _materialized(render: Any, results: Any, premade: Any, name: str) -> list[str]:

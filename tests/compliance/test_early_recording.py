@@ -131,7 +131,7 @@ def test_a_recording_that_cannot_begin_leaves_the_run_to_the_usual_path(tmp_path
 def test_a_run_as_a_command_records_the_rows_of_its_sealed_bundle(
     runner: Runner, http_server: HttpServer, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    """As a command (its own process: report.html in a child, the rows meanwhile); verify passes."""
+    """As a command (its own process: the rows written before the seal, which completes them); verify passes."""
     base = http_server.base
     runner.profile(http_profile(f"{{name: up, url: '{base}/health'}}", f"{{name: down, url: '{base}/status/503'}}"))
     dsn = request.getfixturevalue("history_dsn") if backend == "postgres" else None

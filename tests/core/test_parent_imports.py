@@ -58,6 +58,10 @@ def prepare(self, *args, **kwargs):
 
 
 gather.Gatherer.prepare = prepare
+
+
+def pytest_collection_finish(session):
+    Path(__file__).with_name("at-collected.json").write_text(json.dumps(sorted(sys.modules)))
 """
 
 
@@ -125,7 +129,8 @@ def test_the_results_models_and_the_bundle_load_after_the_probes_have_their_work
     """The probe processes wait for `Gatherer.prepare` (the warm ones for the run's state): nothing later comes first.
 
     The results document's models (~9 ms to import, compiled), what writes the bundle and the
-    signals load once the probes have their work, while the run waits for its first facts.
+    signals load once the probes have their work and the checks are collected, while the run
+    waits for its first facts.
     """
     runner.profile(http_profile(f"{{name: up, url: '{http_server.base}/health'}}"))
     (runner.pytester.path / "conftest.py").write_text(RECORD_AT_PREPARE)
@@ -135,3 +140,8 @@ def test_the_results_models_and_the_bundle_load_after_the_probes_have_their_work
     assert "opsproof.profile" in at_prepare and "opsproof.run.records" in at_prepare  # recorded at the run's prepare
     late = {"opsproof.model.results", "opsproof.run.recorder", "opsproof.signals.after_run", "opsproof.evidence.bundle"}
     assert not late & at_prepare, sorted(late & at_prepare)
+    # Nor while the probe process sends its first requests and pytest collects: the results models
+    # (~9 ms of the pytest process's CPU) load in the wait for the first facts, with the bundle's writers.
+    at_collected = set(json.loads((runner.pytester.path / "at-collected.json").read_text()))
+    assert "opsproof.run.recorder" in at_collected
+    assert not {"opsproof.model.results", "opsproof.evidence.bundle"} & at_collected

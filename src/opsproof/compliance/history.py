@@ -26,7 +26,7 @@ import json
 import random
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,10 @@ from opsproof.compliance.history_location import without_password as without_pas
 from opsproof.compliance.history_rows import (
     RECORD_COLUMNS,
     RUN_COLUMNS,
+    CheckRows,
     RecordRow,
     RunRow,
-    observation_rows_of,
-    record_row,
+    check_rows,
     run_row,
     sealed_by,
 )
@@ -352,9 +352,9 @@ class History:
         manifest_sha256: str,
         manifest: dict[str, Any],
         upload: dict[str, Any] | None,
-        checks: Iterable[CheckRecord] | None = None,
+        checks: Iterable[CheckRecord | CheckRows] | None = None,
     ) -> bool:
-        """One run's rows; its records are `checks` when given (read as they go), else `results.checks`."""
+        """One run's rows; its records are `checks` when given (read as they go, or their rows), else its checks."""
         run = results.run
         if self.execute("SELECT 1 FROM runs WHERE run_id = ?", (run.id,)):
             return False
@@ -362,7 +362,7 @@ class History:
         self._insert_checks(run, results.checks if checks is None else checks)
         return True
 
-    def begin_run(self, bundle: Path) -> str | None:
+    def begin_run(self, bundle: Path, known: Mapping[str, CheckRows] | None = None) -> str | None:
         """Inside a transaction, before the bundle is sealed: the rows of its written results.json.
 
         The run's row is written without what only the seal makes (the manifest's digest, the
@@ -370,10 +370,12 @@ class History:
         without them. The run's id; None when the run is recorded already. A results.json that
         cannot be read one check at a time raises ValueError: the caller then records the sealed
         bundle with `record_bundle`, which reads it whole.
+        `known`: a check's rows made ahead (`check_rows`) of its line of results.json, by the line's
+        text: a line of exactly that text is not read again (at 1,000 checks, reading them was ~8 ms).
         """
         from opsproof.evidence.results_json import read_streamed
 
-        head, checks = read_streamed(bundle / "results.json")
+        head, checks = read_streamed(bundle / "results.json", known)
         # Unsealed: no digest, no signer (an empty manifest) and no upload yet.
         return head.run.id if self.insert_run(head, bundle.name, "", {}, None, checks) else None
 
@@ -392,21 +394,63 @@ class History:
             (*row, json.dumps(upload) if upload else None, utc_now()),
         )
 
-    def _insert_checks(self, run: Run, checks: Iterable[CheckRecord]) -> None:
+    def hold_records(self) -> bool:
+        """Make this connection's own table of records' rows written ahead of their run; False where there is none.
+
+        SQLite: a TEMP table, which no other connection sees and which takes no lock on the store
+        (its writers go on meanwhile), gone with the connection: rows held there and never
+        inserted (a run that is not sealed) leave nothing. `hold_record` fills it as checks end;
+        `begin_run` copies a run's rows from it, one statement for each run of them.
+        """
+        if self.location.kind != "sqlite":
+            return False  # PostgreSQL: a round trip for each record, while a check waits; rows are written at the end
+        columns = ", ".join(RECORD_COLUMNS)  # no types: the values are kept as given, as the records table gets them
+        self._conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS held_records (held INTEGER PRIMARY KEY, {columns})")
+        return True
+
+    def hold_record(self, held: int, record: tuple[Any, ...]) -> None:
+        """A record's row (RECORD_COLUMNS) written ahead as number `held` (see `hold_records`)."""
+        marks = ", ".join("?" for _ in record)
+        self._conn.execute(f"INSERT INTO temp.held_records VALUES (?, {marks})", (held, *record))
+
+    def _insert_checks(self, run: Run, checks: Iterable[CheckRecord | CheckRows]) -> None:
         prefix, suffix = self.insert_or_ignore
+        columns = ", ".join(RECORD_COLUMNS)
         records_sql = (
-            f"{prefix} INTO records (run_id, {', '.join(RECORD_COLUMNS)}) "
-            f"VALUES (?, {', '.join('?' for _ in RECORD_COLUMNS)}){suffix}"
+            f"{prefix} INTO records (run_id, {columns}) VALUES (?, {', '.join('?' for _ in RECORD_COLUMNS)}){suffix}"
+        )
+        held_sql = (
+            f"{prefix} INTO records (run_id, {columns}) SELECT ?, {columns} FROM temp.held_records "
+            f"WHERE held BETWEEN ? AND ? ORDER BY held{suffix}"
         )
         rows: list[tuple[Any, ...]] = []
+        held: list[int] = []  # the first and last of a run of rows held ahead, in the order the checks come
         observed: list[tuple[Any, ...]] = []
-        for check in checks:
-            rows.append((run.id, *record_row(check)))
-            observed.extend(observation_rows_of(run, check))
-            if len(rows) == ROWS_PER_BATCH:  # in batches: a 10,000-check run's rows are never all held
+
+        def write() -> None:  # what is pending, in the order the checks came
+            if rows:
                 self.executemany(records_sql, rows)
                 rows.clear()
-        self.executemany(records_sql, rows)
+            if held:
+                self.execute(held_sql, (run.id, *held))
+                held.clear()
+
+        for check in checks:
+            made = check if isinstance(check, CheckRows) else check_rows(check)
+            if made.held is None:
+                if held:
+                    write()
+                rows.append((run.id, *made.record))
+            elif held and made.held == held[1] + 1:
+                held[1] = made.held
+            else:
+                write()
+                held[:] = [made.held, made.held]
+            if made.measures:
+                observed.extend(made.observations(run))
+            if len(rows) == ROWS_PER_BATCH:  # in batches: a 10,000-check run's rows are never all held
+                write()
+        write()
         self.executemany(
             f"{prefix} INTO observations (run_id, environment, check_id, measure, value, observed_at) "
             f"VALUES (?, ?, ?, ?, ?, ?){suffix}",

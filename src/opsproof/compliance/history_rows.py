@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from opsproof.model.markers import CADENCE_MARKERS
 from opsproof.model.results import CheckRecord, Maintenance, Results, Run, Waiver
@@ -152,8 +152,34 @@ def _controls_text(controls: tuple[str, ...]) -> str:
 
 def observation_rows_of(run: Run, check: CheckRecord) -> list[tuple[Any, ...]]:
     """One record's `observations` rows: its `measures`, at the time the record measured them."""
-    return [
-        (run.id, run.environment, check.check, measure, float(value), check.started_at or run.started_at)
+    return check_rows(check).observations(run)
+
+
+class CheckRows(NamedTuple):
+    """What one check record of a results.json puts in the history, less its run's columns.
+
+    Made of the record alone (`check_rows`), so a run can make it of a check's line of
+    results.json while it waits for facts, and the history write it at the end with the
+    run's id (`History.begin_run`).
+    """
+
+    record: tuple[Any, ...]  # its RECORD_COLUMNS (`record_row`)
+    check: str
+    started_at: str | None
+    measures: tuple[tuple[str, float], ...]  # its finite measures, as numbers
+    held: int | None = None  # where `History.hold_record` put its record's row ahead, in the store that writes it
+
+    def observations(self, run: Run) -> list[tuple[Any, ...]]:
+        """Its `observations` rows in this run: its measures, at the time the record measured them."""
+        at = self.started_at or run.started_at
+        return [(run.id, run.environment, self.check, measure, value, at) for measure, value in self.measures]
+
+
+def check_rows(check: CheckRecord) -> CheckRows:
+    """A check record's rows in the history (`CheckRows`), as its sealed results.json makes them."""
+    measures = tuple(
+        (measure, float(value))
         for measure, value in (check.measures or {}).items()
         if math.isfinite(value)  # a results.json written by hand or by another version may hold NaN
-    ]
+    )
+    return CheckRows(record_row(check), check.check, check.started_at, measures)

@@ -168,7 +168,8 @@ def _partition(ordered: list[Mapping[str, Any]], blocking: set[str]) -> tuple[li
     others: dict[str, list[Mapping[str, Any]]] = {}
     for check in ordered:
         outcome = as_text(check.get("outcome"))
-        if as_text(check.get("check")) in blocking or as_text(check.get("id")) in blocking:
+        # A run that blocks on nothing (most) reads no names here.
+        if blocking and (as_text(check.get("check")) in blocking or as_text(check.get("id")) in blocking):
             buckets["blocking"].append(check)
         elif outcome in ("failed", "warned"):
             buckets[outcome].append(check)
@@ -291,11 +292,17 @@ def _controls(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for entry in entries:
         check = entry["check"]
         outcome = as_text(check.get("outcome"))
-        written = as_list(check.get("controls"))
-        key = tuple(written) if all(type(c) is str for c in written) else tuple(map(as_text, written))
-        controls = read.get(key)
+        written = tuple(as_list(check.get("controls")))
+        # The lists read so far are keyed by their texts: a list found among them is one of those texts.
+        try:
+            controls = read.get(written)
+        except TypeError:  # an unhashable item (a results.json from elsewhere): its text is the key
+            controls = None
         if controls is None:
-            controls = read[key] = tuple(dict.fromkeys(key))  # each control once, in the check's order
+            key = written if all(type(c) is str for c in written) else tuple(map(as_text, written))
+            controls = read.get(key)
+            if controls is None:
+                controls = read[key] = tuple(dict.fromkeys(key))  # each control once, in the check's order
         pairs[outcome, controls] += 1
         if outcome in OPEN_OUTCOMES or outcome not in OUTCOME_ORDER:
             for control in controls:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +45,8 @@ _SAFE_FLOAT = (1e-4, 1e16)  # Python's repr and JavaScript's String() agree on f
 # What a fact's list or dict may hold for its text to be remembered, and how many of them (three key parts each).
 _FLAT = frozenset({str, int, float, bool, type(None)})
 _FLAT_LONGEST = 3 * 16
+# The most items (and keys) of the facts a drafter holds one list of for those drafted alike.
+_ALIKE_LONGEST = 8
 # One record drafted alone (`FactsDrafter.record`): its fields, and its pending texts in the order a reader meets them.
 Draft = tuple[list[Any], list[str]]
 
@@ -73,60 +75,82 @@ class FactsData:
 
     def document(self) -> dict[str, Any]:
         # Each record drafted alone (`FactsDrafter`: as its check ended, or now), then in the rows' order its
-        # texts counted, its facts' shapes and chip lists numbered, its start made relative to the first;
-        # then each pending text written out, or as a reference when it is shared.
+        # texts counted, its facts' shapes and chip lists numbered, its start made relative to the first, and
+        # its observed/expected facts found among those drafted alike (`_Alike`); then each pending text
+        # written out, or as a reference when it is shared, once for each set of facts drafted alike.
         drafter = FactsDrafter()
         drafts = self._drafts
-        counts: Counter[str] = Counter()
+        texts_met: list[str] = []  # every record's pending texts, in the order a reader meets them
         shapes: dict[tuple[Any, ...], int] = {}
         lists: dict[tuple[str, ...], int] = {}
+        alike = _Alike()
         base_ms: int | None = None
-        records: dict[int, list[Any]] = {}
+        # Per row: its draft (never changed: one made ahead is the run's), its start, its chip lists' numbers,
+        # and its observed and expected facts (the first drafted alike, else as drafted).
+        records: dict[int, tuple[list[Any], Any, int, int, Any, Any]] = {}
         for row, check in self._rows.items():
             given = drafts.get(row)
-            record, texts = (list(given[0]), given[1]) if given is not None else drafter.record(check)
-            counts.update(texts)  # in the order a reader meets them: the table lists the shared ones so
+            record, texts = given if given is not None else drafter.record(check)
+            texts_met += texts
             started = record[3]
             if type(started) is int:  # milliseconds since the epoch (else a pending text)
                 if base_ms is None:
                     base_ms = started
-                record[3] = started - base_ms
-            record[5] = lists.setdefault(record[5], len(lists))
-            record[6] = lists.setdefault(record[6], len(lists))
-            for at in (7, 8):
-                facts = record[at]
-                if type(facts) is list:
-                    if given is not None:  # a draft made ahead stays as it was made
-                        facts = record[at] = facts.copy()
-                    facts[0] = shapes.setdefault(facts[0], len(shapes))
-            records[row] = record
+                started -= base_ms
+            markers = lists.setdefault(record[5], len(lists))
+            controls = lists.setdefault(record[6], len(lists))
+            observed, expected = record[7], record[8]
+            if type(observed) is list:
+                observed = alike.first(observed, shapes)
+            if type(expected) is list:
+                expected = alike.first(expected, shapes)
+            records[row] = (record, started, markers, controls, observed, expected)
+        # The table lists the shared texts in the order a reader first meets them.
+        counts = Counter(texts_met)
+        del texts_met
         table = [text for text, seen in counts.items() if seen > 1 and len(text) >= SHORTEST_SHARED]
         index = {text: at for at, text in enumerate(table)}
-        # Observed/expected written alike are one list (the first written), counted by its id: the
-        # second pass below then needs no second repr of each.
-        first: dict[str, list[Any]] = {}
-        dict_counts: Counter[int] = Counter()
-        for record in records.values():
-            for at, field in enumerate(record):
-                record[at] = _final(field, index)
-            for at in (7, 8):
-                facts = record[at]
-                if isinstance(facts, list):
-                    facts = record[at] = first.setdefault(repr(facts), facts)
-                    dict_counts[id(facts)] += 1
-        del first
+        alike.merge(lambda facts: _final_facts(facts, shapes, index))
+        # Observed/expected written alike are one list, written once; those of more than one record are
+        # written once into `d`, in the order the rows first hold them.
+        written: dict[int, list[Any]] = {}
         shared: dict[int, int] = {}
         dicts: list[Any] = []
-        for record in records.values():
-            for at in (7, 8):
-                facts = record[at]
-                if isinstance(facts, list) and dict_counts[key := id(facts)] > 1:
-                    record[at] = shared.setdefault(key, len(dicts))
-                    if record[at] == len(dicts):
-                        dicts.append(facts)
+        seen = alike.seen
         rows: list[Any] = [None] * (max(records) + 1)
-        for row, record in records.items():
-            rows[row] = record
+        shared_at = index.get
+        for row, (record, started, markers, controls, *facts) in records.items():
+            prefix, rest, kind, _, phase = record[:5]
+            # Inline for the texts every record has (the id's prefix, the kind, the phase): `_final` of each.
+            final = [
+                prefix if type(prefix) is not str or (at := shared_at(prefix)) is None else [at],
+                rest if rest == 1 else _final(rest, index),
+                kind if type(kind) is not str or (at := shared_at(kind)) is None else [at],
+                started if type(started) is int else _final(started, index),
+                phase if type(phase) is not str or (at := shared_at(phase)) is None else [at],
+                markers,
+                controls,
+            ]
+            for drafted in facts:
+                if type(drafted) is not list:
+                    final.append(_final(drafted, index))
+                    continue
+                drafted = alike.of(drafted)
+                key = id(drafted)
+                if seen[key] > 1:
+                    at = shared.get(key)
+                    if at is None:
+                        at = shared[key] = len(dicts)
+                        dicts.append(_final_facts(drafted, shapes, index))
+                    final.append(at)
+                else:
+                    once = written.get(key)
+                    if once is None:
+                        once = written[key] = _final_facts(drafted, shapes, index)
+                    final.append(once)
+            if len(record) > 9:
+                final.extend(_final(field, index) for field in record[9:])
+            rows[row] = final
         return {
             "v": 1,
             "b": base_ms,
@@ -138,9 +162,73 @@ class FactsData:
         }
 
 
+class _Alike:
+    """The observed/expected facts of a page's records, each found among those drafted alike before it.
+
+    Written alike, facts are held once in the page's data (thresholds and bodies recur in thousands
+    of records). Drafted alike (the same items of the same types), they are written alike; found by
+    their items, where the repr of each record's written facts (~3 ms for 1,000 records) was the key.
+    """
+
+    __slots__ = ("_by_id", "_firsts", "_into", "_types", "_variants", "seen")
+
+    def __init__(self) -> None:
+        self._firsts: dict[tuple[Any, ...], list[Any]] = {}  # the first facts of equal items
+        # Where items are equal but not of the same types (1, True and 1.0; a str and a str subclass):
+        # the first of each types, written alike or not (`merge`).
+        self._variants: dict[tuple[tuple[Any, ...], tuple[type, ...]], list[Any]] = {}
+        self._into: dict[int, list[Any]] = {}  # a variant written as an earlier one, by its id
+        self._types: dict[int, tuple[type, ...]] = {}  # the types of a first one's items, by its id, once asked
+        self._by_id: dict[int, list[Any]] = {}  # the first one of each list met, by the list's id
+        self.seen: Counter[int] = Counter()  # how many records hold each first one, by its id
+
+    def first(self, facts: list[Any], shapes: dict[tuple[Any, ...], int]) -> list[Any]:
+        """The first facts drafted alike (`facts` when they are the first); numbers a new shape, in order."""
+        found = self._by_id.get(id(facts))
+        if found is None:  # a list not met yet (a drafter gives short facts drafted alike as one list)
+            found = self._by_id[id(facts)] = self._find(facts, shapes)
+        self.seen[id(found)] += 1
+        return found
+
+    def _find(self, facts: list[Any], shapes: dict[tuple[Any, ...], int]) -> list[Any]:
+        items = tuple(facts)
+        found = self._firsts.get(items)
+        if found is None:
+            found = self._firsts[items] = facts
+            shapes.setdefault(facts[0], len(shapes))
+        elif found is not facts:
+            types = tuple(map(type, facts))
+            first_types = self._types.get(id(found))
+            if first_types is None:
+                first_types = self._types[id(found)] = tuple(map(type, found))
+            if types != first_types:
+                found = self._variants.setdefault((items, types), facts)
+        return found
+
+    def merge(self, written: Callable[[list[Any]], list[Any]]) -> None:
+        """Once the shared texts are known: variants written alike (`written`) are the first of them."""
+        firsts: dict[str, list[Any]] = {}
+        for (items, _), variant in self._variants.items():  # in the order the rows first hold them
+            first = self._firsts[items]
+            firsts.setdefault(repr(written(first)), first)
+            into = firsts.setdefault(repr(written(variant)), variant)
+            if into is not variant:
+                self._into[id(variant)] = into
+                self.seen[id(into)] += self.seen.pop(id(variant))
+
+    def of(self, facts: list[Any]) -> list[Any]:
+        """The first facts written alike: `facts`, or the earlier variant they were merged into."""
+        return self._into.get(id(facts), facts) if self._into else facts
+
+
+# `json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)`, made once and without the
+# encoder's guard against a list holding itself (~20% of its time): the page's data is lists this module made.
+_SCRIPT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False)
+
+
 def script_safe_json(value: Any) -> str:
     """JSON that can stand inside a <script> element: no `</script>`, `<!--` or `&` in it, still the same JSON."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = _SCRIPT_JSON.encode(value)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
@@ -156,6 +244,9 @@ class FactsDrafter:
         # thresholds, statuses and bodies recur in thousands of records (4 encodings a check).
         self._json: dict[tuple[Any, ...], str] = {}
         self._lists: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple for each chip list drafted alike
+        # Short facts drafted alike (the same items of the same types) as one list: the same thresholds recur
+        # in thousands of records, and the page finds one list at once among those it holds (`_Alike.first`).
+        self._alike: dict[tuple[Any, ...], list[Any]] = {}
 
     def json_text(self, value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> str:
         """`as_text(value)`, worked out once for each flat value (only scalars in it) written alike."""
@@ -246,6 +337,8 @@ class FactsDrafter:
                     text, how = as_text(fact), _SCALAR
                 pending(text)
                 drafted.append(text if how == _STRING else (text, how))
+        if len(drafted) <= _ALIKE_LONGEST:
+            drafted = self._alike.setdefault((*drafted, *map(type, drafted)), drafted)
         return drafted
 
 
@@ -261,6 +354,11 @@ def _started(value: Any) -> Any:
     return timestamp(value)
 
 
+def _final_facts(drafted: list[Any], shapes: dict[tuple[Any, ...], int], index: dict[str, int]) -> list[Any]:
+    """Drafted observed/expected facts written: `[shape, value, ...]`, the shape numbered."""
+    return _final_items(drafted, [shapes[drafted[0]]], 1, index)
+
+
 def _final(field: Any, index: dict[str, int]) -> Any:
     """A drafted field with its pending texts written: the text, `[i]`, or `[text or i, kind]`."""
     kind = type(field)
@@ -274,16 +372,20 @@ def _final(field: Any, index: dict[str, int]) -> Any:
         at = index.get(text)
         return [text if at is None else at, how]
     if kind is list:
-        # Inline for the plain items of a record's facts (most of every list): one call fewer each.
-        written: list[Any] = []
-        for item in field:
-            what = type(item)
-            if what is str:
-                at = index.get(item)
-                written.append(item if at is None else [at])
-            elif what is tuple or what is list:
-                written.append(_final(item, index))
-            else:
-                written.append(item)
-        return written
+        return _final_items(field, [], 0, index)
     return field
+
+
+def _final_items(items: list[Any], written: list[Any], start: int, index: dict[str, int]) -> list[Any]:
+    """`written` with `items[start:]` written after it (`_final` of each)."""
+    # Inline for the plain items of a record's facts (most of every list): one call fewer each.
+    for item in items[start:] if start else items:
+        what = type(item)
+        if what is str:
+            at = index.get(item)
+            written.append(item if at is None else [at])
+        elif what is tuple or what is list:
+            written.append(_final(item, index))
+        else:
+            written.append(item)
+    return written

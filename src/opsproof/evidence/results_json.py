@@ -9,9 +9,9 @@ writes a 10,000-check file without holding it, or a dump of every record, whole.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from opsproof.model.results import CheckRecord, Results
 
@@ -23,6 +23,8 @@ _LINE = json.JSONEncoder(default=str)
 # How `json_chunks` lays the checks out: after the head, a line opening them, one check a line, a line closing them.
 _CHECKS_LINE = '  "checks": [\n'
 _CHECKS_END = "  ]\n"
+# What a reader made ahead of a check's line (`read_streamed`'s `known`).
+Made = TypeVar("Made")
 
 
 def json_chunks(results: Results, premade: Premade | None = None) -> Iterator[str]:
@@ -52,7 +54,7 @@ def render_json(results: Results) -> str:
     return "".join(json_chunks(results))
 
 
-def read_streamed(path: Path) -> tuple[Results, Iterator[CheckRecord]]:
+def read_streamed(path: Path, known: Mapping[str, Made] | None = None) -> tuple[Results, Iterator[CheckRecord | Made]]:
     """results.json as its head (the document with no checks) and its checks, read one line at a time.
 
     For readers that pass over the checks once (the history): a 10,000-check document is
@@ -61,6 +63,8 @@ def read_streamed(path: Path) -> tuple[Results, Iterator[CheckRecord]]:
     is one) is raised for a head that is not one, and by the iterator for a line that is not a
     whole check or anything but the document's end past the checks. A caller that gets it
     reads the file with `Results.model_validate_json` instead.
+    `known`: what the reader made ahead of a check's line (its text, as `check_line` writes it),
+    given instead of the model for a line of exactly that text.
     """
     with path.open(encoding="utf-8", newline="\n") as lines:
         head: list[str] = []
@@ -73,10 +77,10 @@ def read_streamed(path: Path) -> tuple[Results, Iterator[CheckRecord]]:
             return whole, iter(whole.checks)
     # The head ends with the summary's "  },": the document without checks is that, and an empty list.
     document = Results.model_validate_json("".join(head).rstrip().removesuffix(",") + ',\n  "checks": []\n}')
-    return document, _checks(path, len(head) + 1)
+    return document, _checks(path, len(head) + 1, known or {})
 
 
-def _checks(path: Path, skip: int) -> Iterator[CheckRecord]:
+def _checks(path: Path, skip: int, known: Mapping[str, Made]) -> Iterator[CheckRecord | Made]:
     with path.open(encoding="utf-8", newline="\n") as lines:
         for _ in range(skip):
             next(lines)
@@ -85,5 +89,7 @@ def _checks(path: Path, skip: int) -> Iterator[CheckRecord]:
                 if lines.read() != "}\n":
                     raise ValueError(f"{path}: something after the checks")
                 return
-            yield CheckRecord.model_validate_json(line.removesuffix("\n").removesuffix(","))
+            text = line.removesuffix("\n").removesuffix(",")
+            made = known.get(text.lstrip(" ")) if known else None
+            yield CheckRecord.model_validate_json(text) if made is None else made
         raise ValueError(f"{path}: the checks do not end")

@@ -9,7 +9,9 @@ what only the seal makes (the manifest's digest, the signer) and the transaction
 the history still holds exactly what the sealed bundle holds, all of a run or none of it.
 
 Where the run had time while its checks waited, the store was opened then (`open`), and the
-rows are written through it after the process's own files, child or none.
+rows are written through it after the process's own files, child or none. Each check's rows
+were made then too (`keep`), of its line of results.json as the bundle writes it: the rows
+of a line the sealed file holds exactly are not read from it again (~8 ms at 1,000 checks).
 
 Anything that goes wrong here rolls the transaction back and leaves the run to
 `recorder.ship_bundle`'s usual path, which records the sealed bundle and names any error.
@@ -24,6 +26,8 @@ import json
 from pathlib import Path
 
 from opsproof.compliance.history import History, Location
+from opsproof.compliance.history_rows import CheckRows, check_rows
+from opsproof.model.results import CheckRecord
 
 
 class EarlyRecording:
@@ -35,6 +39,8 @@ class EarlyRecording:
         self._store: History | None = None  # the open store while the recording is under way
         self._opened: History | None = None  # the store opened ahead (`open`), for `begin`
         self._run_id: str | None = None
+        self._known: dict[str, CheckRows] = {}  # each check's rows made ahead (`keep`), by its line's text
+        self._held: int | None = None  # how many records' rows the store opened ahead holds (`History.hold_records`)
 
     @property
     def begun(self) -> bool:
@@ -50,13 +56,33 @@ class EarlyRecording:
         if self._opened is None and self._store is None:
             with contextlib.suppress(Exception):
                 self._opened = self._stack.enter_context(History(self._location))
+                self._held = 0 if self._opened.hold_records() else None
+
+    def keep(self, line: str, record: CheckRecord) -> None:
+        """Make a check's rows now, of its line of results.json (`results_json.check_line` of `record`).
+
+        Made as the history reads the line back from the sealed file (`History.begin_run` uses
+        them for a line of exactly this text); kept as `record`'s own rows when they are the same,
+        so they hold no copy of its texts. Never raises: a line with no rows made is read at the end.
+        """
+        with contextlib.suppress(Exception):
+            rows = check_rows(CheckRecord.model_validate_json(line))
+            own = check_rows(record)
+            rows = own if own == rows else rows
+            if self._opened is not None and self._held is not None:
+                # Its record's row written now, into the store's table of this connection's own.
+                self._opened.hold_record(self._held, rows.record)
+                rows = rows._replace(held=self._held)
+                self._held += 1
+            self._known[line] = rows
 
     def begin(self, bundle: Path) -> None:
         """Write the rows of the bundle's results.json, in an open transaction; never raises."""
+        known, self._known = self._known, {}
         try:
             store = self._opened or self._stack.enter_context(History(self._location))
             self._stack.enter_context(store.transaction())
-            self._run_id = store.begin_run(bundle)
+            self._run_id = store.begin_run(bundle, known)
             self._store = store
         except Exception:  # the usual path records the sealed bundle, and says what is wrong
             self.abandon()
@@ -84,6 +110,7 @@ class EarlyRecording:
         self._close(RuntimeError("the run's recording was abandoned"))
 
     def _close(self, exc: BaseException) -> None:
-        self._store = self._opened = None
+        self._store = self._opened = self._held = None
+        self._known = {}
         with contextlib.suppress(Exception):  # rolling back a broken connection may fail too
             self._stack.__exit__(type(exc), exc, exc.__traceback__)

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from opsproof import outcomes
-from opsproof.model.results import CheckRecord, Maintenance, Results
 from opsproof.run.state import RunState, Upload, owns_process
 from opsproof.signals.after_run import NOTIFICATIONS_FILE, Outcome, export_metrics, github_summary, notify
 from opsproof.signals.options import notify_mode
@@ -25,20 +24,28 @@ from opsproof.signals.options import notify_mode
 if TYPE_CHECKING:
     from opsproof.compliance.history import Location
     from opsproof.evidence.html_facts import FactsDrafter
+    from opsproof.evidence.premade import CheckPieces
+    from opsproof.model.results import CheckRecord, Maintenance, Results
     from opsproof.redaction import Redactor
     from opsproof.run.early_recording import EarlyRecording
     from opsproof.run.results import GitCommit
 
 
 # report.html is rendered by a forked child (beside results.json, junit.xml and the history's rows) when at
-# least one record in this many was not made while the checks waited. With all of them made, the rest of
-# the page at 1,000 checks is ~15 ms of CPU, and the fork's own cost (copying the page tables, then a fault
-# on the first write to each page, in both processes and again as the process exits) is as much: a tail of
-# 84-128 ms in-process against 116-146 ms with the child (8 runs each alternating, all records made).
+# least one record in this many was not made while the checks waited, and at least this many records were
+# not. With all of them made, the rest of the page at 1,000 checks is ~15 ms of CPU, and the fork's own cost
+# (copying the page tables, then a fault on the first write to each page, in both processes and again as the
+# process exits) is as much: a tail of 84-128 ms in-process against 116-146 ms with the child (8 runs each
+# alternating, all records made). With none made, the child pays from a few thousand records on (alternating
+# runs, the tail's median, load ~2: 1,000 slow checks 104 ms in-process against 129 ms with the child, 3,000
+# 250 against 264; against an instant server 2,000 176 against 161, 3,000 293 against 314, 5,000 408 against
+# 287, 10,000 876 against 607).
 UNMADE_FOR_A_CHILD = 4
+UNMADE_FOR_A_CHILD_AT_LEAST = 2500
 # The most records made while the checks wait. A record made holds its pieces (~2.5 KiB more than its dict:
-# its results.json line, testcase, row and drafted facts), so a run of 10,000 slow checks would hold ~25 MiB
-# more at its end; past this many, the records are left for the end, as before.
+# its results.json line, testcase, row and drafted facts) and its history rows (~0.6 KiB, `EarlyRecording.keep`),
+# so a run of 10,000 slow checks would hold ~30 MiB more at its end; past this many, the records are left for
+# the end, as before.
 MADE_AT_MOST = 4000
 
 
@@ -56,6 +63,8 @@ class Recorder:
         # The run's recording in the history, its store opened while the first checks wait (`EarlyRecording.open`).
         self._early: EarlyRecording | None = None
         self._early_pending = False
+        # The pieces of the records made whose history rows are still to be made (`EarlyRecording.keep`).
+        self._unkept: deque[CheckPieces] = deque()
 
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         if session.config.option.collectonly:
@@ -83,7 +92,8 @@ class Recorder:
     def spare_work(self) -> bool:
         """One piece of what the end of the run would do, done while a check waits for facts; False: none left.
 
-        The history's store opened first, then one record made (`make_one`).
+        The history's store opened first, then one record made (`make_one`); with none left to make,
+        one made record's rows in the history (it spares the end less than a record made does).
         """
         if self._early_pending:
             from opsproof.run.early_recording import EarlyRecording
@@ -94,7 +104,13 @@ class Recorder:
             self.config.add_cleanup(self._early.abandon)  # a run that records nothing closes it (a no-op after)
             self._early.open()
             return True
-        return self.make_one()
+        if self.make_one():
+            return True
+        if self._unkept and self._early is not None:
+            pieces = self._unkept.popleft()
+            self._early.keep(pieces.json, pieces.record)
+            return True
+        return False
 
     def make_one(self) -> bool:
         """Keep the oldest record not yet made as its model and its pieces (`run.results.keep_record`).
@@ -102,7 +118,7 @@ class Recorder:
         Called while a check waits for its facts: the run would be idle then, and each record
         made is work the bundle does not do after the last check. False when none is left.
         """
-        from opsproof.run.results import keep_record
+        from opsproof.run.results import Kept, keep_record
 
         records = self.state.records
         while self._unmade:
@@ -116,7 +132,9 @@ class Recorder:
                     from opsproof.evidence.html_facts import FactsDrafter
 
                     self._drafter = FactsDrafter()
-                records[nodeid] = keep_record(record, self.state.redactor, self._drafter)
+                kept = records[nodeid] = keep_record(record, self.state.redactor, self._drafter)
+                if self._early is not None and isinstance(kept, Kept):  # its history rows, made of its line, later
+                    self._unkept.append(kept.pieces)
                 self._made += 1
                 return True
         return False
@@ -215,11 +233,13 @@ class Recorder:
             extra = {NOTIFICATIONS_FILE: sent} if sent is not None else None
             head = head_for(state.report_dir, state.history)
             # Not in an xdist controller: execnet's threads would be forked mid-flight. Nor when most records
-            # were made while the checks waited: what is left of report.html then takes less than forking does.
+            # were made while the checks waited, or few were left: what is left of report.html then takes
+            # less than forking does.
             in_child = (
                 owns_process(self.config)
                 and not self.config.pluginmanager.has_plugin("opsproof-xdist")
                 and unmade * UNMADE_FOR_A_CHILD >= len(shown.checks)
+                and unmade >= UNMADE_FOR_A_CHILD_AT_LEAST
             )
             if self._early is not None:
                 early = self._early  # its store opened while the checks waited; its rows written after ours
@@ -293,6 +313,7 @@ class Recorder:
 
 def _model_of(record: Mapping[str, Any]) -> CheckRecord:
     """A kept record's model (`run.results.Kept`), or a record's dict validated."""
+    from opsproof.model.results import CheckRecord
     from opsproof.run.results import Kept
 
     return record.model if isinstance(record, Kept) else CheckRecord.model_validate(record)
@@ -347,6 +368,8 @@ def _unmatched_windows(state: RunState) -> list[Maintenance]:
     totals = state.results.summary.maintenance if state.results is not None else None
     if totals is not None:
         return totals.unmatched
+    from opsproof.model.results import Maintenance
+
     return [Maintenance.model_validate(w) for w in state.unmatched_windows]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import platform
 import subprocess
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,30 +195,32 @@ def summarize(
     unmatched_waivers: list[dict[str, Any]],
     unmatched_windows: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    by_outcome = Counter(c["outcome"] for c in checks)
+    # One pass, each record's fields read once: a kept record is read through its model (`Kept`), and
+    # the pass per total that read them again and again took ~1 ms at 1,000 checks.
+    by_outcome: dict[str, int] = {}
     by_severity: dict[str, dict[str, int]] = {}
+    blocking: list[Any] = []
+    applied: set[Any] = set()
+    expired: set[Any] = set()
     for c in checks:
-        row = by_severity.setdefault(c["severity"], {})
-        row[c["outcome"]] = row.get(c["outcome"], 0) + 1
-    blocking = [
-        c["check"]
-        for c in checks
-        if outcomes.is_blocking(c["outcome"], c["severity"], fail_on, held=bool(c.get("maintenance")))
-    ]
+        outcome, severity = c["outcome"], c["severity"]
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
+        row = by_severity.setdefault(severity, {})
+        row[outcome] = row.get(outcome, 0) + 1
+        if outcomes.is_blocking(outcome, severity, fail_on, held=bool(c.get("maintenance"))):
+            blocking.append(c["check"])
+        waiver = c.get("waiver", {})
+        status = waiver.get("status")
+        if status == "applied":
+            applied.add(waiver["ticket"])
+        elif status == "expired":
+            expired.add(waiver["ticket"])
     return {
         "total": len(checks),
         "by_outcome": {o: by_outcome.get(o, 0) for o in outcomes.OUTCOMES},
         "by_severity": {s: by_severity[s] for s in ("critical", "high", "medium", "low") if s in by_severity},
         "blocking": blocking,
-        "waivers": {
-            "applied": sorted(
-                {c["waiver"]["ticket"] for c in checks if c.get("waiver", {}).get("status") == "applied"}
-            ),
-            "expired": sorted(
-                {c["waiver"]["ticket"] for c in checks if c.get("waiver", {}).get("status") == "expired"}
-            ),
-            "unmatched": unmatched_waivers,
-        },
+        "waivers": {"applied": sorted(applied), "expired": sorted(expired), "unmatched": unmatched_waivers},
         "maintenance": maintenance.summary(checks, unmatched_windows or []),
     }
 
