@@ -386,11 +386,12 @@ DIE_WITH_AFTER_S = 0.08
 def _probe_in_child(gatherer: Gatherer, kind: str, request_read: int, result_write: int, parent: int) -> NoReturn:
     status = 0
     try:
-        armed = kind_named(kind).cleans_up  # a kind that cleans up is left to notice the run's end and clean up
+        cleans_up = kind_named(kind).cleans_up  # left to notice the run's end and clean up after itself
         settle(gatherer, kind)
         # Import what the probes need while the parent collects, then wait for the work.
         import_libraries(kind_named(kind))
-        status = serve(gatherer, kind, request_read, result_write, None if armed else partial(warm.die_with, parent))
+        die_with = None if cleans_up else partial(warm.die_with, parent)
+        status = serve(gatherer, kind, request_read, result_write, die_with)
     except BaseException:
         status = 1
     finally:
