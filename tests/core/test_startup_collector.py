@@ -57,9 +57,7 @@ def test_a_pytest_without_opsproof_keeps_its_collector(pytester: pytest.Pytester
     result.assert_outcomes(passed=1)
 
 
-def test_a_run_inside_another_program_leaves_its_collector_as_it_was(
-    runner: Runner, http_server: HttpServer
-) -> None:
+def test_a_run_inside_another_program_leaves_its_collector_as_it_was(runner: Runner, http_server: HttpServer) -> None:
     runner.profile(http_profile(f"{{name: up, url: '{http_server.base}/health'}}"))
     before = gc.isenabled()
     run = runner.run("-m", "daily")  # in this process: pytest.main, as pytester and wrappers call it
