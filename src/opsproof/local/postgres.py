@@ -30,7 +30,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from opsproof.errors import OpsproofError
+from opsproof.local.ports import free_port
 
 if TYPE_CHECKING:
     import psycopg
@@ -184,12 +184,6 @@ def service_user() -> ServiceUser:
         raise LocalPgError(f"PostgreSQL cannot run as root and useradd {SERVICE_USER} failed: {detail}") from None
     entry = pwd.getpwnam(SERVICE_USER)
     return ServiceUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _make_traversable(path: Path) -> None:
@@ -449,7 +443,7 @@ def local_postgres(
             _initdb(binaries, user, pg.data_dir, password_auth)
         # The free port may be taken between our check and postgres binding it: try a few.
         for attempt in range(3):
-            pg.port = free_port()
+            pg.port = free_port(0)
             try:
                 _start(pg, start_timeout)
                 break
