@@ -152,7 +152,22 @@ def _controls_text(controls: tuple[str, ...]) -> str:
 
 def observation_rows_of(run: Run, check: CheckRecord) -> list[tuple[Any, ...]]:
     """One record's `observations` rows: its `measures`, at the time the record measured them."""
-    return check_rows(check).observations(run)
+    return _observation_rows(run, check.check, check.started_at, _finite_measures(check))
+
+
+def _finite_measures(check: CheckRecord) -> tuple[tuple[str, float], ...]:
+    return tuple(
+        (measure, float(value))
+        for measure, value in (check.measures or {}).items()
+        if math.isfinite(value)  # a results.json written by hand or by another version may hold NaN
+    )
+
+
+def _observation_rows(
+    run: Run, check: str, started_at: str | None, measures: tuple[tuple[str, float], ...]
+) -> list[tuple[Any, ...]]:
+    at = started_at or run.started_at
+    return [(run.id, run.environment, check, measure, value, at) for measure, value in measures]
 
 
 class CheckRows(NamedTuple):
@@ -171,15 +186,9 @@ class CheckRows(NamedTuple):
 
     def observations(self, run: Run) -> list[tuple[Any, ...]]:
         """Its `observations` rows in this run: its measures, at the time the record measured them."""
-        at = self.started_at or run.started_at
-        return [(run.id, run.environment, self.check, measure, value, at) for measure, value in self.measures]
+        return _observation_rows(run, self.check, self.started_at, self.measures)
 
 
 def check_rows(check: CheckRecord) -> CheckRows:
     """A check record's rows in the history (`CheckRows`), as its sealed results.json makes them."""
-    measures = tuple(
-        (measure, float(value))
-        for measure, value in (check.measures or {}).items()
-        if math.isfinite(value)  # a results.json written by hand or by another version may hold NaN
-    )
-    return CheckRows(record_row(check), check.check, check.started_at, measures)
+    return CheckRows(record_row(check), check.check, check.started_at, _finite_measures(check))

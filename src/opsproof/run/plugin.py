@@ -207,10 +207,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {description}")
     config.addinivalue_line("markers", custom.MARKER_HELP)
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
-    if not owns_process(config):  # in another program's process (pytest.main, pytester): its collector, as it was
+    run = _asked(config) or bool(workerinput and "opsproof_run_id" in workerinput)
+    if not (run and owns_process(config)):
+        # No opsproof run (pytest as it would be without the plugin), or a run in another program's
+        # process (pytest.main, pytester): the collector as it was.
         heap.resume_after_the_start()
-    if not _asked(config) and not (workerinput and "opsproof_run_id" in workerinput):
-        heap.resume_after_the_start()  # no opsproof run: pytest as it would be without the plugin
+    if not run:
         return
     if config.option.help or config.option.markers:  # information only: no profile needed
         return
