@@ -208,9 +208,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", custom.MARKER_HELP)
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     run = _asked(config) or bool(workerinput and "opsproof_run_id" in workerinput)
-    if not (run and owns_process(config)):
-        # No opsproof run (pytest as it would be without the plugin), or a run in another program's
-        # process (pytest.main, pytester): the collector as it was.
+    if not (run and owns_process(config)):  # no opsproof run, or one inside pytest.main: the collector as it was
         heap.resume_after_the_start()
     if not run:
         return
